@@ -1,0 +1,3 @@
+from fusetrace.cli import main
+
+main()

@@ -1,0 +1,522 @@
+"""pcapng reading and writing for FUSE captures (design.md §4). Pure: file objects only.
+
+Layout written:
+
+* one Section Header Block in host byte order, with ``shb_userappl``, ``shb_os``,
+  ``shb_hardware`` and an ``opt_comment`` holding the capture metadata as one JSON object;
+* one Interface Description Block per /dev/fuse channel: link type 147 (LINKTYPE_USER0),
+  ``if_tsresol`` 9 (nanoseconds), ``if_name`` "fuse", ``if_description`` the mountpoint;
+* one Enhanced Packet Block per frame, the raw frame as packet data, the direction in
+  ``epb_flags`` (inbound = kernel → daemon) and, when the proxy changed the frame, an
+  ``opt_comment`` saying what it changed.
+
+The reader streams; it accepts any pcapng (either byte order, several sections, other
+timestamp resolutions, Simple and obsolete Packet Blocks) and classic pcap with link type
+147, and stops cleanly at a block cut short, reporting where.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from fusetrace.errors import CaptureError
+from fusetrace.record import Direction, Record
+
+LINKTYPE_FUSE = 147  # LINKTYPE_USER0
+CAPTURE_FORMAT = 1  # the "fusetrace_capture" value in the metadata
+
+_SHB = 0x0A0D0D0A
+_IDB = 0x00000001
+_OPB = 0x00000002  # obsolete Packet Block
+_SPB = 0x00000003
+_EPB = 0x00000006
+_BOM = 0x1A2B3C4D
+
+_OPT_END = 0
+_OPT_COMMENT = 1
+_SHB_HARDWARE = 2
+_SHB_OS = 3
+_SHB_USERAPPL = 4
+_IF_NAME = 2
+_IF_DESCRIPTION = 3
+_IF_TSRESOL = 9
+_EPB_FLAGS = 2
+
+_PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1_000),  # microseconds, little endian
+    b"\xa1\xb2\xc3\xd4": (">", 1_000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1),  # nanoseconds
+    b"\xa1\xb2\x3c\x4d": (">", 1),
+}
+
+_READ_CHUNK = 1 << 20
+_MAX_BLOCK = 256 << 20  # larger than any FUSE frame; a bigger length means corruption
+
+
+def _pad4(n: int) -> int:
+    return (4 - n % 4) % 4
+
+
+def _option(code: int, value: bytes, order: str) -> bytes:
+    return struct.pack(order + "HH", code, len(value)) + value + b"\0" * _pad4(len(value))
+
+
+def _options(items: list[tuple[int, bytes]], order: str) -> bytes:
+    if not items:
+        return b""
+    return b"".join(_option(c, v, order) for c, v in items) + struct.pack(order + "HH", 0, 0)
+
+
+def _block(block_type: int, body: bytes, order: str) -> bytes:
+    total = 12 + len(body)
+    return struct.pack(order + "II", block_type, total) + body + struct.pack(order + "I", total)
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One /dev/fuse file descriptor, written as a pcapng interface."""
+
+    description: str = ""
+    name: str = "fuse"
+
+
+class CaptureWriter:
+    """Appends FUSE frames to a pcapng stream.
+
+    Each frame becomes exactly one ``write()`` of one whole block on ``fileobj``, so an
+    unbuffered file holds every frame written so far even if the process is killed; with a
+    buffered file, ``flush()`` decides what is safe.
+    """
+
+    def __init__(
+        self,
+        fileobj: BinaryIO,
+        meta: dict[str, Any],
+        *,
+        channels: list[Channel] | None = None,
+        snaplen: int | None = None,
+        userappl: str = "fusetrace",
+        os_name: str = "",
+        hardware: str = "",
+        byte_order: str = "little",
+    ) -> None:
+        self._f = fileobj
+        self._order = "<" if byte_order == "little" else ">"
+        self.snaplen = snaplen
+        self.frames = 0
+        meta = {"fusetrace_capture": CAPTURE_FORMAT, "byte_order": byte_order, **meta}
+        o = self._order
+        opts: list[tuple[int, bytes]] = [(_OPT_COMMENT, json.dumps(meta).encode())]
+        if hardware:
+            opts.append((_SHB_HARDWARE, hardware.encode()))
+        if os_name:
+            opts.append((_SHB_OS, os_name.encode()))
+        opts.append((_SHB_USERAPPL, userappl.encode()))
+        body = struct.pack(o + "IHHq", _BOM, 1, 0, -1) + _options(opts, o)
+        self._f.write(_block(_SHB, body, o))
+        self._channels = 0
+        self._epb_head = struct.Struct(o + "IIIIIII")
+        self._flags_opt = {
+            d: struct.pack(o + "HHI", _EPB_FLAGS, 4, int(d)) for d in (Direction.INBOUND,
+                                                                          Direction.OUTBOUND)
+        }
+        self._end_opt = struct.pack(o + "HH", 0, 0)
+        self._tail = struct.Struct(o + "I")
+        for ch in channels or [Channel()]:
+            self.add_channel(ch)
+
+    def add_channel(self, channel: Channel) -> int:
+        """Write an Interface Description Block; returns the new channel number."""
+        o = self._order
+        snap = self.snaplen or 0
+        opts = [(_IF_NAME, channel.name.encode()), (_IF_TSRESOL, b"\x09")]
+        if channel.description:
+            opts.insert(1, (_IF_DESCRIPTION, channel.description.encode()))
+        body = struct.pack(o + "HHI", LINKTYPE_FUSE, 0, snap) + _options(opts, o)
+        self._f.write(_block(_IDB, body, o))
+        self._channels += 1
+        return self._channels - 1
+
+    def write(
+        self,
+        direction: Direction,
+        t_ns: int,
+        data: bytes,
+        *,
+        channel: int = 0,
+        comment: str | None = None,
+        orig_len: int | None = None,
+    ) -> None:
+        """Append one frame as an Enhanced Packet Block."""
+        if orig_len is None:
+            orig_len = len(data)
+        if self.snaplen is not None and len(data) > self.snaplen:
+            data = data[: self.snaplen]
+        cap = len(data)
+        pad = b"\0" * _pad4(cap)
+        opts = self._flags_opt[direction]
+        if comment:
+            opts = opts + _option(_OPT_COMMENT, comment.encode(), self._order)
+        total = 28 + cap + len(pad) + len(opts) + 4 + 4
+        head = self._epb_head.pack(
+            _EPB, total, channel, (t_ns >> 32) & 0xFFFFFFFF, t_ns & 0xFFFFFFFF, cap, orig_len
+        )
+        self._f.write(
+            b"".join((head, data, pad, opts, self._end_opt, self._tail.pack(total)))
+        )
+        self.frames += 1
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
+@dataclass
+class Interface:
+    linktype: int
+    snaplen: int
+    name: str = ""
+    description: str = ""
+    ts_num: int = 1000  # multiply raw timestamps by ts_num / ts_den to get nanoseconds
+    ts_den: int = 1
+
+
+@dataclass
+class CaptureInfo:
+    """What the reader learned about the capture besides its frames."""
+
+    meta: dict[str, Any] = field(default_factory=dict)
+    byte_order: str = "little"
+    userappl: str = ""
+    os: str = ""
+    hardware: str = ""
+    interfaces: list[Interface] = field(default_factory=list)
+    #: True when the file ends inside a block; ``truncated_at`` is that block's offset.
+    truncated: bool = False
+    truncated_at: int | None = None
+    #: frames on interfaces whose link type is not FUSE, skipped
+    skipped: int = 0
+    format: str = "pcapng"
+
+
+def guess_direction(data: bytes, order: str) -> Direction:
+    """Direction of a frame written by a tool that did not record it.
+
+    A reply or notification has ``error`` (0, a negative errno, or a small notify code with
+    ``unique`` 0) where a request has its opcode, and a request never has ``unique`` 0.
+    """
+    if len(data) < 16:
+        return Direction.OUTBOUND
+    second, unique = struct.unpack_from(order + "IQ", data, 4)
+    if second == 0 or second >= 0x80000000 or unique == 0 or len(data) < 40:
+        return Direction.OUTBOUND
+    return Direction.INBOUND
+
+
+class CaptureReader:
+    """Streams the frames of a pcapng (or classic pcap) FUSE capture from a file object.
+
+    ``info`` is filled in as the file is read: the section header (and so the metadata) is
+    read on construction; ``truncated`` is known once iteration ends.
+    """
+
+    def __init__(self, fileobj: BinaryIO) -> None:
+        self._f = fileobj
+        self._buf = b""
+        self._pos = 0  # position of _buf[0] in the file
+        self._off = 0  # read offset inside _buf
+        self._eof = False
+        self.info = CaptureInfo()
+        self._order = "<"
+        self._index = 0
+        magic = self._peek(4)
+        if not magic:
+            raise CaptureError("empty file: not a capture")
+        if magic in _PCAP_MAGICS:
+            self.info.format = "pcap"
+            self._iter: Iterator[Record] = self._read_pcap()
+            return
+        if len(magic) < 4 or struct.unpack("<I", magic)[0] != _SHB:
+            raise CaptureError(
+                "not a pcapng capture (bad magic)",
+                hint="fusetrace reads the .pcapng files that `fusetrace record -w` writes",
+            )
+        self._read_shb_first()
+        self._iter = self._read_pcapng()
+
+    # ---- buffered access -------------------------------------------------------------
+    def _fill(self, n: int) -> bool:
+        """Make sure n bytes are available from the read offset; False at end of file."""
+        while len(self._buf) - self._off < n:
+            if self._eof:
+                return False
+            chunk = self._f.read(max(_READ_CHUNK, n))
+            if not chunk:
+                self._eof = True
+                return False
+            self._pos += self._off
+            self._buf = self._buf[self._off :] + chunk
+            self._off = 0
+        return True
+
+    def _peek(self, n: int) -> bytes:
+        self._fill(n)
+        return self._buf[self._off : self._off + n]
+
+    def _take(self, n: int) -> bytes | None:
+        if not self._fill(n):
+            return None
+        b = self._buf[self._off : self._off + n]
+        self._off += n
+        return b
+
+    @property
+    def _offset(self) -> int:
+        return self._pos + self._off
+
+    def _cut(self, offset: int) -> None:
+        self.info.truncated = True
+        self.info.truncated_at = offset
+
+    # ---- pcapng ------------------------------------------------------------------------
+    def _read_shb_first(self) -> None:
+        head = self._peek(12)
+        if len(head) < 12:
+            raise CaptureError("truncated capture: the section header is cut short")
+        bom = head[8:12]
+        if bom == b"\x4d\x3c\x2b\x1a":
+            self._order = "<"
+        elif bom == b"\x1a\x2b\x3c\x4d":
+            self._order = ">"
+        else:
+            raise CaptureError("not a pcapng capture (bad byte-order magic)")
+        start = self._offset
+        (total,) = struct.unpack(self._order + "I", head[4:8])
+        body = self._take(total) if 28 <= total <= _MAX_BLOCK else None
+        if body is None:
+            raise CaptureError(
+                f"truncated or corrupt capture: bad section header at offset {start}"
+            )
+        self._parse_shb(body)
+
+    def _parse_options(self, data: bytes, start: int) -> Iterator[tuple[int, bytes]]:
+        o = self._order
+        pos = start
+        while pos + 4 <= len(data):
+            code, length = struct.unpack_from(o + "HH", data, pos)
+            pos += 4
+            if code == _OPT_END:
+                return
+            yield code, data[pos : pos + length]
+            pos += length + _pad4(length)
+
+    def _parse_shb(self, block: bytes) -> None:
+        bom = block[8:12]
+        self._order = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
+        self.info.byte_order = "little" if self._order == "<" else "big"
+        self.info.interfaces = []  # interface ids restart in every section
+        major = struct.unpack_from(self._order + "H", block, 12)[0]
+        if major != 1:
+            raise CaptureError(f"unsupported pcapng version {major}")
+        for code, value in self._parse_options(block[:-4], 24):
+            text = value.decode("utf-8", "replace")
+            if code == _OPT_COMMENT:
+                try:
+                    meta = json.loads(text)
+                except ValueError:
+                    continue
+                if isinstance(meta, dict) and "fusetrace_capture" in meta:
+                    self.info.meta = meta
+            elif code == _SHB_HARDWARE:
+                self.info.hardware = text
+            elif code == _SHB_OS:
+                self.info.os = text
+            elif code == _SHB_USERAPPL:
+                self.info.userappl = text
+        bo = self.info.meta.get("byte_order")
+        if bo in ("little", "big"):
+            self.info.byte_order = bo
+
+    def _parse_idb(self, block: bytes) -> None:
+        o = self._order
+        linktype, _, snaplen = struct.unpack_from(o + "HHI", block, 8)
+        iface = Interface(linktype=linktype, snaplen=snaplen)
+        for code, value in self._parse_options(block[:-4], 16):
+            if code == _IF_NAME:
+                iface.name = value.decode("utf-8", "replace")
+            elif code == _IF_DESCRIPTION:
+                iface.description = value.decode("utf-8", "replace")
+            elif code == _IF_TSRESOL and value:
+                r = value[0]
+                if r & 0x80:
+                    iface.ts_num, iface.ts_den = 1_000_000_000, 1 << (r & 0x7F)
+                else:
+                    exp = r & 0x7F
+                    if exp <= 9:
+                        iface.ts_num, iface.ts_den = 10 ** (9 - exp), 1
+                    else:
+                        iface.ts_num, iface.ts_den = 1, 10 ** (exp - 9)
+        self.info.interfaces.append(iface)
+
+    def _read_pcapng(self) -> Iterator[Record]:
+        epb = struct.Struct(self._order + "IIIII")
+        while True:
+            start = self._offset
+            head = self._take(8)
+            if head is None:
+                rest = len(self._buf) - self._off
+                if rest:
+                    self._cut(start)
+                return
+            # a new section may switch byte order: look at its BOM before trusting lengths
+            btype_le = struct.unpack("<I", head[:4])[0]
+            if btype_le == _SHB:
+                bom = self._peek(4)
+                self._order = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
+                epb = struct.Struct(self._order + "IIIII")
+            btype, total = struct.unpack(self._order + "II", head)
+            if total < 12 or total % 4 or total > _MAX_BLOCK:
+                raise CaptureError(f"corrupt capture: bad block length {total} at offset {start}")
+            body = self._take(total - 8)
+            if body is None:
+                self._cut(start)
+                return
+            block = head + body
+            if struct.unpack_from(self._order + "I", block, total - 4)[0] != total:
+                raise CaptureError(f"corrupt capture: block at offset {start} is damaged")
+            if btype == _EPB:
+                iface_id, ts_hi, ts_lo, caplen, origlen = epb.unpack_from(block, 8)
+                iface = self._interface(iface_id, start)
+                if iface.linktype != LINKTYPE_FUSE:
+                    self.info.skipped += 1
+                    continue
+                if 28 + caplen > total - 4:
+                    raise CaptureError(f"corrupt capture: packet at offset {start} overruns its block")
+                data = block[28 : 28 + caplen]
+                direction: Direction | None = None
+                comment = None
+                opt_start = 28 + caplen + _pad4(caplen)
+                if opt_start < total - 4:
+                    for code, value in self._parse_options(block[:-4], opt_start):
+                        if code == _EPB_FLAGS and len(value) >= 4:
+                            bits = struct.unpack(self._order + "I", value[:4])[0] & 3
+                            if bits in (1, 2):
+                                direction = Direction(bits)
+                        elif code == _OPT_COMMENT:
+                            comment = value.decode("utf-8", "replace")
+                if direction is None:
+                    direction = guess_direction(data, self._bo())
+                ts = (ts_hi << 32) | ts_lo
+                yield Record(
+                    self._index,
+                    ts * iface.ts_num // iface.ts_den,
+                    direction,
+                    data,
+                    origlen,
+                    iface_id,
+                    comment,
+                )
+                self._index += 1
+            elif btype == _SPB:
+                iface = self._interface(0, start)
+                if iface.linktype != LINKTYPE_FUSE:
+                    self.info.skipped += 1
+                    continue
+                (origlen,) = struct.unpack_from(self._order + "I", block, 8)
+                cap = min(origlen, iface.snaplen or origlen, total - 16)
+                data = block[12 : 12 + cap]
+                yield Record(
+                    self._index, 0, guess_direction(data, self._bo()), data, origlen, 0, None
+                )
+                self._index += 1
+            elif btype == _OPB:
+                iface_id, _drops, ts_hi, ts_lo, caplen, origlen = struct.unpack_from(
+                    self._order + "HHIIII", block, 8
+                )
+                iface = self._interface(iface_id, start)
+                if iface.linktype != LINKTYPE_FUSE:
+                    self.info.skipped += 1
+                    continue
+                data = block[28 : 28 + caplen]
+                ts = (ts_hi << 32) | ts_lo
+                yield Record(
+                    self._index,
+                    ts * iface.ts_num // iface.ts_den,
+                    guess_direction(data, self._bo()),
+                    data,
+                    origlen,
+                    iface_id,
+                    None,
+                )
+                self._index += 1
+            elif btype == _IDB:
+                self._parse_idb(block)
+            elif btype == _SHB:
+                self._parse_shb(block)
+            # other block types (name resolution, statistics, ...) carry nothing for us
+
+    def _bo(self) -> str:
+        return "<" if self.info.byte_order == "little" else ">"
+
+    def _interface(self, iface_id: int, offset: int) -> Interface:
+        try:
+            return self.info.interfaces[iface_id]
+        except IndexError:
+            raise CaptureError(
+                f"corrupt capture: packet at offset {offset} names interface {iface_id}, "
+                "which was never described"
+            ) from None
+
+    # ---- classic pcap -----------------------------------------------------------------
+    def _read_pcap(self) -> Iterator[Record]:
+        head = self._take(24)
+        if head is None:
+            raise CaptureError("truncated capture: the pcap file header is cut short")
+        order, ts_mult = _PCAP_MAGICS[head[:4]]
+        self._order = order
+        self.info.byte_order = "little" if order == "<" else "big"
+        _maj, _min, _tz, _sig, snaplen, linktype = struct.unpack_from(order + "HHiIII", head, 4)
+        linktype &= 0x0FFFFFFF
+        self.info.interfaces = [Interface(linktype=linktype, snaplen=snaplen)]
+        if linktype != LINKTYPE_FUSE:
+            raise CaptureError(
+                f"not a FUSE capture: link type {linktype}, expected {LINKTYPE_FUSE} (USER0)"
+            )
+        rec = struct.Struct(order + "IIII")
+        while True:
+            start = self._offset
+            h = self._take(16)
+            if h is None:
+                if len(self._buf) - self._off:
+                    self._cut(start)
+                return
+            sec, frac, caplen, origlen = rec.unpack(h)
+            if caplen > _MAX_BLOCK:
+                raise CaptureError(f"corrupt capture: bad record length at offset {start}")
+            data = self._take(caplen)
+            if data is None:
+                self._cut(start)
+                return
+            yield Record(
+                self._index,
+                sec * 1_000_000_000 + frac * ts_mult,
+                guess_direction(data, order),
+                data,
+                origlen,
+                0,
+                None,
+            )
+            self._index += 1
+
+    def __iter__(self) -> Iterator[Record]:
+        for rec in self._iter:
+            yield rec
+        if not any(i.linktype == LINKTYPE_FUSE for i in self.info.interfaces) and self._index == 0:
+            if self.info.interfaces:
+                kinds = ", ".join(str(i.linktype) for i in self.info.interfaces)
+                raise CaptureError(
+                    f"not a FUSE capture: link type {kinds}, expected {LINKTYPE_FUSE} (USER0)"
+                )
