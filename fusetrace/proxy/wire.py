@@ -1,0 +1,67 @@
+"""The few wire facts the forwarding path needs: header layouts and INIT offsets.
+
+Only ``struct`` here: the forwarding path reads the 40-byte ``fuse_in_header`` and the 16-byte
+``fuse_out_header`` and nothing else (design.md §3). The INIT pair, once per mount, is read
+and rewritten field by field at fixed offsets (protocol.md §3.1).
+"""
+
+from __future__ import annotations
+
+import struct
+
+#: fuse_in_header: len u32, opcode u32, unique u64, nodeid u64, uid, gid, pid u32,
+#: total_extlen u16, padding u16
+IN_HEADER = struct.Struct("=IIQQIIIHH")
+#: fuse_out_header: len u32, error i32, unique u64
+OUT_HEADER = struct.Struct("=IiQ")
+IN_HEADER_LEN = IN_HEADER.size  # 40
+OUT_HEADER_LEN = OUT_HEADER.size  # 16
+
+#: len and opcode, the first 8 bytes of a request
+IN_LEN_OPCODE = struct.Struct("=II")
+#: len, error and unique of a reply (all of fuse_out_header)
+OUT_LEN = struct.Struct("=I")
+U32 = struct.Struct("=I")
+
+OP_FORGET = 2
+OP_INIT = 26
+OP_INTERRUPT = 36
+OP_NOTIFY_REPLY = 41
+OP_BATCH_FORGET = 42
+
+#: requests the daemon must not answer (protocol.md §2, "NR")
+NO_REPLY_OPCODES = frozenset({OP_FORGET, OP_BATCH_FORGET, OP_NOTIFY_REPLY, OP_INTERRUPT})
+
+#: bit 63 of a request's unique marks a resend; bit 0 of a reply's unique marks the
+#: answer to an INTERRUPT (FUSE_INT_REQ_BIT)
+INT_REQ_BIT = 1
+
+# fuse_init_in, after the 40-byte header: major, minor, max_readahead, flags, flags2
+INIT_IN_FLAGS = IN_HEADER_LEN + 12
+INIT_IN_FLAGS2 = IN_HEADER_LEN + 16
+# fuse_init_out, after the 16-byte header: major, minor, max_readahead, flags,
+# max_background u16, congestion_threshold u16, max_write, time_gran, max_pages u16,
+# map_alignment u16, flags2
+INIT_OUT_MAJOR = OUT_HEADER_LEN
+INIT_OUT_MINOR = OUT_HEADER_LEN + 4
+INIT_OUT_FLAGS = OUT_HEADER_LEN + 12
+INIT_OUT_MAX_WRITE = OUT_HEADER_LEN + 20
+INIT_OUT_MAX_PAGES = OUT_HEADER_LEN + 28
+INIT_OUT_FLAGS2 = OUT_HEADER_LEN + 32
+
+#: INIT flags (bits 0-31 in ``flags``)
+FLAG_INIT_EXT = 1 << 30
+#: INIT flags2 bits (bit 32 + n of the 64-bit set is bit n of ``flags2``)
+FLAG2_PASSTHROUGH = 1 << (37 - 32)
+FLAG2_OVER_IO_URING = 1 << (41 - 32)
+#: what a daemon behind a socket cannot do: passthrough needs FUSE_DEV_IOC_BACKING_OPEN on
+#: the device, io_uring needs uring commands on it (protocol.md §9)
+SOCKET_UNSAFE_FLAGS2 = {
+    FLAG2_PASSTHROUGH: "PASSTHROUGH",
+    FLAG2_OVER_IO_URING: "OVER_IO_URING",
+}
+
+
+def flag2_names(bits: int) -> str:
+    """``PASSTHROUGH|OVER_IO_URING`` for the socket-unsafe bits set in ``bits``."""
+    return "|".join(name for bit, name in SOCKET_UNSAFE_FLAGS2.items() if bits & bit)

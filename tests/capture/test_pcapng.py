@@ -1,0 +1,195 @@
+"""pcapng writing and reading: our files, other tools' files, and damaged files."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fusetrace.capture.pcapng import (
+    LINKTYPE_FUSE,
+    CaptureReader,
+    CaptureWriter,
+    Channel,
+    guess_direction,
+)
+from fusetrace.errors import CaptureError
+from fusetrace.record import Direction
+
+T0 = 1_700_000_000_000_000_000
+
+
+def in_header(length: int, opcode: int, unique: int, nodeid: int, order: str = "<") -> bytes:
+    return struct.pack(order + "IIQQIIIHH", length, opcode, unique, nodeid, 0, 0, 0, 0, 0)
+
+
+def out_header(length: int, error: int, unique: int, order: str = "<") -> bytes:
+    return struct.pack(order + "IiQ", length, error, unique)
+
+
+LOOKUP = in_header(46, 1, 4, 1) + b"hello\0"
+ENOENT_REPLY = out_header(16, -2, 4)
+NOTIFY = out_header(40, 2, 0) + bytes(24)
+
+
+def build(frames: list[tuple[Direction, bytes]], **kw: object) -> bytes:
+    buf = io.BytesIO()
+    w = CaptureWriter(buf, {"daemon": ["d"], "mountpoint": "/mnt"}, **kw)  # type: ignore[arg-type]
+    for i, (d, data) in enumerate(frames):
+        w.write(d, T0 + i * 1000, data, comment="changed" if i == 1 else None)
+    return buf.getvalue()
+
+
+def read_all(data: bytes) -> tuple[CaptureReader, list]:
+    r = CaptureReader(io.BytesIO(data))
+    return r, list(r)
+
+
+def test_round_trip_keeps_frames_directions_times_and_comments() -> None:
+    data = build([(Direction.INBOUND, LOOKUP), (Direction.OUTBOUND, ENOENT_REPLY)])
+    r, recs = read_all(data)
+    assert [x.data for x in recs] == [LOOKUP, ENOENT_REPLY]
+    assert [x.direction for x in recs] == [Direction.INBOUND, Direction.OUTBOUND]
+    assert [x.t_ns for x in recs] == [T0, T0 + 1000]
+    assert [x.index for x in recs] == [0, 1]
+    assert [x.comment for x in recs] == [None, "changed"]
+    assert r.info.meta["fusetrace_capture"] == 1
+    assert r.info.meta["mountpoint"] == "/mnt"
+    assert r.info.interfaces[0].linktype == LINKTYPE_FUSE
+    assert not r.info.truncated
+
+
+def test_snaplen_cuts_data_and_keeps_original_length() -> None:
+    big = in_header(40 + 100, 16, 6, 2) + bytes(100)
+    _, recs = read_all(build([(Direction.INBOUND, big)], snaplen=64))
+    assert len(recs[0].data) == 64
+    assert recs[0].orig_len == 140
+    assert recs[0].truncated
+
+
+def test_big_endian_section_reads_back() -> None:
+    frame = in_header(46, 1, 4, 1, ">") + b"hello\0"
+    buf = io.BytesIO()
+    w = CaptureWriter(buf, {}, byte_order="big")
+    w.write(Direction.INBOUND, T0, frame)
+    r, recs = read_all(buf.getvalue())
+    assert r.info.byte_order == "big"
+    assert recs[0].data == frame
+    assert recs[0].t_ns == T0
+
+
+def test_several_channels_and_sections() -> None:
+    one = build([(Direction.INBOUND, LOOKUP)], channels=[Channel("/a"), Channel("/b")])
+    two = build([(Direction.OUTBOUND, ENOENT_REPLY)])
+    r, recs = read_all(one + two)  # what mergecap -a makes: two sections back to back
+    assert [x.data for x in recs] == [LOOKUP, ENOENT_REPLY]
+    assert [x.index for x in recs] == [0, 1]
+
+
+def test_cut_mid_block_reads_whole_frames_and_reports_offset() -> None:
+    data = build([(Direction.INBOUND, LOOKUP), (Direction.OUTBOUND, ENOENT_REPLY)])
+    cut = data[:-10]
+    r, recs = read_all(cut)
+    assert [x.data for x in recs] == [LOOKUP]
+    assert r.info.truncated
+    assert r.info.truncated_at is not None and r.info.truncated_at < len(cut)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty file"),
+        (b"hello, this is not a capture at all\n", "not a pcapng"),
+        (b"\x0a\x0d\x0d\x0a\x1c\x00", "truncated"),
+    ],
+)
+def test_unreadable_files_raise_capture_error(data: bytes, message: str) -> None:
+    with pytest.raises(CaptureError, match=message):
+        read_all(data)
+
+
+def test_corrupt_block_length_raises() -> None:
+    data = bytearray(build([(Direction.INBOUND, LOOKUP)]))
+    # the EPB is the last block; break its trailing length copy
+    data[-4:] = b"\xff\xff\x00\x00"
+    with pytest.raises(CaptureError, match="damaged"):
+        read_all(bytes(data))
+
+
+def test_classic_pcap_with_fuse_link_type() -> None:
+    head = struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, LINKTYPE_FUSE)
+    rec = struct.pack("<IIII", 1_700_000_000, 5, len(LOOKUP), len(LOOKUP)) + LOOKUP
+    r, recs = read_all(head + rec)
+    assert r.info.format == "pcap"
+    assert recs[0].data == LOOKUP
+    assert recs[0].t_ns == 1_700_000_000_000_000_005
+    assert recs[0].direction is Direction.INBOUND
+
+
+def test_classic_pcap_of_another_link_type_is_refused() -> None:
+    head = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    with pytest.raises(CaptureError, match="link type 1"):
+        read_all(head)
+
+
+@pytest.mark.parametrize(
+    ("frame", "expected"),
+    [
+        (LOOKUP, Direction.INBOUND),
+        (ENOENT_REPLY, Direction.OUTBOUND),
+        (out_header(16, 0, 8), Direction.OUTBOUND),
+        (NOTIFY, Direction.OUTBOUND),
+    ],
+)
+def test_direction_is_guessed_when_a_tool_did_not_record_it(
+    frame: bytes, expected: Direction
+) -> None:
+    assert guess_direction(frame, "<") is expected
+
+
+tools = pytest.mark.skipif(
+    not (shutil.which("capinfos") and shutil.which("tshark")), reason="needs tshark"
+)
+
+
+@tools
+def test_capinfos_and_tshark_accept_our_files(tmp_path: Path) -> None:
+    path = tmp_path / "t.pcapng"
+    frames = [(Direction.INBOUND, LOOKUP), (Direction.OUTBOUND, ENOENT_REPLY)] * 3
+    path.write_bytes(build(frames))
+    info = subprocess.run(
+        ["capinfos", "-c", "-M", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "Number of packets:   6" in info
+    out = subprocess.run(
+        ["tshark", "-r", str(path), "-T", "fields", "-e", "frame.len", "-e", "frame.comment"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    rows = [line.split("\t") for line in out if line]
+    assert [int(r[0]) for r in rows] == [len(LOOKUP), len(ENOENT_REPLY)] * 3
+    assert rows[1][1] == "changed"
+
+
+@tools
+def test_files_rewritten_by_editcap_read_back(tmp_path: Path) -> None:
+    ours = tmp_path / "ours.pcapng"
+    ours.write_bytes(build([(Direction.INBOUND, LOOKUP), (Direction.OUTBOUND, ENOENT_REPLY)]))
+    theirs = tmp_path / "theirs.pcapng"
+    subprocess.run(["editcap", str(ours), str(theirs)], check=True, capture_output=True)
+    r, recs = read_all(theirs.read_bytes())
+    assert [x.data for x in recs] == [LOOKUP, ENOENT_REPLY]
+    assert [x.direction for x in recs] == [Direction.INBOUND, Direction.OUTBOUND]
+    assert json.loads(json.dumps(r.info.meta)).get("mountpoint") in ("/mnt", None)
+    pcap = tmp_path / "theirs.pcap"
+    subprocess.run(["editcap", "-F", "pcap", str(ours), str(pcap)], check=True, capture_output=True)
+    r, recs = read_all(pcap.read_bytes())
+    assert r.info.format == "pcap"
+    assert [x.data for x in recs] == [LOOKUP, ENOENT_REPLY]
+    assert [x.direction for x in recs] == [Direction.INBOUND, Direction.OUTBOUND]
