@@ -35,7 +35,7 @@ class Record(NamedTuple):
     A NamedTuple rather than a dataclass: a million of these are made per large capture.
     """
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index on purpose
     t_ns: int
     direction: Direction
     data: bytes

@@ -121,8 +121,8 @@ class CaptureWriter:
         self._channels = 0
         self._epb_head = struct.Struct(o + "IIIIIII")
         self._flags_opt = {
-            d: struct.pack(o + "HHI", _EPB_FLAGS, 4, int(d)) for d in (Direction.INBOUND,
-                                                                          Direction.OUTBOUND)
+            d: struct.pack(o + "HHI", _EPB_FLAGS, 4, int(d))
+            for d in (Direction.INBOUND, Direction.OUTBOUND)
         }
         self._end_opt = struct.pack(o + "HH", 0, 0)
         self._tail = struct.Struct(o + "I")
@@ -165,9 +165,7 @@ class CaptureWriter:
         head = self._epb_head.pack(
             _EPB, total, channel, (t_ns >> 32) & 0xFFFFFFFF, t_ns & 0xFFFFFFFF, cap, orig_len
         )
-        self._f.write(
-            b"".join((head, data, pad, opts, self._end_opt, self._tail.pack(total)))
-        )
+        self._f.write(b"".join((head, data, pad, opts, self._end_opt, self._tail.pack(total))))
         self.frames += 1
 
     def flush(self) -> None:
@@ -394,7 +392,9 @@ class CaptureReader:
                     self.info.skipped += 1
                     continue
                 if 28 + caplen > total - 4:
-                    raise CaptureError(f"corrupt capture: packet at offset {start} overruns its block")
+                    raise CaptureError(
+                        f"corrupt capture: packet at offset {start} overruns its block"
+                    )
                 data = block[28 : 28 + caplen]
                 direction: Direction | None = None
                 comment = None
@@ -512,11 +512,10 @@ class CaptureReader:
             self._index += 1
 
     def __iter__(self) -> Iterator[Record]:
-        for rec in self._iter:
-            yield rec
-        if not any(i.linktype == LINKTYPE_FUSE for i in self.info.interfaces) and self._index == 0:
-            if self.info.interfaces:
-                kinds = ", ".join(str(i.linktype) for i in self.info.interfaces)
-                raise CaptureError(
-                    f"not a FUSE capture: link type {kinds}, expected {LINKTYPE_FUSE} (USER0)"
-                )
+        yield from self._iter
+        no_fuse = not any(i.linktype == LINKTYPE_FUSE for i in self.info.interfaces)
+        if no_fuse and self._index == 0 and self.info.interfaces:
+            kinds = ", ".join(str(i.linktype) for i in self.info.interfaces)
+            raise CaptureError(
+                f"not a FUSE capture: link type {kinds}, expected {LINKTYPE_FUSE} (USER0)"
+            )

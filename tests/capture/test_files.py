@@ -32,8 +32,9 @@ def test_output_is_private_and_reads_back(tmp_path: Path) -> None:
 
 
 def test_missing_file_names_the_path(tmp_path: Path) -> None:
-    with pytest.raises(CaptureError, match="nope.pcapng: no such file"), open_capture(
-        str(tmp_path / "nope.pcapng")
+    with (
+        pytest.raises(CaptureError, match=r"nope\.pcapng: no such file"),
+        open_capture(str(tmp_path / "nope.pcapng")),
     ):
         pass
 

@@ -86,7 +86,7 @@ def test_big_endian_section_reads_back() -> None:
 def test_several_channels_and_sections() -> None:
     one = build([(Direction.INBOUND, LOOKUP)], channels=[Channel("/a"), Channel("/b")])
     two = build([(Direction.OUTBOUND, ENOENT_REPLY)])
-    r, recs = read_all(one + two)  # what mergecap -a makes: two sections back to back
+    _, recs = read_all(one + two)  # what mergecap -a makes: two sections back to back
     assert [x.data for x in recs] == [LOOKUP, ENOENT_REPLY]
     assert [x.index for x in recs] == [0, 1]
 
