@@ -1,0 +1,577 @@
+"""The one table of FUSE operations and notifications (protocol.md §2, §6, §7).
+
+Everything in fusetrace that needs to know "what does opcode N carry, what must its reply look
+like, what does it do to lookup counts and file handles" reads :data:`OPS` (and :data:`NOTIFY`
+for notification codes). Nothing else lists opcodes.
+
+A message body is a sequence of :class:`Arg` in wire order. Struct arguments name the kernel
+struct (``fuse_read_in``); its fields appear *flattened* in the decoded body (``body["fh"]``),
+nested structs stay nested (``body["attr"]["mode"]``). The schemas for the names live in
+:mod:`fusetrace.protocol.schemas`, which also picks the compat size of a struct for old minors.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from fusetrace.protocol.abi import (
+    S_IFDIR,
+    S_IFLNK,
+    S_IFREG,
+    FattrFlag,
+    GetattrFlag,
+    NotifyCode,
+    Opcode,
+)
+
+
+class ArgKind(enum.Enum):
+    """How one argument of a message body is laid out."""
+
+    #: a kernel struct (``Arg.struct``); its fields are flattened into the body
+    STRUCT = "struct"
+    #: a NUL-terminated string, decoded as text (surrogateescape) under ``Arg.name``
+    CSTRING = "cstring"
+    #: raw bytes whose length is the body field ``Arg.length_from``
+    BYTES = "bytes"
+    #: all remaining bytes, raw
+    REST = "rest"
+    #: all remaining bytes as text without NUL (READLINK target)
+    TEXT = "text"
+    #: ``body[length_from]`` records of struct ``Arg.struct``, as a list under ``Arg.name``
+    ARRAY = "array"
+    #: the extension block announced by ``in.total_extlen`` (protocol.md §3.3)
+    EXT = "ext"
+    #: READDIR records (fuse_dirent + name, 8-aligned) up to the end
+    DIRENTS = "dirents"
+    #: READDIRPLUS records (fuse_direntplus + name, 8-aligned) up to the end
+    DIRENTPLUS = "direntplus"
+    #: NUL-terminated names up to the end (LISTXATTR reply)
+    NAMES = "names"
+    #: NUL-separated KEY=VALUE strings up to the end (CUSE_INIT reply device info)
+    DEVINFO = "devinfo"
+
+
+@dataclass(frozen=True)
+class Arg:
+    kind: ArgKind
+    name: str
+    struct: str | None = None
+    length_from: str | None = None
+
+
+def S(struct: str) -> Arg:
+    return Arg(ArgKind.STRUCT, struct, struct)
+
+
+def CSTR(name: str) -> Arg:
+    return Arg(ArgKind.CSTRING, name)
+
+
+def BYTES(name: str, length_from: str) -> Arg:
+    return Arg(ArgKind.BYTES, name, length_from=length_from)
+
+
+def ARRAY(name: str, struct: str, count_from: str) -> Arg:
+    return Arg(ArgKind.ARRAY, name, struct, count_from)
+
+
+REST = Arg(ArgKind.REST, "data")
+EXT = Arg(ArgKind.EXT, "ext")
+
+
+class ReplyShape(enum.Enum):
+    """What a successful reply looks like (protocol.md §2 "Reply" column, §5.3 W8)."""
+
+    #: header only (len 16)
+    EMPTY = "empty"
+    #: exactly the reply structs (at the size the negotiated minor gives)
+    FIXED = "fixed"
+    #: the last argument may be shorter, bounded by the request (READ, READDIR, ...)
+    VARIABLE = "variable"
+    #: the daemon must not reply (FORGET, BATCH_FORGET, NOTIFY_REPLY)
+    NONE = "none"
+
+
+class LookupEffect(enum.Enum):
+    """Effect of an operation on the kernel's lookup count of node ids (protocol.md §7.1)."""
+
+    NONE = "none"
+    #: +1 for the reply's nodeid when it is nonzero (LOOKUP, MKNOD, MKDIR, SYMLINK, LINK,
+    #: CREATE, TMPFILE)
+    ENTRY = "entry"
+    #: +1 per reply entry except "." / ".." and nodeid 0
+    READDIRPLUS = "readdirplus"
+    #: -nlookup for the header's nodeid
+    FORGET = "forget"
+    #: -nlookup for every (nodeid, nlookup) in the body's ``forgets``
+    BATCH_FORGET = "batch_forget"
+
+
+class HandleEffect(enum.Enum):
+    """Effect of an operation on file handles (protocol.md §7.2)."""
+
+    NONE = "none"
+    #: a successful reply's ``fh`` opens a file handle (OPEN, CREATE, TMPFILE)
+    OPENS = "opens"
+    #: a successful reply's ``fh`` opens a directory handle (OPENDIR)
+    OPENS_DIR = "opens_dir"
+    #: the request's ``fh_fields`` name handles in use
+    USES_FH = "uses_fh"
+    #: the request's ``fh`` ends a file handle (RELEASE)
+    RELEASES = "releases"
+    #: the request's ``fh`` ends a directory handle (RELEASEDIR)
+    RELEASES_DIR = "releases_dir"
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """Everything fusetrace knows about one opcode."""
+
+    opcode: Opcode
+    #: minor of the protocol that introduced the opcode (0 = from the start; CUSE_INIT: 0)
+    since: int
+    #: request arguments after the 40-byte header, in wire order
+    request: tuple[Arg, ...]
+    reply: ReplyShape
+    #: arguments of a successful reply after the 16-byte header
+    reply_args: tuple[Arg, ...] = ()
+    #: reply arguments when the request's ``size`` is 0 (GETXATTR / LISTXATTR size probe)
+    reply_probe: tuple[Arg, ...] | None = None
+    #: the reply may be left out (INTERRUPT)
+    reply_optional: bool = False
+    lookup: LookupEffect = LookupEffect.NONE
+    handle: HandleEffect = HandleEffect.NONE
+    #: request body fields that carry a file handle
+    fh_fields: tuple[str, ...] = ()
+    #: (field, mask): the fh fields mean something only when ``body[field] & mask``
+    fh_when: tuple[str, int] | None = None
+    #: the op creates a directory entry (MKNOD, MKDIR, SYMLINK, LINK, CREATE, TMPFILE):
+    #: the kernel rejects a reply with nodeid 0 or 1
+    creates: bool = False
+    #: file type (S_IFxxx) the created node must have; None = taken from the request's
+    #: ``mode`` (MKNOD) or from the linked node (LINK)
+    file_type: int | None = None
+    #: an ENOSYS reply makes the kernel stop sending this op on the connection
+    enosys_remembered: bool = False
+    #: the request may end with an extension block (total_extlen)
+    extensions: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.opcode.name
+
+    @property
+    def has_reply(self) -> bool:
+        return self.reply is not ReplyShape.NONE
+
+
+_E, _F, _V, _N = ReplyShape.EMPTY, ReplyShape.FIXED, ReplyShape.VARIABLE, ReplyShape.NONE
+_FH = ("fh",)
+_ENTRY = (S("fuse_entry_out"),)
+_ATTR = (S("fuse_attr_out"),)
+_OPEN = (S("fuse_open_out"),)
+
+
+def _op(
+    opcode: Opcode,
+    since: int,
+    request: tuple[Arg, ...],
+    reply: ReplyShape,
+    reply_args: tuple[Arg, ...] = (),
+    **kw: object,
+) -> OpSpec:
+    return OpSpec(opcode, since, request, reply, reply_args, **kw)  # type: ignore[arg-type]
+
+
+_O = Opcode
+_SPECS: list[OpSpec] = [
+    _op(_O.LOOKUP, 0, (CSTR("name"),), _F, _ENTRY, lookup=LookupEffect.ENTRY),
+    _op(_O.FORGET, 0, (S("fuse_forget_in"),), _N, lookup=LookupEffect.FORGET),
+    _op(
+        _O.GETATTR,
+        0,
+        (S("fuse_getattr_in"),),
+        _F,
+        _ATTR,
+        handle=HandleEffect.USES_FH,
+        fh_fields=_FH,
+        fh_when=("getattr_flags", int(GetattrFlag.FH)),
+    ),
+    _op(
+        _O.SETATTR,
+        1,
+        (S("fuse_setattr_in"),),
+        _F,
+        _ATTR,
+        handle=HandleEffect.USES_FH,
+        fh_fields=_FH,
+        fh_when=("valid", int(FattrFlag.FH)),
+    ),
+    _op(_O.READLINK, 0, (), _V, (Arg(ArgKind.TEXT, "target"),)),
+    _op(
+        _O.SYMLINK,
+        1,
+        (CSTR("name"), CSTR("target"), EXT),
+        _F,
+        _ENTRY,
+        lookup=LookupEffect.ENTRY,
+        creates=True,
+        file_type=S_IFLNK,
+        extensions=True,
+    ),
+    _op(
+        _O.MKNOD,
+        1,
+        (S("fuse_mknod_in"), CSTR("name"), EXT),
+        _F,
+        _ENTRY,
+        lookup=LookupEffect.ENTRY,
+        creates=True,
+        extensions=True,
+    ),
+    _op(
+        _O.MKDIR,
+        1,
+        (S("fuse_mkdir_in"), CSTR("name"), EXT),
+        _F,
+        _ENTRY,
+        lookup=LookupEffect.ENTRY,
+        creates=True,
+        file_type=S_IFDIR,
+        extensions=True,
+    ),
+    _op(_O.UNLINK, 1, (CSTR("name"),), _E),
+    _op(_O.RMDIR, 1, (CSTR("name"),), _E),
+    _op(_O.RENAME, 1, (S("fuse_rename_in"), CSTR("oldname"), CSTR("newname")), _E),
+    _op(
+        _O.LINK,
+        1,
+        (S("fuse_link_in"), CSTR("newname")),
+        _F,
+        _ENTRY,
+        lookup=LookupEffect.ENTRY,
+        creates=True,
+        enosys_remembered=True,
+    ),
+    _op(
+        _O.OPEN,
+        1,
+        (S("fuse_open_in"),),
+        _F,
+        _OPEN,
+        handle=HandleEffect.OPENS,
+        enosys_remembered=True,
+    ),
+    _op(_O.READ, 1, (S("fuse_read_in"),), _V, (REST,), handle=HandleEffect.USES_FH, fh_fields=_FH),
+    _op(
+        _O.WRITE,
+        1,
+        (S("fuse_write_in"), BYTES("data", "size")),
+        _F,
+        (S("fuse_write_out"),),
+        handle=HandleEffect.USES_FH,
+        fh_fields=_FH,
+    ),
+    _op(_O.STATFS, 0, (), _F, (S("fuse_statfs_out"),)),
+    _op(_O.RELEASE, 1, (S("fuse_release_in"),), _E, handle=HandleEffect.RELEASES, fh_fields=_FH),
+    _op(
+        _O.FSYNC,
+        1,
+        (S("fuse_fsync_in"),),
+        _E,
+        handle=HandleEffect.USES_FH,
+        fh_fields=_FH,
+        enosys_remembered=True,
+    ),
+    _op(
+        _O.SETXATTR,
+        1,
+        (S("fuse_setxattr_in"), CSTR("name"), BYTES("value", "size")),
+        _E,
+        enosys_remembered=True,
+    ),
+    _op(
+        _O.GETXATTR,
+        1,
+        (S("fuse_getxattr_in"), CSTR("name")),
+        _V,
+        (Arg(ArgKind.REST, "value"),),
+        reply_probe=(S("fuse_getxattr_out"),),
+        enosys_remembered=True,
+    ),
+    _op(
+        _O.LISTXATTR,
+        1,
+        (S("fuse_getxattr_in"),),
+        _V,
+        (Arg(ArgKind.NAMES, "names"),),
+        reply_probe=(S("fuse_getxattr_out"),),
+        enosys_remembered=True,
+    ),
+    _op(_O.REMOVEXATTR, 1, (CSTR("name"),), _E, enosys_remembered=True),
+    _op(
+        _O.FLUSH,
+        1,
+        (S("fuse_flush_in"),),
+        _E,
+        handle=HandleEffect.USES_FH,
+        fh_fields=_FH,
+        enosys_remembered=True,
+    ),
+    _op(_O.INIT, 0, (S("fuse_init_in"),), _V, (S("fuse_init_out"),)),
+    _op(
+        _O.OPENDIR,
+        1,
+        (S("fuse_open_in"),),
+        _F,
+        _OPEN,
+        handle=HandleEffect.OPENS_DIR,
+        enosys_remembered=True,
+    ),
+    _op(
+        _O.READDIR,
+        1,
+        (S("fuse_read_in"),),
+        _V,
+        (Arg(ArgKind.DIRENTS, "entries"),),
+        handle=HandleEffect.USES_FH,
+        fh_fields=_FH,
+    ),
+    _op(
+        _O.RELEASEDIR,
+        1,
+        (S("fuse_release_in"),),
+        _E,
+        handle=HandleEffect.RELEASES_DIR,
+        fh_fields=_FH,
+    ),
+    _op(
+        _O.FSYNCDIR,
+        2,
+        (S("fuse_fsync_in"),),
+        _E,
+        handle=HandleEffect.USES_FH,
+        fh_fields=_FH,
+        enosys_remembered=True,
+    ),
+    _op(
+        _O.GETLK,
+        7,
+        (S("fuse_lk_in"),),
+        _F,
+        (S("fuse_lk_out"),),
+        handle=HandleEffect.USES_FH,
+        fh_fields=_FH,
+    ),
+    _op(_O.SETLK, 7, (S("fuse_lk_in"),), _E, handle=HandleEffect.USES_FH, fh_fields=_FH),
+    _op(_O.SETLKW, 7, (S("fuse_lk_in"),), _E, handle=HandleEffect.USES_FH, fh_fields=_FH),
+    _op(_O.ACCESS, 3, (S("fuse_access_in"),), _E, enosys_remembered=True),
+    _op(
+        _O.CREATE,
+        3,
+        (S("fuse_create_in"), CSTR("name"), EXT),
+        _F,
+        (S("fuse_entry_out"), S("fuse_open_out")),
+        lookup=LookupEffect.ENTRY,
+        handle=HandleEffect.OPENS,
+        creates=True,
+        file_type=S_IFREG,
+        enosys_remembered=True,
+        extensions=True,
+    ),
+    _op(
+        _O.INTERRUPT, 7, (S("fuse_interrupt_in"),), _E, reply_optional=True, enosys_remembered=True
+    ),
+    _op(_O.BMAP, 8, (S("fuse_bmap_in"),), _F, (S("fuse_bmap_out"),), enosys_remembered=True),
+    _op(_O.DESTROY, 8, (), _E),
+    _op(
+        _O.IOCTL,
+        11,
+        (S("fuse_ioctl_in"), BYTES("data", "in_size")),
+        _V,
+        (S("fuse_ioctl_out"), REST),
+        handle=HandleEffect.USES_FH,
+        fh_fields=_FH,
+    ),
+    _op(
+        _O.POLL,
+        11,
+        (S("fuse_poll_in"),),
+        _F,
+        (S("fuse_poll_out"),),
+        handle=HandleEffect.USES_FH,
+        fh_fields=_FH,
+        enosys_remembered=True,
+    ),
+    _op(_O.NOTIFY_REPLY, 15, (S("fuse_notify_retrieve_in"), BYTES("data", "size")), _N),
+    _op(
+        _O.BATCH_FORGET,
+        16,
+        (S("fuse_batch_forget_in"), ARRAY("forgets", "fuse_forget_one", "count")),
+        _N,
+        lookup=LookupEffect.BATCH_FORGET,
+    ),
+    _op(
+        _O.FALLOCATE,
+        19,
+        (S("fuse_fallocate_in"),),
+        _E,
+        handle=HandleEffect.USES_FH,
+        fh_fields=_FH,
+        enosys_remembered=True,
+    ),
+    _op(
+        _O.READDIRPLUS,
+        21,
+        (S("fuse_read_in"),),
+        _V,
+        (Arg(ArgKind.DIRENTPLUS, "entries"),),
+        lookup=LookupEffect.READDIRPLUS,
+        handle=HandleEffect.USES_FH,
+        fh_fields=_FH,
+    ),
+    _op(
+        _O.RENAME2,
+        23,
+        (S("fuse_rename2_in"), CSTR("oldname"), CSTR("newname")),
+        _E,
+        enosys_remembered=True,
+    ),
+    _op(
+        _O.LSEEK,
+        24,
+        (S("fuse_lseek_in"),),
+        _F,
+        (S("fuse_lseek_out"),),
+        handle=HandleEffect.USES_FH,
+        fh_fields=_FH,
+        enosys_remembered=True,
+    ),
+    _op(
+        _O.COPY_FILE_RANGE,
+        28,
+        (S("fuse_copy_file_range_in"),),
+        _F,
+        (S("fuse_write_out"),),
+        handle=HandleEffect.USES_FH,
+        fh_fields=("fh_in", "fh_out"),
+        enosys_remembered=True,
+    ),
+    _op(
+        _O.SETUPMAPPING,
+        31,
+        (S("fuse_setupmapping_in"),),
+        _E,
+        handle=HandleEffect.USES_FH,
+        fh_fields=_FH,
+    ),
+    _op(
+        _O.REMOVEMAPPING,
+        31,
+        (S("fuse_removemapping_in"), ARRAY("mappings", "fuse_removemapping_one", "count")),
+        _E,
+    ),
+    _op(_O.SYNCFS, 34, (S("fuse_syncfs_in"),), _E, enosys_remembered=True),
+    _op(
+        _O.TMPFILE,
+        37,
+        (S("fuse_create_in"), CSTR("name"), EXT),
+        _F,
+        (S("fuse_entry_out"), S("fuse_open_out")),
+        lookup=LookupEffect.ENTRY,
+        handle=HandleEffect.OPENS,
+        creates=True,
+        file_type=S_IFREG,
+        enosys_remembered=True,
+        extensions=True,
+    ),
+    _op(
+        _O.STATX,
+        39,
+        (S("fuse_statx_in"),),
+        _F,
+        (S("fuse_statx_out"),),
+        handle=HandleEffect.USES_FH,
+        fh_fields=_FH,
+        fh_when=("getattr_flags", int(GetattrFlag.FH)),
+        enosys_remembered=True,
+    ),
+    _op(
+        _O.COPY_FILE_RANGE_64,
+        45,
+        (S("fuse_copy_file_range_in"),),
+        _F,
+        (S("fuse_copy_file_range_out"),),
+        handle=HandleEffect.USES_FH,
+        fh_fields=("fh_in", "fh_out"),
+        enosys_remembered=True,
+    ),
+    _op(
+        _O.CUSE_INIT,
+        0,
+        (S("cuse_init_in"),),
+        _V,
+        (S("cuse_init_out"), Arg(ArgKind.DEVINFO, "dev_info")),
+    ),
+]
+
+#: opcode -> OpSpec, for every opcode of protocol.md §2.
+OPS: dict[int, OpSpec] = {spec.opcode: spec for spec in _SPECS}
+
+#: ops whose request has no reply at all (never paired, never kept outstanding).
+NO_REPLY_OPS = frozenset(op for op, spec in OPS.items() if not spec.has_reply)
+
+
+class NotifySize(enum.Enum):
+    """How the kernel checks a notification's payload length (protocol.md §6)."""
+
+    #: exactly the struct
+    EXACT = "exact"
+    #: struct + name + NUL, namelen from the struct (INVAL_ENTRY, DELETE)
+    NAME = "name"
+    #: struct + ``size`` bytes of data (STORE)
+    DATA = "data"
+    #: struct + ``count`` x u64 (PRUNE)
+    ARRAY = "array"
+    #: anything, ignored (RESEND, INC_EPOCH)
+    ANY = "any"
+
+
+@dataclass(frozen=True)
+class NotifySpec:
+    code: NotifyCode
+    since: int
+    args: tuple[Arg, ...]
+    size: NotifySize
+
+    @property
+    def name(self) -> str:
+        return self.code.name
+
+
+_C = NotifyCode
+NOTIFY: dict[int, NotifySpec] = {
+    spec.code: spec
+    for spec in (
+        NotifySpec(_C.POLL, 11, (S("fuse_notify_poll_wakeup_out"),), NotifySize.EXACT),
+        NotifySpec(_C.INVAL_INODE, 12, (S("fuse_notify_inval_inode_out"),), NotifySize.EXACT),
+        NotifySpec(
+            _C.INVAL_ENTRY, 12, (S("fuse_notify_inval_entry_out"), CSTR("name")), NotifySize.NAME
+        ),
+        NotifySpec(
+            _C.STORE, 15, (S("fuse_notify_store_out"), BYTES("data", "size")), NotifySize.DATA
+        ),
+        NotifySpec(_C.RETRIEVE, 15, (S("fuse_notify_retrieve_out"),), NotifySize.EXACT),
+        NotifySpec(_C.DELETE, 18, (S("fuse_notify_delete_out"), CSTR("name")), NotifySize.NAME),
+        NotifySpec(_C.RESEND, 40, (), NotifySize.ANY),
+        NotifySpec(_C.INC_EPOCH, 44, (), NotifySize.ANY),
+        NotifySpec(
+            _C.PRUNE,
+            45,
+            (S("fuse_notify_prune_out"), ARRAY("nodeids", "u64", "count")),
+            NotifySize.ARRAY,
+        ),
+    )
+}
