@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-LINTED := fusetrace tests bench scripts
+LINTED := $(wildcard fusetrace tests bench)
 
 .PHONY: demo test deps venv lint typecheck unit clean
 
