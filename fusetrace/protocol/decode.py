@@ -1,0 +1,585 @@
+"""Decoding one frame: header + body as plain dicts (design.md §2, style.md §3).
+
+Strict and lossless: a body that is cut short, has bytes left over, names an unknown opcode or
+notification code, or carries a string without its NUL is decoded as far as it goes; what
+could not be decoded stays in ``Decoded.remainder`` and every oddity is listed in
+``Decoded.problems``. Only :class:`fusetrace.errors.DecodeError` escapes, and only when the
+header itself cannot be read.
+
+Two engines read the fixed structs, with the same result (a test checks it on every
+fixture): ``"fast"`` (default) uses the ``struct`` layouts derived from the construct schemas
+(:func:`fusetrace.protocol.schemas.flat`); ``"construct"`` parses with the construct schemas
+themselves.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Literal, NamedTuple
+
+import construct as c
+
+from fusetrace.errors import DecodeError
+from fusetrace.protocol.abi import (
+    FUSE_EXT_GROUPS,
+    FUSE_INT_REQ_BIT,
+    InitFlag,
+    Opcode,
+    notify_name,
+    opcode_name,
+)
+from fusetrace.protocol.header import (
+    IN_HEADER_SIZE,
+    OUT_HEADER_SIZE,
+    InHeader,
+    OutHeader,
+    in_header_struct,
+    out_header_struct,
+)
+from fusetrace.protocol.registry import NOTIFY, OPS, Arg, ArgKind, OpSpec, ReplyShape
+from fusetrace.protocol.schemas import BY_LENGTH, flat, plain, schemas, struct_for
+from fusetrace.protocol.session import Negotiated
+
+Engine = Literal["fast", "construct"]
+Kind = Literal["request", "reply", "notify", "interrupt-reply"]
+
+
+class Problem(NamedTuple):
+    """Something a decoded frame got wrong. ``code`` is a stable marker, ``message`` prose.
+
+    Codes: ``truncated`` (body shorter than its layout), ``trailing`` (bytes left over),
+    ``length`` (header len differs from the frame size), ``snapped`` (frame stored cut to the
+    snap length), ``unknown-opcode``, ``unknown-notify``, ``string`` (name without NUL, or
+    namelen disagreeing), ``ext`` (bad extension block), ``dirent`` (bad directory record),
+    ``error-payload`` (error reply with a body), ``no-reply`` (reply to an op that has none),
+    ``unpaired`` (reply whose request is unknown), ``interrupt-payload``, ``internal``.
+    """
+
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+@dataclass(slots=True)
+class Decoded:
+    """One decoded frame.
+
+    ``opcode`` is the request's opcode (for a reply: the paired request's, ``None`` if
+    unknown; for an interrupt reply: INTERRUPT) or, for a notification, the notify code.
+    ``body`` holds the fields of the body (struct fields flattened, nested structs nested,
+    names and link targets as text, file data as bytes).
+    """
+
+    kind: Kind
+    header: InHeader | OutHeader
+    opcode: int | None
+    name: str
+    body: dict[str, Any] = field(default_factory=dict)
+    remainder: bytes = b""
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def unique(self) -> int:
+        return self.header.unique
+
+    @property
+    def error(self) -> int | None:
+        """The reply's error (0 or negative errno); None for requests and notifications."""
+        if self.kind in ("reply", "interrupt-reply"):
+            return self.header.error  # type: ignore[union-attr]
+        return None
+
+    @property
+    def nodeid(self) -> int | None:
+        return self.header.nodeid if isinstance(self.header, InHeader) else None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+# ---- layouts ---------------------------------------------------------------------------
+
+_Step = tuple[ArgKind, str, Any]  # (kind, body name, payload)
+
+
+@cache
+def _steps(
+    args: tuple[Arg, ...], order: str, minor: int, setxattr_ext: bool, engine: Engine
+) -> tuple[_Step, ...]:
+    neg = Negotiated(
+        byte_order="little" if order == "<" else "big",
+        minor=minor,
+        flags=InitFlag.SETXATTR_EXT if setxattr_ext else InitFlag(0),
+    )
+    fl = flat(order)
+    sc = schemas(order)
+    out: list[_Step] = []
+    for a in args:
+        if a.kind is ArgKind.STRUCT:
+            assert a.struct is not None
+            variants = BY_LENGTH.get(a.struct, (struct_for(a.struct, neg),))
+            out.append((a.kind, a.name, tuple(_reader(v, fl, sc, engine) for v in variants)))
+        elif a.kind is ArgKind.ARRAY:
+            assert a.struct is not None
+            out.append((a.kind, a.name, (_reader(a.struct, fl, sc, engine), a.length_from)))
+        elif a.kind is ArgKind.BYTES:
+            out.append((a.kind, a.name, a.length_from))
+        else:
+            out.append((a.kind, a.name, None))
+    return tuple(out)
+
+
+class _Reader(NamedTuple):
+    name: str
+    size: int
+    read: Any  # (data, offset) -> dict | int
+
+
+def _reader(name: str, fl: dict[str, Any], sc: dict[str, Any], engine: Engine) -> _Reader:
+    f = fl[name]
+    if engine == "fast":
+        return _Reader(name, f.size, f.unpack_from)
+    schema = sc[name]
+    size = f.size
+
+    def read(data: bytes, offset: int) -> Any:
+        return plain(schema.parse(data[offset : offset + size]))
+
+    return _Reader(name, size, read)
+
+
+_LAYOUTS: dict[tuple[int, str, int, bool, str], tuple[_Step, ...]] = {}
+
+
+def _layout(args: tuple[Arg, ...], neg: Negotiated, engine: Engine) -> tuple[_Step, ...]:
+    # keyed by id(): the argument tuples are the registry's own, alive for the process
+    ext = bool(neg.flags & InitFlag.SETXATTR_EXT)
+    key = (id(args), neg.order, neg.minor, ext, engine)
+    steps = _LAYOUTS.get(key)
+    if steps is None:
+        steps = _LAYOUTS[key] = _steps(args, neg.order, neg.minor, ext, engine)
+    return steps
+
+
+# ---- the body interpreter --------------------------------------------------------------
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _align8(n: int) -> int:
+    return (n + 7) & ~7
+
+
+class _Out:
+    """What the interpreter found; ``pos`` is how far it got."""
+
+    __slots__ = ("body", "pos", "problems", "stopped")
+
+    def __init__(self, pos: int) -> None:
+        self.body: dict[str, Any] = {}
+        self.pos = pos
+        self.problems: list[Problem] = []
+        self.stopped = False
+
+    def problem(self, code: str, message: str) -> None:
+        self.problems.append(Problem(code, message))
+
+
+def _run(
+    steps: tuple[_Step, ...],
+    data: bytes,
+    pos: int,
+    end: int,
+    out: _Out,
+    order: str,
+    engine: Engine,
+) -> None:
+    body = out.body
+    for kind, name, payload in steps:
+        avail = end - pos
+        if kind is ArgKind.STRUCT:
+            reader = payload[0]
+            if len(payload) > 1:  # INIT structs: the largest variant that fits
+                for r in payload:
+                    if r.size <= avail:
+                        reader = r
+                        break
+                else:
+                    reader = payload[-1]
+            if avail < reader.size:
+                out.problem(
+                    "truncated", f"{reader.name} needs {reader.size} bytes, {avail} present"
+                )
+                out.stopped = True
+                break
+            body.update(reader.read(data, pos))
+            pos += reader.size
+        elif kind is ArgKind.CSTRING:
+            nul = data.find(b"\0", pos, end)
+            if nul < 0:
+                out.problem("string", f"{name}: no terminating NUL in {avail} bytes")
+                out.stopped = True
+                break
+            body[name] = _text(data[pos:nul])
+            pos = nul + 1
+        elif kind is ArgKind.BYTES:
+            want = body.get(payload, 0)
+            if want > avail:
+                out.problem("truncated", f"{name}: {payload} says {want} bytes, {avail} present")
+                body[name] = data[pos:end]
+                pos = end
+            else:
+                body[name] = data[pos : pos + want]
+                pos += want
+        elif kind is ArgKind.REST:
+            body[name] = data[pos:end]
+            pos = end
+        elif kind is ArgKind.TEXT:
+            body[name] = _text(data[pos:end])
+            pos = end
+        elif kind is ArgKind.ARRAY:
+            reader, count_from = payload
+            count = body.get(count_from, 0)
+            fit = min(count, avail // reader.size) if reader.size else 0
+            if reader.name == "u64" and engine == "fast":
+                body[name] = list(struct.unpack_from(f"{order}{fit}Q", data, pos))
+            else:
+                body[name] = [reader.read(data, pos + i * reader.size) for i in range(fit)]
+            pos += fit * reader.size
+            if fit < count:
+                out.problem(
+                    "truncated",
+                    f"{name}: {count_from} says {count} records, {fit} present",
+                )
+                out.stopped = True
+                break
+        elif kind is ArgKind.DIRENTS or kind is ArgKind.DIRENTPLUS:
+            pos = _dirents(data, pos, end, out, order, kind is ArgKind.DIRENTPLUS, engine)
+            body[name] = out.body.pop("__entries")
+        elif kind is ArgKind.NAMES or kind is ArgKind.DEVINFO:
+            chunk = data[pos:end]
+            parts = chunk.split(b"\0")
+            tail = parts.pop()  # after the last NUL: empty when well-formed
+            body[name] = [_text(p) for p in parts]
+            pos = end - len(tail)
+            if tail:
+                out.problem("string", f"{name}: {len(tail)} bytes without terminating NUL")
+        elif kind is ArgKind.EXT:  # pragma: no cover - the extension block is cut off first
+            pass
+    out.pos = pos
+
+
+def _dirents(
+    data: bytes, pos: int, end: int, out: _Out, order: str, plus: bool, engine: Engine
+) -> int:
+    fl = flat(order)
+    head = _reader("fuse_dirent", fl, schemas(order), engine)
+    entry = _reader("fuse_entry_out", fl, schemas(order), engine) if plus else None
+    fixed = head.size + (entry.size if entry else 0)
+    entries: list[dict[str, Any]] = []
+    while pos < end:
+        avail = end - pos
+        if avail < fixed:
+            out.problem("dirent", f"{avail} trailing bytes, shorter than a record header")
+            break
+        if entry is not None:
+            rec = entry.read(data, pos)
+            rec.update(head.read(data, pos + entry.size))
+        else:
+            rec = head.read(data, pos)
+        namelen = rec["namelen"]
+        size = _align8(fixed + namelen)
+        if size > avail:
+            out.problem("dirent", f"record of {size} bytes (namelen {namelen}) overruns the reply")
+            break
+        start = pos + fixed
+        rec["name"] = _text(data[start : start + namelen])
+        pad = data[start + namelen : pos + size]
+        if pad.strip(b"\0"):
+            out.problem("dirent", f"nonzero padding after {rec['name']!r}")
+        entries.append(rec)
+        pos += size
+    out.body["__entries"] = entries
+    return pos
+
+
+def _ext(data: bytes, pos: int, end: int, out: _Out, order: str) -> list[dict[str, Any]]:
+    """The extension block (protocol.md §3.3) as a list of sub-blocks."""
+    blocks: list[dict[str, Any]] = []
+    u32x2 = struct.Struct(order + "II")
+    while pos < end:
+        if end - pos < 8:
+            out.problem("ext", f"{end - pos} bytes left, shorter than an extension header")
+            break
+        size, second = u32x2.unpack_from(data, pos)
+        if size < 8 or size > end - pos or size % 8:
+            out.problem("ext", f"extension of size {size} at body offset {pos}")
+            break
+        raw = data[pos : pos + size]
+        if second < FUSE_EXT_GROUPS:
+            block = {"type": "secctx", "size": size, "nr_secctx": second, "entries": []}
+            p = 8
+            for _ in range(second):
+                if p + 8 > size:
+                    out.problem("ext", "security context entry cut short")
+                    break
+                csize, cpad = u32x2.unpack_from(raw, p)
+                nul = raw.find(b"\0", p + 8)
+                if nul < 0 or nul + 1 + csize > size:
+                    out.problem("ext", "security context name or value cut short")
+                    break
+                ctx = raw[nul + 1 : nul + 1 + csize]
+                block["entries"].append(
+                    {"size": csize, "padding": cpad, "name": _text(raw[p + 8 : nul]),
+                     "context": ctx}
+                )  # fmt: skip
+                p = _align8(nul + 1 + csize)
+        elif second == FUSE_EXT_GROUPS:
+            (nr,) = struct.unpack_from(order + "I", raw, 8) if size >= 12 else (0,)
+            n = min(nr, (size - 12) // 4)
+            groups = list(struct.unpack_from(f"{order}{n}I", raw, 12))
+            if n < nr:
+                out.problem("ext", f"supplementary groups: {nr} announced, {n} present")
+            block = {"type": "supp_groups", "size": size, "nr_groups": nr, "groups": groups}
+        else:
+            block = {"type": second, "size": size, "data": raw[8:]}
+            out.problem("ext", f"unknown extension type {second}")
+        blocks.append(block)
+        pos += size
+    return blocks
+
+
+# ---- public decoders -------------------------------------------------------------------
+
+
+def _finish(
+    kind: Kind,
+    header: InHeader | OutHeader,
+    opcode: int | None,
+    name: str,
+    data: bytes,
+    out: _Out,
+    end: int,
+) -> Decoded:
+    pos = out.pos
+    if pos < len(data):
+        if not out.stopped and pos < end:
+            out.problem("trailing", f"{end - pos} bytes after the {name} body")
+        remainder = data[pos:]
+    else:
+        remainder = b""
+    return Decoded(kind, header, opcode, name, out.body, remainder, out.problems)
+
+
+def _bounds(data: bytes, hlen: int, hsize: int, orig_len: int | None, out: _Out) -> int:
+    n = len(data)
+    if orig_len is not None and orig_len > n:
+        out.problem("snapped", f"{n} of {orig_len} bytes stored")
+        if hlen != orig_len:
+            out.problem("length", f"header len {hlen}, frame {orig_len} bytes")
+        return n
+    if hlen != n:
+        out.problem("length", f"header len {hlen}, frame {n} bytes")
+        if hsize <= hlen < n:
+            return hlen
+    return n
+
+
+def decode_request(
+    data: bytes,
+    negotiated: Negotiated | None = None,
+    *,
+    engine: Engine = "fast",
+    orig_len: int | None = None,
+) -> Decoded:
+    """Decode a kernel → daemon frame (request, FORGET, INTERRUPT, NOTIFY_REPLY).
+
+    ``orig_len``: the frame's real length when the stored ``data`` was cut to a snap length.
+    Raises DecodeError only if ``data`` is shorter than the 40-byte header.
+    """
+    neg = negotiated or _DEFAULT
+    order = neg.order
+    try:
+        header = InHeader._make(in_header_struct(order).unpack_from(data))
+    except struct.error:
+        raise DecodeError(
+            f"request header cut short: {len(data)} of {IN_HEADER_SIZE} bytes"
+        ) from None
+    out = _Out(IN_HEADER_SIZE)
+    end = _bounds(data, header.len, IN_HEADER_SIZE, orig_len, out)
+    spec = OPS.get(header.opcode)
+    name = opcode_name(header.opcode)
+    if spec is None:
+        out.problem("unknown-opcode", f"opcode {header.opcode} is not a FUSE opcode")
+        out.stopped = True
+        return _finish("request", header, header.opcode, name, data, out, end)
+    ext_len = header.total_extlen * 8
+    body_end = end
+    if ext_len:
+        if not spec.extensions:
+            out.problem("ext", f"total_extlen {header.total_extlen} on {name}")
+        if ext_len > end - IN_HEADER_SIZE:
+            out.problem("ext", f"total_extlen {header.total_extlen} exceeds the body")
+            ext_len = 0
+        else:
+            body_end = end - ext_len
+    try:
+        _run(_layout(spec.request, neg, engine), data, IN_HEADER_SIZE, body_end, out, order,
+             engine)  # fmt: skip
+        if ext_len and not out.stopped:
+            if out.pos < body_end:
+                out.problem("trailing", f"{body_end - out.pos} bytes before the extensions")
+                out.stopped = True
+            else:
+                out.body["ext"] = _ext(data, body_end, end, out, order)
+                out.pos = end
+    except (c.ConstructError, struct.error, ValueError) as e:  # pragma: no cover - defensive
+        out.problem("internal", f"{type(e).__name__}: {e}")
+        out.stopped = True
+    return _finish("request", header, header.opcode, name, data, out, end)
+
+
+def _out_header(data: bytes, order: str) -> OutHeader:
+    try:
+        return OutHeader._make(out_header_struct(order).unpack_from(data))
+    except struct.error:
+        raise DecodeError(
+            f"reply header cut short: {len(data)} of {OUT_HEADER_SIZE} bytes"
+        ) from None
+
+
+def decode_reply(
+    data: bytes,
+    request_opcode: int | None,
+    negotiated: Negotiated | None = None,
+    *,
+    request_body: Mapping[str, Any] | None = None,
+    engine: Engine = "fast",
+    orig_len: int | None = None,
+) -> Decoded:
+    """Decode a daemon → kernel reply to a request of ``request_opcode``.
+
+    ``request_opcode`` None: the request is unknown; only the header is decoded (problem
+    ``unpaired``). ``request_body``: the decoded request body, which decides the GETXATTR /
+    LISTXATTR reply shape (``size`` 0: the 8-byte probe reply); without it an 8-byte payload
+    is read as the probe reply. A frame with ``unique`` 0 is a notification: use
+    :func:`decode_notify` (or :func:`decode_outbound`). Raises DecodeError only when the
+    16-byte header is cut short.
+    """
+    neg = negotiated or _DEFAULT
+    order = neg.order
+    header = _out_header(data, order)
+    out = _Out(OUT_HEADER_SIZE)
+    end = _bounds(data, header.len, OUT_HEADER_SIZE, orig_len, out)
+    payload = end - OUT_HEADER_SIZE
+    if header.unique & FUSE_INT_REQ_BIT:
+        if payload:
+            out.problem("interrupt-payload", f"interrupt reply with {payload} payload bytes")
+            out.stopped = True
+        return _finish("interrupt-reply", header, int(Opcode.INTERRUPT), "INTERRUPT", data,
+                       out, end)  # fmt: skip
+    if request_opcode is None:
+        out.problem("unpaired", f"no outstanding request with unique {header.unique}")
+        out.stopped = True
+        return _finish("reply", header, None, "?", data, out, end)
+    request_opcode = int(request_opcode)
+    name = opcode_name(request_opcode)
+    spec = OPS.get(request_opcode)
+    if header.error:
+        if payload:
+            out.problem("error-payload", f"error reply with {payload} payload bytes")
+            out.stopped = True
+        return _finish("reply", header, request_opcode, name, data, out, end)
+    if spec is None:
+        out.problem("unknown-opcode", f"reply to unknown opcode {request_opcode}")
+        out.stopped = True
+        return _finish("reply", header, request_opcode, name, data, out, end)
+    if spec.reply is ReplyShape.NONE:
+        out.problem("no-reply", f"{name} has no reply")
+        out.stopped = True
+        return _finish("reply", header, request_opcode, name, data, out, end)
+    args = _reply_args(spec, request_body, payload)
+    try:
+        _run(_layout(args, neg, engine), data, OUT_HEADER_SIZE, end, out, order, engine)
+    except (c.ConstructError, struct.error, ValueError) as e:  # pragma: no cover - defensive
+        out.problem("internal", f"{type(e).__name__}: {e}")
+        out.stopped = True
+    return _finish("reply", header, request_opcode, name, data, out, end)
+
+
+def _reply_args(
+    spec: OpSpec, request_body: Mapping[str, Any] | None, payload: int
+) -> tuple[Arg, ...]:
+    if spec.reply_probe is not None:
+        if request_body is not None:
+            if request_body.get("size", 1) == 0:
+                return spec.reply_probe
+        elif payload == 8:
+            return spec.reply_probe
+    return spec.reply_args
+
+
+def decode_notify(
+    data: bytes,
+    negotiated: Negotiated | None = None,
+    *,
+    engine: Engine = "fast",
+    orig_len: int | None = None,
+) -> Decoded:
+    """Decode a notification (daemon → kernel, ``unique`` 0, ``error`` = notify code)."""
+    neg = negotiated or _DEFAULT
+    order = neg.order
+    header = _out_header(data, order)
+    out = _Out(OUT_HEADER_SIZE)
+    end = _bounds(data, header.len, OUT_HEADER_SIZE, orig_len, out)
+    code = header.error
+    spec = NOTIFY.get(code)
+    name = notify_name(code)
+    if spec is None:
+        out.problem("unknown-notify", f"notification code {code} is not known")
+        out.stopped = True
+        return _finish("notify", header, code, name, data, out, end)
+    try:
+        _run(_layout(spec.args, neg, engine), data, OUT_HEADER_SIZE, end, out, order, engine)
+    except (c.ConstructError, struct.error, ValueError) as e:  # pragma: no cover - defensive
+        out.problem("internal", f"{type(e).__name__}: {e}")
+        out.stopped = True
+    body = out.body
+    if "namelen" in body and "name" in body:
+        got = len(body["name"].encode("utf-8", "surrogateescape"))
+        if got != body["namelen"]:
+            out.problem("string", f"namelen {body['namelen']} but the name has {got} bytes")
+    if spec.args == () and out.pos < end:
+        out.body["data"] = data[out.pos : end]  # size ignored by the kernel; kept, not flagged
+        out.pos = end
+    return _finish("notify", header, code, name, data, out, end)
+
+
+def decode_outbound(
+    data: bytes,
+    request_opcode: int | None,
+    negotiated: Negotiated | None = None,
+    *,
+    request_body: Mapping[str, Any] | None = None,
+    engine: Engine = "fast",
+    orig_len: int | None = None,
+) -> Decoded:
+    """A daemon → kernel frame: a notification if ``unique`` is 0, else a reply."""
+    neg = negotiated or _DEFAULT
+    header = _out_header(data, neg.order)
+    if header.unique == 0:
+        return decode_notify(data, neg, engine=engine, orig_len=orig_len)
+    return decode_reply(
+        data, request_opcode, neg, request_body=request_body, engine=engine, orig_len=orig_len
+    )
+
+
+_DEFAULT = Negotiated.default()
