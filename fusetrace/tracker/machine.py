@@ -1,0 +1,1515 @@
+"""The tracker: a sans-IO model of one FUSE connection, judging every frame (design.md §5).
+
+Feed it :class:`~fusetrace.record.Record` objects in capture order; it answers each with the
+findings that frame shows, and :meth:`Tracker.finish` with what is left at the end. The same
+object runs over a capture (``fusetrace check``), live inside ``fusetrace record --check``
+and over a replay: it never reads the clock, files or sockets, and it never raises on bad
+input.
+
+What it keeps is bounded by the connection's outstanding state, not by the capture's
+length: requests read and not yet answered, node ids the kernel holds lookups on, open file
+handles, plus fixed-size memories of recently answered ids, forgotten node ids and released
+handles (so a late duplicate can be told from a reply out of nowhere).
+
+Modelling follows the kernel's order of checks on a daemon write (protocol.md §5.3): a
+frame the kernel would reject before matching (bad length, error out of range) changes no
+state; a reply the kernel accepts but rejects in its body (W8) ends the request without its
+effects (no lookup counted, no handle opened).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fusetrace.protocol import registry
+from fusetrace.protocol.abi import (
+    FUSE_INT_REQ_BIT,
+    FUSE_MIN_MAX_WRITE,
+    FUSE_NAME_MAX,
+    FUSE_NAME_MAX_LARGE,
+    FUSE_ROOT_ID,
+    FUSE_UNIQUE_RESEND,
+    S_IFMT,
+    VALID_FILE_TYPES,
+    FopenFlag,
+    InitFlag,
+    NotifyCode,
+    Opcode,
+    notify_name,
+    opcode_name,
+)
+from fusetrace.protocol.header import IN_HEADER_SIZE, OUT_HEADER_SIZE
+from fusetrace.protocol.header import in_header_struct as _in_struct
+from fusetrace.protocol.header import out_header_struct as _out_struct
+from fusetrace.protocol.registry import HandleEffect, LookupEffect, NotifySize, ReplyShape
+from fusetrace.protocol.session import Negotiated
+from fusetrace.record import Direction, Record
+from fusetrace.tracker import _layout
+from fusetrace.tracker.findings import Finding, Severity
+from fusetrace.tracker.rules import RULES
+
+ENOSYS = 38
+ERRNO_FLOOR = -512
+#: READLINK replies are bounded by PAGE_SIZE - 1; captures do not record the page size
+PAGE_SIZE = 4096
+#: INIT reply payload bound (sizeof fuse_init_out)
+INIT_OUT_MAX = 64
+CUSE_DEVINFO_MAX = 4096
+#: how many answered ids, forgotten node ids and released handles are remembered
+MEMORY = 4096
+#: unanswered requests listed one by one at the end (the rest are counted)
+LIST_AT_END = 20
+
+
+class SessionState(enum.Enum):
+    """Connection state as the INIT exchange moves it (protocol.md §4.1)."""
+
+    UNINIT = "uninit"
+    AWAIT_INIT_REPLY = "await-init-reply"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class SessionEvent(enum.Enum):
+    INIT_REQUEST = "init-request"
+    INIT_REPLY_OK = "init-reply-ok"
+    INIT_REPLY_BAD = "init-reply-bad"
+
+
+#: the session transitions, as data (h11 style): (state, event) -> new state. An event not in
+#: the table leaves the state unchanged; the rules flag it (FT402, FT412, FT401).
+SESSION_TRANSITIONS: Mapping[tuple[SessionState, SessionEvent], SessionState] = {
+    (SessionState.UNINIT, SessionEvent.INIT_REQUEST): SessionState.AWAIT_INIT_REPLY,
+    (SessionState.AWAIT_INIT_REPLY, SessionEvent.INIT_REPLY_OK): SessionState.READY,
+    (SessionState.AWAIT_INIT_REPLY, SessionEvent.INIT_REPLY_BAD): SessionState.FAILED,
+}
+
+
+@dataclass(slots=True)
+class Pending:
+    """A request read by the daemon and not yet answered."""
+
+    opcode: int
+    frame: int
+    channel: int
+    nodeid: int
+    #: the request body fields reply checks need (size, offset, fh, mode, ...)
+    info: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Node:
+    """A node id the kernel holds lookups on."""
+
+    count: int
+    generation: int
+    ftype: int
+    #: last file size the daemon reported (-1 unknown)
+    size: int = -1
+
+
+@dataclass
+class Summary:
+    """Counts over one tracked connection, for reports."""
+
+    frames: int = 0
+    requests: int = 0
+    replies: int = 0
+    notifications: int = 0
+    findings: dict[str, int] = field(
+        default_factory=lambda: {s.label: 0 for s in reversed(Severity)}
+    )
+    outstanding: int = 0
+    nodeids_held: int = 0
+    handles_open: int = 0
+    #: frames the tracker could not judge because of an internal error (a bug)
+    internal_errors: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "frames": self.frames,
+            "requests": self.requests,
+            "replies": self.replies,
+            "notifications": self.notifications,
+            "findings": dict(self.findings),
+            "open": {
+                "outstanding_requests": self.outstanding,
+                "nodeids_held": self.nodeids_held,
+                "handles_open": self.handles_open,
+            },
+            "internal_errors": self.internal_errors,
+        }
+
+
+class _Memory:
+    """A bounded insertion-ordered map: the oldest entry goes when it is full."""
+
+    __slots__ = ("_cap", "_d")
+
+    def __init__(self, cap: int = MEMORY) -> None:
+        self._d: dict[int, int] = {}
+        self._cap = cap
+
+    def add(self, key: int, value: int) -> None:
+        d = self._d
+        d.pop(key, None)
+        d[key] = value
+        if len(d) > self._cap:
+            del d[next(iter(d))]
+
+    def get(self, key: int) -> int | None:
+        return self._d.get(key)
+
+    def pop(self, key: int) -> int | None:
+        return self._d.pop(key, None)
+
+    def __contains__(self, key: int) -> bool:
+        return key in self._d
+
+
+_OPS = registry.OPS
+_NOTIFY = registry.NOTIFY
+_NO_NODEID_OPS = frozenset(
+    {Opcode.INIT, Opcode.DESTROY, Opcode.BATCH_FORGET, Opcode.INTERRUPT, Opcode.CUSE_INIT}
+)
+
+
+class Tracker:
+    """Checks one FUSE connection frame by frame.
+
+    ``byte_order`` is the capture's ("little"/"big"). ``rules`` restricts the codes reported
+    (default: all; see :func:`fusetrace.tracker.rules.select_rules`). ``mount_options`` (the
+    capture's recorded ``-o`` options, when known) enables FT410. ``header_only`` skips every
+    rule that reads a body beyond INIT (for cheap live checking). ``strict`` lets an internal
+    error propagate instead of being counted (tests use it; a check run must not die of one
+    rule's bug).
+    """
+
+    def __init__(
+        self,
+        *,
+        byte_order: str = "little",
+        rules: Iterable[str] | None = None,
+        mount_options: Mapping[str, str | None] | None = None,
+        header_only: bool = False,
+        strict: bool = False,
+    ) -> None:
+        order = "<" if byte_order in ("little", "<") else ">"
+        self._in = _in_struct(order)
+        self._out = _out_struct(order)
+        self._f = _layout.Readers(order)
+        self._order = order
+        self.enabled = frozenset(RULES) if rules is None else frozenset(rules)
+        self.mount_options = mount_options
+        self.bodies = not header_only
+        self.strict = strict
+        self.negotiated = Negotiated.default(byte_order)
+        self.state = SessionState.UNINIT
+        self.summary = Summary()
+        self.last_frame = -1
+        # outstanding state
+        self.pending: dict[int, Pending] = {}
+        self.nodes: dict[int, Node] = {}
+        self.handles: dict[int, int] = {}
+        self.direct_io: set[int] = set()
+        # bounded memories
+        self._answered = _Memory()
+        self._no_reply = _Memory()
+        self._forgotten = _Memory()
+        self._released = _Memory()
+        self._reported_nodes = _Memory()
+        #: requests pending when NOTIFY_RESEND came: the kernel re-sends them with bit 63
+        self._resent: dict[int, Pending] = {}
+        # connection-wide facts
+        self._init_key: int | None = None
+        self._init_frame: int | None = None
+        self._init_seen = False
+        self._enosys: set[int] = set()
+        self._interrupts_off = False
+        self.no_open = False
+        self.no_opendir = False
+        self._cut_reported = False
+        self._early_reported = False
+        self._findings: list[Finding] = []
+
+    # ---- public API -------------------------------------------------------------------
+    def feed(self, record: Record) -> list[Finding]:
+        """Judge one frame; returns the findings it shows (often none). Never raises."""
+        found: list[Finding] = []
+        self._findings = found
+        self.summary.frames += 1
+        self.last_frame = record.index
+        try:
+            if record.direction is Direction.INBOUND:
+                self._kernel_frame(record)
+            else:
+                self._daemon_frame(record)
+        except Exception:
+            if self.strict:
+                raise
+            self.summary.internal_errors += 1
+        return found
+
+    def feed_all(self, records: Iterable[Record]) -> list[Finding]:
+        out: list[Finding] = []
+        for r in records:
+            out.extend(self.feed(r))
+        return out
+
+    def finish(self) -> list[Finding]:
+        """End of capture: what is still outstanding, as information findings."""
+        found: list[Finding] = []
+        self._findings = found
+        try:
+            self._finish()
+        except Exception:
+            if self.strict:
+                raise
+            self.summary.internal_errors += 1
+        s = self.summary
+        s.outstanding = len(self.pending)
+        s.nodeids_held = len(self.nodes)
+        s.handles_open = sum(self.handles.values())
+        return found
+
+    # ---- helpers ----------------------------------------------------------------------
+    def _emit(
+        self,
+        code: str,
+        frame: int | None,
+        message: str,
+        *,
+        unique: int | None = None,
+        opcode: int | str | None = None,
+        related: tuple[int, ...] = (),
+    ) -> None:
+        if code not in self.enabled:
+            return
+        rule = RULES[code]
+        self.summary.findings[rule.severity.label] += 1
+        self._findings.append(
+            Finding(
+                code,
+                rule.severity,
+                rule.culprit,
+                frame,
+                message,
+                unique,
+                opcode if opcode is None or isinstance(opcode, str) else opcode_name(opcode),
+                related,
+            )
+        )
+
+    def _transition(self, event: SessionEvent) -> bool:
+        new = SESSION_TRANSITIONS.get((self.state, event))
+        if new is None:
+            return False
+        self.state = new
+        return True
+
+    def _request_field(self, data: bytes, struct_name: str, name: str) -> int | None:
+        """A request body field (None if absent from the struct or cut from the frame)."""
+        r = _layout.field(self._order, struct_name, name) if struct_name else None
+        if r is None:
+            return None
+        s, off = r
+        off += IN_HEADER_SIZE
+        if len(data) < off + s.size:
+            return None
+        return int(s.unpack_from(data, off)[0])
+
+    def _notify_field(self, data: bytes, struct_name: str, name: str) -> int | None:
+        r = _layout.field(self._order, struct_name, name)
+        if r is None:
+            return None
+        s, off = r
+        off += OUT_HEADER_SIZE
+        if len(data) < off + s.size:
+            return None
+        return int(s.unpack_from(data, off)[0])
+
+    def _name_max(self) -> int:
+        n = self.negotiated
+        if n.max_pages > 1 and n.kernel_minor >= 43:
+            return FUSE_NAME_MAX_LARGE
+        return FUSE_NAME_MAX
+
+    # ---- kernel -> daemon ---------------------------------------------------------------
+    def _kernel_frame(self, rec: Record) -> None:
+        data = rec.data
+        idx = rec.index
+        if rec.orig_len < IN_HEADER_SIZE or len(data) < IN_HEADER_SIZE:
+            self._emit(
+                "FT303",
+                idx,
+                f"kernel frame of {rec.orig_len} bytes, shorter than the "
+                f"{IN_HEADER_SIZE}-byte fuse_in_header",
+            )
+            return
+        length, opcode, unique, nodeid, _uid, _gid, _pid, extlen, _pad = self._in.unpack_from(data)
+        self.summary.requests += 1
+        if length != rec.orig_len:
+            self._emit(
+                "FT304",
+                idx,
+                f"in.len is {length} but the frame is {rec.orig_len} bytes",
+                unique=unique,
+                opcode=opcode,
+            )
+        cut = len(data) < rec.orig_len
+        if cut and not self._cut_reported:
+            self._cut_reported = True
+            self._emit(
+                "FT316",
+                idx,
+                f"frame stored with {len(data)} of {rec.orig_len} bytes; body "
+                "checks skip cut frames",
+                unique=unique,
+                opcode=opcode,
+            )
+        spec = _OPS.get(opcode)
+        body_ok = self.bodies and not cut
+
+        if opcode == Opcode.INTERRUPT:
+            self._interrupt(rec, unique, data if body_ok else None)
+            return
+        if spec is not None and not spec.has_reply:
+            # FORGET, BATCH_FORGET, NOTIFY_REPLY: no id bookkeeping, never answered
+            self._no_reply.add(unique & ~FUSE_INT_REQ_BIT, idx)
+            if self.state is SessionState.UNINIT:
+                self._before_init(idx, unique, opcode)
+            if body_ok and spec.lookup is LookupEffect.FORGET:
+                n = self._request_field(data, "fuse_forget_in", "nlookup")
+                if n is not None:
+                    self._forget(idx, unique, opcode, nodeid, n)
+            elif body_ok and spec.lookup is LookupEffect.BATCH_FORGET:
+                self._batch_forget(idx, unique, opcode, data)
+            return
+
+        # an ordinary request
+        if unique == 0 or unique & FUSE_INT_REQ_BIT:
+            self._emit(
+                "FT103",
+                idx,
+                f"request id {unique:#x} is {'zero' if not unique else 'odd'}",
+                unique=unique,
+                opcode=opcode,
+            )
+        key = unique & ~FUSE_INT_REQ_BIT
+        if opcode == Opcode.INIT or opcode == Opcode.CUSE_INIT:
+            self._init_request(rec, unique, opcode, data)
+        elif self.state is not SessionState.READY and self.state is not SessionState.FAILED:
+            self._before_init(idx, unique, opcode)
+        old = self.pending.get(key)
+        if old is not None:
+            self._emit(
+                "FT104",
+                idx,
+                f"id {unique:#x} reused while {opcode_name(old.opcode)} "
+                f"(frame {old.frame}) is outstanding",
+                unique=unique,
+                opcode=opcode,
+                related=(old.frame,),
+            )
+        if opcode in self._enosys:
+            self._emit(
+                "FT212",
+                idx,
+                f"{opcode_name(opcode)} sent again after the daemon answered ENOSYS",
+                unique=unique,
+                opcode=opcode,
+            )
+        if spec is not None and extlen and (not spec.extensions or self.negotiated.minor < 38):
+            why = "this operation" if not spec.extensions else f"minor 7.{self.negotiated.minor}"
+            self._emit(
+                "FT315",
+                idx,
+                f"total_extlen {extlen} on {opcode_name(opcode)}: {why} cannot "
+                "carry an extension block",
+                unique=unique,
+                opcode=opcode,
+            )
+        pend = Pending(opcode, idx, rec.channel, nodeid)
+        if body_ok and spec is not None:
+            if nodeid and opcode not in _NO_NODEID_OPS:
+                self._check_nodeid(idx, unique, opcode, nodeid)
+            self._request_body(rec, unique, spec, pend)
+        self.pending[key] = pend
+
+    def _before_init(self, idx: int, unique: int, opcode: int) -> None:
+        if self._early_reported:
+            return
+        self._early_reported = True
+        self._emit(
+            "FT402",
+            idx,
+            f"{opcode_name(opcode)} arrives before INIT was answered (further ones not reported)",
+            unique=unique,
+            opcode=opcode,
+        )
+
+    def _init_request(self, rec: Record, unique: int, opcode: int, data: bytes) -> None:
+        idx = rec.index
+        if self._init_seen:
+            self._emit(
+                "FT412",
+                idx,
+                f"second {opcode_name(opcode)} on the connection",
+                unique=unique,
+                opcode=opcode,
+            )
+            return
+        self._init_seen = True
+        self._init_key = unique & ~FUSE_INT_REQ_BIT
+        self._init_frame = idx
+        if unique != 2:
+            self._emit(
+                "FT105",
+                idx,
+                f"{opcode_name(opcode)} has id {unique:#x}, not 2",
+                unique=unique,
+                opcode=opcode,
+            )
+        self._transition(SessionEvent.INIT_REQUEST)
+        if opcode == Opcode.INIT:
+            self.negotiated = self.negotiated.with_init_request(
+                self._f.init_in(data[IN_HEADER_SIZE:])
+            )
+
+    def _check_nodeid(self, idx: int, unique: int, opcode: int, nodeid: int) -> None:
+        if nodeid == FUSE_ROOT_ID or nodeid in self.nodes:
+            return
+        if self._reported_nodes.get(nodeid) is not None:
+            return
+        self._reported_nodes.add(nodeid, idx)
+        gone = self._forgotten.get(nodeid)
+        if gone is not None:
+            self._emit(
+                "FT202",
+                idx,
+                f"{opcode_name(opcode)} names node id {nodeid}, forgotten at frame {gone}",
+                unique=unique,
+                opcode=opcode,
+                related=(gone,),
+            )
+        else:
+            self._emit(
+                "FT203",
+                idx,
+                f"{opcode_name(opcode)} names node id {nodeid}, which no entry reply announced",
+                unique=unique,
+                opcode=opcode,
+            )
+
+    def _request_body(self, rec: Record, unique: int, spec: registry.OpSpec, pend: Pending) -> None:
+        data = rec.data
+        idx = rec.index
+        opcode = spec.opcode
+        first = spec.request[0] if spec.request else None
+        sname = first.struct if first is not None and first.struct else ""
+        info = pend.info
+        # fields the reply checks need
+        for name in ("size", "offset", "out_size", "len", "mode", "oldnodeid"):
+            v = self._request_field(data, sname, name)
+            if v is not None:
+                info[name] = v
+        if opcode == Opcode.LOOKUP:
+            name_bytes = data[IN_HEADER_SIZE : IN_HEADER_SIZE + 3]
+            info["dot"] = int(name_bytes[:2] == b".\0" or name_bytes == b"..\0")
+        # file handles
+        h = spec.handle
+        if h is HandleEffect.USES_FH:
+            if spec.fh_when is not None:
+                flags = self._request_field(data, sname, spec.fh_when[0])
+                if flags is None or not flags & spec.fh_when[1]:
+                    return
+            for fname in spec.fh_fields:
+                fh = self._request_field(data, sname, fname)
+                if fh is None:
+                    continue
+                if fname == "fh":
+                    info["fh"] = fh
+                self._check_fh(idx, unique, opcode, fh)
+        elif h in (HandleEffect.RELEASES, HandleEffect.RELEASES_DIR):
+            fh = self._request_field(data, sname, "fh")
+            if fh is not None:
+                self._release(idx, unique, opcode, fh, h is HandleEffect.RELEASES_DIR)
+
+    def _check_fh(self, idx: int, unique: int, opcode: int, fh: int) -> None:
+        if self.handles.get(fh):
+            return
+        if fh == 0 and (self.no_open or self.no_opendir):
+            return
+        gone = self._released.get(fh)
+        if gone is not None:
+            self._emit(
+                "FT209",
+                idx,
+                f"{opcode_name(opcode)} uses fh {fh:#x}, released at frame {gone}",
+                unique=unique,
+                opcode=opcode,
+                related=(gone,),
+            )
+        else:
+            self._emit(
+                "FT208",
+                idx,
+                f"{opcode_name(opcode)} uses fh {fh:#x}, which no open reply returned",
+                unique=unique,
+                opcode=opcode,
+            )
+
+    def _release(self, idx: int, unique: int, opcode: int, fh: int, is_dir: bool) -> None:
+        n = self.handles.get(fh, 0)
+        if n:
+            if n == 1:
+                del self.handles[fh]
+                self.direct_io.discard(fh)
+            else:
+                self.handles[fh] = n - 1
+            self._released.add(fh, idx)
+            return
+        gone = self._released.get(fh)
+        if gone is not None:
+            self._emit(
+                "FT210",
+                idx,
+                f"{opcode_name(opcode)} of fh {fh:#x}, already released at frame {gone}",
+                unique=unique,
+                opcode=opcode,
+                related=(gone,),
+            )
+        elif self.no_opendir if is_dir else self.no_open:
+            self._emit(
+                "FT211",
+                idx,
+                f"{opcode_name(opcode)} of fh {fh:#x} although "
+                f"{'OPENDIR' if is_dir else 'OPEN'} answered ENOSYS (no-open mode)",
+                unique=unique,
+                opcode=opcode,
+            )
+        else:
+            self._emit(
+                "FT208",
+                idx,
+                f"{opcode_name(opcode)} of fh {fh:#x}, which no open reply returned",
+                unique=unique,
+                opcode=opcode,
+            )
+
+    def _forget(self, idx: int, unique: int, opcode: int, nodeid: int, n: int) -> None:
+        node = self.nodes.get(nodeid)
+        held = node.count if node is not None else 0
+        if n > held:
+            if nodeid == FUSE_ROOT_ID and node is None:
+                what = "the root, which the kernel never forgets"
+            else:
+                what = f"node id {nodeid}, which holds {held}"
+            self._emit(
+                "FT201",
+                idx,
+                f"{opcode_name(opcode)} drops {n} lookups of {what}",
+                unique=unique,
+                opcode=opcode,
+            )
+        if node is None:
+            return
+        node.count -= n
+        if node.count <= 0:
+            del self.nodes[nodeid]
+            self._forgotten.add(nodeid, idx)
+
+    def _batch_forget(self, idx: int, unique: int, opcode: int, data: bytes) -> None:
+        count = self._request_field(data, "fuse_batch_forget_in", "count")
+        if count is None:
+            return
+        pair = self._f.u64u64
+        step = self._f.forget_one
+        off = IN_HEADER_SIZE + self._f.batch_head
+        for _ in range(count):
+            if off + step > len(data):
+                break
+            nodeid, n = pair.unpack_from(data, off)
+            off += step
+            self._forget(idx, unique, opcode, nodeid, n)
+
+    def _interrupt(self, rec: Record, unique: int, data: bytes | None) -> None:
+        idx = rec.index
+        opcode = Opcode.INTERRUPT
+        if self._interrupts_off:
+            self._emit(
+                "FT212",
+                idx,
+                "INTERRUPT sent after an interrupt reply answered ENOSYS",
+                unique=unique,
+                opcode=opcode,
+            )
+        target = unique & ~FUSE_INT_REQ_BIT
+        if data is not None:
+            body_target = self._request_field(data, "fuse_interrupt_in", "unique")
+            if body_target is not None:
+                if unique != body_target | FUSE_INT_REQ_BIT:
+                    self._emit(
+                        "FT507",
+                        idx,
+                        f"INTERRUPT header id {unique:#x}, target {body_target:#x}",
+                        unique=unique,
+                        opcode=opcode,
+                    )
+                target = body_target
+        if target not in self.pending:
+            answered = self._answered.get(target)
+            when = f" (answered at frame {answered})" if answered is not None else ""
+            self._emit(
+                "FT506",
+                idx,
+                f"INTERRUPT for id {target:#x}, which is not outstanding{when}",
+                unique=unique,
+                opcode=opcode,
+                related=() if answered is None else (answered,),
+            )
+
+    # ---- daemon -> kernel ---------------------------------------------------------------
+    def _daemon_frame(self, rec: Record) -> None:
+        data = rec.data
+        idx = rec.index
+        if rec.orig_len < OUT_HEADER_SIZE or len(data) < OUT_HEADER_SIZE:
+            self._emit(
+                "FT301",
+                idx,
+                f"daemon message of {rec.orig_len} bytes, shorter than the "
+                f"{OUT_HEADER_SIZE}-byte fuse_out_header",
+            )
+            return
+        length, error, unique = self._out.unpack_from(data)
+        if length != rec.orig_len:
+            self._emit(
+                "FT302",
+                idx,
+                f"out.len is {length} but {rec.orig_len} bytes were written "
+                "(write() fails with EINVAL)",
+                unique=unique,
+            )
+            return
+        cut = len(data) < rec.orig_len
+        if cut and not self._cut_reported:
+            self._cut_reported = True
+            self._emit(
+                "FT316",
+                idx,
+                f"frame stored with {len(data)} of {rec.orig_len} bytes; body "
+                "checks skip cut frames",
+                unique=unique,
+            )
+        if unique == 0:
+            self.summary.notifications += 1
+            self._notification(rec, error, cut)
+            return
+        self.summary.replies += 1
+        if error > 0 or error <= ERRNO_FLOOR:
+            self._emit(
+                "FT305",
+                idx,
+                f"error {error} is outside (-512, 0] (write() fails with "
+                "EINVAL, the request stays pending)",
+                unique=unique,
+            )
+            return
+        key = unique & ~FUSE_INT_REQ_BIT
+        payload = rec.orig_len - OUT_HEADER_SIZE
+        pend = self.pending.get(key)
+        if pend is None:
+            self._unmatched(idx, unique, key)
+            return
+        opcode = pend.opcode
+        if pend.channel != rec.channel:
+            self._emit(
+                "FT110",
+                idx,
+                f"reply on channel {rec.channel} to {opcode_name(opcode)} read "
+                f"on channel {pend.channel} (ENOENT; the request keeps waiting)",
+                unique=unique,
+                opcode=opcode,
+                related=(pend.frame,),
+            )
+            return
+        if unique & FUSE_INT_REQ_BIT:
+            # an interrupt reply: the target stays outstanding
+            if payload:
+                self._emit(
+                    "FT107",
+                    idx,
+                    f"interrupt reply with {payload} payload bytes (EINVAL)",
+                    unique=unique,
+                    opcode=Opcode.INTERRUPT,
+                    related=(pend.frame,),
+                )
+            elif error == -ENOSYS:
+                self._interrupts_off = True
+            return
+        del self.pending[key]
+        self._answered.add(key, idx)
+        spec = _OPS.get(opcode)
+        if error:
+            if payload:
+                self._emit(
+                    "FT306",
+                    idx,
+                    f"{opcode_name(opcode)} error reply {error} carries "
+                    f"{payload} payload bytes (the caller gets EIO)",
+                    unique=unique,
+                    opcode=opcode,
+                    related=(pend.frame,),
+                )
+                if pend.frame == self._init_frame:
+                    self._init_failed(idx, unique, opcode, pend, error)
+                return
+            if pend.frame == self._init_frame:
+                self._init_failed(idx, unique, opcode, pend, error)
+            elif error == -ENOSYS and spec is not None and spec.enosys_remembered:
+                self._enosys.add(opcode)
+                if opcode == Opcode.OPEN:
+                    self.no_open = True
+                elif opcode == Opcode.OPENDIR:
+                    self.no_opendir = True
+            return
+        if spec is None:
+            return
+        body_ok = self.bodies and not cut
+        self._success(rec, unique, spec, pend, payload, body_ok)
+
+    def _unmatched(self, idx: int, unique: int, key: int) -> None:
+        if (
+            self.state is SessionState.AWAIT_INIT_REPLY or self.state is SessionState.UNINIT
+        ) and key != self._init_key:
+            self._emit(
+                "FT401",
+                idx,
+                f"reply to id {unique:#x} before the INIT reply (ENOENT)",
+                unique=unique,
+            )
+            return
+        old = self._resent.get(key)
+        if old is not None:
+            self._emit(
+                "FT109",
+                idx,
+                f"reply to {opcode_name(old.opcode)} under id {unique:#x} "
+                f"after NOTIFY_RESEND; the kernel expects {unique | FUSE_UNIQUE_RESEND:#x}",
+                unique=unique,
+                opcode=old.opcode,
+                related=(old.frame,),
+            )
+            return
+        first = self._answered.get(key)
+        if unique & FUSE_INT_REQ_BIT:
+            if first is not None:
+                self._emit(
+                    "FT108",
+                    idx,
+                    f"interrupt reply for id {key:#x}, answered at frame {first} (ENOENT)",
+                    unique=unique,
+                    opcode=Opcode.INTERRUPT,
+                    related=(first,),
+                )
+                return
+        elif first is not None:
+            self._emit(
+                "FT102",
+                idx,
+                f"second reply to id {unique:#x}, first answered at frame {first} (ENOENT)",
+                unique=unique,
+                related=(first,),
+            )
+            return
+        nr = self._no_reply.get(key)
+        if nr is not None:
+            self._emit(
+                "FT106",
+                idx,
+                f"reply to id {unique:#x}, a message that takes no reply (frame {nr}; ENOENT)",
+                unique=unique,
+                related=(nr,),
+            )
+            return
+        self._emit(
+            "FT101",
+            idx,
+            f"reply to id {unique:#x}, which no outstanding request has (ENOENT)",
+            unique=unique,
+        )
+
+    def _init_failed(self, idx: int, unique: int, opcode: int, pend: Pending, error: int) -> None:
+        self._emit(
+            "FT404",
+            idx,
+            f"{opcode_name(opcode)} answered with error {error}: every later "
+            "request fails with ECONNREFUSED",
+            unique=unique,
+            opcode=opcode,
+            related=(pend.frame,),
+        )
+        self.negotiated = self.negotiated.with_init_reply({}, error)
+        self._transition(SessionEvent.INIT_REPLY_BAD)
+
+    # ---- successful replies ---------------------------------------------------------------
+    def _success(
+        self,
+        rec: Record,
+        unique: int,
+        spec: registry.OpSpec,
+        pend: Pending,
+        payload: int,
+        body_ok: bool,
+    ) -> None:
+        idx = rec.index
+        opcode = spec.opcode
+        neg = self.negotiated
+        info = pend.info
+        shape = spec.reply
+        rel = (pend.frame,)
+        name = opcode_name(opcode)
+        if shape is ReplyShape.EMPTY:
+            if payload:
+                self._emit(
+                    "FT307",
+                    idx,
+                    f"{name} takes a header-only reply, got {payload} payload "
+                    "bytes (EINVAL; the caller gets EIO)",
+                    unique=unique,
+                    opcode=opcode,
+                    related=rel,
+                )
+            return
+        if shape is ReplyShape.FIXED:
+            want = sum(_layout.size_of(a.struct or "", neg) for a in spec.reply_args)
+            if payload != want:
+                self._emit(
+                    "FT307",
+                    idx,
+                    f"{name} reply has {payload} payload bytes, must be {want} "
+                    "(EINVAL; the caller gets EIO)",
+                    unique=unique,
+                    opcode=opcode,
+                    related=rel,
+                )
+                return
+        elif shape is ReplyShape.VARIABLE and not self._variable_ok(
+            idx, unique, spec, pend, payload
+        ):
+            return
+        if opcode == Opcode.INIT or opcode == Opcode.CUSE_INIT:
+            if pend.frame == self._init_frame:
+                self._init_reply(rec, unique, pend)
+            return
+        if not body_ok:
+            return
+        data = rec.data
+        if spec.lookup is LookupEffect.ENTRY:
+            accepted = self._entry_reply(idx, unique, spec, pend, data, OUT_HEADER_SIZE)
+            if accepted and spec.handle is HandleEffect.OPENS:
+                esize = _layout.size_of("fuse_entry_out", neg)
+                self._open_reply(data, OUT_HEADER_SIZE + esize)
+            return
+        h = spec.handle
+        if h is HandleEffect.OPENS or h is HandleEffect.OPENS_DIR:
+            self._open_reply(data, OUT_HEADER_SIZE)
+        elif opcode == Opcode.GETATTR or opcode == Opcode.SETATTR:
+            self._attr_reply(idx, unique, opcode, pend, data, OUT_HEADER_SIZE)
+        elif opcode == Opcode.READDIR:
+            self._dirents(idx, unique, opcode, data, plus=False)
+        elif opcode == Opcode.READDIRPLUS:
+            self._dirents(idx, unique, opcode, data, plus=True)
+        elif opcode == Opcode.WRITE:
+            got = self._f.u32.unpack_from(data, OUT_HEADER_SIZE + self._f.write_out_size)[0]
+            asked = info.get("size")
+            if asked is not None and got > asked:
+                self._emit(
+                    "FT310",
+                    idx,
+                    f"WRITE reply says {got} bytes written of {asked} sent (the caller gets EIO)",
+                    unique=unique,
+                    opcode=opcode,
+                    related=rel,
+                )
+        elif opcode == Opcode.COPY_FILE_RANGE or opcode == Opcode.COPY_FILE_RANGE_64:
+            if opcode == Opcode.COPY_FILE_RANGE:
+                got = self._f.u32.unpack_from(data, OUT_HEADER_SIZE)[0]
+            else:
+                got = self._f.u64.unpack_from(data, OUT_HEADER_SIZE)[0]
+            asked = info.get("len")
+            if asked is not None and got > asked:
+                self._emit(
+                    "FT311",
+                    idx,
+                    f"{name} reply says {got} bytes copied of {asked} asked (the caller gets EIO)",
+                    unique=unique,
+                    opcode=opcode,
+                    related=rel,
+                )
+        elif opcode == Opcode.LISTXATTR and info.get("size"):
+            self._listxattr(idx, unique, data)
+        elif opcode == Opcode.READ:
+            self._short_read(idx, unique, pend, payload)
+
+    def _variable_ok(
+        self, idx: int, unique: int, spec: registry.OpSpec, pend: Pending, payload: int
+    ) -> bool:
+        opcode = spec.opcode
+        info = pend.info
+        name = opcode_name(opcode)
+        rel = (pend.frame,)
+        bound: int | None
+        if spec.reply_probe is not None:
+            asked = info.get("size")
+            if asked is None:
+                return True
+            if asked == 0:
+                want = sum(
+                    _layout.size_of(a.struct or "", self.negotiated) for a in spec.reply_probe
+                )
+                if payload != want:
+                    self._emit(
+                        "FT309",
+                        idx,
+                        f"{name} with size 0 asks for the length; the reply "
+                        f"must be {want} bytes, got {payload} (the caller gets EIO)",
+                        unique=unique,
+                        opcode=opcode,
+                        related=rel,
+                    )
+                    return False
+                return True
+            bound = asked
+        elif opcode == Opcode.READLINK:
+            bound = PAGE_SIZE - 1
+        elif opcode == Opcode.INIT:
+            bound = INIT_OUT_MAX
+        elif opcode == Opcode.CUSE_INIT:
+            bound = _layout.size_of("cuse_init_out", self.negotiated) + CUSE_DEVINFO_MAX
+        elif opcode == Opcode.IOCTL:
+            head = _layout.size_of("fuse_ioctl_out", self.negotiated)
+            if payload < head:
+                self._emit(
+                    "FT307",
+                    idx,
+                    f"IOCTL reply has {payload} payload bytes; the {head}-byte "
+                    "fuse_ioctl_out must be present (the caller gets EIO)",
+                    unique=unique,
+                    opcode=opcode,
+                    related=rel,
+                )
+                return False
+            out_size = info.get("out_size")
+            bound = None if out_size is None else head + out_size
+        else:
+            bound = info.get("size")
+        if bound is not None and payload > bound:
+            self._emit(
+                "FT308",
+                idx,
+                f"{name} reply has {payload} payload bytes, more than the "
+                f"{bound} allowed (EINVAL; the caller gets EIO)",
+                unique=unique,
+                opcode=opcode,
+                related=rel,
+            )
+            return False
+        return True
+
+    def _init_reply(self, rec: Record, unique: int, pend: Pending) -> None:
+        idx = rec.index
+        opcode = pend.opcode
+        if opcode == Opcode.CUSE_INIT:
+            self._transition(SessionEvent.INIT_REPLY_OK)
+            return
+        out = self._f.init_out(rec.data[OUT_HEADER_SIZE:])
+        before = self.negotiated
+        neg = before.with_init_reply(out)
+        self.negotiated = neg
+        rel = (pend.frame,)
+        if out["major"] != 7:
+            self._emit(
+                "FT403",
+                idx,
+                f"INIT reply major {out['major']}, not 7: INIT fails and every "
+                "request gets ECONNREFUSED",
+                unique=unique,
+                opcode=opcode,
+                related=rel,
+            )
+            self._transition(SessionEvent.INIT_REPLY_BAD)
+            return
+        self._transition(SessionEvent.INIT_REPLY_OK)
+        if out["minor"] > before.kernel_minor:
+            self._emit(
+                "FT406",
+                idx,
+                f"INIT reply minor 7.{out['minor']} above the kernel's 7.{before.kernel_minor}",
+                unique=unique,
+                opcode=opcode,
+                related=rel,
+            )
+        if out["minor"] >= 6:
+            ext = bool(out["flags"] & InitFlag.INIT_EXT)
+            if out["flags2"] and not ext:
+                self._emit(
+                    "FT407",
+                    idx,
+                    f"INIT reply flags2 {out['flags2']:#x} without INIT_EXT: "
+                    "the kernel ignores them",
+                    unique=unique,
+                    opcode=opcode,
+                    related=rel,
+                )
+            extra = neg.flags & ~before.offered
+            if extra:
+                names = ", ".join(_flag_names(extra))
+                self._emit(
+                    "FT405",
+                    idx,
+                    f"INIT reply accepts flags the kernel did not offer: {names}",
+                    unique=unique,
+                    opcode=opcode,
+                    related=rel,
+                )
+        if out["minor"] >= 5 and out["max_write"] < FUSE_MIN_MAX_WRITE:
+            self._emit(
+                "FT408",
+                idx,
+                f"max_write {out['max_write']} below 4096 (the kernel uses 4096)",
+                unique=unique,
+                opcode=opcode,
+                related=rel,
+            )
+        if neg.flags & InitFlag.MAX_PAGES and out["max_pages"] == 0:
+            self._emit(
+                "FT409",
+                idx,
+                "MAX_PAGES accepted with max_pages 0",
+                unique=unique,
+                opcode=opcode,
+                related=rel,
+            )
+        if (
+            neg.flags & InitFlag.ALLOW_IDMAP
+            and self.mount_options is not None
+            and "default_permissions" not in self.mount_options
+        ):
+            self._emit(
+                "FT410",
+                idx,
+                "ALLOW_IDMAP accepted but the mount has no default_permissions: INIT fails",
+                unique=unique,
+                opcode=opcode,
+                related=rel,
+            )
+        if neg.flags & InitFlag.PASSTHROUGH:
+            why = []
+            if neg.flags & InitFlag.WRITEBACK_CACHE:
+                why.append("WRITEBACK_CACHE is also set")
+            if not 1 <= out["max_stack_depth"] <= 2:
+                why.append(f"max_stack_depth is {out['max_stack_depth']}, not 1..2")
+            if why:
+                self._emit(
+                    "FT411",
+                    idx,
+                    "PASSTHROUGH is disabled: " + " and ".join(why),
+                    unique=unique,
+                    opcode=opcode,
+                    related=rel,
+                )
+
+    def _entry_reply(
+        self,
+        idx: int,
+        unique: int,
+        spec: registry.OpSpec,
+        pend: Pending,
+        data: bytes,
+        off: int,
+    ) -> bool:
+        """Judge an entry_out; count the lookup if the kernel would accept it."""
+        f = self._f
+        opcode = spec.opcode
+        name = opcode_name(opcode)
+        nodeid = f.u64.unpack_from(data, off + f.entry_nodeid)[0]
+        generation = f.u64.unpack_from(data, off + f.entry_generation)[0]
+        mode = f.u32.unpack_from(data, off + f.entry_mode)[0]
+        size = f.u64.unpack_from(data, off + f.entry_size)[0]
+        rel = (pend.frame,)
+        if spec.creates:
+            if nodeid == 0 or nodeid == FUSE_ROOT_ID:
+                self._emit(
+                    "FT204",
+                    idx,
+                    f"{name} reply with node id {nodeid} (the kernel rejects it; "
+                    "the caller gets EIO)",
+                    unique=unique,
+                    opcode=opcode,
+                    related=rel,
+                )
+                return False
+        elif nodeid == 0:
+            return False  # a negative LOOKUP entry
+        elif nodeid == FUSE_ROOT_ID and not pend.info.get("dot"):
+            self._emit(
+                "FT204",
+                idx,
+                "LOOKUP of a name returned the root (1); the kernel rejects it with EIO",
+                unique=unique,
+                opcode=opcode,
+                related=rel,
+            )
+            return False
+        ftype = mode & S_IFMT
+        if ftype not in VALID_FILE_TYPES:
+            self._emit(
+                "FT205",
+                idx,
+                f"{name} reply with mode {mode:#o}: not a file type (EIO)",
+                unique=unique,
+                opcode=opcode,
+                related=rel,
+            )
+            return False
+        want = self._wanted_type(spec, pend)
+        if want is not None and ftype != want:
+            self._emit(
+                "FT205",
+                idx,
+                f"{name} reply with file type {ftype:#o}, {want:#o} was asked for (EIO)",
+                unique=unique,
+                opcode=opcode,
+                related=rel,
+            )
+            return False
+        if nodeid == FUSE_ROOT_ID:
+            return True
+        self._count(idx, unique, opcode, nodeid, generation, ftype, size, rel)
+        return True
+
+    def _wanted_type(self, spec: registry.OpSpec, pend: Pending) -> int | None:
+        if not spec.creates:
+            return None
+        if spec.file_type is not None:
+            return spec.file_type
+        if "mode" in pend.info and spec.opcode == Opcode.MKNOD:
+            return pend.info["mode"] & S_IFMT
+        old = pend.info.get("oldnodeid")
+        if old is not None:
+            node = self.nodes.get(old)
+            return node.ftype if node is not None else None
+        return None
+
+    def _count(
+        self,
+        idx: int,
+        unique: int,
+        opcode: int,
+        nodeid: int,
+        generation: int,
+        ftype: int,
+        size: int,
+        rel: tuple[int, ...],
+    ) -> None:
+        node = self.nodes.get(nodeid)
+        if node is None:
+            self.nodes[nodeid] = Node(1, generation, ftype, size)
+            self._forgotten.pop(nodeid)
+            self._reported_nodes.pop(nodeid)
+            return
+        name = opcode_name(opcode)
+        if node.generation != generation:
+            self._emit(
+                "FT206",
+                idx,
+                f"{name} returns node id {nodeid} with generation {generation}; "
+                f"the kernel still holds it with generation {node.generation}",
+                unique=unique,
+                opcode=opcode,
+                related=rel,
+            )
+            node.generation = generation
+        if node.ftype != ftype:
+            self._emit(
+                "FT207",
+                idx,
+                f"{name} gives node id {nodeid} file type {ftype:#o}, earlier "
+                f"{node.ftype:#o} (the kernel marks the inode bad)",
+                unique=unique,
+                opcode=opcode,
+                related=rel,
+            )
+            node.ftype = ftype
+        node.count += 1
+        node.size = size
+
+    def _attr_reply(
+        self, idx: int, unique: int, opcode: int, pend: Pending, data: bytes, off: int
+    ) -> None:
+        node = self.nodes.get(pend.nodeid)
+        if node is None:
+            return
+        f = self._f
+        mode = f.u32.unpack_from(data, off + f.attr_out_mode)[0]
+        ftype = mode & S_IFMT
+        if ftype != node.ftype:
+            self._emit(
+                "FT207",
+                idx,
+                f"{opcode_name(opcode)} gives node id {pend.nodeid} file type "
+                f"{ftype:#o}, earlier {node.ftype:#o} (the kernel marks the inode bad)",
+                unique=unique,
+                opcode=opcode,
+                related=(pend.frame,),
+            )
+            node.ftype = ftype
+        node.size = f.u64.unpack_from(data, off + f.attr_out_size)[0]
+
+    def _open_reply(self, data: bytes, off: int) -> None:
+        f = self._f
+        if len(data) < off + 12:
+            return
+        fh = f.u64.unpack_from(data, off + f.open_fh)[0]
+        flags = f.u32.unpack_from(data, off + f.open_flags)[0]
+        self.handles[fh] = self.handles.get(fh, 0) + 1
+        self._released.pop(fh)
+        if flags & FopenFlag.DIRECT_IO:
+            self.direct_io.add(fh)
+
+    def _dirents(self, idx: int, unique: int, opcode: int, data: bytes, *, plus: bool) -> None:
+        f = self._f
+        end = len(data)
+        off = OUT_HEADER_SIZE
+        head = f.direntplus_head if plus else f.dirent_head
+        dirent_at = f.direntplus_dirent if plus else 0
+        name_max = self._name_max()
+        name = opcode_name(opcode)
+        n = 0
+        while off < end:
+            if off + head > end:
+                self._emit(
+                    "FT317",
+                    idx,
+                    f"{name} reply ends with {end - off} bytes that do not "
+                    "hold a record header (ignored by the kernel)",
+                    unique=unique,
+                    opcode=opcode,
+                )
+                return
+            _ino, _cookie, namelen, _type = f.dirent.unpack_from(data, off + dirent_at)
+            rec_len = (head + namelen + 7) & ~7
+            if namelen == 0 or namelen > name_max:
+                self._emit(
+                    "FT313",
+                    idx,
+                    f"{name} entry {n} has namelen {namelen} (getdents fails with EIO)",
+                    unique=unique,
+                    opcode=opcode,
+                )
+                return
+            if off + head + namelen > end:
+                self._emit(
+                    "FT317",
+                    idx,
+                    f"{name} entry {n} overruns the reply (ignored by the kernel)",
+                    unique=unique,
+                    opcode=opcode,
+                )
+                return
+            ename = data[off + head : off + head + namelen]
+            if b"/" in ename:
+                self._emit(
+                    "FT313",
+                    idx,
+                    f"{name} entry {n} name {ename!r} contains '/' (getdents fails with EIO)",
+                    unique=unique,
+                    opcode=opcode,
+                )
+                return
+            if plus and ename not in (b".", b".."):
+                nodeid = f.u64.unpack_from(data, off + f.entry_nodeid)[0]
+                if nodeid:
+                    generation = f.u64.unpack_from(data, off + f.entry_generation)[0]
+                    mode = f.u32.unpack_from(data, off + f.entry_mode)[0]
+                    size = f.u64.unpack_from(data, off + f.entry_size)[0]
+                    ftype = mode & S_IFMT
+                    if nodeid == FUSE_ROOT_ID or ftype not in VALID_FILE_TYPES:
+                        # rejected and balanced at once by FORGET(nodeid, 1)
+                        node = self.nodes.setdefault(nodeid, Node(0, generation, ftype, size))
+                        node.count += 1
+                    else:
+                        self._count(idx, unique, opcode, nodeid, generation, ftype, size, ())
+            off += rec_len
+            n += 1
+
+    def _listxattr(self, idx: int, unique: int, data: bytes) -> None:
+        body = data[OUT_HEADER_SIZE:]
+        if not body:
+            return
+        if not body.endswith(b"\0") or b"\0\0" in body or body.startswith(b"\0"):
+            self._emit(
+                "FT312",
+                idx,
+                f"LISTXATTR data {body[:40]!r} is not a list of non-empty "
+                "NUL-terminated names (the caller gets EIO)",
+                unique=unique,
+                opcode=Opcode.LISTXATTR,
+            )
+
+    def _short_read(self, idx: int, unique: int, pend: Pending, payload: int) -> None:
+        info = pend.info
+        asked = info.get("size")
+        offset = info.get("offset")
+        if asked is None or offset is None or payload >= asked:
+            return
+        if self.negotiated.flags & InitFlag.WRITEBACK_CACHE:
+            return
+        fh = info.get("fh")
+        if fh is not None and fh in self.direct_io:
+            return
+        node = self.nodes.get(pend.nodeid)
+        if node is None or node.size < 0:
+            return
+        end = offset + payload
+        if end < node.size:
+            self._emit(
+                "FT314",
+                idx,
+                f"READ of {asked} bytes at {offset} returned {payload}, but the "
+                f"file is {node.size} bytes (the kernel will shrink its size to {end})",
+                unique=unique,
+                opcode=Opcode.READ,
+                related=(pend.frame,),
+            )
+
+    # ---- notifications --------------------------------------------------------------------
+    def _notification(self, rec: Record, code: int, cut: bool) -> None:
+        idx = rec.index
+        data = rec.data
+        op = notify_name(code)
+        op = op if op.startswith("NOTIFY_") else f"NOTIFY_{op}"
+        if self.state is not SessionState.READY:
+            self._emit(
+                "FT504",
+                idx,
+                f"notification {notify_name(code)} before the INIT reply (newest kernels: EINVAL)",
+                opcode=op,
+            )
+        nspec = _NOTIFY.get(code)
+        if nspec is None:
+            self._emit("FT501", idx, f"notification code {code} is unknown (EINVAL)", opcode=op)
+            return
+        payload = rec.orig_len - OUT_HEADER_SIZE
+        name = nspec.name
+        first = nspec.args[0].struct if nspec.args else None
+        base = _layout.size_of(first, self.negotiated) if first else 0
+        base = base or 0
+        kind = nspec.size
+        if kind is NotifySize.ANY:
+            if code == NotifyCode.RESEND:
+                for key, p in self.pending.items():
+                    self._resent[key] = p
+                    if len(self._resent) > MEMORY:
+                        del self._resent[next(iter(self._resent))]
+                self.pending.clear()
+            return
+        if payload < base:
+            self._emit(
+                "FT502",
+                idx,
+                f"{name} payload is {payload} bytes, shorter than its {base}-byte struct (EINVAL)",
+                opcode=op,
+            )
+            return
+        if cut or not self.bodies:
+            if kind is NotifySize.EXACT and payload != base:
+                self._emit(
+                    "FT502", idx, f"{name} payload is {payload} bytes, must be {base}", opcode=op
+                )
+            return
+        want = base
+        if kind is NotifySize.NAME:
+            assert first is not None
+            namelen = self._notify_field(data, first, "namelen") or 0
+            if namelen > self._name_max():
+                self._emit(
+                    "FT503",
+                    idx,
+                    f"{name} namelen {namelen} above the limit {self._name_max()} (ENAMETOOLONG)",
+                    opcode=op,
+                )
+                return
+            want = base + namelen + 1
+        elif kind is NotifySize.DATA:
+            assert first is not None
+            want = base + (self._notify_field(data, first, "size") or 0)
+        elif kind is NotifySize.ARRAY:
+            assert first is not None
+            want = base + 8 * (self._notify_field(data, first, "count") or 0)
+        if payload != want:
+            self._emit(
+                "FT502",
+                idx,
+                f"{name} payload is {payload} bytes, must be {want} (EINVAL)",
+                opcode=op,
+            )
+            return
+        if code == NotifyCode.RETRIEVE:
+            nu = self._notify_field(data, "fuse_notify_retrieve_out", "notify_unique")
+            if nu is not None and nu & ~FUSE_INT_REQ_BIT in self.pending:
+                p = self.pending[nu & ~FUSE_INT_REQ_BIT]
+                self._emit(
+                    "FT505",
+                    idx,
+                    f"RETRIEVE notify_unique {nu:#x} equals the id of "
+                    f"outstanding {opcode_name(p.opcode)} (frame {p.frame})",
+                    related=(p.frame,),
+                    opcode=op,
+                )
+
+    # ---- end of capture -------------------------------------------------------------------
+    def _finish(self) -> None:
+        waiting = sorted(self.pending.items(), key=lambda kv: kv[1].frame)
+        for key, p in waiting[:LIST_AT_END]:
+            self._emit(
+                "FT111",
+                None,
+                f"{opcode_name(p.opcode)} (frame {p.frame}) never answered",
+                unique=key,
+                opcode=p.opcode,
+                related=(p.frame,),
+            )
+        if len(waiting) > LIST_AT_END:
+            self._emit(
+                "FT111",
+                None,
+                f"... and {len(waiting) - LIST_AT_END} more requests never answered",
+            )
+        if self.nodes:
+            total = sum(n.count for n in self.nodes.values())
+            sample = ", ".join(str(n) for n in sorted(self.nodes)[:10])
+            self._emit(
+                "FT213",
+                None,
+                f"{len(self.nodes)} node ids still hold {total} lookups "
+                f"(e.g. {sample}); the kernel sends no FORGET at unmount",
+            )
+        if self.handles:
+            total = sum(self.handles.values())
+            sample = ", ".join(f"{fh:#x}" for fh in sorted(self.handles)[:10])
+            self._emit(
+                "FT214",
+                None,
+                f"{total} file handles never released (e.g. {sample})",
+            )
+
+
+def _flag_names(flags: int) -> list[str]:
+    from fusetrace.protocol.abi import flag_names
+
+    return flag_names(int(flags), InitFlag)

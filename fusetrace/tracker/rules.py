@@ -1,0 +1,789 @@
+"""The rule catalogue: every check the tracker makes, as data (design.md §5).
+
+Codes are stable and grouped by family like ruff's: ``FT1xx`` ids and pairing, ``FT2xx``
+lifecycle (lookup counts, file handles), ``FT3xx`` framing and sizes, ``FT4xx`` INIT and
+versions, ``FT5xx`` notifications and interrupts. ``fusetrace explain CODE`` prints a rule's
+``doc``; section numbers refer to the project's protocol reference (protocol.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from fusetrace.tracker.findings import Culprit, Severity
+
+E, W, N = Severity.ERROR, Severity.WARNING, Severity.INFO
+D, K, C = Culprit.DAEMON, Culprit.KERNEL, Culprit.CAPTURE
+
+FAMILIES: dict[str, str] = {
+    "FT1": "ids and reply pairing",
+    "FT2": "lifecycle: lookup counts and file handles",
+    "FT3": "framing and sizes",
+    "FT4": "INIT and versions",
+    "FT5": "notifications and interrupts",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    code: str
+    name: str
+    severity: Severity
+    culprit: Culprit
+    title: str
+    doc: str
+
+    @property
+    def family(self) -> str:
+        return self.code[:3]
+
+
+def _r(code: str, name: str, sev: Severity, culprit: Culprit, title: str, doc: str) -> Rule:
+    return Rule(code, name, sev, culprit, title, " ".join(doc.split()))
+
+
+_CATALOGUE: tuple[Rule, ...] = (
+    # ---- FT1: ids and pairing -----------------------------------------------------------
+    _r(
+        "FT101",
+        "reply-unknown-unique",
+        E,
+        D,
+        "reply to a request that is not outstanding",
+        """
+        The daemon wrote a reply whose unique (bit 0 masked) matches no request read from
+        /dev/fuse that is still waiting for an answer. The kernel looks the id up in the
+        processing table of the file descriptor the reply is written to, finds nothing and
+        fails the write() with ENOENT; nothing else happens, and the request the daemon meant
+        to answer (if any) keeps its caller waiting. protocol.md §5.3 (W6).""",
+    ),
+    _r(
+        "FT102",
+        "duplicate-reply",
+        E,
+        D,
+        "second reply to the same request",
+        """
+        A request was answered twice. The kernel removes a request from its processing
+        table when the first reply is accepted, so the second write() finds nothing and
+        fails with ENOENT. Usually a daemon bug in error paths (reply sent, then an error
+        reply sent again). protocol.md §5.3 (W6, W8).""",
+    ),
+    _r(
+        "FT103",
+        "request-id-odd-or-zero",
+        E,
+        K,
+        "request with an odd or zero unique",
+        """
+        Ordinary request ids come from a per-connection counter advanced by 2 (since Linux
+        4.20), so they are even and non-zero; only INTERRUPT has an odd id (the target's id
+        with bit 0 set) and only NOTIFY_REPLY carries a daemon-chosen id. A request with an
+        odd or zero id points at a damaged capture or a changed kernel; the daemon would
+        answer it under an id the kernel masks differently. protocol.md §5.1.""",
+    ),
+    _r(
+        "FT104",
+        "request-id-reused",
+        E,
+        K,
+        "request id reused while still outstanding",
+        """
+        The kernel sent a request whose id is still outstanding (read, not yet answered) on
+        the same connection. The processing table hashes requests by id, so two live
+        requests with one id cannot be told apart: the daemon's reply completes only one of
+        them. Ids are unique per connection while in flight. protocol.md §5.1, §5.2.""",
+    ),
+    _r(
+        "FT105",
+        "init-not-unique-2",
+        W,
+        K,
+        "INIT does not carry unique 2",
+        """
+        On a fresh connection INIT is the first id handed out and therefore has unique 2.
+        Another value means the capture did not start at mount time, frames are missing,
+        or the kernel allocates ids differently (io_uring, resend). protocol.md §4.1,
+        §5.1.""",
+    ),
+    _r(
+        "FT106",
+        "reply-to-no-reply-message",
+        E,
+        D,
+        "reply to FORGET, BATCH_FORGET or NOTIFY_REPLY",
+        """
+        FORGET, BATCH_FORGET and NOTIFY_REPLY are finished by the kernel as soon as the
+        daemon reads them; they never enter the processing table. A reply to one fails with
+        ENOENT. libfuse never replies to them; a daemon that does is confused about which
+        operations expect answers. protocol.md §2 (kind NR), §5.2.""",
+    ),
+    _r(
+        "FT107",
+        "interrupt-reply-with-payload",
+        E,
+        D,
+        "interrupt reply with a payload",
+        """
+        A reply with bit 0 of unique set answers an INTERRUPT, and may only be a bare
+        16-byte header (error EAGAIN to have the interrupt re-sent, ENOSYS to stop all
+        interrupts, anything else ignored). With a payload the kernel fails the write()
+        with EINVAL; the target request is untouched and still needs its own reply.
+        protocol.md §5.3 (W7), §5.4.""",
+    ),
+    _r(
+        "FT108",
+        "interrupt-reply-after-target",
+        W,
+        D,
+        "interrupt reply after its target was answered",
+        """
+        The daemon answered an INTERRUPT after it had already answered the interrupted
+        request. The kernel finds no request with that id and fails the write() with ENOENT.
+        This is a race more than a bug (the daemon may answer the interrupt from another
+        thread), but the ENOENT shows up in the daemon's logs. protocol.md §5.4, §5.6
+        note.""",
+    ),
+    _r(
+        "FT109",
+        "reply-without-resend-bit",
+        E,
+        D,
+        "reply to a resent request under its old id",
+        """
+        After a NOTIFY_RESEND notification the kernel moves every request the daemon had
+        read back to the pending queue, sets bit 63 (FUSE_UNIQUE_RESEND) in each id and
+        delivers them again. Replies must echo the new id; a reply with the old id (bit 63
+        clear) finds nothing and fails with ENOENT, and the resent request still waits.
+        protocol.md §5.1, §5.5.""",
+    ),
+    _r(
+        "FT110",
+        "reply-on-wrong-channel",
+        E,
+        D,
+        "reply written to another /dev/fuse descriptor than the request's",
+        """
+        Each cloned /dev/fuse descriptor (FUSE_DEV_IOC_CLONE) has its own processing table.
+        A reply is searched only in the table of the descriptor it is written to, so a reply
+        on another descriptor fails with ENOENT and the request keeps waiting. Every reply,
+        interrupt replies included, must go to the descriptor that delivered the request.
+        protocol.md §5.2, §9.2.""",
+    ),
+    _r(
+        "FT111",
+        "request-never-answered",
+        N,
+        D,
+        "request still unanswered at end of capture",
+        """
+        The capture ends while requests read by the daemon are still waiting for a reply.
+        This is normal when recording stops before unmount, but a request that stays
+        unanswered for the rest of a long capture usually means a lost reply: its caller is
+        still blocked (uninterruptibly, once the daemon has read the request). Reported as
+        information. protocol.md §5.4, §7.3.""",
+    ),
+    # ---- FT2: lifecycle --------------------------------------------------------------------
+    _r(
+        "FT201",
+        "forget-exceeds-lookups",
+        E,
+        K,
+        "FORGET count larger than the lookups the daemon handed out",
+        """
+        The kernel counts one lookup for every entry reply it accepts with a non-zero node
+        id (LOOKUP, MKNOD, MKDIR, SYMLINK, LINK, CREATE, TMPFILE and each READDIRPLUS entry
+        but '.' and '..') and sends FORGET/BATCH_FORGET with exactly the counts it holds.
+        A FORGET for more than was handed out means the model (or the capture) is wrong: a
+        daemon following libfuse's contract would drop a count below zero. protocol.md
+        §7.1.""",
+    ),
+    _r(
+        "FT202",
+        "request-names-forgotten-nodeid",
+        E,
+        K,
+        "request names a node id the kernel already forgot",
+        """
+        Once FORGET has returned all lookups of a node id, the id is dead until a new entry
+        reply revives it; the daemon may have freed the inode. A later request naming it (in
+        the header's nodeid) is a kernel-side anomaly or a missing frame in the capture.
+        protocol.md §7.1.""",
+    ),
+    _r(
+        "FT203",
+        "request-names-unknown-nodeid",
+        E,
+        K,
+        "request names a node id that was never announced",
+        """
+        Every node id the kernel uses, except the root (1), was first handed out by the
+        daemon in an entry reply (LOOKUP, creation ops, READDIRPLUS). A request naming an id
+        never seen in an accepted entry reply means the capture started late, lost frames,
+        or the kernel invented an id. protocol.md §7.1.""",
+    ),
+    _r(
+        "FT204",
+        "entry-reply-bad-nodeid",
+        E,
+        D,
+        "entry reply with node id 0 or 1 where that is not allowed",
+        """
+        A creation reply (MKNOD, MKDIR, SYMLINK, LINK, CREATE, TMPFILE) must carry a new,
+        non-zero node id other than the root's; a LOOKUP of a name must not return the root
+        (1). The kernel rejects such replies: the syscall fails with EIO and no lookup is
+        counted, so a daemon that already counted one leaks it. (A LOOKUP returning 0 is a
+        valid negative entry.) protocol.md §7.1.""",
+    ),
+    _r(
+        "FT205",
+        "entry-reply-bad-type",
+        E,
+        D,
+        "entry reply with an invalid file type or the wrong one",
+        """
+        The mode in an entry reply must be one of the seven file types, and a creation reply
+        must return the type that was asked for (MKDIR a directory, SYMLINK a symlink,
+        CREATE and TMPFILE a regular file, MKNOD the requested type). The kernel rejects the
+        reply (EIO to the caller) and counts no lookup. protocol.md §7.1.""",
+    ),
+    _r(
+        "FT206",
+        "generation-reuse",
+        E,
+        D,
+        "node id reused with a different generation while still looked up",
+        """
+        (nodeid, generation) must be unique for the life of the filesystem. If an entry
+        reply returns a node id the kernel still holds with another generation, the kernel
+        marks the cached inode bad (its I/O fails with EIO) and creates a new one.
+        protocol.md §7.1.""",
+    ),
+    _r(
+        "FT207",
+        "file-type-change",
+        E,
+        D,
+        "file type of a node id changed",
+        """
+        An entry or attribute reply gives a node id a different file type than earlier
+        replies while the kernel still holds it. The kernel marks the inode bad: every later
+        operation on it fails with EIO. protocol.md §7.1.""",
+    ),
+    _r(
+        "FT208",
+        "fh-never-returned",
+        E,
+        K,
+        "request uses a file handle the daemon never returned",
+        """
+        File handles are chosen by the daemon in OPEN, OPENDIR, CREATE and TMPFILE replies
+        and echoed by the kernel in I/O requests and finally in RELEASE/RELEASEDIR. A
+        request using a handle that was never returned (and that is not 0 in no-open mode)
+        is a kernel-side anomaly or a capture that started late. protocol.md §7.2.""",
+    ),
+    _r(
+        "FT209",
+        "fh-used-after-release",
+        E,
+        K,
+        "request uses a released file handle",
+        """
+        The kernel sends RELEASE only after the last user and all asynchronous I/O on a
+        handle are gone, so no request may name the handle afterwards (until the daemon
+        hands the same value out again). protocol.md §7.2.""",
+    ),
+    _r(
+        "FT210",
+        "second-release",
+        E,
+        K,
+        "file handle released twice",
+        """
+        Exactly one RELEASE (RELEASEDIR) is sent per successful OPEN/CREATE/TMPFILE
+        (OPENDIR). A second RELEASE of a handle that is no longer open would make a daemon
+        free its state twice. protocol.md §7.2.""",
+    ),
+    _r(
+        "FT211",
+        "release-in-no-open-mode",
+        E,
+        K,
+        "RELEASE for a handle opened in no-open mode",
+        """
+        After the daemon answers OPEN (OPENDIR) with ENOSYS the kernel opens files without
+        messages, uses fh 0 and sends no RELEASE (RELEASEDIR) for those opens. A RELEASE
+        for a handle that no OPEN reply returned, after no-open mode began, contradicts this.
+        protocol.md §7.2.""",
+    ),
+    _r(
+        "FT212",
+        "enosys-op-sent-again",
+        W,
+        K,
+        "operation sent again after the daemon answered ENOSYS",
+        """
+        For many operations (OPEN, OPENDIR, FLUSH, FSYNC, the xattr family, ACCESS, LINK,
+        INTERRUPT, LSEEK, FALLOCATE, COPY_FILE_RANGE, STATX, ...) the kernel remembers an
+        ENOSYS reply for the life of the connection and stops sending the operation. Seeing
+        it again means the model differs from the kernel that produced the capture.
+        protocol.md §2 (ENOSYS list), §5.4.""",
+    ),
+    _r(
+        "FT213",
+        "lookups-held-at-end",
+        N,
+        C,
+        "lookup counts still held at end of capture",
+        """
+        At the end of the capture the kernel still holds lookup counts on some node ids.
+        This is expected: the kernel sends no FORGETs at unmount (the daemon must treat all
+        counts as dropped), and a capture may end before unmount. Listed to help find leaks
+        in long captures. protocol.md §7.1, §7.3.""",
+    ),
+    _r(
+        "FT214",
+        "handles-open-at-end",
+        N,
+        C,
+        "file handles still open at end of capture",
+        """
+        At the end of the capture some file handles have not been released. Normal if
+        recording stopped while files were open or before unmount; RELEASE is sent in the
+        background and may come after the close() that caused it. protocol.md §7.2,
+        §7.3.""",
+    ),
+    # ---- FT3: framing and sizes -----------------------------------------------------------
+    _r(
+        "FT301",
+        "reply-too-short",
+        E,
+        D,
+        "daemon message shorter than the 16-byte header",
+        """
+        Every daemon → kernel message starts with the 16-byte fuse_out_header. A shorter
+        write() fails with EINVAL and has no effect. protocol.md §5.3 (W2).""",
+    ),
+    _r(
+        "FT302",
+        "out-len-mismatch",
+        E,
+        D,
+        "out.len differs from the bytes written",
+        """
+        The len field of fuse_out_header must equal the number of bytes written in the one
+        write(). Otherwise the kernel fails the write() with EINVAL and ignores it; the
+        request it meant to answer stays pending and its caller keeps waiting. protocol.md
+        §1, §5.3 (W3).""",
+    ),
+    _r(
+        "FT303",
+        "request-too-short",
+        E,
+        C,
+        "kernel message shorter than the 40-byte header",
+        """
+        Every kernel → daemon message starts with the 40-byte fuse_in_header; the kernel
+        never sends less. A shorter frame means the capture is damaged (or its snap length
+        is below 40). protocol.md §1.""",
+    ),
+    _r(
+        "FT304",
+        "in-len-mismatch",
+        E,
+        C,
+        "in.len differs from the frame length",
+        """
+        The len field of fuse_in_header counts the whole message. A frame whose original
+        length differs from in.len was cut or merged by the recorder, or the capture is
+        damaged. protocol.md §1.""",
+    ),
+    _r(
+        "FT305",
+        "error-out-of-range",
+        E,
+        D,
+        "reply error positive or at/below -512",
+        """
+        out.error must be 0 or a negative errno greater than -512 (-512 is ERESTARTSYS, and
+        kernel-internal errnos must not leak; the bound was -1000 before Linux 5.14). The
+        kernel fails the write() with EINVAL and leaves the request pending, so the caller
+        keeps waiting for a proper reply. protocol.md §5.3 (W5).""",
+    ),
+    _r(
+        "FT306",
+        "error-reply-with-payload",
+        E,
+        D,
+        "error reply carries a payload",
+        """
+        A reply with a non-zero error must be the bare 16-byte header. The kernel fails the
+        write() with EINVAL and completes the request with EIO, so the caller sees EIO
+        instead of the intended error. protocol.md §5.3 (W8).""",
+    ),
+    _r(
+        "FT307",
+        "fixed-reply-wrong-size",
+        E,
+        D,
+        "fixed-size reply with the wrong size",
+        """
+        Operations with a fixed reply (entry_out, attr_out, open_out, statfs_out, write_out,
+        lk_out, bmap_out, poll_out, lseek_out, statx_out, entry_out+open_out, ...) must
+        reply with exactly that size (or the compat size of the negotiated minor). The
+        kernel fails the write() with EINVAL and the caller gets EIO. A header-only success
+        reply to LOOKUP, GETATTR or OPEN is the common case; an empty reply is valid only
+        for operations without reply data. protocol.md §5.3 (W8), §8.2.""",
+    ),
+    _r(
+        "FT308",
+        "variable-reply-too-long",
+        E,
+        D,
+        "variable-size reply longer than the kernel asked for",
+        """
+        Replies whose size the kernel bounds (READ, READDIR, READDIRPLUS ≤ read_in.size,
+        READLINK < page size, GETXATTR/LISTXATTR ≤ size, IOCTL ≤ 16 + out_size, INIT ≤ 64
+        bytes) must not be longer. The kernel fails the write() with EINVAL and the request
+        completes with EIO. A daemon whose xattr value is larger must reply ERANGE.
+        protocol.md §5.3 (W8), §8.2.""",
+    ),
+    _r(
+        "FT309",
+        "xattr-probe-wrong-shape",
+        E,
+        D,
+        "GETXATTR/LISTXATTR size probe not answered with fuse_getxattr_out",
+        """
+        GETXATTR and LISTXATTR with size 0 ask 'how big is it?'; the reply must be exactly
+        the 8-byte fuse_getxattr_out holding the length. Data (or nothing) instead makes the
+        write() fail with EINVAL and the caller get EIO. protocol.md §2, §8.2.""",
+    ),
+    _r(
+        "FT310",
+        "write-size-exceeds-request",
+        E,
+        D,
+        "WRITE reply claims more bytes than were sent",
+        """
+        write_out.size must not exceed write_in.size. The kernel accepts the write() but
+        fails the request with EIO, so the caller's write(2) fails. protocol.md §5.3
+        (size limits above the transport), §8.2.""",
+    ),
+    _r(
+        "FT311",
+        "copy-range-exceeds-len",
+        E,
+        D,
+        "COPY_FILE_RANGE reply copies more than asked",
+        """
+        The byte count in a COPY_FILE_RANGE (write_out.size) or COPY_FILE_RANGE_64
+        (bytes_copied) reply must not exceed copy_file_range_in.len. The kernel accepts the
+        write() but fails the request with EIO. protocol.md §5.3.""",
+    ),
+    _r(
+        "FT312",
+        "malformed-listxattr",
+        E,
+        D,
+        "LISTXATTR data is not a list of names",
+        """
+        A LISTXATTR reply with data must be a sequence of non-empty NUL-terminated names.
+        Otherwise the kernel fails listxattr(2) with EIO. protocol.md §5.3, §8.2.""",
+    ),
+    _r(
+        "FT313",
+        "bad-dirent",
+        E,
+        D,
+        "directory entry with an invalid name",
+        """
+        A READDIR/READDIRPLUS record with namelen 0, namelen above the name limit (1024;
+        4095 with max_pages > 1 on 6.15+), or a '/' in the name makes the kernel fail the
+        whole getdents() with EIO. protocol.md §8.1.""",
+    ),
+    _r(
+        "FT314",
+        "short-read-not-at-eof",
+        W,
+        D,
+        "short READ inside the file",
+        """
+        A READ reply shorter than asked means end of file to the kernel: unless writeback
+        caching is on, it shrinks its idea of the file size to the end of the short read.
+        A short read ending before the size the daemon itself reported (and not on a direct
+        I/O handle) is a data-integrity bug: later readers see a truncated file.
+        protocol.md §8.2.""",
+    ),
+    _r(
+        "FT315",
+        "extension-on-wrong-op",
+        W,
+        K,
+        "request carries an extension block it cannot have",
+        """
+        in.total_extlen announces a trailing extension block (security context,
+        supplementary group) only on MKNOD, MKDIR, SYMLINK, CREATE and TMPFILE, and only
+        since minor 7.38. Elsewhere the field is padding and must be zero. protocol.md §1,
+        §3.3.""",
+    ),
+    _r(
+        "FT316",
+        "frames-cut-by-snaplen",
+        N,
+        C,
+        "frames cut by the snap length",
+        """
+        The capture was recorded with a snap length and some frames were stored cut short.
+        Length checks still use the original length, but rules that read the body (sizes
+        inside the payload, node ids in entry replies, directory entries) skip cut frames,
+        so the check is less complete. Reported once, at the first cut frame. design.md
+        §4.""",
+    ),
+    _r(
+        "FT317",
+        "dirent-trailing-partial",
+        W,
+        D,
+        "directory listing ends with a partial record",
+        """
+        The kernel stops parsing a READDIR/READDIRPLUS reply silently when fewer bytes than a
+        record remain or the next record would overrun the reply. The trailing bytes are
+        ignored, so the entry in them is lost from the listing. protocol.md §8.1.""",
+    ),
+    # ---- FT4: INIT and versions -----------------------------------------------------------
+    _r(
+        "FT401",
+        "reply-before-init",
+        E,
+        D,
+        "reply before the INIT reply",
+        """
+        Until INIT is answered the kernel hands out no other request, so any reply other
+        than the INIT reply finds nothing and fails with ENOENT. protocol.md §4.1,
+        §10 (9).""",
+    ),
+    _r(
+        "FT402",
+        "request-before-init",
+        E,
+        K,
+        "request other than INIT before INIT completes",
+        """
+        Ordinary requests wait in allocation until INIT is answered, so the first message a
+        daemon reads is INIT and nothing else arrives until the INIT reply. A different
+        first request means the capture started late or lost frames. protocol.md §4.1.""",
+    ),
+    _r(
+        "FT403",
+        "init-major-mismatch",
+        E,
+        D,
+        "INIT reply major is not 7",
+        """
+        Linux speaks major 7 and fails INIT for any other major in the reply (an all-zero or
+        header-only reply reads as major 0). The mount stays, but every request then fails
+        with ECONNREFUSED. protocol.md §4.1.""",
+    ),
+    _r(
+        "FT404",
+        "init-error-reply",
+        E,
+        D,
+        "INIT answered with an error",
+        """
+        An error reply to INIT sets the connection's error state: the mount stays, but every
+        non-forced request fails with ECONNREFUSED and the kernel never sends INIT again
+        (with SYNC_INIT, mount() itself fails). protocol.md §4.1.""",
+    ),
+    _r(
+        "FT405",
+        "init-flags-not-offered",
+        W,
+        D,
+        "INIT reply sets flags the kernel did not offer",
+        """
+        The kernel does not intersect the reply's flags with the ones it offered; it acts on
+        any bit it knows. A daemon should only accept flags that were offered (libfuse
+        does); anything else enables behaviour the kernel did not agree to. protocol.md §4.2,
+        §10 (10).""",
+    ),
+    _r(
+        "FT406",
+        "init-minor-above-kernel",
+        N,
+        D,
+        "INIT reply minor above the kernel's",
+        """
+        The daemon answered with a higher minor than the kernel offered. Harmless: all kernel
+        checks are 'minor < N', so the effective protocol is the kernel's. libfuse does this
+        routinely. protocol.md §4.1.""",
+    ),
+    _r(
+        "FT407",
+        "init-ext-missing",
+        W,
+        D,
+        "INIT reply has flags2 but not INIT_EXT",
+        """
+        flags2 (bits 32-63) in the INIT reply is read only when the reply sets FUSE_INIT_EXT.
+        Without it the kernel ignores every high flag the daemon set. protocol.md §4.1,
+        §4.2.""",
+    ),
+    _r(
+        "FT408",
+        "max-write-too-small",
+        W,
+        D,
+        "INIT reply max_write below 4096",
+        """
+        The kernel floors max_write at 4096, so a smaller value is ignored and the daemon
+        will receive larger WRITEs than it asked for. protocol.md §4.1.""",
+    ),
+    _r(
+        "FT409",
+        "max-pages-zero",
+        W,
+        D,
+        "MAX_PAGES set with max_pages 0",
+        """
+        With FUSE_MAX_PAGES the kernel clamps init_out.max_pages to at least 1; a zero value
+        is probably a daemon that forgot to fill the field. protocol.md §4.1.""",
+    ),
+    _r(
+        "FT410",
+        "idmap-without-default-permissions",
+        E,
+        D,
+        "ALLOW_IDMAP without default_permissions",
+        """
+        FUSE_ALLOW_IDMAP in the INIT reply requires the mount's default_permissions option;
+        without it the kernel fails INIT and every request then fails with ECONNREFUSED.
+        Checked only when the capture records the mount options. protocol.md §4.1, §4.2.""",
+    ),
+    _r(
+        "FT411",
+        "passthrough-disabled",
+        W,
+        D,
+        "PASSTHROUGH accepted but silently disabled",
+        """
+        FUSE_PASSTHROUGH is honoured only if max_stack_depth is 1 or 2 and WRITEBACK_CACHE
+        is not also set; otherwise the kernel disables passthrough without telling the
+        daemon, and opens asking for it fail. protocol.md §4.1, §10 (11).""",
+    ),
+    _r(
+        "FT412",
+        "second-init",
+        E,
+        K,
+        "INIT sent twice on one connection",
+        """
+        Linux sends INIT exactly once per connection and never re-sends it, not even after
+        a failed INIT. A second INIT means two captures were merged or the capture is
+        damaged. protocol.md §4.1.""",
+    ),
+    # ---- FT5: notifications and interrupts ------------------------------------------------
+    _r(
+        "FT501",
+        "notify-unknown-code",
+        E,
+        D,
+        "notification with an unknown code",
+        """
+        A message with unique 0 is a notification and its error field is the code (1..9 in
+        ABI 7.45). An unknown code makes the write() fail with EINVAL. protocol.md §5.3 (W4),
+        §6.""",
+    ),
+    _r(
+        "FT502",
+        "notify-wrong-size",
+        E,
+        D,
+        "notification payload has the wrong size",
+        """
+        Each notification has an exact size: POLL 8, INVAL_INODE 24, RETRIEVE 32,
+        INVAL_ENTRY 16 + namelen + 1, DELETE 24 + namelen + 1, STORE 24 + size, PRUNE 16 +
+        8 x count. Any other size fails the write() with EINVAL. protocol.md §6.""",
+    ),
+    _r(
+        "FT503",
+        "notify-name-too-long",
+        E,
+        D,
+        "notification names an entry that is too long",
+        """
+        INVAL_ENTRY and DELETE with namelen above the name limit fail with ENAMETOOLONG.
+        protocol.md §6.""",
+    ),
+    _r(
+        "FT504",
+        "notify-before-init",
+        E,
+        D,
+        "notification before the INIT reply",
+        """
+        Notifications make sense only on an initialised connection; the newest kernels
+        reject any notification before INIT completes with EINVAL. protocol.md §5.3 (W4),
+        §11.""",
+    ),
+    _r(
+        "FT505",
+        "retrieve-unique-collision",
+        W,
+        D,
+        "RETRIEVE notify_unique equals an outstanding request id",
+        """
+        The kernel answers NOTIFY_RETRIEVE with a NOTIFY_REPLY message carrying the
+        daemon-chosen notify_unique as its id. If that id equals a request still
+        outstanding, the kernel accepts it, but tracing tools (and daemons that dispatch by
+        id) confuse the two. protocol.md §5.1, §6.""",
+    ),
+    _r(
+        "FT506",
+        "interrupt-unknown-target",
+        W,
+        K,
+        "INTERRUPT for a request that is not outstanding",
+        """
+        The kernel sends INTERRUPT only for a request the daemon has read and not yet
+        answered. One naming an unknown or answered request is a race in the capture order
+        (reply and interrupt crossing) or a missing frame. protocol.md §5.4.""",
+    ),
+    _r(
+        "FT507",
+        "interrupt-unique-mismatch",
+        E,
+        K,
+        "INTERRUPT header id is not its target's id with bit 0 set",
+        """
+        An INTERRUPT's header unique is the target's id with FUSE_INT_REQ_BIT (bit 0) set,
+        and fuse_interrupt_in.unique is the target id. The daemon answers the interrupt
+        under the header id; if the two disagree its answer reaches the wrong request.
+        protocol.md §5.1.""",
+    ),
+)
+
+RULES: dict[str, Rule] = {r.code: r for r in _CATALOGUE}
+
+
+def matches(code: str, patterns: Iterable[str]) -> bool:
+    """True if ``code`` is one of ``patterns`` or starts with one (``FT1`` = the family)."""
+    return any(code.startswith(p) for p in patterns)
+
+
+def select_rules(
+    select: Iterable[str] | None = None, ignore: Iterable[str] | None = None
+) -> frozenset[str]:
+    """The codes enabled by ``--select``/``--ignore`` (codes or prefixes, ruff style).
+
+    Raises ``ValueError`` naming a pattern that matches no rule.
+    """
+    sel = [p.strip().upper() for p in select or () if p.strip()]
+    ign = [p.strip().upper() for p in ignore or () if p.strip()]
+    for p in (*sel, *ign):
+        if not any(c.startswith(p) for c in RULES):
+            raise ValueError(f"{p!r} matches no rule (see `fusetrace rules`)")
+    codes = set(RULES) if not sel else {c for c in RULES if matches(c, sel)}
+    return frozenset(c for c in codes if not matches(c, ign))

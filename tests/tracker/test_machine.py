@@ -1,0 +1,775 @@
+"""Playbooks: for every rule, a minimal conversation that breaks it and a clean twin.
+
+Each entry of ``PLAYBOOKS`` maps a rule code to two functions building a finished
+:class:`Play`. The first must produce findings of exactly that rule and no other; the
+second, the same conversation done right, must produce none at all (end-of-capture
+findings included). A rule without a playbook fails ``test_every_rule_has_a_playbook``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+
+import pytest
+from trackplay import ACCEPTED, OFFERED, Play, attr, entry
+
+from fusetrace.protocol.abi import (
+    S_IFDIR,
+    S_IFREG,
+    FopenFlag,
+    InitFlag,
+    NotifyCode,
+    Opcode,
+)
+from fusetrace.protocol.encode import encode_reply, encode_request
+from fusetrace.record import Direction, Record
+from fusetrace.tracker import RULES, Culprit, Severity, Tracker
+
+Op = Opcode
+ATTR_REPLY = {"attr_valid": 1, "attr": attr(S_IFDIR | 0o755)}
+RESEND = 1 << 63
+
+
+def out(length: int, error: int, unique: int) -> bytes:
+    return struct.pack("<IiQ", length, error, unique)
+
+
+def done(p: Play) -> Play:
+    p.finish()
+    return p
+
+
+def getattr_call(p: Play, nodeid: int = 1) -> int:
+    return p.call(Op.GETATTR, {}, ATTR_REPLY, nodeid=nodeid)
+
+
+# ---- FT1 -----------------------------------------------------------------------------------
+def ft101(bad: bool) -> Play:
+    p = Play.session()
+    u = p.req(Op.GETATTR)
+    p.rep(Op.GETATTR, ATTR_REPLY, unique=u + 100 if bad else u)
+    if bad:
+        p.rep(Op.GETATTR, ATTR_REPLY, unique=u)
+    return done(p)
+
+
+def ft102(bad: bool) -> Play:
+    p = Play.session()
+    u = getattr_call(p)
+    if bad:
+        p.rep(Op.GETATTR, unique=u, error=-5)
+    return done(p)
+
+
+def ft103(bad: bool) -> Play:
+    p = Play.session()
+    p.req(Op.GETATTR, unique=7 if bad else 6)
+    p.rep(Op.GETATTR, ATTR_REPLY, unique=6)
+    return done(p)
+
+
+def ft104(bad: bool) -> Play:
+    p = Play.session()
+    u = p.req(Op.GETATTR)
+    p.req(Op.GETATTR, unique=u if bad else None)
+    p.rep(Op.GETATTR, ATTR_REPLY, unique=u)
+    if not bad:
+        p.rep(Op.GETATTR, ATTR_REPLY, unique=u + 2)
+    return done(p)
+
+
+def ft105(bad: bool) -> Play:
+    p = Play()
+    p.init(unique=4 if bad else 2)
+    return done(p)
+
+
+def ft106(bad: bool) -> Play:
+    p = Play.session()
+    p.lookup(5)
+    u = p.req(Op.FORGET, {"nlookup": 1}, nodeid=5)
+    if bad:
+        p.rep(Op.FORGET, unique=u, error=-2)
+    return done(p)
+
+
+def ft107(bad: bool) -> Play:
+    p = Play.session()
+    u = p.req(Op.GETATTR)
+    p.req(Op.INTERRUPT, {"unique": u}, unique=u | 1, nodeid=0)
+    if bad:
+        p.d(out(24, -11, u | 1) + bytes(8))
+    else:
+        p.intr_reply(u, -11)
+    p.rep(Op.GETATTR, unique=u, error=-4)
+    return done(p)
+
+
+def ft108(bad: bool) -> Play:
+    p = Play.session()
+    u = p.req(Op.GETATTR)
+    p.req(Op.INTERRUPT, {"unique": u}, unique=u | 1, nodeid=0)
+    if not bad:
+        p.intr_reply(u, -11)
+    p.rep(Op.GETATTR, unique=u, error=-4)
+    if bad:
+        p.intr_reply(u, -11)
+    return done(p)
+
+
+def ft109(bad: bool) -> Play:
+    p = Play.session()
+    u = p.req(Op.GETATTR)
+    p.notify(NotifyCode.RESEND)
+    p.req(Op.GETATTR, unique=u | RESEND)
+    if bad:
+        p.rep(Op.GETATTR, ATTR_REPLY, unique=u)
+    p.rep(Op.GETATTR, ATTR_REPLY, unique=u | RESEND)
+    return done(p)
+
+
+def ft110(bad: bool) -> Play:
+    p = Play.session()
+    u = p.req(Op.GETATTR, channel=0)
+    if bad:
+        p.rep(Op.GETATTR, ATTR_REPLY, unique=u, channel=1)
+    p.rep(Op.GETATTR, ATTR_REPLY, unique=u, channel=0)
+    return done(p)
+
+
+def ft111(bad: bool) -> Play:
+    p = Play.session()
+    u = p.req(Op.GETATTR)
+    if not bad:
+        p.rep(Op.GETATTR, ATTR_REPLY, unique=u)
+    return done(p)
+
+
+# ---- FT2 -----------------------------------------------------------------------------------
+def ft201(bad: bool) -> Play:
+    p = Play.session()
+    p.lookup(5)
+    p.forget(5, 2 if bad else 1)
+    return done(p)
+
+
+def ft202(bad: bool) -> Play:
+    p = Play.session()
+    p.lookup(5)
+    if bad:
+        p.forget(5)
+    p.call(Op.GETATTR, {}, -2, nodeid=5)
+    if not bad:
+        p.forget(5)
+    return done(p)
+
+
+def ft203(bad: bool) -> Play:
+    p = Play.session()
+    p.call(Op.GETATTR, {}, -2, nodeid=9 if bad else 1)
+    return done(p)
+
+
+def ft204(bad: bool) -> Play:
+    p = Play.session()
+    p.call(Op.MKDIR, {"mode": 0o755, "name": "d"}, entry(1 if bad else 6, S_IFDIR | 0o755))
+    if not bad:
+        p.forget(6)
+    return done(p)
+
+
+def ft205(bad: bool) -> Play:
+    p = Play.session()
+    p.call(Op.MKDIR, {"mode": 0o755, "name": "d"}, entry(6, (S_IFREG if bad else S_IFDIR) | 0o755))
+    if not bad:
+        p.forget(6)
+    return done(p)
+
+
+def ft206(bad: bool) -> Play:
+    p = Play.session()
+    p.lookup(5, generation=1)
+    p.lookup(5, generation=2 if bad else 1)
+    p.forget(5, 2)
+    return done(p)
+
+
+def ft207(bad: bool) -> Play:
+    p = Play.session()
+    p.lookup(5)
+    mode = S_IFDIR | 0o755 if bad else S_IFREG | 0o644
+    p.call(Op.GETATTR, {}, {"attr": attr(mode)}, nodeid=5)
+    p.forget(5)
+    return done(p)
+
+
+def ft208(bad: bool) -> Play:
+    p = Play.session()
+    if not bad:
+        p.open(1, 9)
+    p.call(Op.READ, {"fh": 9, "size": 10}, {"data": bytes(10)})
+    if not bad:
+        p.release(1, 9)
+    return done(p)
+
+
+def ft209(bad: bool) -> Play:
+    p = Play.session()
+    p.open(1, 9)
+    if bad:
+        p.release(1, 9)
+    p.call(Op.READ, {"fh": 9, "size": 10}, {"data": bytes(10)})
+    if not bad:
+        p.release(1, 9)
+    return done(p)
+
+
+def ft210(bad: bool) -> Play:
+    p = Play.session()
+    p.open(1, 9)
+    p.release(1, 9)
+    if bad:
+        p.release(1, 9)
+    return done(p)
+
+
+def ft211(bad: bool) -> Play:
+    p = Play.session()
+    p.call(Op.OPEN, {"flags": 0}, -38)
+    p.call(Op.READ, {"fh": 0, "size": 10}, {"data": bytes(10)})
+    if bad:
+        p.release(1, 0)
+    return done(p)
+
+
+def ft212(bad: bool) -> Play:
+    p = Play.session()
+    p.open(1, 3)
+    p.call(Op.FLUSH, {"fh": 3}, -38)
+    if bad:
+        p.call(Op.FLUSH, {"fh": 3}, -38)
+    p.release(1, 3)
+    return done(p)
+
+
+def ft213(bad: bool) -> Play:
+    p = Play.session()
+    p.lookup(5)
+    if not bad:
+        p.forget(5)
+    return done(p)
+
+
+def ft214(bad: bool) -> Play:
+    p = Play.session()
+    p.open(1, 3)
+    if not bad:
+        p.release(1, 3)
+    return done(p)
+
+
+# ---- FT3 -----------------------------------------------------------------------------------
+def ft301(bad: bool) -> Play:
+    p = Play.session()
+    if bad:
+        p.d(b"\x0c\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+    return done(p)
+
+
+def ft302(bad: bool) -> Play:
+    p = Play.session()
+    u = p.req(Op.GETATTR)
+    if bad:
+        p.d(out(24, -2, u))
+    p.rep(Op.GETATTR, unique=u, error=-2)
+    return done(p)
+
+
+def ft303(bad: bool) -> Play:
+    p = Play.session()
+    if bad:
+        p.k(bytes(20))
+    return done(p)
+
+
+def ft304(bad: bool) -> Play:
+    p = Play.session()
+    u = p.alloc()
+    data = encode_request(Op.GETATTR, {}, unique=u, nodeid=1)
+    if bad:
+        data = struct.pack("<I", len(data) + 8) + data[4:]
+    p.k(data)
+    p.rep(Op.GETATTR, ATTR_REPLY, unique=u)
+    return done(p)
+
+
+def ft305(bad: bool) -> Play:
+    p = Play.session()
+    u = p.req(Op.GETATTR)
+    if bad:
+        p.rep(Op.GETATTR, unique=u, error=5)
+        p.rep(Op.GETATTR, unique=u, error=-600)
+    p.rep(Op.GETATTR, unique=u, error=-2)
+    return done(p)
+
+
+def ft306(bad: bool) -> Play:
+    p = Play.session()
+    u = p.req(Op.GETATTR)
+    p.d(out(24, -2, u) + bytes(8) if bad else out(16, -2, u))
+    return done(p)
+
+
+def ft307(bad: bool) -> Play:
+    p = Play.session()
+    u = p.req(Op.LOOKUP, {"name": "x"})
+    p.d(out(16, 0, u) if bad else encode_reply(Op.LOOKUP, entry(0), unique=u))
+    v = p.req(Op.UNLINK, {"name": "x"})
+    p.d(out(24, 0, v) + bytes(8) if bad else out(16, 0, v))
+    return done(p)
+
+
+def ft308(bad: bool) -> Play:
+    p = Play.session()
+    p.open(1, 3)
+    p.call(Op.READ, {"fh": 3, "size": 10}, {"data": bytes(20 if bad else 10)})
+    p.release(1, 3)
+    return done(p)
+
+
+def ft309(bad: bool) -> Play:
+    p = Play.session()
+    u = p.req(Op.GETXATTR, {"size": 0, "name": "user.a"})
+    if bad:
+        p.rep(Op.GETXATTR, {"value": b"abc"}, unique=u)
+    else:
+        p.rep(Op.GETXATTR, {"size": 3}, unique=u, probe=True)
+    return done(p)
+
+
+def ft310(bad: bool) -> Play:
+    p = Play.session()
+    p.open(1, 3)
+    p.call(Op.WRITE, {"fh": 3, "data": b"abcd"}, {"size": 8 if bad else 4})
+    p.release(1, 3)
+    return done(p)
+
+
+def ft311(bad: bool) -> Play:
+    p = Play.session()
+    p.open(1, 3)
+    body = {"fh_in": 3, "fh_out": 3, "nodeid_out": 1, "len": 10}
+    p.call(Op.COPY_FILE_RANGE, body, {"size": 20 if bad else 10})
+    p.call(Op.COPY_FILE_RANGE_64, body, {"bytes_copied": 11 if bad else 10})
+    p.release(1, 3)
+    return done(p)
+
+
+def ft312(bad: bool) -> Play:
+    p = Play.session()
+    names = ["user.a", ""] if bad else ["user.a", "user.b"]
+    p.call(Op.LISTXATTR, {"size": 100}, {"names": names})
+    return done(p)
+
+
+def _listing(p: Play, entries: list[dict[str, object]], extra: bytes = b"") -> None:
+    p.call(Op.OPENDIR, {"flags": 0}, {"fh": 4})
+    u = p.req(Op.READDIR, {"fh": 4, "size": 4096})
+    raw = encode_reply(Op.READDIR, {"entries": entries}, unique=u) + extra
+    p.d(struct.pack("<I", len(raw)) + raw[4:])
+    p.release(1, 4, Op.RELEASEDIR)
+
+
+def ft313(bad: bool) -> Play:
+    p = Play.session()
+    _listing(p, [{"ino": 2, "off": 1, "type": 8, "name": "a/b" if bad else "ab"}])
+    return done(p)
+
+
+def ft314(bad: bool) -> Play:
+    p = Play.session()
+    p.lookup(5, size=100)
+    p.open(5, 3)
+    p.call(
+        Op.READ, {"fh": 3, "offset": 0, "size": 50}, {"data": bytes(10 if bad else 50)}, nodeid=5
+    )
+    # a short read that reaches the end of the file is fine
+    p.call(Op.READ, {"fh": 3, "offset": 50, "size": 4096}, {"data": bytes(50)}, nodeid=5)
+    p.release(5, 3)
+    p.forget(5)
+    return done(p)
+
+
+def ft315(bad: bool) -> Play:
+    p = Play.session()
+    p.call(Op.GETATTR, {}, ATTR_REPLY, total_extlen=1 if bad else 0)
+    return done(p)
+
+
+def ft316(bad: bool) -> Play:
+    p = Play.session()
+    p.open(1, 3)
+    u = p.alloc()
+    data = encode_request(Op.WRITE, {"fh": 3, "data": bytes(100)}, unique=u, nodeid=1)
+    p.k(data[:64] if bad else data, orig_len=len(data))
+    p.rep(Op.WRITE, {"size": 100}, unique=u)
+    p.release(1, 3)
+    return done(p)
+
+
+def ft317(bad: bool) -> Play:
+    p = Play.session()
+    _listing(p, [{"ino": 2, "off": 1, "type": 8, "name": "ab"}], bytes(8) if bad else b"")
+    return done(p)
+
+
+# ---- FT4 -----------------------------------------------------------------------------------
+def ft401(bad: bool) -> Play:
+    p = Play()
+    u = p.req(Op.INIT, {"major": 7, "minor": 45}, unique=2, nodeid=0)
+    if bad:
+        p.d(out(16, -2, 4))
+    p.rep(Op.INIT, {"major": 7, "minor": 45, "max_write": 4096}, unique=u)
+    return done(p)
+
+
+def ft402(bad: bool) -> Play:
+    p = Play()
+    if bad:
+        u = p.req(Op.GETATTR, unique=4)
+        p.next_unique = 2
+        p.init()
+    else:
+        p.init()
+        u = p.req(Op.GETATTR)
+    p.rep(Op.GETATTR, ATTR_REPLY, unique=u)
+    return done(p)
+
+
+def _flags(flags: InitFlag) -> dict[str, int]:
+    f1, f2 = flags.words()
+    return {"flags": f1, "flags2": f2}
+
+
+def ft403(bad: bool) -> Play:
+    p = Play()
+    p.init(reply={"major": 8 if bad else 7})
+    return done(p)
+
+
+def ft404(bad: bool) -> Play:
+    p = Play()
+    if bad:
+        u = p.req(Op.INIT, {"major": 7, "minor": 45}, unique=2, nodeid=0)
+        p.rep(Op.INIT, unique=u, error=-71)
+    else:
+        p.init()
+    return done(p)
+
+
+def ft405(bad: bool) -> Play:
+    p = Play()
+    offered = OFFERED & ~InitFlag.WRITEBACK_CACHE
+    p.init(offered=offered, reply=_flags(ACCEPTED | InitFlag.WRITEBACK_CACHE) if bad else None)
+    return done(p)
+
+
+def ft406(bad: bool) -> Play:
+    p = Play()
+    p.init(reply={"minor": 46 if bad else 45})
+    return done(p)
+
+
+def ft407(bad: bool) -> Play:
+    p = Play()
+    f1, _ = (ACCEPTED & ~InitFlag.INIT_EXT).words()
+    p.init(reply={"flags": f1, "flags2": 1 if bad else 0})
+    return done(p)
+
+
+def ft408(bad: bool) -> Play:
+    p = Play()
+    p.init(reply={"max_write": 1024 if bad else 4096})
+    return done(p)
+
+
+def ft409(bad: bool) -> Play:
+    p = Play()
+    p.init(reply={"max_pages": 0 if bad else 1})
+    return done(p)
+
+
+def ft410(bad: bool) -> Play:
+    p = Play(mount_options={} if bad else {"default_permissions": None})
+    p.init(reply=_flags(ACCEPTED | InitFlag.ALLOW_IDMAP))
+    return done(p)
+
+
+def ft411(bad: bool) -> Play:
+    p = Play()
+    p.init(reply={**_flags(ACCEPTED | InitFlag.PASSTHROUGH), "max_stack_depth": 0 if bad else 1})
+    return done(p)
+
+
+def ft412(bad: bool) -> Play:
+    p = Play.session()
+    if bad:
+        u = p.req(Op.INIT, {"major": 7, "minor": 45}, nodeid=0)
+        p.rep(Op.INIT, unique=u, error=-71)
+    return done(p)
+
+
+# ---- FT5 -----------------------------------------------------------------------------------
+def ft501(bad: bool) -> Play:
+    p = Play.session()
+    p.d(out(16, 77, 0) if bad else out(16, int(NotifyCode.INC_EPOCH), 0))
+    return done(p)
+
+
+def ft502(bad: bool) -> Play:
+    p = Play.session()
+    p.d(out(20, 1, 0) + bytes(4) if bad else out(24, 1, 0) + bytes(8))
+    p.notify(NotifyCode.PRUNE, {"nodeids": [5, 6]})
+    if bad:
+        p.d(out(16 + 16 + 8, 9, 0) + struct.pack("<IIQQ", 2, 0, 0, 5))
+    return done(p)
+
+
+def ft503(bad: bool) -> Play:
+    p = Play.session()
+    p.notify(NotifyCode.INVAL_ENTRY, {"parent": 1, "name": "x" * (5000 if bad else 255)})
+    return done(p)
+
+
+def ft504(bad: bool) -> Play:
+    p = Play()
+    u = p.req(Op.INIT, {"major": 7, "minor": 45}, unique=2, nodeid=0)
+    if bad:
+        p.notify(NotifyCode.INVAL_INODE, {"ino": 1})
+    p.rep(Op.INIT, {"major": 7, "minor": 45, "max_write": 4096}, unique=u)
+    if not bad:
+        p.notify(NotifyCode.INVAL_INODE, {"ino": 1})
+    return done(p)
+
+
+def ft505(bad: bool) -> Play:
+    p = Play.session()
+    u = p.req(Op.GETATTR)
+    body = {"notify_unique": u if bad else 1, "nodeid": 1, "offset": 0, "size": 10}
+    p.notify(NotifyCode.RETRIEVE, body)
+    p.rep(Op.GETATTR, ATTR_REPLY, unique=u)
+    return done(p)
+
+
+def ft506(bad: bool) -> Play:
+    p = Play.session()
+    u = p.req(Op.GETATTR)
+    target = u + 40 if bad else u
+    p.req(Op.INTERRUPT, {"unique": target}, unique=target | 1, nodeid=0)
+    p.rep(Op.GETATTR, unique=u, error=-4)
+    return done(p)
+
+
+def ft507(bad: bool) -> Play:
+    p = Play.session()
+    u = p.req(Op.GETATTR)
+    p.req(Op.INTERRUPT, {"unique": u}, unique=(u + 3) if bad else (u | 1), nodeid=0)
+    p.rep(Op.GETATTR, unique=u, error=-4)
+    return done(p)
+
+
+PLAYBOOKS: dict[str, Callable[[bool], Play]] = {
+    name.upper(): fn
+    for name, fn in dict(globals()).items()
+    if name.startswith("ft") and name[2:].isdigit() and callable(fn)
+}
+
+
+def test_every_rule_has_a_playbook() -> None:
+    missing = sorted(set(RULES) - set(PLAYBOOKS))
+    assert not missing, f"rules without a playbook: {missing}"
+    assert not set(PLAYBOOKS) - set(RULES)
+
+
+@pytest.mark.parametrize("code", sorted(RULES))
+def test_playbook_triggers_exactly_its_rule(code: str) -> None:
+    p = PLAYBOOKS[code](True)
+    found = p.findings
+    assert found, f"{code}: nothing reported"
+    assert {f.rule for f in found} == {code}, [(f.rule, f.frame, f.message) for f in found]
+    rule = RULES[code]
+    for f in found:
+        assert f.severity is rule.severity
+        assert f.culprit is rule.culprit
+        assert f.frame is None or 0 <= f.frame < p.index
+
+
+@pytest.mark.parametrize("code", sorted(RULES))
+def test_clean_twin_triggers_nothing(code: str) -> None:
+    p = PLAYBOOKS[code](False)
+    assert not p.findings, [(f.rule, f.frame, f.message) for f in p.findings]
+    assert p.tracker.summary.internal_errors == 0
+
+
+# ---- specific behaviour ------------------------------------------------------------------
+def test_finding_points_at_the_offending_frame() -> None:
+    p = Play.session()
+    u = getattr_call(p)
+    dup_frame = p.index
+    p.rep(Op.GETATTR, ATTR_REPLY, unique=u)
+    (f,) = p.findings
+    assert f.rule == "FT102"
+    assert f.frame == dup_frame
+    assert f.related == (dup_frame - 1,)
+    assert f.unique == u
+    assert f.opcode is None  # a reply to nothing has no known opcode
+
+
+def test_fixed_size_reply_names_the_opcode() -> None:
+    p = Play.session()
+    u = p.req(Op.GETATTR)
+    p.d(out(16, 0, u))
+    (f,) = p.findings
+    assert (f.rule, f.opcode, f.unique) == ("FT307", "GETATTR", u)
+    assert "must be 104" in f.message
+
+
+def test_rejected_write_leaves_the_request_pending() -> None:
+    # W5: error out of range -> EINVAL and the request stays; the proper reply still matches
+    p = Play.session()
+    u = p.req(Op.GETATTR)
+    p.rep(Op.GETATTR, unique=u, error=1)
+    p.rep(Op.GETATTR, ATTR_REPLY, unique=u)
+    assert [f.rule for f in p.findings] == ["FT305"]
+
+
+def test_rejected_creation_counts_no_lookup() -> None:
+    p = Play.session()
+    p.call(Op.MKDIR, {"mode": 0o755, "name": "d"}, entry(6, S_IFREG | 0o644))
+    p.forget(6)
+    assert [f.rule for f in p.findings] == ["FT205", "FT201"]
+
+
+def test_readdirplus_entries_count_as_lookups() -> None:
+    p = Play.session()
+    p.call(Op.OPENDIR, {"flags": 0}, {"fh": 4})
+    ents = [
+        {**entry(0), "ino": 1, "off": 1, "type": 4, "name": "."},
+        {**entry(7), "ino": 7, "off": 2, "type": 8, "name": "a"},
+        {**entry(8), "ino": 8, "off": 3, "type": 8, "name": "b"},
+    ]
+    p.call(Op.READDIRPLUS, {"fh": 4, "size": 4096}, {"entries": ents})
+    p.call(Op.GETATTR, {}, {"attr": attr()}, nodeid=7)
+    p.release(1, 4, Op.RELEASEDIR)
+    p.req(Op.BATCH_FORGET, {"forgets": [{"nodeid": 7, "nlookup": 1}, {"nodeid": 8, "nlookup": 1}]},
+          nodeid=0)  # fmt: skip
+    p.finish()
+    assert p.findings == []
+    assert p.tracker.nodes == {}
+
+
+def test_direct_io_handle_may_read_short() -> None:
+    p = Play.session()
+    p.lookup(5, size=100)
+    p.open(5, 3, open_flags=int(FopenFlag.DIRECT_IO))
+    p.call(Op.READ, {"fh": 3, "offset": 0, "size": 50}, {"data": bytes(10)}, nodeid=5)
+    assert p.findings == []
+
+
+def test_select_limits_reported_rules() -> None:
+    p = Play.session(rules={"FT305"})
+    u = p.req(Op.GETATTR)
+    p.rep(Op.GETATTR, unique=u, error=1)
+    p.rep(Op.GETATTR, unique=u + 50, error=-2)
+    assert [f.rule for f in p.findings] == ["FT305"]
+
+
+def test_header_only_mode_still_pairs() -> None:
+    p = Play.session(header_only=True)
+    u = p.req(Op.GETATTR, nodeid=77)  # unknown node id: a body rule, not checked
+    p.rep(Op.GETATTR, ATTR_REPLY, unique=u)
+    p.rep(Op.GETATTR, ATTR_REPLY, unique=u)
+    assert [f.rule for f in p.findings] == ["FT102"]
+
+
+def test_garbage_never_raises() -> None:
+    import random
+
+    rng = random.Random(5)
+    t = Tracker()  # not strict: what a check run uses
+    p = Play.session()
+    frames = [
+        Record(
+            i,
+            0,
+            rng.choice([Direction.INBOUND, Direction.OUTBOUND]),
+            rng.randbytes(rng.randrange(0, 200)),
+            rng.randrange(0, 200),
+        )
+        for i in range(3000)
+    ]
+    for r in frames:
+        t.feed(r)
+    t.finish()
+    assert t.summary.internal_errors == 0
+    del p
+
+
+def test_a_bug_in_a_rule_does_not_stop_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    t = Tracker()
+
+    def boom(*a: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(t, "_kernel_frame", boom)
+    data = encode_request(Op.GETATTR, {}, unique=4, nodeid=1)
+    assert t.feed(Record(0, 0, Direction.INBOUND, data, len(data))) == []
+    assert t.summary.internal_errors == 1
+    reply = encode_reply(Op.GETATTR, ATTR_REPLY, unique=8)
+    # the next frame is judged normally (no INIT was seen: a reply before INIT)
+    assert [f.rule for f in t.feed(Record(1, 0, Direction.OUTBOUND, reply, len(reply)))] == [
+        "FT401"
+    ]
+
+
+def test_strict_mode_lets_bugs_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    t = Tracker(strict=True)
+    monkeypatch.setattr(t, "_daemon_frame", lambda r: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        t.feed(Record(0, 0, Direction.OUTBOUND, out(16, 0, 4), 16))
+
+
+def test_memory_is_bounded_by_open_state() -> None:
+    p = Play.session()
+    for _ in range(20000):
+        u = p.req(Op.GETATTR)
+        p.rep(Op.GETATTR, ATTR_REPLY, unique=u)
+    t = p.tracker
+    assert len(t.pending) == 0
+    assert len(t._answered._d) <= 4096
+
+
+def test_big_endian_capture() -> None:
+    from fusetrace.protocol.session import Negotiated
+
+    p = Play(byte_order="big")
+    p.neg = Negotiated.default("big")
+    p.init()
+    u = getattr_call(p)
+    p.rep(Op.GETATTR, ATTR_REPLY, unique=u)
+    assert [f.rule for f in p.findings] == ["FT102"]
+
+
+def test_summary_counts() -> None:
+    p = Play.session()
+    getattr_call(p)
+    p.notify(NotifyCode.INVAL_INODE, {"ino": 1})
+    p.req(Op.GETATTR)
+    p.finish()
+    s = p.tracker.summary
+    assert (s.frames, s.requests, s.replies, s.notifications) == (6, 3, 2, 1)
+    assert s.findings == {"error": 0, "warning": 0, "info": 1}
+    assert s.outstanding == 1
+    assert s.to_dict()["open"]["outstanding_requests"] == 1
+    assert Severity.INFO < Severity.ERROR and Culprit.DAEMON.value == "daemon"
