@@ -247,7 +247,8 @@ def replay(
     )
     engine = ReplayEngine(records, ProtocolCodec(byte_order), options)
     mountpoint = meta.get("mountpoint")
-    out = sys.stdout
+    # the capture may go to stdout (-w -): the report then goes to stderr
+    out = sys.stderr if write_path == "-" else sys.stdout
 
     sinks: list[FrameSink] = []
     tracked = _tracker_sink(byte_order)

@@ -361,7 +361,8 @@ class ReplayEngine:
         if self._live_session is None and step.pos > 0:
             return False  # nothing but INIT before the INIT reply, as in the kernel
         if step.info.kind is StepKind.INTERRUPT:
-            return True  # sent at once if its target is outstanding, else skipped
+            # even when serial: it goes out while its target is outstanding (or is skipped)
+            return self._prefix >= step.need
         if self.options.serial:
             return not self._outstanding
         return self._prefix >= step.need

@@ -1,0 +1,192 @@
+"""``fusetrace replay`` end to end: exit statuses, report formats, the live capture, and a
+replay run as user nobody (no root, no /dev/fuse)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "replay"))
+
+from kernel import FAKEFS, Kernel, record_fakefs_session  # noqa: E402
+
+from fusetrace.capture import CaptureReader  # noqa: E402
+from fusetrace.protocol.abi import Opcode  # noqa: E402
+from fusetrace.record import Direction  # noqa: E402
+from fusetrace.tracker import Tracker  # noqa: E402
+
+
+def fusetrace(
+    *args: str, user: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "fusetrace", *args]
+    if user is not None:
+        cmd = ["setpriv", f"--reuid={user}", "--regid=nogroup", "--clear-groups", *cmd]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[Path]:
+    """A directory every user can read (pytest's tmp_path is private to root)."""
+    d = Path(tempfile.mkdtemp(prefix="fusetrace-replay-"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d)
+
+
+@pytest.fixture(scope="module")
+def recording(world: Path) -> Path:
+    path = world / "fake.pcapng"
+    record_fakefs_session(str(path))
+    path.chmod(0o644)
+    return path
+
+
+def fake(*flags: str) -> list[str]:
+    return [sys.executable, FAKEFS, *flags, "{}"]
+
+
+def test_clean_replay_exits_0_and_summarises(recording: Path) -> None:
+    r = fusetrace("replay", str(recording), "--", *fake())
+    assert r.returncode == 0, r.stderr
+    assert "0 differences" in r.stdout
+    assert "requests/s" in r.stdout  # --speed 0: the benchmark figures
+    assert "READ" in r.stdout
+
+
+def test_difference_exits_1_with_one_line_per_difference(recording: Path) -> None:
+    r = fusetrace("replay", str(recording), "--", *fake("--change"))
+    assert r.returncode == 1, r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("frame ")]
+    assert len(lines) == 1
+    assert " READ " in lines[0] and "data:" in lines[0] and "offset 6" in lines[0]
+    assert "differences by opcode: READ 1" in r.stdout
+
+
+def test_ignore_and_strict_switch_fields(recording: Path) -> None:
+    r = fusetrace("replay", "--strict", str(recording), "--", *fake())
+    assert r.returncode == 1
+    fields = {ln.split(": ")[1] for ln in r.stdout.splitlines() if ln.startswith("frame ")}
+    # fakefs draws atime and statfs bfree at random on every call, and derives inode
+    # numbers and generations from its per-run base
+    assert {"entry.attr.atime", "statfs.st.bfree", "entry.attr.ino", "entry.generation"} <= fields
+    assert not any(f.endswith(("nodeid", ".fh")) for f in fields)  # mapped, never compared
+    r = fusetrace(
+        "replay",
+        "--strict",
+        "--ignore",
+        "atime,bfree",
+        "--ignore",
+        "ino,generation",
+        str(recording),
+        "--",
+        *fake(),
+    )
+    assert r.returncode == 0, r.stdout
+
+
+def test_json_report(recording: Path) -> None:
+    r = fusetrace("replay", "--format", "json", str(recording), "--", *fake("--change"))
+    assert r.returncode == 1
+    doc = json.loads(r.stdout)
+    assert doc["summary"]["differences"] == 1
+    assert doc["summary"]["by_opcode"]["READ"]["differences"] == 1
+    (d,) = doc["differences"]
+    assert d["opcode"] == "READ" and d["field"] == "data"
+    assert "latency" in doc["summary"]
+
+
+def test_daemon_killed_exits_4_with_partial_results(recording: Path) -> None:
+    r = fusetrace("replay", str(recording), "--", *fake("--die-on", "READDIRPLUS"))
+    assert r.returncode == 4
+    assert "died on frame" in r.stdout and "READDIRPLUS" in r.stdout
+    assert "replies compared" in r.stdout
+    assert "SIGKILL" in r.stderr
+
+
+def test_daemon_not_starting_exits_4(recording: Path) -> None:
+    r = fusetrace("replay", str(recording), "--", "/nonexistent/daemon", "{}")
+    assert r.returncode == 4 and "not found" in r.stderr
+    r = fusetrace("replay", str(recording), "--", sys.executable, "-c", "pass", "{}")
+    assert r.returncode == 4
+    assert "died on frame 0 INIT" in r.stdout
+
+
+def test_unreadable_capture_exits_3(world: Path) -> None:
+    bad = world / "bad.pcapng"
+    bad.write_bytes(b"not a capture at all")
+    r = fusetrace("replay", str(bad), "--", *fake())
+    assert r.returncode == 3 and "Traceback" not in r.stderr
+    r = fusetrace("replay", str(world / "missing.pcapng"), "--", *fake())
+    assert r.returncode == 3
+
+
+def test_write_live_run_as_capture(recording: Path, world: Path) -> None:
+    out = world / "live.pcapng"
+    r = fusetrace("replay", "-w", str(out), str(recording), "--", *fake())
+    assert r.returncode == 0, r.stderr
+    assert (out.stat().st_mode & 0o777) == 0o600
+    with open(out, "rb") as f:
+        frames = list(CaptureReader(f))
+    with open(recording, "rb") as f:
+        recorded = list(CaptureReader(f))
+    assert len(frames) == len(recorded)
+    assert [fr.direction for fr in frames].count(Direction.INBOUND) == [
+        fr.direction for fr in recorded
+    ].count(Direction.INBOUND)
+    tracker = Tracker(byte_order=sys.byteorder)
+    findings = tracker.feed_all(frames) + tracker.finish()
+    assert not [f for f in findings if f.severity.label == "error"]
+    check = fusetrace("check", str(out))
+    if "No such command" not in check.stderr:
+        assert check.returncode in (0, 1), check.stderr  # read fine; exit reflects findings
+
+
+def test_help_teaches_with_an_example() -> None:
+    r = fusetrace("replay", "--help")
+    assert r.returncode == 0
+    assert "fusetrace replay trace.pcapng -- squashfuse_ll image.sqfs {}" in r.stdout
+
+
+@pytest.mark.skipif(shutil.which("squashfuse_ll") is None or shutil.which("mksquashfs") is None,
+                    reason="squashfuse_ll or mksquashfs not installed")  # fmt: skip
+def test_replay_as_nobody_without_dev_fuse(world: Path) -> None:
+    src = world / "tree"
+    (src / "d").mkdir(parents=True)
+    (src / "a.txt").write_text("alpha\n")
+    (src / "d" / "b.txt").write_text("beta\n" * 1000)
+    image = world / "img.sqfs"
+    subprocess.run(["mksquashfs", str(src), str(image), "-noappend", "-quiet", "-no-progress"],
+                   check=True)  # fmt: skip
+    image.chmod(0o644)
+    k = Kernel(["squashfuse_ll", str(image), "{}"])
+    k.init()
+    k.listdir(1)
+    d = k.lookup(1, "d")
+    b = k.lookup(d, "b.txt")
+    fh = k.open(b)
+    k.call(Opcode.READ, {"fh": fh, "offset": 0, "size": 8192}, b)
+    k.call(Opcode.RELEASE, {"fh": fh}, b)
+    capture = world / "sq.pcapng"
+    capture.write_bytes(k.capture())
+    capture.chmod(0o644)
+    # nobody really cannot use /dev/fuse here
+    probe = subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable,
+         "-c", "open('/dev/fuse', 'rb')"], capture_output=True, text=True,
+    )  # fmt: skip
+    assert probe.returncode != 0 and "Permission" in probe.stderr
+    r = fusetrace("replay", str(capture), "--", "squashfuse_ll", str(image), "{}",
+                  user="nobody")  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "0 differences" in r.stdout
