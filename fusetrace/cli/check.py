@@ -1,0 +1,297 @@
+"""``fusetrace check``, ``explain`` and ``rules``: the protocol checker on the command line.
+
+Thin adapters: read captures, feed the tracker, hand the result to a reporter, decide the
+exit status (0 clean, 1 findings at or above ``--fail-on``, 3 unreadable capture).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from contextlib import nullcontext
+from typing import IO, Any
+
+import click
+
+from fusetrace.capture.files import open_capture
+from fusetrace.errors import CaptureError, ExitCode
+from fusetrace.report.findings import (
+    REPORTERS,
+    CaptureResult,
+    CheckResult,
+    JsonReporter,
+    JunitReporter,
+    TextReporter,
+)
+from fusetrace.tracker import FAMILIES, RULES, Finding, Severity, Tracker, select_rules
+
+#: show a progress display on a terminal once a capture has this many frames
+PROGRESS_EVERY = 20_000
+
+
+def _split(values: Iterable[str]) -> list[str]:
+    return [p.strip().upper() for v in values for p in v.split(",") if p.strip()]
+
+
+def _mount_options(meta: dict[str, Any]) -> dict[str, str | None] | None:
+    opts = meta.get("mount_options")
+    if not isinstance(opts, list):
+        return None
+    out: dict[str, str | None] = {}
+    for o in opts:
+        for part in str(o).split(","):
+            name, eq, value = part.partition("=")
+            out[name.strip()] = value if eq else None
+    return out
+
+
+def check_capture(
+    path: str,
+    *,
+    rules: Iterable[str] | None = None,
+    header_only: bool = False,
+    progress: Any = None,
+) -> CaptureResult:
+    """Check one capture file; raises CaptureError if it cannot be read."""
+    with open_capture(path) as reader:
+        tracker = Tracker(
+            byte_order=reader.info.byte_order,
+            rules=rules,
+            mount_options=_mount_options(reader.info.meta),
+            header_only=header_only,
+        )
+        findings: list[Finding] = []
+        feed = tracker.feed
+        task = None
+        for n, rec in enumerate(reader, 1):
+            found = feed(rec)
+            if found:
+                findings.extend(found)
+            if progress is not None and n % PROGRESS_EVERY == 0:
+                if task is None:
+                    task = progress.add_task(f"checking {path}", total=None)
+                progress.update(task, completed=n)
+        findings.extend(tracker.finish())
+        if task is not None:
+            progress.remove_task(task)
+        result = CaptureResult(path, findings, tracker.summary, reader.info.truncated)
+        if tracker.summary.internal_errors:
+            click.echo(
+                f"fusetrace: warning: {path}: {tracker.summary.internal_errors} frames could "
+                "not be judged because of an internal error (please report it)",
+                err=True,
+            )
+        if reader.info.truncated:
+            click.echo(
+                f"fusetrace: warning: {path}: the capture is cut short at offset "
+                f"{reader.info.truncated_at}; checked up to its last whole frame",
+                err=True,
+            )
+        return result
+
+
+def _progress() -> Any:
+    if not sys.stderr.isatty():
+        return nullcontext(None)
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}: {task.completed:,} frames"),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
+
+@click.command(
+    "check",
+    epilog="""\b
+Examples:
+  fusetrace check trace.pcapng
+  fusetrace check --fail-on warning --format junit -o check.xml trace.pcapng
+  fusetrace check --select FT1,FT3 --ignore FT314 a.pcapng b.pcapng
+  fusetrace check --format json trace.pcapng | jq '.captures[].findings[].rule'
+""",
+)
+@click.argument("captures", nargs=-1, required=True, metavar="FILE...")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(sorted(REPORTERS)),
+    default="text",
+    show_default=True,
+    help="text (a table on a terminal, file:frame: lines otherwise), json, or junit XML for CI.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["error", "warning"]),
+    default="error",
+    show_default=True,
+    help="Exit 1 if a finding of this severity or worse is reported.",
+)
+@click.option(
+    "--select",
+    multiple=True,
+    metavar="CODES",
+    help="Only these rules: codes or prefixes, comma-separated (FT1 = the whole family).",
+)
+@click.option(
+    "--ignore",
+    multiple=True,
+    metavar="CODES",
+    help="Leave out these rules: codes or prefixes, comma-separated.",
+)
+@click.option(
+    "--header-only",
+    is_flag=True,
+    help="Check only what the frame headers show (ids, pairing, lengths, errors, INIT): "
+    "faster, skips every rule that reads a body.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, allow_dash=True),
+    default="-",
+    help="Write the report to this file instead of standard output.",
+)
+@click.pass_context
+def check(
+    ctx: click.Context,
+    captures: tuple[str, ...],
+    fmt: str,
+    fail_on: str,
+    select: tuple[str, ...],
+    ignore: tuple[str, ...],
+    header_only: bool,
+    output: str,
+) -> None:
+    """Check captures against the kernel's FUSE protocol rules.
+
+    Every frame is judged as the kernel would judge it: reply ids and pairing, lookup
+    counts and file handles, frame and reply sizes, INIT negotiation, notifications and
+    interrupts. Each finding names its rule (`fusetrace explain CODE` tells what it means),
+    its severity, the side at fault and the frame (0-based, as in `fusetrace decode`).
+
+    Exit status: 0 when nothing at or above --fail-on was found, 1 when something was,
+    3 when a capture cannot be read.
+    """
+    try:
+        enabled = select_rules(_split(select) or None, _split(ignore) or None)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--select/--ignore") from None
+    result = CheckResult(fail_on=Severity.parse(fail_on))
+    unreadable = False
+    with _progress() as progress:
+        for path in captures:
+            try:
+                result.captures.append(
+                    check_capture(path, rules=enabled, header_only=header_only, progress=progress)
+                )
+            except CaptureError as e:
+                click.echo(f"fusetrace: error: {e}", err=True)
+                unreadable = True
+    _write_report(result, fmt, output)
+    if unreadable:
+        ctx.exit(ExitCode.BAD_CAPTURE)
+    ctx.exit(ExitCode.FINDINGS if result.failed else ExitCode.OK)
+
+
+def _write_report(result: CheckResult, fmt: str, output: str) -> None:
+    out: IO[str]
+    if output == "-":
+        out = sys.stdout
+        close = False
+    else:
+        try:
+            out = open(output, "w", encoding="utf-8")  # noqa: SIM115
+        except OSError as e:
+            raise click.FileError(output, e.strerror) from None
+        close = True
+    try:
+        if fmt == "json":
+            JsonReporter().render(result, out)
+        elif fmt == "junit":
+            JunitReporter().render(result, out)
+        else:
+            console = None
+            if not close and out.isatty():
+                from rich.console import Console
+
+                console = Console(file=out, highlight=False, emoji=False)
+            TextReporter(console).render(result, out)
+    finally:
+        if close:
+            out.close()
+
+
+@click.command(
+    "explain",
+    epilog="""\b
+Examples:
+  fusetrace explain FT203
+  fusetrace explain FT3        (every rule of the family)
+""",
+)
+@click.argument("codes", nargs=-1, required=True, metavar="CODE...")
+def explain(codes: tuple[str, ...]) -> None:
+    """Print what a checker rule means: the kernel behaviour it models and its sources."""
+    wanted: list[str] = []
+    for code in _split(codes):
+        hits = [c for c in RULES if c.startswith(code)]
+        if not hits:
+            raise click.BadParameter(
+                f"no rule {code}; `fusetrace rules` lists them", param_hint="CODE"
+            )
+        wanted.extend(c for c in hits if c not in wanted)
+    for i, code in enumerate(wanted):
+        r = RULES[code]
+        if i:
+            click.echo()
+        click.echo(f"{r.code} {r.name}: {r.title}")
+        click.echo(
+            f"severity: {r.severity.label}; at fault: {r.culprit.value}; "
+            f"family: {FAMILIES[r.family]}"
+        )
+        click.echo()
+        import textwrap
+
+        click.echo(textwrap.fill(r.doc, width=78))
+
+
+@click.command(
+    "rules",
+    epilog="""\b
+Examples:
+  fusetrace rules
+  fusetrace rules --format json | jq -r '.[] | select(.severity == "error") | .code'
+""",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="A table, or a JSON list of {code, name, severity, culprit, title, doc}.",
+)
+def rules(fmt: str) -> None:
+    """List the checker's rules: code, severity, side at fault and title."""
+    if fmt == "json":
+        doc = [
+            {
+                "code": r.code,
+                "name": r.name,
+                "severity": r.severity.label,
+                "culprit": r.culprit.value,
+                "family": FAMILIES[r.family],
+                "title": r.title,
+                "doc": r.doc,
+            }
+            for r in RULES.values()
+        ]
+        click.echo(json.dumps(doc, indent=2))
+        return
+    for r in RULES.values():
+        click.echo(f"{r.code}  {r.severity.label:<7}  {r.culprit.value:<7}  {r.title}")
