@@ -154,17 +154,36 @@ def _reader(name: str, fl: dict[str, Any], sc: dict[str, Any], engine: Engine) -
     return _Reader(name, size, read)
 
 
-_LAYOUTS: dict[tuple[int, str, int, bool, str], tuple[_Step, ...]] = {}
+class _Plan(NamedTuple):
+    """A layout ready to run; ``fixed`` is set when it is fixed structs only (fast path)."""
+
+    steps: tuple[_Step, ...]
+    fixed_size: int
+    fixed: tuple[Any, ...] | None
+    #: the layout is one string (LOOKUP...) or one run of raw bytes (READ reply...)
+    cstring: str | None
+    rest: str | None
 
 
-def _layout(args: tuple[Arg, ...], neg: Negotiated, engine: Engine) -> tuple[_Step, ...]:
-    # keyed by id(): the argument tuples are the registry's own, alive for the process
-    ext = bool(neg.flags & InitFlag.SETXATTR_EXT)
-    key = (id(args), neg.order, neg.minor, ext, engine)
-    steps = _LAYOUTS.get(key)
-    if steps is None:
-        steps = _LAYOUTS[key] = _steps(args, neg.order, neg.minor, ext, engine)
-    return steps
+def _layout(args: tuple[Arg, ...], neg: Negotiated, engine: Engine) -> _Plan:
+    # cached on the session object; keyed by id(): the argument tuples are the registry's
+    key = (id(args), engine)
+    plan: _Plan | None = neg._cache.get(key)
+    if plan is None:
+        steps = _steps(args, neg.order, neg.minor, bool(neg.flags & InitFlag.SETXATTR_EXT), engine)
+        fixed = None
+        size = 0
+        if all(k is ArgKind.STRUCT and len(p) == 1 for k, _, p in steps):
+            fixed = tuple(p[0] for _, _, p in steps)
+            size = sum(r.size for r in fixed)
+        single = steps[0] if len(steps) == 1 else None
+        cstring = single[1] if single and single[0] is ArgKind.CSTRING else None
+        rest = single[1] if single and single[0] is ArgKind.REST else None
+        plan = neg._cache[key] = _Plan(steps, size, fixed, cstring, rest)
+    return plan
+
+
+_OP_NAMES = {int(op): op.name for op in Opcode}
 
 
 # ---- the body interpreter --------------------------------------------------------------
@@ -360,6 +379,17 @@ def _ext(data: bytes, pos: int, end: int, out: _Out, order: str) -> list[dict[st
 # ---- public decoders -------------------------------------------------------------------
 
 
+def _fixed(readers: tuple[Any, ...], data: bytes, pos: int) -> dict[str, Any]:
+    if len(readers) == 1:
+        body: dict[str, Any] = readers[0].read(data, pos)
+        return body
+    body = {}
+    for r in readers:
+        body.update(r.read(data, pos))
+        pos += r.size
+    return body
+
+
 def _finish(
     kind: Kind,
     header: InHeader | OutHeader,
@@ -406,17 +436,25 @@ def decode_request(
     Raises DecodeError only if ``data`` is shorter than the 40-byte header.
     """
     neg = negotiated or _DEFAULT
-    order = neg.order
+    order = neg._order
     try:
-        header = InHeader._make(in_header_struct(order).unpack_from(data))
+        header = _in_make(_IN_UNPACK[order](data))
     except struct.error:
         raise DecodeError(
             f"request header cut short: {len(data)} of {IN_HEADER_SIZE} bytes"
         ) from None
+    spec = OPS.get(header.opcode)
+    if spec is not None and header.len == len(data) and not header.total_extlen:
+        plan = _layout(spec.request, neg, engine)
+        if plan.fixed is not None and len(data) - IN_HEADER_SIZE == plan.fixed_size:
+            return Decoded("request", header, header.opcode, _OP_NAMES[header.opcode],
+                           _fixed(plan.fixed, data, IN_HEADER_SIZE))  # fmt: skip
+        if plan.cstring is not None and data.find(b"\0", IN_HEADER_SIZE) == len(data) - 1:
+            return Decoded("request", header, header.opcode, _OP_NAMES[header.opcode],
+                           {plan.cstring: _text(data[IN_HEADER_SIZE:-1])})  # fmt: skip
     out = _Out(IN_HEADER_SIZE)
     end = _bounds(data, header.len, IN_HEADER_SIZE, orig_len, out)
-    spec = OPS.get(header.opcode)
-    name = opcode_name(header.opcode)
+    name = _OP_NAMES.get(header.opcode) or opcode_name(header.opcode)
     if spec is None:
         out.problem("unknown-opcode", f"opcode {header.opcode} is not a FUSE opcode")
         out.stopped = True
@@ -432,8 +470,8 @@ def decode_request(
         else:
             body_end = end - ext_len
     try:
-        _run(_layout(spec.request, neg, engine), data, IN_HEADER_SIZE, body_end, out, order,
-             engine)  # fmt: skip
+        _run(_layout(spec.request, neg, engine).steps, data, IN_HEADER_SIZE, body_end, out,
+             order, engine)  # fmt: skip
         if ext_len and not out.stopped:
             if out.pos < body_end:
                 out.problem("trailing", f"{body_end - out.pos} bytes before the extensions")
@@ -447,9 +485,15 @@ def decode_request(
     return _finish("request", header, header.opcode, name, data, out, end)
 
 
+_IN_UNPACK = {o: in_header_struct(o).unpack_from for o in "<>"}
+_OUT_UNPACK = {o: out_header_struct(o).unpack_from for o in "<>"}
+_in_make = InHeader._make
+_out_make = OutHeader._make
+
+
 def _out_header(data: bytes, order: str) -> OutHeader:
     try:
-        return OutHeader._make(out_header_struct(order).unpack_from(data))
+        return _out_make(_OUT_UNPACK[order](data))
     except struct.error:
         raise DecodeError(
             f"reply header cut short: {len(data)} of {OUT_HEADER_SIZE} bytes"
@@ -475,8 +519,17 @@ def decode_reply(
     16-byte header is cut short.
     """
     neg = negotiated or _DEFAULT
-    order = neg.order
+    order = neg._order
     header = _out_header(data, order)
+    if (
+        request_opcode is not None
+        and header.len == len(data)
+        and orig_len is None
+        and not header.unique & FUSE_INT_REQ_BIT
+    ):
+        fast = _fast_reply(data, header, int(request_opcode), neg, request_body, engine)
+        if fast is not None:
+            return fast
     out = _Out(OUT_HEADER_SIZE)
     end = _bounds(data, header.len, OUT_HEADER_SIZE, orig_len, out)
     payload = end - OUT_HEADER_SIZE
@@ -491,7 +544,7 @@ def decode_reply(
         out.stopped = True
         return _finish("reply", header, None, "?", data, out, end)
     request_opcode = int(request_opcode)
-    name = opcode_name(request_opcode)
+    name = _OP_NAMES.get(request_opcode) or opcode_name(request_opcode)
     spec = OPS.get(request_opcode)
     if header.error:
         if payload:
@@ -507,12 +560,42 @@ def decode_reply(
         out.stopped = True
         return _finish("reply", header, request_opcode, name, data, out, end)
     args = _reply_args(spec, request_body, payload)
+    plan = _layout(args, neg, engine)
+    if plan.fixed is not None and payload == plan.fixed_size and not out.problems:
+        return Decoded("reply", header, request_opcode, name,
+                       _fixed(plan.fixed, data, OUT_HEADER_SIZE))  # fmt: skip
     try:
-        _run(_layout(args, neg, engine), data, OUT_HEADER_SIZE, end, out, order, engine)
+        _run(plan.steps, data, OUT_HEADER_SIZE, end, out, order, engine)
     except (c.ConstructError, struct.error, ValueError) as e:  # pragma: no cover - defensive
         out.problem("internal", f"{type(e).__name__}: {e}")
         out.stopped = True
     return _finish("reply", header, request_opcode, name, data, out, end)
+
+
+def _fast_reply(
+    data: bytes,
+    header: OutHeader,
+    op: int,
+    neg: Negotiated,
+    request_body: Mapping[str, Any] | None,
+    engine: Engine,
+) -> Decoded | None:
+    """The common well-formed replies without the general interpreter; None otherwise."""
+    spec = OPS.get(op)
+    if spec is None or spec.reply is ReplyShape.NONE:
+        return None
+    n = len(data)
+    if header.error:
+        return Decoded("reply", header, op, spec.opcode.name) if n == OUT_HEADER_SIZE else None
+    plan = _layout(_reply_args(spec, request_body, n - OUT_HEADER_SIZE), neg, engine)
+    if plan.fixed is not None and n - OUT_HEADER_SIZE == plan.fixed_size:
+        if not plan.fixed and spec.reply is not ReplyShape.EMPTY:
+            return None
+        return Decoded("reply", header, op, spec.opcode.name,
+                       _fixed(plan.fixed, data, OUT_HEADER_SIZE))  # fmt: skip
+    if plan.rest is not None:
+        return Decoded("reply", header, op, spec.opcode.name, {plan.rest: data[OUT_HEADER_SIZE:]})
+    return None
 
 
 def _reply_args(
@@ -548,7 +631,8 @@ def decode_notify(
         out.stopped = True
         return _finish("notify", header, code, name, data, out, end)
     try:
-        _run(_layout(spec.args, neg, engine), data, OUT_HEADER_SIZE, end, out, order, engine)
+        _run(_layout(spec.args, neg, engine).steps, data, OUT_HEADER_SIZE, end, out, order,
+             engine)  # fmt: skip
     except (c.ConstructError, struct.error, ValueError) as e:  # pragma: no cover - defensive
         out.problem("internal", f"{type(e).__name__}: {e}")
         out.stopped = True

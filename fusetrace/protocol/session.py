@@ -9,7 +9,7 @@ builds it from the INIT request and reply as it meets them. Before INIT is seen,
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fusetrace.protocol.abi import (
@@ -49,6 +49,13 @@ class Negotiated:
     initialized: bool = False
     #: the INIT reply was an error or had a major other than 7: the connection is unusable
     failed: bool = False
+    #: '<' or '>' (derived); and a per-session cache the decoder keeps its layouts in
+    _order: str = field(init=False, repr=False, compare=False)
+    _cache: dict[Any, Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_order", "<" if self.byte_order in ("little", "<") else ">")
+        object.__setattr__(self, "_cache", {})
 
     @classmethod
     def default(cls, byte_order: str = "little") -> Negotiated:
@@ -58,7 +65,7 @@ class Negotiated:
     @property
     def order(self) -> str:
         """'<' or '>' for struct formats."""
-        return "<" if self.byte_order in ("little", "<") else ">"
+        return self._order
 
     def accepted(self, flag: InitFlag) -> bool:
         return bool(self.flags & flag)

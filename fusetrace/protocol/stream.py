@@ -11,7 +11,13 @@ from dataclasses import dataclass
 
 from fusetrace.errors import DecodeError
 from fusetrace.protocol.abi import FUSE_INT_REQ_BIT, Opcode
-from fusetrace.protocol.decode import Decoded, Engine, decode_outbound, decode_request
+from fusetrace.protocol.decode import (
+    Decoded,
+    Engine,
+    decode_outbound,
+    decode_reply,
+    decode_request,
+)
 from fusetrace.protocol.registry import NO_REPLY_OPS
 from fusetrace.protocol.session import Negotiated
 from fusetrace.record import Direction, Record
@@ -70,16 +76,16 @@ class FrameDecoder:
             return frame
         # daemon -> kernel
         try:
-            if len(record.data) >= 16 and record.data[8:16] == b"\0" * 8:
+            unique = int.from_bytes(record.data[8:16], "little" if neg.order == "<" else "big")
+            if unique == 0:
                 d = decode_outbound(record.data, None, neg, engine=self.engine, orig_len=orig)
                 return DecodedFrame(record, d)
-            unique = int.from_bytes(record.data[8:16], "little" if neg.order == "<" else "big")
             req = self.outstanding.pop((record.channel, unique), None)
             if req is None or req.decoded is None:
-                d = decode_outbound(record.data, None, neg, engine=self.engine, orig_len=orig)
+                d = decode_reply(record.data, None, neg, engine=self.engine, orig_len=orig)
                 return DecodedFrame(record, d)
             rd = req.decoded
-            d = decode_outbound(
+            d = decode_reply(
                 record.data, rd.opcode, neg, request_body=rd.body, engine=self.engine,
                 orig_len=orig,
             )  # fmt: skip

@@ -1,0 +1,296 @@
+"""``fusetrace decode``: print the frames of a capture, one line each (or every field)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import click
+
+from fusetrace.capture.files import open_capture
+from fusetrace.errors import ExitCode
+from fusetrace.protocol.abi import FUSE_INT_REQ_BIT, NotifyCode, Opcode
+from fusetrace.protocol.stream import DecodedFrame, FrameDecoder
+from fusetrace.report.frames import Stats, json_line, summary_line, verbose_lines
+
+_FLUSH_LINES = 4096
+
+Predicate = Callable[[DecodedFrame], bool]
+
+
+def _parse_ops(text: str) -> set[str]:
+    names: set[str] = set()
+    for raw in text.split(","):
+        item = raw.strip().upper()
+        if not item:
+            continue
+        if item.isdigit():
+            try:
+                item = Opcode(int(item)).name
+            except ValueError:
+                raise click.BadParameter(f"unknown opcode {item}", param_hint="'--op'") from None
+        if item.startswith("FUSE_"):
+            item = item[5:]
+        is_notify = item.startswith("NOTIFY_") and item[7:] in NotifyCode.__members__
+        if item in Opcode.__members__ or is_notify:
+            names.add(item)
+        elif item in NotifyCode.__members__:
+            names.add("NOTIFY_" + item)
+        else:
+            raise click.BadParameter(f"unknown opcode {raw.strip()!r}", param_hint="'--op'")
+    return names
+
+
+def _mentions(body: dict[str, Any], nodeid: int) -> bool:
+    """Does a reply or notification body name ``nodeid`` (entry, dirents, notify fields)?"""
+    for key in ("nodeid", "ino", "parent", "child"):
+        if body.get(key) == nodeid:
+            return True
+    entries = body.get("entries")
+    if entries:
+        return any(e.get("nodeid") == nodeid for e in entries)
+    nodeids = body.get("nodeids")
+    return bool(nodeids and nodeid in nodeids)
+
+
+def _build_filter(
+    ops: set[str] | None,
+    nodeid: int | None,
+    unique: int | None,
+    errors: bool,
+    since: float | None,
+    until: float | None,
+    t0: list[int],
+) -> Predicate | None:
+    """One predicate over a frame; a reply is judged by its request (so the pair shows)."""
+    tests: list[Predicate] = []
+    if ops:
+
+        def by_op(f: DecodedFrame) -> bool:
+            d = f.decoded
+            if d is None:
+                return False
+            name = ("NOTIFY_" + d.name) if d.kind == "notify" else d.name
+            return name in ops
+
+        tests.append(by_op)
+    if nodeid is not None:
+
+        def by_nodeid(f: DecodedFrame) -> bool:
+            d = f.decoded
+            if d is None:
+                return False
+            if d.kind == "request":
+                return d.header.nodeid == nodeid  # type: ignore[union-attr]
+            req = f.request
+            if req is not None and req.decoded is not None and req.decoded.nodeid == nodeid:
+                return True
+            return _mentions(d.body, nodeid)
+
+        tests.append(by_nodeid)
+    if unique is not None:
+        wanted = {unique, unique | FUSE_INT_REQ_BIT}
+
+        def by_unique(f: DecodedFrame) -> bool:
+            d = f.decoded
+            return d is not None and d.unique in wanted
+
+        tests.append(by_unique)
+    if errors:
+
+        def by_error(f: DecodedFrame) -> bool:
+            d = f.decoded
+            return d is not None and bool(d.error)
+
+        tests.append(by_error)
+    if since is not None or until is not None:
+        lo = since if since is not None else float("-inf")
+        hi = until if until is not None else float("inf")
+
+        def by_time(f: DecodedFrame) -> bool:
+            t = (f.record.t_ns - t0[0]) / 1e9
+            return lo <= t <= hi
+
+        tests.append(by_time)
+    if not tests:
+        return None
+    if len(tests) == 1:
+        return tests[0]
+    return lambda f: all(t(f) for t in tests)
+
+
+def _tracker(byte_order: str) -> Any:
+    from fusetrace.tracker import Tracker
+
+    return Tracker(byte_order=byte_order)
+
+
+def _finding_text(finding: Any) -> str:
+    return (
+        f"    ! {finding.rule} {finding.severity.label} ({finding.culprit.value}): "
+        f"{finding.message}"
+    )
+
+
+@click.command(
+    "decode",
+    epilog="""\b
+Examples:
+  fusetrace decode trace.pcapng
+  fusetrace decode trace.pcapng --op LOOKUP,READ --nodeid 5
+  fusetrace decode trace.pcapng --errors -v
+  fusetrace decode trace.pcapng --format jsonl | jq 'select(.opcode == "READ")'
+  fusetrace decode trace.pcapng --stats
+  cat trace.pcapng | fusetrace decode - --check
+""",
+)
+@click.argument("capture", metavar="FILE|-")
+@click.option("-v", "--verbose", is_flag=True, help="Print every field of each frame, nested.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "jsonl", "json"]),
+    default="text",
+    show_default=True,
+    help="text lines, or one JSON object per frame (jsonl); json only with --stats.",
+)
+@click.option("--op", "ops", metavar="NAMES", help="Only these opcodes, e.g. LOOKUP,READ "
+              "(notifications as NOTIFY_INVAL_ENTRY); replies follow their request.")  # fmt: skip
+@click.option("--nodeid", type=int, metavar="N",
+              help="Only frames about node N: requests on it, their replies, replies and "
+              "notifications naming it.")  # fmt: skip
+@click.option(
+    "--unique",
+    type=int,
+    metavar="N",
+    help="Only the request with this unique, its reply and its INTERRUPT.",
+)
+@click.option("--errors", is_flag=True, help="Only failed replies (error != 0).")
+@click.option(
+    "--since",
+    type=float,
+    metavar="SECONDS",
+    help="Only frames at least this long after the first frame.",
+)
+@click.option(
+    "--until",
+    type=float,
+    metavar="SECONDS",
+    help="Only frames at most this long after the first frame.",
+)
+@click.option(
+    "--stats",
+    is_flag=True,
+    help="Print per-opcode counts, errors and latency percentiles instead of frames.",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Run the protocol checker and print its findings under their frame.",
+)
+@click.option("--engine", type=click.Choice(["fast", "construct"]), default="fast",
+              show_default=True, help="Body decoder: derived struct layouts, or construct "
+              "itself (slower; same result).")  # fmt: skip
+@click.pass_context
+def decode(
+    ctx: click.Context,
+    capture: str,
+    verbose: bool,
+    fmt: str,
+    ops: str | None,
+    nodeid: int | None,
+    unique: int | None,
+    errors: bool,
+    since: float | None,
+    until: float | None,
+    stats: bool,
+    check: bool,
+    engine: str,
+) -> None:
+    """Decode a FUSE capture: one line per frame, like tcpdump.
+
+    Requests show the time since the first frame, K>D, the unique, the opcode, the node id
+    and the key arguments; replies (D>K) show the request's opcode, ok or the error name
+    (-ENOENT), the key reply fields and the latency. Filters combine (all must hold); a
+    reply is shown when its request is.
+    """
+    if fmt == "json" and not stats:
+        raise click.BadParameter("json goes with --stats; use jsonl for frames",
+                                 param_hint="'--format'")  # fmt: skip
+    op_names = _parse_ops(ops) if ops else None
+    out: TextIO = sys.stdout
+    with open_capture(capture) as reader:
+        info = reader.info
+        decoder = FrameDecoder(info.byte_order, engine=engine)  # type: ignore[arg-type]
+        tracker = _tracker(info.byte_order) if check else None
+        t0 = [0]
+        keep = _build_filter(op_names, nodeid, unique, errors, since, until, t0)
+        summary = Stats() if stats else None
+        lines: list[str] = []
+        found = 0
+        first = True
+        feed = decoder.feed
+        render: Callable[[DecodedFrame, int], str]
+        render = json_line if fmt == "jsonl" else summary_line
+        for rec in reader:
+            if first:
+                t0[0] = rec.t_ns
+                first = False
+            frame = feed(rec)
+            findings = tracker.feed(rec) if tracker is not None else ()
+            if keep is not None and not keep(frame):
+                continue
+            if summary is not None:
+                summary.feed(frame)
+                continue
+            lines.append(render(frame, t0[0]))
+            if verbose and fmt == "text":
+                lines.extend(verbose_lines(frame))
+            for f in findings:
+                found += 1
+                lines.append(_finding_line(f, fmt))
+            if len(lines) >= _FLUSH_LINES:
+                out.write("\n".join(lines))
+                out.write("\n")
+                lines.clear()
+        if tracker is not None and summary is None:
+            for f in tracker.finish():
+                found += 1
+                lines.append(_finding_line(f, fmt))
+        if lines:
+            out.write("\n".join(lines))
+            out.write("\n")
+        if summary is not None:
+            _print_stats(summary, fmt, out)
+        out.flush()
+        if info.truncated:
+            click.echo(
+                f"fusetrace: warning: capture cut short at offset {info.truncated_at}: "
+                "the last block is incomplete; every whole frame before it was decoded",
+                err=True,
+            )
+            ctx.exit(ExitCode.BAD_CAPTURE)
+    if found:
+        ctx.exit(ExitCode.FINDINGS)
+
+
+def _finding_line(finding: Any, fmt: str) -> str:
+    if fmt == "jsonl":
+        import json
+
+        return json.dumps({"kind": "finding", **finding.to_dict()}, separators=(",", ":"))
+    return _finding_text(finding)
+
+
+def _print_stats(summary: Stats, fmt: str, out: TextIO) -> None:
+    if fmt in ("json", "jsonl"):
+        import json
+
+        out.write(json.dumps(summary.to_dict(), indent=None if fmt == "jsonl" else 2) + "\n")
+    elif out.isatty():
+        from rich.console import Console
+
+        Console(file=out, highlight=False, emoji=False, markup=False).print(summary.render_rich())
+    else:
+        out.write(summary.render_plain())

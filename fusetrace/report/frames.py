@@ -1,0 +1,557 @@
+"""Rendering decoded frames: one summary line, every field (-v), JSON Lines, statistics.
+
+Plain strings only (no rich per line): ``fusetrace decode`` writes to pipes at hundreds of
+thousands of lines per second. rich appears only in :meth:`Stats.render_rich`, for the table on
+a terminal.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+from array import array
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from fusetrace.protocol.abi import (
+    FILE_TYPE_NAMES,
+    S_IFMT,
+    FattrFlag,
+    FopenFlag,
+    InitFlag,
+    NotifyCode,
+    Opcode,
+    flag_names,
+)
+from fusetrace.protocol.decode import Decoded
+from fusetrace.protocol.stream import DecodedFrame
+from fusetrace.record import Direction
+
+_O = Opcode
+
+
+def errno_name(error: int) -> str:
+    """``-2`` -> ``-ENOENT``; unknown numbers stay numeric."""
+    name = errno.errorcode.get(-error)
+    return f"-{name}" if name else str(error)
+
+
+def init_flags(body: dict[str, Any]) -> InitFlag:
+    """The 64-bit INIT flag set of an init_in/init_out body (flags2 only with INIT_EXT)."""
+    flags = body.get("flags", 0)
+    if flags & InitFlag.INIT_EXT:
+        return InitFlag.from_words(flags, body.get("flags2", 0))
+    return InitFlag.from_words(flags)
+
+
+def _mode(mode: int) -> str:
+    kind = FILE_TYPE_NAMES.get(mode & S_IFMT, f"type{(mode & S_IFMT) >> 12}")
+    return f"{kind} {mode & 0o7777:04o}"
+
+
+def _q(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _entry(b: dict[str, Any]) -> str:
+    attr = b.get("attr") or {}
+    nodeid = b.get("nodeid", 0)
+    if not nodeid:
+        return "negative entry"
+    return (
+        f"nodeid={nodeid} gen={b.get('generation', 0)} {_mode(attr.get('mode', 0))} "
+        f"size={attr.get('size', 0)}"
+    )
+
+
+def _attr(b: dict[str, Any]) -> str:
+    attr = b.get("attr") or {}
+    return f"{_mode(attr.get('mode', 0))} size={attr.get('size', 0)} ino={attr.get('ino', 0)}"
+
+
+def _fields(b: dict[str, Any], *names: str) -> str:
+    return " ".join(f"{n}={b[n]}" for n in names if n in b)
+
+
+def _name_only(b: dict[str, Any]) -> str:
+    return _q(b.get("name", ""))
+
+
+def _io(b: dict[str, Any]) -> str:
+    return f"fh={b.get('fh', 0)} offset={b.get('offset', 0)} size={b.get('size', 0)}"
+
+
+def _fh(b: dict[str, Any]) -> str:
+    return f"fh={b.get('fh', 0)}"
+
+
+def _batch_forget(b: dict[str, Any]) -> str:
+    pairs = b.get("forgets", [])
+    shown = " ".join(f"{p['nodeid']}:{p['nlookup']}" for p in pairs[:8])
+    more = " ..." if len(pairs) > 8 else ""
+    return f"count={b.get('count', 0)} {shown}{more}".rstrip()
+
+
+def _rename(b: dict[str, Any]) -> str:
+    flags = f" flags={b['flags']}" if b.get("flags") else ""
+    return (
+        f"{_q(b.get('oldname', ''))} -> newdir={b.get('newdir', 0)} "
+        f"{_q(b.get('newname', ''))}{flags}"
+    )
+
+
+def _setattr(b: dict[str, Any]) -> str:
+    valid = b.get("valid", 0)
+    names = flag_names(valid, FattrFlag)
+    shown = [f"valid={'|'.join(names) or 0}"]
+    for flag, key in ((FattrFlag.SIZE, "size"), (FattrFlag.FH, "fh"), (FattrFlag.UID, "uid"),
+                      (FattrFlag.GID, "gid")):  # fmt: skip
+        if valid & flag:
+            shown.append(f"{key}={b.get(key, 0)}")
+    if valid & FattrFlag.MODE:
+        shown.append(f"mode=0o{b.get('mode', 0):o}")
+    return " ".join(shown)
+
+
+def _init(b: dict[str, Any]) -> str:
+    if "major" not in b:
+        return ""
+    extra = f" max_readahead={b['max_readahead']}" if "max_readahead" in b else ""
+    return f"{b['major']}.{b.get('minor', 0)} flags=0x{int(init_flags(b)):x}{extra}"
+
+
+def _lk(b: dict[str, Any]) -> str:
+    lk = b.get("lk") or {}
+    return (
+        f"fh={b.get('fh', 0)} owner=0x{b.get('owner', 0):x} type={lk.get('type', 0)} "
+        f"range={lk.get('start', 0)}-{lk.get('end', 0)} pid={lk.get('pid', 0)}"
+    )
+
+
+def _copy(b: dict[str, Any]) -> str:
+    return (
+        f"fh={b.get('fh_in', 0)} off={b.get('off_in', 0)} -> nodeid={b.get('nodeid_out', 0)} "
+        f"fh={b.get('fh_out', 0)} off={b.get('off_out', 0)} len={b.get('len', 0)}"
+    )
+
+
+_Fmt = Callable[[dict[str, Any]], str]
+
+#: opcode -> key arguments of its request
+REQUEST_ARGS: dict[int, _Fmt] = {
+    _O.LOOKUP: _name_only,
+    _O.UNLINK: _name_only,
+    _O.RMDIR: _name_only,
+    _O.REMOVEXATTR: _name_only,
+    _O.READ: _io,
+    _O.READDIR: _io,
+    _O.READDIRPLUS: _io,
+    _O.WRITE: _io,
+    _O.RELEASE: _fh,
+    _O.RELEASEDIR: _fh,
+    _O.FLUSH: _fh,
+    _O.FORGET: lambda b: f"nlookup={b.get('nlookup', 0)}",
+    _O.BATCH_FORGET: _batch_forget,
+    _O.OPEN: lambda b: f"flags=0o{b.get('flags', 0):o}",
+    _O.OPENDIR: lambda b: f"flags=0o{b.get('flags', 0):o}",
+    _O.CREATE: lambda b: (
+        f"{_q(b.get('name', ''))} flags=0o{b.get('flags', 0):o} mode=0o{b.get('mode', 0):o}"
+    ),
+    _O.MKDIR: lambda b: f"{_q(b.get('name', ''))} mode=0o{b.get('mode', 0):o}",
+    _O.MKNOD: lambda b: (
+        f"{_q(b.get('name', ''))} mode=0o{b.get('mode', 0):o} rdev={b.get('rdev', 0)}"
+    ),
+    _O.SYMLINK: lambda b: f"{_q(b.get('name', ''))} -> {_q(b.get('target', ''))}",
+    _O.LINK: lambda b: f"oldnodeid={b.get('oldnodeid', 0)} {_q(b.get('newname', ''))}",
+    _O.RENAME: _rename,
+    _O.RENAME2: _rename,
+    _O.GETATTR: lambda b: _fh(b) if b.get("getattr_flags", 0) & 1 else "",
+    _O.SETATTR: _setattr,
+    _O.FSYNC: lambda b: _fields(b, "fh", "fsync_flags"),
+    _O.FSYNCDIR: lambda b: _fields(b, "fh", "fsync_flags"),
+    _O.SETXATTR: lambda b: (
+        f"{_q(b.get('name', ''))} size={b.get('size', 0)} flags={b.get('flags', 0)}"
+    ),
+    _O.GETXATTR: lambda b: f"{_q(b.get('name', ''))} size={b.get('size', 0)}",
+    _O.LISTXATTR: lambda b: _fields(b, "size"),
+    _O.INIT: _init,
+    _O.CUSE_INIT: lambda b: (
+        f"{b.get('major', 0)}.{b.get('minor', 0)} flags=0x{b.get('flags', 0):x}"
+    ),
+    _O.GETLK: _lk,
+    _O.SETLK: _lk,
+    _O.SETLKW: _lk,
+    _O.ACCESS: lambda b: f"mask=0o{b.get('mask', 0):o}",
+    _O.INTERRUPT: lambda b: _fields(b, "unique"),
+    _O.BMAP: lambda b: _fields(b, "block", "blocksize"),
+    _O.IOCTL: lambda b: (
+        f"fh={b.get('fh', 0)} cmd=0x{b.get('cmd', 0):x} in_size={b.get('in_size', 0)} "
+        f"out_size={b.get('out_size', 0)}"
+    ),
+    _O.POLL: lambda b: f"fh={b.get('fh', 0)} kh={b.get('kh', 0)} events=0x{b.get('events', 0):x}",
+    _O.NOTIFY_REPLY: lambda b: _fields(b, "offset", "size"),
+    _O.FALLOCATE: lambda b: _fields(b, "fh", "offset", "length", "mode"),
+    _O.LSEEK: lambda b: _fields(b, "fh", "offset", "whence"),
+    _O.COPY_FILE_RANGE: _copy,
+    _O.COPY_FILE_RANGE_64: _copy,
+    _O.STATX: lambda b: (
+        (f"fh={b.get('fh', 0)} " if b.get("getattr_flags", 0) & 1 else "")
+        + f"mask=0x{b.get('sx_mask', 0):x}"
+    ),
+    _O.SETUPMAPPING: lambda b: _fields(b, "fh", "foffset", "len", "moffset"),
+    _O.REMOVEMAPPING: lambda b: _fields(b, "count"),
+}
+
+
+def _open_out(b: dict[str, Any]) -> str:
+    flags = "|".join(flag_names(b.get("open_flags", 0), FopenFlag))
+    return f"fh={b.get('fh', 0)}" + (f" {flags}" if flags else "")
+
+
+def _dir_reply(b: dict[str, Any]) -> str:
+    entries = b.get("entries", [])
+    names = " ".join(_q(e.get("name", "")) for e in entries[:4])
+    more = " ..." if len(entries) > 4 else ""
+    return f"{len(entries)} entries {names}{more}".rstrip()
+
+
+def _xattr_reply(b: dict[str, Any]) -> str:
+    if "value" in b:
+        return f"{len(b['value'])} bytes"
+    if "names" in b:
+        return " ".join(_q(n) for n in b["names"])
+    return _fields(b, "size")
+
+
+def _init_reply(b: dict[str, Any]) -> str:
+    if "major" not in b:
+        return ""
+    extra = _fields(b, "max_write", "max_pages", "max_background")
+    return f"{b['major']}.{b.get('minor', 0)} flags=0x{int(init_flags(b)):x} {extra}".rstrip()
+
+
+def _statx_reply(b: dict[str, Any]) -> str:
+    st = b.get("stat") or {}
+    return f"{_mode(st.get('mode', 0))} size={st.get('size', 0)} ino={st.get('ino', 0)}"
+
+
+#: opcode -> key fields of its successful reply
+REPLY_ARGS: dict[int, _Fmt] = {
+    _O.LOOKUP: _entry,
+    _O.MKNOD: _entry,
+    _O.MKDIR: _entry,
+    _O.SYMLINK: _entry,
+    _O.LINK: _entry,
+    _O.CREATE: lambda b: f"{_entry(b)} fh={b.get('fh', 0)}",
+    _O.TMPFILE: lambda b: f"{_entry(b)} fh={b.get('fh', 0)}",
+    _O.GETATTR: _attr,
+    _O.SETATTR: _attr,
+    _O.OPEN: _open_out,
+    _O.OPENDIR: _open_out,
+    _O.READ: lambda b: f"{len(b.get('data', b''))} bytes",
+    _O.WRITE: lambda b: f"size={b.get('size', 0)}",
+    _O.COPY_FILE_RANGE: lambda b: f"size={b.get('size', 0)}",
+    _O.READDIR: _dir_reply,
+    _O.READDIRPLUS: _dir_reply,
+    _O.READLINK: lambda b: _q(b.get("target", "")),
+    _O.STATFS: lambda b: _fields(b.get("st") or {}, "blocks", "bfree", "files", "bsize"),
+    _O.GETXATTR: _xattr_reply,
+    _O.LISTXATTR: _xattr_reply,
+    _O.INIT: _init_reply,
+    _O.CUSE_INIT: lambda b: (
+        f"{b.get('major', 0)}.{b.get('minor', 0)} " + " ".join(b.get("dev_info", []))
+    ),
+    _O.GETLK: lambda b: (
+        f"type={(b.get('lk') or {}).get('type', 0)} "
+        f"range={(b.get('lk') or {}).get('start', 0)}-{(b.get('lk') or {}).get('end', 0)}"
+    ),
+    _O.BMAP: lambda b: _fields(b, "block"),
+    _O.IOCTL: lambda b: f"result={b.get('result', 0)} {len(b.get('data', b''))} bytes",
+    _O.POLL: lambda b: f"revents=0x{b.get('revents', 0):x}",
+    _O.LSEEK: lambda b: _fields(b, "offset"),
+    _O.STATX: _statx_reply,
+    _O.COPY_FILE_RANGE_64: lambda b: _fields(b, "bytes_copied"),
+}
+
+
+def _request_args(op: int, b: dict[str, Any]) -> str:
+    f = REQUEST_ARGS.get(op)
+    return f(b) if f is not None and b else ""
+
+
+def _reply_args(op: int | None, b: dict[str, Any]) -> str:
+    f = REPLY_ARGS.get(op) if op is not None else None
+    return f(b) if f is not None and b else ""
+
+
+def _notify_args(code: int | None, b: dict[str, Any]) -> str:
+    if code in (NotifyCode.INVAL_ENTRY, NotifyCode.DELETE):
+        child = f" child={b['child']}" if "child" in b else ""
+        return f"parent={b.get('parent', 0)}{child} {_q(b.get('name', ''))}"
+    if code == NotifyCode.STORE:
+        return _fields(b, "nodeid", "offset", "size")
+    if code == NotifyCode.PRUNE:
+        return f"count={b.get('count', 0)} " + " ".join(map(str, b.get("nodeids", [])[:8]))
+    keys = [k for k in b if k not in ("padding", "data")]
+    return _fields(b, *keys)
+
+
+def _problems(d: Decoded) -> str:
+    if not d.problems:
+        return ""
+    return " [" + "; ".join(map(str, d.problems)) + "]"
+
+
+def _latency(ns: int | None) -> str:
+    if ns is None:
+        return ""
+    if ns < 10_000:
+        return f" ({ns / 1000:.1f}us)"
+    if ns < 10_000_000:
+        return f" ({ns // 1000}us)"
+    return f" ({ns / 1e6:.1f}ms)"
+
+
+_ARROW = {Direction.INBOUND: "K>D", Direction.OUTBOUND: "D>K"}
+
+
+def summary_line(frame: DecodedFrame, t0_ns: int) -> str:
+    """One line per frame, like tcpdump: time, direction, unique, opcode, nodeid, arguments."""
+    rec = frame.record
+    head = f"{(rec.t_ns - t0_ns) / 1e9:.6f} {_ARROW[rec.direction]}"
+    if rec.channel:
+        head += f" ch{rec.channel}"
+    d = frame.decoded
+    if d is None:
+        return f"{head} ? undecodable: {frame.error}"
+    kind = d.kind
+    tail = _problems(d) if d.problems else ""
+    if kind == "request":
+        h = d.header
+        f = REQUEST_ARGS.get(d.opcode)  # type: ignore[arg-type]
+        args = f(d.body) if f is not None and d.body else ""
+        node = f" nodeid={h.nodeid}" if h.nodeid else ""  # type: ignore[union-attr]
+        if args:
+            return f"{head} {h.unique} {d.name}{node} {args}{tail}"
+        return f"{head} {h.unique} {d.name}{node}{tail}"
+    if kind == "notify":
+        return f"{head} 0 NOTIFY_{d.name} {_notify_args(d.opcode, d.body)}{tail}"
+    err = d.header.error  # type: ignore[union-attr]
+    lat = frame.latency_ns
+    if lat is not None:
+        tail = _latency(lat) + tail
+    if kind == "interrupt-reply":
+        status = errno_name(err) if err else "ok"
+        return f"{head} {d.header.unique} INTERRUPT reply {status}{tail}"
+    if err:
+        status = errno_name(err)
+    else:
+        f = REPLY_ARGS.get(d.opcode)  # type: ignore[arg-type]
+        args = f(d.body) if f is not None and d.body else ""
+        status = "ok " + args if args else "ok"
+    return f"{head} {d.header.unique} {d.name} {status}{tail}"
+
+
+# ---- verbose ---------------------------------------------------------------------------
+
+
+def _value_text(key: str, v: Any) -> str:
+    if isinstance(v, bytes):
+        shown = v[:32].hex(" ")
+        return f"{len(v)} bytes: {shown}{' ...' if len(v) > 32 else ''}"
+    if isinstance(v, str):
+        return _q(v)
+    return str(v)
+
+
+def _walk(obj: Any, indent: str) -> Iterator[str]:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if isinstance(v, dict | list) and v and not all(isinstance(x, int) for x in v):
+                yield f"{indent}{k}:"
+                yield from _walk(v, indent + "  ")
+            elif isinstance(v, list):
+                yield f"{indent}{k}: [{', '.join(map(str, v))}]"
+            else:
+                yield f"{indent}{k}: {_value_text(k, v)}"
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield f"{indent}[{i}]"
+            yield from _walk(v, indent + "  ")
+
+
+def verbose_lines(frame: DecodedFrame) -> list[str]:
+    """Every header and body field, nested, under the summary line (without it)."""
+    d = frame.decoded
+    if d is None:
+        return [f"    raw: {frame.record.data[:64].hex(' ')}"]
+    out = ["    header: " + " ".join(f"{k}={v}" for k, v in d.header._asdict().items())]
+    if frame.request is not None:
+        out.append(f"    request: frame {frame.request.index}")
+    out.extend(_walk(d.body, "    "))
+    if d.opcode == Opcode.INIT and d.kind in ("request", "reply") and "flags" in d.body:
+        out.append("    flag names: " + " ".join(flag_names(int(init_flags(d.body)), InitFlag)))
+    if d.remainder:
+        out.append(f"    remainder: {_value_text('remainder', d.remainder)}")
+    for p in d.problems:
+        out.append(f"    problem: {p}")
+    return out
+
+
+# ---- JSON Lines ------------------------------------------------------------------------
+
+#: longest byte string written in full as hex in JSON; longer ones are cut (with "len")
+JSON_MAX_HEX = 64
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, bytes | bytearray):
+        if len(v) <= JSON_MAX_HEX:
+            return {"len": len(v), "hex": v.hex()}
+        return {"len": len(v), "hex": v[:JSON_MAX_HEX].hex(), "cut": True}
+    raise TypeError(f"{type(v).__name__} is not JSON serialisable")
+
+
+def json_object(frame: DecodedFrame, t0_ns: int) -> dict[str, Any]:
+    """The stable JSON object of one frame (keys documented in fusetrace-decode(1))."""
+    rec = frame.record
+    d = frame.decoded
+    obj: dict[str, Any] = {
+        "frame": rec.index,
+        "time": round((rec.t_ns - t0_ns) / 1e9, 9),
+        "t_ns": rec.t_ns,
+        "dir": "K>D" if rec.direction is Direction.INBOUND else "D>K",
+        "channel": rec.channel,
+        "len": rec.orig_len,
+    }
+    if d is None:
+        obj.update(kind="undecodable", unique=None, opcode=None, nodeid=None, error=None,
+                   errno=None, request_frame=None, latency_ns=None, body={},
+                   problems=[frame.error])  # fmt: skip
+        return obj
+    req = frame.request
+    nodeid = d.nodeid
+    if nodeid is None and req is not None and req.decoded is not None:
+        nodeid = req.decoded.nodeid
+    error = d.error
+    body = d.body
+    if d.opcode == Opcode.INIT and d.kind in ("request", "reply") and "flags" in body:
+        body = {**body, "flag_names": flag_names(int(init_flags(body)), InitFlag)}
+    obj.update(
+        kind=d.kind,
+        unique=d.unique,
+        opcode=("NOTIFY_" + d.name) if d.kind == "notify" else d.name,
+        nodeid=nodeid,
+        error=error,
+        errno=errno_name(error)[1:] if error else None,
+        request_frame=req.index if req is not None else None,
+        latency_ns=frame.latency_ns,
+        body=body,
+        problems=[str(p) for p in d.problems],
+    )
+    if d.remainder:
+        obj["remainder"] = d.remainder
+    return obj
+
+
+_encoder = json.JSONEncoder(default=_json_default, ensure_ascii=False, separators=(",", ":"))
+
+
+def json_line(frame: DecodedFrame, t0_ns: int) -> str:
+    return _encoder.encode(json_object(frame, t0_ns))
+
+
+# ---- statistics ------------------------------------------------------------------------
+
+
+def _percentile(sorted_values: list[int], q: float) -> int:
+    if not sorted_values:
+        return 0
+    k = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
+    return sorted_values[k]
+
+
+class Stats:
+    """Per-opcode counts, errors and reply latencies over a stream of decoded frames."""
+
+    def __init__(self) -> None:
+        self.requests: dict[str, int] = {}
+        self.replies: dict[str, int] = {}
+        self.errors: dict[str, int] = {}
+        self.latencies: dict[str, array[int]] = {}
+        self.frames = 0
+
+    def feed(self, frame: DecodedFrame) -> None:
+        self.frames += 1
+        d = frame.decoded
+        if d is None:
+            return
+        name = ("NOTIFY_" + d.name) if d.kind == "notify" else d.name
+        if d.kind == "request" or d.kind == "notify":
+            self.requests[name] = self.requests.get(name, 0) + 1
+            return
+        self.replies[name] = self.replies.get(name, 0) + 1
+        if d.header.error:  # type: ignore[union-attr]
+            self.errors[name] = self.errors.get(name, 0) + 1
+        if frame.latency_ns is not None:
+            lat = self.latencies.get(name)
+            if lat is None:
+                lat = self.latencies[name] = array("q")
+            lat.append(frame.latency_ns)
+
+    def rows(self) -> list[dict[str, Any]]:
+        names = sorted(set(self.requests) | set(self.replies),
+                       key=lambda n: (-self.requests.get(n, 0), n))  # fmt: skip
+        rows = []
+        for n in names:
+            lat = sorted(self.latencies.get(n, ()))
+            rows.append(
+                {
+                    "opcode": n,
+                    "count": self.requests.get(n, 0),
+                    "replies": self.replies.get(n, 0),
+                    "errors": self.errors.get(n, 0),
+                    "p50_ns": _percentile(lat, 0.50) if lat else None,
+                    "p90_ns": _percentile(lat, 0.90) if lat else None,
+                    "p99_ns": _percentile(lat, 0.99) if lat else None,
+                    "max_ns": lat[-1] if lat else None,
+                }
+            )
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"frames": self.frames, "opcodes": self.rows()}
+
+    _HEAD = ("opcode", "count", "replies", "errors", "p50", "p90", "p99", "max")
+
+    def _cells(self) -> list[list[str]]:
+        out = []
+        for r in self.rows():
+            lat = [
+                _latency(r[k])[2:-1] if r[k] is not None else "-"
+                for k in ("p50_ns", "p90_ns", "p99_ns", "max_ns")
+            ]
+            out.append([r["opcode"], str(r["count"]), str(r["replies"]), str(r["errors"]), *lat])
+        return out
+
+    def render_plain(self) -> str:
+        cells = [list(self._HEAD), *self._cells()]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(self._HEAD))]
+        lines = []
+        for row in cells:
+            first = row[0].ljust(widths[0])
+            rest = "  ".join(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True))
+            lines.append(f"{first}  {rest}")
+        lines.append(f"{self.frames} frames")
+        return "\n".join(lines) + "\n"
+
+    def render_rich(self) -> Any:
+        """A rich Table (for a terminal)."""
+        from rich.table import Table
+
+        table = Table(title=f"{self.frames} frames", title_justify="left")
+        for i, h in enumerate(self._HEAD):
+            table.add_column(h, justify="left" if i == 0 else "right")
+        for row in self._cells():
+            table.add_row(*row)
+        return table
