@@ -516,6 +516,47 @@ local function add(tree, f, off, n, value)
     return tree:add(f, T(off, n))
 end
 
+-- s as valid UTF-8 for display: control characters and bytes that are not part of a
+-- well-formed UTF-8 sequence become \xNN (file names are bytes, not text)
+local function printable(s)
+    if not s:find("[%z\1-\31\127-\255]") then return s end
+    local out = {}
+    local i, n = 1, #s
+    while i <= n do
+        local c = s:byte(i)
+        local len, lo, hi = 0, 0x80, 0xBF
+        if c >= 0x20 and c < 0x7F then
+            len = 1
+        elseif c >= 0xC2 and c <= 0xDF then
+            len = 2
+        elseif c >= 0xE0 and c <= 0xEF then
+            len = 3
+            if c == 0xE0 then lo = 0xA0 elseif c == 0xED then hi = 0x9F end
+        elseif c >= 0xF0 and c <= 0xF4 then
+            len = 4
+            if c == 0xF0 then lo = 0x90 elseif c == 0xF4 then hi = 0x8F end
+        end
+        local ok = len > 0 and i + len - 1 <= n
+        for k = i + 1, i + len - 1 do
+            if not ok then break end
+            local b = s:byte(k)
+            if k == i + 1 then
+                ok = b >= lo and b <= hi
+            else
+                ok = b >= 0x80 and b <= 0xBF
+            end
+        end
+        if ok then
+            out[#out + 1] = s:sub(i, i + len - 1)
+            i = i + len
+        else
+            out[#out + 1] = string.format("\\x%02x", c)
+            i = i + 1
+        end
+    end
+    return table.concat(out)
+end
+
 -- a NUL-terminated string at off, not beyond stop; returns the string and the next offset
 local function cstring(tree, f, off, stop)
     local last = math.min(stop, CAP)
@@ -528,6 +569,7 @@ local function cstring(tree, f, off, stop)
     else
         s, used = raw, #raw
     end
+    s = printable(s)
     tree:add(f, T(off, used), s)
     return s, off + used
 end
@@ -536,7 +578,7 @@ end
 local function nstring(tree, f, off, n)
     local m = math.min(n, CAP - off)
     if m <= 0 then return nil end
-    local s = T(off, m):raw()
+    local s = printable(T(off, m):raw())
     tree:add(f, T(off, m), s)
     return s
 end
@@ -1152,7 +1194,8 @@ REPLY[17] = function(tree, off, stop) -- STATFS: fuse_kstatfs
 end
 
 local function xattr_reply(tree, off, stop, tr, list)
-    local probe = (tr and tr.xsize == 0) or (tr == nil and stop - off == 8)
+    -- a size-0 request asks for the size only: the reply is fuse_getxattr_out (8 bytes)
+    local probe = stop - off == 8 and (tr == nil or tr.xsize == 0 or tr.xsize == nil)
     if probe then
         add(tree, F.size, off, 4)
         return "size " .. tostring(u32(off))

@@ -12,6 +12,7 @@ import importlib.util
 import io
 import json
 import os
+import random
 import shutil
 import struct
 import subprocess
@@ -339,6 +340,83 @@ def test_other_captures_decode_the_same(tmp_path: Path, kind: str) -> None:
     got = [(opt_int(r[2]), int(r[3]), opt_int(r[4]), opt_int(r[5]), opt_int(r[6])) for r in rows]
     want = [(fr.opcode, fr.unique, fr.nodeid, fr.error, fr.notify) for fr in session.frames]
     assert got == want
+
+
+def every_message() -> list[tuple[Direction, bytes]]:
+    """A request and a reply for every opcode in the registry, and every notification."""
+    from fusetrace.protocol.registry import NOTIFY, OPS, ReplyShape
+
+    body: dict[str, Any] = {
+        "name": "a", "oldname": "a", "newname": "b", "target": "t", "data": b"xyz",
+        "entries": [{"name": "e", "ino": 3}], "names": ["user.a"],
+        "forgets": [{"nodeid": 3, "nlookup": 1}],
+    }  # fmt: skip
+    frames = []
+    for unique, opcode in enumerate(sorted(OPS), 1):
+        frames.append(
+            (Direction.INBOUND, encode_request(opcode, body, unique=2 * unique, nodeid=1))
+        )
+        if OPS[opcode].reply is not ReplyShape.NONE:
+            frames.append((Direction.OUTBOUND, encode_reply(opcode, body, unique=2 * unique)))
+    for code in sorted(NOTIFY):
+        frames.append((Direction.OUTBOUND, encode_notify(code, body)))
+    return frames
+
+
+@needs_tshark
+def test_every_opcode_and_notification_is_named(tmp_path: Path) -> None:
+    from fusetrace.protocol.abi import NotifyCode, Opcode
+
+    path = tmp_path / "all.pcapng"
+    with path.open("wb") as f:
+        w = CaptureWriter(f, {})
+        for direction, data in every_message():
+            w.write(direction, 0, data)
+    names = ["fuse.type", "fuse.opcode", "fuse.notify_code", "_ws.col.Info"]
+    rows, stderr = tshark(path, *fields_args(names))
+    assert clean_stderr(stderr) == []
+    seen_ops, seen_codes = set(), set()
+    for kind, opcode, code, info in rows:
+        if kind == "3":
+            name = NotifyCode(int(code)).name
+            assert info.startswith(f"Notify {name}")
+            seen_codes.add(int(code))
+        else:
+            name = Opcode(int(opcode)).name
+            role = "Request" if kind == "1" else "Reply"
+            assert info.startswith(f"{name} {role} unique ")
+            seen_ops.add(int(opcode))
+    assert 4096 in seen_ops  # CUSE_INIT
+    assert seen_ops == {int(op) for op in Opcode if op not in (7, 19)} - {0}
+    assert seen_codes == {int(c) for c in NotifyCode}
+
+
+@needs_tshark
+def test_damaged_frames_do_not_break_the_dissector(tmp_path: Path) -> None:
+    """Frames cut by a snap length, mutated and extended: no Lua error, ever."""
+    rng = random.Random(20261128)
+    frames = every_message()
+    path = tmp_path / "damaged.pcapng"
+    with path.open("wb") as f:
+        for snaplen in (None, 17, 41, 60, 150):
+            w = CaptureWriter(f, {}, snaplen=snaplen)
+            for direction, data in frames:
+                w.write(direction, 0, data)
+        w = CaptureWriter(f, {})
+        for i in range(1500):
+            direction, data = rng.choice(frames)
+            b = bytearray(data)
+            for _ in range(rng.randint(1, 6)):
+                b[rng.randrange(len(b))] = rng.randrange(256)
+            if rng.random() < 0.3:
+                b = b[: rng.randrange(len(b) + 1)]
+            if rng.random() < 0.3:
+                b += rng.randbytes(rng.randrange(64))
+            w.write(rng.choice(list(Direction)), i, bytes(b))
+    stdout, stderr = run_tshark(path, "-V")
+    assert clean_stderr(stderr) == []
+    assert "Lua Error" not in stdout
+    assert stdout.count("Linux FUSE Protocol") >= 5 * len(frames) + 1500
 
 
 @needs_tshark
