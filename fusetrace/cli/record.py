@@ -1,0 +1,128 @@
+"""``fusetrace record``: run a daemon behind the proxy and capture every frame."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from fusetrace.errors import EnvironmentProblem
+
+EPILOG = """\b
+Examples:
+  fusetrace record -w trace.pcapng /mnt -- squashfuse_ll image.sqfs /mnt
+  fusetrace record -w trace.pcapng -o allow_other,fsname=img /mnt -- squashfuse_ll img.sqfs {}
+  fusetrace record -w - /mnt -- fuse-overlayfs -f -o lowerdir=/lo,upperdir=/up,workdir=/w /mnt \\
+      | tshark -r -
+"""
+
+
+@click.command(epilog=EPILOG)
+@click.option(
+    "-w",
+    "--write",
+    "output",
+    required=True,
+    metavar="FILE",
+    help="Write the capture (pcapng) to FILE, mode 0600; '-' writes it to standard output.",
+)
+@click.option(
+    "-o",
+    "--options",
+    "options",
+    multiple=True,
+    metavar="OPT[,OPT...]",
+    help="Mount options, as for mount(8): ro, nosuid, noexec, allow_other, "
+    "default_permissions, max_read=N, blksize=N, fsname=NAME, subtype=TYPE... Repeatable.",
+)
+@click.option(
+    "--snaplen",
+    type=click.IntRange(min=16),
+    metavar="BYTES",
+    help="Store at most BYTES of each frame (file data is cut; lengths are kept).",
+)
+@click.option(
+    "--daemon-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Abort the connection when a request stays unanswered this long (a hung daemon).",
+)
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Also print one summary line per frame on standard error while recording.",
+)
+@click.option(
+    "--handoff",
+    type=click.Choice(["auto", "fd", "fusermount"]),
+    default="auto",
+    show_default=True,
+    help="How the daemon gets its socket: 'fd' replaces the mountpoint argument (or {}) "
+    "with /dev/fd/N (libfuse >= 3.3, pyfuse3); 'fusermount' stands in for fusermount3.",
+)
+@click.argument("mountpoint", type=click.Path(file_okay=False))
+@click.argument("daemon", nargs=-1, required=True)
+def record(
+    output: str,
+    options: tuple[str, ...],
+    snaplen: int | None,
+    daemon_timeout: float | None,
+    live: bool,
+    handoff: str,
+    mountpoint: str,
+    daemon: tuple[str, ...],
+) -> None:
+    """Mount MOUNTPOINT, run DAEMON behind fusetrace, and capture every FUSE frame.
+
+    fusetrace opens /dev/fuse and mounts it on MOUNTPOINT itself, then starts DAEMON with one
+    end of a socket instead of the device: the daemon's argument equal to MOUNTPOINT (or a
+    literal {}) becomes /dev/fd/N. Every frame between the kernel and the daemon is
+    forwarded unchanged and written to FILE as pcapng (tshark and Wireshark read it).
+
+    Recording ends when the filesystem is unmounted (umount, fusermount3 -u), when the
+    daemon exits, or on Ctrl-C; the filesystem is always unmounted at the end and the
+    capture is always readable. Needs root.
+    """
+    from fusetrace.proxy import mount as mounts
+    from fusetrace.proxy.session import RecordConfig, Session
+
+    if handoff == "fusermount":
+        raise EnvironmentProblem(
+            "--handoff fusermount is not available yet",
+            hint="use a daemon that accepts /dev/fd/N as its mountpoint (libfuse >= 3.3)",
+        )
+    try:
+        opts = mounts.split_options(list(options))
+        mounts.parse_options(opts)
+    except mounts.MountOptionError as e:
+        raise click.BadParameter(str(e), param_hint="'-o'") from None
+    live_sink = None
+    if live:
+        from fusetrace.proxy.live import LiveView
+
+        view = LiveView(sys.stderr)
+        live_sink = view.put
+    config = RecordConfig(
+        output=output,
+        mountpoint=mountpoint,
+        daemon_argv=list(daemon),
+        options=opts,
+        snaplen=snaplen,
+        daemon_timeout=daemon_timeout,
+        handoff="fd",
+        live=live_sink,
+    )
+    result = Session(config).run()
+    if live:
+        view.close()
+    where = "standard output" if output == "-" else output
+    extra = ""
+    refused = result.stats.get("refused") or {}
+    if refused:
+        extra = "; kernel refused " + ", ".join(f"{n} {k}" for k, n in sorted(refused.items()))
+    if live and view.dropped:
+        extra += f"; {view.dropped} live lines dropped"
+    click.echo(
+        f"fusetrace: {result.frames} frames captured to {where}; {result.how}{extra}", err=True
+    )
+    sys.exit(result.exit_code)

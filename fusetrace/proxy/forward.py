@@ -1,0 +1,302 @@
+"""Forwarding frames between /dev/fuse and the daemon's socket, both ways.
+
+Two threads, one per direction, each a tight loop of read → hand the frame to the sink →
+write. The daemon may run as many worker threads as it likes: the kernel → daemon thread
+only moves a request from the device into the socket, so many requests can be outstanding
+in the daemon at once, and replies go back in whatever order the daemon writes them.
+
+The loops parse only the headers (:mod:`fusetrace.proxy.wire`). The INIT pair is the
+exception: the offered and accepted flags are rewritten so that the daemon never turns on
+what cannot work over a socket (passthrough, io_uring; protocol.md §9), and the captured
+frame is the one that crossed /dev/fuse, with a comment saying what the daemon saw instead.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fusetrace.proxy import wire
+from fusetrace.record import Direction
+
+#: one captured frame on its way to the capture writer: (direction, t_ns, raw frame, comment)
+Item = tuple[Direction, int, bytes, "str | None"]
+#: takes an :data:`Item` (typically ``queue.SimpleQueue.put``); must not block for long
+Sink = Callable[[Item], None]
+
+INBOUND = Direction.INBOUND
+OUTBOUND = Direction.OUTBOUND
+
+
+def max_frame_size() -> int:
+    """The largest frame either side may send: max_pages_limit pages plus headers."""
+    pages = 256
+    try:
+        with open("/proc/sys/fs/fuse/max_pages_limit") as f:
+            pages = max(pages, int(f.read().strip()))
+    except (OSError, ValueError):
+        pass
+    return pages * 4096 + 4096
+
+
+@dataclass
+class Ending:
+    """Why forwarding stopped: the first of these to happen wins."""
+
+    #: "unmounted" (the device said ENODEV), "daemon closed" (EOF on the socket),
+    #: or what the session set: "interrupted", "timeout", "capture failed"
+    reason: str
+    detail: str = ""
+
+
+@dataclass
+class Stats:
+    inbound: int = 0
+    outbound: int = 0
+    #: replies the kernel refused: errno name → count (ENOENT: the request was gone)
+    refused: dict[str, int] = field(default_factory=dict)
+    init_comment_in: str | None = None
+    init_comment_out: str | None = None
+    #: negotiated, from the INIT reply
+    proto: tuple[int, int] | None = None
+    max_write: int | None = None
+
+
+class Forwarder:
+    """Moves frames between the device fd and the proxy's end of the socketpair."""
+
+    def __init__(
+        self,
+        devfd: int,
+        sock: socket.socket,
+        sink: Sink,
+        *,
+        bufsize: int | None = None,
+        track_outstanding: bool = False,
+        on_end: Callable[[Ending], None] | None = None,
+    ) -> None:
+        self.devfd = devfd
+        self.sock = sock
+        self.sink = sink
+        self.bufsize = bufsize or max_frame_size()
+        self.stats = Stats()
+        self.ending: Ending | None = None
+        self.ended = threading.Event()
+        self.init_answered = threading.Event()
+        self._on_end = on_end
+        self._lock = threading.Lock()
+        self._init_unique: int | None = None
+        #: unique → t_ns of requests awaiting a reply (only with track_outstanding)
+        self.outstanding: dict[int, int] | None = {} if track_outstanding else None
+        self._threads = [
+            threading.Thread(target=self._kernel_to_daemon, name="fuse-k2d", daemon=True),
+            threading.Thread(target=self._daemon_to_kernel, name="fuse-d2k", daemon=True),
+        ]
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for both threads; True when they have finished."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for t in self._threads:
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
+
+    def end(self, reason: str, detail: str = "") -> None:
+        """Record why the session ends (first caller wins) and wake whoever waits."""
+        with self._lock:
+            if self.ending is not None:
+                return
+            self.ending = Ending(reason, detail)
+        self.ended.set()
+        if self._on_end is not None:
+            self._on_end(self.ending)
+
+    def close_daemon_side(self) -> None:
+        """Give the daemon end of file on its socket; ends the daemon → kernel loop."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def oldest_outstanding(self) -> int | None:
+        """t_ns of the oldest request still waiting for its reply (with tracking)."""
+        pending = self.outstanding
+        if not pending:
+            return None
+        try:
+            return min(pending.values())
+        except ValueError:  # emptied meanwhile
+            return None
+
+    # ---- kernel → daemon ----------------------------------------------------------------
+    def _first_request(self, data: bytes) -> bytes:
+        """The INIT request: keep the daemon from asking for what a socket cannot carry."""
+        _length, opcode = wire.IN_LEN_OPCODE.unpack_from(data)
+        if opcode != wire.OP_INIT or len(data) < wire.INIT_IN_FLAGS2 + 4:
+            return data
+        self._init_unique = wire.IN_HEADER.unpack_from(data)[2]
+        (flags,) = wire.U32.unpack_from(data, wire.INIT_IN_FLAGS)
+        (flags2,) = wire.U32.unpack_from(data, wire.INIT_IN_FLAGS2)
+        unsafe = flags2 & sum(wire.SOCKET_UNSAFE_FLAGS2)
+        if not (flags & wire.FLAG_INIT_EXT) or not unsafe:
+            return data
+        out = bytearray(data)
+        wire.U32.pack_into(out, wire.INIT_IN_FLAGS2, flags2 & ~unsafe)
+        self.stats.init_comment_in = (
+            f"fusetrace: the daemon was sent flags2 {flags2 & ~unsafe:#x}, without "
+            f"{wire.flag2_names(unsafe)} (a daemon behind a socket cannot use them)"
+        )
+        return bytes(out)
+
+    def _kernel_to_daemon(self) -> None:
+        read = os.read
+        fd = self.devfd
+        size = self.bufsize
+        send = self.sock.send
+        sink = self.sink
+        now = time.time_ns
+        pending = self.outstanding
+        no_reply = wire.NO_REPLY_OPCODES
+        header = wire.IN_HEADER.unpack_from
+        first = True
+        n = 0
+        try:
+            while True:
+                try:
+                    data = read(fd, size)
+                except OSError as e:
+                    if e.errno in (errno.ENODEV, errno.ECONNABORTED):
+                        self.end("unmounted")
+                    elif e.errno == errno.ENOENT:  # interrupted before we read it
+                        continue
+                    else:
+                        self.end("device error", f"reading /dev/fuse: {e.strerror}")
+                    return
+                t = now()
+                if first:
+                    first = False
+                    forwarded = self._first_request(data)
+                    sink((INBOUND, t, data, self.stats.init_comment_in))
+                else:
+                    forwarded = data
+                    sink((INBOUND, t, data, None))
+                n += 1
+                if pending is not None:
+                    _len, opcode, unique = header(data)[:3]
+                    if opcode not in no_reply:
+                        pending[unique] = t
+                try:
+                    send(forwarded)
+                except OSError as e:
+                    # EPIPE / ECONNRESET: the daemon closed its end
+                    self.end("daemon closed", f"sending to the daemon: {e.strerror}")
+                    return
+        finally:
+            self.stats.inbound = n
+
+    # ---- daemon → kernel ----------------------------------------------------------------
+    def _init_reply(self, data: bytes) -> bytes:
+        """The daemon's INIT reply: clear what the kernel must not turn on; learn limits."""
+        self.init_answered.set()
+        if len(data) >= wire.INIT_OUT_MINOR + 4:
+            major, minor = wire.IN_LEN_OPCODE.unpack_from(data, wire.INIT_OUT_MAJOR)
+            self.stats.proto = (major, minor)
+        if len(data) >= wire.INIT_OUT_MAX_WRITE + 4:
+            self.stats.max_write = wire.U32.unpack_from(data, wire.INIT_OUT_MAX_WRITE)[0]
+        if len(data) < wire.INIT_OUT_FLAGS2 + 4:
+            return data
+        (flags,) = wire.U32.unpack_from(data, wire.INIT_OUT_FLAGS)
+        (flags2,) = wire.U32.unpack_from(data, wire.INIT_OUT_FLAGS2)
+        unsafe = flags2 & sum(wire.SOCKET_UNSAFE_FLAGS2)
+        if not (flags & wire.FLAG_INIT_EXT) or not unsafe:
+            return data
+        out = bytearray(data)
+        wire.U32.pack_into(out, wire.INIT_OUT_FLAGS2, flags2 & ~unsafe)
+        self.stats.init_comment_out = (
+            f"fusetrace: the daemon replied with flags2 {flags2:#x}; "
+            f"{wire.flag2_names(unsafe)} cleared before the kernel saw it"
+        )
+        return bytes(out)
+
+    def _daemon_to_kernel(self) -> None:
+        recvmsg = self.sock.recvmsg
+        size = self.bufsize
+        write = os.write
+        fd = self.devfd
+        sink = self.sink
+        now = time.time_ns
+        pending = self.outstanding
+        out_header = wire.OUT_HEADER.unpack_from
+        refused = self.stats.refused
+        init_pending = True
+        n = 0
+        try:
+            while True:
+                try:
+                    data, _anc, flags, _addr = recvmsg(size)
+                except OSError as e:
+                    self.end("daemon closed", f"receiving from the daemon: {e.strerror}")
+                    return
+                if not data:
+                    self.end("daemon closed")
+                    return
+                t = now()
+                if len(data) < 16:
+                    # too short even for a header: pass it on, the kernel will refuse it
+                    length, unique = len(data), 0
+                else:
+                    length, _error, unique = out_header(data)
+                    if length > len(data) and not flags & socket.MSG_TRUNC:
+                        whole = self._reassemble(data, length)
+                        if whole is None:
+                            return
+                        data = whole
+                comment = None
+                if flags & socket.MSG_TRUNC:
+                    comment = f"fusetrace: cut to {len(data)} bytes, the daemon sent more"
+                if init_pending and unique == self._init_unique and unique:
+                    init_pending = False
+                    forwarded = self._init_reply(data)
+                    comment = self.stats.init_comment_out
+                else:
+                    forwarded = data
+                sink((OUTBOUND, t, forwarded, comment))
+                n += 1
+                if pending is not None and unique:
+                    pending.pop(unique & ~wire.INT_REQ_BIT, None)
+                try:
+                    write(fd, forwarded)
+                except OSError as e:
+                    if e.errno in (errno.ENODEV, errno.ECONNABORTED):
+                        self.end("unmounted")
+                        return
+                    name = errno.errorcode.get(e.errno or 0, str(e.errno))
+                    refused[name] = refused.get(name, 0) + 1
+        finally:
+            self.stats.outbound = n
+
+    def _reassemble(self, first: bytes, length: int) -> bytes | None:
+        """A reply longer than one message (a daemon splicing into the socket may split it):
+        read on until ``length`` bytes have arrived."""
+        parts = [first]
+        have = len(first)
+        while have < length:
+            try:
+                more = self.sock.recv(self.bufsize)
+            except OSError as e:
+                self.end("daemon closed", f"receiving from the daemon: {e.strerror}")
+                return None
+            if not more:
+                self.end("daemon closed", "the daemon closed its socket inside a reply")
+                return None
+            parts.append(more)
+            have += len(more)
+        return b"".join(parts)

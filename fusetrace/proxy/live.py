@@ -1,0 +1,88 @@
+"""``record --live``: one line per frame, printed off the forwarding path.
+
+Frames reach :meth:`LiveView.put` from the capture writer thread; a bounded queue feeds a
+printing thread. When the terminal cannot keep up, lines are dropped (and counted), never
+waited for: the filesystem must not slow down because a terminal is slow.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import TextIO
+
+from fusetrace.proxy import wire
+from fusetrace.proxy.forward import Item
+from fusetrace.record import Direction
+
+#: lines waiting for the terminal before new ones are dropped
+QUEUE_LINES = 10_000
+
+_OPCODE_NAMES: dict[int, str] = {}
+
+
+def _opcode_name(opcode: int) -> str:
+    if not _OPCODE_NAMES:
+        try:
+            from fusetrace.protocol.abi import Opcode  # type: ignore[import-not-found,unused-ignore]
+
+            _OPCODE_NAMES.update({int(op): op.name for op in Opcode})
+        except ImportError:
+            _OPCODE_NAMES[wire.OP_INIT] = "INIT"
+    return _OPCODE_NAMES.get(opcode, f"OPCODE_{opcode}")
+
+
+def summary(item: Item, t0: int) -> str:
+    """A header-level summary: time, direction, unique, opcode or error, length."""
+    direction, t_ns, data, comment = item
+    secs = (t_ns - t0) / 1e9
+    note = f"  # {comment}" if comment else ""
+    if direction is Direction.INBOUND and len(data) >= wire.IN_HEADER_LEN:
+        length, opcode, unique, nodeid = wire.IN_HEADER.unpack_from(data)[:4]
+        return (
+            f"{secs:12.6f} K>D unique={unique} {_opcode_name(opcode)} nodeid={nodeid} "
+            f"len={length}{note}"
+        )
+    if len(data) >= wire.OUT_HEADER_LEN:
+        length, error, unique = wire.OUT_HEADER.unpack_from(data)
+        what = f"notify code={error}" if unique == 0 else f"error={error}"
+        return f"{secs:12.6f} D>K unique={unique} {what} len={length}{note}"
+    return f"{secs:12.6f} {direction.arrow} short frame ({len(data)} bytes){note}"
+
+
+class LiveView:
+    """Prints frame summaries on ``out`` from its own thread."""
+
+    def __init__(self, out: TextIO, limit: int = QUEUE_LINES) -> None:
+        self._out = out
+        self._q: queue.Queue[Item | None] = queue.Queue(limit)
+        self.dropped = 0
+        self._t0: int | None = None
+        self._thread = threading.Thread(target=self._run, name="live-view", daemon=True)
+        self._thread.start()
+
+    def put(self, item: Item) -> None:
+        try:
+            self._q.put_nowait(item)
+        except queue.Full:
+            self.dropped += 1
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            if self._t0 is None:
+                self._t0 = item[1]
+            try:
+                self._out.write(summary(item, self._t0) + "\n")
+                self._out.flush()
+            except (OSError, ValueError):
+                return
+
+    def close(self) -> None:
+        try:
+            self._q.put(None, timeout=5)
+        except queue.Full:
+            pass
+        self._thread.join(10)

@@ -1,0 +1,394 @@
+"""One recording session: mount, start the daemon, forward and capture, end cleanly.
+
+The order of events::
+
+    checks (root, /dev/fuse, mountpoint, daemon) → create the capture → open /dev/fuse →
+    mount(2) → socketpair → start the daemon with its end → forward until one of:
+      * the filesystem is unmounted (the device read says ENODEV): close the daemon's socket,
+        the daemon reads end of file and exits (libfuse daemons exit 1: that is normal);
+      * the daemon closes its socket (it exited or crashed): unmount, or detach and abort
+        when the filesystem is busy;
+      * SIGINT/SIGTERM: unmount (detach and abort if busy), then as above;
+      * a request unanswered for ``daemon_timeout`` seconds: abort the connection, unmount.
+    → stop the capture writer (every frame forwarded is written) → report.
+
+Whatever happens, nothing stays mounted and the daemon is reaped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import platform
+import queue
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from fusetrace.capture.files import host_writer, open_output
+from fusetrace.capture.pcapng import CaptureWriter, Channel
+from fusetrace.errors import CaptureError, DaemonError, EnvironmentProblem, ExitCode
+from fusetrace.proxy import daemon as daemons
+from fusetrace.proxy import mount as mounts
+from fusetrace.proxy.forward import Ending, Forwarder, Item, max_frame_size
+
+SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+#: seconds a daemon gets to exit after its socket closed, before SIGTERM
+DAEMON_GRACE = 10.0
+
+
+@dataclass
+class RecordConfig:
+    """Everything ``fusetrace record`` was asked to do."""
+
+    output: str
+    mountpoint: str
+    daemon_argv: list[str]
+    options: list[str] = field(default_factory=list)
+    snaplen: int | None = None
+    daemon_timeout: float | None = None
+    handoff: str = "fd"
+    #: called (off the forwarding path) with every captured frame, for ``--live``
+    live: Callable[[Item], None] | None = None
+
+
+@dataclass
+class RecordResult:
+    frames: int
+    output: str
+    #: how the session ended, in words: "filesystem unmounted", "daemon exited (...)", ...
+    how: str
+    exit_code: int
+    daemon_status: int | None
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class CaptureThread:
+    """Writes captured frames from a queue, so the forwarding threads never wait on disk."""
+
+    def __init__(
+        self,
+        writer: CaptureWriter,
+        on_error: Callable[[str], None],
+        live: Callable[[Item], None] | None = None,
+    ) -> None:
+        self.writer = writer
+        self.queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
+        self.put = self.queue.put
+        self.error: str | None = None
+        self._on_error = on_error
+        self._live = live
+        self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        get = self.queue.get
+        write = self.writer.write
+        live = self._live
+        while True:
+            item = get()
+            if item is None:
+                return
+            if self.error is not None:
+                continue  # keep draining so the forwarding threads never block
+            direction, t_ns, data, comment = item
+            try:
+                write(direction, t_ns, data, comment=comment)
+            except (OSError, ValueError) as e:
+                if isinstance(e, BrokenPipeError):
+                    self.error = "the reader of the capture went away"
+                else:
+                    self.error = f"writing the capture failed: {getattr(e, 'strerror', e)}"
+                self._on_error(self.error)
+                continue
+            if live is not None:
+                live(item)
+
+    def close(self, timeout: float = 30.0) -> None:
+        self.put(None)
+        self._thread.join(timeout)
+
+
+def check_environment() -> None:
+    """Root and /dev/fuse, before anything is created."""
+    if os.geteuid() != 0:
+        raise EnvironmentProblem(
+            "fusetrace record must run as root (it mounts the filesystem itself)",
+            hint="run it with sudo",
+        )
+    if not os.path.exists("/dev/fuse"):
+        raise EnvironmentProblem(
+            "/dev/fuse does not exist", hint="load the fuse module: modprobe fuse"
+        )
+
+
+def open_device() -> int:
+    try:
+        return os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+    except OSError as e:
+        raise EnvironmentProblem(f"cannot open /dev/fuse: {e.strerror}") from None
+
+
+def make_socketpair(frame: int) -> tuple[socket.socket, socket.socket]:
+    """The proxy's end and the daemon's end, with buffers that hold the largest frame."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    size = max(4 << 20, 4 * frame)
+    for s in (ours, theirs):
+        for opt, plain in ((SO_SNDBUFFORCE, socket.SO_SNDBUF), (SO_RCVBUFFORCE, socket.SO_RCVBUF)):
+            try:
+                s.setsockopt(socket.SOL_SOCKET, opt, size)
+            except OSError:
+                s.setsockopt(socket.SOL_SOCKET, plain, size)
+    return ours, theirs
+
+
+class Session:
+    """Runs one recording (see the module docstring). Use :meth:`run` once."""
+
+    def __init__(self, config: RecordConfig) -> None:
+        self.config = config
+        self.mountpoint = config.mountpoint
+        self.conn: int | None = None
+        self.mounted = False
+        self._signal: int | None = None
+        self.forwarder: Forwarder | None = None
+        self.daemon: daemons.DaemonProcess | None = None
+        self.capture: CaptureThread | None = None
+        self._capture_error: str | None = None
+        self._mp_args: list[int] = []
+
+    # ---- signals ----------------------------------------------------------------------
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        # only note it: the main loop acts within a quarter second
+        if self._signal is None:
+            self._signal = signum
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        old = {
+            s: signal.signal(s, self._on_signal)
+            for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        }
+        try:
+            yield
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+    # ---- the session ------------------------------------------------------------------
+    def run(self) -> RecordResult:
+        cfg = self.config
+        check_environment()
+        mountpoint, rootmode = mounts.check_mountpoint(cfg.mountpoint)
+        self.mountpoint = mountpoint
+        program = daemons.resolve_program(cfg.daemon_argv[0])
+        spec = mounts.parse_options(cfg.options)
+        self._mp_args = daemons.mountpoint_arguments(cfg.daemon_argv, cfg.mountpoint)
+        if not self._mp_args:
+            raise DaemonError(
+                f"the daemon's arguments name neither the mountpoint {cfg.mountpoint} nor {{}}",
+                hint="fusetrace replaces that argument with the socket it hands the daemon",
+            )
+        if mounts.find_mount(mountpoint) is not None:
+            raise EnvironmentProblem(f"a FUSE filesystem is already mounted on {mountpoint}")
+        try:
+            fileobj = open_output(cfg.output)
+        except CaptureError as e:
+            raise EnvironmentProblem(
+                e.message, hint="choose a writable place for the capture file"
+            ) from None
+        with self._signals():
+            try:
+                return self._run(fileobj, program, spec, rootmode)
+            finally:
+                fileobj.close()
+
+    def _run(
+        self, fileobj: BinaryIO, program: str, spec: mounts.MountSpec, rootmode: int
+    ) -> RecordResult:
+        cfg = self.config
+        frame = max_frame_size()
+        devfd = open_device()
+        ours: socket.socket | None = None
+        try:
+            source = spec.source(os.path.basename(cfg.daemon_argv[0]))
+            data = spec.data_string(devfd, rootmode, os.getuid(), os.getgid())
+            try:
+                mounts.sys_mount(source, self.mountpoint, spec.fstype, spec.flags, data)
+            except OSError as e:
+                raise EnvironmentProblem(f"cannot mount {self.mountpoint}: {e.strerror}") from None
+            self.mounted = True
+            entry = mounts.find_mount(self.mountpoint)
+            self.conn = entry.conn if entry else None
+
+            ours, theirs = make_socketpair(frame)
+            argv = daemons.substitute(cfg.daemon_argv, self._mp_args, f"/dev/fd/{theirs.fileno()}")
+            meta = {
+                "daemon": list(cfg.daemon_argv),
+                "daemon_run_as": argv,
+                "mountpoint": self.mountpoint,
+                "mount_options": spec.given,
+                "mount_source": source,
+                "mount_type": spec.fstype,
+                "handoff": "fd",
+                "kernel_release": platform.release(),
+                "connection": self.conn,
+            }
+            writer = host_writer(
+                fileobj,
+                meta,
+                channels=[Channel(description=self.mountpoint)],
+                snaplen=cfg.snaplen,
+            )
+            self.capture = CaptureThread(writer, self._on_capture_error, cfg.live)
+            self.forwarder = Forwarder(
+                devfd,
+                ours,
+                self.capture.put,
+                bufsize=frame,
+                track_outstanding=cfg.daemon_timeout is not None,
+            )
+            self.forwarder.start()
+            try:
+                self.daemon = daemons.spawn(
+                    argv,
+                    program,
+                    pass_fds=[theirs.fileno()],
+                    stdout_to_stderr=cfg.output == "-",
+                )
+            finally:
+                theirs.close()
+            ending = self._wait()
+            return self._finish(ending)
+        finally:
+            self._cleanup(devfd, ours)
+
+    def _on_capture_error(self, message: str) -> None:
+        self._capture_error = message
+
+    def _wait(self) -> Ending:
+        fwd = self.forwarder
+        assert fwd is not None
+        timeout_ns = int(self.config.daemon_timeout * 1e9) if self.config.daemon_timeout else None
+        while not fwd.ended.wait(0.25):
+            if self._signal is not None:
+                fwd.end("interrupted", signal.Signals(self._signal).name)
+            elif self._capture_error is not None:
+                fwd.end("capture failed", self._capture_error)
+            elif timeout_ns is not None:
+                oldest = fwd.oldest_outstanding()
+                if oldest is not None and time.time_ns() - oldest > timeout_ns:
+                    fwd.end(
+                        "timeout",
+                        f"a request went unanswered for {self.config.daemon_timeout:g} s",
+                    )
+        assert fwd.ending is not None
+        return fwd.ending
+
+    def _release(self, *, abort_first: bool = False) -> str:
+        """Take the filesystem away; idempotent."""
+        if not self.mounted:
+            return "not mounted"
+        if abort_first and self.conn is not None:
+            mounts.abort_connection(self.conn)
+        try:
+            how = mounts.release(self.mountpoint, self.conn)
+        except OSError as e:
+            print(
+                f"fusetrace: warning: cannot unmount {self.mountpoint}: {e.strerror}",
+                file=sys.stderr,
+            )
+            if self.conn is not None:
+                mounts.abort_connection(self.conn)
+            how = "aborted"
+        self.mounted = False
+        return how
+
+    def _finish(self, ending: Ending) -> RecordResult:
+        fwd = self.forwarder
+        daemon = self.daemon
+        assert fwd is not None and daemon is not None
+        reason = ending.reason
+        exit_code: int = ExitCode.OK
+        if reason == "unmounted":
+            self.mounted = False
+            how = "filesystem unmounted"
+        elif reason == "daemon closed":
+            self._release()
+            how = "daemon exited"
+        elif reason == "interrupted":
+            unmount = self._release()
+            how = f"interrupted ({ending.detail}; {unmount})"
+            signum = self._signal or signal.SIGINT
+            exit_code = ExitCode.INTERRUPTED if signum == signal.SIGINT else 128 + signum
+        elif reason == "timeout":
+            self._release(abort_first=True)
+            how = f"daemon timeout ({ending.detail}; connection aborted)"
+            exit_code = ExitCode.ENVIRONMENT
+        else:  # capture failed, device error
+            self._release()
+            how = f"{reason}: {ending.detail}" if ending.detail else reason
+            exit_code = ExitCode.ENVIRONMENT
+            if ending.detail == "the reader of the capture went away":
+                exit_code = ExitCode.OK
+        # the device is unmounted or aborted: the kernel → daemon loop ends with ENODEV;
+        # closing our socket end gives the daemon end of file
+        fwd.close_daemon_side()
+        status = daemon.stop(DAEMON_GRACE)
+        daemon.relay.join(2.0)
+        fwd.join(5.0)
+        assert self.capture is not None
+        self.capture.close()
+        frames = self.capture.writer.frames
+        if reason == "daemon closed":
+            how = f"daemon exited ({daemons.describe_status(status)})"
+            if not fwd.init_answered.is_set():
+                last = daemon.relay.last_line
+                raise DaemonError(
+                    f"the daemon ended before answering INIT "
+                    f"({daemons.describe_status(status)})" + (f": {last}" if last else ""),
+                    hint="run the daemon alone in the foreground to see why",
+                )
+            if status != 0:
+                exit_code = daemons.exit_code_for(status)
+        stats = {
+            "requests": fwd.stats.inbound,
+            "replies": fwd.stats.outbound,
+            "refused": dict(fwd.stats.refused),
+            "proto": fwd.stats.proto,
+            "init_changes": [
+                c for c in (fwd.stats.init_comment_in, fwd.stats.init_comment_out) if c
+            ],
+        }
+        return RecordResult(frames, self.config.output, how, exit_code, status, stats)
+
+    def _cleanup(self, devfd: int, ours: socket.socket | None) -> None:
+        """Whatever went wrong: nothing mounted, daemon reaped, threads stopped."""
+        if self.mounted:
+            self._release()
+        if self.forwarder is not None:
+            self.forwarder.end("cleanup")
+            self.forwarder.close_daemon_side()
+        if self.daemon is not None and self.daemon.poll() is None:
+            self.daemon.stop(DAEMON_GRACE)
+        if self.forwarder is not None:
+            self.forwarder.join(5.0)
+        if self.capture is not None:
+            self.capture.close()
+        if ours is not None:
+            ours.close()
+        try:
+            os.close(devfd)
+        except OSError as e:
+            if e.errno != errno.EBADF:
+                raise
