@@ -1,0 +1,110 @@
+"""Rendering decoded frames: summary lines, verbose fields, JSON objects, statistics."""
+
+from __future__ import annotations
+
+import json
+
+from fusetrace.protocol.abi import S_IFREG, NotifyCode, Opcode
+from fusetrace.protocol.encode import encode_notify, encode_reply, encode_request
+from fusetrace.protocol.stream import DecodedFrame, FrameDecoder
+from fusetrace.record import Direction, Record
+from fusetrace.report.frames import (
+    Stats,
+    errno_name,
+    json_line,
+    json_object,
+    summary_line,
+    verbose_lines,
+)
+
+K, D = Direction.INBOUND, Direction.OUTBOUND
+T0 = 1_700_000_000_000_000_000
+
+
+def frames(*items: tuple[Direction, bytes, int]) -> list[DecodedFrame]:
+    dec = FrameDecoder()
+    return [dec.feed(Record(i, T0 + t, d, b, len(b))) for i, (d, b, t) in enumerate(items)]
+
+
+def lookup_pair(error: int = 0) -> list[DecodedFrame]:
+    body = {"nodeid": 5, "generation": 2, "attr": {"mode": S_IFREG | 0o640, "size": 12}}
+    return frames(
+        (K, encode_request(Opcode.LOOKUP, {"name": "a b"}, unique=4, nodeid=1), 1_000),
+        (D, encode_reply(Opcode.LOOKUP, body, unique=4, error=error), 78_000),
+    )
+
+
+def test_errno_names() -> None:
+    assert errno_name(-2) == "-ENOENT" and errno_name(-9999) == "-9999"
+
+
+def test_summary_request_and_reply() -> None:
+    req, rep = lookup_pair()
+    assert summary_line(req, T0) == '0.000001 K>D 4 LOOKUP nodeid=1 "a b"'
+    assert summary_line(rep, T0) == (
+        "0.000078 D>K 4 LOOKUP ok nodeid=5 gen=2 reg 0640 size=12 (77us)"
+    )
+
+
+def test_summary_error_reply() -> None:
+    _, rep = lookup_pair(error=-2)
+    assert summary_line(rep, T0) == "0.000078 D>K 4 LOOKUP -ENOENT (77us)"
+
+
+def test_summary_io_and_problems() -> None:
+    read = encode_request(Opcode.READ, {"fh": 3, "offset": 4096, "size": 512}, unique=6,
+                          nodeid=7) + b"!"  # fmt: skip
+    read = len(read).to_bytes(4, "little") + read[4:]
+    (f,) = frames((K, read, 0))
+    line = summary_line(f, T0)
+    assert line.startswith("0.000000 K>D 6 READ nodeid=7 fh=3 offset=4096 size=512 [trailing:")
+
+
+def test_summary_notify_and_undecodable() -> None:
+    n, bad = frames((D, encode_notify(NotifyCode.INVAL_ENTRY, {"parent": 1, "name": "x"}), 5),
+                    (K, b"\x00" * 8, 6))  # fmt: skip
+    assert summary_line(n, T0) == '0.000000 D>K 0 NOTIFY_INVAL_ENTRY parent=1 "x"'
+    assert "undecodable" in summary_line(bad, T0)
+
+
+def test_verbose_lists_every_field() -> None:
+    _, rep = lookup_pair()
+    text = "\n".join(verbose_lines(rep))
+    assert "request: frame 0" in text
+    for field in ("nodeid: 5", "generation: 2", "attr:", "mode: 33184", "blksize: 0"):
+        assert field in text
+
+
+def test_json_object_keys_and_bytes() -> None:
+    req, rep = frames(
+        (K, encode_request(Opcode.READ, {"fh": 3, "size": 100}, unique=4, nodeid=7), 0),
+        (D, encode_reply(Opcode.READ, {"data": b"\x01" * 100}, unique=4), 10),
+    )
+    obj = json.loads(json_line(rep, T0))
+    for key in ("frame", "dir", "unique", "opcode", "nodeid", "error", "request_frame",
+                "latency_ns", "body", "problems"):  # fmt: skip
+        assert key in obj
+    assert obj["frame"] == 1 and obj["request_frame"] == 0 and obj["nodeid"] == 7
+    assert obj["opcode"] == "READ" and obj["error"] == 0 and obj["latency_ns"] == 10
+    assert obj["body"]["data"] == {"len": 100, "hex": "01" * 64, "cut": True}
+    assert json_object(req, T0)["body"]["fh"] == 3
+
+
+def test_json_init_flag_names() -> None:
+    (f,) = frames((K, encode_request(Opcode.INIT, {"major": 7, "minor": 45, "flags": 3},
+                                     unique=2), 0))  # fmt: skip
+    assert json_object(f, T0)["body"]["flag_names"] == ["ASYNC_READ", "POSIX_LOCKS"]
+
+
+def test_stats() -> None:
+    s = Stats()
+    for f in lookup_pair() + lookup_pair(error=-2):
+        s.feed(f)
+    rows = s.to_dict()["opcodes"]
+    assert rows == [{"opcode": "LOOKUP", "count": 2, "replies": 2, "errors": 1,
+                     "p50_ns": 77000, "p90_ns": 77000, "p99_ns": 77000,
+                     "max_ns": 77000}]  # fmt: skip
+    table = s.render_plain()
+    assert table.splitlines()[0].split() == ["opcode", "count", "replies", "errors", "p50",
+                                             "p90", "p99", "max"]  # fmt: skip
+    assert table.splitlines()[1].split()[:4] == ["LOOKUP", "2", "2", "1"]
