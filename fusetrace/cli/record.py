@@ -60,7 +60,7 @@ Examples:
     help="How the daemon gets its socket: 'fd' replaces the mountpoint argument (or {}) "
     "with /dev/fd/N (libfuse >= 3.3, pyfuse3); 'fusermount' stands in for fusermount3.",
 )
-@click.argument("mountpoint", type=click.Path(file_okay=False))
+@click.argument("mountpoint")
 @click.argument("daemon", nargs=-1, required=True)
 def record(
     output: str,

@@ -180,6 +180,9 @@ class Forwarder:
                     else:
                         self.end("device error", f"reading /dev/fuse: {e.strerror}")
                     return
+                if not data:  # never from /dev/fuse; a test double's end of file
+                    self.end("unmounted")
+                    return
                 t = now()
                 if first:
                     first = False

@@ -1,0 +1,166 @@
+"""``fusetrace record`` as a user runs it: options, errors, exit statuses, messages."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fusetrace.cli import cli, commands
+from tests.support.mount import fusetrace_cmd, fusetrace_env, is_mounted
+from tests.support.trees import make_squashfs, make_tree
+
+
+def run_record(
+    *args: str, timeout: float = 60, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*prefix, *fusetrace_cmd("record", *args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=fusetrace_env(),
+        cwd="/",
+    )
+
+
+def one_line_error(stderr: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("fusetrace: error:")]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("img")
+    return make_squashfs(make_tree(base / "src", big=10_000), base / "small.sqfs")
+
+
+def test_help_teaches_with_an_example() -> None:
+    commands.load()
+    out = subprocess.run(
+        fusetrace_cmd("record", "--help"), capture_output=True, text=True, env=fusetrace_env()
+    ).stdout
+    assert "fusetrace record -w trace.pcapng /mnt -- squashfuse_ll" in out
+    for option in ("--write", "--options", "--snaplen", "--daemon-timeout", "--live", "--handoff"):
+        assert option in out
+    assert cli is not None
+
+
+@pytest.mark.mount
+def test_missing_daemon(mountpoint: Path, tmp_path: Path) -> None:
+    r = run_record(
+        "-w",
+        str(tmp_path / "t.pcapng"),
+        str(mountpoint),
+        "--",
+        "no-such-fuse-daemon",
+        str(mountpoint),
+    )
+    assert r.returncode == 4
+    assert "no-such-fuse-daemon not found" in one_line_error(r.stderr)
+    assert not is_mounted(mountpoint)
+
+
+@pytest.mark.mount
+def test_missing_mountpoint(tmp_path: Path, image: Path) -> None:
+    mnt = tmp_path / "nowhere"
+    r = run_record(
+        "-w", str(tmp_path / "t.pcapng"), str(mnt), "--", "squashfuse_ll", str(image), str(mnt)
+    )
+    assert r.returncode == 4
+    line = one_line_error(r.stderr)
+    assert "does not exist" in line and "mkdir" in line
+    assert not mnt.exists()
+
+
+@pytest.mark.mount
+def test_mountpoint_is_a_file(tmp_path: Path, image: Path) -> None:
+    r = run_record(
+        "-w", str(tmp_path / "t.pcapng"), str(image), "--", "squashfuse_ll", str(image), "{}"
+    )
+    assert r.returncode == 4
+    assert "not a directory" in one_line_error(r.stderr)
+
+
+@pytest.mark.mount
+def test_not_root(mountpoint: Path, tmp_path: Path, image: Path) -> None:
+    os.chmod(tmp_path, 0o777)
+    r = run_record(
+        "-w",
+        str(tmp_path / "t.pcapng"),
+        str(mountpoint),
+        "--",
+        "squashfuse_ll",
+        str(image),
+        "{}",
+        prefix=("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"),
+    )
+    assert r.returncode == 4, r.stderr
+    assert "must run as root" in one_line_error(r.stderr)
+    assert not is_mounted(mountpoint)
+
+
+@pytest.mark.mount
+def test_daemon_fails_before_init(mountpoint: Path, tmp_path: Path) -> None:
+    r = run_record(
+        "-w",
+        str(tmp_path / "t.pcapng"),
+        str(mountpoint),
+        "--",
+        "squashfuse_ll",
+        "-f",
+        str(tmp_path / "no-such.sqfs"),
+        "{}",
+    )
+    assert r.returncode == 4
+    line = one_line_error(r.stderr)
+    assert "ended before answering INIT" in line
+    assert "exit status" in line
+    assert not is_mounted(mountpoint)
+
+
+@pytest.mark.mount
+def test_daemon_arguments_must_name_the_mountpoint(
+    mountpoint: Path, tmp_path: Path, image: Path
+) -> None:
+    r = run_record(
+        "-w",
+        str(tmp_path / "t.pcapng"),
+        str(mountpoint),
+        "--",
+        "squashfuse_ll",
+        str(image),
+        "/somewhere/else",
+    )
+    assert r.returncode == 4
+    assert "{}" in one_line_error(r.stderr)
+    assert not is_mounted(mountpoint)
+
+
+@pytest.mark.mount
+def test_capture_cannot_be_created(mountpoint: Path, tmp_path: Path, image: Path) -> None:
+    r = run_record(
+        "-w",
+        str(tmp_path / "no" / "dir" / "t.pcapng"),
+        str(mountpoint),
+        "--",
+        "squashfuse_ll",
+        str(image),
+        "{}",
+    )
+    assert r.returncode == 4
+    line = one_line_error(r.stderr)
+    assert "cannot create" in line and "writable" in line
+    assert not is_mounted(mountpoint)
+
+
+def test_unknown_mount_option_is_a_usage_error(tmp_path: Path) -> None:
+    r = run_record(
+        "-w", str(tmp_path / "t.pcapng"), "-o", "ro,frobnicate", str(tmp_path), "--", "true", "{}"
+    )
+    assert r.returncode == 2
+    assert "frobnicate" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,201 @@
+"""Recording sessions end to end: real mounts, real daemons, real workloads."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from fusetrace.capture.files import open_capture
+from fusetrace.record import Direction
+from tests.support.mount import is_mounted, recording
+from tests.support.trees import digest_tree, make_squashfs, make_tree
+
+pytestmark = pytest.mark.mount
+
+INIT = 26
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("squash")
+    src = make_tree(base / "src")
+    return src, make_squashfs(src, base / "tree.sqfs")
+
+
+def capinfos_count(path: Path) -> int:
+    out = subprocess.run(
+        ["capinfos", "-c", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    m = re.search(r"Number of packets:\s+(\d+)", out)
+    assert m, out
+    return int(m.group(1))
+
+
+def tshark_count(path: Path) -> int:
+    out = subprocess.run(
+        ["tshark", "-r", str(path), "-T", "fields", "-e", "frame.number"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return len(out.split())
+
+
+def test_squashfuse_ll_workload_is_captured_whole(
+    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path
+) -> None:
+    src, img = image
+    capture = tmp_path / "t.pcapng"
+    with recording(["squashfuse_ll", "-f", str(img), "{}"], mountpoint, capture) as rec:
+        listing = subprocess.run(
+            ["ls", "-lR", str(mountpoint)], capture_output=True, text=True, check=True
+        ).stdout
+        assert "big.bin" in listing and "leaf.dat" in listing
+        # every file's content, type, link target and user xattrs, compared with the source
+        assert digest_tree(mountpoint) == digest_tree(src)
+        assert os.readlink(mountpoint / "link") == "hello.txt"
+        assert os.stat(mountpoint / "big.bin").st_size == (src / "big.bin").stat().st_size
+        xattr = subprocess.run(
+            ["getfattr", "--only-values", "-n", "user.colour", str(mountpoint / "hello.txt")],
+            capture_output=True,
+            check=True,
+        ).stdout
+        assert xattr == b"blue"
+    assert rec.returncode == 0, rec.stderr
+    assert "filesystem unmounted" in rec.stderr
+
+    frames = rec.frames()
+    assert len(frames) == capinfos_count(capture) == tshark_count(capture)
+    assert re.search(rf"\b{len(frames)} frames captured to ", rec.stderr)
+
+    first = frames[0]
+    assert first.direction is Direction.INBOUND
+    assert struct.unpack_from("=I", first.data, 4)[0] == INIT
+    seen: set[int] = set()
+    replies = 0
+    for fr in frames:
+        assert fr.orig_len == len(fr.data)
+        if fr.direction is Direction.INBOUND:
+            length, _opcode, unique = struct.unpack_from("=IIQ", fr.data)
+            assert length == len(fr.data)
+            seen.add(unique)
+        else:
+            length, _error, unique = struct.unpack_from("=IiQ", fr.data)
+            assert length == len(fr.data)
+            if unique:
+                assert unique & ~1 in seen, f"reply {unique} answers no earlier request"
+                replies += 1
+    assert replies > 50
+    # the big file went through in large READ replies, not only small ones
+    assert max(len(f.data) for f in frames if f.direction is Direction.OUTBOUND) > 64 * 1024
+
+    with open_capture(str(capture)) as reader:
+        list(reader)
+        meta = reader.info.meta
+        assert not reader.info.truncated
+    assert meta["mountpoint"] == str(mountpoint)
+    assert meta["daemon"] == ["squashfuse_ll", "-f", str(img), "{}"]
+    assert meta["handoff"] == "fd"
+    assert meta["kernel_release"] == os.uname().release
+    assert oct(capture.stat().st_mode & 0o777) == oct(0o600)
+
+
+def test_sigint_unmounts_and_leaves_a_readable_capture(
+    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path
+) -> None:
+    _src, img = image
+    capture = tmp_path / "int.pcapng"
+    with recording(["squashfuse_ll", "-f", str(img), "{}"], mountpoint, capture) as rec:
+        assert (mountpoint / "hello.txt").read_text() == "hello, fuse\n"
+        rec.signal(signal.SIGINT)
+        assert rec.wait(30) == 130
+        assert not is_mounted(mountpoint)
+    assert "interrupted" in rec.stderr
+    frames = rec.frames()
+    assert frames and frames[0].direction is Direction.INBOUND
+    assert any(f.direction is Direction.OUTBOUND for f in frames)
+
+
+def test_sigint_while_a_reader_is_busy_detaches_and_aborts(
+    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path
+) -> None:
+    _src, img = image
+    capture = tmp_path / "busy.pcapng"
+    with recording(["squashfuse_ll", "-f", str(img), "{}"], mountpoint, capture) as rec:
+        # a process with its working directory inside keeps the mount busy
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)"], cwd=mountpoint
+        )
+        try:
+            rec.signal(signal.SIGINT)
+            assert rec.wait(30) == 130
+            assert not is_mounted(mountpoint)
+        finally:
+            holder.kill()
+            holder.wait()
+    assert "detached" in rec.stderr
+    assert rec.frames()
+
+
+def test_external_umount_variants_end_the_recording(
+    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path
+) -> None:
+    _src, img = image
+    for n, command in enumerate((["fusermount3", "-u"], ["umount", "-l"])):
+        capture = tmp_path / f"u{n}.pcapng"
+        with recording(["squashfuse_ll", "-f", str(img), "{}"], mountpoint, capture) as rec:
+            assert (mountpoint / "empty").read_bytes() == b""
+            subprocess.run([*command, str(mountpoint)], check=True)
+            assert rec.wait(30) == 0, rec.stderr
+        assert "filesystem unmounted" in rec.stderr
+        assert rec.frames()
+
+
+def test_daemon_killed_mid_workload_releases_the_mount(
+    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path
+) -> None:
+    _src, img = image
+    capture = tmp_path / "kill.pcapng"
+    with recording(["squashfuse_ll", "-f", str(img), "{}"], mountpoint, capture) as rec:
+        assert (mountpoint / "hello.txt").read_text()
+        (daemon,) = rec.daemon_pids()
+        os.kill(daemon, signal.SIGKILL)
+        assert rec.wait(30) == 128 + signal.SIGKILL
+        assert not is_mounted(mountpoint)
+    assert "killed by SIGKILL" in rec.stderr
+    assert rec.frames()
+
+
+def test_recorder_killed_leaves_a_capture_valid_to_its_last_frame(
+    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path
+) -> None:
+    _src, img = image
+    capture = tmp_path / "k9.pcapng"
+    with recording(["squashfuse_ll", "-f", str(img), "{}"], mountpoint, capture) as rec:
+        assert len((mountpoint / "big.bin").read_bytes()) > 1 << 20
+        rec.signal(signal.SIGKILL)
+        rec.wait(10)
+        # the kernel aborted the connection when the device fd closed: nothing hangs
+        done = threading.Event()
+
+        def probe() -> None:
+            try:
+                os.listdir(mountpoint)
+            except OSError:
+                pass
+            done.set()
+
+        threading.Thread(target=probe, daemon=True).start()
+        assert done.wait(10), "the mount hangs after the recorder died"
+    # the fixture detached the dead mount and the daemon ended on end of file
+    frames = rec.frames()
+    assert frames[0].direction is Direction.INBOUND
+    assert len(frames) > 10
