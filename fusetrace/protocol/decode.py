@@ -586,15 +586,15 @@ def _fast_reply(
         return None
     n = len(data)
     if header.error:
-        return Decoded("reply", header, op, spec.opcode.name) if n == OUT_HEADER_SIZE else None
+        return Decoded("reply", header, op, _OP_NAMES[op]) if n == OUT_HEADER_SIZE else None
     plan = _layout(_reply_args(spec, request_body, n - OUT_HEADER_SIZE), neg, engine)
     if plan.fixed is not None and n - OUT_HEADER_SIZE == plan.fixed_size:
         if not plan.fixed and spec.reply is not ReplyShape.EMPTY:
             return None
-        return Decoded("reply", header, op, spec.opcode.name,
+        return Decoded("reply", header, op, _OP_NAMES[op],
                        _fixed(plan.fixed, data, OUT_HEADER_SIZE))  # fmt: skip
     if plan.rest is not None:
-        return Decoded("reply", header, op, spec.opcode.name, {plan.rest: data[OUT_HEADER_SIZE:]})
+        return Decoded("reply", header, op, _OP_NAMES[op], {plan.rest: data[OUT_HEADER_SIZE:]})
     return None
 
 

@@ -58,42 +58,56 @@ class FrameDecoder:
         self.engine: Engine = engine
         #: (channel, unique) -> request frame still waiting for its reply
         self.outstanding: dict[tuple[int, int], DecodedFrame] = {}
+        self._interrupts: set[tuple[int, int]] = set()
 
     def feed(self, record: Record) -> DecodedFrame:
         neg = self.negotiated
-        orig = record.orig_len if record.orig_len > len(record.data) else None
-        if record.direction is Direction.INBOUND:
+        data = record.data
+        orig = record.orig_len if record.orig_len > len(data) else None
+        if record.direction is _INBOUND:
             try:
-                d = decode_request(record.data, neg, engine=self.engine, orig_len=orig)
+                d = decode_request(data, neg, engine=self.engine, orig_len=orig)
             except DecodeError as e:
                 return DecodedFrame(record, None, error=str(e))
             frame = DecodedFrame(record, d)
             op = d.opcode
             if op not in NO_REPLY_OPS:
-                self.outstanding[(record.channel, d.header.unique)] = frame
-            if op == Opcode.INIT and not d.problems:
-                self.negotiated = neg.with_init_request(d.body)
+                key = (record.channel, d.header.unique)
+                self.outstanding[key] = frame
+                if op == _INTERRUPT:
+                    self._interrupts.add(key)
+                elif op == _INIT and not d.problems:
+                    self.negotiated = neg.with_init_request(d.body)
             return frame
         # daemon -> kernel
         try:
-            unique = int.from_bytes(record.data[8:16], "little" if neg.order == "<" else "big")
+            unique = int.from_bytes(data[8:16], neg.byte_order)  # type: ignore[arg-type]
             if unique == 0:
-                d = decode_outbound(record.data, None, neg, engine=self.engine, orig_len=orig)
+                d = decode_outbound(data, None, neg, engine=self.engine, orig_len=orig)
                 return DecodedFrame(record, d)
-            req = self.outstanding.pop((record.channel, unique), None)
+            key = (record.channel, unique)
+            req = self.outstanding.pop(key, None)
             if req is None or req.decoded is None:
-                d = decode_reply(record.data, None, neg, engine=self.engine, orig_len=orig)
+                d = decode_reply(data, None, neg, engine=self.engine, orig_len=orig)
                 return DecodedFrame(record, d)
             rd = req.decoded
-            d = decode_reply(
-                record.data, rd.opcode, neg, request_body=rd.body, engine=self.engine,
-                orig_len=orig,
-            )  # fmt: skip
+            d = decode_reply(data, rd.opcode, neg, request_body=rd.body, engine=self.engine,
+                             orig_len=orig)  # fmt: skip
         except DecodeError as e:
             return DecodedFrame(record, None, error=str(e))
-        if not unique & FUSE_INT_REQ_BIT:
-            # a pending INTERRUPT for this request will not be answered any more usefully
-            self.outstanding.pop((record.channel, unique | FUSE_INT_REQ_BIT), None)
-        if rd.opcode == Opcode.INIT and d.kind == "reply":
+        if self._interrupts:
+            # the reply ends the request; an INTERRUPT still waiting for it is over too
+            self._interrupts.discard(key)
+            if not unique & FUSE_INT_REQ_BIT:
+                ikey = (record.channel, unique | FUSE_INT_REQ_BIT)
+                if ikey in self._interrupts:
+                    self._interrupts.discard(ikey)
+                    self.outstanding.pop(ikey, None)
+        if rd.opcode == _INIT and d.kind == "reply":
             self.negotiated = neg.with_init_reply(d.body, d.error or 0)
         return DecodedFrame(record, d, req, record.t_ns - req.record.t_ns)
+
+
+_INBOUND = Direction.INBOUND
+_INIT = int(Opcode.INIT)
+_INTERRUPT = int(Opcode.INTERRUPT)

@@ -6,7 +6,6 @@ import struct
 from typing import Any
 
 import pytest
-from frame_fixtures import Fixture, all_fixtures, lookup
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +25,7 @@ from fusetrace.protocol.encode import (
     encode_request,
 )
 from fusetrace.protocol.session import Negotiated
+from protocol.frame_fixtures import Fixture, all_fixtures, lookup
 
 FIXTURES = all_fixtures()
 
