@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -229,14 +230,26 @@ def decode(
         summary = Stats() if stats else None
         lines: list[str] = []
         found = 0
-        first = True
         feed = decoder.feed
         render: Callable[[DecodedFrame, int], str]
         render = json_line if fmt == "jsonl" else summary_line
-        for rec in reader:
-            if first:
-                t0[0] = rec.t_ns
-                first = False
+        records = iter(reader)
+        head = next(records, None)
+        if head is not None:
+            t0[0] = head.t_ns
+            records = itertools.chain((head,), records)
+        if keep is None and tracker is None and summary is None and not verbose:
+            # the common case, kept tight: decode, render, write in chunks
+            base = t0[0]
+            append = lines.append
+            for rec in records:
+                append(render(feed(rec), base))
+                if len(lines) >= _FLUSH_LINES:
+                    out.write("\n".join(lines))
+                    out.write("\n")
+                    lines.clear()
+            records = iter(())
+        for rec in records:
             frame = feed(rec)
             findings = tracker.feed(rec) if tracker is not None else ()
             if keep is not None and not keep(frame):
