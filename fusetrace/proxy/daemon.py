@@ -121,6 +121,7 @@ class DaemonProcess:
             if sig is not None and self.proc.poll() is None:
                 try:
                     self.proc.send_signal(sig)
+                    self.proc.send_signal(signal.SIGCONT)  # a stopped daemon must see it
                 except ProcessLookupError:
                     pass
             try:

@@ -344,7 +344,7 @@ class Session:
         # the device is unmounted or aborted: the kernel → daemon loop ends with ENODEV;
         # closing our socket end gives the daemon end of file
         fwd.close_daemon_side()
-        status = daemon.stop(DAEMON_GRACE)
+        status = daemon.stop(2.0 if reason == "timeout" else DAEMON_GRACE)
         daemon.relay.join(2.0)
         fwd.join(5.0)
         assert self.capture is not None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from fusetrace.cli import cli, commands
-from tests.support.mount import fusetrace_cmd, fusetrace_env, is_mounted
+from tests.support.mount import fusetrace_cmd, fusetrace_env, is_mounted, recording
 from tests.support.trees import make_squashfs, make_tree
 
 
@@ -164,3 +165,61 @@ def test_unknown_mount_option_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert r.returncode == 2
     assert "frobnicate" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.mount
+def test_write_to_stdout_streams_pcapng_to_tshark(
+    mountpoint: Path, tmp_path: Path, image: Path
+) -> None:
+    tshark = subprocess.Popen(
+        ["tshark", "-r", "-", "-T", "fields", "-e", "frame.number"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    assert tshark.stdin is not None
+    log = tmp_path / "stdout.log"
+    with recording(
+        ["squashfuse_ll", "-f", str(image), "{}"], mountpoint, "-", stdout=tshark.stdin, log=log
+    ) as rec:
+        assert (mountpoint / "hello.txt").read_text() == "hello, fuse\n"
+    tshark.stdin.close()
+    assert tshark.stdout is not None
+    out = tshark.stdout.read()
+    tshark.wait(60)
+    assert rec.returncode == 0, rec.stderr
+    m = re.search(r"(\d+) frames captured to standard output", rec.stderr)
+    assert m, rec.stderr
+    assert len(out.split()) == int(m.group(1)) > 5
+
+
+@pytest.mark.mount
+def test_snaplen_cuts_payloads_and_keeps_lengths(
+    mountpoint: Path, tmp_path: Path, image: Path
+) -> None:
+    with recording(
+        ["squashfuse_ll", "-f", str(image), "{}"],
+        mountpoint,
+        tmp_path / "s.pcapng",
+        record_args=["--snaplen", "64"],
+    ) as rec:
+        assert (mountpoint / "big.bin").read_bytes()
+    frames = rec.frames()
+    assert all(len(f.data) <= 64 for f in frames)
+    assert max(f.orig_len for f in frames) > 4096
+    assert any(f.truncated for f in frames)
+
+
+@pytest.mark.mount
+def test_live_prints_a_line_per_frame(mountpoint: Path, tmp_path: Path, image: Path) -> None:
+    with recording(
+        ["squashfuse_ll", "-f", str(image), "{}"],
+        mountpoint,
+        tmp_path / "l.pcapng",
+        record_args=["--live"],
+    ) as rec:
+        os.listdir(mountpoint)
+    frames = rec.frames()
+    lines = [ln for ln in rec.stderr.splitlines() if " K>D " in ln or " D>K " in ln]
+    assert len(lines) == len(frames)
+    assert "INIT" in lines[0] and "unique=2" in lines[0]

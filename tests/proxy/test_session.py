@@ -199,3 +199,30 @@ def test_recorder_killed_leaves_a_capture_valid_to_its_last_frame(
     frames = rec.frames()
     assert frames[0].direction is Direction.INBOUND
     assert len(frames) > 10
+
+
+def test_daemon_timeout_aborts_a_hung_daemon(
+    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path
+) -> None:
+    _src, img = image
+    capture = tmp_path / "hung.pcapng"
+    with recording(
+        ["squashfuse_ll", "-f", str(img), "{}"],
+        mountpoint,
+        capture,
+        record_args=["--daemon-timeout", "1"],
+    ) as rec:
+        (daemon,) = rec.daemon_pids()
+        os.kill(daemon, signal.SIGSTOP)
+        try:
+            # the daemon never answers: the recorder aborts the connection, the read fails
+            r = subprocess.run(
+                ["cat", str(mountpoint / "hello.txt")], capture_output=True, timeout=30
+            )
+            assert r.returncode != 0
+            assert rec.wait(30) == 4
+        finally:
+            os.kill(daemon, signal.SIGCONT) if os.path.exists(f"/proc/{daemon}") else None
+        assert not is_mounted(mountpoint)
+    assert "daemon timeout" in rec.stderr
+    assert rec.frames()

@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from fusetrace.capture.files import open_capture
 from fusetrace.proxy import mount as mounts
@@ -220,24 +221,32 @@ def recording(
     ready_timeout: float = 20.0,
     end_timeout: float = 30.0,
     wait_ready: bool = True,
+    stdout: int | IO[bytes] | None = None,
+    log: Path | None = None,
 ) -> Iterator[Recording]:
     """Run ``fusetrace record -w CAPTURE [-o OPT]... [RECORD_ARGS] MOUNTPOINT -- DAEMON...``.
 
     Yields once the mount is live (unless ``wait_ready`` is false). On exit: unmounts if
     still mounted, waits up to ``end_timeout`` for the recorder, then cleans up by force
     and asserts no mount and no process is left. ``Recording.returncode`` holds the
-    recorder's exit status (``None`` if it had to be killed).
+    recorder's exit status (``None`` if it had to be killed). For ``-w -`` pass
+    ``capture="-"``, the pipe or file in ``stdout`` and a ``log`` path for its stderr.
     """
     mountpoint = Path(mountpoint)
     capture = Path(capture)
-    log = capture.with_name(capture.name + ".stderr")
+    if log is None:
+        log = capture.with_name(capture.name + ".stderr")
     cmd = fusetrace_cmd("record", "-w", str(capture))
     for opt in options:
         cmd += ["-o", opt]
     cmd += [*record_args, str(mountpoint), "--", *daemon]
     with open(log, "wb") as logf:
         proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, env=fusetrace_env(env)
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=logf if stdout is None else stdout,
+            stderr=logf,
+            env=fusetrace_env(env),
         )
     rec = Recording(mountpoint, capture, proc, log)
     rec.pids = {proc.pid: _start_time(proc.pid) or ""}

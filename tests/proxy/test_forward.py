@@ -1,0 +1,164 @@
+"""The forwarding loops, with a SEQPACKET socket standing in for /dev/fuse.
+
+A socket gives the same one-frame-per-read semantics as the device, so these tests drive
+the real loops (INIT rewriting, reassembly, ordering, endings) without a mount.
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import struct
+
+import pytest
+
+from fusetrace.proxy import wire
+from fusetrace.proxy.forward import Forwarder, Item
+from fusetrace.record import Direction
+
+PASSTHROUGH = 1 << 5  # flags2 bit of INIT flag 37
+OVER_IO_URING = 1 << 9  # flags2 bit of INIT flag 41
+INIT_EXT = 1 << 30
+
+
+def init_request(unique: int = 2, flags2: int = PASSTHROUGH | OVER_IO_URING | 1) -> bytes:
+    body = struct.pack("=IIIII44x", 7, 45, 131072, INIT_EXT | 1, flags2)
+    return struct.pack("=IIQQIIIHH", 40 + len(body), 26, unique, 0, 0, 0, 0, 0, 0) + body
+
+
+def init_reply(unique: int = 2, flags2: int = 0) -> bytes:
+    body = struct.pack("=IIIIHHIIHHI28x", 7, 31, 131072, INIT_EXT, 12, 9, 131072, 1, 32, 0, flags2)
+    return struct.pack("=IiQ", 16 + len(body), 0, unique) + body
+
+
+def request(unique: int, opcode: int = 3, payload: bytes = b"") -> bytes:
+    return struct.pack("=IIQQIIIHH", 40 + len(payload), opcode, unique, 1, 0, 0, 0, 0, 0) + payload
+
+
+def reply(unique: int, payload: bytes = b"", error: int = 0) -> bytes:
+    return struct.pack("=IiQ", 16 + len(payload), error, unique) + payload
+
+
+class Rig:
+    """kernel socket ⇄ Forwarder ⇄ daemon socket, frames captured into a queue."""
+
+    def __init__(self, **kw: object) -> None:
+        self.kernel, dev = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ours, self.daemon = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        for s in (self.kernel, dev, ours, self.daemon):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        # the test's ends time out; the forwarder's ends block, as /dev/fuse does
+        self.kernel.settimeout(5)
+        self.daemon.settimeout(5)
+        self._dev = dev
+        self.captured: queue.SimpleQueue[Item] = queue.SimpleQueue()
+        self.fwd = Forwarder(dev.fileno(), ours, self.captured.put, bufsize=1 << 20, **kw)  # type: ignore[arg-type]
+        self.fwd.start()
+
+    def items(self) -> list[Item]:
+        out = []
+        while not self.captured.empty():
+            out.append(self.captured.get())
+        return out
+
+    def close(self) -> None:
+        self.kernel.close()
+        self.fwd.close_daemon_side()
+        self.daemon.close()
+        assert self.fwd.join(5)
+        self._dev.close()
+
+
+@pytest.fixture
+def rig() -> Rig:
+    r = Rig()
+    yield r
+    r.close()
+
+
+def test_init_offer_is_cleared_for_the_daemon_and_captured_as_the_kernel_sent_it(rig: Rig) -> None:
+    sent = init_request()
+    rig.kernel.send(sent)
+    seen = rig.daemon.recv(1 << 16)
+    flags2 = struct.unpack_from("=I", seen, wire.INIT_IN_FLAGS2)[0]
+    assert flags2 == 1  # PASSTHROUGH and OVER_IO_URING gone, the rest kept
+    assert seen[: wire.INIT_IN_FLAGS2] == sent[: wire.INIT_IN_FLAGS2]
+    rig.daemon.send(init_reply())
+    assert rig.kernel.recv(1 << 16) == init_reply()
+    (direction, _t, data, comment), (d2, _t2, data2, comment2) = rig.items()
+    assert direction is Direction.INBOUND and data == sent
+    assert comment and "PASSTHROUGH|OVER_IO_URING" in comment and "0x1" in comment
+    assert d2 is Direction.OUTBOUND and data2 == init_reply() and comment2 is None
+    assert rig.fwd.init_answered.is_set()
+
+
+def test_init_reply_asking_for_passthrough_is_cleared_before_the_kernel(rig: Rig) -> None:
+    rig.kernel.send(init_request())
+    rig.daemon.recv(1 << 16)
+    rig.daemon.send(init_reply(flags2=PASSTHROUGH | 2))
+    got = rig.kernel.recv(1 << 16)
+    assert struct.unpack_from("=I", got, wire.INIT_OUT_FLAGS2)[0] == 2
+    items = rig.items()
+    _d, _t, data, comment = items[1]
+    assert data == got  # captured as the kernel saw it
+    assert comment and "PASSTHROUGH" in comment and "0x22" in comment
+
+
+def test_frames_pass_unchanged_and_replies_follow_their_requests(rig: Rig) -> None:
+    rig.kernel.send(init_request())
+    rig.daemon.recv(1 << 16)
+    rig.daemon.send(init_reply())
+    rig.kernel.recv(1 << 16)
+    reqs = [request(u, payload=bytes([u]) * u) for u in range(4, 40, 2)]
+    for r in reqs:
+        rig.kernel.send(r)
+    for r in reqs:
+        assert rig.daemon.recv(1 << 16) == r
+    # answered out of order, as a multithreaded daemon does
+    for r in reversed(reqs):
+        unique = struct.unpack_from("=Q", r, 8)[0]
+        rig.daemon.send(reply(unique, b"x" * unique))
+    for r in reversed(reqs):
+        unique = struct.unpack_from("=Q", r, 8)[0]
+        assert rig.kernel.recv(1 << 16) == reply(unique, b"x" * unique)
+    items = rig.items()[2:]
+    order = {}
+    for i, (direction, _t, data, _c) in enumerate(items):
+        if direction is Direction.INBOUND:
+            order[struct.unpack_from("=Q", data, 8)[0]] = i
+        else:
+            assert order[struct.unpack_from("=Q", data, 8)[0]] < i
+    assert len(items) == 2 * len(reqs)
+
+
+def test_a_reply_split_over_several_messages_is_joined(rig: Rig) -> None:
+    rig.kernel.send(request(8))
+    rig.daemon.recv(1 << 16)
+    whole = reply(8, bytes(range(256)) * 1000)
+    rig.daemon.send(whole[:5000])
+    rig.daemon.send(whole[5000:100_000])
+    rig.daemon.send(whole[100_000:])
+    assert rig.kernel.recv(1 << 20) == whole
+    assert rig.items()[-1][2] == whole
+
+
+def test_daemon_closing_its_socket_ends_forwarding(rig: Rig) -> None:
+    rig.daemon.shutdown(socket.SHUT_RDWR)
+    assert rig.fwd.ended.wait(5)
+    assert rig.fwd.ending is not None and rig.fwd.ending.reason == "daemon closed"
+
+
+def test_outstanding_requests_are_tracked_until_answered() -> None:
+    r = Rig(track_outstanding=True)
+    try:
+        r.kernel.send(request(10))
+        r.kernel.send(request(12, opcode=wire.OP_FORGET))  # no reply expected
+        r.daemon.recv(1 << 16)
+        r.daemon.recv(1 << 16)
+        assert r.fwd.outstanding is not None and set(r.fwd.outstanding) == {10}
+        assert r.fwd.oldest_outstanding() is not None
+        r.daemon.send(reply(10))
+        r.kernel.recv(1 << 16)
+        assert r.fwd.outstanding == {}
+    finally:
+        r.close()
