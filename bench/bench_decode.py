@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from fusetrace.capture.pcapng import CaptureWriter
 from fusetrace.protocol.abi import S_IFDIR, S_IFREG, Opcode
@@ -122,8 +123,18 @@ def build_capture(path: Path, frames: int, data_size: int = 512, seed: int = 1) 
     return written
 
 
-def _run(cmd: list[str], frames: int) -> tuple[float, float, int]:
-    """Run ``cmd`` with stdout to /dev/null: (seconds, frames/s, peak RSS KiB)."""
+def _records(path: Path) -> Any:
+    from fusetrace.capture.pcapng import CaptureReader
+
+    with path.open("rb") as f:
+        yield from CaptureReader(f)
+
+
+def _run(cmd: list[str], frames: int) -> tuple[float, float, int, float]:
+    """Run ``cmd`` with stdout to /dev/null: (seconds, frames/s, peak RSS KiB, CPU seconds).
+
+    CPU seconds (user + system of the child) say more than wall time on a busy machine.
+    """
     gnu_time = shutil.which("time") or "/usr/bin/time"
     use_time = os.path.exists(gnu_time)
     argv = [gnu_time, "-v", *cmd] if use_time else cmd
@@ -132,15 +143,18 @@ def _run(cmd: list[str], frames: int) -> tuple[float, float, int]:
     proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     elapsed = time.perf_counter() - start
     rss = 0
+    cpu = 0.0
     if use_time:
         for line in proc.stderr.splitlines():
             if "Maximum resident set size" in line:
                 rss = int(line.rsplit(":", 1)[1])
+            elif "User time (seconds)" in line or "System time (seconds)" in line:
+                cpu += float(line.rsplit(":", 1)[1])
     if not rss:
         rss = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before)
     if proc.returncode not in (0,):
         print(f"  ! {' '.join(cmd)} exited {proc.returncode}: {proc.stderr[-300:]}")
-    return elapsed, frames / elapsed, rss
+    return elapsed, frames / elapsed, rss, cpu
 
 
 def main() -> int:
@@ -148,6 +162,7 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=1_000_000)
     ap.add_argument("--data-size", type=int, default=512, help="READ/WRITE payload bytes")
     ap.add_argument("--keep", type=Path, help="write the capture here and keep it")
+    ap.add_argument("--reuse", type=Path, help="time an existing capture instead of building")
     ap.add_argument("--skip", default="", help="runs to skip, e.g. text,jsonl,stats,tshark")
     args = ap.parse_args()
     tmp = None
@@ -158,7 +173,11 @@ def main() -> int:
         path = Path(tmp.name) / "synthetic.pcapng"
     try:
         t = time.perf_counter()
-        n = build_capture(path, args.frames, args.data_size)
+        if args.reuse:
+            path = args.reuse
+            n = sum(1 for _ in _records(path))
+        else:
+            n = build_capture(path, args.frames, args.data_size)
         size = path.stat().st_size
         print(f"capture: {n} frames, {size / 1e6:.1f} MB, built in {time.perf_counter() - t:.1f}s")
         exe = str(Path(sys.executable).with_name("fusetrace"))
@@ -169,12 +188,14 @@ def main() -> int:
             "tshark": ["tshark", "-r", str(path), "-T", "fields", "-e", "frame.len"],
         }
         skip = set(filter(None, args.skip.split(",")))
-        print(f"{'run':8} {'seconds':>8} {'frames/s':>10} {'peak RSS':>10}")
+        print(f"{'run':8} {'seconds':>8} {'frames/s':>10} {'CPU s':>7} {'frames/CPU s':>13} "
+              f"{'peak RSS':>10}")  # fmt: skip
         for name, cmd in runs.items():
             if name in skip or (name == "tshark" and not shutil.which("tshark")):
                 continue
-            secs, fps, rss = _run(cmd, n)
-            print(f"{name:8} {secs:8.2f} {fps:10,.0f} {rss / 1024:8.1f}MB")
+            secs, fps, rss, cpu = _run(cmd, n)
+            per_cpu = f"{n / cpu:13,.0f}" if cpu else f"{'-':>13}"
+            print(f"{name:8} {secs:8.2f} {fps:10,.0f} {cpu:7.2f} {per_cpu} {rss / 1024:8.1f}MB")
     finally:
         if tmp is not None:
             tmp.cleanup()
