@@ -443,15 +443,25 @@ def decode_request(
         raise DecodeError(
             f"request header cut short: {len(data)} of {IN_HEADER_SIZE} bytes"
         ) from None
-    spec = OPS.get(header.opcode)
-    if spec is not None and header.len == len(data) and not header.total_extlen:
-        plan = _layout(spec.request, neg, engine)
-        if plan.fixed is not None and len(data) - IN_HEADER_SIZE == plan.fixed_size:
-            return Decoded("request", header, header.opcode, _OP_NAMES[header.opcode],
-                           _fixed(plan.fixed, data, IN_HEADER_SIZE))  # fmt: skip
-        if plan.cstring is not None and data.find(b"\0", IN_HEADER_SIZE) == len(data) - 1:
-            return Decoded("request", header, header.opcode, _OP_NAMES[header.opcode],
-                           {plan.cstring: _text(data[IN_HEADER_SIZE:-1])})  # fmt: skip
+    op = header.opcode
+    n = len(data)
+    if header.len == n and not header.total_extlen:
+        # fast path, cached per session and opcode: fixed structs only, or one name
+        fast = neg._cache.get((op, engine))
+        if fast is None:
+            spec = OPS.get(op)
+            fast = neg._cache[(op, engine)] = (
+                (_layout(spec.request, neg, engine), _OP_NAMES[op]) if spec else (None, "")
+            )
+        plan, name = fast
+        if plan is not None:
+            if plan.fixed is not None and n - IN_HEADER_SIZE == plan.fixed_size:
+                return Decoded("request", header, op, name,
+                               _fixed(plan.fixed, data, IN_HEADER_SIZE))  # fmt: skip
+            if plan.cstring is not None and data.find(b"\0", IN_HEADER_SIZE) == n - 1:
+                return Decoded("request", header, op, name,
+                               {plan.cstring: _text(data[IN_HEADER_SIZE:-1])})  # fmt: skip
+    spec = OPS.get(op)
     out = _Out(IN_HEADER_SIZE)
     end = _bounds(data, header.len, IN_HEADER_SIZE, orig_len, out)
     name = _OP_NAMES.get(header.opcode) or opcode_name(header.opcode)
