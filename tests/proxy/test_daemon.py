@@ -1,0 +1,165 @@
+"""Real daemons behind the proxy, with real workloads, checked against the source."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from fusetrace.proxy import daemon as daemons
+from fusetrace.record import Direction, Record
+from tests.support.mount import recording
+
+SUPPORT = Path(__file__).resolve().parent.parent / "support"
+
+
+def check_capture(frames: list[Record]) -> None:
+    """Every frame whole, INIT first, every reply answering an earlier request."""
+    assert frames[0].direction is Direction.INBOUND
+    assert struct.unpack_from("=I", frames[0].data, 4)[0] == 26
+    seen: set[int] = set()
+    for fr in frames:
+        assert struct.unpack_from("=I", fr.data)[0] == len(fr.data) == fr.orig_len
+        unique = struct.unpack_from("=Q", fr.data, 8)[0]
+        if fr.direction is Direction.INBOUND:
+            seen.add(unique)
+        elif unique:
+            assert unique & ~1 in seen
+
+
+def sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def many_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tree of 3,000 small files in 30 directories, and a tar of it."""
+    base = tmp_path_factory.mktemp("many")
+    src = base / "tree"
+    for d in range(30):
+        sub = src / f"d{d:02d}"
+        sub.mkdir(parents=True)
+        for f in range(100):
+            (sub / f"f{f:03d}").write_bytes(f"{d}/{f}\n".encode() * (f % 7 + 1))
+    tar = base / "tree.tar"
+    with tarfile.open(tar, "w") as t:
+        t.add(src, arcname="tree")
+    return src, tar
+
+
+def writable_workload(mnt: Path, tmp: Path, many: tuple[Path, Path], *, xattrs: bool) -> None:
+    """create, write 50 MB, rename, xattrs, unlink, mkdir, tar x of 3,000 files + diff -r."""
+    big_src = tmp / "big.src"
+    with open(big_src, "wb") as f:
+        f.write(os.urandom(50 << 20))
+    shutil.copyfile(big_src, mnt / "big")
+    assert sha(mnt / "big") == sha(big_src)
+    os.rename(mnt / "big", mnt / "big.renamed")
+    assert not (mnt / "big").exists()
+    assert (mnt / "big.renamed").stat().st_size == 50 << 20
+    out = tmp / "big.out"
+    shutil.copyfile(mnt / "big.renamed", out)
+    assert sha(out) == sha(big_src)
+    os.unlink(mnt / "big.renamed")
+    assert not (mnt / "big.renamed").exists()
+    (mnt / "dir" / "sub").mkdir(parents=True)
+    (mnt / "dir" / "sub" / "note").write_text("note\n")
+    if xattrs:
+        os.setxattr(mnt / "dir" / "sub" / "note", "user.tag", b"v1")
+        assert os.getxattr(mnt / "dir" / "sub" / "note", "user.tag") == b"v1"
+        assert "user.tag" in os.listxattr(mnt / "dir" / "sub" / "note")
+    src, tar = many
+    subprocess.run(["tar", "xf", str(tar), "-C", str(mnt)], check=True)
+    subprocess.run(["diff", "-r", str(src), str(mnt / "tree")], check=True)
+    listing = subprocess.run(["ls", "-R", str(mnt)], capture_output=True, text=True, check=True)
+    assert listing.stdout.count("f099") == 30
+    shutil.rmtree(mnt / "tree")
+    shutil.rmtree(mnt / "dir")
+    assert os.listdir(mnt) == []
+
+
+@pytest.mark.mount
+def test_fuse_overlayfs_writable_workload(
+    mountpoint: Path, tmp_path: Path, many_files: tuple[Path, Path]
+) -> None:
+    lower, upper, work = (tmp_path / n for n in ("lower", "upper", "work"))
+    for d in (lower, upper, work):
+        d.mkdir()
+    (lower / "from-lower").write_text("lower layer\n")
+    daemon = [
+        "fuse-overlayfs",
+        "-f",
+        "-o",
+        f"lowerdir={lower},upperdir={upper},workdir={work}",
+        str(mountpoint),
+    ]
+    with recording(daemon, mountpoint, tmp_path / "ov.pcapng") as rec:
+        assert (mountpoint / "from-lower").read_text() == "lower layer\n"
+        os.unlink(mountpoint / "from-lower")
+        writable_workload(mountpoint, tmp_path, many_files, xattrs=True)
+    assert rec.returncode == 0, rec.stderr
+    frames = rec.frames()
+    check_capture(frames)
+    # a 1 MiB-class WRITE crossed the proxy whole
+    assert max(len(f.data) for f in frames if f.direction is Direction.INBOUND) > 128 * 1024
+    assert (lower / "from-lower").exists()  # the lower layer is untouched
+
+
+@pytest.mark.mount
+def test_pyfuse3_passthrough_daemon(
+    mountpoint: Path, tmp_path: Path, many_files: tuple[Path, Path]
+) -> None:
+    pytest.importorskip("pyfuse3")
+    backing = tmp_path / "backing"
+    backing.mkdir()
+    daemon = [sys.executable, str(SUPPORT / "passthroughfs.py"), str(backing), "{}"]
+    with recording(daemon, mountpoint, tmp_path / "py.pcapng") as rec:
+        writable_workload(mountpoint, tmp_path, many_files, xattrs=False)
+        (mountpoint / "kept").write_text("kept\n")
+    assert rec.returncode == 0, rec.stderr
+    assert (backing / "kept").read_text() == "kept\n"
+    check_capture(rec.frames())
+
+
+@pytest.mark.mount
+def test_mfusepy_loopback_daemon(
+    mountpoint: Path, tmp_path: Path, many_files: tuple[Path, Path]
+) -> None:
+    pytest.importorskip("mfusepy")
+    backing = tmp_path / "backing"
+    backing.mkdir()
+    daemon = [sys.executable, str(SUPPORT / "loopback_mfusepy.py"), str(backing), "{}"]
+    with recording(
+        daemon, mountpoint, tmp_path / "mf.pcapng", env={"FUSE_LIBRARY_NAME": "fuse3"}
+    ) as rec:
+        writable_workload(mountpoint, tmp_path, many_files, xattrs=False)
+        (mountpoint / "kept").write_text("kept\n")
+    assert rec.returncode == 0, rec.stderr
+    assert (backing / "kept").read_text() == "kept\n"
+    check_capture(rec.frames())
+
+
+def test_mountpoint_arguments_are_found_before_mounting(tmp_path: Path) -> None:
+    mnt = tmp_path / "m"
+    mnt.mkdir()
+    argv = ["d", "-o", "x", str(mnt), "{}", str(tmp_path / "m" / "."), "other"]
+    assert daemons.mountpoint_arguments(argv, str(mnt)) == [3, 4, 5]
+    assert daemons.substitute(argv, [3], "/dev/fd/7")[3] == "/dev/fd/7"
+
+
+def test_exit_statuses() -> None:
+    assert daemons.describe_status(1) == "exit status 1"
+    assert daemons.describe_status(-9) == "killed by SIGKILL"
+    assert daemons.exit_code_for(-15) == 143
+    assert daemons.exit_code_for(3) == 3
