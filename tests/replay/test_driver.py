@@ -8,9 +8,11 @@ replayed over the image it was recorded on and over one where a single file diff
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -34,12 +36,12 @@ def fake_recording(tmp_path_factory: pytest.TempPathFactory) -> list[Record]:
 
 
 def replay(
-    records: list[Record], argv: list[str], **opts: object
+    records: list[Record], argv: list[str], mountpoint: str = MOUNTPOINT, **opts: object
 ) -> tuple[ReplayResult, list[tuple[Direction, bytes]]]:
     frames: list[tuple[Direction, bytes]] = []
     engine = ReplayEngine(records, ProtocolCodec(sys.byteorder), ReplayOptions(**opts))  # type: ignore[arg-type]
     result, _ = run(
-        engine, argv, mountpoint=MOUNTPOINT, sinks=[lambda d, t, data: frames.append((d, data))]
+        engine, argv, mountpoint=mountpoint, sinks=[lambda d, t, data: frames.append((d, data))]
     )
     return result, frames
 
@@ -189,3 +191,80 @@ def test_squashfuse_one_file_differs(squash: tuple[Path, Path, list[Record]]) ->
     assert got == [("GETATTR", "attr.attr.size"), ("LOOKUP", "entry.attr.size"),
                    ("READ", "data.length")]  # fmt: skip
     assert len(result.differences) == 3
+
+
+# ---------------------------------------------------------------------------- fusetrace record
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def _mount_dev(mountpoint: Path) -> str | None:
+    """The connection number (st_dev minor) of the FUSE mount on ``mountpoint``, if any."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        parts = line.split()
+        if parts[4] == str(mountpoint):
+            return parts[2].split(":")[1]
+    return None
+
+
+def _record(image: Path, mnt: Path, out: Path) -> None:
+    """``fusetrace record`` a small workload (ls -R, cat, md5sum, stat) on ``mnt``."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fusetrace", "record", "-w", str(out), str(mnt), "--",
+         "squashfuse_ll", "-f", str(image), str(mnt)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            if _mount_dev(mnt) is not None or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert _mount_dev(mnt) is not None, "fusetrace record did not mount"
+        subprocess.run(["ls", "-lR", str(mnt)], check=True, timeout=20, capture_output=True)
+        subprocess.run(["cat", str(mnt / "hello.txt")], check=True, timeout=20,
+                       capture_output=True)  # fmt: skip
+        subprocess.run(["md5sum", str(mnt / "d" / "big")], check=True, timeout=20,
+                       capture_output=True)  # fmt: skip
+        subprocess.run(["umount", str(mnt)], check=True, timeout=20)
+        proc.wait(timeout=20)
+    finally:
+        conn = _mount_dev(mnt)
+        if conn is not None:
+            Path(f"/sys/fs/fuse/connections/{conn}/abort").write_text("1")
+            subprocess.run(["umount", "-l", str(mnt)], check=False)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+@pytest.mark.mount
+@needs_squashfuse
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/fuse"), reason="needs root")
+def test_recorded_mount_replays_against_fresh_squashfuse(tmp_path: Path) -> None:
+    same, other = tmp_path / "same.sqfs", tmp_path / "other.sqfs"
+    make_image(tmp_path / "a", same, "")
+    # same size, one byte different near the end of big
+    make_image(tmp_path / "b", other, "")
+    big = (tmp_path / "b" / "d" / "big").read_bytes()
+    (tmp_path / "b" / "d" / "big").write_bytes(big[:-3] + b"X" + big[-2:])
+    subprocess.run(["mksquashfs", str(tmp_path / "b"), str(other), "-noappend", "-quiet",
+                    "-no-progress"], check=True)  # fmt: skip
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    capture = tmp_path / "rec.pcapng"
+    _record(same, mnt, capture)
+    with open(capture, "rb") as f:
+        reader = CaptureReader(f)
+        records = list(reader)
+    assert len(records) > 20 and reader.info.meta["mountpoint"] == str(mnt)
+    # the daemon named by the recorded mountpoint, as the user would type it again
+    result, _ = replay(records, ["squashfuse_ll", "-f", str(same), str(mnt)], str(mnt))
+    assert result.outcome is Outcome.COMPLETED, result.reason
+    assert result.differences == [], [d.line() for d in result.differences]
+    result, _ = replay(records, ["squashfuse_ll", "-f", str(other), "{}"], str(mnt))
+    assert result.outcome is Outcome.COMPLETED
+    assert {d.opcode for d in result.differences} == {"READ"}
+    assert all(d.field == "data" for d in result.differences)
