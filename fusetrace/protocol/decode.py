@@ -200,13 +200,15 @@ def _align8(n: int) -> int:
 class _Out:
     """What the interpreter found; ``pos`` is how far it got."""
 
-    __slots__ = ("body", "pos", "problems", "stopped")
+    __slots__ = ("body", "pos", "problems", "snapped", "stopped")
 
     def __init__(self, pos: int) -> None:
         self.body: dict[str, Any] = {}
         self.pos = pos
         self.problems: list[Problem] = []
         self.stopped = False
+        #: the frame was stored cut to the snap length: missing data is expected
+        self.snapped = False
 
     def problem(self, code: str, message: str) -> None:
         self.problems.append(Problem(code, message))
@@ -252,7 +254,10 @@ def _run(
         elif kind is ArgKind.BYTES:
             want = body.get(payload, 0)
             if want > avail:
-                out.problem("truncated", f"{name}: {payload} says {want} bytes, {avail} present")
+                if not out.snapped:
+                    out.problem(
+                        "truncated", f"{name}: {payload} says {want} bytes, {avail} present"
+                    )
                 body[name] = data[pos:end]
                 pos = end
             else:
@@ -413,6 +418,7 @@ def _bounds(data: bytes, hlen: int, hsize: int, orig_len: int | None, out: _Out)
     n = len(data)
     if orig_len is not None and orig_len > n:
         out.problem("snapped", f"{n} of {orig_len} bytes stored")
+        out.snapped = True
         if hlen != orig_len:
             out.problem("length", f"header len {hlen}, frame {orig_len} bytes")
         return n
