@@ -248,6 +248,7 @@ class ReplayEngine:
         #: recorded reply order: step positions of answered requests, as the answers came
         self._reply_order: list[int] = []
         self._retrieves: list[_Retrieve] = []
+        self._zero_filled = 0
         self._build(records)
         self._rec_session = codec.session(self._steps[0].data, self._steps[0].reply)
         self._live_session: Any = None
@@ -293,8 +294,13 @@ class ReplayEngine:
                 if info.kind is StepKind.INIT and self._steps:
                     self.result.notes.append(f"frame {rec.index}: second INIT not replayed")
                     continue
+                data = rec.data
+                if rec.truncated:
+                    # the snap length cut the frame (file data): send it whole, zero-filled
+                    data = data + bytes(rec.orig_len - len(data))
+                    self._zero_filled += 1
                 step = _Step(
-                    len(self._steps), rec.index, rec.t_ns, rec.data, info, len(self._reply_order)
+                    len(self._steps), rec.index, rec.t_ns, data, info, len(self._reply_order)
                 )
                 self._steps.append(step)
                 if info.kind in (StepKind.REQUEST, StepKind.INIT):
@@ -325,6 +331,11 @@ class ReplayEngine:
                 step_or_none.reply_len = rec.orig_len
                 step_or_none.reply_index = rec.index
                 self._reply_order.append(step_or_none.pos)
+        if self._zero_filled:
+            self.result.notes.append(
+                f"{self._zero_filled} requests were cut by the capture's snap length; "
+                "they are replayed with their missing bytes zero-filled"
+            )
         if not self._steps:
             raise CaptureError("the capture holds no requests to replay")
         if self._steps[0].reply is None:

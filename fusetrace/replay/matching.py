@@ -6,9 +6,9 @@ that legitimately differ from one run of a daemon to the next; those are ignored
 drops the defaults. Node ids and file handles are never compared by value: the engine
 checks them through its recorded → live mapping instead.
 
-A pattern names a field by its dotted path or a dotted suffix of it: ``atime`` matches every
-``*.atime``, ``attr.atime`` matches ``attr.atime`` and ``entry.attr.atime``, and
-``entry.generation`` only the generation of an entry. File data (READ, READLINK, xattr
+A pattern names fields by whole dotted parts of their names: ``atime`` matches every access
+time (``entry.attr.atime``, ``statx.stat.atime.tv_sec``), ``attr.size`` the size in every
+attribute, ``entry.generation`` only the generation of an entry. File data (READ, READLINK, xattr
 values) is compared byte for byte and reported with the first differing offset; directory
 listings are compared by names and types, never by cookies.
 """
@@ -16,6 +16,7 @@ listings are compared by names and types, never by cookies.
 from __future__ import annotations
 
 import errno
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -43,11 +44,20 @@ DEFAULT_IGNORE: dict[str, str] = {
     "st.bavail": "file system counters change with everything else on it",
     "st.files": "file system counters change with everything else on it",
     "st.ffree": "file system counters change with everything else on it",
+    "padding": "padding carries no meaning",
+    "dummy": "padding carries no meaning",
+    "unused": "padding carries no meaning",
+    "spare": "padding carries no meaning",
 }
+
+_INDEX = re.compile(r"\[\d+\]")
 
 
 def _matches(path: str, pattern: str) -> bool:
-    return path == pattern or path.endswith("." + pattern)
+    """``pattern`` names ``path`` or a struct above it by whole dotted parts, anywhere in
+    the path; array indexes are ignored. ``atime`` matches ``entry.attr.atime`` and
+    ``statx.stat.atime.tv_sec``, ``unused`` matches ``init.unused[3]``."""
+    return f".{pattern}." in f".{_INDEX.sub('', path)}."
 
 
 @dataclass(frozen=True)
@@ -177,9 +187,15 @@ def compare_bodies(
     skip = set(mapped)
     if recorded.data is not None or live.data is not None:
         diffs += compare_data(recorded.data or b"", live.data or b"", recorded_len=recorded_len)
-    if recorded.dirents is not None or live.dirents is not None:
-        diffs += compare_dirents(recorded.dirents or [], live.dirents or [])
-    for path in sorted(set(recorded.fields) | set(live.fields)):
+    cut = recorded_len is not None
+    if cut:
+        # the recording kept only a prefix: compare what it kept, and the data length
+        paths = set(recorded.fields) & set(live.fields)
+    else:
+        paths = set(recorded.fields) | set(live.fields)
+        if recorded.dirents is not None or live.dirents is not None:
+            diffs += compare_dirents(recorded.dirents or [], live.dirents or [])
+    for path in sorted(paths):
         if path in skip or policy.ignores(path):
             continue
         rv = recorded.fields.get(path, "(absent)")
@@ -187,7 +203,7 @@ def compare_bodies(
         if rv != lv:
             diffs.append(FieldDiff(path, render(rv), render(lv)))
     for problem in live.problems:
-        if problem not in recorded.problems:
+        if not cut and problem not in recorded.problems:
             diffs.append(FieldDiff("decode", "(clean)", problem))
     return diffs
 

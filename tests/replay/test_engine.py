@@ -380,3 +380,20 @@ def test_capture_must_start_with_init() -> None:
         ReplayEngine([Record(0, 0, K, data, len(data))], ProtocolCodec())
     with pytest.raises(CaptureError, match="never answered"):
         ReplayEngine([Record(0, 0, K, INIT_REQ, len(INIT_REQ))], ProtocolCodec())
+
+
+def test_frames_cut_by_the_snap_length() -> None:
+    write = req(Op.WRITE, 4, 1, fh=0, offset=0, size=100, data=b"w" * 100)
+    read = req(Op.READ, 6, 1, fh=0, offset=0, size=100)
+    read_rep = rep(Op.READ, 6, data=b"r" * 100)
+    recs = recording((K, write), (D, rep(Op.WRITE, 4, size=100)), (K, read), (D, read_rep))
+    # keep 64 bytes of each frame, as `fusetrace record --snaplen 64` would
+    recs = [r._replace(data=r.data[:64]) for r in recs]
+    eng = started(recs)
+    (w,) = [c for c in eng.handle(FrameReceived(INIT_REP, 1)) if isinstance(c, SendFrame)]
+    assert len(w.data) == len(write) and w.data[64:] == bytes(len(write) - 64)
+    eng.handle(FrameReceived(rep(Op.WRITE, 4, size=100), 2))
+    # the kept 48 data bytes match and the lengths agree: no difference
+    done = finish(eng.handle(FrameReceived(read_rep, 3)))
+    assert done is not None and done.result.differences == []
+    assert any("snap length" in n for n in done.result.notes)
