@@ -261,7 +261,7 @@ def decode(
             if verbose and fmt == "text":
                 lines.extend(verbose_lines(frame))
             for f in findings:
-                found += 1
+                found += _fails(f)
                 lines.append(_finding_line(f, fmt))
             if len(lines) >= _FLUSH_LINES:
                 out.write("\n".join(lines))
@@ -269,7 +269,7 @@ def decode(
                 lines.clear()
         if tracker is not None and summary is None:
             for f in tracker.finish():
-                found += 1
+                found += _fails(f)
                 lines.append(_finding_line(f, fmt))
         if lines:
             out.write("\n".join(lines))
@@ -286,6 +286,11 @@ def decode(
             ctx.exit(ExitCode.BAD_CAPTURE)
     if found:
         ctx.exit(ExitCode.FINDINGS)
+
+
+def _fails(finding: Any) -> int:
+    """1 for a finding that makes ``decode --check`` exit 1 (errors, as check's default)."""
+    return 1 if finding.severity.label == "error" else 0
 
 
 def _finding_line(finding: Any, fmt: str) -> str:
