@@ -187,3 +187,33 @@ def test_stdin(capture: Path) -> None:
                           input=capture.read_bytes(), capture_output=True, cwd=ROOT,
                           timeout=60)  # fmt: skip
     assert proc.returncode == 0 and len(proc.stdout.splitlines()) == len(SESSION)
+
+
+def test_big_endian_capture(tmp_path: Path) -> None:
+    from fusetrace.protocol.session import Negotiated
+
+    big = Negotiated(byte_order="big")
+    frames = [
+        (K, encode_request(Opcode.LOOKUP, {"name": "f"}, unique=4, nodeid=1, negotiated=big)),
+        (D, encode_reply(Opcode.LOOKUP, ENTRY, unique=4, negotiated=big)),
+    ]
+    path = tmp_path / "be.pcapng"
+    with path.open("wb") as f:
+        w = CaptureWriter(f, {"daemon": ["test"]}, byte_order="big")
+        for i, (direction, data) in enumerate(frames):
+            w.write(direction, T0 + i * 1000, data)
+    code, out, _ = run(str(path))
+    assert code == 0
+    assert out.splitlines() == [
+        '0.000000 K>D 4 LOOKUP nodeid=1 "f"',
+        "0.000001 D>K 4 LOOKUP ok nodeid=5 gen=1 reg 0644 size=3 (1.0us)",
+    ]
+
+
+def test_check_findings_as_json_lines(tmp_path: Path) -> None:
+    bad = [*SESSION[:2], (D, encode_reply(Opcode.GETATTR, {}, unique=40), 20_000)]
+    path = write_capture(tmp_path / "bad.pcapng", bad)
+    _, out, _ = run(str(path), "--check", "--format", "jsonl")
+    objs = [json.loads(line) for line in out.splitlines()]
+    findings = [o for o in objs if o.get("kind") == "finding"]
+    assert findings and findings[0]["frame"] == 2 and findings[0]["rule"].startswith("FT")
