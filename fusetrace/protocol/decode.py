@@ -6,10 +6,12 @@ could not be decoded stays in ``Decoded.remainder`` and every oddity is listed i
 ``Decoded.problems``. Only :class:`fusetrace.errors.DecodeError` escapes, and only when the
 header itself cannot be read.
 
-Two engines read the fixed structs, with the same result (a test checks it on every
-fixture): ``"fast"`` (default) uses the ``struct`` layouts derived from the construct schemas
-(:func:`fusetrace.protocol.schemas.flat`); ``"construct"`` parses with the construct schemas
-themselves.
+Two engines, with the same result (a test checks it on every fixture and on fuzzed frames):
+``"fast"`` (default) reads fixed structs with the ``struct`` layouts derived from the
+construct schemas (:func:`fusetrace.protocol.schemas.flat`) and takes short cuts for the
+common well-formed shapes (fixed structs only, one name, one run of data); ``"construct"`` is
+the reference: every frame through the general interpreter, structs parsed by the construct
+schemas themselves.
 """
 
 from __future__ import annotations
@@ -451,7 +453,7 @@ def decode_request(
         ) from None
     op = header.opcode
     n = len(data)
-    if header.len == n and not header.total_extlen:
+    if header.len == n and not header.total_extlen and engine == "fast":
         # fast path, cached per session and opcode: fixed structs only, or one name
         fast = neg._cache.get((op, engine))
         if fast is None:
@@ -538,7 +540,8 @@ def decode_reply(
     order = neg._order
     header = _out_header(data, order)
     if (
-        request_opcode is not None
+        engine == "fast"
+        and request_opcode is not None
         and header.len == len(data)
         and orig_len is None
         and not header.unique & FUSE_INT_REQ_BIT
