@@ -207,12 +207,11 @@ def _mount_dev(mountpoint: Path) -> str | None:
     return None
 
 
-def _record(image: Path, mnt: Path, out: Path) -> None:
-    """``fusetrace record`` a small workload (ls -R, cat, md5sum, stat) on ``mnt``."""
+def _record(daemon: list[str], mnt: Path, out: Path, workload: list[list[str]]) -> None:
+    """``fusetrace record`` the shell commands of ``workload`` on ``mnt``."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fusetrace", "record", "-w", str(out), str(mnt), "--",
-         "squashfuse_ll", "-f", str(image), str(mnt)],
+        [sys.executable, "-m", "fusetrace", "record", "-w", str(out), str(mnt), "--", *daemon],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -221,11 +220,8 @@ def _record(image: Path, mnt: Path, out: Path) -> None:
                 break
             time.sleep(0.1)
         assert _mount_dev(mnt) is not None, "fusetrace record did not mount"
-        subprocess.run(["ls", "-lR", str(mnt)], check=True, timeout=20, capture_output=True)
-        subprocess.run(["cat", str(mnt / "hello.txt")], check=True, timeout=20,
-                       capture_output=True)  # fmt: skip
-        subprocess.run(["md5sum", str(mnt / "d" / "big")], check=True, timeout=20,
-                       capture_output=True)  # fmt: skip
+        for cmd in workload:
+            subprocess.run(cmd, check=True, timeout=30, capture_output=True)
         subprocess.run(["umount", str(mnt)], check=True, timeout=20)
         proc.wait(timeout=20)
     finally:
@@ -255,7 +251,9 @@ def test_recorded_mount_replays_against_fresh_squashfuse(tmp_path: Path) -> None
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     capture = tmp_path / "rec.pcapng"
-    _record(same, mnt, capture)
+    workload = [["ls", "-lR", str(mnt)], ["cat", str(mnt / "hello.txt")],
+                ["md5sum", str(mnt / "d" / "big")]]  # fmt: skip
+    _record(["squashfuse_ll", "-f", str(same), str(mnt)], mnt, capture, workload)
     with open(capture, "rb") as f:
         reader = CaptureReader(f)
         records = list(reader)
@@ -268,3 +266,49 @@ def test_recorded_mount_replays_against_fresh_squashfuse(tmp_path: Path) -> None
     assert result.outcome is Outcome.COMPLETED
     assert {d.opcode for d in result.differences} == {"READ"}
     assert all(d.field == "data" for d in result.differences)
+
+
+def _overlay(base: Path) -> list[str]:
+    lower, upper, work = base / "lower", base / "upper", base / "work"
+    for d in (upper, work):
+        d.mkdir(parents=True)
+    return ["fuse-overlayfs", "-f", "-o", f"lowerdir={lower},upperdir={upper},workdir={work}"]
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() if p.is_file() and not p.is_symlink() else b""
+        for p in sorted(root.rglob("*"))
+    }
+
+
+@pytest.mark.mount
+@pytest.mark.skipif(shutil.which("fuse-overlayfs") is None, reason="fuse-overlayfs not installed")
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/fuse"), reason="needs root")
+def test_writable_fuse_overlayfs_session_replays_to_the_same_upper_dir(tmp_path: Path) -> None:
+    for side in ("rec", "live"):
+        lower = tmp_path / side / "lower"
+        (lower / "dir").mkdir(parents=True)
+        (lower / "base.txt").write_text("base\n")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    capture = tmp_path / "ov.pcapng"
+    m = str(mnt)
+    workload = [
+        ["mkdir", "-p", f"{m}/new/deeper"],
+        ["sh", "-c", f"seq 1 50000 > {m}/new/f.txt && echo more >> {m}/base.txt"],
+        ["mv", f"{m}/new/f.txt", f"{m}/new/deeper/g.txt"],
+        ["ln", "-s", "deeper/g.txt", f"{m}/new/link"],
+        ["cat", f"{m}/new/link", f"{m}/base.txt"],
+        ["ls", "-lR", m],
+        ["rm", "-rf", f"{m}/dir"],
+    ]
+    _record([*_overlay(tmp_path / "rec"), m], mnt, capture, workload)
+    with open(capture, "rb") as f:
+        records = list(CaptureReader(f))
+    result, _ = replay(records, [*_overlay(tmp_path / "live"), "{}"], m)
+    assert result.outcome is Outcome.COMPLETED, result.reason
+    assert result.differences == [], [d.line() for d in result.differences]
+    assert result.by_opcode["WRITE"].answered > 0 and result.by_opcode["RENAME2"].answered
+    # the replay left the upper directory exactly as the recorded session did
+    assert _tree(tmp_path / "live" / "upper") == _tree(tmp_path / "rec" / "upper")
