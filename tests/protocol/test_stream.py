@@ -120,3 +120,26 @@ def test_big_endian_stream() -> None:
     r = dec.feed(rec(1, D, encode_reply(Opcode.GETATTR, {"attr": {"ino": 9}}, unique=4,
                                         negotiated=big)))  # fmt: skip
     assert r.request is not None and r.decoded.body["attr"]["ino"] == 9
+
+
+def test_fuzz_streams_never_raise() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from protocol.frame_fixtures import all_fixtures
+
+    fixtures = all_fixtures()
+
+    @settings(max_examples=100, deadline=None)
+    @given(st.lists(st.tuples(st.sampled_from(fixtures), st.integers(0, 64), st.binary(max_size=8),
+                              st.integers(0, 1)), max_size=30))  # fmt: skip
+    def run(items: list) -> None:  # type: ignore[type-arg]
+        dec = FrameDecoder()
+        for i, (fx, cut, junk, channel) in enumerate(items):
+            data = fx.data[: max(0, len(fx.data) - cut)] + junk
+            direction = K if fx.kind == "request" else D
+            frame = dec.feed(rec(i, direction, data, channel=channel))
+            assert frame.decoded is not None or frame.error
+        assert len(dec.outstanding) <= len(items)
+
+    run()
