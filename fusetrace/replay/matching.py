@@ -19,6 +19,7 @@ import errno
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from fusetrace.replay.codec import Dirent, ReplyBody
@@ -60,6 +61,11 @@ def _matches(path: str, pattern: str) -> bool:
     return f".{pattern}." in f".{_INDEX.sub('', path)}."
 
 
+@lru_cache(maxsize=4096)
+def _ignored(patterns: tuple[str, ...], path: str) -> bool:
+    return any(_matches(path, p) for p in patterns)
+
+
 @dataclass(frozen=True)
 class MatchPolicy:
     """Which reply fields must be equal. Build it with :meth:`build`."""
@@ -74,7 +80,7 @@ class MatchPolicy:
         return cls(ignore=base + extra, strict=strict)
 
     def ignores(self, path: str) -> bool:
-        return any(_matches(path, p) for p in self.ignore)
+        return _ignored(self.ignore, path)
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,17 @@ def render(value: Any) -> str:
     return str(value)
 
 
+def _first_difference(a: bytes, b: bytes) -> int | None:
+    """Offset of the first differing byte within the common length, None if none."""
+    n = min(len(a), len(b))
+    if a[:n] == b[:n]:
+        return None
+    pos, step = 0, 4096
+    while a[pos : pos + step] == b[pos : pos + step]:
+        pos += step
+    return next(i for i in range(pos, min(pos + step, n)) if a[i] != b[i])
+
+
 def compare_data(
     recorded: bytes, live: bytes, *, recorded_len: int | None = None, field: str = "data"
 ) -> list[FieldDiff]:
@@ -108,10 +125,7 @@ def compare_data(
     only a prefix (snap length): then only that prefix is compared, and the lengths."""
     full = len(recorded) if recorded_len is None else recorded_len
     diffs: list[FieldDiff] = []
-    n = min(len(recorded), len(live))
-    first = next((i for i in range(n) if recorded[i] != live[i]), None)
-    if first is None and recorded[:n] != live[:n]:  # pragma: no cover - defensive
-        first = 0
+    first = _first_difference(recorded, live)
     if first is not None:
         diffs.append(
             FieldDiff(

@@ -80,3 +80,11 @@ def test_errors() -> None:
     assert compare_errors(-2, -2) == []
     assert compare_errors(0, -5) == [FieldDiff("error", "0", "-5 EIO")]
     assert error_name(-9999) == "-9999"
+
+
+def test_first_difference_in_large_data() -> None:
+    a = bytes(range(256)) * 1000
+    for where in (0, 4095, 4096, 100_000, len(a) - 1):
+        b = a[:where] + bytes([a[where] ^ 1]) + a[where + 1 :]
+        (d,) = compare_data(a, b)
+        assert f"offset {where} " in d.live
