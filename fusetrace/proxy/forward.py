@@ -157,7 +157,6 @@ class Forwarder:
         return bytes(out)
 
     def _kernel_to_daemon(self) -> None:
-        read = os.read
         fd = self.devfd
         size = self.bufsize
         send = self.sock.send
@@ -167,11 +166,15 @@ class Forwarder:
         no_reply = wire.NO_REPLY_OPCODES
         header = wire.IN_HEADER.unpack_from
         first = True
+        buf = bytearray(size)
+        view = memoryview(buf)
+        readv = os.readv
+        bufs = [buf]
         n = 0
         try:
             while True:
                 try:
-                    data = read(fd, size)
+                    got = readv(fd, bufs)
                 except OSError as e:
                     if e.errno in (errno.ENODEV, errno.ECONNABORTED):
                         self.end("unmounted")
@@ -180,10 +183,11 @@ class Forwarder:
                     else:
                         self.end("device error", f"reading /dev/fuse: {e.strerror}")
                     return
-                if not data:  # never from /dev/fuse; a test double's end of file
+                if not got:  # never from /dev/fuse; a test double's end of file
                     self.end("unmounted")
                     return
                 t = now()
+                data = bytes(view[:got])
                 if first:
                     first = False
                     forwarded = self._first_request(data)
@@ -230,8 +234,11 @@ class Forwarder:
         return bytes(out)
 
     def _daemon_to_kernel(self) -> None:
-        recvmsg = self.sock.recvmsg
-        size = self.bufsize
+        recv_into = self.sock.recv_into
+        # one byte more than any frame may have: a message that fills it was cut short
+        size = self.bufsize + 1
+        buf = bytearray(size)
+        view = memoryview(buf)
         write = os.write
         fd = self.devfd
         sink = self.sink
@@ -244,27 +251,28 @@ class Forwarder:
         try:
             while True:
                 try:
-                    data, _anc, flags, _addr = recvmsg(size)
+                    got = recv_into(buf)
                 except OSError as e:
                     self.end("daemon closed", f"receiving from the daemon: {e.strerror}")
                     return
-                if not data:
+                if not got:
                     self.end("daemon closed")
                     return
                 t = now()
-                if len(data) < 16:
-                    # too short even for a header: pass it on, the kernel will refuse it
-                    length, unique = len(data), 0
-                else:
-                    length, _error, unique = out_header(data)
-                    if length > len(data) and not flags & socket.MSG_TRUNC:
-                        whole = self._reassemble(data, length)
-                        if whole is None:
-                            return
-                        data = whole
                 comment = None
-                if flags & socket.MSG_TRUNC:
-                    comment = f"fusetrace: cut to {len(data)} bytes, the daemon sent more"
+                if got < 16:
+                    # too short even for a header: pass it on, the kernel will refuse it
+                    unique = 0
+                else:
+                    length, _error, unique = out_header(buf)
+                    if length > got and got < size:
+                        got = self._reassemble(view, got, length)
+                        if got < 0:
+                            return
+                if got >= size:
+                    got = size - 1
+                    comment = f"fusetrace: cut to {got} bytes, the daemon sent more"
+                data = bytes(view[:got])
                 if init_pending and unique == self._init_unique and unique:
                     init_pending = False
                     forwarded = self._init_reply(data)
@@ -286,20 +294,21 @@ class Forwarder:
         finally:
             self.stats.outbound = n
 
-    def _reassemble(self, first: bytes, length: int) -> bytes | None:
-        """A reply longer than one message (a daemon splicing into the socket may split it):
-        read on until ``length`` bytes have arrived."""
-        parts = [first]
-        have = len(first)
-        while have < length:
+    def _reassemble(self, view: memoryview, have: int, length: int) -> int:
+        """A reply longer than one message: a daemon that splices a reply into the socket
+        (libfuse with SPLICE_WRITE, e.g. fuse-overlayfs READ replies) sends it in pieces of
+        up to 16 pipe buffers each. Read on into ``view`` until ``length`` bytes are there;
+        returns the bytes held, or -1 when the daemon went away."""
+        recv_into = self.sock.recv_into
+        end = min(length, len(view) - 1)
+        while have < end:
             try:
-                more = self.sock.recv(self.bufsize)
+                more = recv_into(view[have:])
             except OSError as e:
                 self.end("daemon closed", f"receiving from the daemon: {e.strerror}")
-                return None
+                return -1
             if not more:
                 self.end("daemon closed", "the daemon closed its socket inside a reply")
-                return None
-            parts.append(more)
-            have += len(more)
-        return b"".join(parts)
+                return -1
+            have += more
+        return have

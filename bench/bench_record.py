@@ -1,0 +1,207 @@
+"""Benchmark ``fusetrace record`` against the same daemon mounted natively.
+
+Daemon: fuse-overlayfs (multithreaded, writable) over a fresh upper directory per run.
+Configurations, each mounted fresh:
+
+* native          fuse-overlayfs mounts itself
+* native -d       the same with its debug output on (written to /dev/null)
+* native strace   the same under ``strace -f -e trace=read,write,writev -o /dev/null``
+* recorded        behind ``fusetrace record -w FILE`` (full frames)
+* recorded snap   behind ``fusetrace record -w FILE --snaplen 256``
+
+Workloads: (a) create + stat + unlink of N files (default 10,000); (b) sequential write
+then read of M MiB (default 1024) with dd bs=1M (page cache dropped before the read).
+
+    .venv/bin/python bench/bench_record.py [--files N] [--mib M] [--repeat R] [--only NAME,...]
+
+Each figure is the best of R runs (default 3): the machine is shared, noise only slows.
+
+Targets: recorded time on (a) at most 1.5x native; recorded throughput on (b) at least 0.8x
+native.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.mount import native_mount, recording  # noqa: E402
+
+
+def overlay_argv(base: Path, mountpoint: str, *extra: str) -> list[str]:
+    lower, upper, work = (base / n for n in ("lower", "upper", "work"))
+    for d in (lower, upper, work):
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+    return [
+        "fuse-overlayfs", "-f", *extra,
+        "-o", f"lowerdir={lower},upperdir={upper},workdir={work}",
+        mountpoint,
+    ]  # fmt: skip
+
+
+Mounter = Callable[[Path, Path], AbstractContextManager[object]]
+
+
+@contextmanager
+def native(base: Path, mnt: Path) -> Iterator[object]:
+    with native_mount(overlay_argv(base, str(mnt)), mnt) as m:
+        yield m
+
+
+@contextmanager
+def native_debug(base: Path, mnt: Path) -> Iterator[object]:
+    with native_mount(overlay_argv(base, str(mnt), "-d"), mnt) as m:
+        yield m
+
+
+@contextmanager
+def native_strace(base: Path, mnt: Path) -> Iterator[object]:
+    argv = [
+        "strace",
+        "-f",
+        "-e",
+        "trace=read,write,writev",
+        "-o",
+        "/dev/null",
+        *overlay_argv(base, str(mnt)),
+    ]
+    with native_mount(argv, mnt) as m:
+        yield m
+
+
+def recorded_with(*record_args: str) -> Mounter:
+    @contextmanager
+    def mounter(base: Path, mnt: Path) -> Iterator[object]:
+        capture = base / "bench.pcapng"
+        with recording(overlay_argv(base, "{}"), mnt, capture, record_args=record_args) as rec:
+            yield rec
+        rec_size = capture.stat().st_size if capture.exists() else 0
+        print(
+            f"    capture: {rec_size / 1e6:.0f} MB; {rec.stderr.strip().splitlines()[-1]}",
+            file=sys.stderr,
+        )
+        capture.unlink(missing_ok=True)
+
+    return mounter
+
+
+CONFIGS: dict[str, Mounter] = {
+    "native": native,
+    "native -d": native_debug,
+    "native strace": native_strace,
+    "recorded": recorded_with(),
+    "recorded snap": recorded_with("--snaplen", "256"),
+}
+
+
+def metadata(mnt: Path, files: int) -> float:
+    d = mnt / "meta"
+    d.mkdir()
+    names = [str(d / f"f{i:05d}") for i in range(files)]
+    t0 = time.perf_counter()
+    for p in names:
+        os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o644))
+        os.stat(p)
+    for p in names:
+        os.unlink(p)
+    elapsed = time.perf_counter() - t0
+    d.rmdir()
+    return elapsed
+
+
+def drop_caches() -> None:
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3")
+
+
+def sequential(mnt: Path, mib: int) -> tuple[float, float]:
+    target = mnt / "big"
+    t0 = time.perf_counter()
+    subprocess.run(
+        [
+            "dd",
+            "if=/dev/zero",
+            f"of={target}",
+            "bs=1M",
+            f"count={mib}",
+            "conv=fsync",
+            "status=none",
+        ],
+        check=True,
+    )
+    write = time.perf_counter() - t0
+    drop_caches()
+    t0 = time.perf_counter()
+    subprocess.run(["dd", f"if={target}", "of=/dev/null", "bs=1M", "status=none"], check=True)
+    read = time.perf_counter() - t0
+    target.unlink()
+    return mib / write, mib / read
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--files", type=int, default=10_000)
+    ap.add_argument("--mib", type=int, default=1024)
+    ap.add_argument("--only", default=",".join(CONFIGS))
+    ap.add_argument("--repeat", type=int, default=3, help="runs per figure; the best is kept")
+    ap.add_argument("--keep", type=Path, help="work in DIR (default: a temporary directory)")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench_record: run as root (it mounts)")
+    base = args.keep or Path(tempfile.mkdtemp(prefix="bench-record-"))
+    mnt = base / "mnt"
+    mnt.mkdir(parents=True, exist_ok=True)
+    results: dict[str, tuple[float, float, float]] = {}
+    try:
+        for name in args.only.split(","):
+            mounter = CONFIGS[name]
+            print(f"{name}:", file=sys.stderr)
+            metas, wrs, rds = [], [], []
+            for _ in range(args.repeat):
+                with mounter(base, mnt):
+                    metas.append(metadata(mnt, args.files))
+                with mounter(base, mnt):
+                    wr, rd = sequential(mnt, args.mib)
+                    wrs.append(wr)
+                    rds.append(rd)
+            meta, wr, rd = min(metas), max(wrs), max(rds)
+            results[name] = (meta, wr, rd)
+            print(
+                f"    {meta:.2f} s metadata, write {wr:.0f} MiB/s, read {rd:.0f} MiB/s",
+                file=sys.stderr,
+            )
+    finally:
+        if args.keep is None:
+            shutil.rmtree(base, ignore_errors=True)
+    ref = results.get("native")
+    print(
+        f"\nfuse-overlayfs, {args.files} files create+stat+unlink; {args.mib} MiB dd bs=1M; "
+        f"best of {args.repeat}; load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"{'configuration':<15} {'(a) s':>8} {'x native':>9} {'write MiB/s':>12} "
+        f"{'x native':>9} {'read MiB/s':>11} {'x native':>9}"
+    )
+    for name, (meta, wr, rd) in results.items():
+        if ref:
+            r = (f"{meta / ref[0]:9.2f}", f"{wr / ref[1]:9.2f}", f"{rd / ref[2]:9.2f}")
+        else:
+            r = ("-".rjust(9),) * 3
+        print(f"{name:<15} {meta:8.2f} {r[0]} {wr:12.0f} {r[1]} {rd:11.0f} {r[2]}")
+
+
+if __name__ == "__main__":
+    main()
