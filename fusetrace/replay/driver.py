@@ -170,7 +170,9 @@ def _loop(
                 for sink in sinks:
                     sink(Direction.OUTBOUND, time.time_ns(), frame)
                 events.append(FrameReceived(frame, t))
-        elif proc.poll() is not None:
+        elif proc.poll() not in (None, 0):
+            # (exit status 0 is a daemon that forked into the background, as libfuse
+            # daemons do without -f: the child still holds the socket; its end shows as EOF)
             # drain what the daemon wrote before it went away, then report
             sock.setblocking(False)
             while (frame := _receive(sock, view)) is not None:

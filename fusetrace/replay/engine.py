@@ -124,6 +124,8 @@ class Difference:
     live: str
 
     def line(self) -> str:
+        if self.index < 0:  # a live frame that answers nothing scripted
+            return f"live frame: {self.field}: {self.recorded} → {self.live}"
         return (
             f"frame {self.index} {self.opcode} unique {self.unique}: {self.field}: "
             f"{self.recorded} → {self.live}"

@@ -95,6 +95,15 @@ def test_ignore_and_strict_switch_fields(recording: Path) -> None:
     assert r.returncode == 0, r.stdout
 
 
+def test_speed_keeps_pacing_and_serial_works(recording: Path) -> None:
+    r = fusetrace("replay", "--speed", "2", "--serial", str(recording), "--", *fake())
+    assert r.returncode == 0, r.stderr
+    assert "0 differences" in r.stdout
+    assert "requests/s" not in r.stdout  # benchmark figures only at --speed 0
+    r = fusetrace("replay", "--speed", "-1", str(recording), "--", *fake())
+    assert r.returncode == 2
+
+
 def test_json_report(recording: Path) -> None:
     r = fusetrace("replay", "--format", "json", str(recording), "--", *fake("--change"))
     assert r.returncode == 1

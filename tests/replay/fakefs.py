@@ -7,7 +7,7 @@ its node ids, file handles and directory cookies from a base that changes on eve
 Deliberate misbehaviour for tests: ``--change`` serves different bytes in hello.txt,
 ``--die-on OPNAME`` kills itself (SIGKILL) on the first request of that opcode,
 ``--hang-on OPNAME`` never answers requests of that opcode, ``--retrieve`` sends a RETRIEVE
-notification after the first OPEN.
+notification after the first OPEN, ``--fork`` serves from a background child.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import signal
 import socket
 import stat
 import sys
+import time
 
 from fusetrace.protocol.abi import InitFlag, NotifyCode, Opcode
 from fusetrace.protocol.decode import decode_request
@@ -238,10 +239,17 @@ def main() -> None:
     p.add_argument("--die-on")
     p.add_argument("--hang-on")
     p.add_argument("--retrieve", action="store_true")
+    p.add_argument("--fork", action="store_true")
     p.add_argument("device")
     args = p.parse_args()
     if not args.device.startswith("/dev/fd/"):
         sys.exit("fakefs: expects /dev/fd/N")
+    if args.fork:
+        # go to the background as libfuse daemons do without -f: the parent exits 0, the
+        # child serves (after a pause, so the parent's exit is seen first)
+        if os.fork():
+            os._exit(0)
+        time.sleep(0.5)
     FakeFs(int(args.device.rsplit("/", 1)[1]), args).serve()
 
 

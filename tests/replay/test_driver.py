@@ -104,6 +104,12 @@ def test_retrieve_notification_is_answered(fake_recording: list[Record]) -> None
     assert len(answers) == 1 and int.from_bytes(answers[0][8:16], sys.byteorder) == 77
 
 
+def test_daemon_that_forks_into_the_background_is_served(fake_recording: list[Record]) -> None:
+    result, _ = replay(fake_recording, fakefs("--fork"))
+    assert result.outcome is Outcome.COMPLETED, result.reason
+    assert result.differences == []
+
+
 def test_daemon_argv_substitution() -> None:
     assert daemon_argv(["d", "-f", "{}"], None, 5) == ["d", "-f", "/dev/fd/5"]
     assert daemon_argv(["d", "/mnt/x"], "/mnt/x", 7) == ["d", "/dev/fd/7"]

@@ -397,3 +397,16 @@ def test_frames_cut_by_the_snap_length() -> None:
     done = finish(eng.handle(FrameReceived(read_rep, 3)))
     assert done is not None and done.result.differences == []
     assert any("snap length" in n for n in done.result.notes)
+
+
+def test_reply_to_nothing_outstanding_is_a_difference() -> None:
+    recs = recording((K, req(Op.STATFS, 4, 1)), (D, rep(Op.STATFS, 4)))
+    eng = started(recs)
+    eng.handle(FrameReceived(INIT_REP, 1))
+    cmds = eng.handle(FrameReceived(rep(Op.GETATTR, 40, attr={}), 2))
+    (d,) = [c.difference for c in cmds if isinstance(c, ReportDifference)]
+    assert d.line() == "live frame: unique: (no such request) → 40"
+    # an answer to an INTERRUPT is optional and never a difference
+    assert (
+        diffs(eng.handle(FrameReceived(encode_reply(Op.INTERRUPT, unique=5, error=-11), 3))) == []
+    )
