@@ -165,6 +165,8 @@ class _Plan(NamedTuple):
     #: the layout is one string (LOOKUP...) or one run of raw bytes (READ reply...)
     cstring: str | None
     rest: str | None
+    #: the reader of the only fixed struct, when there is exactly one
+    one: Any
 
 
 def _layout(args: tuple[Arg, ...], neg: Negotiated, engine: Engine) -> _Plan:
@@ -181,7 +183,8 @@ def _layout(args: tuple[Arg, ...], neg: Negotiated, engine: Engine) -> _Plan:
         single = steps[0] if len(steps) == 1 else None
         cstring = single[1] if single and single[0] is ArgKind.CSTRING else None
         rest = single[1] if single and single[0] is ArgKind.REST else None
-        plan = neg._cache[key] = _Plan(steps, size, fixed, cstring, rest)
+        one = fixed[0].read if fixed is not None and len(fixed) == 1 else None
+        plan = neg._cache[key] = _Plan(steps, size, fixed, cstring, rest, one)
     return plan
 
 
@@ -455,17 +458,18 @@ def decode_request(
     n = len(data)
     if header.len == n and not header.total_extlen and engine == "fast":
         # fast path, cached per session and opcode: fixed structs only, or one name
-        fast = neg._cache.get((op, engine))
+        fast = neg._cache.get(op)  # int keys: requests; ~op: replies; tuples: layouts
         if fast is None:
             spec = OPS.get(op)
-            fast = neg._cache[(op, engine)] = (
+            fast = neg._cache[op] = (
                 (_layout(spec.request, neg, engine), _OP_NAMES[op]) if spec else (None, "")
             )
         plan, name = fast
         if plan is not None:
             if plan.fixed is not None and n - IN_HEADER_SIZE == plan.fixed_size:
-                return Decoded("request", header, op, name,
-                               _fixed(plan.fixed, data, IN_HEADER_SIZE))  # fmt: skip
+                one = plan.one
+                body = one(data, IN_HEADER_SIZE) if one else _fixed(plan.fixed, data, 40)
+                return Decoded("request", header, op, name, body)
             if plan.cstring is not None and data.find(b"\0", IN_HEADER_SIZE) == n - 1:
                 return Decoded("request", header, op, name,
                                {plan.cstring: _text(data[IN_HEADER_SIZE:-1])})  # fmt: skip
@@ -539,16 +543,30 @@ def decode_reply(
     neg = negotiated or _DEFAULT
     order = neg._order
     header = _out_header(data, order)
+    n = len(data)
     if (
         engine == "fast"
         and request_opcode is not None
-        and header.len == len(data)
+        and header.len == n
         and orig_len is None
         and not header.unique & FUSE_INT_REQ_BIT
     ):
-        fast = _fast_reply(data, header, int(request_opcode), neg, request_body, engine)
-        if fast is not None:
-            return fast
+        # fast path for the common well-formed replies, cached per session and opcode
+        fast = neg._cache.get(~request_opcode)
+        if fast is None:
+            fast = neg._cache[~request_opcode] = _fast_reply_plan(int(request_opcode), neg)
+        if fast:
+            name, plan, empty = fast
+            if header.error:
+                if n == OUT_HEADER_SIZE:
+                    return Decoded("reply", header, request_opcode, name)
+            elif plan.fixed is not None and n - OUT_HEADER_SIZE == plan.fixed_size:
+                if plan.fixed or empty:
+                    one = plan.one
+                    body = one(data, 16) if one else _fixed(plan.fixed, data, 16)
+                    return Decoded("reply", header, request_opcode, name, body)
+            elif plan.rest is not None:
+                return Decoded("reply", header, request_opcode, name, {plan.rest: data[16:]})
     out = _Out(OUT_HEADER_SIZE)
     end = _bounds(data, header.len, OUT_HEADER_SIZE, orig_len, out)
     payload = end - OUT_HEADER_SIZE
@@ -591,30 +609,12 @@ def decode_reply(
     return _finish("reply", header, request_opcode, name, data, out, end)
 
 
-def _fast_reply(
-    data: bytes,
-    header: OutHeader,
-    op: int,
-    neg: Negotiated,
-    request_body: Mapping[str, Any] | None,
-    engine: Engine,
-) -> Decoded | None:
-    """The common well-formed replies without the general interpreter; None otherwise."""
+def _fast_reply_plan(op: int, neg: Negotiated) -> tuple[str, _Plan, bool] | tuple[()]:
+    """(name, plan, empty reply allowed) for the reply fast path; () when it has none."""
     spec = OPS.get(op)
-    if spec is None or spec.reply is ReplyShape.NONE:
-        return None
-    n = len(data)
-    if header.error:
-        return Decoded("reply", header, op, _OP_NAMES[op]) if n == OUT_HEADER_SIZE else None
-    plan = _layout(_reply_args(spec, request_body, n - OUT_HEADER_SIZE), neg, engine)
-    if plan.fixed is not None and n - OUT_HEADER_SIZE == plan.fixed_size:
-        if not plan.fixed and spec.reply is not ReplyShape.EMPTY:
-            return None
-        return Decoded("reply", header, op, _OP_NAMES[op],
-                       _fixed(plan.fixed, data, OUT_HEADER_SIZE))  # fmt: skip
-    if plan.rest is not None:
-        return Decoded("reply", header, op, _OP_NAMES[op], {plan.rest: data[OUT_HEADER_SIZE:]})
-    return None
+    if spec is None or spec.reply is ReplyShape.NONE or spec.reply_probe is not None:
+        return ()
+    return _OP_NAMES[op], _layout(spec.reply_args, neg, "fast"), spec.reply is ReplyShape.EMPTY
 
 
 def _reply_args(

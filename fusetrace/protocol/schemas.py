@@ -234,16 +234,15 @@ class Flat:
         expr = _flat_expr(schema, codes, counter)
         self.struct = struct.Struct(order + "".join(codes))
         self.size = self.struct.size
-        ns: dict[str, Any] = {}
-        exec(f"def to_dict(v):\n    return {expr}\n", ns)  # generated from the schema
+        ns: dict[str, Any] = {"_unpack": self.struct.unpack_from}
+        # generated from the schema: one call unpacks and rebuilds the nested value
+        exec(
+            f"def to_dict(v):\n    return {expr}\n"
+            f"def unpack_from(data, offset=0):\n    v = _unpack(data, offset)\n    return {expr}\n",
+            ns,
+        )
         self.to_dict: Callable[[tuple[Any, ...]], Any] = ns["to_dict"]
-        unpack = self.struct.unpack_from
-        to_dict = self.to_dict
-
-        def unpack_from(data: bytes, offset: int = 0) -> Any:
-            return to_dict(unpack(data, offset))
-
-        self.unpack_from = unpack_from
+        self.unpack_from: Callable[..., Any] = ns["unpack_from"]
 
 
 _FMT_CODES = set("bBhHiIlLqQ")
