@@ -118,7 +118,8 @@ def _print_text(
         click.echo(f"note: {note}", err=True)
     for f in findings:
         click.echo(
-            f"finding {f.rule} {f.severity.label} ({f.culprit.value}) frame {f.frame}: {f.message}",
+            f"finding {f.rule} {f.severity.label} ({f.culprit.value}) live frame {f.frame}: "
+            f"{f.message}",
             file=out,
         )
     s = summary

@@ -62,23 +62,15 @@ def _size_buffers(sock: socket.socket) -> None:
 
 def daemon_argv(argv: Sequence[str], mountpoint: str | None, fd: int) -> list[str]:
     """The daemon's argv with ``{}`` (or the recorded mountpoint) replaced by /dev/fd/N."""
-    target = f"/dev/fd/{fd}"
-    out = [argv[0]]
-    count = 0
-    for arg in argv[1:]:
-        if arg == daemons.PLACEHOLDER or (mountpoint and arg == mountpoint):
-            out.append(target)
-            count += 1
-        else:
-            out.append(arg)
-    if count == 0:
+    indexes = daemons.mountpoint_arguments(argv, mountpoint or daemons.PLACEHOLDER)
+    if not indexes:
         where = f" or the recorded mountpoint {mountpoint}" if mountpoint else ""
         raise DaemonError(
             "no daemon argument names the mountpoint",
             hint=f"write {{}}{where} where the daemon expects it, e.g. "
             "`fusetrace replay trace.pcapng -- squashfuse_ll image.sqfs {}`",
         )
-    return out
+    return daemons.substitute(argv, indexes, f"/dev/fd/{fd}")
 
 
 @dataclass
