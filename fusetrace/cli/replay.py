@@ -9,6 +9,7 @@ from typing import Any, TextIO
 
 import click
 
+from fusetrace.capture import Channel
 from fusetrace.capture.files import host_writer, open_capture, open_output
 from fusetrace.errors import CaptureError, ExitCode
 from fusetrace.record import Direction, Record
@@ -258,9 +259,12 @@ def replay(
     writer_file = None
     if write_path is not None:
         writer_file = open_output(write_path)
+        # the recorded mountpoint is kept, so the live run replays with the same command line
+        mp = mountpoint if isinstance(mountpoint, str) else ""
         writer = host_writer(
             writer_file,
-            {"daemon": list(daemon), "mountpoint": None, "replay_of": capture},
+            {"daemon": list(daemon), "mountpoint": mp or None, "replay_of": capture},
+            channels=[Channel(description=mp)],
         )
         sinks.append(lambda d, t, data: writer.write(d, t, data))
 
