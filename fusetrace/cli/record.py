@@ -6,8 +6,6 @@ import sys
 
 import click
 
-from fusetrace.errors import EnvironmentProblem
-
 EPILOG = """\b
 Examples:
   fusetrace record -w trace.pcapng /mnt -- squashfuse_ll image.sqfs /mnt
@@ -86,11 +84,6 @@ def record(
     from fusetrace.proxy import mount as mounts
     from fusetrace.proxy.session import RecordConfig, Session
 
-    if handoff == "fusermount":
-        raise EnvironmentProblem(
-            "--handoff fusermount is not available yet",
-            hint="use a daemon that accepts /dev/fd/N as its mountpoint (libfuse >= 3.3)",
-        )
     try:
         opts = mounts.split_options(list(options))
         mounts.parse_options(opts)
@@ -109,7 +102,7 @@ def record(
         options=opts,
         snaplen=snaplen,
         daemon_timeout=daemon_timeout,
-        handoff="fd",
+        handoff=handoff,
         live=live_sink,
     )
     result = Session(config).run()

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fusetrace.errors import DaemonError
@@ -138,6 +138,7 @@ def spawn(
     pass_fds: Sequence[int],
     env: dict[str, str] | None = None,
     stdout_to_stderr: bool = False,
+    preexec: Callable[[], None] | None = None,
 ) -> DaemonProcess:
     """Start the daemon in its own process group (a Ctrl-C is fusetrace's to handle: it
     unmounts, and the daemon ends on its own when its socket closes)."""
@@ -152,6 +153,7 @@ def spawn(
             pass_fds=tuple(pass_fds),
             env=env,
             process_group=0,
+            preexec_fn=preexec,
         )
     except OSError as e:
         os.close(rfd)

@@ -35,6 +35,7 @@ from fusetrace.capture.files import host_writer, open_output
 from fusetrace.capture.pcapng import CaptureWriter, Channel
 from fusetrace.errors import CaptureError, DaemonError, EnvironmentProblem, ExitCode
 from fusetrace.proxy import daemon as daemons
+from fusetrace.proxy import fusermount
 from fusetrace.proxy import mount as mounts
 from fusetrace.proxy.forward import Ending, Forwarder, Item, max_frame_size
 
@@ -68,6 +69,19 @@ class RecordResult:
     exit_code: int
     daemon_status: int | None
     stats: dict[str, Any] = field(default_factory=dict)
+
+
+def choose_handoff(asked: str, argv: list[str], mp_args: list[int], program: str) -> str:
+    """``auto``: the /dev/fd/N handoff when the daemon's arguments name the mountpoint and it
+    links libfuse 3 (3.3 and later accept /dev/fd/N), or when ``{}`` is used; else
+    fusermount."""
+    if asked != "auto":
+        return asked
+    if daemons.PLACEHOLDER in argv[1:]:
+        return "fd"
+    if mp_args and fusermount.links_libfuse3(program):
+        return "fd"
+    return "fusermount"
 
 
 class CaptureThread:
@@ -163,6 +177,8 @@ class Session:
         self.capture: CaptureThread | None = None
         self._capture_error: str | None = None
         self._mp_args: list[int] = []
+        self._unmount_requested = False
+        self.handoff = config.handoff
 
     # ---- signals ----------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: object) -> None:
@@ -194,7 +210,8 @@ class Session:
         program = daemons.resolve_program(cfg.daemon_argv[0])
         spec = mounts.parse_options(cfg.options)
         self._mp_args = daemons.mountpoint_arguments(cfg.daemon_argv, cfg.mountpoint)
-        if not self._mp_args:
+        self.handoff = choose_handoff(cfg.handoff, cfg.daemon_argv, self._mp_args, program)
+        if self.handoff == "fd" and not self._mp_args:
             raise DaemonError(
                 f"the daemon's arguments name neither the mountpoint {cfg.mountpoint} nor {{}}",
                 hint="fusetrace replaces that argument with the socket it hands the daemon",
@@ -213,65 +230,198 @@ class Session:
             finally:
                 fileobj.close()
 
+    def _mount_and_forward(
+        self,
+        fileobj: BinaryIO,
+        devfd: int,
+        spec: mounts.MountSpec,
+        rootmode: int,
+        meta: dict[str, Any],
+    ) -> tuple[socket.socket, socket.socket]:
+        """mount(2), the socket pair, the capture and the forwarding threads."""
+        cfg = self.config
+        source = spec.source(os.path.basename(cfg.daemon_argv[0]))
+        data = spec.data_string(devfd, rootmode, os.getuid(), os.getgid())
+        try:
+            mounts.sys_mount(source, self.mountpoint, spec.fstype, spec.flags, data)
+        except OSError as e:
+            raise EnvironmentProblem(f"cannot mount {self.mountpoint}: {e.strerror}") from None
+        self.mounted = True
+        entry = mounts.find_mount(self.mountpoint)
+        self.conn = entry.conn if entry else None
+        frame = max_frame_size()
+        ours, theirs = make_socketpair(frame)
+        meta = {
+            "daemon": list(cfg.daemon_argv),
+            **meta,
+            "mountpoint": self.mountpoint,
+            "mount_options": spec.given,
+            "mount_source": source,
+            "mount_type": spec.fstype,
+            "handoff": self.handoff,
+            "kernel_release": platform.release(),
+            "connection": self.conn,
+        }
+        writer = host_writer(
+            fileobj,
+            meta,
+            channels=[Channel(description=self.mountpoint)],
+            snaplen=cfg.snaplen,
+        )
+        self.capture = CaptureThread(writer, self._on_capture_error, cfg.live)
+        self.forwarder = Forwarder(
+            devfd,
+            ours,
+            self.capture.put,
+            bufsize=frame,
+            track_outstanding=cfg.daemon_timeout is not None,
+        )
+        self.forwarder.start()
+        return ours, theirs
+
     def _run(
         self, fileobj: BinaryIO, program: str, spec: mounts.MountSpec, rootmode: int
     ) -> RecordResult:
         cfg = self.config
-        frame = max_frame_size()
         devfd = open_device()
         ours: socket.socket | None = None
+        shim: fusermount.Shim | None = None
         try:
-            source = spec.source(os.path.basename(cfg.daemon_argv[0]))
-            data = spec.data_string(devfd, rootmode, os.getuid(), os.getgid())
-            try:
-                mounts.sys_mount(source, self.mountpoint, spec.fstype, spec.flags, data)
-            except OSError as e:
-                raise EnvironmentProblem(f"cannot mount {self.mountpoint}: {e.strerror}") from None
-            self.mounted = True
-            entry = mounts.find_mount(self.mountpoint)
-            self.conn = entry.conn if entry else None
-
-            ours, theirs = make_socketpair(frame)
-            argv = daemons.substitute(cfg.daemon_argv, self._mp_args, f"/dev/fd/{theirs.fileno()}")
-            meta = {
-                "daemon": list(cfg.daemon_argv),
-                "daemon_run_as": argv,
-                "mountpoint": self.mountpoint,
-                "mount_options": spec.given,
-                "mount_source": source,
-                "mount_type": spec.fstype,
-                "handoff": "fd",
-                "kernel_release": platform.release(),
-                "connection": self.conn,
-            }
-            writer = host_writer(
-                fileobj,
-                meta,
-                channels=[Channel(description=self.mountpoint)],
-                snaplen=cfg.snaplen,
-            )
-            self.capture = CaptureThread(writer, self._on_capture_error, cfg.live)
-            self.forwarder = Forwarder(
-                devfd,
-                ours,
-                self.capture.put,
-                bufsize=frame,
-                track_outstanding=cfg.daemon_timeout is not None,
-            )
-            self.forwarder.start()
-            try:
-                self.daemon = daemons.spawn(
-                    argv,
-                    program,
-                    pass_fds=[theirs.fileno()],
-                    stdout_to_stderr=cfg.output == "-",
+            if self.handoff == "fd":
+                argv0 = daemons.substitute(cfg.daemon_argv, self._mp_args, "/dev/fd/N")
+                ours, theirs = self._mount_and_forward(
+                    fileobj, devfd, spec, rootmode, {"daemon_run_as": argv0}
                 )
-            finally:
-                theirs.close()
+                argv = daemons.substitute(
+                    cfg.daemon_argv, self._mp_args, f"/dev/fd/{theirs.fileno()}"
+                )
+                try:
+                    self.daemon = daemons.spawn(
+                        argv,
+                        program,
+                        pass_fds=[theirs.fileno()],
+                        stdout_to_stderr=cfg.output == "-",
+                    )
+                finally:
+                    theirs.close()
+            else:
+                shim = fusermount.Shim()
+                try:
+                    self.daemon = daemons.spawn(
+                        list(cfg.daemon_argv),
+                        program,
+                        pass_fds=[shim.theirs.fileno()],
+                        stdout_to_stderr=cfg.output == "-",
+                        env=shim.env(),
+                        preexec=shim.preexec(),
+                    )
+                finally:
+                    shim.theirs.close()
+                ours = self._serve_fusermount(shim, fileobj, devfd, spec, rootmode)
+                if ours is None:
+                    return self._ended_before_mount()
             ending = self._wait()
             return self._finish(ending)
         finally:
             self._cleanup(devfd, ours)
+            if shim is not None:
+                shim.close()
+
+    def _serve_fusermount(
+        self,
+        shim: fusermount.Shim,
+        fileobj: BinaryIO,
+        devfd: int,
+        spec: mounts.MountSpec,
+        rootmode: int,
+    ) -> socket.socket | None:
+        """Wait for the daemon's fusermount request; mount and hand over the socket.
+
+        Returns the proxy's socket end, or None if the daemon ended (or a signal came)
+        before asking.
+        """
+        daemon = self.daemon
+        assert daemon is not None
+        ctl = shim.ours
+        ctl.settimeout(0.25)
+        while True:
+            if self._signal is not None or daemon.poll() is not None:
+                return None
+            try:
+                payload = ctl.recv(65536)
+            except TimeoutError:
+                continue
+            if not payload:
+                return None
+            try:
+                req = fusermount.parse_request(payload)
+                if req.unmount:
+                    fusermount.reply(ctl, "ok")
+                    continue
+                if os.path.realpath(req.mountpoint) != self.mountpoint:
+                    raise ValueError(
+                        f"the daemon mounts {req.mountpoint}, fusetrace was told "
+                        f"{self.config.mountpoint}"
+                    )
+                daemon_spec = mounts.parse_options(
+                    fusermount.kernel_options(req.options) + spec.given
+                )
+            except (ValueError, mounts.MountOptionError) as e:
+                fusermount.reply(ctl, f"fusetrace: {e}")
+                raise DaemonError(f"cannot mount for the daemon: {e}") from None
+            try:
+                ours, theirs = self._mount_and_forward(
+                    fileobj, devfd, daemon_spec, rootmode, {"daemon_options": req.options}
+                )
+            except EnvironmentProblem as e:
+                fusermount.reply(ctl, str(e))
+                raise
+            try:
+                fusermount.reply(ctl, "ok", theirs.fileno())
+            finally:
+                theirs.close()
+            ctl.settimeout(None)
+            threading.Thread(
+                target=self._serve_unmounts, args=(ctl,), name="fusermount", daemon=True
+            ).start()
+            return ours
+
+    def _serve_unmounts(self, ctl: socket.socket) -> None:
+        """Later requests: ``fusermount -u`` from the daemon asks fusetrace to unmount."""
+        while True:
+            try:
+                payload = ctl.recv(65536)
+            except OSError:
+                return
+            if not payload:
+                return
+            try:
+                req = fusermount.parse_request(payload)
+            except ValueError as e:
+                fusermount.reply(ctl, f"fusetrace: {e}")
+                continue
+            if req.unmount:
+                self._unmount_requested = True
+                fusermount.reply(ctl, "ok")
+            else:
+                fusermount.reply(ctl, "fusetrace: already mounted")
+
+    def _ended_before_mount(self) -> RecordResult:
+        daemon = self.daemon
+        assert daemon is not None
+        if self._signal is not None:
+            status = daemon.stop(2.0)
+            signum = self._signal
+            code = ExitCode.INTERRUPTED if signum == signal.SIGINT else 128 + signum
+            return RecordResult(0, self.config.output, "interrupted before mounting", code, status)
+        status = daemon.stop(DAEMON_GRACE)
+        daemon.relay.join(2.0)
+        last = daemon.relay.last_line
+        raise DaemonError(
+            f"the daemon ended without mounting ({daemons.describe_status(status)})"
+            + (f": {last}" if last else ""),
+            hint="run the daemon alone in the foreground to see why",
+        )
 
     def _on_capture_error(self, message: str) -> None:
         self._capture_error = message
@@ -281,7 +431,10 @@ class Session:
         assert fwd is not None
         timeout_ns = int(self.config.daemon_timeout * 1e9) if self.config.daemon_timeout else None
         while not fwd.ended.wait(0.25):
-            if self._signal is not None:
+            if self._unmount_requested:
+                self._unmount_requested = False
+                self._release()
+            elif self._signal is not None:
                 fwd.end("interrupted", signal.Signals(self._signal).name)
             elif self._capture_error is not None:
                 fwd.end("capture failed", self._capture_error)

@@ -9,11 +9,14 @@ import struct
 import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
 
+from fusetrace.capture.files import open_capture
 from fusetrace.proxy import daemon as daemons
+from fusetrace.proxy.session import choose_handoff
 from fusetrace.record import Direction, Record
 from tests.support.mount import recording
 
@@ -163,3 +166,84 @@ def test_exit_statuses() -> None:
     assert daemons.describe_status(-9) == "killed by SIGKILL"
     assert daemons.exit_code_for(-15) == 143
     assert daemons.exit_code_for(3) == 3
+
+
+@pytest.mark.mount
+def test_unionfs_fuse_through_the_fusermount_handoff(mountpoint: Path, tmp_path: Path) -> None:
+    rw, ro = tmp_path / "rw", tmp_path / "ro"
+    rw.mkdir()
+    (ro / "sub").mkdir(parents=True)
+    (ro / "sub" / "old.txt").write_text("read only branch\n")
+    daemon = ["unionfs-fuse", "-f", "-o", "cow", f"{rw}=RW:{ro}=RO", str(mountpoint)]
+    # libfuse 2: no /dev/fd/N; auto picks the fusermount handoff, the command line stays as is
+    with recording(daemon, mountpoint, tmp_path / "u.pcapng") as rec:
+        assert (mountpoint / "sub" / "old.txt").read_text() == "read only branch\n"
+        (mountpoint / "sub" / "old.txt").write_text("copied up\n")
+        (mountpoint / "new").mkdir()
+        (mountpoint / "new" / "f").write_bytes(os.urandom(300_000))
+        os.rename(mountpoint / "new" / "f", mountpoint / "new" / "g")
+        data = (mountpoint / "new" / "g").read_bytes()
+        os.unlink(mountpoint / "new" / "g")
+    assert rec.returncode == 0, rec.stderr
+    assert (ro / "sub" / "old.txt").read_text() == "read only branch\n"
+    assert (rw / "sub" / "old.txt").read_text() == "copied up\n"
+    assert len(data) == 300_000 and not (rw / "new" / "g").exists()
+    frames = rec.frames()
+    check_capture(frames)
+    with open_capture(str(rec.capture)) as reader:
+        list(reader)
+        meta = reader.info.meta
+    assert meta["handoff"] == "fusermount"
+    # the daemon's own mount options decided the mount
+    assert "default_permissions" in meta["mount_options"]
+    assert meta["mount_type"] == "fuse.unionfs-fuse"
+
+
+@pytest.mark.mount
+def test_fuse_zip_through_the_fusermount_handoff(mountpoint: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "a.zip"
+    payload = bytes(range(256)) * 1000
+    with zipfile.ZipFile(archive, "w") as z:
+        for name, data in (("dir/inside.txt", b"zipped\n"), ("top.bin", payload)):
+            info = zipfile.ZipInfo(name)
+            info.external_attr = 0o100644 << 16
+            z.writestr(info, data)
+    with recording(
+        ["fuse-zip", "-f", "-r", str(archive), str(mountpoint)], mountpoint, tmp_path / "z.pcapng"
+    ) as rec:
+        assert (mountpoint / "dir" / "inside.txt").read_bytes() == b"zipped\n"
+        assert (mountpoint / "top.bin").read_bytes() == payload
+    assert rec.returncode == 0, rec.stderr
+    check_capture(rec.frames())
+
+
+@pytest.mark.mount
+def test_a_libfuse3_daemon_forced_through_fusermount(mountpoint: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("through fusermount3\n")
+    image = tmp_path / "i.sqfs"
+    subprocess.run(
+        ["mksquashfs", str(src), str(image), "-quiet", "-no-progress"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    with recording(
+        ["squashfuse_ll", "-f", str(image), str(mountpoint)],
+        mountpoint,
+        tmp_path / "f.pcapng",
+        record_args=["--handoff", "fusermount"],
+    ) as rec:
+        assert (mountpoint / "f").read_text() == "through fusermount3\n"
+    assert rec.returncode == 0, rec.stderr
+    check_capture(rec.frames())
+
+
+def test_auto_handoff_choice(tmp_path: Path) -> None:
+    squash = shutil.which("squashfuse_ll")
+    unionfs = shutil.which("unionfs-fuse")
+    assert squash and unionfs
+    assert choose_handoff("auto", ["x", "{}"], [1], "/bin/true") == "fd"
+    assert choose_handoff("auto", ["squashfuse_ll", "i", "/m"], [2], squash) == "fd"
+    assert choose_handoff("auto", ["unionfs-fuse", "a", "/m"], [2], unionfs) == "fusermount"
+    assert choose_handoff("fd", ["unionfs-fuse", "a", "/m"], [2], unionfs) == "fd"
