@@ -42,7 +42,7 @@ from fusetrace.protocol.header import (
     out_header_struct,
 )
 from fusetrace.protocol.registry import NOTIFY, OPS, Arg, ArgKind, OpSpec, ReplyShape
-from fusetrace.protocol.schemas import BY_LENGTH, flat, plain, schemas, struct_for
+from fusetrace.protocol.schemas import BY_LENGTH, Flat, flat, plain, schemas, struct_for
 from fusetrace.protocol.session import Negotiated
 
 Engine = Literal["fast", "construct"]
@@ -306,35 +306,49 @@ def _run(
     out.pos = pos
 
 
+@cache
+def _dirent_reader(order: str, plus: bool, engine: Engine) -> tuple[Any, int]:
+    """(read, size) of one record head: fuse_dirent, or fuse_entry_out + fuse_dirent
+    flattened into one dict (READDIRPLUS), derived from the kernel structs' schemas."""
+    sc = schemas(order)
+    if not plus:
+        r = _reader("fuse_dirent", flat(order), sc, engine)
+        return r.read, r.size
+    merged = c.Struct(*sc["fuse_entry_out"].subcons, *sc["fuse_dirent"].subcons)
+    if engine == "fast":
+        f = Flat("direntplus", merged, order)
+        return f.unpack_from, f.size
+    size = merged.sizeof()
+
+    def read(data: bytes, offset: int) -> Any:
+        return plain(merged.parse(data[offset : offset + size]))
+
+    return read, size
+
+
 def _dirents(
     data: bytes, pos: int, end: int, out: _Out, order: str, plus: bool, engine: Engine
 ) -> int:
-    fl = flat(order)
-    head = _reader("fuse_dirent", fl, schemas(order), engine)
-    entry = _reader("fuse_entry_out", fl, schemas(order), engine) if plus else None
-    fixed = head.size + (entry.size if entry else 0)
+    read, fixed = _dirent_reader(order, plus, engine)
     entries: list[dict[str, Any]] = []
+    append = entries.append
     while pos < end:
         avail = end - pos
         if avail < fixed:
             out.problem("dirent", f"{avail} trailing bytes, shorter than a record header")
             break
-        if entry is not None:
-            rec = entry.read(data, pos)
-            rec.update(head.read(data, pos + entry.size))
-        else:
-            rec = head.read(data, pos)
+        rec = read(data, pos)
         namelen = rec["namelen"]
-        size = _align8(fixed + namelen)
+        size = (fixed + namelen + 7) & ~7
         if size > avail:
             out.problem("dirent", f"record of {size} bytes (namelen {namelen}) overruns the reply")
             break
         start = pos + fixed
-        rec["name"] = _text(data[start : start + namelen])
-        pad = data[start + namelen : pos + size]
-        if pad.strip(b"\0"):
+        stop = start + namelen
+        rec["name"] = data[start:stop].decode("utf-8", "surrogateescape")
+        if stop < pos + size and data[stop : pos + size].strip(b"\0"):
             out.problem("dirent", f"nonzero padding after {rec['name']!r}")
-        entries.append(rec)
+        append(rec)
         pos += size
     out.body["__entries"] = entries
     return pos
