@@ -147,6 +147,16 @@ def _print_text(
         )
     if s["unanswered"]:
         click.echo(f"  {s['unanswered']} requests unanswered in the recording and live", file=out)
+    if "notifications" in s:
+        n = s["notifications"]
+
+        def counts(c: dict[str, int]) -> str:
+            return ", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "none"
+
+        click.echo(
+            f"  notifications: recorded {counts(n['recorded'])}; live {counts(n['live'])}",
+            file=out,
+        )
     if "requests_per_second" in s:
         click.echo(f"  {s['requests_per_second']} requests/s", file=out)
         for name, lat in s["latency"].items():

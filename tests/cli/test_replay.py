@@ -115,6 +115,12 @@ def test_json_report(recording: Path) -> None:
     assert "latency" in doc["summary"]
 
 
+def test_notifications_are_counted(recording: Path) -> None:
+    r = fusetrace("replay", str(recording), "--", *fake("--retrieve"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "notifications: recorded none; live RETRIEVE 1" in r.stdout
+
+
 def test_daemon_killed_exits_4_with_partial_results(recording: Path) -> None:
     r = fusetrace("replay", str(recording), "--", *fake("--die-on", "READDIRPLUS"))
     assert r.returncode == 4
