@@ -49,8 +49,19 @@ def _mode(mode: int) -> str:
     return f"{kind} {mode & 0o7777:04o}"
 
 
+_quote = json.encoder.encode_basestring
+
+
 def _q(text: str) -> str:
-    return json.dumps(text, ensure_ascii=False)
+    """A name in double quotes, JSON-escaped; bytes that were not UTF-8 show as \\xNN."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raw = text.encode("utf-8", "surrogateescape")
+            text = raw.decode("utf-8", "backslashreplace")
+    result: str = _quote(text)
+    return result
 
 
 def _entry(b: dict[str, Any]) -> str:
@@ -454,7 +465,8 @@ def json_object(frame: DecodedFrame, t0_ns: int) -> dict[str, Any]:
     return obj
 
 
-_encoder = json.JSONEncoder(default=_json_default, ensure_ascii=False, separators=(",", ":"))
+# ASCII output: names that are not valid UTF-8 (kept with surrogateescape) stay valid JSON
+_encoder = json.JSONEncoder(default=_json_default, separators=(",", ":"))
 
 
 def json_line(frame: DecodedFrame, t0_ns: int) -> str:

@@ -108,3 +108,16 @@ def test_stats() -> None:
     assert table.splitlines()[0].split() == ["opcode", "count", "replies", "errors", "p50",
                                              "p90", "p99", "max"]  # fmt: skip
     assert table.splitlines()[1].split()[:4] == ["LOOKUP", "2", "2", "1"]
+
+
+def test_names_that_are_not_utf8_stay_printable_and_valid_json() -> None:
+    name = b"caf\xc3\xa9-\xff".decode("utf-8", "surrogateescape")
+    (f,) = frames((K, encode_request(Opcode.LOOKUP, {"name": name}, unique=4, nodeid=1), 0))
+    line = summary_line(f, T0)
+    assert line.endswith('"café-\\\\xff"')
+    line.encode("utf-8")  # printable on any terminal
+    text = json_line(f, T0)
+    assert text.isascii()
+    assert json.loads(text)["body"]["name"].encode("utf-8", "surrogateescape") == (
+        b"caf\xc3\xa9-\xff"
+    )
