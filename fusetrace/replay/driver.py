@@ -195,7 +195,11 @@ def _send(sock: socket.socket, data: bytes, sinks: Sequence[FrameSink]) -> str |
         return "the daemon closed its end of the socket"
     except OSError as e:
         if e.errno == errno.EMSGSIZE:
-            return f"a {len(data)}-byte frame does not fit the socket buffer"
+            return (
+                f"a {len(data)}-byte frame does not fit the socket buffer "
+                f"({sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)} bytes); raise "
+                "net.core.wmem_max and net.core.rmem_max, or replay as root"
+            )
         raise
     t = time.time_ns()
     for sink in sinks:
