@@ -170,9 +170,10 @@ class Context:
 class Step:
     """One workload step: ``run(ctx)`` makes the system calls, returns a note or None.
 
-    ``ops`` are the opcode names the step is meant to make the kernel send (the report
-    judges "not supported" from their replies); ``writes`` steps are skipped on a read-only
-    filesystem.
+    ``ops`` are the opcodes the step is about (the report judges "not supported" from their
+    replies: refused with ENOSYS/EOPNOTSUPP/ENOTTY and never answered with success); the
+    step may make the kernel send others too (OPEN, FLUSH, RELEASE...). ``writes`` steps are
+    skipped on a read-only filesystem.
     """
 
     name: str
@@ -643,18 +644,20 @@ def _cleanup(ctx: Context) -> None:
 
 STEPS: tuple[Step, ...] = (
     Step("statfs", ("STATFS",), _statfs, doc="statvfs() of the mountpoint"),
-    Step("mkdir", ("LOOKUP", "MKDIR"), _mkdir, writes=True, doc="mkdir() the work directory"),
-    Step("create", ("CREATE",), _create, writes=True, doc="open(O_CREAT|O_EXCL) a new file"),
+    Step("mkdir", ("MKDIR",), _mkdir, writes=True, doc="mkdir() the work directory"),
+    Step(
+        "create", ("CREATE", "MKNOD"), _create, writes=True, doc="open(O_CREAT|O_EXCL) a new file"
+    ),
     Step(
         "write",
-        ("OPEN", "WRITE", "FLUSH", "RELEASE"),
+        ("WRITE",),
         _write,
         writes=True,
         doc="pwrite() 256 KiB of a fixed pattern",
     ),
     Step("fsync", ("FSYNC",), _fsync, writes=True, doc="fsync() after a write"),
     Step("fdatasync", ("FSYNC",), _fdatasync, writes=True, doc="fdatasync() after a write"),
-    Step("read", ("OPEN", "READ", "RELEASE"), _read, doc="read() the file back (cache dropped)"),
+    Step("read", ("READ",), _read, doc="read() the file back (cache dropped)"),
     Step("lookup", ("LOOKUP",), _lookup, doc="stat() a missing and an existing name"),
     Step("getattr", ("GETATTR",), _getattr, doc="statx(AT_STATX_FORCE_SYNC)"),
     Step("truncate", ("SETATTR",), _truncate, writes=True, doc="truncate() and ftruncate()"),
@@ -694,20 +697,20 @@ STEPS: tuple[Step, ...] = (
     Step("removexattr", ("REMOVEXATTR",), _removexattr, writes=True, doc="removexattr()"),
     Step(
         "readdir-small",
-        ("OPENDIR", "READDIRPLUS", "READDIR", "RELEASEDIR"),
+        ("READDIRPLUS", "READDIR"),
         _readdir_small,
         doc="list a small directory",
     ),
     Step(
         "populate-large",
-        ("MKDIR", "CREATE"),
+        ("MKDIR", "CREATE", "MKNOD"),
         _populate_large,
         writes=True,
         doc=f"create {LARGE_DIR_ENTRIES} empty files in one directory",
     ),
     Step(
         "readdir-large",
-        ("OPENDIR", "READDIRPLUS", "READDIR", "RELEASEDIR"),
+        ("READDIRPLUS", "READDIR"),
         _readdir_large,
         doc=f"list a directory of {LARGE_DIR_ENTRIES}+ entries",
     ),
@@ -859,20 +862,8 @@ def _mark(ctx: Context, name: str) -> None:
         pass
 
 
-def run_workload(
-    root: str | os.PathLike[str],
-    *,
-    steps: tuple[Step, ...] = STEPS,
-    timeout: float = DEFAULT_TIMEOUT,
-    on_hang: Callable[[], None] | None = None,
-    progress: Callable[[StepResult], None] | None = None,
-) -> tuple[Context, list[StepResult]]:
-    """Run every step against ``root``; returns the context and one result per step.
-
-    ``on_hang`` is called when a step exceeds ``timeout`` (for a FUSE mount: abort the
-    connection, which makes the stuck system call fail); the remaining steps are skipped.
-    """
-    ctx = Context(Path(root))
+def _prepare(ctx: Context) -> None:
+    """Tell a read-only filesystem; remove what an earlier run left behind."""
     try:
         if os.statvfs(ctx.root).f_flag & os.ST_RDONLY:
             ctx.read_only, ctx.read_only_reason = True, "statvfs reports ST_RDONLY"
@@ -887,13 +878,34 @@ def run_workload(
             if e.errno in READ_ONLY_ERRNOS:
                 ctx.read_only = True
                 ctx.read_only_reason = f"removing {WORKDIR}: {errno_name(e.errno)}"
+
+
+def run_workload(
+    root: str | os.PathLike[str],
+    *,
+    steps: tuple[Step, ...] = STEPS,
+    timeout: float = DEFAULT_TIMEOUT,
+    on_hang: Callable[[], object] | None = None,
+    progress: Callable[[StepResult], None] | None = None,
+) -> tuple[Context, list[StepResult]]:
+    """Run every step against ``root``; returns the context and one result per step.
+
+    ``on_hang`` is called when a step exceeds ``timeout`` (for a FUSE mount: abort the
+    connection, which makes the stuck system call fail); the remaining steps are skipped.
+    """
+    ctx = Context(Path(root))
     results: list[StepResult] = []
     hung: str | None = None
+    finished, _, _ = _call_with_timeout(functools.partial(_prepare, ctx), timeout)
+    if not finished:
+        hung = "the first access"
+        if on_hang is not None:
+            on_hang()
     first_write = True
     for index, step in enumerate(steps):
         result = StepResult(index, step.name, step.ops, Status.SKIPPED)
         if hung is not None:
-            result.detail = f"not run: the connection was aborted after {hung} hung"
+            result.detail = f"not run: {hung} hung and the connection was aborted"
         elif step.writes and ctx.read_only:
             result.detail = f"read-only filesystem ({ctx.read_only_reason})"
         else:
@@ -903,7 +915,7 @@ def run_workload(
             _mark(ctx, marker_name(index, step.name))
             finished, note, exc = _call_with_timeout(functools.partial(step.run, ctx), timeout)
             if not finished:
-                hung = step.name
+                hung = f"step {step.name}"
                 result.status, result.detail = Status.FAILED, f"timed out after {timeout:g} s"
                 if on_hang is not None:
                     on_hang()

@@ -1,0 +1,411 @@
+"""The conformance report: workload verdicts merged with what the capture shows.
+
+A step's verdict comes from two sides. The system calls say whether it worked
+(:mod:`fusetrace.conform.workload`); the capture says which requests the step made the kernel
+send and how the daemon answered them. The capture is split into steps by the marker LOOKUPs
+the workload makes before each step (``.fusetrace-step-NN-NAME``). A step is *not supported*
+when its system call failed with ENOSYS/EOPNOTSUPP/ENOTTY, or when the daemon answered the
+step's own opcodes only with such errors — even if the kernel then emulated the call and the
+system call succeeded (LSEEK, POLL, COPY_FILE_RANGE fall back in the kernel).
+
+Rendering here is plain text, JSON and JUnit XML; the rich table lives in the CLI.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from fusetrace.conform.library import summarize
+from fusetrace.conform.workload import (
+    MARKER_PREFIX,
+    STEPS,
+    UNSUPPORTED_ERRNOS,
+    Status,
+    StepResult,
+    errno_name,
+)
+from fusetrace.protocol.abi import Opcode
+from fusetrace.protocol.stream import FrameDecoder
+from fusetrace.record import Direction, Record
+from fusetrace.tracker.findings import Finding, Severity
+from fusetrace.tracker.rules import FAMILIES
+
+#: section names of the frames that belong to no step
+BEFORE = "(mount)"
+SETUP = "(setup)"
+DISCOVER = "(discover)"
+
+
+def _opname(opcode: int | None) -> str:
+    if opcode is None:
+        return "?"
+    try:
+        return Opcode(opcode).name
+    except ValueError:
+        return f"OPCODE_{opcode}"
+
+
+@dataclass
+class OpStats:
+    """Requests of one opcode in one step, and how they were answered."""
+
+    requests: int = 0
+    ok: int = 0
+    #: errno name -> count
+    errors: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"requests": self.requests, "ok": self.ok, "errors": dict(self.errors)}
+
+    def describe(self) -> str:
+        if not self.errors:
+            return str(self.requests)
+        errs = ", ".join(f"{name} {n}" for name, n in sorted(self.errors.items()))
+        return f"{self.requests} ({errs})"
+
+
+@dataclass
+class CaptureAnalysis:
+    """What the capture shows, per section (step name, or one of BEFORE/SETUP/DISCOVER)."""
+
+    sections: dict[str, dict[str, OpStats]] = field(default_factory=dict)
+    #: (opcode name, errno or None) per request, for :func:`summarize`
+    requests: list[tuple[str, int | None]] = field(default_factory=list)
+    #: step names in the order their markers appear
+    steps_seen: list[str] = field(default_factory=list)
+    frames: int = 0
+    undecodable: int = 0
+
+    def ops(self, section: str) -> dict[str, OpStats]:
+        return self.sections.get(section, {})
+
+    def summary(self) -> dict[str, Any]:
+        out = summarize(self.requests, self.steps_seen)
+        out["frames"] = self.frames
+        return out
+
+
+def _section_of_marker(name: str) -> str | None:
+    if not name.startswith(MARKER_PREFIX):
+        return None
+    rest = name[len(MARKER_PREFIX) :]
+    if rest == "setup":
+        return SETUP
+    if rest == "discover":
+        return DISCOVER
+    number, _, step = rest.partition("-")
+    return step if number.isdigit() and step else None
+
+
+def analyze_capture(records: Iterable[Record], byte_order: str = "little") -> CaptureAnalysis:
+    """Split a capture of the workload into sections and count requests and reply errors."""
+    out = CaptureAnalysis()
+    decoder = FrameDecoder(byte_order)
+    section = BEFORE
+    #: (channel, unique) of requests -> (section, index in out.requests); markers excluded
+    owner: dict[tuple[int, int], tuple[str, int]] = {}
+    for record in records:
+        out.frames += 1
+        frame = decoder.feed(record)
+        d = frame.decoded
+        if d is None:
+            out.undecodable += 1
+            continue
+        if record.direction is Direction.INBOUND:
+            name = _opname(d.opcode)
+            if d.opcode == Opcode.LOOKUP:
+                marker = _section_of_marker(str(d.body.get("name", "")))
+                if marker is not None:
+                    section = marker
+                    if marker not in (SETUP, DISCOVER):
+                        out.steps_seen.append(marker)
+                    continue
+            stats = out.sections.setdefault(section, {}).setdefault(name, OpStats())
+            stats.requests += 1
+            owner[(record.channel, d.unique)] = (section, len(out.requests))
+            out.requests.append((name, None))
+            continue
+        if d.kind not in ("reply", "interrupt-reply") or frame.request is None:
+            continue
+        req = frame.request
+        key = (req.record.channel, req.decoded.unique if req.decoded else -1)
+        found = owner.pop(key, None)
+        if found is None:
+            continue  # a marker's reply
+        sec, pos = found
+        name = out.requests[pos][0]
+        err = -(d.error or 0)
+        out.requests[pos] = (name, err)
+        stats = out.sections[sec][name]
+        if err == 0:
+            stats.ok += 1
+        else:
+            ename = errno_name(err)
+            stats.errors[ename] = stats.errors.get(ename, 0) + 1
+    return out
+
+
+@dataclass
+class StepReport:
+    """One row of the report."""
+
+    result: StepResult
+    status: Status
+    detail: str
+    #: opcode name -> stats, for the frames between this step's marker and the next
+    seen: dict[str, OpStats]
+
+    @property
+    def name(self) -> str:
+        return self.result.name
+
+    def seen_text(self) -> str:
+        return ", ".join(f"{op} {st.describe()}" for op, st in self.seen.items()) or "-"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.name,
+            "status": self.status.value,
+            "ops": list(self.result.ops),
+            "errno": self.result.error,
+            "detail": self.detail,
+            "seen": {op: st.to_dict() for op, st in self.seen.items()},
+        }
+
+
+_UNSUPPORTED_NAMES = frozenset(errno_name(e) for e in UNSUPPORTED_ERRNOS)
+
+
+def judge(result: StepResult, seen: dict[str, OpStats]) -> tuple[Status, str]:
+    """A step's verdict from its system calls and its frames in the capture."""
+    status, detail = result.status, result.detail
+    if status is Status.SKIPPED:
+        return status, detail
+    own = {op: seen[op] for op in result.ops if op in seen}
+    refused = sorted(
+        f"{op} {name}" for op, st in own.items() for name in st.errors if name in _UNSUPPORTED_NAMES
+    )
+    answered = any(st.ok for st in own.values())
+    if refused and not answered:
+        how = "; the kernel emulated the call" if status is Status.SUPPORTED else ""
+        note = f"daemon answered {', '.join(refused)}{how}"
+        return Status.UNSUPPORTED, f"{detail}; {note}" if detail else note
+    if status is Status.SUPPORTED and not own and result.ops:
+        note = "no request reached the daemon (handled by the kernel or its caches)"
+        return status, f"{detail}; {note}" if detail else note
+    if status is Status.FAILED and own:
+        errs = sorted(f"{op} {name}" for op, st in own.items() for name in st.errors)
+        if errs:
+            note = f"daemon answered {', '.join(errs)}"
+            return status, f"{detail}; {note}" if detail else note
+    return status, detail
+
+
+@dataclass
+class ConformReport:
+    """Everything ``fusetrace conform`` reports."""
+
+    daemon: list[str]
+    mountpoint: str
+    steps: list[StepReport]
+    findings: list[Finding]
+    read_only: bool = False
+    read_only_reason: str = ""
+    capture: str | None = None
+    kernel: str = ""
+    analysis: CaptureAnalysis | None = None
+    #: replay against the baseline capture: {"capture", "exit", "differences": [...], ...}
+    baseline: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out = {s.value: 0 for s in Status}
+        for step in self.steps:
+            out[step.status.value] += 1
+        return out
+
+    @property
+    def error_findings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity >= Severity.ERROR]
+
+    @property
+    def failed_steps(self) -> list[StepReport]:
+        return [s for s in self.steps if s.status is Status.FAILED]
+
+    @property
+    def baseline_differs(self) -> bool:
+        return bool(self.baseline and self.baseline.get("differences"))
+
+    @property
+    def ok(self) -> bool:
+        return not (self.error_findings or self.failed_steps or self.baseline_differs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fusetrace_conform": 1,
+            "daemon": self.daemon,
+            "mountpoint": self.mountpoint,
+            "kernel": self.kernel,
+            "capture": self.capture,
+            "read_only": self.read_only,
+            "read_only_reason": self.read_only_reason,
+            "ok": self.ok,
+            "counts": self.counts,
+            "steps": [s.to_dict() for s in self.steps],
+            "findings": [f.to_dict() for f in self.findings],
+            "baseline": self.baseline,
+            "capture_summary": self.analysis.summary() if self.analysis else None,
+            "notes": self.notes,
+        }
+
+
+def build_report(
+    results: list[StepResult],
+    analysis: CaptureAnalysis | None,
+    findings: list[Finding],
+    **kwargs: Any,
+) -> ConformReport:
+    steps = []
+    for result in results:
+        seen = analysis.ops(result.name) if analysis else {}
+        status, detail = judge(result, seen)
+        steps.append(StepReport(result, status, detail, seen))
+    return ConformReport(steps=steps, findings=findings, analysis=analysis, **kwargs)
+
+
+# ---- rendering ------------------------------------------------------------------------------
+
+
+def render_text(report: ConformReport) -> str:
+    """The report as plain text: a table of steps, then the findings."""
+    lines = [f"fusetrace conform: {' '.join(report.daemon)} on {report.mountpoint}"]
+    if report.read_only:
+        lines.append(f"read-only filesystem: {report.read_only_reason}")
+    width = max((len(s.name) for s in report.steps), default=4)
+    lines.append("")
+    lines.append(f"{'step':<{width}}  {'result':<13}  {'requests (errors)':<40}  detail")
+    for s in report.steps:
+        lines.append(
+            f"{s.name:<{width}}  {s.status.value:<13}  {s.seen_text():<40}  {s.detail}".rstrip()
+        )
+    lines.append("")
+    counts = report.counts
+    lines.append(", ".join(f"{n} {k}" for k, n in counts.items()))
+    lines.extend(render_findings_text(report.findings))
+    lines.extend(render_baseline_text(report.baseline))
+    lines.extend(f"note: {n}" for n in report.notes)
+    lines.append("result: " + ("pass" if report.ok else "FAIL"))
+    return "\n".join(lines) + "\n"
+
+
+def render_findings_text(findings: list[Finding]) -> list[str]:
+    if not findings:
+        return ["findings: none"]
+    out = [f"findings: {len(findings)}"]
+    for f in findings:
+        where = f"frame {f.frame}" if f.frame is not None else "end of capture"
+        op = f" {f.opcode}" if f.opcode else ""
+        out.append(f"  {f.rule} {f.severity.label} ({f.culprit.value}) {where}{op}: {f.message}")
+    return out
+
+
+def render_baseline_text(baseline: dict[str, Any] | None) -> list[str]:
+    if baseline is None:
+        return []
+    diffs = baseline.get("differences") or []
+    head = f"baseline {baseline.get('capture')}: "
+    if baseline.get("error"):
+        return [head + f"replay failed: {baseline['error']}"]
+    if not diffs:
+        return [head + "no behaviour differences"]
+    out = [head + f"{len(diffs)} behaviour differences"]
+    out.extend(f"  {d}" if isinstance(d, str) else f"  {d.get('message', d)}" for d in diffs[:50])
+    if len(diffs) > 50:
+        out.append(f"  ... and {len(diffs) - 50} more")
+    return out
+
+
+def render_junit(report: ConformReport) -> str:
+    """JUnit XML: one testcase per workload step, one per rule family, one for the baseline."""
+    root = ET.Element("testsuites", name="fusetrace conform")
+    suite = ET.SubElement(root, "testsuite", name="conform.workload")
+    failures = skipped = 0
+    for s in report.steps:
+        case = ET.SubElement(suite, "testcase", classname="conform.workload", name=s.name)
+        seen = ET.SubElement(case, "system-out")
+        seen.text = f"requests: {s.seen_text()}\n{s.detail}"
+        if s.status is Status.FAILED:
+            failures += 1
+            fail = ET.SubElement(case, "failure", message=f"{s.name}: {s.detail}", type="failed")
+            fail.text = s.detail
+        elif s.status is Status.SKIPPED:
+            skipped += 1
+            ET.SubElement(case, "skipped", message=f"skipped: {s.detail}")
+        elif s.status is Status.UNSUPPORTED:
+            skipped += 1
+            ET.SubElement(case, "skipped", message=f"not supported: {s.detail}")
+    suite.set("tests", str(len(report.steps)))
+    suite.set("failures", str(failures))
+    suite.set("skipped", str(skipped))
+    suite.set("errors", "0")
+
+    fsuite = ET.SubElement(root, "testsuite", name="conform.findings")
+    ffail = 0
+    by_family: dict[str, list[Finding]] = {}
+    for f in report.findings:
+        by_family.setdefault(f.rule[:3], []).append(f)
+    families = dict(FAMILIES)
+    for fam in by_family:
+        families.setdefault(fam, "other rules")
+    for fam, title in sorted(families.items()):
+        found = by_family.get(fam, [])
+        case = ET.SubElement(
+            fsuite, "testcase", classname="conform.findings", name=f"{fam}xx {title}"
+        )
+        if not found:
+            continue
+        text = "\n".join(render_findings_text(found)[1:])
+        errors = [f for f in found if f.severity >= Severity.ERROR]
+        if errors:
+            ffail += 1
+            rules = ", ".join(sorted({f.rule for f in errors}))
+            fail = ET.SubElement(
+                case, "failure", message=f"{len(errors)} error findings: {rules}", type="findings"
+            )
+            fail.text = text
+        else:
+            out = ET.SubElement(case, "system-out")
+            out.text = text
+    fsuite.set("tests", str(len(families)))
+    fsuite.set("failures", str(ffail))
+    fsuite.set("errors", "0")
+    fsuite.set("skipped", "0")
+
+    if report.baseline is not None:
+        bsuite = ET.SubElement(root, "testsuite", name="conform.baseline", tests="1")
+        case = ET.SubElement(
+            bsuite, "testcase", classname="conform.baseline", name="replay of baseline capture"
+        )
+        lines = render_baseline_text(report.baseline)
+        if report.baseline_differs or report.baseline.get("error"):
+            fail = ET.SubElement(case, "failure", message=lines[0], type="differences")
+            fail.text = "\n".join(lines)
+            bsuite.set("failures", "1")
+        else:
+            bsuite.set("failures", "0")
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, "unicode") + "\n"
+
+
+def step_names() -> list[str]:
+    return [s.name for s in STEPS]
+
+
+def errno_value(name: str) -> int:
+    """2 for "ENOENT" (used by tests and the baseline comparison)."""
+    return int(getattr(errno_mod, name))
