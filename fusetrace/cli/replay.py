@@ -183,6 +183,7 @@ def _print_text(
     type=click.FloatRange(min=0),
     default=0.0,
     show_default=True,
+    metavar="X",
     help="Keep the recorded pacing, X times faster; 0 = as fast as the daemon answers "
     "(and report requests/s and latency per opcode).",
 )
@@ -198,14 +199,14 @@ def _print_text(
     "--ignore",
     multiple=True,
     metavar="FIELD[,FIELD...]",
-    help="Do not compare these reply fields (dotted names or suffixes: attr.atime, "
-    "entry.generation, size).",
+    help="Do not compare these reply fields; a name matches whole dotted parts of a field "
+    "name (attr.size, entry.generation, atime). Repeatable.",
 )
 @click.option(
     "--strict",
     is_flag=True,
-    help="Compare every field, also those that differ between runs by default "
-    "(times, validity, generation, inode numbers, statfs counters).",
+    help="Compare every field, also those left out by default (times, cache validity, "
+    "generations, inode numbers, statfs counters, padding).",
 )
 @click.option(
     "--format",
@@ -235,7 +236,8 @@ def replay(
 
     Node ids, file handles and directory offsets the live daemon hands out differently are
     learned from its replies and rewritten into later requests. Times, cache validity,
-    generations, inode numbers and statfs counters are not compared unless --strict.
+    generations, inode numbers, statfs counters and padding are not compared unless
+    --strict. With --speed 0 the summary gives requests/s and latency per opcode.
 
     \b
     Examples:
