@@ -68,9 +68,9 @@ def install(source: Path, dest_dir: Path) -> Path:
             os.unlink(tmp)
             raise
     except OSError as e:
-        where = e.filename or dest_dir
+        where = f"{e.filename}: " if e.filename and str(e.filename) != str(dest_dir) else ""
         raise EnvironmentProblem(
-            f"cannot install the dissector into {dest_dir}: {where}: {e.strerror}",
+            f"cannot install the dissector into {dest_dir}: {where}{e.strerror}",
             hint="choose a writable folder with --dest",
         ) from None
     return target
@@ -91,6 +91,7 @@ def install(source: Path, dest_dir: Path) -> Path:
 @click.option(
     "--dest",
     type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
     help="Install into this folder instead of the personal plugin folder.",
 )
 def wireshark_plugin(do_install: bool, print_path: bool, dest: Path | None) -> None:

@@ -193,11 +193,19 @@ local function mode_text(mode)
     return perm
 end
 
+-- "(regular file, 0644)" after a mode item, when the mode carries a file type
+local function add_mode_text(item, mode)
+    if item and mode and bit32.band(mode, 0xF000) ~= 0 then
+        item:append_text(" (" .. mode_text(mode) .. ")")
+    end
+end
+
 ---------------------------------------------------------------------------------------
 -- Fields
 ---------------------------------------------------------------------------------------
 
 local F = {}
+local SET = { "Set", "Not set" }
 local function field(key, pf) F[key] = pf end
 
 -- header
@@ -273,7 +281,7 @@ field("forget_count", ProtoField.uint32("fuse.forget.count", "Count", base.DEC))
 field("setattr_valid", ProtoField.uint32("fuse.setattr.valid", "Valid", base.HEX))
 for bit = 0, #FATTR do
     field("fattr_" .. bit, ProtoField.bool("fuse.setattr.valid." .. FATTR[bit]:lower(),
-        FATTR[bit], 32, nil, bit32.lshift(1, bit)))
+        FATTR[bit], 32, SET, bit32.lshift(1, bit)))
 end
 field("setattr_size", ProtoField.uint64("fuse.setattr.size", "Size", base.DEC))
 field("setattr_atime", ProtoField.absolute_time("fuse.setattr.atime", "Access time", base.UTC))
@@ -291,7 +299,7 @@ field("open_open_flags", ProtoField.uint32("fuse.open.open_flags", "FUSE open fl
 field("fopen", ProtoField.uint32("fuse.open_out.flags", "Reply open flags", base.HEX))
 for bit = 0, #FOPEN do
     field("fopen_" .. bit, ProtoField.bool("fuse.open_out.flags." .. FOPEN[bit]:lower(),
-        FOPEN[bit], 32, nil, bit32.lshift(1, bit)))
+        FOPEN[bit], 32, SET, bit32.lshift(1, bit)))
 end
 field("backing_id", ProtoField.int32("fuse.open_out.backing_id", "Backing id", base.DEC))
 field("release_flags", ProtoField.uint32("fuse.release.flags", "Release flags", base.HEX))
@@ -317,7 +325,7 @@ field("init_flags2", ProtoField.uint32("fuse.init.flags2", "Flags2", base.HEX))
 for bit = 0, #INIT_FLAGS do
     local mask = bit32.lshift(1, bit % 32)
     field("initf_" .. bit, ProtoField.bool("fuse.init.flags." .. INIT_FLAGS[bit]:lower(),
-        INIT_FLAGS[bit], 32, nil, mask))
+        INIT_FLAGS[bit], 32, SET, mask))
 end
 field("init_max_background", ProtoField.uint16("fuse.init.max_background", "Max background",
     base.DEC))
@@ -448,6 +456,10 @@ fuse.prefs.byte_order = Pref.enum("Byte order",
     BO_AUTO, "Byte order of the FUSE frames (auto: from each frame's length field)",
     { { 1, "auto", BO_AUTO }, { 2, "little endian", BO_LITTLE }, { 3, "big endian", BO_BIG } },
     true)
+local byte_order_pref = BO_AUTO  -- a copy: reading fuse.prefs costs a lookup per frame
+function fuse.prefs_changed()
+    byte_order_pref = fuse.prefs.byte_order
+end
 
 ---------------------------------------------------------------------------------------
 -- Per-capture state: pairing of requests and replies
@@ -475,6 +487,8 @@ local T       -- the Tvb
 local LE      -- true when the frame is little endian
 local CAP     -- captured bytes
 local PINFO
+
+local ZERO64 = UInt64(0)
 
 local function has(off, n) return off >= 0 and off + n <= CAP end
 
@@ -634,7 +648,7 @@ local function attr(tree, off, stop)
     add_time(st, F.attr_ctime, off + 40, off + 56)
     local mode = u32(off + 60)
     local mi = add(st, F.attr_mode, off + 60, 4)
-    if mi and mode then mi:append_text(" (" .. mode_text(mode) .. ")") end
+    add_mode_text(mi, mode)
     add(st, F.attr_nlink, off + 64, 4)
     add(st, F.attr_uid, off + 68, 4)
     add(st, F.attr_gid, off + 72, 4)
@@ -801,14 +815,14 @@ local function create_like(tree, off, stop, mknod)
     if mknod then
         mode = u32(off)
         local mi = add(tree, F.mode, off, 4)
-        if mi and mode then mi:append_text(" (" .. mode_text(mode) .. ")") end
+        add_mode_text(mi, mode)
         add(tree, F.rdev, off + 4, 4)
         if not small then add(tree, F.umask, off + 8, 4) end
     else
         open_flags(tree, off)
         mode = u32(off + 4)
         local mi = add(tree, F.mode, off + 4, 4)
-        if mi and mode then mi:append_text(" (" .. mode_text(mode) .. ")") end
+        add_mode_text(mi, mode)
         if not small then
             add(tree, F.umask, off + 8, 4)
             add(tree, F.open_open_flags, off + 12, 4)
@@ -860,7 +874,7 @@ REQUEST[4] = function(tree, off) -- SETATTR
     if set(0) then
         local mode = u32(off + 68)
         local mi = add(tree, F.setattr_mode, off + 68, 4)
-        if mi and mode then mi:append_text(" (" .. mode_text(mode) .. ")") end
+        add_mode_text(mi, mode)
         parts[#parts + 1] = "mode " .. string.format("%o", mode or 0)
     end
     if set(1) then add(tree, F.setattr_uid, off + 76, 4) end
@@ -879,7 +893,7 @@ REQUEST[8] = function(tree, off, stop) return create_like(tree, off, stop, true)
 REQUEST[9] = function(tree, off, stop) -- MKDIR: mkdir_in {mode, umask}, name
     local mode = u32(off)
     local mi = add(tree, F.mode, off, 4)
-    if mi and mode then mi:append_text(" (" .. mode_text(mode) .. ")") end
+    add_mode_text(mi, mode)
     add(tree, F.umask, off + 4, 4)
     local name = cstring(tree, F.name, off + 8, stop)
     return q(name) .. (mode and (", mode " .. string.format("%o", mode)) or "")
@@ -1305,7 +1319,7 @@ REPLY[52] = function(tree, off) -- STATX: statx_out {attr_valid, nsec, flags, sp
     add(tree, F.statx_gid, s + 24, 4)
     local mode = u16(s + 28)
     local mi = add(tree, F.statx_mode, s + 28, 2)
-    if mi and mode then mi:append_text(" (" .. mode_text(mode) .. ")") end
+    add_mode_text(mi, mode)
     add(tree, F.statx_ino, s + 32, 8)
     add(tree, F.statx_size, s + 40, 8)
     add(tree, F.statx_blocks, s + 48, 8)
@@ -1422,7 +1436,7 @@ end
 
 -- Byte order of this frame: the len field must equal the frame's length.
 local function little_endian(tvb, wire)
-    local pref = fuse.prefs.byte_order
+    local pref = byte_order_pref
     if pref == BO_LITTLE then return true end
     if pref == BO_BIG then return false end
     if tvb(0, 4):le_uint() == wire then return true end
@@ -1438,7 +1452,7 @@ local function is_request(pinfo)
     if CAP < 40 then return false end
     local second = u32(4)
     if second == 0 or second >= 0x80000000 then return false end
-    if u64(8) == UInt64(0) then return false end
+    if T(8, 8):uint64() == ZERO64 then return false end
     return true
 end
 
@@ -1465,12 +1479,12 @@ local function dissect_request(tvb, pinfo, root, wire)
     add(hdr, F.pid, 32, 4)
     add(hdr, F.total_extlen, 36, 2)
     add(hdr, F.hpadding, 38, 2)
-    hdr:append_text(string.format(": %s, unique %s, nodeid %s", name, tostring(unique),
-        tostring(nodeid)))
+    local ustr, nstr = tostring(unique), tostring(nodeid)
+    hdr:append_text(string.format(": %s, unique %s, nodeid %s", name, ustr, nstr))
     if unique:higher() >= 0x80000000 then root:add(F.resend, true):set_generated() end
 
     -- pairing
-    local key = tostring(unique)
+    local key = ustr
     local tr
     if not pinfo.visited then
         tr = { op = opcode, req = pinfo.number, t = frame_time() }
@@ -1499,8 +1513,8 @@ local function dissect_request(tvb, pinfo, root, wire)
     if stop < wire and has(stop, 1) then
         root:add(F.ext, T(stop, math.min(wire, CAP) - stop))
     end
-    local info = string.format("%s Request unique %s", name, tostring(unique))
-    if nodeid ~= UInt64(0) then info = info .. ", nodeid " .. tostring(nodeid) end
+    local info = string.format("%s Request unique %s", name, ustr)
+    if nstr ~= "0" then info = info .. ", nodeid " .. nstr end
     if text ~= "" then info = info .. ", " .. text end
     root:append_text(", " .. info)
     pinfo.cols.info = info
@@ -1512,16 +1526,16 @@ local function dissect_reply(tvb, pinfo, root, wire)
     local err = i32(4)
     local unique = u64(8)
     local key = tostring(unique)
-    local hdr = root:add(fuse, T(0, 16), "Out header")
-    add(hdr, F.len, 0, 4)
     pinfo.cols.src = "daemon"
     pinfo.cols.dst = "kernel"
+    root:add(F.type, key == "0" and 3 or 2):set_generated()
+    local hdr = root:add(fuse, T(0, 16), "Out header")
+    add(hdr, F.len, 0, 4)
 
-    if unique == UInt64(0) then
+    if key == "0" then
         -- notification: the error field holds the notify code
         local code = u32(4)
         local name = NOTIFY_CODES[code] or string.format("code %d", code)
-        root:add(F.type, 3):set_generated()
         add(hdr, F.notify_code, 4, 4)
         add(hdr, F.unique, 8, 8)
         hdr:append_text(": notification " .. name)
@@ -1542,7 +1556,6 @@ local function dissect_reply(tvb, pinfo, root, wire)
         return
     end
 
-    root:add(F.type, 2):set_generated()
     add(hdr, F.error, 4, 4)
     add(hdr, F.unique, 8, 8)
 
@@ -1588,10 +1601,10 @@ local function dissect_reply(tvb, pinfo, root, wire)
     if bit32.btest(unique:lower(), 1) then
         root:add(F.interrupt_reply, true):set_generated()
     end
-    hdr:append_text(string.format(": %s, unique %s, error %s", name, tostring(unique),
+    hdr:append_text(string.format(": %s, unique %s, error %s", name, key,
         errname(err)))
 
-    local info = string.format("%s Reply unique %s", name, tostring(unique))
+    local info = string.format("%s Reply unique %s", name, key)
     if err ~= 0 then
         info = info .. ", error " .. errname(err)
         root:add_proto_expert_info(E.error, "Error reply: " .. errname(err))
