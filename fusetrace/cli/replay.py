@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 import sys
+from contextlib import nullcontext
 from typing import Any, TextIO
 
 import click
@@ -22,6 +23,7 @@ from fusetrace.replay.engine import (
     ReplayOptions,
     ReplayResult,
     ReportDifference,
+    SendFrame,
 )
 from fusetrace.replay.matching import DEFAULT_IGNORE, MatchPolicy
 
@@ -59,6 +61,22 @@ def _tracker_sink(byte_order: str) -> tuple[FrameSink, Any] | None:
         return findings
 
     return sink, finish
+
+
+def _progress(total: int) -> Any:
+    """A progress bar on a terminal's stderr for long replays; nothing otherwise."""
+    if not sys.stderr.isatty() or total < 2000:
+        return nullcontext(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    return Progress(
+        TextColumn("replaying"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,} frames"),
+        console=Console(stderr=True),
+        transient=True,
+    )
 
 
 def _latency_table(result: ReplayResult) -> dict[str, dict[str, float]]:
@@ -280,18 +298,24 @@ def replay(
         )
         sinks.append(lambda d, t, data: writer.write(d, t, data))
 
+    bar = _progress(engine.result.script_frames)
+
     def on_command(cmd: Command) -> None:
         if fmt == "text" and isinstance(cmd, ReportDifference):
             click.echo(cmd.difference.line(), file=out)
+        elif progress is not None and isinstance(cmd, SendFrame):
+            progress.advance(task)
 
     try:
-        result, live = run(
-            engine,
-            list(daemon),
-            mountpoint=mountpoint if isinstance(mountpoint, str) else None,
-            sinks=sinks,
-            on_command=on_command,
-        )
+        with bar as progress:
+            task = progress.add_task("replay", total=engine.result.script_frames) if progress else 0
+            result, live = run(
+                engine,
+                list(daemon),
+                mountpoint=mountpoint if isinstance(mountpoint, str) else None,
+                sinks=sinks,
+                on_command=on_command,
+            )
     finally:
         if writer_file is not None:
             writer_file.close()
