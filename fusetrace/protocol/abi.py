@@ -7,6 +7,7 @@ than ABI 7.8 carries its minor in a comment (``# 7.N``). Pure: no I/O.
 from __future__ import annotations
 
 import enum
+import functools
 
 #: The protocol major every Linux kernel speaks.
 FUSE_KERNEL_VERSION = 7
@@ -324,14 +325,18 @@ FILE_TYPE_NAMES = {
 }
 
 
+@functools.cache
+def _members(flags: type[enum.IntFlag]) -> tuple[tuple[int, str], ...]:
+    return tuple((int(m), m.name) for m in flags if int(m) and m.name is not None)
+
+
 def flag_names(value: int, flags: type[enum.IntFlag]) -> list[str]:
     """Names of the bits set in ``value``; unknown bits appear as ``bitN``."""
     names: list[str] = []
     rest = value
-    for member in flags:
-        m = int(member)
-        if m and value & m == m and member.name is not None:
-            names.append(member.name)
+    for m, name in _members(flags):
+        if value & m == m:
+            names.append(name)
             rest &= ~m
     bit = 0
     while rest:
