@@ -39,6 +39,12 @@
 
 local PLUGIN_VERSION = "0.1.0"
 
+-- Loaded twice (installed in the plugin folder and named with -X lua_script): the first
+-- copy, the installed one, stays; the second would fail to register the same protocol.
+-- (package.loaded is shared by all scripts; their globals may not be.)
+if package.loaded["fusetrace.fuse"] then return end
+package.loaded["fusetrace.fuse"] = PLUGIN_VERSION
+
 if set_plugin_info then
     set_plugin_info({
         version = PLUGIN_VERSION,

@@ -528,11 +528,14 @@ def test_installed_plugin_is_loaded_by_tshark(
     path, session = capture
     assert run_cli("--install", home=tmp_path).returncode == 0
     env = dict(os.environ, HOME=str(tmp_path))
-    proc = subprocess.run(
-        [TSHARK or "tshark", "-r", str(path), "-Y", "fuse.opcode == 15", "-T", "fields",
-         "-e", "frame.number"],
-        capture_output=True, text=True, env=env, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
     want = [i for i, fr in enumerate(session.frames, 1) if fr.opcode == READ]
-    assert [int(n) for n in proc.stdout.split()] == want
+    # installed only, and installed plus named again with -X (loaded once, no error)
+    for extra in ([], ["-X", f"lua_script:{PLUGIN}"]):
+        proc = subprocess.run(
+            [TSHARK or "tshark", *extra, "-r", str(path), "-Y", "fuse.opcode == 15",
+             "-T", "fields", "-e", "frame.number"],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert clean_stderr(proc.stderr) == []
+        assert [int(n) for n in proc.stdout.split()] == want
