@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from fusetrace.errors import ExitCode, FusetraceError
+from fusetrace.errors import ExitCode
 
 EPILOG = """\b
 Examples:
@@ -105,6 +105,15 @@ def _rich_table(report: Any) -> None:
     metavar="SECONDS",
     help="Abandon a step that takes longer (the connection is aborted; the step fails).",
 )
+@click.option(
+    "--large-dir",
+    "large_entries",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    metavar="N",
+    help="Entries the workload puts in its large directory (smaller: a smaller capture).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print no table on stdout, only the verdict.")
 @click.argument("mountpoint", type=click.Path(file_okay=False))
 @click.argument("daemon", nargs=-1, required=True)
@@ -116,6 +125,7 @@ def conform(
     options: tuple[str, ...],
     snaplen: int | None,
     timeout: float,
+    large_entries: int,
     quiet: bool,
     mountpoint: str,
     daemon: tuple[str, ...],
@@ -146,11 +156,9 @@ def conform(
         baseline=baseline,
         timeout=timeout,
         snaplen=snaplen,
+        large_entries=large_entries,
     )
-    try:
-        report = run_conform(config)
-    except FusetraceError:
-        raise
+    report = run_conform(config)
     if junit:
         _write(junit, render_junit(report))
     if json_path:

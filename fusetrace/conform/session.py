@@ -29,7 +29,12 @@ from typing import Any
 import fusetrace
 from fusetrace.capture.files import open_capture
 from fusetrace.conform.report import ConformReport, analyze_capture, build_report
-from fusetrace.conform.workload import DEFAULT_TIMEOUT, StepResult, run_workload
+from fusetrace.conform.workload import (
+    DEFAULT_TIMEOUT,
+    LARGE_DIR_ENTRIES,
+    StepResult,
+    run_workload,
+)
 from fusetrace.errors import DaemonError, EnvironmentProblem, FusetraceError
 from fusetrace.record import Record
 from fusetrace.tracker import Finding, Tracker
@@ -51,6 +56,7 @@ class ConformConfig:
     baseline: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     snaplen: int | None = None
+    large_entries: int = LARGE_DIR_ENTRIES
 
 
 # ---- mounts ---------------------------------------------------------------------------------
@@ -292,6 +298,7 @@ def run_conform(
                 timeout=config.timeout,
                 on_hang=lambda: abort_connection(config.mountpoint),
                 progress=progress,
+                large_entries=config.large_entries,
             )
         notes = []
         if proc.returncode not in (0, None):

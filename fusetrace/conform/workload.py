@@ -154,6 +154,8 @@ class Context:
     targets: dict[str, Path] = field(default_factory=dict)
     #: what discovery found on a read-only filesystem
     found: str = ""
+    #: entries the populate-large step makes
+    large_entries: int = LARGE_DIR_ENTRIES
 
     @property
     def work(self) -> Path:
@@ -481,15 +483,15 @@ def _readdir_small(ctx: Context) -> str:
 def _populate_large(ctx: Context) -> str:
     large = ctx.work / "large"
     os.mkdir(large, 0o755)
-    for i in range(LARGE_DIR_ENTRIES):
+    for i in range(ctx.large_entries):
         fd = _open(large / f"f{i:04d}", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         os.close(fd)
     ctx.targets["large_dir"] = large
-    return f"{LARGE_DIR_ENTRIES} files"
+    return f"{ctx.large_entries} files"
 
 
 def _readdir_large(ctx: Context) -> str:
-    return _readdir(ctx.target("large_dir"), 0 if ctx.read_only else LARGE_DIR_ENTRIES)
+    return _readdir(ctx.target("large_dir"), 0 if ctx.read_only else ctx.large_entries)
 
 
 def _posix_locks(ctx: Context) -> str | None:
@@ -763,28 +765,37 @@ STEPS: tuple[Step, ...] = (
 # ---- read-only discovery --------------------------------------------------------------------
 
 
-def _walk(root: Path, limit: int = 20000, depth: int = 6) -> Iterator[tuple[Path, os.stat_result]]:
-    """Entries under root, depth first in name order, bounded; does not follow symlinks."""
+def _walk(root: Path, limit: int = 20000, depth: int = 6) -> Iterator[tuple[Path, str]]:
+    """(path, kind) under root, depth first in name order, bounded; kind from readdir alone
+    ("dir", "file", "link", "other"), so the walk makes no request per entry."""
     seen = 0
     stack: list[tuple[Path, int]] = [(root, 0)]
     while stack and seen < limit:
         path, level = stack.pop()
         try:
-            names = sorted(os.listdir(path))
+            with os.scandir(path) as it:
+                entries = sorted(it, key=lambda e: e.name)
         except OSError:
             continue
         subdirs = []
-        for name in names:
-            if path == root and name.startswith(MARKER_PREFIX):
+        for entry in entries:
+            if path == root and entry.name.startswith(MARKER_PREFIX):
                 continue
-            child = path / name
             try:
-                st = os.lstat(child)
+                if entry.is_symlink():
+                    kind = "link"
+                elif entry.is_dir(follow_symlinks=False):
+                    kind = "dir"
+                elif entry.is_file(follow_symlinks=False):
+                    kind = "file"
+                else:
+                    kind = "other"
             except OSError:
                 continue
             seen += 1
-            yield child, st
-            if stat.S_ISDIR(st.st_mode) and level + 1 < depth:
+            child = path / entry.name
+            yield child, kind
+            if kind == "dir" and level + 1 < depth:
                 subdirs.append((child, level + 1))
             if seen >= limit:
                 return
@@ -794,13 +805,17 @@ def _walk(root: Path, limit: int = 20000, depth: int = 6) -> Iterator[tuple[Path
 def discover(ctx: Context) -> str:
     """Find what read-only steps work on: a file with data, the largest directory, a link."""
     sizes: dict[Path, int] = {ctx.root: 0}
-    for path, st in _walk(ctx.root):
+    for path, kind in _walk(ctx.root):
         sizes[path.parent] = sizes.get(path.parent, 0) + 1
-        if stat.S_ISREG(st.st_mode) and st.st_size > 0 and "file" not in ctx.targets:
-            ctx.targets["file"] = path
-        elif stat.S_ISLNK(st.st_mode) and "symlink" not in ctx.targets:
+        if kind == "file" and "file" not in ctx.targets:
+            try:
+                if os.lstat(path).st_size > 0:
+                    ctx.targets["file"] = path
+            except OSError:
+                pass
+        elif kind == "link" and "symlink" not in ctx.targets:
             ctx.targets["symlink"] = path
-        if stat.S_ISDIR(st.st_mode):
+        elif kind == "dir":
             sizes.setdefault(path, 0)
     ranked = sorted(sizes.items(), key=lambda kv: (-kv[1], str(kv[0])))
     ctx.targets["large_dir"] = ranked[0][0]
@@ -887,13 +902,14 @@ def run_workload(
     timeout: float = DEFAULT_TIMEOUT,
     on_hang: Callable[[], object] | None = None,
     progress: Callable[[StepResult], None] | None = None,
+    large_entries: int = LARGE_DIR_ENTRIES,
 ) -> tuple[Context, list[StepResult]]:
     """Run every step against ``root``; returns the context and one result per step.
 
     ``on_hang`` is called when a step exceeds ``timeout`` (for a FUSE mount: abort the
     connection, which makes the stuck system call fail); the remaining steps are skipped.
     """
-    ctx = Context(Path(root))
+    ctx = Context(Path(root), large_entries=large_entries)
     results: list[StepResult] = []
     hung: str | None = None
     finished, _, _ = _call_with_timeout(functools.partial(_prepare, ctx), timeout)
