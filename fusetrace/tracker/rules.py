@@ -363,7 +363,8 @@ _CATALOGUE: tuple[Rule, ...] = (
         "daemon message shorter than the 16-byte header",
         """
         Every daemon → kernel message starts with the 16-byte fuse_out_header. A shorter
-        write() fails with EINVAL and has no effect. protocol.md §5.3 (W2).""",
+        write() fails with EINVAL and has no effect: the request the daemon meant to
+        answer stays pending. protocol.md §5.3 (W2).""",
     ),
     _r(
         "FT302",
@@ -714,7 +715,9 @@ _CATALOGUE: tuple[Rule, ...] = (
         D,
         "notification names an entry that is too long",
         """
-        INVAL_ENTRY and DELETE with namelen above the name limit fail with ENAMETOOLONG.
+        INVAL_ENTRY and DELETE with namelen above the name limit (1024; 4095 with
+        max_pages > 1 on 6.15+) fail with ENAMETOOLONG before the size is even checked; the
+        cached entry stays.
         protocol.md §6.""",
     ),
     _r(

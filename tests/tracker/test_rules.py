@@ -1,0 +1,139 @@
+"""The rule catalogue, and the kernel behaviour its documentation claims, checked live.
+
+The live test mounts :mod:`misbehave` (a daemon that breaks the protocol on purpose,
+talking to /dev/fuse itself), provokes each fault from a caller thread, and asserts three
+things per fault: what the daemon's write() returned, what the caller saw, and that the
+tracker fed the same frames reports the fault's rule at the faulty frame.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from misbehave import FAULTS, MKDIR_FAULTS, NOTIFY_FAULTS, Misbehaving
+
+from fusetrace.tracker import FAMILIES, RULES, Culprit, Severity, Tracker, select_rules
+from fusetrace.tracker.rules import matches
+
+
+def test_codes_are_stable_and_grouped() -> None:
+    for code, rule in RULES.items():
+        assert re.fullmatch(r"FT[1-5]\d\d", code)
+        assert rule.code == code and rule.family in FAMILIES
+        assert re.fullmatch(r"[a-z0-9-]+", rule.name)
+        assert len(rule.doc) > 100, code
+        assert "protocol.md" in rule.doc or "design.md" in rule.doc, code
+    assert len({r.name for r in RULES.values()}) == len(RULES)
+
+
+def test_select_and_ignore_by_code_or_prefix() -> None:
+    assert select_rules() == frozenset(RULES)
+    ft1 = select_rules(["FT1"])
+    assert ft1 and all(c.startswith("FT1") for c in ft1)
+    assert "FT102" not in select_rules(["ft1"], ["FT102"])
+    assert select_rules(None, ["FT"]) == frozenset()
+    with pytest.raises(ValueError, match="FT9"):
+        select_rules(["FT9"])
+    assert matches("FT203", ["FT2"]) and not matches("FT203", ["FT3"])
+
+
+def test_end_of_capture_rules_are_information() -> None:
+    for code in ("FT111", "FT213", "FT214"):
+        assert RULES[code].severity is Severity.INFO
+    assert RULES["FT101"].culprit is Culprit.DAEMON
+    assert RULES["FT203"].culprit is Culprit.KERNEL
+
+
+# ---- live ------------------------------------------------------------------------------
+needs_fuse = pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.exists("/dev/fuse"), reason="needs root and /dev/fuse"
+)
+
+
+def in_thread(fn: Callable[[], object], timeout: float = 10) -> BaseException | None:
+    """Run a caller's syscall; returns the exception it raised (None if it succeeded)."""
+    out: list[BaseException | None] = [None]
+
+    def run() -> None:
+        try:
+            fn()
+        except BaseException as e:
+            out[0] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(timeout)
+    assert not t.is_alive(), "the caller is still blocked"
+    return out[0]
+
+
+def caller_errno(e: BaseException | None) -> int:
+    assert isinstance(e, OSError), e
+    return e.errno or 0
+
+
+@pytest.mark.mount
+@needs_fuse
+def test_faults_against_the_real_kernel(tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    fs = Misbehaving(mnt)
+    fs.mount()
+    seen: dict[str, int] = {}
+    try:
+        for name in FAULTS:
+            if name == "forget-me":
+                continue
+            seen[name] = caller_errno(in_thread(lambda n=name: os.stat(mnt / n)))
+        for name in MKDIR_FAULTS:
+            seen[name] = caller_errno(in_thread(lambda n=name: os.mkdir(mnt / n)))
+        # a looked-up node the kernel then forgets; the daemon answers the FORGET
+        assert in_thread(lambda: os.stat(mnt / "forget-me")) is None
+        Path("/proc/sys/vm/drop_caches").write_text("2")
+        assert fs.forget_seen.wait(10), "no FORGET after drop_caches"
+    except BaseException:
+        fs.unmount(abort=True)
+        raise
+    fs.unmount()
+    assert not fs.errors, fs.errors
+    assert str(mnt) not in Path("/proc/mounts").read_text()
+
+    # evidence: what the kernel did with each faulty write, and what the caller saw
+    w = {k: f.write_errno for k, f in fs.faults.items()}
+    assert w == {
+        "unknown-code": errno.EINVAL,  # W4: unknown notification code
+        "short-poll": errno.EINVAL,  # W4: POLL payload must be 8 bytes
+        "unknown-unique": errno.ENOENT,  # W6: no such request
+        "duplicate": errno.ENOENT,  # W6: already answered
+        "positive-error": errno.EINVAL,  # W5: error out of range
+        "error-with-body": errno.EINVAL,  # W8: error reply must be header-only
+        "header-only-entry": errno.EINVAL,  # W8: entry_out missing
+        "bad-out-len": errno.EINVAL,  # W3: out.len != bytes written
+        "root-id": 0,  # accepted by the transport, rejected above it
+        "wrong-type": 0,
+        "forget-me": errno.ENOENT,  # W6: FORGET is never in the processing table
+    }
+    assert seen == {
+        "unknown-unique": errno.ENOENT,  # the proper reply that followed
+        "duplicate": errno.ENOENT,
+        "positive-error": errno.ENOENT,  # the request stayed pending for the real reply
+        "error-with-body": errno.EIO,  # the request completed with EIO
+        "header-only-entry": errno.EIO,
+        "bad-out-len": errno.ENOENT,
+        "root-id": errno.EIO,
+        "wrong-type": errno.EIO,
+    }
+
+    # the tracker, fed the same frames, names each fault at its frame
+    t = Tracker(strict=True)
+    found = [f for r in fs.records for f in t.feed(r)] + t.finish()
+    at = {(f.rule, f.frame) for f in found if f.severity is not Severity.INFO}
+    want = {(fault.rule, fault.frame) for fault in fs.faults.values()}
+    assert want == at, sorted(at ^ want)
+    assert len(want) == len(FAULTS) + len(MKDIR_FAULTS) + len(NOTIFY_FAULTS)
