@@ -38,7 +38,9 @@ Public API (other packages use only these names; all are importable from their m
   ``header``, ``opcode``, ``name``, ``body`` as plain dicts/lists, undecoded ``remainder``,
   ``problems: list[Problem(code, message)]``; properties ``unique``, ``error``, ``nodeid``,
   ``ok``). They raise only ``fusetrace.errors.DecodeError``, and only when not even the
-  header can be read.
+  header can be read. ``engine="fast"`` reads structs with the derived layouts and takes
+  short cuts for well-formed common shapes; ``engine="construct"`` is the reference (construct
+  schemas, general interpreter); both give equal results.
 * ``stream``: ``FrameDecoder(byte_order="little", *, engine="fast").feed(record) ->
   DecodedFrame`` (``record``, ``decoded`` (None if the header is unreadable, then
   ``error``), ``request`` (the paired request frame of a reply), ``latency_ns``); learns
@@ -48,5 +50,6 @@ Public API (other packages use only these names; all are importable from their m
   total_extlen=None, negotiated=None)``, ``encode_reply(opcode, body, *, unique, error=0,
   negotiated=None, probe=False)``, ``encode_interrupt_reply(unique, error)``,
   ``encode_notify(code, body, *, negotiated=None)``, ``encode_args``, ``build_struct``,
-  ``with_unique(frame, unique)``: bodies in the decoder's shape; lengths filled in.
+  ``with_unique(frame, unique)``: bodies in the decoder's shape; lengths filled in; bad input
+  raises ``EncodeError``.
 """
