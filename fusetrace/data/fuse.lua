@@ -24,9 +24,9 @@
 -- does with -2.  For a reply, fuse.opcode is the paired request's opcode (a generated
 -- field), so `fuse.opcode == 15` shows READ requests and their replies.
 --
--- Display-filter fields (the main ones; `tshark -G fields | grep '^F.*fuse\.'` lists all):
+-- Display-filter fields (the main ones; `tshark -G fields -X lua_script:fuse.lua` lists all):
 --   fuse.type          1 request, 2 reply, 3 notification
---   fuse.len fuse.opcode fuse.unique fuse.nodeid fuse.uid fuse.gid fuse.pid
+--   fuse.len fuse.opcode fuse.unique fuse.nodeid (requests) fuse.uid fuse.gid fuse.pid
 --   fuse.error         negative errno of a reply, shown by name (0 = success)
 --   fuse.notify_code   notification code (the error field of a notification)
 --   fuse.request_in fuse.response_in fuse.time
