@@ -220,10 +220,7 @@ class JunitReporter(Reporter):
 
 
 def _line(f: Finding) -> str:
-    where = "end of capture" if f.frame is None else f"frame {f.frame}"
-    op = f" {f.opcode}" if f.opcode else ""
-    uq = f" unique={_unique(f.unique)}" if f.unique is not None else ""
-    return f"{f.rule} {f.severity.label} [{f.culprit.value}] {where}{op}{uq}: {f.message}"
+    return f.describe()
 
 
 REPORTERS: dict[str, type[Reporter]] = {

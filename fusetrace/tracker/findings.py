@@ -56,6 +56,16 @@ class Finding:
     opcode: str | None = None
     related: tuple[int, ...] = field(default=())
 
+    def describe(self) -> str:
+        """One line: ``FT102 error [daemon] frame 4 GETATTR unique=0x4: message``."""
+        where = "end of capture" if self.frame is None else f"frame {self.frame}"
+        op = f" {self.opcode}" if self.opcode else ""
+        uq = "" if self.unique is None else f" unique={self.unique:#x}"
+        return (
+            f"{self.rule} {self.severity.label} [{self.culprit.value}] {where}{op}{uq}: "
+            f"{self.message}"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "rule": self.rule,

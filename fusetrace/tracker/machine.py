@@ -221,6 +221,7 @@ class Tracker:
         self._forgotten = _Memory()
         self._released = _Memory()
         self._reported_nodes = _Memory()
+        self._reported_fhs = _Memory()
         #: requests pending when NOTIFY_RESEND came: the kernel re-sends them with bit 63
         self._resent: dict[int, Pending] = {}
         # connection-wide facts
@@ -543,6 +544,9 @@ class Tracker:
             return
         if fh == 0 and (self.no_open or self.no_opendir):
             return
+        if fh in self._reported_fhs:
+            return  # one finding per unknown handle, not one per request using it
+        self._reported_fhs.add(fh, idx)
         gone = self._released.get(fh)
         if gone is not None:
             self._emit(
@@ -1278,6 +1282,7 @@ class Tracker:
         flags = f.u32.unpack_from(data, off + f.open_flags)[0]
         self.handles[fh] = self.handles.get(fh, 0) + 1
         self._released.pop(fh)
+        self._reported_fhs.pop(fh)
         if flags & FopenFlag.DIRECT_IO:
             self.direct_io.add(fh)
 

@@ -773,3 +773,11 @@ def test_summary_counts() -> None:
     assert s.outstanding == 1
     assert s.to_dict()["open"]["outstanding_requests"] == 1
     assert Severity.INFO < Severity.ERROR and Culprit.DAEMON.value == "daemon"
+
+
+def test_unknown_handle_is_reported_once() -> None:
+    p = Play.session()
+    for _ in range(3):
+        p.call(Op.READ, {"fh": 9, "size": 10}, {"data": bytes(10)})
+    assert [f.rule for f in p.findings] == ["FT208"]
+    assert p.findings[0].describe().startswith("FT208 error [kernel] frame 2 READ unique=0x4: ")
