@@ -366,7 +366,14 @@ def summary_line(frame: DecodedFrame, t0_ns: int) -> str:
 # ---- verbose ---------------------------------------------------------------------------
 
 
+_HEX_KEYS = frozenset({"valid", "mask", "sx_mask", "events", "revents", "cmd", "kh"})
+
+
 def _value_text(key: str, v: Any) -> str:
+    if isinstance(v, int) and v and ("flags" in key or key in _HEX_KEYS):
+        return f"0x{v:x} (0o{v:o})" if key == "flags" else f"0x{v:x}"
+    if key == "mode" and isinstance(v, int):
+        return f"0o{v:o} ({_mode(v)})"
     if isinstance(v, bytes):
         shown = v[:32].hex(" ")
         return f"{len(v)} bytes: {shown}{' ...' if len(v) > 32 else ''}"

@@ -71,7 +71,8 @@ def test_verbose_lists_every_field() -> None:
     _, rep = lookup_pair()
     text = "\n".join(verbose_lines(rep))
     assert "request: frame 0" in text
-    for field in ("nodeid: 5", "generation: 2", "attr:", "mode: 33184", "blksize: 0"):
+    for field in ("nodeid: 5", "generation: 2", "attr:", "mode: 0o100640 (reg 0640)",
+                  "blksize: 0"):  # fmt: skip
         assert field in text
 
 
@@ -121,3 +122,15 @@ def test_names_that_are_not_utf8_stay_printable_and_valid_json() -> None:
     assert json.loads(text)["body"]["name"].encode("utf-8", "surrogateescape") == (
         b"caf\xc3\xa9-\xff"
     )
+
+
+def test_stats_rich_table() -> None:
+    from rich.console import Console
+
+    s = Stats()
+    for f in lookup_pair():
+        s.feed(f)
+    console = Console(width=100, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(s.render_rich())
+    text = console.export_text()
+    assert "LOOKUP" in text and "77us" in text and "2 frames" in text
