@@ -17,11 +17,11 @@ Whatever happens, nothing stays mounted and the daemon is reaped.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import os
 import platform
-import queue
 import signal
 import socket
 import sys
@@ -84,49 +84,107 @@ def choose_handoff(asked: str, argv: list[str], mp_args: list[int], program: str
     return "fusermount"
 
 
+#: how often the capture thread writes what the forwarding threads handed it (design.md
+#: §4: a killed recorder loses at most the frames of the last interval)
+FLUSH_INTERVAL = 0.005
+
+
+class _Blocks:
+    """A file-like sink collecting the writer's blocks, written out in one writev()."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+def writev_all(fd: int, parts: list[bytes]) -> None:
+    """Write every part, in order, with as few writev() calls as the kernel allows."""
+    iov_max = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
+    i = 0
+    while i < len(parts):
+        chunk = parts[i : i + iov_max]
+        done = os.writev(fd, chunk)
+        for part in chunk:
+            if done >= len(part):
+                done -= len(part)
+                i += 1
+                continue
+            parts[i] = part[done:]  # a pipe took part of it: go on from there
+            break
+
+
 class CaptureThread:
-    """Writes captured frames from a queue, so the forwarding threads never wait on disk."""
+    """Writes captured frames off the forwarding path.
+
+    The forwarding threads only append to a deque (no lock, no wake-up); this thread wakes
+    every :data:`FLUSH_INTERVAL`, turns what arrived into pcapng blocks and writes them
+    with one writev(). Whole blocks only, so the file is valid up to its last block even
+    if fusetrace is killed.
+    """
 
     def __init__(
         self,
-        writer: CaptureWriter,
+        fileobj: BinaryIO,
+        make_writer: Callable[[BinaryIO], CaptureWriter],
         on_error: Callable[[str], None],
         live: Callable[[Item], None] | None = None,
+        interval: float = FLUSH_INTERVAL,
     ) -> None:
-        self.writer = writer
-        self.queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
-        self.put = self.queue.put
+        self._blocks = _Blocks()
+        self.writer = make_writer(self._blocks)  # type: ignore[arg-type]
+        self._fd = fileobj.fileno()
+        self._items: collections.deque[Item] = collections.deque()
+        self.put: Callable[[Item], None] = self._items.append
         self.error: str | None = None
         self._on_error = on_error
         self._live = live
+        self._interval = interval
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        get = self.queue.get
+        while True:
+            stopping = self._stop.wait(self._interval)
+            self._drain()
+            if stopping:
+                self._drain()
+                return
+
+    def _drain(self) -> None:
+        items = self._items
+        pop = items.popleft
         write = self.writer.write
         live = self._live
-        while True:
-            item = get()
-            if item is None:
-                return
-            if self.error is not None:
-                continue  # keep draining so the forwarding threads never block
-            direction, t_ns, data, comment = item
-            try:
+        while items:
+            direction, t_ns, data, comment = item = pop()
+            if self.error is None:
                 write(direction, t_ns, data, comment=comment)
-            except (OSError, ValueError) as e:
-                if isinstance(e, BrokenPipeError):
-                    self.error = "the reader of the capture went away"
-                else:
-                    self.error = f"writing the capture failed: {getattr(e, 'strerror', e)}"
-                self._on_error(self.error)
-                continue
-            if live is not None:
-                live(item)
+                if live is not None:
+                    live(item)
+        parts = self._blocks.parts
+        if not parts:
+            return
+        self._blocks.parts = []
+        if self.error is not None:
+            return
+        try:
+            writev_all(self._fd, parts)
+        except OSError as e:
+            if isinstance(e, BrokenPipeError):
+                self.error = "the reader of the capture went away"
+            else:
+                self.error = f"writing the capture failed: {e.strerror}"
+            self._on_error(self.error)
 
     def close(self, timeout: float = 30.0) -> None:
-        self.put(None)
+        self._stop.set()
         self._thread.join(timeout)
 
 
@@ -262,13 +320,13 @@ class Session:
             "kernel_release": platform.release(),
             "connection": self.conn,
         }
-        writer = host_writer(
-            fileobj,
-            meta,
-            channels=[Channel(description=self.mountpoint)],
-            snaplen=cfg.snaplen,
-        )
-        self.capture = CaptureThread(writer, self._on_capture_error, cfg.live)
+
+        def make_writer(sink: BinaryIO) -> CaptureWriter:
+            return host_writer(
+                sink, meta, channels=[Channel(description=self.mountpoint)], snaplen=cfg.snaplen
+            )
+
+        self.capture = CaptureThread(fileobj, make_writer, self._on_capture_error, cfg.live)
         self.forwarder = Forwarder(
             devfd,
             ours,

@@ -128,17 +128,17 @@ def test_daemon_fails_before_init(mountpoint: Path, tmp_path: Path) -> None:
 def test_daemon_arguments_must_name_the_mountpoint(
     mountpoint: Path, tmp_path: Path, image: Path
 ) -> None:
-    r = run_record(
-        "-w",
-        str(tmp_path / "t.pcapng"),
-        str(mountpoint),
-        "--",
-        "squashfuse_ll",
-        str(image),
-        "/somewhere/else",
-    )
+    cap = str(tmp_path / "t.pcapng")
+    daemon = ("squashfuse_ll", str(image), "/somewhere/else")
+    r = run_record("-w", cap, "--handoff", "fd", str(mountpoint), "--", *daemon)
     assert r.returncode == 4
     assert "{}" in one_line_error(r.stderr)
+    assert not is_mounted(mountpoint)
+    # auto: no argument names the mountpoint, so the daemon mounts through fusermount,
+    # where it fails on its own mountpoint before asking
+    r = run_record("-w", cap, str(mountpoint), "--", *daemon)
+    assert r.returncode == 4
+    assert "ended without mounting" in one_line_error(r.stderr)
     assert not is_mounted(mountpoint)
 
 
