@@ -122,7 +122,7 @@ def test_unknown_op_is_a_usage_error(capture: Path) -> None:
 
 def test_verbose(capture: Path) -> None:
     _, out, _ = run(str(capture), "-v", "--unique", "4")
-    assert '    name: "f"' in out and "      mode: 33188" in out
+    assert '    name: "f"' in out and "      mode: 0o100644 (reg 0644)" in out
 
 
 def test_stats_plain_and_json(capture: Path) -> None:
