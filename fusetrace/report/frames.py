@@ -394,8 +394,11 @@ def _walk(obj: Any, indent: str) -> Iterator[str]:
                 yield f"{indent}{k}: {_value_text(k, v)}"
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
-            yield f"{indent}[{i}]"
-            yield from _walk(v, indent + "  ")
+            if isinstance(v, dict | list):
+                yield f"{indent}[{i}]"
+                yield from _walk(v, indent + "  ")
+            else:
+                yield f"{indent}[{i}] {_value_text('', v)}"
 
 
 def verbose_lines(frame: DecodedFrame) -> list[str]:

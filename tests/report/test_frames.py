@@ -134,3 +134,12 @@ def test_stats_rich_table() -> None:
     console.print(s.render_rich())
     text = console.export_text()
     assert "LOOKUP" in text and "77us" in text and "2 frames" in text
+
+
+def test_verbose_lists_of_names() -> None:
+    _, rep = frames(
+        (K, encode_request(Opcode.LISTXATTR, {"size": 100}, unique=4, nodeid=1), 0),
+        (D, encode_reply(Opcode.LISTXATTR, {"names": ["user.a", "user.b"]}, unique=4), 5),
+    )
+    lines = verbose_lines(rep)
+    assert '      [0] "user.a"' in lines and '      [1] "user.b"' in lines
