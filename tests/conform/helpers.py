@@ -25,7 +25,7 @@ def have(program: str) -> bool:
 def overlay_argv(base: Path, mnt: Path | str) -> list[str]:
     """fuse-overlayfs over a one-file lower tree; ``mnt`` may be ``{}``."""
     for d in ("lower", "upper", "work"):
-        (base / d).mkdir(exist_ok=True)
+        (base / d).mkdir(parents=True, exist_ok=True)
     (base / "lower" / "hello.txt").write_text("hello\n")
     opts = f"lowerdir={base / 'lower'},upperdir={base / 'upper'},workdir={base / 'work'}"
     return ["fuse-overlayfs", "-f", "-o", opts, str(mnt)]
