@@ -43,14 +43,19 @@ def _parse_ops(text: str) -> set[str]:
     return names
 
 
+#: body fields that hold a node id (entries, LINK, RENAME, COPY_FILE_RANGE, notifications)
+_NODEID_KEYS = ("nodeid", "oldnodeid", "newdir", "nodeid_out", "ino", "parent", "child")
+
+
 def _mentions(body: dict[str, Any], nodeid: int) -> bool:
-    """Does a reply or notification body name ``nodeid`` (entry, dirents, notify fields)?"""
-    for key in ("nodeid", "ino", "parent", "child"):
+    """Does a body name ``nodeid`` (an entry, a dirent, BATCH_FORGET, a notification)?"""
+    for key in _NODEID_KEYS:
         if body.get(key) == nodeid:
             return True
-    entries = body.get("entries")
-    if entries:
-        return any(e.get("nodeid") == nodeid for e in entries)
+    for key in ("entries", "forgets"):
+        items = body.get(key)
+        if items and any(e.get("nodeid") == nodeid for e in items):
+            return True
     nodeids = body.get("nodeids")
     return bool(nodeids and nodeid in nodeids)
 
@@ -83,7 +88,7 @@ def _build_filter(
             if d is None:
                 return False
             if d.kind == "request":
-                return d.header.nodeid == nodeid  # type: ignore[union-attr]
+                return d.header.nodeid == nodeid or _mentions(d.body, nodeid)  # type: ignore[union-attr]
             req = f.request
             if req is not None and req.decoded is not None and req.decoded.nodeid == nodeid:
                 return True
@@ -159,8 +164,8 @@ Examples:
 @click.option("--op", "ops", metavar="NAMES", help="Only these opcodes, e.g. LOOKUP,READ "
               "(notifications as NOTIFY_INVAL_ENTRY); replies follow their request.")  # fmt: skip
 @click.option("--nodeid", type=int, metavar="N",
-              help="Only frames about node N: requests on it, their replies, replies and "
-              "notifications naming it.")  # fmt: skip
+              help="Only frames about node N: requests on it or naming it, their replies, "
+              "replies and notifications naming it.")  # fmt: skip
 @click.option(
     "--unique",
     type=int,

@@ -105,6 +105,18 @@ def test_filter_nodeid(capture: Path) -> None:
     assert uniques == ["4", "8", "8", "10", "10", "0", "12"]
 
 
+def test_filter_nodeid_in_request_bodies(tmp_path: Path) -> None:
+    frames = [
+        (K, encode_request(Opcode.LINK, {"oldnodeid": 5, "newname": "h"}, unique=4, nodeid=1), 0),
+        (K, encode_request(Opcode.BATCH_FORGET, {"forgets": [{"nodeid": 5, "nlookup": 1}]},
+                           unique=6), 1),
+        (K, encode_request(Opcode.GETATTR, {}, unique=8, nodeid=6), 2),
+    ]  # fmt: skip
+    path = write_capture(tmp_path / "n.pcapng", frames)
+    _, out, _ = run(str(path), "--nodeid", "5")
+    assert [line.split()[3] for line in out.splitlines()] == ["LINK", "BATCH_FORGET"]
+
+
 def test_filter_unique_errors_and_time(capture: Path) -> None:
     _, out, _ = run(str(capture), "--unique", "8")
     assert len(out.splitlines()) == 2
