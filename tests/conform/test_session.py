@@ -116,7 +116,8 @@ def test_an_existing_mount_is_refused(tmp_path: Path, mountpoint: Path) -> None:
 
     subprocess.run(["mount", "-t", "tmpfs", "none", str(mountpoint)], check=True)
     try:
+        config = ConformConfig(mountpoint=str(mountpoint), daemon=["true", str(mountpoint)])
         with pytest.raises(EnvironmentProblem, match="already a mount point"):
-            run(mountpoint, ["true", str(mountpoint)], tmp_path, 10)
+            run_conform(config)
     finally:
         subprocess.run(["umount", str(mountpoint)], check=True)
