@@ -9,6 +9,7 @@ import click
 EPILOG = """\b
 Examples:
   fusetrace record -w trace.pcapng /mnt -- squashfuse_ll image.sqfs /mnt
+  fusetrace record -w union.pcapng /mnt -- unionfs-fuse -f /rw=RW:/ro=RO /mnt
   fusetrace record -w trace.pcapng -o allow_other,fsname=img /mnt -- squashfuse_ll img.sqfs {}
   fusetrace record -w - /mnt -- fuse-overlayfs -f -o lowerdir=/lo,upperdir=/up,workdir=/w /mnt \\
       | tshark -r -
@@ -56,7 +57,8 @@ Examples:
     default="auto",
     show_default=True,
     help="How the daemon gets its socket: 'fd' replaces the mountpoint argument (or {}) "
-    "with /dev/fd/N (libfuse >= 3.3, pyfuse3); 'fusermount' stands in for fusermount3.",
+    "with /dev/fd/N (libfuse >= 3.3, pyfuse3); 'fusermount' stands in for fusermount3 "
+    "(libfuse 2 daemons); 'auto' picks fd for {} or a libfuse 3 daemon, else fusermount.",
 )
 @click.argument("mountpoint")
 @click.argument("daemon", nargs=-1, required=True)
@@ -74,8 +76,9 @@ def record(
 
     fusetrace opens /dev/fuse and mounts it on MOUNTPOINT itself, then starts DAEMON with one
     end of a socket instead of the device: the daemon's argument equal to MOUNTPOINT (or a
-    literal {}) becomes /dev/fd/N. Every frame between the kernel and the daemon is
-    forwarded unchanged and written to FILE as pcapng (tshark and Wireshark read it).
+    literal {}) becomes /dev/fd/N, or, for daemons that mount through fusermount (libfuse 2),
+    fusetrace answers their fusermount call. Every frame between the kernel and the daemon
+    is forwarded unchanged and written to FILE as pcapng (tshark and Wireshark read it).
 
     Recording ends when the filesystem is unmounted (umount, fusermount3 -u), when the
     daemon exits, or on Ctrl-C; the filesystem is always unmounted at the end and the

@@ -8,7 +8,9 @@ waited for: the filesystem must not slow down because a terminal is slow.
 from __future__ import annotations
 
 import queue
+import sys
 import threading
+from collections.abc import Callable
 from typing import TextIO
 
 from fusetrace.proxy import wire
@@ -51,13 +53,19 @@ def summary(item: Item, t0: int) -> str:
 
 
 class LiveView:
-    """Prints frame summaries on ``out`` from its own thread."""
+    """Prints frame summaries on ``out`` from its own thread.
+
+    Lines are the ones ``fusetrace decode`` prints (decoded here, off the forwarding path);
+    a frame that cannot be decoded gets a header-level line.
+    """
 
     def __init__(self, out: TextIO, limit: int = QUEUE_LINES) -> None:
         self._out = out
         self._q: queue.Queue[Item | None] = queue.Queue(limit)
         self.dropped = 0
         self._t0: int | None = None
+        self._index = 0
+        self._render = _decoder_renderer()
         self._thread = threading.Thread(target=self._run, name="live-view", daemon=True)
         self._thread.start()
 
@@ -67,6 +75,15 @@ class LiveView:
         except queue.Full:
             self.dropped += 1
 
+    def _line(self, item: Item) -> str:
+        assert self._t0 is not None
+        if self._render is not None:
+            try:
+                return self._render(item, self._index, self._t0)
+            except Exception:  # the live view must never stop recording
+                pass
+        return summary(item, self._t0)
+
     def _run(self) -> None:
         while True:
             item = self._q.get()
@@ -74,8 +91,10 @@ class LiveView:
                 return
             if self._t0 is None:
                 self._t0 = item[1]
+            line = self._line(item)
+            self._index += 1
             try:
-                self._out.write(summary(item, self._t0) + "\n")
+                self._out.write(line + "\n")
                 self._out.flush()
             except (OSError, ValueError):
                 return
@@ -86,3 +105,21 @@ class LiveView:
         except queue.Full:
             pass
         self._thread.join(10)
+
+
+def _decoder_renderer() -> Callable[[Item, int, int], str] | None:
+    """``fusetrace decode``'s summary line for each frame, if the decoder is available."""
+    try:
+        from fusetrace.protocol.stream import FrameDecoder
+        from fusetrace.record import Record
+        from fusetrace.report.frames import summary_line
+    except ImportError:
+        return None
+    decoder = FrameDecoder(sys.byteorder)
+
+    def render(item: Item, index: int, t0: int) -> str:
+        direction, t_ns, data, comment = item
+        frame = decoder.feed(Record(index, t_ns, direction, data, len(data), 0, comment))
+        return summary_line(frame, t0)
+
+    return render

@@ -1,4 +1,4 @@
-"""The few wire facts the forwarding path needs: header layouts and INIT offsets.
+"""The few wire facts the forwarding path needs, taken from :mod:`fusetrace.protocol`.
 
 Only ``struct`` here: the forwarding path reads the 40-byte ``fuse_in_header`` and the 16-byte
 ``fuse_out_header`` and nothing else (design.md §3). The INIT pair, once per mount, is read
@@ -8,33 +8,42 @@ and rewritten field by field at fixed offsets (protocol.md §3.1).
 from __future__ import annotations
 
 import struct
+import sys
 
+from fusetrace.protocol.abi import FUSE_INT_REQ_BIT, InitFlag, Opcode
+from fusetrace.protocol.header import (
+    IN_HEADER_SIZE,
+    OUT_HEADER_SIZE,
+    in_header_struct,
+    out_header_struct,
+)
+
+#: frames cross /dev/fuse in host byte order
+HOST = sys.byteorder
 #: fuse_in_header: len u32, opcode u32, unique u64, nodeid u64, uid, gid, pid u32,
 #: total_extlen u16, padding u16
-IN_HEADER = struct.Struct("=IIQQIIIHH")
+IN_HEADER = in_header_struct(HOST)
 #: fuse_out_header: len u32, error i32, unique u64
-OUT_HEADER = struct.Struct("=IiQ")
-IN_HEADER_LEN = IN_HEADER.size  # 40
-OUT_HEADER_LEN = OUT_HEADER.size  # 16
+OUT_HEADER = out_header_struct(HOST)
+IN_HEADER_LEN = IN_HEADER_SIZE  # 40
+OUT_HEADER_LEN = OUT_HEADER_SIZE  # 16
 
+_O = "<" if HOST == "little" else ">"
 #: len and opcode, the first 8 bytes of a request
-IN_LEN_OPCODE = struct.Struct("=II")
-#: len, error and unique of a reply (all of fuse_out_header)
-OUT_LEN = struct.Struct("=I")
-U32 = struct.Struct("=I")
+IN_LEN_OPCODE = struct.Struct(_O + "II")
+U32 = struct.Struct(_O + "I")
 
-OP_FORGET = 2
-OP_INIT = 26
-OP_INTERRUPT = 36
-OP_NOTIFY_REPLY = 41
-OP_BATCH_FORGET = 42
+OP_FORGET = int(Opcode.FORGET)
+OP_INIT = int(Opcode.INIT)
+OP_INTERRUPT = int(Opcode.INTERRUPT)
+OP_NOTIFY_REPLY = int(Opcode.NOTIFY_REPLY)
+OP_BATCH_FORGET = int(Opcode.BATCH_FORGET)
 
 #: requests the daemon must not answer (protocol.md §2, "NR")
 NO_REPLY_OPCODES = frozenset({OP_FORGET, OP_BATCH_FORGET, OP_NOTIFY_REPLY, OP_INTERRUPT})
 
-#: bit 63 of a request's unique marks a resend; bit 0 of a reply's unique marks the
-#: answer to an INTERRUPT (FUSE_INT_REQ_BIT)
-INT_REQ_BIT = 1
+#: bit 0 of a reply's unique marks the answer to an INTERRUPT
+INT_REQ_BIT = FUSE_INT_REQ_BIT
 
 # fuse_init_in, after the 40-byte header: major, minor, max_readahead, flags, flags2
 INIT_IN_FLAGS = IN_HEADER_LEN + 12
@@ -50,10 +59,10 @@ INIT_OUT_MAX_PAGES = OUT_HEADER_LEN + 28
 INIT_OUT_FLAGS2 = OUT_HEADER_LEN + 32
 
 #: INIT flags (bits 0-31 in ``flags``)
-FLAG_INIT_EXT = 1 << 30
+FLAG_INIT_EXT = int(InitFlag.INIT_EXT)
 #: INIT flags2 bits (bit 32 + n of the 64-bit set is bit n of ``flags2``)
-FLAG2_PASSTHROUGH = 1 << (37 - 32)
-FLAG2_OVER_IO_URING = 1 << (41 - 32)
+FLAG2_PASSTHROUGH = int(InitFlag.PASSTHROUGH) >> 32
+FLAG2_OVER_IO_URING = int(InitFlag.OVER_IO_URING) >> 32
 #: what a daemon behind a socket cannot do: passthrough needs FUSE_DEV_IOC_BACKING_OPEN on
 #: the device, io_uring needs uring commands on it (protocol.md §9)
 SOCKET_UNSAFE_FLAGS2 = {

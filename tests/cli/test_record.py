@@ -222,4 +222,6 @@ def test_live_prints_a_line_per_frame(mountpoint: Path, tmp_path: Path, image: P
     frames = rec.frames()
     lines = [ln for ln in rec.stderr.splitlines() if " K>D " in ln or " D>K " in ln]
     assert len(lines) == len(frames)
-    assert "INIT" in lines[0] and "unique=2" in lines[0]
+    # the lines fusetrace decode prints: time, direction, unique, opcode, arguments
+    assert re.match(r"\s*0\.000000 K>D 2 INIT 7\.\d+", lines[0]), lines[0]
+    assert any(" D>K 2 INIT ok" in ln for ln in lines), lines[:3]
