@@ -227,6 +227,15 @@ def _print_text(
     "generations, inode numbers, statfs counters, padding).",
 )
 @click.option(
+    "--handoff",
+    type=click.Choice(["auto", "fd", "fusermount"]),
+    default="auto",
+    show_default=True,
+    help="How the daemon gets its socket: 'fd' replaces the mountpoint argument (or {}) with "
+    "/dev/fd/N (libfuse >= 3.3, pyfuse3); 'fusermount' stands in for fusermount3 when the "
+    "daemon asks it to mount (libfuse 2 daemons; needs root, mounts nothing).",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["text", "json"]),
@@ -243,6 +252,7 @@ def replay(
     timeout: float,
     ignore: tuple[str, ...],
     strict: bool,
+    handoff: str,
     fmt: str,
 ) -> None:
     """Re-feed the requests of CAPTURE to a fresh DAEMON and report every difference.
@@ -315,6 +325,7 @@ def replay(
                 mountpoint=mountpoint if isinstance(mountpoint, str) else None,
                 sinks=sinks,
                 on_command=on_command,
+                handoff=handoff,
             )
     finally:
         if writer_file is not None:

@@ -9,13 +9,16 @@ can be written to a new capture and fed to the tracker. No protocol logic lives 
 from __future__ import annotations
 
 import errno
+import os
 import select
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from fusetrace.errors import DaemonError
+from fusetrace.errors import DaemonError, EnvironmentProblem
 from fusetrace.proxy import daemon as daemons
 from fusetrace.record import Direction
 from fusetrace.replay.engine import (
@@ -92,19 +95,39 @@ def run(
     sinks: Sequence[FrameSink] = (),
     on_command: Callable[[Command], None] | None = None,
     env: dict[str, str] | None = None,
+    handoff: str = "fd",
 ) -> tuple[ReplayResult, LiveRun]:
-    """Start the daemon on a socket, run ``engine`` to its end, stop the daemon."""
+    """Start the daemon on a socket, run ``engine`` to its end, stop the daemon.
+
+    ``handoff``: ``fd`` passes the socket as /dev/fd/N in place of the mountpoint argument;
+    ``fusermount`` stands in for fusermount3/fusermount and passes the socket to a daemon
+    that asks it to mount (libfuse 2 daemons; needs root for the mount namespace, mounts
+    nothing); ``auto`` picks as ``fusetrace record`` does.
+    """
     program = daemons.resolve_program(argv[0])
+    if handoff == "auto":
+        from fusetrace.proxy.session import choose_handoff
+
+        indexes = daemons.mountpoint_arguments(argv, mountpoint or daemons.PLACEHOLDER)
+        handoff = choose_handoff("auto", list(argv), indexes, program)
+        if handoff == "fusermount" and not indexes and os.geteuid() != 0:
+            daemon_argv(argv, mountpoint, 0)  # raises: say how to name the mountpoint
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     for s in (ours, theirs):
         _size_buffers(s)
     live = LiveRun()
+    shim = None
     try:
-        args = daemon_argv(argv, mountpoint, theirs.fileno())
-        proc = daemons.spawn(args, program, pass_fds=[theirs.fileno()], env=env)
+        if handoff == "fusermount":
+            shim, proc = _spawn_fusermount(list(argv), program, theirs, env)
+        else:
+            args = daemon_argv(argv, mountpoint, theirs.fileno())
+            proc = daemons.spawn(args, program, pass_fds=[theirs.fileno()], env=env)
     except BaseException:
         ours.close()
         theirs.close()
+        if shim is not None:
+            shim.close()
         raise
     theirs.close()
     started = time.monotonic_ns()
@@ -114,9 +137,77 @@ def run(
         ours.close()  # the daemon reads EOF and ends, as after an unmount
         status = proc.stop(grace=2.0)
         proc.relay.join(1.0)
+        if shim is not None:
+            shim.close()
         live.daemon_status = daemons.describe_status(status)
         live.wall_ns = time.monotonic_ns() - started
     return result, live
+
+
+def _spawn_fusermount(
+    argv: list[str], program: str, theirs: socket.socket, env: dict[str, str] | None
+) -> tuple[Any, daemons.DaemonProcess]:
+    """Start the daemon with fusetrace in place of fusermount; when it asks to mount, hand
+    it ``theirs`` (nothing is mounted). Later requests (``fusermount -u``) get "ok"."""
+    from fusetrace.proxy import fusermount
+
+    if os.geteuid() != 0:
+        raise EnvironmentProblem(
+            "the fusermount handoff needs root (a mount namespace for the stand-in)",
+            hint="use a daemon that accepts /dev/fd/N (libfuse >= 3.3) to replay unprivileged",
+        )
+    shim = fusermount.Shim()
+    try:
+        proc = daemons.spawn(
+            argv,
+            program,
+            pass_fds=[shim.theirs.fileno()],
+            env=shim.env(env),
+            preexec=shim.preexec(),
+        )
+    finally:
+        shim.theirs.close()
+    ctl = shim.ours
+    ctl.settimeout(0.25)
+    deadline = time.monotonic() + 30
+    while True:
+        if proc.poll() not in (None, 0) or time.monotonic() > deadline:
+            proc.stop(grace=0)
+            shim.close()
+            raise DaemonError(
+                "the daemon ended or gave up before asking fusermount to mount"
+                + (f": {proc.relay.last_line}" if proc.relay.last_line else "")
+            )
+        try:
+            payload = ctl.recv(65536)
+        except TimeoutError:
+            continue
+        if not payload:
+            continue
+        try:
+            req = fusermount.parse_request(payload)
+        except ValueError as e:
+            fusermount.reply(ctl, f"fusetrace: {e}")
+            continue
+        if req.unmount:
+            fusermount.reply(ctl, "ok")
+            continue
+        fusermount.reply(ctl, "ok", theirs.fileno())
+        break
+    ctl.settimeout(None)
+
+    def later() -> None:
+        while True:
+            try:
+                payload = ctl.recv(65536)
+            except OSError:
+                return
+            if not payload:
+                return
+            fusermount.reply(ctl, "ok")
+
+    threading.Thread(target=later, name="fusermount", daemon=True).start()
+    return shim, proc
 
 
 def _loop(

@@ -208,3 +208,14 @@ def test_replay_as_nobody_without_dev_fuse(world: Path) -> None:
                   user="nobody")  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     assert "0 differences" in r.stdout
+
+
+def test_fusermount_handoff_needs_root(recording: Path) -> None:
+    # (a system binary: nobody cannot resolve this virtualenv's python)
+    r = fusetrace("replay", "--handoff", "fusermount", str(recording), "--", "squashfuse_ll",
+                  "x.sqfs", "{}", user="nobody")  # fmt: skip
+    assert r.returncode == 4 and "needs root" in r.stderr, r.stderr
+    # auto without any argument naming the mountpoint: say how to name it
+    r = fusetrace("replay", str(recording), "--", "squashfuse_ll", "x.sqfs", "/elsewhere",
+                  user="nobody")  # fmt: skip
+    assert r.returncode == 4 and "no daemon argument names the mountpoint" in r.stderr

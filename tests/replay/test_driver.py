@@ -213,11 +213,14 @@ def _mount_dev(mountpoint: Path) -> str | None:
     return None
 
 
-def _record(daemon: list[str], mnt: Path, out: Path, workload: list[list[str]]) -> None:
+def _record(
+    daemon: list[str], mnt: Path, out: Path, workload: list[list[str]], *options: str
+) -> None:
     """``fusetrace record`` the shell commands of ``workload`` on ``mnt``."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fusetrace", "record", "-w", str(out), str(mnt), "--", *daemon],
+        [sys.executable, "-m", "fusetrace", "record", *options, "-w", str(out), str(mnt), "--",
+         *daemon],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -318,3 +321,43 @@ def test_writable_fuse_overlayfs_session_replays_to_the_same_upper_dir(tmp_path:
     assert result.by_opcode["WRITE"].answered > 0 and result.by_opcode["RENAME2"].answered
     # the replay left the upper directory exactly as the recorded session did
     assert _tree(tmp_path / "live" / "upper") == _tree(tmp_path / "rec" / "upper")
+
+
+@pytest.mark.mount
+@pytest.mark.skipif(shutil.which("unionfs-fuse") is None, reason="unionfs-fuse not installed")
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/dev/fuse"), reason="needs root")
+def test_libfuse2_daemon_replays_through_the_fusermount_handoff(tmp_path: Path) -> None:
+    def branches(side: str) -> tuple[str, Path]:
+        rw, ro, mnt = tmp_path / side / "rw", tmp_path / side / "ro", tmp_path / side / "mnt"
+        for d in (rw, ro, mnt):
+            d.mkdir(parents=True)
+        (rw / "one.txt").write_text("one\n")
+        (ro / "two.txt").write_text("two\n")
+        return f"{rw}=RW:{ro}=RO", mnt
+
+    rec_branches, rec_mnt = branches("rec")
+    m = str(rec_mnt)
+    workload = [
+        ["ls", "-l", m],
+        ["cat", f"{m}/one.txt", f"{m}/two.txt"],
+        ["sh", "-c", f"echo three > {m}/three.txt"],
+    ]
+    capture = tmp_path / "un.pcapng"
+    daemon = ["unionfs-fuse", "-f", rec_branches, m]
+    _record(daemon, rec_mnt, capture, workload, "--handoff", "fusermount")
+    with open(capture, "rb") as f:
+        records = list(CaptureReader(f))
+    live_branches, live_mnt = branches("live")
+    frames: list[tuple[Direction, bytes]] = []
+    engine = ReplayEngine(records, ProtocolCodec(sys.byteorder))
+    result, _ = run(
+        engine,
+        ["unionfs-fuse", "-f", live_branches, str(live_mnt)],
+        mountpoint=m,
+        handoff="auto",  # unionfs-fuse links libfuse 2: the fusermount handoff
+        sinks=[lambda d, t, data: frames.append((d, data))],
+    )
+    assert result.outcome is Outcome.COMPLETED, result.reason
+    assert result.differences == [], [d.line() for d in result.differences]
+    assert (tmp_path / "live" / "rw" / "three.txt").read_text() == "three\n"
+    assert _mount_dev(live_mnt) is None  # nothing was mounted
