@@ -20,6 +20,8 @@ from typing import Any
 
 from fusetrace.errors import DaemonError, EnvironmentProblem
 from fusetrace.proxy import daemon as daemons
+from fusetrace.proxy.forward import max_frame_size
+from fusetrace.proxy.session import make_socketpair
 from fusetrace.record import Direction
 from fusetrace.replay.engine import (
     Command,
@@ -35,32 +37,8 @@ from fusetrace.replay.engine import (
     WakeAt,
 )
 
-#: socket buffer for each direction: the largest frame (1 MiB WRITE or READ reply, more
-#: with a raised max_pages) must fit in one message (daemons.md, "Things the proxy must do")
-SOCKET_BUFFER = 8 << 20
-#: receive buffer for one daemon frame
-RECV_BUFFER = 8 << 20
 #: how often the driver looks at the daemon process while waiting (seconds)
 POLL_INTERVAL = 0.2
-
-_SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
-_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
-
-
-def _size_buffers(sock: socket.socket) -> None:
-    """Large buffers; the FORCE options need CAP_NET_ADMIN, the plain ones are capped by
-    net.core.wmem_max / rmem_max (enough for 1 MiB frames on most machines)."""
-    for force, plain in (
-        (_SO_SNDBUFFORCE, socket.SO_SNDBUF),
-        (_SO_RCVBUFFORCE, socket.SO_RCVBUF),
-    ):
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER)
-        except OSError:
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, plain, SOCKET_BUFFER)
-            except OSError:
-                pass
 
 
 def daemon_argv(argv: Sequence[str], mountpoint: str | None, fd: int) -> list[str]:
@@ -112,9 +90,9 @@ def run(
         handoff = choose_handoff("auto", list(argv), indexes, program)
         if handoff == "fusermount" and not indexes and os.geteuid() != 0:
             daemon_argv(argv, mountpoint, 0)  # raises: say how to name the mountpoint
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    for s in (ours, theirs):
-        _size_buffers(s)
+    # the recorder's socket pair: buffers that hold the largest frame either side may send
+    # (daemons.md, "Things the proxy must do")
+    ours, theirs = make_socketpair(max_frame_size())
     live = LiveRun()
     shim = None
     try:
@@ -217,7 +195,7 @@ def _loop(
     sinks: Sequence[FrameSink],
     on_command: Callable[[Command], None] | None,
 ) -> ReplayResult:
-    buf = bytearray(RECV_BUFFER)
+    buf = bytearray(max_frame_size() + 4096)
     view = memoryview(buf)
     wake: int | None = None
     events: list[Event] = [Start(time.monotonic_ns())]
