@@ -337,7 +337,17 @@ def replay(
             "capture": capture,
             "daemon": list(daemon),
             "summary": summary,
-            "differences": [vars(d) for d in result.differences],
+            "differences": [
+                {
+                    "frame": d.index,
+                    "opcode": d.opcode,
+                    "unique": d.unique,
+                    "field": d.field,
+                    "recorded": d.recorded,
+                    "live": d.live,
+                }
+                for d in result.differences
+            ],
             "findings": [f.to_dict() for f in findings],
             "notes": result.notes,
             "ignored": list(policy.ignore),

@@ -111,7 +111,7 @@ def test_json_report(recording: Path) -> None:
     assert doc["summary"]["differences"] == 1
     assert doc["summary"]["by_opcode"]["READ"]["differences"] == 1
     (d,) = doc["differences"]
-    assert d["opcode"] == "READ" and d["field"] == "data"
+    assert d["opcode"] == "READ" and d["field"] == "data" and d["frame"] == 8
     assert "latency" in doc["summary"]
 
 
