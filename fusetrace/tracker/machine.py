@@ -20,6 +20,7 @@ effects (no lookup counted, no handle opened).
 from __future__ import annotations
 
 import enum
+import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +45,13 @@ from fusetrace.protocol.abi import (
 from fusetrace.protocol.header import IN_HEADER_SIZE, OUT_HEADER_SIZE
 from fusetrace.protocol.header import in_header_struct as _in_struct
 from fusetrace.protocol.header import out_header_struct as _out_struct
-from fusetrace.protocol.registry import HandleEffect, LookupEffect, NotifySize, ReplyShape
+from fusetrace.protocol.registry import (
+    ArgKind,
+    HandleEffect,
+    LookupEffect,
+    NotifySize,
+    ReplyShape,
+)
 from fusetrace.protocol.session import Negotiated
 from fusetrace.record import Direction, Record
 from fusetrace.tracker import _layout
@@ -172,6 +179,8 @@ class _Memory:
 
 _OPS = registry.OPS
 _NOTIFY = registry.NOTIFY
+#: request fields the reply checks need, read when the request's first struct has them
+_INFO_FIELDS = ("size", "offset", "out_size", "len", "mode", "oldnodeid")
 _NO_NODEID_OPS = frozenset(
     {Opcode.INIT, Opcode.DESTROY, Opcode.BATCH_FORGET, Opcode.INTERRUPT, Opcode.CUSE_INIT}
 )
@@ -222,6 +231,9 @@ class Tracker:
         self._released = _Memory()
         self._reported_nodes = _Memory()
         self._reported_fhs = _Memory()
+        #: opcode -> (fixed request bytes, variable parts) under the current negotiation
+        self._info_readers: dict[str, list[tuple[str, struct.Struct, int]]] = {}
+        self._len_rules: dict[int, tuple[int, list[tuple[str, str, int]]] | None] = {}
         #: requests pending when NOTIFY_RESEND came: the kernel re-sends them with bit 63
         self._resent: dict[int, Pending] = {}
         # connection-wide facts
@@ -373,6 +385,13 @@ class Tracker:
             )
         spec = _OPS.get(opcode)
         body_ok = self.bodies and not cut
+        if (
+            spec is not None
+            and length == rec.orig_len
+            and opcode != Opcode.INIT
+            and opcode != Opcode.CUSE_INIT
+        ):
+            self._check_length(data, idx, unique, spec, length, extlen, body_ok)
 
         if opcode == Opcode.INTERRUPT:
             self._interrupt(rec, unique, data if body_ok else None)
@@ -440,6 +459,59 @@ class Tracker:
             self._request_body(rec, unique, spec, pend)
         self.pending[key] = pend
 
+    def _length_rule(self, spec: registry.OpSpec) -> tuple[int, list[tuple[str, str, int]]] | None:
+        """(fixed bytes, [(struct, count field, unit)]) of a request; None if it has strings."""
+        fixed = 0
+        var: list[tuple[str, str, int]] = []
+        first = ""
+        for a in spec.request:
+            if a.kind is ArgKind.STRUCT and a.struct:
+                fixed += _layout.size_of(a.struct, self.negotiated)
+                first = first or a.struct
+            elif a.kind is ArgKind.BYTES and a.length_from:
+                var.append((first, a.length_from, 1))
+            elif a.kind is ArgKind.ARRAY and a.length_from and a.struct:
+                unit = 8 if a.struct == "u64" else _layout.plain_size(self._order, a.struct)
+                var.append((first, a.length_from, unit))
+            elif a.kind is not ArgKind.EXT:
+                return None
+        return fixed, var
+
+    def _check_length(
+        self,
+        data: bytes,
+        idx: int,
+        unique: int,
+        spec: registry.OpSpec,
+        length: int,
+        extlen: int,
+        body_ok: bool,
+    ) -> None:
+        opcode = spec.opcode
+        if opcode in self._len_rules:
+            rule = self._len_rules[opcode]
+        else:
+            rule = self._len_rules[opcode] = self._length_rule(spec)
+        if rule is None:
+            return
+        fixed, var = rule
+        want = IN_HEADER_SIZE + fixed + (8 * extlen if spec.extensions else 0)
+        for struct_name, fname, unit in var:
+            if not body_ok:
+                return
+            n = self._request_field(data, struct_name, fname)
+            if n is None:
+                return
+            want += n * unit
+        if length != want:
+            self._emit(
+                "FT318",
+                idx,
+                f"{opcode_name(opcode)} has in.len {length}; its arguments make {want}",
+                unique=unique,
+                opcode=opcode,
+            )
+
     def _before_init(self, idx: int, unique: int, opcode: int) -> None:
         if self._early_reported:
             return
@@ -476,6 +548,7 @@ class Tracker:
             )
         self._transition(SessionEvent.INIT_REQUEST)
         if opcode == Opcode.INIT:
+            self._len_rules.clear()
             self.negotiated = self.negotiated.with_init_request(
                 self._f.init_in(data[IN_HEADER_SIZE:])
             )
@@ -513,10 +586,17 @@ class Tracker:
         sname = first.struct if first is not None and first.struct else ""
         info = pend.info
         # fields the reply checks need
-        for name in ("size", "offset", "out_size", "len", "mode", "oldnodeid"):
-            v = self._request_field(data, sname, name)
-            if v is not None:
-                info[name] = v
+        readers = self._info_readers.get(sname)
+        if readers is None:
+            readers = self._info_readers[sname] = [
+                (name, r[0], r[1] + IN_HEADER_SIZE)
+                for name in _INFO_FIELDS
+                if sname and (r := _layout.field(self._order, sname, name)) is not None
+            ]
+        end = len(data)
+        for name, st, off in readers:
+            if off + st.size <= end:
+                info[name] = st.unpack_from(data, off)[0]
         if opcode == Opcode.LOOKUP:
             name_bytes = data[IN_HEADER_SIZE : IN_HEADER_SIZE + 3]
             info["dot"] = int(name_bytes[:2] == b".\0" or name_bytes == b"..\0")
@@ -857,6 +937,7 @@ class Tracker:
             related=(pend.frame,),
         )
         self.negotiated = self.negotiated.with_init_reply({}, error)
+        self._len_rules.clear()
         self._transition(SessionEvent.INIT_REPLY_BAD)
 
     # ---- successful replies ---------------------------------------------------------------
@@ -1034,6 +1115,7 @@ class Tracker:
         before = self.negotiated
         neg = before.with_init_reply(out)
         self.negotiated = neg
+        self._len_rules.clear()
         rel = (pend.frame,)
         if out["major"] != 7:
             self._emit(

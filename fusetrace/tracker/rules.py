@@ -553,6 +553,20 @@ _CATALOGUE: tuple[Rule, ...] = (
         record remain or the next record would overrun the reply. The trailing bytes are
         ignored, so the entry in them is lost from the listing. protocol.md §8.1.""",
     ),
+    _r(
+        "FT318",
+        "request-size-mismatch",
+        E,
+        K,
+        "request length does not match its arguments",
+        """
+        For requests made only of fixed structs and counted data (READ, WRITE, OPEN,
+        RELEASE, FORGET, BATCH_FORGET, IOCTL, NOTIFY_REPLY, ...), in.len is exactly 40 plus
+        the struct sizes of the negotiated minor (compat sizes for old minors), plus the data
+        the size or count fields announce, plus 8 x total_extlen. A different length means a
+        damaged frame or a kernel that lays the request out differently from the model the
+        decoder uses. protocol.md §1, §3.2, §10 (2).""",
+    ),
     # ---- FT4: INIT and versions -----------------------------------------------------------
     _r(
         "FT401",

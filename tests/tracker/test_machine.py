@@ -424,6 +424,25 @@ def ft317(bad: bool) -> Play:
     return done(p)
 
 
+def ft318(bad: bool) -> Play:
+    p = Play.session()
+    u = p.alloc()
+    data = encode_request(Op.GETATTR, {}, unique=u, nodeid=1)
+    if bad:
+        data = struct.pack("<I", len(data) + 8) + data[4:] + bytes(8)
+    p.k(data)
+    p.rep(Op.GETATTR, ATTR_REPLY, unique=u)
+    p.open(1, 3)
+    u = p.alloc()
+    data = encode_request(Op.WRITE, {"fh": 3, "data": b"abcd"}, unique=u, nodeid=1)
+    if bad:  # write_in.size says 8, 4 bytes follow
+        data = data[:56] + struct.pack("<I", 8) + data[60:]
+    p.k(data)
+    p.rep(Op.WRITE, {"size": 4}, unique=u)
+    p.release(1, 3)
+    return done(p)
+
+
 # ---- FT4 -----------------------------------------------------------------------------------
 def ft401(bad: bool) -> Play:
     p = Play()
