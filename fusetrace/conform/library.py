@@ -23,6 +23,7 @@ from fusetrace.conform.workload import (
     XATTR_NAME,
     XATTR_VALUE,
     data_pattern,
+    errno_name,
 )
 
 
@@ -65,7 +66,7 @@ def summarize(
         if err is None:
             unanswered[name] += 1
         elif err:
-            errors[f"{name} {err}"] += 1
+            errors[f"{name} {errno_name(err)}"] += 1
     return {
         "requests": sum(counts.values()),
         "opcodes": dict(sorted(counts.items())),

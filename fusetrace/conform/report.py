@@ -178,6 +178,7 @@ class StepReport:
 
 
 _UNSUPPORTED_NAMES = frozenset(errno_name(e) for e in UNSUPPORTED_ERRNOS)
+_STEPS_BY_NAME = {s.name: s for s in STEPS}
 
 
 def judge(result: StepResult, seen: dict[str, OpStats]) -> tuple[Status, str]:
@@ -186,8 +187,10 @@ def judge(result: StepResult, seen: dict[str, OpStats]) -> tuple[Status, str]:
     if status is Status.SKIPPED:
         return status, detail
     own = {op: seen[op] for op in result.ops if op in seen}
+    step = _STEPS_BY_NAME.get(result.name)
+    names = _UNSUPPORTED_NAMES | {errno_name(e) for e in (step.unsupported if step else ())}
     refused = sorted(
-        f"{op} {name}" for op, st in own.items() for name in st.errors if name in _UNSUPPORTED_NAMES
+        f"{op} {name}" for op, st in own.items() for name in st.errors if name in names
     )
     answered = any(st.ok for st in own.values())
     if refused and not answered:

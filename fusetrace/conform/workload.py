@@ -41,7 +41,7 @@ MARKER_PREFIX = ".fusetrace-step-"
 #: entries in the large directory
 LARGE_DIR_ENTRIES = 1000
 #: size of the data file, and its contents (a fixed pattern)
-DATA_SIZE = 256 * 1024
+DATA_SIZE = 128 * 1024
 #: per-step time limit, seconds
 DEFAULT_TIMEOUT = 30.0
 #: fixed timestamps for utimens (ns since the epoch)
@@ -183,6 +183,8 @@ class Step:
     run: Callable[[Context], str | None]
     writes: bool = False
     doc: str = ""
+    #: errors that also mean "not supported" for this step (EINVAL for renameat2 flags)
+    unsupported: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -400,16 +402,31 @@ def _rename_noreplace(ctx: Context) -> None:
     raise StepFailed("RENAME_NOREPLACE replaced an existing file")
 
 
+def _ensure(path: Path, content: bytes) -> None:
+    if not os.path.lexists(path):
+        fd = _open(path, os.O_CREAT | os.O_WRONLY)
+        os.write(fd, content)
+        os.close(fd)
+
+
 def _rename_exchange(ctx: Context) -> None:
+    # the steps before may have failed: start from the same two files in any case
+    _ensure(ctx.work / "c", b"c")
+    _ensure(ctx.work / "d", b"d")
     renameat2(str(ctx.work / "c"), str(ctx.work / "d"), RENAME_EXCHANGE)
     with open(ctx.work / "c", "rb") as f:
         if f.read() != b"d":
             raise StepFailed("RENAME_EXCHANGE did not swap the files")
 
 
-def _unlink(ctx: Context) -> None:
-    for name in ("c", "d", "fifo", "hardlink"):
-        os.unlink(ctx.work / name)
+def _unlink(ctx: Context) -> str:
+    _ensure(ctx.work / "d", b"d")
+    gone = []
+    for name in ("b", "c", "d", "fifo", "hardlink"):
+        if os.path.lexists(ctx.work / name):
+            os.unlink(ctx.work / name)
+            gone.append(name)
+    return f"{len(gone)} names"
 
 
 def _rmdir(ctx: Context) -> None:
@@ -466,18 +483,20 @@ def _removexattr(ctx: Context) -> None:
     raise StepFailed("the attribute is still there after removexattr")
 
 
-def _readdir(path: Path, expect: int) -> str:
-    count = 0
+def _readdir(path: Path, expect: int, must: str | None = None) -> str:
     with os.scandir(path) as it:
-        for _ in it:
-            count += 1
-    if count < expect:
-        raise StepFailed(f"listed {count} entries, expected at least {expect}")
-    return f"{count} entries"
+        names = [e.name for e in it]
+    if len(names) < expect:
+        raise StepFailed(f"listed {len(names)} entries, expected at least {expect}")
+    if must is not None and must not in names:
+        raise StepFailed(f"{must} is missing from the listing")
+    return f"{len(names)} entries"
 
 
 def _readdir_small(ctx: Context) -> str:
-    return _readdir(ctx.target("small_dir"), 0 if ctx.read_only else 2)
+    if ctx.read_only:
+        return _readdir(ctx.target("small_dir"), 0)
+    return _readdir(ctx.target("small_dir"), 1, must=ctx.target("file").name)
 
 
 def _populate_large(ctx: Context) -> str:
@@ -535,9 +554,9 @@ def _fallocate(ctx: Context) -> None:
 def _punch_hole(ctx: Context) -> None:
     fd = _open(ctx.target("file"), os.O_RDWR)
     try:
-        fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 65536, 65536)
+        fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 32768, 32768)
         _drop_cache(fd)
-        if os.pread(fd, 4096, 65536) != bytes(4096):
+        if os.pread(fd, 4096, 32768) != bytes(4096):
             raise StepFailed("a punched hole does not read back as zeros")
     finally:
         os.close(fd)
@@ -558,7 +577,7 @@ def _copy_file_range(ctx: Context) -> str:
     try:
         dst = _open(ctx.work / "copy.bin", os.O_CREAT | os.O_WRONLY | os.O_TRUNC)
         try:
-            done = os.copy_file_range(src, dst, 131072, 0, 0)
+            done = os.copy_file_range(src, dst, 65536, 0, 0)
         finally:
             os.close(dst)
     finally:
@@ -655,7 +674,7 @@ STEPS: tuple[Step, ...] = (
         ("WRITE",),
         _write,
         writes=True,
-        doc="pwrite() 256 KiB of a fixed pattern",
+        doc="pwrite() 128 KiB of a fixed pattern",
     ),
     Step("fsync", ("FSYNC",), _fsync, writes=True, doc="fsync() after a write"),
     Step("fdatasync", ("FSYNC",), _fdatasync, writes=True, doc="fdatasync() after a write"),
@@ -677,6 +696,7 @@ STEPS: tuple[Step, ...] = (
         _rename_noreplace,
         writes=True,
         doc="renameat2(RENAME_NOREPLACE), then onto an existing name (EEXIST)",
+        unsupported=frozenset({errno.EINVAL}),
     ),
     Step(
         "rename-exchange",
@@ -684,8 +704,11 @@ STEPS: tuple[Step, ...] = (
         _rename_exchange,
         writes=True,
         doc="renameat2(RENAME_EXCHANGE)",
+        unsupported=frozenset({errno.EINVAL}),
     ),
-    Step("unlink", ("UNLINK",), _unlink, writes=True, doc="unlink() four names"),
+    Step(
+        "unlink", ("UNLINK",), _unlink, writes=True, doc="unlink() the files the steps before made"
+    ),
     Step("rmdir", ("RMDIR",), _rmdir, writes=True, doc="rmdir() an empty directory"),
     Step(
         "setxattr",
@@ -737,7 +760,7 @@ STEPS: tuple[Step, ...] = (
         ("COPY_FILE_RANGE_64", "COPY_FILE_RANGE"),
         _copy_file_range,
         writes=True,
-        doc="copy_file_range() 128 KiB into a new file",
+        doc="copy_file_range() 64 KiB into a new file",
     ),
     Step("statx-btime", ("STATX",), _statx_btime, doc="statx() asking for the birth time"),
     Step("tmpfile", ("TMPFILE",), _tmpfile, writes=True, doc="open(O_TMPFILE)"),
@@ -830,7 +853,9 @@ def discover(ctx: Context) -> str:
 # ---- running --------------------------------------------------------------------------------
 
 
-def classify(exc: BaseException) -> tuple[Status, int | None, str]:
+def classify(
+    exc: BaseException, unsupported: frozenset[int] = frozenset()
+) -> tuple[Status, int | None, str]:
     """The verdict for a step that raised."""
     if isinstance(exc, StepSkipped):
         return Status.SKIPPED, None, str(exc)
@@ -840,7 +865,7 @@ def classify(exc: BaseException) -> tuple[Status, int | None, str]:
         return Status.FAILED, None, str(exc)
     if isinstance(exc, OSError) and exc.errno is not None:
         text = f"{errno_name(exc.errno)}: {exc.strerror}"
-        if exc.errno in UNSUPPORTED_ERRNOS:
+        if exc.errno in UNSUPPORTED_ERRNOS or exc.errno in unsupported:
             return Status.UNSUPPORTED, exc.errno, text
         return Status.FAILED, exc.errno, text
     return Status.FAILED, None, f"{type(exc).__name__}: {exc}"
@@ -938,7 +963,7 @@ def run_workload(
             elif exc is None:
                 result.status, result.detail = Status.SUPPORTED, note or ""
             else:
-                result.status, result.errno, result.detail = classify(exc)
+                result.status, result.errno, result.detail = classify(exc, step.unsupported)
                 if (
                     step.writes
                     and first_write
