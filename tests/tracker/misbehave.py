@@ -62,6 +62,8 @@ class Misbehaving:
     faults: dict[str, Fault] = field(default_factory=dict)
     forget_seen: threading.Event = field(default_factory=threading.Event)
     errors: list[BaseException] = field(default_factory=list)
+    #: faults not to commit (by name)
+    skip: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         self.fd = -1
@@ -136,11 +138,13 @@ class Misbehaving:
             try:
                 data = os.read(self.fd, 1 << 17)
             except OSError as e:
-                if e.errno in (errno.ENODEV, errno.ECONNABORTED, errno.EBADF):
+                if e.errno in (errno.ENODEV, errno.ECONNABORTED, errno.EBADF, errno.ECONNRESET):
                     return
                 if e.errno == errno.EINTR:
                     continue
                 self.errors.append(e)
+                return
+            if not data:  # the socket end handed over by `fusetrace record` was closed
                 return
             self._record(Direction.INBOUND, data)
             try:
@@ -190,6 +194,9 @@ class Misbehaving:
 
     def _lookup(self, u: int, name: str) -> None:
         neg = ENOENT
+        if name in self.skip:
+            self._reply(Opcode.LOOKUP, u, error=neg)
+            return
         if name == "unknown-unique":
             self.fault(name, "FT101", OUT.pack(16, neg, u + 0x100000))
         elif name == "duplicate":
@@ -212,3 +219,28 @@ class Misbehaving:
             self._reply(Opcode.LOOKUP, u, entry)
             return
         self._reply(Opcode.LOOKUP, u, error=neg)
+
+
+def main(argv: list[str]) -> int:
+    """Run behind ``fusetrace record``: ``misbehave.py /dev/fd/N REPORT.json [SKIP,...]``.
+
+    Serves the socket end it was given until it is closed, then writes the faults it
+    committed (rule and the exact bytes written, hex) to REPORT.json.
+    """
+    import json
+
+    device, report = argv[0], argv[1]
+    skip = frozenset(argv[2].split(",")) if len(argv) > 2 else frozenset()
+    fs = Misbehaving(Path("."), skip=skip)
+    fs.fd = int(device.rsplit("/", 1)[1])
+    fs._serve()
+    outbound = {r.index: r.data for r in fs.records}
+    doc = {key: {"rule": f.rule, "data": outbound[f.frame].hex()} for key, f in fs.faults.items()}
+    Path(report).write_text(json.dumps({"faults": doc, "errors": [repr(e) for e in fs.errors]}))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))

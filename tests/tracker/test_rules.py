@@ -9,9 +9,13 @@ tracker fed the same frames reports the fault's rule at the faulty frame.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -137,3 +141,98 @@ def test_faults_against_the_real_kernel(tmp_path: Path) -> None:
     want = {(fault.rule, fault.frame) for fault in fs.faults.values()}
     assert want == at, sorted(at ^ want)
     assert len(want) == len(FAULTS) + len(MKDIR_FAULTS) + len(NOTIFY_FAULTS)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _wait_mounted(mnt: Path, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if f" {mnt} " in Path("/proc/mounts").read_text():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"fusetrace record exited early ({proc.returncode})")
+        time.sleep(0.05)
+    raise AssertionError("the mount did not appear")
+
+
+def _abort(mnt: Path) -> None:
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        parts = line.split()
+        if parts[4] == str(mnt):
+            conn = parts[2].split(":")[1]
+            try:
+                Path(f"/sys/fs/fuse/connections/{conn}/abort").write_text("1")
+            except OSError:
+                pass
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.mark.mount
+@needs_fuse
+def test_faults_recorded_then_checked(tmp_path: Path) -> None:
+    """The same daemon behind `fusetrace record`; `fusetrace check` finds each fault at the
+    frame holding the exact bytes the daemon wrote."""
+    from fusetrace.capture.files import open_capture
+    from fusetrace.cli.check import check_capture
+
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    cap, report = tmp_path / "faults.pcapng", tmp_path / "faults.json"
+    # bad-out-len is left out: the recorder reads on to out.len to reassemble spliced replies
+    daemon = [sys.executable, str(Path(__file__).with_name("misbehave.py")), "{}",
+              str(report), "bad-out-len"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fusetrace",
+            "record",
+            "--handoff",
+            "fd",
+            "-w",
+            str(cap),
+            str(mnt),
+            "--",
+            *daemon,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_mounted(mnt, proc)
+        for name in FAULTS:
+            if name not in ("forget-me", "bad-out-len"):
+                in_thread(lambda n=name: os.stat(mnt / n))
+        for name in MKDIR_FAULTS:
+            in_thread(lambda n=name: os.mkdir(mnt / n))
+        assert in_thread(lambda: os.stat(mnt / "forget-me")) is None
+        Path("/proc/sys/vm/drop_caches").write_text("2")
+        time.sleep(0.5)
+        subprocess.run(["umount", str(mnt)], check=True, timeout=20)
+        proc.wait(timeout=20)
+    except BaseException:
+        _abort(mnt)
+        proc.kill()
+        proc.wait(timeout=10)
+        raise
+    assert str(mnt) not in Path("/proc/mounts").read_text()
+    doc = json.loads(report.read_text())
+    assert doc["errors"] == []
+    faults = doc["faults"]
+    assert "bad-out-len" not in faults and len(faults) == 10
+
+    result = check_capture(str(cap))
+    with open_capture(str(cap)) as reader:
+        written = {r.data: r.index for r in reader if r.direction.name == "OUTBOUND"}
+    at = {(f.rule, f.frame) for f in result.findings}
+    for key, fault in faults.items():
+        frame = written[bytes.fromhex(fault["data"])]
+        assert (fault["rule"], frame) in at, (key, fault["rule"], frame, sorted(at))
+    assert {f.rule for f in result.findings if f.severity is not Severity.INFO} == {
+        fault["rule"] for fault in faults.values()
+    }
