@@ -50,6 +50,8 @@ FIXED_MTIME_NS = 1_600_000_000_987_654_321
 
 #: errors that say "this operation is not implemented here", not "it went wrong"
 UNSUPPORTED_ERRNOS = frozenset({errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTTY})
+#: errors that say the FUSE connection is gone (daemon died, connection aborted)
+CONNECTION_GONE = frozenset({errno.ENOTCONN, errno.ECONNABORTED, errno.ENODEV})
 #: errors from the first write step that mean the filesystem is read-only
 READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.ENOSYS, errno.EOPNOTSUPP})
 
@@ -939,14 +941,14 @@ def run_workload(
     hung: str | None = None
     finished, _, _ = _call_with_timeout(functools.partial(_prepare, ctx), timeout)
     if not finished:
-        hung = "the first access"
+        hung = "the first access hung and the connection was aborted"
         if on_hang is not None:
             on_hang()
     first_write = True
     for index, step in enumerate(steps):
         result = StepResult(index, step.name, step.ops, Status.SKIPPED)
         if hung is not None:
-            result.detail = f"not run: {hung} hung and the connection was aborted"
+            result.detail = f"not run: {hung}"
         elif step.writes and ctx.read_only:
             result.detail = f"read-only filesystem ({ctx.read_only_reason})"
         else:
@@ -956,7 +958,7 @@ def run_workload(
             _mark(ctx, marker_name(index, step.name))
             finished, note, exc = _call_with_timeout(functools.partial(step.run, ctx), timeout)
             if not finished:
-                hung = f"step {step.name}"
+                hung = f"step {step.name} hung and the connection was aborted"
                 result.status, result.detail = Status.FAILED, f"timed out after {timeout:g} s"
                 if on_hang is not None:
                     on_hang()
@@ -964,6 +966,8 @@ def run_workload(
                 result.status, result.detail = Status.SUPPORTED, note or ""
             else:
                 result.status, result.errno, result.detail = classify(exc, step.unsupported)
+                if isinstance(exc, OSError) and exc.errno in CONNECTION_GONE:
+                    hung = f"the connection ended in step {step.name} ({errno_name(exc.errno)})"
                 if (
                     step.writes
                     and first_write
