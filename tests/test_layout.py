@@ -47,7 +47,8 @@ def test_there_are_pure_modules_to_check() -> None:
 
 
 def test_every_test_file_mirrors_a_module() -> None:
-    """tests/x/test_y.py belongs to fusetrace/x/y.py (or to the package fusetrace/x/y/)."""
+    """tests/x/test_y.py belongs to fusetrace/x/y.py (or to the package fusetrace/x/y/);
+    tests/x/test_x.py to the package's own __init__.py."""
     strays = []
     for test in sorted((ROOT / "tests").rglob("test_*.py")):
         rel = test.relative_to(ROOT / "tests")
@@ -58,6 +59,7 @@ def test_every_test_file_mirrors_a_module() -> None:
         if not pkg.is_dir():
             strays.append(str(rel))
             continue
-        if not ((pkg / f"{stem}.py").exists() or (pkg / stem).is_dir()):
+        own_init = stem == pkg.name and (pkg / "__init__.py").exists()
+        if not ((pkg / f"{stem}.py").exists() or (pkg / stem).is_dir() or own_init):
             strays.append(str(rel))
     assert not strays, f"tests that mirror no module: {strays}"

@@ -48,7 +48,8 @@ def main() -> None:
     """Console entry point: runs the group, maps errors to exit statuses."""
     _register()
     try:
-        cli.main(prog_name="fusetrace", standalone_mode=False)
+        # without standalone mode, click returns ctx.exit()'s status instead of exiting
+        status = cli.main(prog_name="fusetrace", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("fusetrace: interrupted", err=True)
         sys.exit(ExitCode.INTERRUPTED)
@@ -80,3 +81,4 @@ def main() -> None:
             err=True,
         )
         sys.exit(70)
+    sys.exit(status if isinstance(status, int) else ExitCode.OK)
