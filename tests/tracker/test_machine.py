@@ -800,3 +800,74 @@ def test_unknown_handle_is_reported_once() -> None:
         p.call(Op.READ, {"fh": 9, "size": 10}, {"data": bytes(10)})
     assert [f.rule for f in p.findings] == ["FT208"]
     assert p.findings[0].describe().startswith("FT208 error [kernel] frame 2 READ unique=0x4: ")
+
+
+def _variable_case(name: str) -> Play:
+    p = Play.session()
+    if name == "readdir":
+        p.call(Op.OPENDIR, {"flags": 0}, {"fh": 4})
+        ents = [{"ino": i, "off": i, "type": 8, "name": f"n{i:03}"} for i in range(8)]
+        p.call(Op.READDIR, {"fh": 4, "size": 100}, {"entries": ents})
+        p.release(1, 4, Op.RELEASEDIR)
+    elif name == "readlink":
+        p.call(Op.READLINK, None, {"target": "x" * 4096})
+    elif name == "getxattr":
+        p.call(Op.GETXATTR, {"size": 4, "name": "user.a"}, {"value": b"12345"})
+    elif name == "ioctl":
+        p.open(1, 3)
+        p.call(Op.IOCTL, {"fh": 3, "out_size": 4}, {"result": 0, "data": bytes(8)})
+        p.release(1, 3)
+    elif name == "init":  # 72 payload bytes: more than fuse_init_out
+        p = Play()
+        p.req(Op.INIT, {"major": 7, "minor": 45}, unique=2, nodeid=0)
+        good = encode_reply(Op.INIT, {"major": 7, "minor": 45, "max_write": 4096}, unique=2)
+        p.d(struct.pack("<I", len(good) + 8) + good[4:] + bytes(8))
+    return p
+
+
+@pytest.mark.parametrize("name", ["readdir", "readlink", "getxattr", "ioctl", "init"])
+def test_variable_replies_longer_than_allowed(name: str) -> None:
+    p = _variable_case(name)
+    assert [f.rule for f in p.findings] == ["FT308"], [f.message for f in p.findings]
+
+
+def test_ioctl_reply_without_ioctl_out() -> None:
+    p = Play.session()
+    p.open(1, 3)
+    u = p.req(Op.IOCTL, {"fh": 3, "out_size": 4})
+    p.d(out(16, 0, u))
+    assert [f.rule for f in p.findings] == ["FT307"]
+
+
+def test_interrupt_after_enosys_interrupt_reply() -> None:
+    p = Play.session()
+    u = p.req(Op.GETATTR)
+    p.req(Op.INTERRUPT, {"unique": u}, unique=u | 1, nodeid=0)
+    p.intr_reply(u, -38)
+    p.req(Op.INTERRUPT, {"unique": u}, unique=u | 1, nodeid=0)
+    p.rep(Op.GETATTR, ATTR_REPLY, unique=u)
+    assert [f.rule for f in p.findings] == ["FT212"]
+
+
+def test_short_read_with_writeback_cache_is_not_flagged() -> None:
+    p = Play()
+    p.init(reply=_flags(ACCEPTED | InitFlag.WRITEBACK_CACHE))
+    p.lookup(5, size=100)
+    p.open(5, 3)
+    p.call(Op.READ, {"fh": 3, "offset": 0, "size": 50}, {"data": bytes(10)}, nodeid=5)
+    assert p.findings == []
+
+
+def test_old_minor_uses_compat_sizes() -> None:
+    from fusetrace.protocol.session import Negotiated
+
+    p = Play()
+    p.init(reply={"minor": 8, **_flags(InitFlag.ASYNC_READ)})
+    p.neg = Negotiated.default().with_init_reply({"major": 7, "minor": 8})
+    u = p.req(Op.LOOKUP, {"name": "a"})
+    p.rep(Op.LOOKUP, entry(5), unique=u)  # 120-byte compat entry_out
+    p.forget(5)
+    u = p.req(Op.LOOKUP, {"name": "b"})
+    p.d(out(16 + 128, 0, u) + bytes(128))  # the 7.9+ size is wrong here
+    assert [f.rule for f in p.findings] == ["FT307"]
+    assert "must be 120" in p.findings[0].message
