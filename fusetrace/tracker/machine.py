@@ -59,6 +59,7 @@ from fusetrace.tracker.findings import Finding, Severity
 from fusetrace.tracker.rules import RULES
 
 ENOSYS = 38
+LLONG_MAX = (1 << 63) - 1
 ERRNO_FLOOR = -512
 #: READLINK replies are bounded by PAGE_SIZE - 1; captures do not record the page size
 PAGE_SIZE = 4096
@@ -105,6 +106,8 @@ class Pending:
     nodeid: int
     #: the request body fields reply checks need (size, offset, fh, mode, ...)
     info: dict[str, int] = field(default_factory=dict)
+    #: capture timestamp of the request (ns)
+    t_ns: int = 0
 
 
 @dataclass(slots=True)
@@ -219,6 +222,7 @@ class Tracker:
         self.state = SessionState.UNINIT
         self.summary = Summary()
         self.last_frame = -1
+        self.last_t_ns = 0
         # outstanding state
         self.pending: dict[int, Pending] = {}
         self.nodes: dict[int, Node] = {}
@@ -255,6 +259,7 @@ class Tracker:
         self._findings = found
         self.summary.frames += 1
         self.last_frame = record.index
+        self.last_t_ns = record.t_ns
         try:
             if record.direction is Direction.INBOUND:
                 self._kernel_frame(record)
@@ -452,7 +457,7 @@ class Tracker:
                 unique=unique,
                 opcode=opcode,
             )
-        pend = Pending(opcode, idx, rec.channel, nodeid)
+        pend = Pending(opcode, idx, rec.channel, nodeid, t_ns=rec.t_ns)
         if body_ok and spec is not None:
             if nodeid and opcode not in _NO_NODEID_OPS:
                 self._check_nodeid(idx, unique, opcode, nodeid)
@@ -836,6 +841,9 @@ class Tracker:
             return
         del self.pending[key]
         self._answered.add(key, idx)
+        timeout = self.negotiated.request_timeout
+        if timeout and rec.t_ns - pend.t_ns > timeout * 1_000_000_000:
+            self._late(idx, unique, pend, rec.t_ns, answered=True)
         spec = _OPS.get(opcode)
         if error:
             if payload:
@@ -1227,6 +1235,16 @@ class Tracker:
         mode = f.u32.unpack_from(data, off + f.entry_mode)[0]
         size = f.u64.unpack_from(data, off + f.entry_size)[0]
         rel = (pend.frame,)
+        if size > LLONG_MAX:
+            self._emit(
+                "FT205",
+                idx,
+                f"{name} reply with size {size}, above LLONG_MAX (EIO)",
+                unique=unique,
+                opcode=opcode,
+                related=rel,
+            )
+            return False
         if spec.creates:
             if nodeid == 0 or nodeid == FUSE_ROOT_ID:
                 self._emit(
@@ -1560,8 +1578,28 @@ class Tracker:
                 )
 
     # ---- end of capture -------------------------------------------------------------------
+    def _late(
+        self, idx: int | None, unique: int, pend: Pending, t_ns: int, *, answered: bool
+    ) -> None:
+        age = (t_ns - pend.t_ns) / 1e9
+        what = "answered after" if answered else "still unanswered after"
+        self._emit(
+            "FT112",
+            idx,
+            f"{opcode_name(pend.opcode)} (frame {pend.frame}) {what} {age:.1f} s; the "
+            f"negotiated request timeout is {self.negotiated.request_timeout} s",
+            unique=unique,
+            opcode=pend.opcode,
+            related=(pend.frame,),
+        )
+
     def _finish(self) -> None:
         waiting = sorted(self.pending.items(), key=lambda kv: kv[1].frame)
+        timeout = self.negotiated.request_timeout
+        if timeout:
+            for key, p in waiting:
+                if self.last_t_ns - p.t_ns > timeout * 1_000_000_000:
+                    self._late(None, key, p, self.last_t_ns, answered=False)
         for key, p in waiting[:LIST_AT_END]:
             self._emit(
                 "FT111",

@@ -184,6 +184,20 @@ _CATALOGUE: tuple[Rule, ...] = (
         still blocked (uninterruptibly, once the daemon has read the request). Reported as
         information. protocol.md §5.4, §7.3.""",
     ),
+    _r(
+        "FT112",
+        "request-older-than-timeout",
+        W,
+        D,
+        "request unanswered for longer than the negotiated request timeout",
+        """
+        With FUSE_REQUEST_TIMEOUT (7.43, Linux 6.15) the daemon sets a request timeout in
+        its INIT reply. A request older than that anywhere in the kernel's queues makes the
+        kernel abort the whole connection (checked about every 15 s): every pending request
+        fails with ECONNABORTED and the mount is dead. Judged from the capture's timestamps
+        (request to reply, or to the last frame), never from the clock. protocol.md §4.2,
+        §10 (24).""",
+    ),
     # ---- FT2: lifecycle --------------------------------------------------------------------
     _r(
         "FT201",
@@ -245,8 +259,9 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         The mode in an entry reply must be one of the seven file types, and a creation reply
         must return the type that was asked for (MKDIR a directory, SYMLINK a symlink,
-        CREATE and TMPFILE a regular file, MKNOD the requested type). The kernel rejects the
-        reply (EIO to the caller) and counts no lookup. protocol.md §7.1.""",
+        CREATE and TMPFILE a regular file, MKNOD the requested type); the size must not
+        exceed LLONG_MAX. The kernel rejects the reply (EIO to the caller) and counts no
+        lookup. protocol.md §7.1.""",
     ),
     _r(
         "FT206",

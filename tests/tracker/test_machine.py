@@ -146,6 +146,15 @@ def ft111(bad: bool) -> Play:
     return done(p)
 
 
+def ft112(bad: bool) -> Play:
+    p = Play()
+    p.init(reply={**_flags(ACCEPTED | InitFlag.REQUEST_TIMEOUT), "request_timeout": 15})
+    u = p.req(Op.GETATTR)
+    p.t_ns += (20 if bad else 10) * 1_000_000_000
+    p.rep(Op.GETATTR, ATTR_REPLY, unique=u)
+    return done(p)
+
+
 # ---- FT2 -----------------------------------------------------------------------------------
 def ft201(bad: bool) -> Play:
     p = Play.session()
@@ -871,3 +880,21 @@ def test_old_minor_uses_compat_sizes() -> None:
     p.d(out(16 + 128, 0, u) + bytes(128))  # the 7.9+ size is wrong here
     assert [f.rule for f in p.findings] == ["FT307"]
     assert "must be 120" in p.findings[0].message
+
+
+def test_request_timeout_judged_at_end_from_capture_time() -> None:
+    p = Play()
+    p.init(reply={**_flags(ACCEPTED | InitFlag.REQUEST_TIMEOUT), "request_timeout": 15})
+    p.req(Op.GETATTR)
+    p.t_ns += 30 * 1_000_000_000
+    getattr_call(p)
+    p.finish()
+    assert [(f.rule, f.frame) for f in p.findings] == [("FT112", None), ("FT111", None)]
+
+
+def test_entry_size_above_llong_max_is_rejected() -> None:
+    p = Play.session()
+    u = p.req(Op.LOOKUP, {"name": "big"})
+    p.rep(Op.LOOKUP, entry(5, size=1 << 63), unique=u)
+    p.finish()
+    assert [f.rule for f in p.findings] == ["FT205"]
