@@ -327,10 +327,20 @@ def render_baseline_text(baseline: dict[str, Any] | None) -> list[str]:
     if not diffs:
         return [head + "no behaviour differences"]
     out = [head + f"{len(diffs)} behaviour differences"]
-    out.extend(f"  {d}" if isinstance(d, str) else f"  {d.get('message', d)}" for d in diffs[:50])
+    out.extend(f"  {_difference(d)}" for d in diffs[:50])
     if len(diffs) > 50:
         out.append(f"  ... and {len(diffs) - 50} more")
     return out
+
+
+def _difference(d: Any) -> str:
+    """One replay difference: ``frame 100 READ data: recorded X, live Y``."""
+    if not isinstance(d, dict):
+        return str(d)
+    if "message" in d:
+        return str(d["message"])
+    where = " ".join(str(d[k]) for k in ("frame", "opcode", "field") if d.get(k) is not None)
+    return f"frame {where}: recorded {d.get('recorded')}, live {d.get('live')}"
 
 
 def render_junit(report: ConformReport) -> str:

@@ -260,7 +260,8 @@ def replay_baseline(baseline: str, config: ConformConfig) -> dict[str, Any]:
     if isinstance(data, dict):
         out["differences"] = data.get("differences") or data.get("diffs") or []
         out["findings"] = data.get("findings") or []
-        out["summary"] = {k: v for k, v in data.items() if k not in ("differences", "diffs")}
+        out["summary"] = data.get("summary")
+        out["notes"] = data.get("notes") or []
     if proc.returncode not in (0, 1) or data is None:
         tail = (proc.stderr or b"").decode(errors="replace").strip().splitlines()
         out["error"] = tail[-1] if tail else f"exit status {proc.returncode}"

@@ -162,3 +162,25 @@ def test_json_and_text() -> None:
     text = render_text(rep)
     assert "FT102 error (daemon) frame 7 LOOKUP: second reply" in text
     assert text.rstrip().endswith("result: FAIL")
+
+
+def test_baseline_differences_fail_the_run_and_are_listed() -> None:
+    rep = make_report([])
+    assert rep.ok
+    rep.baseline = {
+        "capture": "base.pcapng",
+        "exit": 1,
+        "differences": [
+            {"frame": 100, "opcode": "READ", "unique": 102, "field": "data",
+             "recorded": "131072 bytes", "live": "61440 bytes"},
+        ],
+    }  # fmt: skip
+    assert not rep.ok
+    text = render_text(rep)
+    assert "baseline base.pcapng: 1 behaviour differences" in text
+    assert "frame 100 READ data: recorded 131072 bytes, live 61440 bytes" in text
+    root = ET.fromstring(render_junit(rep))
+    suite = root.find("testsuite[@name='conform.baseline']")
+    assert suite is not None and suite.get("failures") == "1"
+    rep.baseline["differences"] = []
+    assert rep.ok and "no behaviour differences" in render_text(rep)

@@ -1,0 +1,135 @@
+"""``fusetrace conform`` as a user runs it: usage errors, exit statuses, report files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+
+from tests.conform.helpers import build_image, have, overlay_argv, squashfuse_argv
+from tests.support.mount import fusetrace_cmd, fusetrace_env, is_mounted
+
+ROOT = Path(__file__).resolve().parents[2]
+MISBEHAVE = ROOT / "tests" / "tracker" / "misbehave.py"
+
+
+def conform(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        fusetrace_cmd("conform", *args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=fusetrace_env(),
+        cwd="/",
+    )
+
+
+def one_line_error(stderr: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("fusetrace: error:")]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+def test_help_teaches_with_an_example() -> None:
+    out = conform("--help")
+    assert out.returncode == 0
+    assert "fusetrace conform /mnt -- squashfuse_ll image.sqfs /mnt" in out.stdout
+    assert "--report" in out.stdout and "--baseline" in out.stdout
+
+
+def test_missing_daemon_is_a_usage_error(tmp_path: Path) -> None:
+    out = conform(str(tmp_path))
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+
+
+def test_bad_timeout_is_a_usage_error(tmp_path: Path) -> None:
+    out = conform("--timeout", "0", str(tmp_path), "--", "true")
+    assert out.returncode == 2
+
+
+@pytest.mark.mount
+def test_missing_mountpoint_is_an_environment_error(tmp_path: Path) -> None:
+    out = conform(str(tmp_path / "nope"), "--", "squashfuse_ll", "x", "{}")
+    assert out.returncode == 4
+    assert "not a directory" in one_line_error(out.stderr)
+
+
+@pytest.mark.mount
+def test_missing_baseline_is_an_environment_error(mountpoint: Path, tmp_path: Path) -> None:
+    out = conform("--baseline", str(tmp_path / "nope.pcapng"), str(mountpoint), "--", "true")
+    assert out.returncode == 4
+    assert "no such baseline capture" in one_line_error(out.stderr)
+
+
+@pytest.mark.mount
+def test_a_daemon_that_cannot_start_exits_4_and_leaves_nothing(mountpoint: Path) -> None:
+    out = conform(str(mountpoint), "--", "/nonexistent/daemon", "{}")
+    assert out.returncode == 4, out.stderr
+    assert "fusetrace: error:" in out.stderr
+    assert not is_mounted(mountpoint)
+
+
+@pytest.mark.mount
+@pytest.mark.skipif(not have("squashfuse_ll"), reason="squashfuse_ll not installed")
+def test_squashfuse_passes_with_junit_and_json(mountpoint: Path, tmp_path: Path) -> None:
+    image = build_image(tmp_path / "img")
+    junit, js, cap = tmp_path / "j.xml", tmp_path / "r.json", tmp_path / "c.pcapng"
+    out = conform(
+        "--report", str(junit), "--json", str(js), "-w", str(cap), str(mountpoint), "--",
+        *squashfuse_argv(image, "{}"),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert not is_mounted(mountpoint)
+    assert "read-only filesystem: mkdir: ENOSYS" in out.stdout
+    assert out.stdout.rstrip().endswith("result: pass")
+    doc = json.loads(js.read_text())
+    assert doc["ok"] is True and doc["read_only"] is True
+    assert doc["counts"]["failed"] == 0 and doc["counts"]["supported"] > 10
+    assert doc["capture_summary"]["opcodes"]["READDIR"] >= 2
+    suites = {s.get("name"): s for s in ET.parse(junit).getroot().iter("testsuite")}
+    assert suites["conform.workload"].get("failures") == "0"
+    assert suites["conform.findings"].get("failures") == "0"
+    assert cap.stat().st_size > 0
+
+
+@pytest.mark.mount
+@pytest.mark.skipif(not have("fuse-overlayfs"), reason="fuse-overlayfs not installed")
+def test_baseline_replay_is_reported(mountpoint: Path, tmp_path: Path) -> None:
+    base = ROOT / "captures" / "fuse-overlayfs.pcapng"
+    js = tmp_path / "r.json"
+    out = conform(
+        "--large-dir", "20", "--json", str(js), "--baseline", str(base), "-q",
+        str(mountpoint), "--", *overlay_argv(tmp_path / "ov", "{}"),
+    )  # fmt: skip
+    assert not is_mounted(mountpoint)
+    doc = json.loads(js.read_text())
+    assert doc["baseline"]["capture"] == str(base)
+    assert "exit" in doc["baseline"]
+    # the verdict follows the replay: differences fail the run
+    assert out.returncode == (1 if doc["baseline"]["differences"] else 0), out.stderr
+
+
+@pytest.mark.mount
+@pytest.mark.skipif(not MISBEHAVE.exists(), reason="tests/tracker/misbehave.py not available")
+def test_a_misbehaving_daemon_fails_with_its_faults_named(mountpoint: Path, tmp_path: Path) -> None:
+    junit = tmp_path / "j.xml"
+    faults = tmp_path / "faults.json"
+    out = conform(
+        "--timeout", "10", "--report", str(junit), str(mountpoint), "--",
+        sys.executable, str(MISBEHAVE), "{}", str(faults),
+    )  # fmt: skip
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert not is_mounted(mountpoint)
+    committed = {f["rule"] for f in json.loads(faults.read_text())["faults"].values()}
+    assert committed  # the daemon says which faults it committed
+    root = ET.parse(junit).getroot()
+    findings = root.find("testsuite[@name='conform.findings']")
+    messages = " ".join((f.get("message") or "") + (f.text or "") for f in findings.iter("failure"))
+    for rule in committed:
+        assert rule in messages, (rule, messages)
