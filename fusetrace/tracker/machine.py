@@ -183,7 +183,9 @@ class _Memory:
 _OPS = registry.OPS
 _NOTIFY = registry.NOTIFY
 #: request fields the reply checks need, read when the request's first struct has them
-_INFO_FIELDS = ("size", "offset", "out_size", "len", "mode", "oldnodeid")
+_INFO_FIELDS = ("size", "offset", "out_size", "len", "mode", "oldnodeid", "newdir", "nodeid_out")
+#: body fields naming a node id the kernel must hold (LINK, RENAME(2), COPY_FILE_RANGE)
+_NODEID_FIELDS = ("oldnodeid", "newdir", "nodeid_out")
 _NO_NODEID_OPS = frozenset(
     {Opcode.INIT, Opcode.DESTROY, Opcode.BATCH_FORGET, Opcode.INTERRUPT, Opcode.CUSE_INIT}
 )
@@ -602,6 +604,10 @@ class Tracker:
         for name, st, off in readers:
             if off + st.size <= end:
                 info[name] = st.unpack_from(data, off)[0]
+        for fname in _NODEID_FIELDS:
+            other = info.get(fname)
+            if other:
+                self._check_nodeid(idx, unique, opcode, other)
         if opcode == Opcode.LOOKUP:
             name_bytes = data[IN_HEADER_SIZE : IN_HEADER_SIZE + 3]
             info["dot"] = int(name_bytes[:2] == b".\0" or name_bytes == b"..\0")

@@ -898,3 +898,13 @@ def test_entry_size_above_llong_max_is_rejected() -> None:
     p.rep(Op.LOOKUP, entry(5, size=1 << 63), unique=u)
     p.finish()
     assert [f.rule for f in p.findings] == ["FT205"]
+
+
+def test_body_node_ids_must_be_known() -> None:
+    p = Play.session()
+    p.call(Op.RENAME, {"newdir": 42, "oldname": "a", "newname": "b"}, None)
+    p.lookup(5)
+    p.call(Op.LINK, {"oldnodeid": 5, "newname": "l"}, entry(5))  # a known node: fine
+    p.forget(5, 2)
+    p.finish()
+    assert [(f.rule, "42" in f.message) for f in p.findings] == [("FT203", True)]
