@@ -224,6 +224,11 @@ def decode(
     if fmt == "json" and not stats:
         raise click.BadParameter("json goes with --stats; use jsonl for frames",
                                  param_hint="'--format'")  # fmt: skip
+    if check and stats:
+        raise click.BadParameter(
+            "--check prints findings under frames; `fusetrace check` summarises them",
+            param_hint="'--check'",
+        )
     op_names = _parse_ops(ops) if ops else None
     out: TextIO = sys.stdout
     with open_capture(capture) as reader:

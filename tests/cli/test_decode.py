@@ -151,6 +151,7 @@ def test_stats_plain_and_json(capture: Path) -> None:
 
 def test_json_without_stats_is_a_usage_error(capture: Path) -> None:
     assert CliRunner().invoke(cli, ["decode", str(capture), "--format", "json"]).exit_code == 2
+    assert CliRunner().invoke(cli, ["decode", str(capture), "--stats", "--check"]).exit_code == 2
 
 
 def test_check_prints_findings_inline(tmp_path: Path) -> None:
