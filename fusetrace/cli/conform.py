@@ -50,6 +50,8 @@ def _rich_table(report: Any) -> None:
     table.add_column("detail", overflow="fold")
     for s in report.steps:
         table.add_row(s.name, s.status.value, s.seen_text(), s.detail, style=styles[s.status.value])
+    if report.read_only:
+        console.print(f"read-only filesystem: {report.read_only_reason}")
     console.print(table)
     tail = render_text(report).split("\n\n", 2)[-1]
     console.print(tail.rstrip("\n"), style=None if report.ok else "bold")
@@ -114,7 +116,13 @@ def _rich_table(report: Any) -> None:
     metavar="N",
     help="Entries the workload puts in its large directory (smaller: a smaller capture).",
 )
-@click.option("-q", "--quiet", is_flag=True, help="Print no table on stdout, only the verdict.")
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="Print no table on stdout, only the verdict on stderr (also when --report or --json "
+    "writes to stdout).",
+)
 @click.argument("mountpoint", type=click.Path(file_okay=False))
 @click.argument("daemon", nargs=-1, required=True)
 def conform(
@@ -165,7 +173,7 @@ def conform(
         import json
 
         _write(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
-    if quiet:
+    if quiet or "-" in (junit, json_path):  # stdout carries the report file
         click.echo(f"fusetrace conform: {'pass' if report.ok else 'FAIL'}", err=True)
     elif sys.stdout.isatty():
         _rich_table(report)

@@ -133,3 +133,32 @@ def test_a_misbehaving_daemon_fails_with_its_faults_named(mountpoint: Path, tmp_
     messages = " ".join((f.get("message") or "") + (f.text or "") for f in findings.iter("failure"))
     for rule in committed:
         assert rule in messages, (rule, messages)
+
+
+@pytest.mark.mount
+@pytest.mark.skipif(not have("fuse-overlayfs"), reason="fuse-overlayfs not installed")
+def test_ctrl_c_unmounts_and_exits_130(mountpoint: Path, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    # a large directory of 50,000 entries keeps the workload busy long past the signal
+    proc = subprocess.Popen(
+        fusetrace_cmd("conform", "--large-dir", "50000", str(mountpoint), "--",
+                      *overlay_argv(tmp_path / "ov", "{}")),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=fusetrace_env(), cwd="/",
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not is_mounted(mountpoint) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert is_mounted(mountpoint)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "fusetrace: interrupted" in err
+    assert not is_mounted(mountpoint)
