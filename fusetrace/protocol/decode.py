@@ -29,6 +29,7 @@ from fusetrace.protocol.abi import (
     FUSE_EXT_GROUPS,
     FUSE_INT_REQ_BIT,
     InitFlag,
+    IoctlFlag,
     Opcode,
     notify_name,
     opcode_name,
@@ -57,6 +58,7 @@ class Problem(NamedTuple):
     snap length), ``unknown-opcode``, ``unknown-notify``, ``string`` (name without NUL, or
     namelen disagreeing), ``ext`` (bad extension block), ``dirent`` (bad directory record),
     ``error-payload`` (error reply with a body), ``no-reply`` (reply to an op that has none),
+    ``ioctl`` (an IOCTL retry reply whose data is not its iovecs),
     ``unpaired`` (reply whose request is unknown), ``interrupt-payload``, ``internal``.
     """
 
@@ -617,10 +619,25 @@ def decode_reply(
                        _fixed(plan.fixed, data, OUT_HEADER_SIZE))  # fmt: skip
     try:
         _run(plan.steps, data, OUT_HEADER_SIZE, end, out, order, engine)
+        if request_opcode == Opcode.IOCTL and out.body.get("flags", 0) & IoctlFlag.RETRY:
+            _ioctl_iovecs(out, order, engine)
     except (c.ConstructError, struct.error, ValueError) as e:  # pragma: no cover - defensive
         out.problem("internal", f"{type(e).__name__}: {e}")
         out.stopped = True
     return _finish("reply", header, request_opcode, name, data, out, end)
+
+
+def _ioctl_iovecs(out: _Out, order: str, engine: Engine) -> None:
+    """FUSE_IOCTL_RETRY: the reply data is in_iovs + out_iovs fuse_ioctl_iovec records
+    (protocol.md §8.2); they are added as ``iovecs``, ``data`` keeps the raw bytes."""
+    body = out.body
+    raw = body.get("data", b"")
+    count = body.get("in_iovs", 0) + body.get("out_iovs", 0)
+    reader = _reader("fuse_ioctl_iovec", flat(order), schemas(order), engine)
+    if len(raw) != count * reader.size:
+        out.problem("ioctl", f"retry reply: {len(raw)} data bytes for {count} iovecs")
+        return
+    body["iovecs"] = [reader.read(raw, i * reader.size) for i in range(count)]
 
 
 def _fast_reply_plan(op: int, neg: Negotiated) -> tuple[str, _Plan, bool] | tuple[()]:

@@ -239,7 +239,12 @@ def encode_reply(
     if spec is None:
         raise EncodeError(f"unknown opcode {opcode}")
     args = spec.reply_probe if probe and spec.reply_probe else spec.reply_args
-    payload = encode_args(args, body or {}, neg)
+    body = body or {}
+    if opcode == Opcode.IOCTL and "iovecs" in body and "data" not in body:
+        iovecs = body["iovecs"]
+        raw = b"".join(build_struct("fuse_ioctl_iovec", v, neg.order) for v in iovecs)
+        body = {**body, "data": raw}
+    payload = encode_args(args, body, neg)
     return pack_out_header(OutHeader(OUT_HEADER_SIZE + len(payload), 0, unique), neg.order) + (
         payload
     )

@@ -301,3 +301,10 @@ def test_fuzz_random_bytes(data: bytes, op: Opcode | None, order: str) -> None:
         except DecodeError:
             continue
         assert isinstance(d, Decoded)
+
+
+def test_ioctl_retry_reply_with_the_wrong_data() -> None:
+    frame = encode_reply(Opcode.IOCTL, {"flags": 4, "in_iovs": 2, "data": b"x" * 16}, unique=4)
+    d = decode_reply(frame, Opcode.IOCTL)
+    assert [p.code for p in d.problems] == ["ioctl"] and "iovecs" not in d.body
+    assert d.body["data"] == b"x" * 16

@@ -283,6 +283,11 @@ request("ioctl-request", O.IOCTL,
          "data": "01020304"}, nodeid=7)  # fmt: skip
 reply("ioctl-reply", O.IOCTL, {"result": 0, "data": b"\x00\x00\x80\x00\x00\x00\x00\x00"},
       {"result": 0, "data": "0000800000000000"})  # fmt: skip
+reply("ioctl-retry-reply", O.IOCTL,
+      {"result": 0, "flags": 4, "in_iovs": 1, "out_iovs": 1,
+       "iovecs": [{"base": 0x7FFD0000, "len": 8}, {"base": 0x7FFD1000, "len": 16}]},
+      {"flags": 4, "in_iovs": 1, "out_iovs": 1, "iovecs.1.base": 0x7FFD1000,
+       "iovecs.1.len": 16})  # fmt: skip
 request("poll-request", O.POLL, {"fh": 3, "kh": 77, "flags": 1, "events": 0x1},
         {"fh": 3, "kh": 77, "flags": 1, "events": 1}, nodeid=7)  # fmt: skip
 reply("poll-reply", O.POLL, {"revents": 0x1}, {"revents": 1})
