@@ -449,8 +449,16 @@ class Tracker:
                 unique=unique,
                 opcode=opcode,
             )
-        if spec is not None and extlen and (not spec.extensions or self.negotiated.minor < 38):
-            why = "this operation" if not spec.extensions else f"minor 7.{self.negotiated.minor}"
+        if (
+            spec is not None
+            and extlen
+            and (not spec.extensions or self.negotiated.kernel_minor < 38)
+        ):
+            why = (
+                "this operation"
+                if not spec.extensions
+                else f"a 7.{self.negotiated.kernel_minor} kernel"
+            )
             self._emit(
                 "FT315",
                 idx,
