@@ -12,6 +12,8 @@ import struct
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from trackplay import ACCEPTED, OFFERED, Play, attr, entry
 
 from fusetrace.protocol.abi import (
@@ -908,3 +910,73 @@ def test_body_node_ids_must_be_known() -> None:
     p.forget(5, 2)
     p.finish()
     assert [(f.rule, "42" in f.message) for f in p.findings] == [("FT203", True)]
+
+
+def _session_records() -> list[Record]:
+    """A varied, valid session to mutate."""
+    p = Play.session()
+    p.lookup(5, size=100)
+    p.open(5, 3)
+    p.call(Op.READ, {"fh": 3, "offset": 0, "size": 100}, {"data": bytes(100)}, nodeid=5)
+    p.call(Op.WRITE, {"fh": 3, "data": b"abcd"}, {"size": 4}, nodeid=5)
+    p.release(5, 3)
+    p.call(Op.OPENDIR, {"flags": 0}, {"fh": 4})
+    ents = [{**entry(7), "ino": 7, "off": 1, "type": 8, "name": "a"}]
+    p.call(Op.READDIRPLUS, {"fh": 4, "size": 4096}, {"entries": ents})
+    p.call(Op.READDIR, {"fh": 4, "size": 4096}, {"entries": ents})
+    p.release(1, 4, Op.RELEASEDIR)
+    p.call(Op.LISTXATTR, {"size": 100}, {"names": ["user.a"]})
+    u = p.req(Op.GETXATTR, {"size": 0, "name": "user.a"})
+    p.rep(Op.GETXATTR, {"size": 3}, unique=u, probe=True)
+    p.call(Op.MKDIR, {"mode": 0o755, "name": "d"}, entry(8, S_IFDIR | 0o755))
+    p.forget(8)
+    p.notify(NotifyCode.INVAL_ENTRY, {"parent": 1, "name": "a"})
+    p.notify(NotifyCode.PRUNE, {"nodeids": [5]})
+    u = p.req(Op.GETATTR)
+    p.req(Op.INTERRUPT, {"unique": u}, unique=u | 1, nodeid=0)
+    p.intr_reply(u)
+    p.rep(Op.GETATTR, ATTR_REPLY, unique=u)
+    p.req(Op.BATCH_FORGET, {"forgets": [{"nodeid": 5, "nlookup": 1}, {"nodeid": 7, "nlookup": 1}]},
+          nodeid=0)  # fmt: skip
+    return p.records
+
+
+SESSION: list[Record] = []
+
+
+def test_the_session_to_mutate_is_clean() -> None:
+    t = Tracker(strict=True)
+    assert [f for r in _session_records() for f in t.feed(r)] + t.finish() == []
+
+
+@given(st.data())
+@settings(max_examples=300, deadline=None)
+def test_mutated_sessions_never_raise(data: st.DataObject) -> None:
+    if not SESSION:
+        SESSION.extend(_session_records())
+    recs = list(SESSION)
+    for _ in range(data.draw(st.integers(0, 6))):
+        i = data.draw(st.integers(0, len(recs) - 1))
+        r = recs[i]
+        kind = data.draw(st.sampled_from(["flip", "cut", "dup", "drop", "grow"]))
+        raw = bytearray(r.data)
+        if kind == "flip" and raw:
+            j = data.draw(st.integers(0, len(raw) - 1))
+            raw[j] = data.draw(st.integers(0, 255))
+            recs[i] = r._replace(data=bytes(raw), orig_len=len(raw))
+        elif kind == "cut":
+            n = data.draw(st.integers(0, len(raw)))
+            recs[i] = r._replace(
+                data=bytes(raw[:n]), orig_len=data.draw(st.sampled_from([n, len(raw)]))
+            )
+        elif kind == "dup":
+            recs.insert(i, r)
+        elif kind == "drop" and len(recs) > 1:
+            del recs[i]
+        elif kind == "grow":
+            extra = data.draw(st.binary(max_size=64))
+            recs[i] = r._replace(data=bytes(raw) + extra, orig_len=len(raw) + len(extra))
+    t = Tracker(strict=True)
+    for k, r in enumerate(recs):
+        t.feed(r._replace(index=k))
+    t.finish()

@@ -59,6 +59,7 @@ class Play:
         self.t_ns = 1_700_000_000_000_000_000
         self.next_unique = 2
         self.findings: list[Finding] = []
+        self.records: list[Record] = []
         self.finished = False
 
     # ---- raw frames -------------------------------------------------------------------
@@ -80,6 +81,7 @@ class Play:
         )
         self.index += 1
         self.t_ns += 1000
+        self.records.append(rec)
         out = self.tracker.feed(rec)
         self.findings.extend(out)
         return out
