@@ -947,7 +947,11 @@ def run_workload(
     first_write = True
     for index, step in enumerate(steps):
         result = StepResult(index, step.name, step.ops, Status.SKIPPED)
-        if hung is not None:
+        if hung is not None and not results and not finished:
+            # the first access (statvfs) hung before any step: the run fails with the first step
+            result.status = Status.FAILED
+            result.detail = f"the filesystem did not answer its first request in {timeout:g} s"
+        elif hung is not None:
             result.detail = f"not run: {hung}"
         elif step.writes and ctx.read_only:
             result.detail = f"read-only filesystem ({ctx.read_only_reason})"

@@ -162,3 +162,42 @@ def test_ctrl_c_unmounts_and_exits_130(mountpoint: Path, tmp_path: Path) -> None
     assert proc.returncode == 130, err
     assert "fusetrace: interrupted" in err
     assert not is_mounted(mountpoint)
+
+
+@pytest.mark.mount
+@pytest.mark.skipif(not MISBEHAVE.exists(), reason="tests/tracker/misbehave.py not available")
+def test_a_step_that_hangs_is_abandoned_and_the_mount_cleaned_up(
+    mountpoint: Path, tmp_path: Path
+) -> None:
+    js = tmp_path / "r.json"
+    hang = ROOT / "tests" / "conform" / "hangfs.py"
+    out = conform("--timeout", "2", "--json", str(js), str(mountpoint), "--",
+                  sys.executable, str(hang), "{}")  # fmt: skip
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert not is_mounted(mountpoint)
+    steps = {s["step"]: s for s in json.loads(js.read_text())["steps"]}
+    assert steps["statfs"]["status"] == "failed"
+    assert "did not answer its first request in 2 s" in steps["statfs"]["detail"]
+    assert steps["mkdir"]["status"] == "skipped"
+    assert "hung and the connection was aborted" in steps["mkdir"]["detail"]
+
+
+@pytest.mark.mount
+@pytest.mark.skipif(not MISBEHAVE.exists(), reason="tests/tracker/misbehave.py not available")
+def test_a_hanging_mkdir_fails_its_step_and_skips_the_rest(
+    mountpoint: Path, tmp_path: Path
+) -> None:
+    js = tmp_path / "r.json"
+    hang = ROOT / "tests" / "conform" / "hangfs.py"
+    out = conform("--timeout", "2", "--json", str(js), str(mountpoint), "--",
+                  sys.executable, str(hang), "{}", "MKDIR")  # fmt: skip
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert not is_mounted(mountpoint)
+    doc = json.loads(js.read_text())
+    steps = {s["step"]: s for s in doc["steps"]}
+    assert steps["statfs"]["status"] == "not supported"  # STATFS refused with ENOSYS
+    assert steps["mkdir"]["status"] == "failed"
+    assert steps["mkdir"]["detail"].startswith("timed out after 2 s")
+    assert steps["mkdir"]["seen"]["MKDIR"]["requests"] == 1
+    assert steps["read"]["status"] == "skipped"
+    assert "step mkdir hung and the connection was aborted" in steps["read"]["detail"]
