@@ -182,6 +182,14 @@ class _Memory:
 
 _OPS = registry.OPS
 _NOTIFY = registry.NOTIFY
+#: notification code -> the field naming the node the kernel must have cached
+_NOTIFY_NODE_FIELD: dict[int, str] = {
+    NotifyCode.INVAL_INODE: "ino",
+    NotifyCode.INVAL_ENTRY: "parent",
+    NotifyCode.DELETE: "parent",
+    NotifyCode.STORE: "nodeid",
+    NotifyCode.RETRIEVE: "nodeid",
+}
 #: request fields the reply checks need, read when the request's first struct has them
 _INFO_FIELDS = ("size", "offset", "out_size", "len", "mode", "oldnodeid", "newdir", "nodeid_out")
 #: body fields naming a node id the kernel must hold (LINK, RENAME(2), COPY_FILE_RANGE)
@@ -1588,6 +1596,17 @@ class Tracker:
                     f"RETRIEVE notify_unique {nu:#x} equals the id of "
                     f"outstanding {opcode_name(p.opcode)} (frame {p.frame})",
                     related=(p.frame,),
+                    opcode=op,
+                )
+        target = _NOTIFY_NODE_FIELD.get(code)
+        if target is not None and first is not None:
+            node = self._notify_field(data, first, target)
+            if node is not None and node != FUSE_ROOT_ID and node not in self.nodes:
+                self._emit(
+                    "FT508",
+                    idx,
+                    f"{name} names node id {node}, which the kernel does not hold "
+                    "(the write() gets ENOENT)",
                     opcode=op,
                 )
 

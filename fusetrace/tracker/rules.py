@@ -795,6 +795,20 @@ _CATALOGUE: tuple[Rule, ...] = (
         under the header id; if the two disagree its answer reaches the wrong request.
         protocol.md §5.1.""",
     ),
+    _r(
+        "FT508",
+        "notify-unknown-nodeid",
+        N,
+        D,
+        "notification names a node the kernel does not hold",
+        """
+        INVAL_INODE, INVAL_ENTRY and DELETE (the parent), STORE and RETRIEVE act on an inode
+        the kernel has cached; a node id it holds no lookup on (never announced, or
+        forgotten) is not cached, so the write() fails with ENOENT and nothing happens.
+        Harmless (a daemon cannot know what the kernel evicted), but a daemon that keeps
+        invalidating forgotten nodes is doing useless work, and one that expects the
+        notification to take effect is wrong. protocol.md §6, §10 (22).""",
+    ),
 )
 
 RULES: dict[str, Rule] = {r.code: r for r in _CATALOGUE}

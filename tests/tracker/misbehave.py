@@ -42,7 +42,7 @@ FAULTS = {
 #: mkdir name -> rule
 MKDIR_FAULTS = {"root-id": "FT204", "wrong-type": "FT205"}
 #: notifications sent after INIT -> rule
-NOTIFY_FAULTS = {"unknown-code": "FT501", "short-poll": "FT502"}
+NOTIFY_FAULTS = {"unknown-code": "FT501", "short-poll": "FT502", "never-looked-up": "FT508"}
 
 
 @dataclass
@@ -166,6 +166,9 @@ class Misbehaving:
             # notification faults, now that the connection is initialised
             self.fault("unknown-code", "FT501", OUT.pack(16, 77, 0))
             self.fault("short-poll", "FT502", OUT.pack(20, 1, 0) + bytes(4))
+            # a node id the kernel never heard of (a daemon-side bookkeeping bug)
+            inval = struct.pack("<Qqq", 12345, 0, 0)
+            self.fault("never-looked-up", "FT508", OUT.pack(16 + len(inval), 2, 0) + inval)
         elif op == Opcode.LOOKUP:
             self._lookup(u, body.split(b"\0", 1)[0].decode())
         elif op == Opcode.GETATTR:

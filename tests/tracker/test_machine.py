@@ -609,6 +609,15 @@ def ft507(bad: bool) -> Play:
     return done(p)
 
 
+def ft508(bad: bool) -> Play:
+    p = Play.session()
+    p.lookup(5)
+    p.notify(NotifyCode.INVAL_INODE, {"ino": 12345 if bad else 5})
+    p.notify(NotifyCode.INVAL_ENTRY, {"parent": 1, "name": "a"})
+    p.forget(5)
+    return done(p)
+
+
 PLAYBOOKS: dict[str, Callable[[bool], Play]] = {
     name.upper(): fn
     for name, fn in dict(globals()).items()

@@ -113,6 +113,7 @@ def test_faults_against_the_real_kernel(tmp_path: Path) -> None:
     assert w == {
         "unknown-code": errno.EINVAL,  # W4: unknown notification code
         "short-poll": errno.EINVAL,  # W4: POLL payload must be 8 bytes
+        "never-looked-up": errno.ENOENT,  # INVAL_INODE: inode not cached
         "unknown-unique": errno.ENOENT,  # W6: no such request
         "duplicate": errno.ENOENT,  # W6: already answered
         "positive-error": errno.EINVAL,  # W5: error out of range
@@ -137,7 +138,7 @@ def test_faults_against_the_real_kernel(tmp_path: Path) -> None:
     # the tracker, fed the same frames, names each fault at its frame
     t = Tracker(strict=True)
     found = [f for r in fs.records for f in t.feed(r)] + t.finish()
-    at = {(f.rule, f.frame) for f in found if f.severity is not Severity.INFO}
+    at = {(f.rule, f.frame) for f in found if f.frame is not None}
     want = {(fault.rule, fault.frame) for fault in fs.faults.values()}
     assert want == at, sorted(at ^ want)
     assert len(want) == len(FAULTS) + len(MKDIR_FAULTS) + len(NOTIFY_FAULTS)
@@ -224,7 +225,7 @@ def test_faults_recorded_then_checked(tmp_path: Path) -> None:
     doc = json.loads(report.read_text())
     assert doc["errors"] == []
     faults = doc["faults"]
-    assert "bad-out-len" not in faults and len(faults) == 10
+    assert "bad-out-len" not in faults and len(faults) == 11
 
     result = check_capture(str(cap))
     with open_capture(str(cap)) as reader:
@@ -233,6 +234,6 @@ def test_faults_recorded_then_checked(tmp_path: Path) -> None:
     for key, fault in faults.items():
         frame = written[bytes.fromhex(fault["data"])]
         assert (fault["rule"], frame) in at, (key, fault["rule"], frame, sorted(at))
-    assert {f.rule for f in result.findings if f.severity is not Severity.INFO} == {
+    assert {f.rule for f in result.findings if f.frame is not None} == {
         fault["rule"] for fault in faults.values()
     }
