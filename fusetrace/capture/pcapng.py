@@ -230,6 +230,7 @@ class CaptureReader:
         self.info = CaptureInfo()
         self._order = "<"
         self._index = 0
+        self._pending: Record | None = None
         magic = self._peek(4)
         if not magic:
             raise CaptureError("empty file: not a capture")
@@ -360,103 +361,124 @@ class CaptureReader:
         self.info.interfaces.append(iface)
 
     def _read_pcapng(self) -> Iterator[Record]:
-        epb = struct.Struct(self._order + "IIIII")
+        """The block loop. Enhanced Packet Blocks are parsed in place in the read buffer (the
+        hot path: one unpack for the fixed part, and a shortcut for the option layout our
+        writer produces); other blocks are copied out and parsed at leisure."""
+        order = ""
+        head = epb = u32 = struct.Struct("<I")
+        flags_head = b""
+        directions = (None, Direction.INBOUND, Direction.OUTBOUND, None)
         while True:
-            start = self._offset
-            head = self._take(8)
-            if head is None:
-                rest = len(self._buf) - self._off
-                if rest:
-                    self._cut(start)
+            buf, pos = self._buf, self._off
+            avail = len(buf) - pos
+            if avail < 12:
+                if self._fill(12):
+                    continue
+                if avail:
+                    self._cut(self._offset)
                 return
-            # a new section may switch byte order: look at its BOM before trusting lengths
-            btype_le = struct.unpack("<I", head[:4])[0]
-            if btype_le == _SHB:
-                bom = self._peek(4)
-                self._order = "<" if bom == b"\x4d\x3c\x2b\x1a" else ">"
-                epb = struct.Struct(self._order + "IIIII")
-            btype, total = struct.unpack(self._order + "II", head)
+            if buf[pos : pos + 4] == b"\x0a\x0d\x0d\x0a":
+                # a section header: its byte-order magic decides how to read its lengths
+                self._order = "<" if buf[pos + 8 : pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
+            if self._order != order:
+                order = self._order
+                head = struct.Struct(order + "II")
+                epb = struct.Struct(order + "IIIIIII")
+                u32 = struct.Struct(order + "I")
+                flags_head = struct.pack(order + "HH", _EPB_FLAGS, 4)
+            btype, total = head.unpack_from(buf, pos)
+            start = self._pos + pos
             if total < 12 or total % 4 or total > _MAX_BLOCK:
                 raise CaptureError(f"corrupt capture: bad block length {total} at offset {start}")
-            body = self._take(total - 8)
-            if body is None:
+            if avail < total:
+                if self._fill(total):
+                    continue
                 self._cut(start)
                 return
-            block = head + body
-            if struct.unpack_from(self._order + "I", block, total - 4)[0] != total:
+            tail = pos + total - 4
+            if u32.unpack_from(buf, tail)[0] != total:
                 raise CaptureError(f"corrupt capture: block at offset {start} is damaged")
-            if btype == _EPB:
-                iface_id, ts_hi, ts_lo, caplen, origlen = epb.unpack_from(block, 8)
-                iface = self._interface(iface_id, start)
-                if iface.linktype != LINKTYPE_FUSE:
-                    self.info.skipped += 1
-                    continue
-                if 28 + caplen > total - 4:
-                    raise CaptureError(
-                        f"corrupt capture: packet at offset {start} overruns its block"
-                    )
-                data = block[28 : 28 + caplen]
-                direction: Direction | None = None
-                comment = None
-                opt_start = 28 + caplen + _pad4(caplen)
-                if opt_start < total - 4:
-                    for code, value in self._parse_options(block[:-4], opt_start):
-                        if code == _EPB_FLAGS and len(value) >= 4:
-                            bits = struct.unpack(self._order + "I", value[:4])[0] & 3
-                            if bits in (1, 2):
-                                direction = Direction(bits)
-                        elif code == _OPT_COMMENT:
-                            comment = value.decode("utf-8", "replace")
-                if direction is None:
-                    direction = guess_direction(data, self._bo())
-                ts = (ts_hi << 32) | ts_lo
-                yield Record(
-                    self._index,
-                    ts * iface.ts_num // iface.ts_den,
-                    direction,
-                    data,
-                    origlen,
-                    iface_id,
-                    comment,
-                )
-                self._index += 1
-            elif btype == _SPB:
-                iface = self._interface(0, start)
-                if iface.linktype != LINKTYPE_FUSE:
-                    self.info.skipped += 1
-                    continue
-                (origlen,) = struct.unpack_from(self._order + "I", block, 8)
-                cap = min(origlen, iface.snaplen or origlen, total - 16)
-                data = block[12 : 12 + cap]
-                yield Record(
-                    self._index, 0, guess_direction(data, self._bo()), data, origlen, 0, None
-                )
-                self._index += 1
-            elif btype == _OPB:
-                iface_id, _drops, ts_hi, ts_lo, caplen, origlen = struct.unpack_from(
-                    self._order + "HHIIII", block, 8
-                )
-                iface = self._interface(iface_id, start)
-                if iface.linktype != LINKTYPE_FUSE:
-                    self.info.skipped += 1
-                    continue
-                data = block[28 : 28 + caplen]
-                ts = (ts_hi << 32) | ts_lo
-                yield Record(
-                    self._index,
-                    ts * iface.ts_num // iface.ts_den,
-                    guess_direction(data, self._bo()),
-                    data,
-                    origlen,
-                    iface_id,
-                    None,
-                )
-                self._index += 1
-            elif btype == _IDB:
-                self._parse_idb(block)
-            elif btype == _SHB:
-                self._parse_shb(block)
-            # other block types (name resolution, statistics, ...) carry nothing for us
+            self._off = pos + total
+            if btype != _EPB:
+                self._other_block(btype, buf[pos : pos + total], start)
+                if btype in (_SPB, _OPB) and self._pending is not None:
+                    yield self._pending
+                    self._pending = None
+                continue
+            _, _, iface_id, ts_hi, ts_lo, caplen, origlen = epb.unpack_from(buf, pos)
+            iface = self._interface(iface_id, start)
+            if iface.linktype != LINKTYPE_FUSE:
+                self.info.skipped += 1
+                continue
+            data_end = pos + 28 + caplen
+            if data_end > tail:
+                raise CaptureError(f"corrupt capture: packet at offset {start} overruns its block")
+            data = buf[pos + 28 : data_end]
+            opts = data_end + (-caplen & 3)
+            direction: Direction | None = None
+            comment = None
+            if tail - opts == 12 and buf[opts : opts + 4] == flags_head:
+                direction = directions[u32.unpack_from(buf, opts + 4)[0] & 3]
+            elif tail > opts:
+                for code, value in self._parse_options(buf[opts:tail], 0):
+                    if code == _EPB_FLAGS and len(value) >= 4:
+                        direction = directions[u32.unpack_from(value)[0] & 3]
+                    elif code == _OPT_COMMENT:
+                        comment = value.decode("utf-8", "replace")
+            if direction is None:
+                direction = guess_direction(data, self._bo())
+            ts = (ts_hi << 32) | ts_lo
+            yield Record(
+                self._index,
+                ts * iface.ts_num // iface.ts_den,
+                direction,
+                data,
+                origlen,
+                iface_id,
+                comment,
+            )
+            self._index += 1
+
+    def _other_block(self, btype: int, block: bytes, start: int) -> None:
+        """Section and interface headers, Simple and obsolete Packet Blocks; blocks of other
+        kinds (name resolution, statistics, ...) carry nothing for us. A packet found here is
+        left in ``_pending`` for the loop to yield."""
+        order = self._order
+        if btype == _SPB:
+            iface = self._interface(0, start)
+            if iface.linktype != LINKTYPE_FUSE:
+                self.info.skipped += 1
+                return
+            (origlen,) = struct.unpack_from(order + "I", block, 8)
+            cap = min(origlen, iface.snaplen or origlen, len(block) - 16)
+            data = block[12 : 12 + cap]
+            direction = guess_direction(data, self._bo())
+            self._pending = Record(self._index, 0, direction, data, origlen, 0, None)
+            self._index += 1
+        elif btype == _OPB:
+            iface_id, _drops, ts_hi, ts_lo, caplen, origlen = struct.unpack_from(
+                order + "HHIIII", block, 8
+            )
+            iface = self._interface(iface_id, start)
+            if iface.linktype != LINKTYPE_FUSE:
+                self.info.skipped += 1
+                return
+            data = block[28 : 28 + caplen]
+            ts = (ts_hi << 32) | ts_lo
+            self._pending = Record(
+                self._index,
+                ts * iface.ts_num // iface.ts_den,
+                guess_direction(data, self._bo()),
+                data,
+                origlen,
+                iface_id,
+                None,
+            )
+            self._index += 1
+        elif btype == _IDB:
+            self._parse_idb(block)
+        elif btype == _SHB:
+            self._parse_shb(block)
 
     def _bo(self) -> str:
         return "<" if self.info.byte_order == "little" else ">"
