@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-LINTED := $(wildcard fusetrace tests bench)
+LINTED := $(wildcard fusetrace tests bench captures)
 
 .PHONY: demo test deps venv lint typecheck unit clean
 

@@ -14,9 +14,9 @@ a changed summary is a behaviour change to review (new kernel, new daemon versio
 from __future__ import annotations
 
 import json
-import os  # noqa: TID251 - a script that runs daemons
+import os
 import shutil
-import subprocess  # noqa: TID251
+import subprocess
 import sys
 import tempfile
 from pathlib import Path

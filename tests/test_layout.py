@@ -11,7 +11,15 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "fusetrace"
 
 #: design.md §2: these import nothing that does I/O or reads the clock.
-PURE = ["protocol", "tracker", "capture/pcapng.py", "replay/engine.py", "replay/matching.py"]
+PURE = [
+    "protocol",
+    "tracker",
+    "capture/pcapng.py",
+    "replay/engine.py",
+    "replay/matching.py",
+    "replay/codec.py",
+    "conform/report.py",
+]
 BANNED = {"os", "socket", "subprocess", "time", "rich", "asyncio", "threading", "select"}
 
 

@@ -11,7 +11,7 @@ request count per opcode, the reply errors per opcode, and the workload steps it
 
 from __future__ import annotations
 
-import os  # noqa: TID251 - builds a directory tree on disk
+import os
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path

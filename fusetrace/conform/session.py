@@ -14,13 +14,13 @@ import contextlib
 import ctypes
 import ctypes.util
 import json
-import os  # noqa: TID251 - this module runs processes and mounts
+import os
 import platform
 import signal
-import subprocess  # noqa: TID251
+import subprocess
 import sys
 import tempfile
-import time  # noqa: TID251
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -24,7 +24,7 @@ import errno
 import fcntl
 import functools
 import mmap
-import os  # noqa: TID251 - the workload is system calls
+import os
 import select
 import shutil
 import stat
