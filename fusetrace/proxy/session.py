@@ -188,6 +188,29 @@ class CaptureThread:
         self._thread.join(timeout)
 
 
+M_TRIM_THRESHOLD = -1
+M_TOP_PAD = -2
+M_MMAP_THRESHOLD = -3
+
+
+def tune_malloc() -> None:
+    """Keep frame-sized buffers (up to 1 MiB and more) in the heap.
+
+    Every frame is copied into a fresh bytes object, and the capture thread joins blocks of
+    the same size. With glibc's defaults such sizes may be mmap()ed and unmapped again, or
+    trimmed from the heap, so each copy starts by faulting in fresh zeroed pages, with the
+    interpreter lock held. Measured on a 1 GiB dd write through fuse-overlayfs: 2.1 s
+    instead of 2.3-4.0 s. Only this process is affected, never the daemon.
+    """
+    try:
+        mallopt = mounts.libc().mallopt
+    except AttributeError:  # not glibc
+        return
+    mallopt(M_MMAP_THRESHOLD, 32 << 20)
+    mallopt(M_TRIM_THRESHOLD, 256 << 20)
+    mallopt(M_TOP_PAD, 64 << 20)
+
+
 def check_environment() -> None:
     """Root and /dev/fuse, before anything is created."""
     if os.geteuid() != 0:
@@ -282,6 +305,7 @@ class Session:
             raise EnvironmentProblem(
                 e.message, hint="choose a writable place for the capture file"
             ) from None
+        tune_malloc()
         with self._signals():
             try:
                 return self._run(fileobj, program, spec, rootmode)
