@@ -14,15 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from fusetrace.capture import CaptureReader
+from fusetrace.protocol.abi import Opcode
+from fusetrace.record import Direction
+from fusetrace.tracker import Tracker
+from tests.replay.kernel import FAKEFS, Kernel, record_fakefs_session
+
 ROOT = Path(__file__).resolve().parent.parent.parent
-sys.path.insert(0, str(ROOT / "tests" / "replay"))
-
-from kernel import FAKEFS, Kernel, record_fakefs_session  # noqa: E402
-
-from fusetrace.capture import CaptureReader  # noqa: E402
-from fusetrace.protocol.abi import Opcode  # noqa: E402
-from fusetrace.record import Direction  # noqa: E402
-from fusetrace.tracker import Tracker  # noqa: E402
 
 
 def fusetrace(

@@ -25,7 +25,7 @@ from fusetrace.protocol.encode import (
     encode_request,
 )
 from fusetrace.protocol.session import Negotiated
-from protocol.frame_fixtures import Fixture, all_fixtures, lookup
+from tests.protocol.frame_fixtures import Fixture, all_fixtures, lookup
 
 FIXTURES = all_fixtures()
 

@@ -15,7 +15,7 @@ from fusetrace.protocol.registry import (
     ReplyShape,
 )
 from fusetrace.protocol.schemas import schemas
-from protocol.frame_fixtures import FRAMES
+from tests.protocol.frame_fixtures import FRAMES
 
 #: protocol.md §2: every opcode the kernel can send (7 GETDIR and 19 INVALIDATE are gone)
 PROTOCOL_OPCODES = [*range(1, 7), *range(8, 19), *range(20, 54), 4096]

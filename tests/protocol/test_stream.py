@@ -126,7 +126,7 @@ def test_fuzz_streams_never_raise() -> None:
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from protocol.frame_fixtures import all_fixtures
+    from tests.protocol.frame_fixtures import all_fixtures
 
     fixtures = all_fixtures()
 

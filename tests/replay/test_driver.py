@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-from kernel import FAKEFS, MOUNTPOINT, Kernel, record_fakefs_session
 
 from fusetrace.capture import CaptureReader
 from fusetrace.errors import DaemonError
@@ -25,6 +24,7 @@ from fusetrace.record import Direction, Record
 from fusetrace.replay.codec import ProtocolCodec
 from fusetrace.replay.driver import daemon_argv, run
 from fusetrace.replay.engine import Outcome, ReplayEngine, ReplayOptions, ReplayResult
+from tests.replay.kernel import FAKEFS, MOUNTPOINT, Kernel, record_fakefs_session
 
 
 @pytest.fixture(scope="module")

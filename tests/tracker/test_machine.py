@@ -14,7 +14,6 @@ from collections.abc import Callable
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from trackplay import ACCEPTED, OFFERED, Play, attr, entry
 
 from fusetrace.protocol.abi import (
     S_IFDIR,
@@ -27,6 +26,7 @@ from fusetrace.protocol.abi import (
 from fusetrace.protocol.encode import encode_reply, encode_request
 from fusetrace.record import Direction, Record
 from fusetrace.tracker import RULES, Culprit, Severity, Tracker
+from tests.tracker.trackplay import ACCEPTED, OFFERED, Play, attr, entry
 
 Op = Opcode
 ATTR_REPLY = {"attr_valid": 1, "attr": attr(S_IFDIR | 0o755)}

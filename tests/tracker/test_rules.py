@@ -20,10 +20,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from misbehave import FAULTS, MKDIR_FAULTS, NOTIFY_FAULTS, Misbehaving
 
 from fusetrace.tracker import FAMILIES, RULES, Culprit, Severity, Tracker, select_rules
 from fusetrace.tracker.rules import matches
+from tests.tracker.misbehave import FAULTS, MKDIR_FAULTS, NOTIFY_FAULTS, Misbehaving
 
 
 def test_codes_are_stable_and_grouped() -> None:
