@@ -227,6 +227,9 @@ class Tracker:
         self.enabled = frozenset(RULES) if rules is None else frozenset(rules)
         self.mount_options = mount_options
         self.bodies = not header_only
+        #: set once an entry reply was cut by the snap length: the lookups it gave are
+        #: unknown, so lookup counts and node-id announcements are no longer judged
+        self._counts_lost = False
         self.strict = strict
         self.negotiated = Negotiated.default(byte_order)
         self.state = SessionState.UNINIT
@@ -577,7 +580,7 @@ class Tracker:
             )
 
     def _check_nodeid(self, idx: int, unique: int, opcode: int, nodeid: int) -> None:
-        if nodeid == FUSE_ROOT_ID or nodeid in self.nodes:
+        if nodeid == FUSE_ROOT_ID or nodeid in self.nodes or self._counts_lost:
             return
         if self._reported_nodes.get(nodeid) is not None:
             return
@@ -714,7 +717,7 @@ class Tracker:
     def _forget(self, idx: int, unique: int, opcode: int, nodeid: int, n: int) -> None:
         node = self.nodes.get(nodeid)
         held = node.count if node is not None else 0
-        if n > held:
+        if n > held and not self._counts_lost:
             if nodeid == FUSE_ROOT_ID and node is None:
                 what = "the root, which the kernel never forgets"
             else:
@@ -1021,6 +1024,8 @@ class Tracker:
                 self._init_reply(rec, unique, pend)
             return
         if not body_ok:
+            if self.bodies and spec.lookup in (LookupEffect.ENTRY, LookupEffect.READDIRPLUS):
+                self._counts_lost = True
             return
         data = rec.data
         if spec.lookup is LookupEffect.ENTRY:

@@ -989,3 +989,19 @@ def test_mutated_sessions_never_raise(data: st.DataObject) -> None:
     for k, r in enumerate(recs):
         t.feed(r._replace(index=k))
     t.finish()
+
+
+def test_lookup_counts_are_not_judged_after_a_cut_entry_reply() -> None:
+    """A READDIRPLUS reply cut by the snap length hides the lookups it gave: later FORGETs
+    and uses of its node ids must not be reported as protocol violations."""
+    p = Play.session()
+    p.call(Op.OPENDIR, {"flags": 0}, {"fh": 4})
+    u = p.req(Op.READDIRPLUS, {"fh": 4, "size": 4096})
+    ents = [{**entry(n), "ino": n, "off": i + 1, "type": 8, "name": f"f{n}"}
+            for i, n in enumerate((7, 8, 9))]  # fmt: skip
+    full = encode_reply(Op.READDIRPLUS, {"entries": ents}, unique=u, negotiated=p.neg)
+    p.d(full[:200], orig_len=len(full))
+    p.call(Op.GETATTR, {}, {"attr": attr()}, nodeid=9)
+    p.req(Op.BATCH_FORGET, {"forgets": [{"nodeid": n, "nlookup": 1} for n in (7, 8, 9)]},
+          nodeid=0)  # fmt: skip
+    assert p.codes == {"FT316"}
