@@ -3,7 +3,7 @@
 Codes are stable and grouped by family like ruff's: ``FT1xx`` ids and pairing, ``FT2xx``
 lifecycle (lookup counts, file handles), ``FT3xx`` framing and sizes, ``FT4xx`` INIT and
 versions, ``FT5xx`` notifications and interrupts. ``fusetrace explain CODE`` prints a rule's
-``doc``; section numbers refer to the project's protocol reference (protocol.md).
+``doc``; section numbers refer to the project's protocol reference (docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         /dev/fuse that is still waiting for an answer. The kernel looks the id up in the
         processing table of the file descriptor the reply is written to, finds nothing and
         fails the write() with ENOENT; nothing else happens, and the request the daemon meant
-        to answer (if any) keeps its caller waiting. protocol.md §5.3 (W6).""",
+        to answer (if any) keeps its caller waiting. docs/protocol.md §5.3 (W6).""",
     ),
     _r(
         "FT102",
@@ -68,7 +68,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         A request was answered twice. The kernel removes a request from its processing
         table when the first reply is accepted, so the second write() finds nothing and
         fails with ENOENT. Usually a daemon bug in error paths (reply sent, then an error
-        reply sent again). protocol.md §5.3 (W6, W8).""",
+        reply sent again). docs/protocol.md §5.3 (W6, W8).""",
     ),
     _r(
         "FT103",
@@ -81,7 +81,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         4.20), so they are even and non-zero; only INTERRUPT has an odd id (the target's id
         with bit 0 set) and only NOTIFY_REPLY carries a daemon-chosen id. A request with an
         odd or zero id points at a damaged capture or a changed kernel; the daemon would
-        answer it under an id the kernel masks differently. protocol.md §5.1.""",
+        answer it under an id the kernel masks differently. docs/protocol.md §5.1.""",
     ),
     _r(
         "FT104",
@@ -93,7 +93,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         The kernel sent a request whose id is still outstanding (read, not yet answered) on
         the same connection. The processing table hashes requests by id, so two live
         requests with one id cannot be told apart: the daemon's reply completes only one of
-        them. Ids are unique per connection while in flight. protocol.md §5.1, §5.2.""",
+        them. Ids are unique per connection while in flight. docs/protocol.md §5.1, §5.2.""",
     ),
     _r(
         "FT105",
@@ -104,7 +104,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         On a fresh connection INIT is the first id handed out and therefore has unique 2.
         Another value means the capture did not start at mount time, frames are missing,
-        or the kernel allocates ids differently (io_uring, resend). protocol.md §4.1,
+        or the kernel allocates ids differently (io_uring, resend). docs/protocol.md §4.1,
         §5.1.""",
     ),
     _r(
@@ -117,7 +117,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         FORGET, BATCH_FORGET and NOTIFY_REPLY are finished by the kernel as soon as the
         daemon reads them; they never enter the processing table. A reply to one fails with
         ENOENT. libfuse never replies to them; a daemon that does is confused about which
-        operations expect answers. protocol.md §2 (kind NR), §5.2.""",
+        operations expect answers. docs/protocol.md §2 (kind NR), §5.2.""",
     ),
     _r(
         "FT107",
@@ -130,7 +130,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         16-byte header (error EAGAIN to have the interrupt re-sent, ENOSYS to stop all
         interrupts, anything else ignored). With a payload the kernel fails the write()
         with EINVAL; the target request is untouched and still needs its own reply.
-        protocol.md §5.3 (W7), §5.4.""",
+        docs/protocol.md §5.3 (W7), §5.4.""",
     ),
     _r(
         "FT108",
@@ -142,7 +142,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         The daemon answered an INTERRUPT after it had already answered the interrupted
         request. The kernel finds no request with that id and fails the write() with ENOENT.
         This is a race more than a bug (the daemon may answer the interrupt from another
-        thread), but the ENOENT shows up in the daemon's logs. protocol.md §5.4, §5.6
+        thread), but the ENOENT shows up in the daemon's logs. docs/protocol.md §5.4, §5.6
         note.""",
     ),
     _r(
@@ -156,7 +156,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         read back to the pending queue, sets bit 63 (FUSE_UNIQUE_RESEND) in each id and
         delivers them again. Replies must echo the new id; a reply with the old id (bit 63
         clear) finds nothing and fails with ENOENT, and the resent request still waits.
-        protocol.md §5.1, §5.5.""",
+        docs/protocol.md §5.1, §5.5.""",
     ),
     _r(
         "FT110",
@@ -169,7 +169,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         A reply is searched only in the table of the descriptor it is written to, so a reply
         on another descriptor fails with ENOENT and the request keeps waiting. Every reply,
         interrupt replies included, must go to the descriptor that delivered the request.
-        protocol.md §5.2, §9.2.""",
+        docs/protocol.md §5.2, §9.2.""",
     ),
     _r(
         "FT111",
@@ -182,7 +182,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         This is normal when recording stops before unmount, but a request that stays
         unanswered for the rest of a long capture usually means a lost reply: its caller is
         still blocked (uninterruptibly, once the daemon has read the request). Reported as
-        information. protocol.md §5.4, §7.3.""",
+        information. docs/protocol.md §5.4, §7.3.""",
     ),
     _r(
         "FT112",
@@ -195,7 +195,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         its INIT reply. A request older than that anywhere in the kernel's queues makes the
         kernel abort the whole connection (checked about every 15 s): every pending request
         fails with ECONNABORTED and the mount is dead. Judged from the capture's timestamps
-        (request to reply, or to the last frame), never from the clock. protocol.md §4.2,
+        (request to reply, or to the last frame), never from the clock. docs/protocol.md §4.2,
         §10 (24).""",
     ),
     # ---- FT2: lifecycle --------------------------------------------------------------------
@@ -210,7 +210,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         id (LOOKUP, MKNOD, MKDIR, SYMLINK, LINK, CREATE, TMPFILE and each READDIRPLUS entry
         but '.' and '..') and sends FORGET/BATCH_FORGET with exactly the counts it holds.
         A FORGET for more than was handed out means the model (or the capture) is wrong: a
-        daemon following libfuse's contract would drop a count below zero. protocol.md
+        daemon following libfuse's contract would drop a count below zero. docs/protocol.md
         §7.1.""",
     ),
     _r(
@@ -223,7 +223,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         Once FORGET has returned all lookups of a node id, the id is dead until a new entry
         reply revives it; the daemon may have freed the inode. A later request naming it (in
         the header's nodeid) is a kernel-side anomaly or a missing frame in the capture.
-        protocol.md §7.1.""",
+        docs/protocol.md §7.1.""",
     ),
     _r(
         "FT203",
@@ -235,7 +235,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         Every node id the kernel uses, except the root (1), was first handed out by the
         daemon in an entry reply (LOOKUP, creation ops, READDIRPLUS). A request naming an id
         never seen in an accepted entry reply means the capture started late, lost frames,
-        or the kernel invented an id. protocol.md §7.1.""",
+        or the kernel invented an id. docs/protocol.md §7.1.""",
     ),
     _r(
         "FT204",
@@ -248,7 +248,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         non-zero node id other than the root's; a LOOKUP of a name must not return the root
         (1). The kernel rejects such replies: the syscall fails with EIO and no lookup is
         counted, so a daemon that already counted one leaks it. (A LOOKUP returning 0 is a
-        valid negative entry.) protocol.md §7.1.""",
+        valid negative entry.) docs/protocol.md §7.1.""",
     ),
     _r(
         "FT205",
@@ -261,7 +261,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         must return the type that was asked for (MKDIR a directory, SYMLINK a symlink,
         CREATE and TMPFILE a regular file, MKNOD the requested type); the size must not
         exceed LLONG_MAX. The kernel rejects the reply (EIO to the caller) and counts no
-        lookup. protocol.md §7.1.""",
+        lookup. docs/protocol.md §7.1.""",
     ),
     _r(
         "FT206",
@@ -273,7 +273,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         (nodeid, generation) must be unique for the life of the filesystem. If an entry
         reply returns a node id the kernel still holds with another generation, the kernel
         marks the cached inode bad (its I/O fails with EIO) and creates a new one.
-        protocol.md §7.1.""",
+        docs/protocol.md §7.1.""",
     ),
     _r(
         "FT207",
@@ -284,7 +284,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         An entry or attribute reply gives a node id a different file type than earlier
         replies while the kernel still holds it. The kernel marks the inode bad: every later
-        operation on it fails with EIO. protocol.md §7.1.""",
+        operation on it fails with EIO. docs/protocol.md §7.1.""",
     ),
     _r(
         "FT208",
@@ -296,7 +296,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         File handles are chosen by the daemon in OPEN, OPENDIR, CREATE and TMPFILE replies
         and echoed by the kernel in I/O requests and finally in RELEASE/RELEASEDIR. A
         request using a handle that was never returned (and that is not 0 in no-open mode)
-        is a kernel-side anomaly or a capture that started late. protocol.md §7.2.""",
+        is a kernel-side anomaly or a capture that started late. docs/protocol.md §7.2.""",
     ),
     _r(
         "FT209",
@@ -307,7 +307,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         The kernel sends RELEASE only after the last user and all asynchronous I/O on a
         handle are gone, so no request may name the handle afterwards (until the daemon
-        hands the same value out again). protocol.md §7.2.""",
+        hands the same value out again). docs/protocol.md §7.2.""",
     ),
     _r(
         "FT210",
@@ -318,7 +318,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         Exactly one RELEASE (RELEASEDIR) is sent per successful OPEN/CREATE/TMPFILE
         (OPENDIR). A second RELEASE of a handle that is no longer open would make a daemon
-        free its state twice. protocol.md §7.2.""",
+        free its state twice. docs/protocol.md §7.2.""",
     ),
     _r(
         "FT211",
@@ -330,7 +330,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         After the daemon answers OPEN (OPENDIR) with ENOSYS the kernel opens files without
         messages, uses fh 0 and sends no RELEASE (RELEASEDIR) for those opens. A RELEASE
         for a handle that no OPEN reply returned, after no-open mode began, contradicts this.
-        protocol.md §7.2.""",
+        docs/protocol.md §7.2.""",
     ),
     _r(
         "FT212",
@@ -343,7 +343,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         INTERRUPT, LSEEK, FALLOCATE, COPY_FILE_RANGE, STATX, ...) the kernel remembers an
         ENOSYS reply for the life of the connection and stops sending the operation. Seeing
         it again means the model differs from the kernel that produced the capture.
-        protocol.md §2 (ENOSYS list), §5.4.""",
+        docs/protocol.md §2 (ENOSYS list), §5.4.""",
     ),
     _r(
         "FT213",
@@ -355,7 +355,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         At the end of the capture the kernel still holds lookup counts on some node ids.
         This is expected: the kernel sends no FORGETs at unmount (the daemon must treat all
         counts as dropped), and a capture may end before unmount. Listed to help find leaks
-        in long captures. protocol.md §7.1, §7.3.""",
+        in long captures. docs/protocol.md §7.1, §7.3.""",
     ),
     _r(
         "FT214",
@@ -366,7 +366,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         At the end of the capture some file handles have not been released. Normal if
         recording stopped while files were open or before unmount; RELEASE is sent in the
-        background and may come after the close() that caused it. protocol.md §7.2,
+        background and may come after the close() that caused it. docs/protocol.md §7.2,
         §7.3.""",
     ),
     # ---- FT3: framing and sizes -----------------------------------------------------------
@@ -379,7 +379,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         Every daemon → kernel message starts with the 16-byte fuse_out_header. A shorter
         write() fails with EINVAL and has no effect: the request the daemon meant to
-        answer stays pending. protocol.md §5.3 (W2).""",
+        answer stays pending. docs/protocol.md §5.3 (W2).""",
     ),
     _r(
         "FT302",
@@ -390,7 +390,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         The len field of fuse_out_header must equal the number of bytes written in the one
         write(). Otherwise the kernel fails the write() with EINVAL and ignores it; the
-        request it meant to answer stays pending and its caller keeps waiting. protocol.md
+        request it meant to answer stays pending and its caller keeps waiting. docs/protocol.md
         §1, §5.3 (W3).""",
     ),
     _r(
@@ -402,7 +402,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         Every kernel → daemon message starts with the 40-byte fuse_in_header; the kernel
         never sends less. A shorter frame means the capture is damaged (or its snap length
-        is below 40). protocol.md §1.""",
+        is below 40). docs/protocol.md §1.""",
     ),
     _r(
         "FT304",
@@ -413,7 +413,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         The len field of fuse_in_header counts the whole message. A frame whose original
         length differs from in.len was cut or merged by the recorder, or the capture is
-        damaged. protocol.md §1.""",
+        damaged. docs/protocol.md §1.""",
     ),
     _r(
         "FT305",
@@ -425,7 +425,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         out.error must be 0 or a negative errno greater than -512 (-512 is ERESTARTSYS, and
         kernel-internal errnos must not leak; the bound was -1000 before Linux 5.14). The
         kernel fails the write() with EINVAL and leaves the request pending, so the caller
-        keeps waiting for a proper reply. protocol.md §5.3 (W5).""",
+        keeps waiting for a proper reply. docs/protocol.md §5.3 (W5).""",
     ),
     _r(
         "FT306",
@@ -436,7 +436,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         A reply with a non-zero error must be the bare 16-byte header. The kernel fails the
         write() with EINVAL and completes the request with EIO, so the caller sees EIO
-        instead of the intended error. protocol.md §5.3 (W8).""",
+        instead of the intended error. docs/protocol.md §5.3 (W8).""",
     ),
     _r(
         "FT307",
@@ -450,7 +450,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         reply with exactly that size (or the compat size of the negotiated minor). The
         kernel fails the write() with EINVAL and the caller gets EIO. A header-only success
         reply to LOOKUP, GETATTR or OPEN is the common case; an empty reply is valid only
-        for operations without reply data. protocol.md §5.3 (W8), §8.2.""",
+        for operations without reply data. docs/protocol.md §5.3 (W8), §8.2.""",
     ),
     _r(
         "FT308",
@@ -463,7 +463,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         READLINK < page size, GETXATTR/LISTXATTR ≤ size, IOCTL ≤ 16 + out_size, INIT ≤ 64
         bytes) must not be longer. The kernel fails the write() with EINVAL and the request
         completes with EIO. A daemon whose xattr value is larger must reply ERANGE.
-        protocol.md §5.3 (W8), §8.2.""",
+        docs/protocol.md §5.3 (W8), §8.2.""",
     ),
     _r(
         "FT309",
@@ -474,7 +474,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         GETXATTR and LISTXATTR with size 0 ask 'how big is it?'; the reply must be exactly
         the 8-byte fuse_getxattr_out holding the length. Data (or nothing) instead makes the
-        write() fail with EINVAL and the caller get EIO. protocol.md §2, §8.2.""",
+        write() fail with EINVAL and the caller get EIO. docs/protocol.md §2, §8.2.""",
     ),
     _r(
         "FT310",
@@ -484,7 +484,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         "WRITE reply claims more bytes than were sent",
         """
         write_out.size must not exceed write_in.size. The kernel accepts the write() but
-        fails the request with EIO, so the caller's write(2) fails. protocol.md §5.3
+        fails the request with EIO, so the caller's write(2) fails. docs/protocol.md §5.3
         (size limits above the transport), §8.2.""",
     ),
     _r(
@@ -496,7 +496,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         The byte count in a COPY_FILE_RANGE (write_out.size) or COPY_FILE_RANGE_64
         (bytes_copied) reply must not exceed copy_file_range_in.len. The kernel accepts the
-        write() but fails the request with EIO. protocol.md §5.3.""",
+        write() but fails the request with EIO. docs/protocol.md §5.3.""",
     ),
     _r(
         "FT312",
@@ -506,7 +506,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         "LISTXATTR data is not a list of names",
         """
         A LISTXATTR reply with data must be a sequence of non-empty NUL-terminated names.
-        Otherwise the kernel fails listxattr(2) with EIO. protocol.md §5.3, §8.2.""",
+        Otherwise the kernel fails listxattr(2) with EIO. docs/protocol.md §5.3, §8.2.""",
     ),
     _r(
         "FT313",
@@ -517,7 +517,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         A READDIR/READDIRPLUS record with namelen 0, namelen above the name limit (1024;
         4095 with max_pages > 1 on 6.15+), or a '/' in the name makes the kernel fail the
-        whole getdents() with EIO. protocol.md §8.1.""",
+        whole getdents() with EIO. docs/protocol.md §8.1.""",
     ),
     _r(
         "FT314",
@@ -530,7 +530,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         caching is on, it shrinks its idea of the file size to the end of the short read.
         A short read ending before the size the daemon itself reported (and not on a direct
         I/O handle) is a data-integrity bug: later readers see a truncated file.
-        protocol.md §8.2.""",
+        docs/protocol.md §8.2.""",
     ),
     _r(
         "FT315",
@@ -541,7 +541,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         in.total_extlen announces a trailing extension block (security context,
         supplementary group) only on MKNOD, MKDIR, SYMLINK, CREATE and TMPFILE, and only
-        since minor 7.38. Elsewhere the field is padding and must be zero. protocol.md §1,
+        since minor 7.38. Elsewhere the field is padding and must be zero. docs/protocol.md §1,
         §3.3.""",
     ),
     _r(
@@ -566,7 +566,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         The kernel stops parsing a READDIR/READDIRPLUS reply silently when fewer bytes than a
         record remain or the next record would overrun the reply. The trailing bytes are
-        ignored, so the entry in them is lost from the listing. protocol.md §8.1.""",
+        ignored, so the entry in them is lost from the listing. docs/protocol.md §8.1.""",
     ),
     _r(
         "FT318",
@@ -580,7 +580,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         the struct sizes of the negotiated minor (compat sizes for old minors), plus the data
         the size or count fields announce, plus 8 x total_extlen. A different length means a
         damaged frame or a kernel that lays the request out differently from the model the
-        decoder uses. protocol.md §1, §3.2, §10 (2).""",
+        decoder uses. docs/protocol.md §1, §3.2, §10 (2).""",
     ),
     # ---- FT4: INIT and versions -----------------------------------------------------------
     _r(
@@ -591,7 +591,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         "reply before the INIT reply",
         """
         Until INIT is answered the kernel hands out no other request, so any reply other
-        than the INIT reply finds nothing and fails with ENOENT. protocol.md §4.1,
+        than the INIT reply finds nothing and fails with ENOENT. docs/protocol.md §4.1,
         §10 (9).""",
     ),
     _r(
@@ -603,7 +603,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         Ordinary requests wait in allocation until INIT is answered, so the first message a
         daemon reads is INIT and nothing else arrives until the INIT reply. A different
-        first request means the capture started late or lost frames. protocol.md §4.1.""",
+        first request means the capture started late or lost frames. docs/protocol.md §4.1.""",
     ),
     _r(
         "FT403",
@@ -614,7 +614,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         Linux speaks major 7 and fails INIT for any other major in the reply (an all-zero or
         header-only reply reads as major 0). The mount stays, but every request then fails
-        with ECONNREFUSED. protocol.md §4.1.""",
+        with ECONNREFUSED. docs/protocol.md §4.1.""",
     ),
     _r(
         "FT404",
@@ -625,7 +625,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         An error reply to INIT sets the connection's error state: the mount stays, but every
         non-forced request fails with ECONNREFUSED and the kernel never sends INIT again
-        (with SYNC_INIT, mount() itself fails). protocol.md §4.1.""",
+        (with SYNC_INIT, mount() itself fails). docs/protocol.md §4.1.""",
     ),
     _r(
         "FT405",
@@ -636,7 +636,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         The kernel does not intersect the reply's flags with the ones it offered; it acts on
         any bit it knows. A daemon should only accept flags that were offered (libfuse
-        does); anything else enables behaviour the kernel did not agree to. protocol.md §4.2,
+        does); anything else enables behaviour the kernel did not agree to. docs/protocol.md §4.2,
         §10 (10).""",
     ),
     _r(
@@ -648,7 +648,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         The daemon answered with a higher minor than the kernel offered. Harmless: all kernel
         checks are 'minor < N', so the effective protocol is the kernel's. libfuse does this
-        routinely. protocol.md §4.1.""",
+        routinely. docs/protocol.md §4.1.""",
     ),
     _r(
         "FT407",
@@ -658,7 +658,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         "INIT reply has flags2 but not INIT_EXT",
         """
         flags2 (bits 32-63) in the INIT reply is read only when the reply sets FUSE_INIT_EXT.
-        Without it the kernel ignores every high flag the daemon set. protocol.md §4.1,
+        Without it the kernel ignores every high flag the daemon set. docs/protocol.md §4.1,
         §4.2.""",
     ),
     _r(
@@ -669,7 +669,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         "INIT reply max_write below 4096",
         """
         The kernel floors max_write at 4096, so a smaller value is ignored and the daemon
-        will receive larger WRITEs than it asked for. protocol.md §4.1.""",
+        will receive larger WRITEs than it asked for. docs/protocol.md §4.1.""",
     ),
     _r(
         "FT409",
@@ -679,7 +679,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         "MAX_PAGES set with max_pages 0",
         """
         With FUSE_MAX_PAGES the kernel clamps init_out.max_pages to at least 1; a zero value
-        is probably a daemon that forgot to fill the field. protocol.md §4.1.""",
+        is probably a daemon that forgot to fill the field. docs/protocol.md §4.1.""",
     ),
     _r(
         "FT410",
@@ -690,7 +690,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         FUSE_ALLOW_IDMAP in the INIT reply requires the mount's default_permissions option;
         without it the kernel fails INIT and every request then fails with ECONNREFUSED.
-        Checked only when the capture records the mount options. protocol.md §4.1, §4.2.""",
+        Checked only when the capture records the mount options. docs/protocol.md §4.1, §4.2.""",
     ),
     _r(
         "FT411",
@@ -701,7 +701,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         FUSE_PASSTHROUGH is honoured only if max_stack_depth is 1 or 2 and WRITEBACK_CACHE
         is not also set; otherwise the kernel disables passthrough without telling the
-        daemon, and opens asking for it fail. protocol.md §4.1, §10 (11).""",
+        daemon, and opens asking for it fail. docs/protocol.md §4.1, §10 (11).""",
     ),
     _r(
         "FT412",
@@ -712,7 +712,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         Linux sends INIT exactly once per connection and never re-sends it, not even after
         a failed INIT. A second INIT means two captures were merged or the capture is
-        damaged. protocol.md §4.1.""",
+        damaged. docs/protocol.md §4.1.""",
     ),
     # ---- FT5: notifications and interrupts ------------------------------------------------
     _r(
@@ -723,7 +723,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         "notification with an unknown code",
         """
         A message with unique 0 is a notification and its error field is the code (1..9 in
-        ABI 7.45). An unknown code makes the write() fail with EINVAL. protocol.md §5.3 (W4),
+        ABI 7.45). An unknown code makes the write() fail with EINVAL. docs/protocol.md §5.3 (W4),
         §6.""",
     ),
     _r(
@@ -735,7 +735,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         Each notification has an exact size: POLL 8, INVAL_INODE 24, RETRIEVE 32,
         INVAL_ENTRY 16 + namelen + 1, DELETE 24 + namelen + 1, STORE 24 + size, PRUNE 16 +
-        8 x count. Any other size fails the write() with EINVAL. protocol.md §6.""",
+        8 x count. Any other size fails the write() with EINVAL. docs/protocol.md §6.""",
     ),
     _r(
         "FT503",
@@ -747,7 +747,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         INVAL_ENTRY and DELETE with namelen above the name limit (1024; 4095 with
         max_pages > 1 on 6.15+) fail with ENAMETOOLONG before the size is even checked; the
         cached entry stays.
-        protocol.md §6.""",
+        docs/protocol.md §6.""",
     ),
     _r(
         "FT504",
@@ -757,7 +757,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         "notification before the INIT reply",
         """
         Notifications make sense only on an initialised connection; the newest kernels
-        reject any notification before INIT completes with EINVAL. protocol.md §5.3 (W4),
+        reject any notification before INIT completes with EINVAL. docs/protocol.md §5.3 (W4),
         §11.""",
     ),
     _r(
@@ -770,7 +770,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         The kernel answers NOTIFY_RETRIEVE with a NOTIFY_REPLY message carrying the
         daemon-chosen notify_unique as its id. If that id equals a request still
         outstanding, the kernel accepts it, but tracing tools (and daemons that dispatch by
-        id) confuse the two. protocol.md §5.1, §6.""",
+        id) confuse the two. docs/protocol.md §5.1, §6.""",
     ),
     _r(
         "FT506",
@@ -781,7 +781,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         The kernel sends INTERRUPT only for a request the daemon has read and not yet
         answered. One naming an unknown or answered request is a race in the capture order
-        (reply and interrupt crossing) or a missing frame. protocol.md §5.4.""",
+        (reply and interrupt crossing) or a missing frame. docs/protocol.md §5.4.""",
     ),
     _r(
         "FT507",
@@ -793,7 +793,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         An INTERRUPT's header unique is the target's id with FUSE_INT_REQ_BIT (bit 0) set,
         and fuse_interrupt_in.unique is the target id. The daemon answers the interrupt
         under the header id; if the two disagree its answer reaches the wrong request.
-        protocol.md §5.1.""",
+        docs/protocol.md §5.1.""",
     ),
     _r(
         "FT508",
@@ -807,7 +807,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         forgotten) is not cached, so the write() fails with ENOENT and nothing happens.
         Harmless (a daemon cannot know what the kernel evicted), but a daemon that keeps
         invalidating forgotten nodes is doing useless work, and one that expects the
-        notification to take effect is wrong. protocol.md §6, §10 (22).""",
+        notification to take effect is wrong. docs/protocol.md §6, §10 (22).""",
     ),
 )
 
