@@ -157,6 +157,12 @@ class OpSpec:
     enosys_remembered: bool = False
     #: the request may end with an extension block (total_extlen)
     extensions: bool = False
+    #: request body fields that name a node besides the header's nodeid (LINK's old node,
+    #: RENAME's new parent, COPY_FILE_RANGE's destination)
+    node_fields: tuple[str, ...] = ()
+    #: the header's nodeid names a node; False where it is 0 by definition (INIT, DESTROY,
+    #: INTERRUPT, BATCH_FORGET, CUSE_INIT)
+    header_nodeid: bool = True
 
     @property
     def name(self) -> str:
@@ -244,7 +250,13 @@ _SPECS: list[OpSpec] = [
     ),
     _op(_O.UNLINK, 1, (CSTR("name"),), _E),
     _op(_O.RMDIR, 1, (CSTR("name"),), _E),
-    _op(_O.RENAME, 1, (S("fuse_rename_in"), CSTR("oldname"), CSTR("newname")), _E),
+    _op(
+        _O.RENAME,
+        1,
+        (S("fuse_rename_in"), CSTR("oldname"), CSTR("newname")),
+        _E,
+        node_fields=("newdir",),
+    ),
     _op(
         _O.LINK,
         1,
@@ -254,6 +266,7 @@ _SPECS: list[OpSpec] = [
         lookup=LookupEffect.ENTRY,
         creates=True,
         enosys_remembered=True,
+        node_fields=("oldnodeid",),
     ),
     _op(
         _O.OPEN,
@@ -320,7 +333,7 @@ _SPECS: list[OpSpec] = [
         fh_fields=_FH,
         enosys_remembered=True,
     ),
-    _op(_O.INIT, 0, (S("fuse_init_in"),), _V, (S("fuse_init_out"),)),
+    _op(_O.INIT, 0, (S("fuse_init_in"),), _V, (S("fuse_init_out"),), header_nodeid=False),
     _op(
         _O.OPENDIR,
         1,
@@ -382,10 +395,16 @@ _SPECS: list[OpSpec] = [
         extensions=True,
     ),
     _op(
-        _O.INTERRUPT, 7, (S("fuse_interrupt_in"),), _E, reply_optional=True, enosys_remembered=True
+        _O.INTERRUPT,
+        7,
+        (S("fuse_interrupt_in"),),
+        _E,
+        reply_optional=True,
+        enosys_remembered=True,
+        header_nodeid=False,
     ),
     _op(_O.BMAP, 8, (S("fuse_bmap_in"),), _F, (S("fuse_bmap_out"),), enosys_remembered=True),
-    _op(_O.DESTROY, 8, (), _E),
+    _op(_O.DESTROY, 8, (), _E, header_nodeid=False),
     _op(
         _O.IOCTL,
         11,
@@ -412,6 +431,7 @@ _SPECS: list[OpSpec] = [
         (S("fuse_batch_forget_in"), ARRAY("forgets", "fuse_forget_one", "count")),
         _N,
         lookup=LookupEffect.BATCH_FORGET,
+        header_nodeid=False,
     ),
     _op(
         _O.FALLOCATE,
@@ -438,6 +458,7 @@ _SPECS: list[OpSpec] = [
         (S("fuse_rename2_in"), CSTR("oldname"), CSTR("newname")),
         _E,
         enosys_remembered=True,
+        node_fields=("newdir",),
     ),
     _op(
         _O.LSEEK,
@@ -458,6 +479,7 @@ _SPECS: list[OpSpec] = [
         handle=HandleEffect.USES_FH,
         fh_fields=("fh_in", "fh_out"),
         enosys_remembered=True,
+        node_fields=("nodeid_out",),
     ),
     _op(
         _O.SETUPMAPPING,
@@ -507,6 +529,7 @@ _SPECS: list[OpSpec] = [
         handle=HandleEffect.USES_FH,
         fh_fields=("fh_in", "fh_out"),
         enosys_remembered=True,
+        node_fields=("nodeid_out",),
     ),
     _op(
         _O.CUSE_INIT,
@@ -514,6 +537,7 @@ _SPECS: list[OpSpec] = [
         (S("cuse_init_in"),),
         _V,
         (S("cuse_init_out"), Arg(ArgKind.DEVINFO, "dev_info")),
+        header_nodeid=False,
     ),
 ]
 
@@ -545,6 +569,8 @@ class NotifySpec:
     since: int
     args: tuple[Arg, ...]
     size: NotifySize
+    #: the payload field naming the node the kernel must hold for the notification to act
+    node_field: str | None = None
 
     @property
     def name(self) -> str:
@@ -556,15 +582,27 @@ NOTIFY: dict[int, NotifySpec] = {
     spec.code: spec
     for spec in (
         NotifySpec(_C.POLL, 11, (S("fuse_notify_poll_wakeup_out"),), NotifySize.EXACT),
-        NotifySpec(_C.INVAL_INODE, 12, (S("fuse_notify_inval_inode_out"),), NotifySize.EXACT),
         NotifySpec(
-            _C.INVAL_ENTRY, 12, (S("fuse_notify_inval_entry_out"), CSTR("name")), NotifySize.NAME
+            _C.INVAL_INODE, 12, (S("fuse_notify_inval_inode_out"),), NotifySize.EXACT, "ino"
         ),
         NotifySpec(
-            _C.STORE, 15, (S("fuse_notify_store_out"), BYTES("data", "size")), NotifySize.DATA
+            _C.INVAL_ENTRY,
+            12,
+            (S("fuse_notify_inval_entry_out"), CSTR("name")),
+            NotifySize.NAME,
+            "parent",
         ),
-        NotifySpec(_C.RETRIEVE, 15, (S("fuse_notify_retrieve_out"),), NotifySize.EXACT),
-        NotifySpec(_C.DELETE, 18, (S("fuse_notify_delete_out"), CSTR("name")), NotifySize.NAME),
+        NotifySpec(
+            _C.STORE,
+            15,
+            (S("fuse_notify_store_out"), BYTES("data", "size")),
+            NotifySize.DATA,
+            "nodeid",
+        ),
+        NotifySpec(_C.RETRIEVE, 15, (S("fuse_notify_retrieve_out"),), NotifySize.EXACT, "nodeid"),
+        NotifySpec(
+            _C.DELETE, 18, (S("fuse_notify_delete_out"), CSTR("name")), NotifySize.NAME, "parent"
+        ),
         NotifySpec(_C.RESEND, 40, (), NotifySize.ANY),
         NotifySpec(_C.INC_EPOCH, 44, (), NotifySize.ANY),
         NotifySpec(

@@ -140,11 +140,9 @@ class Codec(Protocol):
 
 # --------------------------------------------------------------------------- the real codec
 
+
 #: kernel struct fields (besides the header's nodeid) that carry a node id. A field-name
 #: rule, not an opcode list: it holds wherever the registry places these structs.
-NODEID_FIELDS = ("oldnodeid", "newdir", "nodeid_out")
-
-
 def _prefix(struct_name: str) -> str:
     """``fuse_entry_out_compat`` → ``entry``: the name reply fields are reported under."""
     name = struct_name.removeprefix("fuse_").removeprefix("cuse_")
@@ -347,7 +345,7 @@ class ProtocolCodec:
                 if f in offsets:
                     off, size = offsets[f]
                     refs.append(IdRef(IdKind.FH, f"{prefix}.{f}", 40 + off, size, fields[f]))
-        for f in NODEID_FIELDS:
+        for f in spec.node_fields:
             if f in offsets:
                 off, size = offsets[f]
                 refs.append(IdRef(IdKind.NODEID, f"{prefix}.{f}", 40 + off, size, fields[f]))

@@ -183,20 +183,16 @@ class _Memory:
 _OPS = registry.OPS
 _NOTIFY = registry.NOTIFY
 #: notification code -> the field naming the node the kernel must have cached
-_NOTIFY_NODE_FIELD: dict[int, str] = {
-    NotifyCode.INVAL_INODE: "ino",
-    NotifyCode.INVAL_ENTRY: "parent",
-    NotifyCode.DELETE: "parent",
-    NotifyCode.STORE: "nodeid",
-    NotifyCode.RETRIEVE: "nodeid",
-}
 #: request fields the reply checks need, read when the request's first struct has them
-_INFO_FIELDS = ("size", "offset", "out_size", "len", "mode", "oldnodeid", "newdir", "nodeid_out")
-#: body fields naming a node id the kernel must hold (LINK, RENAME(2), COPY_FILE_RANGE)
-_NODEID_FIELDS = ("oldnodeid", "newdir", "nodeid_out")
-_NO_NODEID_OPS = frozenset(
-    {Opcode.INIT, Opcode.DESTROY, Opcode.BATCH_FORGET, Opcode.INTERRUPT, Opcode.CUSE_INIT}
+_INFO_FIELDS = (
+    "size",
+    "offset",
+    "out_size",
+    "len",
+    "mode",
+    *sorted({f for spec in registry.OPS.values() for f in spec.node_fields}),
 )
+#: body fields naming a node id the kernel must hold (LINK, RENAME(2), COPY_FILE_RANGE)
 
 
 class Tracker:
@@ -480,7 +476,7 @@ class Tracker:
             )
         pend = Pending(opcode, idx, rec.channel, nodeid, t_ns=rec.t_ns)
         if body_ok and spec is not None:
-            if nodeid and opcode not in _NO_NODEID_OPS:
+            if nodeid and spec.header_nodeid:
                 self._check_nodeid(idx, unique, opcode, nodeid)
             self._request_body(rec, unique, spec, pend)
         self.pending[key] = pend
@@ -623,7 +619,7 @@ class Tracker:
         for name, st, off in readers:
             if off + st.size <= end:
                 info[name] = st.unpack_from(data, off)[0]
-        for fname in _NODEID_FIELDS:
+        for fname in spec.node_fields:
             other = info.get(fname)
             if other:
                 self._check_nodeid(idx, unique, opcode, other)
@@ -1603,7 +1599,8 @@ class Tracker:
                     related=(p.frame,),
                     opcode=op,
                 )
-        target = _NOTIFY_NODE_FIELD.get(code)
+        nspec = registry.NOTIFY.get(code)
+        target = nspec.node_field if nspec is not None else None
         if target is not None and first is not None:
             node = self._notify_field(data, first, target)
             if node is not None and node != FUSE_ROOT_ID and node not in self.nodes:

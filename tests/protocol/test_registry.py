@@ -133,3 +133,39 @@ def test_since_minors() -> None:
     assert OPS[Opcode.TMPFILE].since == 37
     assert NOTIFY[NotifyCode.PRUNE].since == 45
     assert OPS[Opcode.INTERRUPT].reply_optional
+
+
+def test_node_fields_are_fields_of_the_request_struct() -> None:
+    structs = schemas("<")
+    named = {op for op, spec in OPS.items() if spec.node_fields}
+    assert named >= {Opcode.LINK, Opcode.RENAME, Opcode.RENAME2, Opcode.COPY_FILE_RANGE}
+    for op in named:
+        first = OPS[op].request[0]
+        assert first.kind is ArgKind.STRUCT
+        fields = {sc.name for sc in structs[first.struct or ""].subcons}
+        assert set(OPS[op].node_fields) <= fields, op
+
+
+def test_ops_without_a_header_nodeid() -> None:
+    assert {op for op, spec in OPS.items() if not spec.header_nodeid} == {
+        Opcode.INIT,
+        Opcode.DESTROY,
+        Opcode.INTERRUPT,
+        Opcode.BATCH_FORGET,
+        Opcode.CUSE_INIT,
+    }
+
+
+def test_notifications_name_the_node_they_act_on() -> None:
+    structs = schemas("<")
+    named = {code: spec.node_field for code, spec in NOTIFY.items() if spec.node_field}
+    assert set(named) == {
+        NotifyCode.INVAL_INODE,
+        NotifyCode.INVAL_ENTRY,
+        NotifyCode.DELETE,
+        NotifyCode.STORE,
+        NotifyCode.RETRIEVE,
+    }
+    for code, field in named.items():
+        struct = structs[NOTIFY[code].args[0].struct or ""]
+        assert field in {sc.name for sc in struct.subcons}
