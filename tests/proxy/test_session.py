@@ -49,12 +49,14 @@ def tshark_count(path: Path) -> int:
     return len(out.split())
 
 
-def test_squashfuse_ll_workload_is_captured_whole(
-    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path
+@pytest.mark.parametrize("daemon", ["squashfuse_ll", "squashfuse"])
+def test_squashfuse_workload_is_captured_whole(
+    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path, daemon: str
 ) -> None:
+    """Low-level (squashfuse_ll) and high-level (squashfuse) libfuse 3 daemons."""
     src, img = image
     capture = tmp_path / "t.pcapng"
-    with recording(["squashfuse_ll", "-f", str(img), "{}"], mountpoint, capture) as rec:
+    with recording([daemon, "-f", str(img), "{}"], mountpoint, capture) as rec:
         listing = subprocess.run(
             ["ls", "-lR", str(mountpoint)], capture_output=True, text=True, check=True
         ).stdout
@@ -102,7 +104,7 @@ def test_squashfuse_ll_workload_is_captured_whole(
         meta = reader.info.meta
         assert not reader.info.truncated
     assert meta["mountpoint"] == str(mountpoint)
-    assert meta["daemon"] == ["squashfuse_ll", "-f", str(img), "{}"]
+    assert meta["daemon"] == [daemon, "-f", str(img), "{}"]
     assert meta["handoff"] == "fd"
     assert meta["kernel_release"] == os.uname().release
     assert oct(capture.stat().st_mode & 0o777) == oct(0o600)
