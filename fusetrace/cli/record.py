@@ -6,11 +6,14 @@ import sys
 
 import click
 
+from fusetrace.errors import ExitCode
+
 EPILOG = """\b
 Examples:
   fusetrace record -w trace.pcapng /mnt -- squashfuse_ll image.sqfs /mnt
   fusetrace record -w union.pcapng /mnt -- unionfs-fuse -f /rw=RW:/ro=RO /mnt
   fusetrace record -w trace.pcapng -o allow_other,fsname=img /mnt -- squashfuse_ll img.sqfs {}
+  fusetrace record --check -w trace.pcapng /mnt -- ./mydaemon -f {}
   fusetrace record -w - /mnt -- fuse-overlayfs -f -o lowerdir=/lo,upperdir=/up,workdir=/w /mnt \\
       | tshark -r -
 """
@@ -52,6 +55,21 @@ Examples:
     help="Also print one summary line per frame on standard error while recording.",
 )
 @click.option(
+    "--check",
+    "check",
+    is_flag=True,
+    help="Check the traffic against the kernel's protocol rules as it is recorded (as "
+    "`fusetrace check` does), print each finding the moment it happens, and exit 1 when a "
+    "finding at or above --fail-on was seen.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["error", "warning"]),
+    default="error",
+    show_default=True,
+    help="With --check: the severity that makes the exit status 1.",
+)
+@click.option(
     "--handoff",
     type=click.Choice(["auto", "fd", "fusermount"]),
     default="auto",
@@ -68,6 +86,8 @@ def record(
     snaplen: int | None,
     daemon_timeout: float | None,
     live: bool,
+    check: bool,
+    fail_on: str,
     handoff: str,
     mountpoint: str,
     daemon: tuple[str, ...],
@@ -92,12 +112,17 @@ def record(
         mounts.parse_options(opts)
     except mounts.MountOptionError as e:
         raise click.BadParameter(str(e), param_hint="'-o'") from None
-    live_sink = None
-    if live:
-        from fusetrace.proxy.live import LiveView
+    from fusetrace.proxy.live import LiveCheck, LiveView, both
 
+    sinks = []
+    if live:
         view = LiveView(sys.stderr)
-        live_sink = view.put
+        sinks.append(view.put)
+    checker = None
+    if check:
+        checker = LiveCheck(sys.stderr, mount_options=opts)
+        sinks.append(checker.put)
+    live_sink = both(*sinks) if sinks else None
     config = RecordConfig(
         output=output,
         mountpoint=mountpoint,
@@ -121,4 +146,19 @@ def record(
     click.echo(
         f"fusetrace: {result.frames} frames captured to {where}; {result.how}{extra}", err=True
     )
-    sys.exit(result.exit_code)
+    status = result.exit_code
+    if checker is not None:
+        from fusetrace.tracker import Severity
+
+        findings = checker.finish()
+        threshold = Severity.parse(fail_on)
+        counts = [(sum(f.severity is sev for f in findings), sev) for sev in reversed(Severity)]
+        plural = {Severity.ERROR: "errors", Severity.WARNING: "warnings", Severity.INFO: "info"}
+        click.echo(
+            "fusetrace: check: "
+            + ", ".join(f"{n} {sev.label if n == 1 else plural[sev]}" for n, sev in counts),
+            err=True,
+        )
+        if status == 0 and any(f.severity >= threshold for f in findings):
+            status = ExitCode.FINDINGS
+    sys.exit(status)

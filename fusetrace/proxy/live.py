@@ -15,7 +15,8 @@ from typing import TextIO
 
 from fusetrace.proxy import wire
 from fusetrace.proxy.forward import Item
-from fusetrace.record import Direction
+from fusetrace.record import Direction, Record
+from fusetrace.tracker.findings import Finding
 
 #: lines waiting for the terminal before new ones are dropped
 QUEUE_LINES = 10_000
@@ -111,7 +112,6 @@ def _decoder_renderer() -> Callable[[Item, int, int], str] | None:
     """``fusetrace decode``'s summary line for each frame, if the decoder is available."""
     try:
         from fusetrace.protocol.stream import FrameDecoder
-        from fusetrace.record import Record
         from fusetrace.report.frames import summary_line
     except ImportError:
         return None
@@ -123,3 +123,62 @@ def _decoder_renderer() -> Callable[[Item, int, int], str] | None:
         return summary_line(frame, t0)
 
     return render
+
+
+class LiveCheck:
+    """``record --check``: the tracker, fed every frame as it is captured.
+
+    It runs in the capture writer thread, which sees frames in capture order, so a finding's
+    frame number is that frame's index in the capture file. Findings are printed on ``out``
+    as they happen. Unlike the live view nothing may be dropped here: the tracker's state
+    must see every frame.
+    """
+
+    def __init__(
+        self,
+        out: TextIO,
+        *,
+        mount_options: list[str],
+        rules: frozenset[str] | None = None,
+    ) -> None:
+        from fusetrace.tracker import Tracker
+
+        opts: dict[str, str | None] = {}
+        for opt in mount_options:
+            name, eq, value = opt.partition("=")
+            opts[name] = value if eq else None
+        self._out = out
+        self._tracker = Tracker(byte_order=sys.byteorder, rules=rules, mount_options=opts)
+        self._index = 0
+        self.findings: list[Finding] = []
+
+    def put(self, item: Item) -> None:
+        direction, t_ns, data, comment = item
+        record = Record(self._index, t_ns, direction, data, len(data), 0, comment)
+        self._index += 1
+        self._report(self._tracker.feed(record))
+
+    def finish(self) -> list[Finding]:
+        """End of the session: what is still open (requests, lookups, handles) is reported
+        too, as information."""
+        self._report(self._tracker.finish())
+        return self.findings
+
+    def _report(self, found: list[Finding]) -> None:
+        for finding in found:
+            self.findings.append(finding)
+            try:
+                self._out.write(f"fusetrace: {finding.describe()}\n")
+                self._out.flush()
+            except (OSError, ValueError):
+                pass
+
+
+def both(*sinks: Callable[[Item], None]) -> Callable[[Item], None]:
+    """One frame sink that feeds several (the live view and the live check)."""
+
+    def put(item: Item) -> None:
+        for sink in sinks:
+            sink(item)
+
+    return put

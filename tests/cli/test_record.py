@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -225,3 +226,50 @@ def test_live_prints_a_line_per_frame(mountpoint: Path, tmp_path: Path, image: P
     # the lines fusetrace decode prints: time, direction, unique, opcode, arguments
     assert re.match(r"\s*0\.000000 K>D 2 INIT 7\.\d+", lines[0]), lines[0]
     assert any(" D>K 2 INIT ok" in ln for ln in lines), lines[:3]
+
+
+FINDING = re.compile(r"^fusetrace: (FT\d{3}) (error|warning|info) \[(\w+)\] frame (\d+)", re.M)
+
+
+@pytest.mark.mount
+def test_check_on_a_real_daemon_finds_no_errors(
+    mountpoint: Path, tmp_path: Path, image: Path
+) -> None:
+    cap = tmp_path / "t.pcapng"
+    with recording(
+        ["squashfuse_ll", str(image), "{}"], mountpoint, cap, record_args=["--check"]
+    ) as rec:
+        for path in sorted(mountpoint.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                path.read_bytes()
+    assert rec.returncode == 0, rec.stderr
+    assert "fusetrace: check: 0 errors, 0 warnings" in rec.stderr
+    assert not [m for m in FINDING.findall(rec.stderr) if m[1] != "info"]
+
+
+@pytest.mark.mount
+def test_check_reports_each_fault_live_at_its_capture_frame(
+    mountpoint: Path, tmp_path: Path
+) -> None:
+    """The misbehaving daemon of the tracker tests, run live under `record --check`: every
+    fault is reported while recording, at the frame `fusetrace check` finds in the file, and
+    the exit status is 1."""
+    from fusetrace.cli.check import check_capture
+    from tests.tracker.misbehave import FAULTS, MKDIR_FAULTS
+    from tests.tracker.test_rules import in_thread
+
+    cap, report = tmp_path / "faults.pcapng", tmp_path / "faults.json"
+    daemon = [sys.executable, str(Path(__file__).parents[1] / "tracker" / "misbehave.py"), "{}",
+              str(report), "bad-out-len"]  # fmt: skip
+    with recording(daemon, mountpoint, cap, record_args=["--check", "--handoff", "fd"]) as rec:
+        for name in FAULTS:
+            if name not in ("forget-me", "bad-out-len"):
+                in_thread(lambda n=name: os.stat(mountpoint / n))  # type: ignore[misc]
+        for name in MKDIR_FAULTS:
+            in_thread(lambda n=name: os.mkdir(mountpoint / n))  # type: ignore[misc]
+    assert rec.returncode == 1, rec.stderr
+    live = {(rule, int(frame)) for rule, sev, _who, frame in FINDING.findall(rec.stderr)}
+    offline = {(f.rule, f.frame) for f in check_capture(str(cap)).findings if f.frame is not None}
+    assert live == offline
+    wanted = {FAULTS[n] for n in FAULTS if n not in ("forget-me", "bad-out-len")}
+    assert wanted | set(MKDIR_FAULTS.values()) <= {rule for rule, _ in live}
