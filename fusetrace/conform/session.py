@@ -11,8 +11,7 @@ system call, and the mountpoint is still unmounted.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
+import errno
 import json
 import os
 import platform
@@ -36,6 +35,7 @@ from fusetrace.conform.workload import (
     run_workload,
 )
 from fusetrace.errors import DaemonError, EnvironmentProblem, FusetraceError
+from fusetrace.proxy import mount as mounts
 from fusetrace.record import Record
 from fusetrace.tracker import Finding, Tracker
 
@@ -43,7 +43,6 @@ from fusetrace.tracker import Finding, Tracker
 MOUNT_WAIT = 20.0
 #: how long the recorder may take to finish after the unmount, seconds
 RECORDER_WAIT = 30.0
-MNT_DETACH = 2
 
 
 @dataclass
@@ -62,67 +61,41 @@ class ConformConfig:
 # ---- mounts ---------------------------------------------------------------------------------
 
 
-def _unescape(field_: str) -> str:
-    out, i = [], 0
-    while i < len(field_):
-        if field_[i] == "\\" and field_[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field_[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field_[i])
-            i += 1
-    return "".join(out)
-
-
 def _real(path: str) -> str:
+    """The absolute path of ``path`` with only its parent resolved: touching the mount
+    itself could block on a daemon that does not answer."""
     path = os.path.abspath(path)
     return os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
 
 
-def find_mount(path: str) -> tuple[int, int, str] | None:
-    """(major, minor, fstype) of the mount whose mount point is ``path``, the topmost one.
-
-    Only the parent directory is resolved: touching the mount itself could block on a daemon
-    that does not answer.
-    """
-    real = _real(path)
-    found = None
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            parts = line.split()
-            sep = parts.index("-")
-            if _unescape(parts[4]) == real:
-                major, minor = parts[2].split(":")
-                found = (int(major), int(minor), parts[sep + 1])
-    return found
+def find_mount(path: str) -> mounts.MountEntry | None:
+    """The FUSE mount on top of ``path``, if any."""
+    return mounts.find_mount(_real(path))
 
 
 def abort_connection(mountpoint: str) -> bool:
     """Abort the FUSE connection mounted on ``mountpoint``; False if there is none."""
     mount = find_mount(mountpoint)
-    if mount is None or not mount[2].startswith("fuse"):
-        return False
-    try:
-        with open(f"/sys/fs/fuse/connections/{mount[1]}/abort", "w") as f:
-            f.write("1")
-    except OSError:
-        return False
-    return True
+    return mount is not None and mounts.abort_connection(mount.conn)
 
 
 def unmount(mountpoint: str) -> None:
-    """Unmount; if busy, retry a little, then abort the connection and detach."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-    target = os.fsencode(_real(mountpoint))
+    """Unmount; if still busy after a few tries, detach it and abort the connection."""
+    target = _real(mountpoint)
     for _ in range(10):
-        if find_mount(mountpoint) is None:
+        mount = find_mount(mountpoint)
+        if mount is None:
             return
-        if libc.umount2(target, 0) == 0:
+        try:
+            mounts.sys_umount(target)
             return
+        except OSError as e:
+            if e.errno != errno.EBUSY:
+                break
         time.sleep(0.2)
-    abort_connection(mountpoint)
-    if find_mount(mountpoint) is not None:
-        libc.umount2(target, MNT_DETACH)
+    mount = find_mount(mountpoint)
+    if mount is not None:
+        mounts.release(target, mount.conn)
 
 
 # ---- the recorder ---------------------------------------------------------------------------
@@ -159,7 +132,7 @@ def recording(config: ConformConfig, capture: str) -> Iterator[subprocess.Popen[
         deadline = time.monotonic() + MOUNT_WAIT
         while True:
             mount = find_mount(config.mountpoint)
-            if mount is not None and mount[2].startswith("fuse"):
+            if mount is not None:
                 break
             status = proc.poll()
             if status is not None:
@@ -274,7 +247,9 @@ def replay_baseline(baseline: str, config: ConformConfig) -> dict[str, Any]:
 def preflight(config: ConformConfig) -> None:
     if not os.path.isdir(config.mountpoint):
         raise EnvironmentProblem(f"{config.mountpoint}: not a directory")
-    if find_mount(config.mountpoint) is not None:
+    # a FUSE mount is looked up in the mount table (stat on a hung one would block); any
+    # other kind can be asked about directly
+    if find_mount(config.mountpoint) is not None or os.path.ismount(config.mountpoint):
         raise EnvironmentProblem(
             f"{config.mountpoint} is already a mount point", hint="unmount it or pick another"
         )
