@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -230,3 +231,46 @@ def test_check_findings_as_json_lines(tmp_path: Path) -> None:
     objs = [json.loads(line) for line in out.splitlines()]
     findings = [o for o in objs if o.get("kind") == "finding"]
     assert findings and findings[0]["frame"] == 2 and findings[0]["rule"].startswith("FT")
+
+
+@pytest.mark.mount
+def test_a_real_recording_decodes_whole(tmp_path: Path) -> None:
+    """End to end: squashfuse_ll mounted through `fusetrace record`, a workload, then
+    `fusetrace decode`: every frame decodes without a problem, every reply is paired with its
+    request, and what was read through the mount is what the image holds."""
+    from tests.support.mount import fusetrace_cmd, fusetrace_env, recording
+    from tests.support.trees import digest_tree, make_squashfs, make_tree
+
+    if not shutil.which("squashfuse_ll"):
+        pytest.skip("needs squashfuse_ll")
+    src = make_tree(tmp_path / "src")
+    image = make_squashfs(src, tmp_path / "img.sqfs")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    cap = tmp_path / "t.pcapng"
+    with recording(["squashfuse_ll", str(image), "{}"], mnt, cap):
+        seen = digest_tree(mnt)
+    assert seen == digest_tree(src)
+
+    out = subprocess.run(
+        fusetrace_cmd("decode", "--format", "jsonl", str(cap)),
+        capture_output=True,
+        text=True,
+        env=fusetrace_env(),
+        check=True,
+    ).stdout
+    frames = [json.loads(line) for line in out.splitlines()]
+    assert len(frames) > 50
+    assert [f["frame"] for f in frames] == list(range(len(frames)))
+    assert [f for f in frames if f["problems"]] == []
+    requests = {f["frame"]: f for f in frames if f["dir"] == "K>D"}
+    replies = [f for f in frames if f["dir"] == "D>K" and f["unique"] != 0]
+    assert replies
+    for reply in replies:
+        request = requests[reply["request_frame"]]
+        assert (request["unique"], request["opcode"]) == (reply["unique"], reply["opcode"])
+    answered = {r["request_frame"] for r in replies}
+    no_reply = {"FORGET", "BATCH_FORGET", "NOTIFY_REPLY"}
+    assert {i for i, f in requests.items() if f["opcode"] not in no_reply} == answered
+    read = {f["opcode"] for f in frames}
+    assert {"INIT", "LOOKUP", "GETATTR", "READ", "READLINK", "GETXATTR"} <= read
