@@ -29,3 +29,52 @@ def mountpoint(tmp_path: Path) -> Path:
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     return mnt
+
+
+def _fuse_mounts_under(base: str) -> list[str]:
+    """FUSE mounts whose mount point lies under ``base`` (read from the mount table, which
+    never touches the mounts themselves)."""
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split()
+            fstype = parts[parts.index("-") + 1]
+            point = parts[4].replace("\\040", " ")
+            if fstype.startswith("fuse") and fstype != "fusectl" and point.startswith(base):
+                found.append(f"{point} ({fstype})")
+    return found
+
+
+def _children(pid: int) -> list[str]:
+    """Live (non-zombie) processes whose parent is ``pid``."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        name_end = stat.rindex(")")
+        state, ppid = stat[name_end + 2 :].split()[:2]
+        if int(ppid) == pid and state != "Z":
+            out.append(f"{entry} {stat[stat.index('(') + 1 : name_end]}")
+    return out
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No test may leave a mount or a process behind, even a failing one: the run fails
+    if any FUSE mount under pytest's temporary tree, or any child of this process, is
+    still there at the end."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None or getattr(session.config, "workerinput", None) is not None:
+        return
+    base = str(factory.getbasetemp())
+    leftovers = _fuse_mounts_under(base) + [f"process {p}" for p in _children(os.getpid())]
+    if leftovers:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("left behind by the tests: " + ", ".join(leftovers), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
