@@ -8,7 +8,6 @@ from. They are skipped when tshark is not installed.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
@@ -420,14 +419,32 @@ def test_damaged_frames_do_not_break_the_dissector(tmp_path: Path) -> None:
 
 
 @needs_tshark
-@pytest.mark.skipif(
-    importlib.util.find_spec("fusetrace.cli.decode") is None,
-    reason="the decode command does not exist yet",
-)
 def test_matches_fusetrace_decode(capture: tuple[Path, Session]) -> None:
+    assert_matches_decode(capture[0])
+
+
+REFERENCE = sorted((Path(__file__).parents[2] / "captures").glob("*.pcapng"))
+
+
+@needs_tshark
+@pytest.mark.parametrize("path", REFERENCE, ids=lambda p: p.name)
+def test_reference_captures_match_fusetrace_decode(path: Path, tmp_path: Path) -> None:
+    """Every capture of the reference library (real daemons, recorded by `conform`) reads the
+    same in tshark with the dissector as in `fusetrace decode`."""
+    copy = tmp_path / path.name  # tshark's HOME is the capture's folder: keep it private
+    copy.write_bytes(path.read_bytes())
+    assert_matches_decode(copy)
+
+
+def test_there_are_reference_captures() -> None:
+    assert len(REFERENCE) >= 3
+
+
+def assert_matches_decode(path: Path) -> None:
+    """Opcodes, uniques, node ids, errors and request/reply pairing agree between tshark with
+    the shipped dissector and `fusetrace decode --format jsonl`."""
     from fusetrace.protocol.abi import NotifyCode, Opcode
 
-    path, _ = capture
     proc = subprocess.run(
         [sys.executable, "-m", "fusetrace", "decode", "--format", "jsonl", str(path)],
         capture_output=True,
@@ -437,7 +454,8 @@ def test_matches_fusetrace_decode(capture: tuple[Path, Session]) -> None:
     assert proc.returncode == 0, proc.stderr
     decoded = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
     names = [*FIELDS, "fuse.request_in", "fuse.time"]
-    rows, _ = tshark(path, *fields_args(names))
+    rows, stderr = tshark(path, *fields_args(names))
+    assert clean_stderr(stderr) == []
     assert len(decoded) == len(rows)
     kinds = {"request": 1, "reply": 2, "interrupt-reply": 2, "notify": 3}
     for d, row in zip(decoded, rows, strict=True):
