@@ -8,6 +8,13 @@ Typical use::
         assert (mnt / "a.txt").read_text() == "hello\\n"
     assert rec.returncode == 0          # ended by the unmount the helper did
     frames = rec.frames()               # read back with fusetrace.capture
+    assert not rec.warnings             # the tracker's warnings on the capture
+
+Every capture is checked by the tracker after a clean end (``check_clean=True``, the
+default): an ERROR finding fails the test, WARNING findings land in ``rec.warnings``. A test
+that means to record a broken session (a fault, a kill, a hang, Ctrl-C, a misbehaving
+daemon) passes ``check_clean=False``. A finding that is a real daemon's or the kernel's own
+doing is allowed by rule, for that test only, with the evidence: ``allow={"FT2xx": "why"}``.
 
 On leaving the block the helper unmounts (``umount``), waits for the recorder to finish,
 and, if anything is stuck, aborts the connection (/sys/fs/fuse/connections/N/abort),
@@ -24,7 +31,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -32,6 +39,7 @@ from typing import IO
 from fusetrace.capture.files import open_capture
 from fusetrace.proxy import mount as mounts
 from fusetrace.record import Record
+from fusetrace.tracker import Finding, Severity
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -158,6 +166,12 @@ class Recording:
     conn: int | None = None
     pids: dict[int, str] = field(default_factory=dict)
     returncode: int | None = None
+    #: the tracker's WARNING findings on the capture (filled by ``check_clean``)
+    warnings: list[Finding] = field(default_factory=list)
+    #: the tracker's findings of the rules the test allowed (``allow``), any severity
+    allowed: list[Finding] = field(default_factory=list)
+    #: every finding of the check, INFO included
+    findings: list[Finding] = field(default_factory=list)
 
     @property
     def stderr(self) -> str:
@@ -223,6 +237,9 @@ def recording(
     wait_ready: bool = True,
     stdout: int | IO[bytes] | None = None,
     log: Path | None = None,
+    check_clean: bool = True,
+    clean_status: int = 0,
+    allow: Mapping[str, str] | None = None,
 ) -> Iterator[Recording]:
     """Run ``fusetrace record -w CAPTURE [-o OPT]... [RECORD_ARGS] MOUNTPOINT -- DAEMON...``.
 
@@ -231,7 +248,17 @@ def recording(
     and asserts no mount and no process is left. ``Recording.returncode`` holds the
     recorder's exit status (``None`` if it had to be killed). For ``-w -`` pass
     ``capture="-"``, the pipe or file in ``stdout`` and a ``log`` path for its stderr.
+
+    With ``check_clean`` (the default), once the block ended without an exception the
+    recorder must have exited with ``clean_status`` and the capture is checked with
+    ``fusetrace check``'s own code: an ERROR finding fails the test (each one is printed),
+    WARNING findings go to ``Recording.warnings``. ``allow`` maps rule codes to the reason
+    they are expected from this daemon (the daemon's or the kernel's doing, not ours); their
+    findings go to ``Recording.allowed`` instead. Pass ``check_clean=False`` for sessions
+    broken on purpose.
     """
+    if check_clean and str(capture) == "-":
+        raise ValueError("check_clean needs a capture file; pass check_clean=False with -w -")
     mountpoint = Path(mountpoint)
     capture = Path(capture)
     if log is None:
@@ -259,6 +286,41 @@ def recording(
     finally:
         rec.pids.update(descendants(proc.pid))
         _finish(rec, end_timeout)
+    if check_clean:
+        check_recording(rec, clean_status, allow or {})
+
+
+def check_recording(rec: Recording, clean_status: int, allow: Mapping[str, str]) -> None:
+    """The recorder ended cleanly and the tracker finds no error in what it captured."""
+    from fusetrace.cli.check import check_capture
+
+    assert rec.returncode == clean_status, (
+        f"fusetrace record exited {rec.returncode}, expected {clean_status}\n{rec.stderr}"
+    )
+    result = check_capture(str(rec.capture))
+    rec.findings = list(result.findings)
+    errors = []
+    for finding in rec.findings:
+        if finding.rule in allow:
+            rec.allowed.append(finding)
+        elif finding.severity is Severity.ERROR:
+            errors.append(finding)
+        elif finding.severity is Severity.WARNING:
+            rec.warnings.append(finding)
+    print(
+        f"fusetrace check: {rec.capture.name}: {result.summary.frames} frames, "
+        f"{len(errors)} errors, {len(rec.warnings)} warnings, {len(rec.allowed)} allowed, "
+        f"{len(rec.findings)} findings in all"
+    )
+    for finding in rec.warnings + rec.allowed:
+        print(f"fusetrace check: {rec.capture.name}: {finding.describe()}")  # shown with -rP
+    assert not result.truncated, f"{rec.capture} is cut short"
+    if errors:
+        shown = "\n".join(f.describe() for f in errors[:50])
+        more = f"\n... and {len(errors) - 50} more" if len(errors) > 50 else ""
+        raise AssertionError(
+            f"fusetrace check finds {len(errors)} error(s) in {rec.capture}:\n{shown}{more}"
+        )
 
 
 def _finish(rec: Recording, end_timeout: float) -> None:
