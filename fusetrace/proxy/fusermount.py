@@ -8,13 +8,27 @@ libfuse execs ``/usr/bin/fusermount3`` first and falls back to a PATH search; it
 that path when its own mount(2) fails with EPERM.
 
 So the daemon runs in a mount namespace of its own (a slave of ours, so it still sees our
-mounts) in which both fusermount paths are bind mounts of a small shim, with
-CAP_SYS_ADMIN dropped from its capability bounding set (its own mount(2) then fails with
-EPERM, and libfuse turns to "fusermount"). The shim forwards its command line to
-fusetrace over an inherited control socket; fusetrace checks the options, mounts /dev/fuse
-itself, and hands back the daemon's end of the proxy socket, which the shim passes on
-through ``_FUSE_COMMFD``. Nothing the daemon did not ask for is granted: its own -o
-options decide the mount (plus fusetrace's own -o, which the user gave explicitly).
+mounts; when the mountpoint lies on a private mount, as in many containers, fusetrace first
+bind-mounts the mountpoint on itself as a shared mount, so that the filesystem it mounts
+there later reaches the daemon's namespace too) in which both fusermount paths are bind
+mounts of a small shim, with CAP_SYS_ADMIN dropped from its capability bounding set (its
+own mount(2) then fails with EPERM, and libfuse turns to "fusermount"). The shim forwards
+its command line to fusetrace over an inherited control socket; fusetrace checks the
+options, mounts /dev/fuse itself, and hands back the daemon's end of the proxy socket,
+which the shim passes on through ``_FUSE_COMMFD``. Nothing the daemon did not ask for is
+granted: its own -o options decide the mount (plus fusetrace's own -o, which the user gave
+explicitly).
+
+go-fuse (gocryptfs and other Go daemons) speaks the same protocol with two differences
+(fuse/mount_linux.go, ``callFusermount``): it runs ``fusermount3 MOUNTPOINT -o OPTIONS``
+(the mountpoint first, no ``--``), and it starts fusermount with an environment of its
+own holding nothing but ``_FUSE_COMMFD=3``, with its end of the socket as descriptor 3.
+Its PATH search (``exec.LookPath``, falling back to /bin) happens in the daemon, so the
+shim is still found, but the shim cannot read the control socket's number from its
+environment. So the control socket sits at a high, fixed descriptor number (inherited:
+go-fuse's fork places descriptors 0-3 and leaves the others alone) and that number is
+written into the shim itself, with fusetrace's pid; the shim takes the descriptor only if
+it is a SEQPACKET socket whose peer is that fusetrace.
 """
 
 from __future__ import annotations
@@ -22,16 +36,19 @@ from __future__ import annotations
 import array
 import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from fusetrace.errors import EnvironmentProblem
 from fusetrace.proxy import mount as mounts
 
 #: environment variable naming the control socket the shim talks to fusetrace on
@@ -49,28 +66,66 @@ IGNORED_OPTIONS = frozenset({"nonempty", "auto_unmount", "allow_root", "blkdev"}
 IGNORED_PREFIXES = ("user=", "fd=", "rootmode=", "user_id=", "group_id=")
 
 CLONE_NEWNS = 0x00020000
-MS_BIND = 4096
-MS_REC = 16384
-MS_SLAVE = 1 << 19
+MS_BIND = mounts.MS_BIND
+MS_REC = mounts.MS_REC
+MS_SLAVE = mounts.MS_SLAVE
 PR_CAPBSET_DROP = 24
 CAP_SYS_ADMIN = 21
+
+#: the lowest descriptor number the control socket gets in the daemon (above the ones a
+#: library places for fusermount: 0-2 and _FUSE_COMMFD, 3 for go-fuse)
+CONTROL_FD_MIN = 64
 
 SHIM_SOURCE = """#!{python}
 # fusetrace stands in for fusermount for this daemon
 import sys
 sys.path.insert(0, {root!r})
 from fusetrace.proxy.fusermount import shim_main
-sys.exit(shim_main(sys.argv))
+sys.exit(shim_main(sys.argv, {fd}, {pid}))
 """
 
 
 # ---- the shim (runs as fusermount3 inside the daemon's namespace) -----------------------
-def shim_main(argv: list[str]) -> int:
+def _peer_pid(sock: socket.socket) -> int | None:
+    try:
+        cred = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    return int(struct.unpack("3i", cred)[0])
+
+
+def control_socket(fd: int | None, fusetrace_pid: int | None) -> socket.socket | None:
+    """The control socket: from the environment, else at ``fd`` if its peer is fusetrace.
+
+    A daemon may start fusermount with an environment of its own (go-fuse does), so the
+    number written into the shim is the fallback; the peer check makes sure the descriptor
+    found there is fusetrace's and not something else the daemon opened.
+    """
+    env = os.environ.get(SHIM_FD_ENV)
+    if env is not None:
+        with contextlib.suppress(ValueError, OSError):
+            return socket.socket(fileno=int(env))
+    if fd is None:
+        return None
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return None
+    if (
+        sock.family != socket.AF_UNIX
+        or sock.type != socket.SOCK_SEQPACKET
+        or (fusetrace_pid is not None and _peer_pid(sock) != fusetrace_pid)
+    ):
+        sock.close()
+        return None
+    return sock
+
+
+def shim_main(argv: list[str], fd: int | None = None, fusetrace_pid: int | None = None) -> int:
     """Entry point of the shim: relay the request, pass the descriptor on."""
     prog = os.path.basename(argv[0]) or "fusermount3"
-    try:
-        ctl = socket.socket(fileno=int(os.environ[SHIM_FD_ENV]))
-    except (KeyError, ValueError, OSError):
+    ctl = control_socket(fd, fusetrace_pid)
+    if ctl is None:
         print(f"{prog}: fusetrace control socket missing", file=sys.stderr)
         return 1
     ctl.send(json.dumps({"argv": argv[1:], "cwd": os.getcwd()}).encode())
@@ -149,18 +204,32 @@ def reply(ctl: socket.socket, message: str, fd: int | None = None) -> None:
 
 
 class Shim:
-    """The shim script and the namespace set-up that puts it in place of fusermount."""
+    """The shim script and the namespace set-up that puts it in place of fusermount.
 
-    def __init__(self) -> None:
+    ``mountpoint`` (absolute, resolved) is where fusetrace will mount for the daemon. A
+    daemon that looks at its own mount (go-fuse opens a file in it before it serves) must see
+    it from its namespace: if the mountpoint lies on a private mount, it is bind-mounted on
+    itself as a shared mount until :meth:`close`.
+    """
+
+    def __init__(self, mountpoint: str | None = None) -> None:
+        self.shared_bind: str | None = None
+        if mountpoint is not None and not mounts.shared_at(mountpoint):
+            share(mountpoint)
+            self.shared_bind = mountpoint
         self.dir = tempfile.mkdtemp(prefix="fusetrace-fusermount-")
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         self.path = os.path.join(self.dir, "fusermount3")
+        self.ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # a high number the daemon does not reuse for fusermount's own descriptors
+        with theirs:
+            high = fcntl.fcntl(theirs.fileno(), fcntl.F_DUPFD_CLOEXEC, CONTROL_FD_MIN)
+        self.theirs = socket.socket(fileno=high)
         with open(self.path, "w") as f:
-            f.write(SHIM_SOURCE.format(python=sys.executable, root=root))
+            f.write(SHIM_SOURCE.format(python=sys.executable, root=root, fd=high, pid=os.getpid()))
         os.chmod(self.path, 0o755)
         os.chmod(self.dir, 0o755)
         os.symlink("fusermount3", os.path.join(self.dir, "fusermount"))
-        self.ours, self.theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 
     def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ if base is None else base)
@@ -194,11 +263,44 @@ class Shim:
         return setup
 
     def close(self) -> None:
+        """Close the control socket, remove the shim and the shared bind (if any)."""
         with contextlib.suppress(OSError):
             self.ours.close()
         with contextlib.suppress(OSError):
             self.theirs.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self.shared_bind is not None:
+            unshare_bind(self.shared_bind)
+            self.shared_bind = None
+
+
+def share(mountpoint: str) -> None:
+    """Bind-mount ``mountpoint`` on itself and make the bind shared (peer group of its own)."""
+    try:
+        mounts.sys_mount(mountpoint, mountpoint, "none", MS_BIND, "")
+    except OSError as e:
+        raise EnvironmentProblem(
+            f"cannot bind-mount {mountpoint} for the daemon's namespace: {e.strerror}"
+        ) from None
+    try:
+        mounts.sys_mount("none", mountpoint, "none", mounts.MS_SHARED, "")
+    except OSError as e:
+        unshare_bind(mountpoint)
+        raise EnvironmentProblem(
+            f"cannot make {mountpoint} a shared mount for the daemon's namespace: {e.strerror}"
+        ) from None
+
+
+def unshare_bind(mountpoint: str) -> None:
+    """Remove the bind :func:`share` made (detached if something still uses it); never a
+    FUSE mount still on top of it."""
+    if mounts.top_is_fuse(mountpoint):
+        return
+    try:
+        mounts.sys_umount(mountpoint)
+    except OSError:
+        with contextlib.suppress(OSError):
+            mounts.sys_umount(mountpoint, mounts.MNT_DETACH)
 
 
 def links_libfuse3(program: str) -> bool:

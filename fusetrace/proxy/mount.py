@@ -29,6 +29,12 @@ MS_RELATIME = 1 << 21
 MS_STRICTATIME = 1 << 24
 MS_LAZYTIME = 1 << 25
 
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+
 MNT_FORCE = 1
 MNT_DETACH = 2
 UMOUNT_NOFOLLOW = 8
@@ -227,6 +233,36 @@ def fuse_mounts() -> list[MountEntry]:
                 )
             )
     return out
+
+
+def shared_at(path: str) -> bool:
+    """True if the mount ``path`` (absolute, resolved) lies on propagates new mounts to its
+    peers and slaves (mountinfo's ``shared:N`` field)."""
+    best: tuple[int, bool] | None = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split()
+            try:
+                sep = parts.index("-")
+            except ValueError:
+                continue
+            where = _unescape(parts[4])
+            inside = where == "/" or path == where or path.startswith(where.rstrip("/") + "/")
+            if inside and (best is None or len(where) >= best[0]):
+                # later lines are mounted on top of earlier ones: >= keeps the top one
+                best = (len(where), any(o.startswith("shared:") for o in parts[6:sep]))
+    return bool(best and best[1])
+
+
+def top_is_fuse(mountpoint: str) -> bool:
+    """True if the topmost mount on ``mountpoint`` (absolute, resolved) is a FUSE one."""
+    top = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) > 4 and _unescape(parts[4]) == mountpoint and "-" in parts:
+                top = parts[parts.index("-") + 1]
+    return top is not None and (top == "fuse" or top.startswith(("fuse.", "fuseblk")))
 
 
 def find_mount(mountpoint: str) -> MountEntry | None:

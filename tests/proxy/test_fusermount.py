@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from fusetrace.proxy import fusermount
+from fusetrace.proxy import mount as mounts
 
 
 def request(*argv: str, cwd: str = "/home/u") -> bytes:
@@ -37,3 +43,118 @@ def test_unknown_fusermount_flag_is_refused() -> None:
 def test_libfuse_only_options_are_not_passed_to_the_kernel() -> None:
     opts = ["nonempty", "auto_unmount", "user=alice", "allow_other", "max_read=4096", "ro"]
     assert fusermount.kernel_options(opts) == ["allow_other", "max_read=4096", "ro"]
+
+
+def test_mount_request_as_go_fuse_sends_it() -> None:
+    # go-fuse: fusermount3 MOUNTPOINT -o OPTIONS, no "--" (fuse/mount_linux.go)
+    req = fusermount.parse_request(
+        request("/tmp/m", "-o", "max_read=131072,fsname=/c,subtype=gocryptfs", cwd="/")
+    )
+    assert not req.unmount and req.mountpoint == "/tmp/m"
+    assert req.options == ["max_read=131072", "fsname=/c", "subtype=gocryptfs"]
+
+
+def run_shim(shim: fusermount.Shim, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """The shim as a daemon would run it, answered in a thread: ``ok`` and a descriptor."""
+    comm_ours, comm_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    proc = subprocess.Popen(
+        [shim.path, "/tmp/m", "-o", "ro"],
+        env={**env, fusermount.COMMFD_ENV: str(comm_theirs.fileno())},
+        pass_fds=[shim.theirs.fileno(), comm_theirs.fileno()],
+        stderr=subprocess.PIPE,
+    )
+    comm_theirs.close()
+    shim.theirs.close()
+    payload = shim.ours.recv(65536)
+    assert fusermount.parse_request(payload).mountpoint == "/tmp/m"
+    r, w = os.pipe()
+    fusermount.reply(shim.ours, "ok", r)
+    os.close(r)
+    _msg, anc, _flags, _addr = comm_ours.recvmsg(16, socket.CMSG_SPACE(4))
+    (level, kind, data) = anc[0]
+    assert (level, kind) == (socket.SOL_SOCKET, socket.SCM_RIGHTS)
+    got = int.from_bytes(data[:4], sys.byteorder)
+    os.write(w, b"through")
+    assert os.read(got, 16) == b"through"  # the very pipe fusetrace handed over
+    for fd in (got, w):
+        os.close(fd)
+    comm_ours.close()
+    proc.wait(20)
+    return proc
+
+
+def test_shim_finds_the_control_socket_without_its_environment() -> None:
+    # go-fuse starts fusermount with nothing but _FUSE_COMMFD=3 in its environment
+    shim = fusermount.Shim()
+    try:
+        assert shim.theirs.fileno() >= fusermount.CONTROL_FD_MIN
+        proc = run_shim(shim, {})
+        assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        shim.close()
+
+
+def test_shim_refuses_a_socket_that_is_not_fusetraces() -> None:
+    """At the shim's descriptor number, a SEQPACKET socket made by another process (its
+    peer is not the fusetrace written in the shim) is not taken for the control socket."""
+    shim = fusermount.Shim()
+    try:
+        fd = shim.theirs.fileno()
+        shim.theirs.close()
+        other = (
+            "import os, socket, sys\n"
+            "a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n"
+            f"os.dup2(a.fileno(), {fd})\n"
+            f"os.execve({shim.path!r}, [{shim.path!r}, '/tmp/m'], {{}})\n"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", other], env={}, capture_output=True, timeout=20
+        )
+    finally:
+        shim.close()
+    assert proc.returncode == 1
+    assert b"fusetrace control socket missing" in proc.stderr
+
+
+def test_shim_without_any_control_socket_says_so() -> None:
+    shim = fusermount.Shim()
+    try:
+        fd = shim.theirs.fileno()
+        shim.theirs.close()
+        r, w = os.pipe()
+        os.dup2(r, fd)  # a pipe where the control socket should be
+        proc = subprocess.run(
+            [shim.path, "/tmp/m"], env={}, pass_fds=[fd], capture_output=True, timeout=20
+        )
+        for x in (r, w, fd):
+            os.close(x)
+    finally:
+        shim.close()
+    assert proc.returncode == 1
+    assert b"fusetrace control socket missing" in proc.stderr
+
+
+@pytest.mark.mount
+def test_shim_shares_a_private_mountpoint_until_closed(tmp_path: Path) -> None:
+    where = os.path.realpath(tmp_path)
+    # a private mount under the mountpoint's parent, as in a container
+    subprocess.run(["mount", "--bind", where, where], check=True)
+    try:
+        subprocess.run(["mount", "--make-private", where], check=True)
+        mnt = os.path.join(where, "mnt")
+        os.mkdir(mnt)
+        assert not mounts.shared_at(mnt)
+        shim = fusermount.Shim(mnt)
+        try:
+            assert shim.shared_bind == mnt and mounts.shared_at(mnt)
+        finally:
+            shim.close()
+        assert not mounts.shared_at(mnt)
+        assert f" {mnt} " not in Path("/proc/self/mountinfo").read_text()
+        # already shared: nothing to do, nothing mounted
+        subprocess.run(["mount", "--make-shared", where], check=True)
+        shim = fusermount.Shim(mnt)
+        assert shim.shared_bind is None
+        shim.close()
+    finally:
+        subprocess.run(["umount", where], check=True)

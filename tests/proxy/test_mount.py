@@ -64,3 +64,32 @@ def test_fuse_mounts_reads_this_namespace() -> None:
 def test_check_mountpoint(tmp_path: os.PathLike[str]) -> None:
     path, mode = mounts.check_mountpoint(str(tmp_path))
     assert path == os.path.realpath(tmp_path) and mode == 0o40000
+
+
+def mounted(path: str) -> list[str]:
+    """The optional fields of every mount on ``path`` in mountinfo, bottom first."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split()
+            if mounts._unescape(parts[4]) == path:
+                out.append(" ".join(parts[6 : parts.index("-")]) or "private")
+    return out
+
+
+@pytest.mark.mount
+def test_shared_at_reads_the_mount_a_path_lies_on(tmp_path: os.PathLike[str]) -> None:
+    where = os.path.realpath(tmp_path)
+    inner = os.path.join(where, "inner")
+    os.mkdir(inner)
+    mounts.sys_mount(where, where, "none", mounts.MS_BIND, "")
+    try:
+        mounts.sys_mount("none", where, "none", mounts.MS_PRIVATE, "")
+        assert not mounts.shared_at(inner)
+        mounts.sys_mount("none", where, "none", mounts.MS_SHARED, "")
+        assert mounts.shared_at(where) and mounts.shared_at(inner)
+        assert mounts.shared_at(where + "-sibling") is mounts.shared_at(os.path.dirname(where))
+        assert not mounts.top_is_fuse(where)
+    finally:
+        mounts.sys_umount(where)
+    assert mounted(where) == []
