@@ -13,8 +13,11 @@ Workloads: (a) create + stat + unlink of N files (default 10,000); (b) sequentia
 then read of M MiB (default 1024) with dd bs=1M (page cache dropped before the read).
 
     .venv/bin/python bench/bench_record.py [--files N] [--mib M] [--repeat R] [--only NAME,...]
+                                           [--workloads a,b]
 
-Each figure is the best of R runs (default 3): the machine is shared, noise only slows.
+Each figure is the best of R runs (default 3): the machine is shared, noise only slows. The
+median follows in brackets. Runs go round the configurations (native, recorded, native, ...)
+so that a change in the machine's load falls on all of them alike.
 
 Targets: recorded time on (a) at most 1.5x native; recorded throughput on (b) at least 0.8x
 native.
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -157,6 +161,9 @@ def main() -> None:
     ap.add_argument("--mib", type=int, default=1024)
     ap.add_argument("--only", default=",".join(CONFIGS))
     ap.add_argument("--repeat", type=int, default=3, help="runs per figure; the best is kept")
+    ap.add_argument(
+        "--workloads", default="a,b", help="a: create+stat+unlink, b: dd write and read"
+    )
     ap.add_argument("--keep", type=Path, help="work in DIR (default: a temporary directory)")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -164,43 +171,69 @@ def main() -> None:
     base = args.keep or Path(tempfile.mkdtemp(prefix="bench-record-"))
     mnt = base / "mnt"
     mnt.mkdir(parents=True, exist_ok=True)
-    results: dict[str, tuple[float, float, float]] = {}
+    names = args.only.split(",")
+    workloads = set(args.workloads.split(","))
+    runs: dict[str, tuple[list[float], list[float], list[float]]] = {n: ([], [], []) for n in names}
     try:
-        for name in args.only.split(","):
-            mounter = CONFIGS[name]
-            print(f"{name}:", file=sys.stderr)
-            metas, wrs, rds = [], [], []
-            for _ in range(args.repeat):
-                with mounter(base, mnt):
-                    metas.append(metadata(mnt, args.files))
-                with mounter(base, mnt):
-                    wr, rd = sequential(mnt, args.mib)
-                    wrs.append(wr)
-                    rds.append(rd)
-            meta, wr, rd = min(metas), max(wrs), max(rds)
-            results[name] = (meta, wr, rd)
-            print(
-                f"    {meta:.2f} s metadata, write {wr:.0f} MiB/s, read {rd:.0f} MiB/s",
-                file=sys.stderr,
-            )
+        for r in range(args.repeat):
+            for name in names:
+                mounter = CONFIGS[name]
+                print(f"{name} (run {r + 1}):", file=sys.stderr)
+                metas, wrs, rds = runs[name]
+                if "a" in workloads:
+                    with mounter(base, mnt):
+                        metas.append(metadata(mnt, args.files))
+                if "b" in workloads:
+                    with mounter(base, mnt):
+                        wr, rd = sequential(mnt, args.mib)
+                        wrs.append(wr)
+                        rds.append(rd)
+                print(
+                    "    "
+                    + ", ".join(
+                        f"{what} {v[-1]:.2f}"
+                        for what, v in (
+                            ("metadata s", metas),
+                            ("write MiB/s", wrs),
+                            ("read MiB/s", rds),
+                        )
+                        if v
+                    ),
+                    file=sys.stderr,
+                )
     finally:
         if args.keep is None:
             shutil.rmtree(base, ignore_errors=True)
+    nan = float("nan")
+    results = {
+        name: (
+            (min(m), statistics.median(m)) if m else (nan, nan),
+            (max(w), statistics.median(w)) if w else (nan, nan),
+            (max(d), statistics.median(d)) if d else (nan, nan),
+        )
+        for name, (m, w, d) in runs.items()
+    }
     ref = results.get("native")
     print(
         f"\nfuse-overlayfs, {args.files} files create+stat+unlink; {args.mib} MiB dd bs=1M; "
-        f"best of {args.repeat}; load average {os.getloadavg()[0]:.1f}"
+        f"best of {args.repeat} [median]; load average {os.getloadavg()[0]:.1f}"
     )
     print(
-        f"{'configuration':<15} {'(a) s':>8} {'x native':>9} {'write MiB/s':>12} "
-        f"{'x native':>9} {'read MiB/s':>11} {'x native':>9}"
+        f"{'configuration':<15} {'(a) s':>14} {'x native':>14} {'write MiB/s':>14} "
+        f"{'x native':>14} {'read MiB/s':>14} {'x native':>14}"
     )
-    for name, (meta, wr, rd) in results.items():
-        if ref:
-            r = (f"{meta / ref[0]:9.2f}", f"{wr / ref[1]:9.2f}", f"{rd / ref[2]:9.2f}")
-        else:
-            r = ("-".rjust(9),) * 3
-        print(f"{name:<15} {meta:8.2f} {r[0]} {wr:12.0f} {r[1]} {rd:11.0f} {r[2]}")
+    for name, figures in results.items():
+        cells = []
+        for i, (best, median) in enumerate(figures):
+            cells.append(
+                f"{best:7.2f} [{median:5.2f}]" if i == 0 else f"{best:5.0f} [{median:5.0f}]"
+            )
+            if ref:
+                rb, rm = ref[i]
+                cells.append(f"{best / rb:5.2f} [{median / rm:5.2f}]")
+            else:
+                cells.append("-")
+        print(f"{name:<15} " + " ".join(f"{c:>14}" for c in cells))
 
 
 if __name__ == "__main__":

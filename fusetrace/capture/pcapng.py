@@ -61,6 +61,10 @@ def _pad4(n: int) -> int:
     return (4 - n % 4) % 4
 
 
+#: padding after packet data, by length
+_ZEROS = tuple(b"\0" * n for n in range(4))
+
+
 def _option(code: int, value: bytes, order: str) -> bytes:
     return struct.pack(order + "HH", code, len(value)) + value + b"\0" * _pad4(len(value))
 
@@ -141,32 +145,52 @@ class CaptureWriter:
         self._channels += 1
         return self._channels - 1
 
-    def write(
+    def block(
         self,
         direction: Direction,
         t_ns: int,
-        data: bytes,
+        data: bytes | memoryview,
         *,
         channel: int = 0,
         comment: str | None = None,
         orig_len: int | None = None,
-    ) -> None:
-        """Append one frame as an Enhanced Packet Block."""
+    ) -> tuple[bytes, bytes | memoryview, bytes]:
+        """One frame's Enhanced Packet Block as three parts to be written in order: the
+        block header, the packet data (``data`` itself, or a slice of it with a snap length:
+        never copied) and the trailer (padding, options, total length). Counts the frame;
+        the caller writes the parts (``os.writev`` takes them as they are)."""
         if orig_len is None:
             orig_len = len(data)
         if self.snaplen is not None and len(data) > self.snaplen:
             data = data[: self.snaplen]
         cap = len(data)
-        pad = b"\0" * _pad4(cap)
+        pad = _pad4(cap)
         opts = self._flags_opt[direction]
         if comment:
             opts = opts + _option(_OPT_COMMENT, comment.encode(), self._order)
-        total = 28 + cap + len(pad) + len(opts) + 4 + 4
+        total = 28 + cap + pad + len(opts) + 4 + 4
         head = self._epb_head.pack(
             _EPB, total, channel, (t_ns >> 32) & 0xFFFFFFFF, t_ns & 0xFFFFFFFF, cap, orig_len
         )
-        self._f.write(b"".join((head, data, pad, opts, self._end_opt, self._tail.pack(total))))
+        tail = b"".join((_ZEROS[pad], opts, self._end_opt, self._tail.pack(total)))
         self.frames += 1
+        return head, data, tail
+
+    def write(
+        self,
+        direction: Direction,
+        t_ns: int,
+        data: bytes | memoryview,
+        *,
+        channel: int = 0,
+        comment: str | None = None,
+        orig_len: int | None = None,
+    ) -> None:
+        """Append one frame as an Enhanced Packet Block, in one ``write()``."""
+        parts = self.block(
+            direction, t_ns, data, channel=channel, comment=comment, orig_len=orig_len
+        )
+        self._f.write(b"".join(parts))
 
     def flush(self) -> None:
         self._f.flush()

@@ -13,6 +13,7 @@ frame is the one that crossed /dev/fuse, with a comment saying what the daemon s
 
 from __future__ import annotations
 
+import collections
 import errno
 import os
 import socket
@@ -24,10 +25,13 @@ from dataclasses import dataclass, field
 from fusetrace.proxy import wire
 from fusetrace.record import Direction
 
-#: one captured frame on its way to the capture writer: (direction, t_ns, raw frame, comment)
+#: one captured frame: (direction, t_ns, raw frame, comment)
 Item = tuple[Direction, int, bytes, "str | None"]
-#: takes an :data:`Item` (typically ``queue.SimpleQueue.put``); must not block for long
-Sink = Callable[[Item], None]
+#: a frame on its way from the forwarding loops to the capture writer: as :data:`Item`, but
+#: a large frame may be a memoryview of a lent receive buffer (see :class:`FrameBuffers`)
+Frame = tuple[Direction, int, "bytes | memoryview", "str | None"]
+#: takes a :data:`Frame` (typically ``collections.deque.append``); must not block for long
+Sink = Callable[[Frame], None]
 
 INBOUND = Direction.INBOUND
 OUTBOUND = Direction.OUTBOUND
@@ -42,6 +46,53 @@ def max_frame_size() -> int:
     except (OSError, ValueError):
         pass
     return pages * 4096 + 4096
+
+
+#: frames at least this long are handed on in the buffer they were received into, when
+#: one is free for the next frame (smaller ones are copied: cheaper than a buffer each)
+LEND_MIN = 32 << 10
+#: receive buffers per direction, at most: with all of them lent, frames are copied
+LEND_LIMIT = 32
+
+
+class FrameBuffers:
+    """Receive buffers for large frames, lent to the capture writer instead of copied.
+
+    A large frame (a 1 MiB WRITE, a READ reply) is forwarded from the buffer it was read
+    into and handed to the sink as a memoryview of that buffer; the forwarding thread reads
+    the next frame into another buffer. The consumer gives the buffer back with
+    :meth:`give` once it wrote the frame out. Each direction has its own buffers: only its
+    forwarding thread takes them, and it is done sending a frame before it takes the next
+    buffer, so a buffer given back early is never overwritten while it is still being
+    forwarded. Buffers are allocated once (up to ``limit`` per direction) and reused, so
+    large frames cost neither a copy nor freshly faulted-in memory.
+    """
+
+    def __init__(self, size: int, limit: int = LEND_LIMIT) -> None:
+        self.size = size
+        self.limit = limit
+        self._free: dict[Direction, collections.deque[bytearray]] = {
+            d: collections.deque() for d in (INBOUND, OUTBOUND)
+        }
+        #: written by the direction's forwarding thread only
+        self._made: dict[Direction, int] = dict.fromkeys((INBOUND, OUTBOUND), 0)
+
+    def take(self, direction: Direction) -> bytearray | None:
+        """A free buffer for ``direction``'s next frame; None when all are lent."""
+        try:
+            return self._free[direction].pop()
+        except IndexError:
+            pass
+        if self._made[direction] >= self.limit:
+            return None
+        self._made[direction] += 1
+        return bytearray(self.size)
+
+    def give(self, direction: Direction, frame: memoryview) -> None:
+        """Take back the buffer under ``frame`` (a view :meth:`take`'s buffer lent out)."""
+        buf = frame.obj  # (the view itself may still be in a send() of its thread)
+        if isinstance(buf, bytearray) and len(buf) == self.size:
+            self._free[direction].append(buf)
 
 
 @dataclass
@@ -79,11 +130,16 @@ class Forwarder:
         bufsize: int | None = None,
         track_outstanding: bool = False,
         on_end: Callable[[Ending], None] | None = None,
+        buffers: FrameBuffers | None = None,
     ) -> None:
         self.devfd = devfd
         self.sock = sock
         self.sink = sink
         self.bufsize = bufsize or max_frame_size()
+        #: with buffers, large frames reach the sink as lent memoryviews (see FrameBuffers)
+        self.buffers = buffers
+        if buffers is not None and buffers.size < self.bufsize + 1:
+            raise ValueError("frame buffers smaller than the largest frame")
         self.stats = Stats()
         self.ending: Ending | None = None
         self.ended = threading.Event()
@@ -158,15 +214,17 @@ class Forwarder:
 
     def _kernel_to_daemon(self) -> None:
         fd = self.devfd
-        size = self.bufsize
         send = self.sock.send
         sink = self.sink
         now = time.time_ns
         pending = self.outstanding
         no_reply = wire.NO_REPLY_OPCODES
         header = wire.IN_HEADER.unpack_from
+        # without frame buffers nothing is lent: every frame is copied
+        buffers = self.buffers or FrameBuffers(self.bufsize, limit=0)
+        take = buffers.take
         first = True
-        buf = bytearray(size)
+        buf = bytearray(buffers.size)
         view = memoryview(buf)
         readv = os.readv
         bufs = [buf]
@@ -187,10 +245,19 @@ class Forwarder:
                     self.end("unmounted")
                     return
                 t = now()
-                data = bytes(view[:got])
+                data: bytes | memoryview
+                if got >= LEND_MIN and (spare := take(INBOUND)) is not None:
+                    # the frame stays where it is, lent to the sink; read on into the spare
+                    data = view[:got]
+                    buf = spare
+                    view = memoryview(buf)
+                    bufs = [buf]
+                else:
+                    data = bytes(view[:got])
+                forwarded: bytes | memoryview
                 if first:
                     first = False
-                    forwarded = self._first_request(data)
+                    forwarded = self._first_request(bytes(data))
                     sink((INBOUND, t, data, self.stats.init_comment_in))
                 else:
                     forwarded = data
@@ -237,7 +304,10 @@ class Forwarder:
         recv_into = self.sock.recv_into
         # one byte more than any frame may have: a message that fills it was cut short
         size = self.bufsize + 1
-        buf = bytearray(size)
+        # without frame buffers nothing is lent: every frame is copied
+        buffers = self.buffers or FrameBuffers(size, limit=0)
+        take = buffers.take
+        buf = bytearray(buffers.size)
         view = memoryview(buf)
         write = os.write
         fd = self.devfd
@@ -251,7 +321,7 @@ class Forwarder:
         try:
             while True:
                 try:
-                    got = recv_into(buf)
+                    got = recv_into(view, size)
                 except OSError as e:
                     self.end("daemon closed", f"receiving from the daemon: {e.strerror}")
                     return
@@ -266,25 +336,30 @@ class Forwarder:
                 else:
                     length, _error, unique = out_header(buf)
                     if length > got and got < size:
-                        got = self._reassemble(view, got, length)
+                        got = self._reassemble(view[:size], got, length)
                         if got < 0:
                             return
                 if got >= size:
                     got = size - 1
                     comment = f"fusetrace: cut to {got} bytes, the daemon sent more"
-                data = bytes(view[:got])
+                data: bytes | memoryview
                 if init_pending and unique == self._init_unique and unique:
                     init_pending = False
-                    forwarded = self._init_reply(data)
+                    data = self._init_reply(bytes(view[:got]))
                     comment = self.stats.init_comment_out
+                elif got >= LEND_MIN and (spare := take(OUTBOUND)) is not None:
+                    # the frame stays where it is, lent to the sink; receive into the spare
+                    data = view[:got]
+                    buf = spare
+                    view = memoryview(buf)
                 else:
-                    forwarded = data
-                sink((OUTBOUND, t, forwarded, comment))
+                    data = bytes(view[:got])
+                sink((OUTBOUND, t, data, comment))
                 n += 1
                 if pending is not None and unique:
                     pending.pop(unique & ~wire.INT_REQ_BIT, None)
                 try:
-                    write(fd, forwarded)
+                    write(fd, data)
                 except OSError as e:
                     if e.errno in (errno.ENODEV, errno.ECONNABORTED):
                         self.end("unmounted")

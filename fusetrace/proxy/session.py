@@ -37,7 +37,15 @@ from fusetrace.errors import CaptureError, DaemonError, EnvironmentProblem, Exit
 from fusetrace.proxy import daemon as daemons
 from fusetrace.proxy import fusermount
 from fusetrace.proxy import mount as mounts
-from fusetrace.proxy.forward import Ending, Forwarder, Item, max_frame_size
+from fusetrace.proxy.forward import (
+    Ending,
+    Forwarder,
+    Frame,
+    FrameBuffers,
+    Item,
+    max_frame_size,
+)
+from fusetrace.record import Direction
 
 SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
@@ -89,34 +97,47 @@ def choose_handoff(asked: str, argv: list[str], mp_args: list[int], program: str
 FLUSH_INTERVAL = 0.005
 
 
+#: one pcapng block as the parts to write one after the other
+Block = tuple["bytes | memoryview", ...]
+
+
 class _Blocks:
-    """A file-like sink collecting the writer's blocks, written out in one writev()."""
+    """A file-like sink collecting the writer's own blocks (section and interface headers)."""
 
     def __init__(self) -> None:
-        self.parts: list[bytes] = []
+        self.blocks: list[Block] = []
 
     def write(self, data: bytes) -> int:
-        self.parts.append(data)
+        self.blocks.append((data,))
         return len(data)
 
     def flush(self) -> None:
         pass
 
 
-def writev_all(fd: int, parts: list[bytes]) -> None:
-    """Write every part, in order, with as few writev() calls as the kernel allows."""
-    iov_max = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
+IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
+
+
+def writev_all(fd: int, blocks: list[Block], iov_max: int = IOV_MAX) -> None:
+    """Write every block, in order, with as few writev() calls as the kernel allows. A call
+    carries whole blocks only (unless one block alone has more parts than ``iov_max``);
+    when a pipe takes part of a call, the rest follows before anything else."""
     i = 0
-    while i < len(parts):
-        chunk = parts[i : i + iov_max]
-        done = os.writev(fd, chunk)
-        for part in chunk:
-            if done >= len(part):
-                done -= len(part)
-                i += 1
-                continue
-            parts[i] = part[done:]  # a pipe took part of it: go on from there
-            break
+    while i < len(blocks):
+        parts: list[bytes | memoryview] = list(blocks[i])
+        i += 1
+        while i < len(blocks) and len(parts) + len(blocks[i]) <= iov_max:
+            parts.extend(blocks[i])
+            i += 1
+        while parts:
+            done = os.writev(fd, parts[:iov_max])
+            k = 0
+            while k < len(parts) and done >= len(parts[k]):
+                done -= len(parts[k])
+                k += 1
+            del parts[:k]
+            if done:
+                parts[0] = parts[0][done:]
 
 
 class CaptureThread:
@@ -125,7 +146,10 @@ class CaptureThread:
     The forwarding threads only append to a deque (no lock, no wake-up); this thread wakes
     every :data:`FLUSH_INTERVAL`, turns what arrived into pcapng blocks and writes them
     with one writev(). Whole blocks only, so the file is valid up to its last block even
-    if fusetrace is killed.
+    if fusetrace is killed. Frame data is not copied on the way: a block's packet data is
+    the frame as the forwarding thread handed it over, and a frame lent in a receive buffer
+    (a memoryview, see :class:`~fusetrace.proxy.forward.FrameBuffers`) is given back once
+    written.
     """
 
     def __init__(
@@ -135,16 +159,18 @@ class CaptureThread:
         on_error: Callable[[str], None],
         live: Callable[[Item], None] | None = None,
         interval: float = FLUSH_INTERVAL,
+        buffers: FrameBuffers | None = None,
     ) -> None:
         self._blocks = _Blocks()
         self.writer = make_writer(self._blocks)  # type: ignore[arg-type]
         self._fd = fileobj.fileno()
-        self._items: collections.deque[Item] = collections.deque()
-        self.put: Callable[[Item], None] = self._items.append
+        self._items: collections.deque[Frame] = collections.deque()
+        self.put: Callable[[Frame], None] = self._items.append
         self.error: str | None = None
         self._on_error = on_error
         self._live = live
         self._interval = interval
+        self._buffers = buffers
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
         self._thread.start()
@@ -152,36 +178,49 @@ class CaptureThread:
     def _run(self) -> None:
         while True:
             stopping = self._stop.wait(self._interval)
-            self._drain()
-            if stopping:
+            try:
                 self._drain()
+                if stopping:
+                    self._drain()
+            except Exception as e:  # a bug here must end the session, not the capture alone
+                self.error = f"the capture writer failed: {e!r}"
+                self._on_error(self.error)
+                stopping = True
+            if stopping:
                 return
 
     def _drain(self) -> None:
         items = self._items
         pop = items.popleft
-        write = self.writer.write
+        block = self.writer.block
         live = self._live
+        blocks = self._blocks.blocks
+        self._blocks.blocks = []
+        lent: list[tuple[Direction, memoryview]] = []
         while items:
-            direction, t_ns, data, comment = item = pop()
+            direction, t_ns, data, comment = pop()
+            if type(data) is memoryview:
+                lent.append((direction, data))
             if self.error is None:
-                write(direction, t_ns, data, comment=comment)
+                blocks.append(block(direction, t_ns, data, comment=comment))
                 if live is not None:
-                    live(item)
-        parts = self._blocks.parts
-        if not parts:
-            return
-        self._blocks.parts = []
-        if self.error is not None:
-            return
+                    # the live consumers may keep the frame: never a lent buffer
+                    live((direction, t_ns, bytes(data), comment))
         try:
-            writev_all(self._fd, parts)
+            if blocks and self.error is None:
+                writev_all(self._fd, blocks)
         except OSError as e:
             if isinstance(e, BrokenPipeError):
                 self.error = "the reader of the capture went away"
             else:
                 self.error = f"writing the capture failed: {e.strerror}"
             self._on_error(self.error)
+        finally:
+            blocks.clear()
+            give = self._buffers.give if self._buffers is not None else None
+            if give is not None:
+                for direction, frame in lent:
+                    give(direction, frame)
 
     def close(self, timeout: float = 30.0) -> None:
         self._stop.set()
@@ -350,13 +389,17 @@ class Session:
                 sink, meta, channels=[Channel(description=self.mountpoint)], snaplen=cfg.snaplen
             )
 
-        self.capture = CaptureThread(fileobj, make_writer, self._on_capture_error, cfg.live)
+        buffers = FrameBuffers(frame + 1)
+        self.capture = CaptureThread(
+            fileobj, make_writer, self._on_capture_error, cfg.live, buffers=buffers
+        )
         self.forwarder = Forwarder(
             devfd,
             ours,
             self.capture.put,
             bufsize=frame,
             track_outstanding=cfg.daemon_timeout is not None,
+            buffers=buffers,
         )
         self.forwarder.start()
         return ours, theirs

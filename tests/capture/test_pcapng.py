@@ -193,3 +193,29 @@ def test_files_rewritten_by_editcap_read_back(tmp_path: Path) -> None:
     assert r.info.format == "pcap"
     assert [x.data for x in recs] == [LOOKUP, ENOENT_REPLY]
     assert [x.direction for x in recs] == [Direction.INBOUND, Direction.OUTBOUND]
+
+
+def test_block_parts_are_the_written_block_and_keep_the_data_uncopied() -> None:
+    frame = bytearray(LOOKUP + b"xyz")  # 49 bytes: the block pads to 52
+    view = memoryview(frame)
+    buf = io.BytesIO()
+    w = CaptureWriter(buf, {})
+    start = len(buf.getvalue())
+    head, data, tail = w.block(Direction.OUTBOUND, T0, view, comment="changed")
+    assert data is view
+    w.write(Direction.OUTBOUND, T0, bytes(frame), comment="changed")
+    assert bytes(head) + bytes(data) + bytes(tail) == buf.getvalue()[start:]
+    assert w.frames == 2
+    _r, recs = read_all(buf.getvalue() + head + bytes(data) + tail)
+    assert [x.data for x in recs] == [bytes(frame)] * 2
+    assert recs[0].comment == "changed" and recs[0].direction is Direction.OUTBOUND
+
+
+def test_block_with_snaplen_cuts_a_view_without_copying() -> None:
+    frame = bytearray(4096)
+    buf = io.BytesIO()
+    w = CaptureWriter(buf, {}, snaplen=100)
+    head, data, tail = w.block(Direction.INBOUND, T0, memoryview(frame))
+    assert isinstance(data, memoryview) and data.obj is frame and len(data) == 100
+    _r, (rec,) = read_all(buf.getvalue() + head + bytes(data) + tail)
+    assert rec.orig_len == 4096 and len(rec.data) == 100

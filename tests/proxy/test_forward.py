@@ -13,7 +13,7 @@ import struct
 import pytest
 
 from fusetrace.proxy import wire
-from fusetrace.proxy.forward import Forwarder, Item
+from fusetrace.proxy.forward import LEND_MIN, Forwarder, FrameBuffers, Item
 from fusetrace.record import Direction
 
 PASSTHROUGH = 1 << 5  # flags2 bit of INIT flag 37
@@ -160,5 +160,56 @@ def test_outstanding_requests_are_tracked_until_answered() -> None:
         r.daemon.send(reply(10))
         r.kernel.recv(1 << 16)
         assert r.fwd.outstanding == {}
+    finally:
+        r.close()
+
+
+def test_large_frames_are_lent_in_their_buffers_and_arrive_byte_exact() -> None:
+    buffers = FrameBuffers((1 << 20) + 1, limit=3)
+    r = Rig(buffers=buffers)
+    try:
+        r.kernel.send(init_request())
+        r.daemon.recv(1 << 16)
+        r.daemon.send(init_reply())
+        r.kernel.recv(1 << 16)
+        r.items()
+        kept = []  # frames as handed over; lent buffers not given back must stay intact
+        for u in range(4, 24):
+            # each frame differs in every byte, so reusing a buffer too early would show
+            req = request(u, 16, bytes([u]) * (LEND_MIN + u))
+            r.kernel.send(req)
+            assert r.daemon.recv(1 << 20) == req
+            rep = reply(u, bytes([u + 100]) * (LEND_MIN * 2 + u))
+            r.daemon.send(rep[:1000])  # split, as a splicing daemon sends it
+            r.daemon.send(rep[1000:])
+            assert r.kernel.recv(1 << 20) == rep
+            for direction, _t, data, _c in r.items():
+                if isinstance(data, memoryview) and u % 2:
+                    kept.append((bytes(data), True))
+                    buffers.give(direction, data)  # the others stay lent: copies follow
+                else:
+                    kept.append((data, isinstance(data, memoryview)))
+        assert [bytes(d) for d, _ in kept] == [
+            f
+            for u in range(4, 24)
+            for f in (
+                request(u, 16, bytes([u]) * (LEND_MIN + u)),
+                reply(u, bytes([u + 100]) * (LEND_MIN * 2 + u)),
+            )
+        ]
+        lent = [is_view for _, is_view in kept]
+        assert any(lent) and not all(lent)  # lent while buffers were free, then copied
+    finally:
+        r.close()
+
+
+def test_small_frames_are_copied_even_with_frame_buffers() -> None:
+    r = Rig(buffers=FrameBuffers((1 << 20) + 1))
+    try:
+        r.kernel.send(request(6))
+        assert r.daemon.recv(1 << 16) == request(6)
+        r.daemon.send(reply(6, b"ok"))
+        assert r.kernel.recv(1 << 16) == reply(6, b"ok")
+        assert [type(data) for _d, _t, data, _c in r.items()] == [bytes, bytes]
     finally:
         r.close()
