@@ -20,10 +20,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import fcntl
+import mmap
 import os
 import platform
 import signal
 import socket
+import stat
 import sys
 import threading
 import time
@@ -118,11 +121,13 @@ class _Blocks:
 IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
 
 
-def writev_all(fd: int, blocks: list[Block], iov_max: int = IOV_MAX) -> None:
-    """Write every block, in order, with as few writev() calls as the kernel allows. A call
-    carries whole blocks only (unless one block alone has more parts than ``iov_max``);
-    when a pipe takes part of a call, the rest follows before anything else."""
+def writev_all(fd: int, blocks: list[Block], iov_max: int = IOV_MAX, pos: int | None = None) -> int:
+    """Write every block, in order, with as few writev() calls as the kernel allows (at
+    ``pos`` with pwritev() when given). A call carries whole blocks only (unless one block
+    alone has more parts than ``iov_max``); when a pipe takes part of a call, the rest
+    follows before anything else. Returns the bytes written."""
     i = 0
+    written = 0
     while i < len(blocks):
         parts: list[bytes | memoryview] = list(blocks[i])
         i += 1
@@ -130,7 +135,11 @@ def writev_all(fd: int, blocks: list[Block], iov_max: int = IOV_MAX) -> None:
             parts.extend(blocks[i])
             i += 1
         while parts:
-            done = os.writev(fd, parts[:iov_max])
+            if pos is None:
+                done = os.writev(fd, parts[:iov_max])
+            else:
+                done = os.pwritev(fd, parts[:iov_max], pos + written)
+            written += done
             k = 0
             while k < len(parts) and done >= len(parts[k]):
                 done -= len(parts[k])
@@ -138,6 +147,142 @@ def writev_all(fd: int, blocks: list[Block], iov_max: int = IOV_MAX) -> None:
             del parts[:k]
             if done:
                 parts[0] = parts[0][done:]
+    return written
+
+
+def pwrite_all(fd: int, data: bytes | memoryview, pos: int) -> None:
+    view = memoryview(data)
+    while view:
+        done = os.pwrite(fd, view, pos)
+        if not done:
+            raise OSError(errno.EIO, "no progress writing the capture")
+        view = view[done:]
+        pos += done
+
+
+#: the page size direct writes are aligned to (a multiple of any logical block size)
+PAGE = 4096
+#: a drain at least this large goes to a capture file with O_DIRECT
+DIRECT_MIN = 256 << 10
+#: the buffer direct writes are gathered in
+DIRECT_STAGE = 8 << 20
+
+
+def _last_bytes(blocks: list[Block], n: int) -> bytes:
+    """The last ``n`` bytes of the blocks' parts, joined."""
+    out: list[bytes] = []
+    for block in reversed(blocks):
+        for part in reversed(block):
+            if n <= 0:
+                break
+            take = part[-n:] if len(part) > n else part
+            out.append(bytes(take))
+            n -= len(take)
+    return b"".join(reversed(out))
+
+
+class CaptureOutput:
+    """The capture file (or pipe) seen from the capture thread.
+
+    A pipe, or a file fusetrace did not start at offset 0, is written with writev() as it
+    comes. A capture file is written at explicit offsets, and large drains (a 1 MiB WRITE
+    or READ stream) bypass the page cache: they are gathered in an aligned buffer and written
+    with O_DIRECT through a second descriptor. Copying gigabytes into freshly allocated page
+    cache costs more CPU than the whole forwarding path (see bench/bench_record.py), and the
+    page cache would only have to write it out again. The last, partial page of every drain
+    is written through the page cache, so the file is whole after every drain; the next
+    direct write rewrites that page with the same bytes (the kernel writes the cached page
+    back and drops it first).
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.pos: int | None = None  # None: a stream, written with writev()
+        self._dfd: int | None = None
+        self._page = b""  # the bytes of the file's last, partial page
+        self._stage: mmap.mmap | None = None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND:
+                return
+            self.pos = os.lseek(fd, 0, os.SEEK_CUR)
+        except OSError:
+            return
+        if self.pos == 0 and hasattr(os, "O_DIRECT"):
+            try:
+                self._dfd = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
+            except OSError:  # a filesystem without direct I/O: the page cache it is
+                self._dfd = None
+
+    def write(self, blocks: list[Block]) -> None:
+        if self.pos is None:
+            writev_all(self.fd, blocks)
+            return
+        total = sum(len(part) for block in blocks for part in block)
+        if self._dfd is not None and total >= DIRECT_MIN:
+            try:
+                self._write_direct(blocks)
+                return
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                self._stop_direct()  # not for this file after all: again, through the cache
+        start = self.pos
+        self.pos += writev_all(self.fd, blocks, pos=start)
+        if self._dfd is not None:
+            keep = self.pos % PAGE
+            if keep > total:
+                self._page += _last_bytes(blocks, total)
+            else:
+                self._page = _last_bytes(blocks, keep)
+
+    def _write_direct(self, blocks: list[Block]) -> None:
+        assert self._dfd is not None and self.pos is not None
+        if self._stage is None:
+            self._stage = mmap.mmap(-1, DIRECT_STAGE)  # page aligned, as O_DIRECT wants
+        stage = self._stage
+        size = len(stage)
+        base = self.pos - len(self._page)
+        fill = len(self._page)
+        stage[:fill] = self._page
+        for block in blocks:
+            for part in block:
+                view = memoryview(part)
+                off, n = 0, len(view)
+                while off < n:
+                    k = min(n - off, size - fill)
+                    stage[fill : fill + k] = view[off : off + k]
+                    fill += k
+                    off += k
+                    if fill == size:
+                        with memoryview(stage) as full:
+                            pwrite_all(self._dfd, full, base)
+                        base += size
+                        fill = 0
+        whole = fill & ~(PAGE - 1)
+        if whole:
+            with memoryview(stage) as view:
+                pwrite_all(self._dfd, view[:whole], base)
+        rest = stage[whole:fill]
+        if rest:
+            pwrite_all(self.fd, rest, base + whole)
+        self._page = rest
+        self.pos = base + whole + len(rest)
+
+    def _stop_direct(self) -> None:
+        if self._dfd is not None:
+            os.close(self._dfd)
+            self._dfd = None
+
+    def close(self) -> None:
+        """Leave the descriptor's offset at the end of what was written."""
+        self._stop_direct()
+        if self._stage is not None:
+            self._stage.close()
+            self._stage = None
+        if self.pos is not None:
+            with contextlib.suppress(OSError):
+                os.lseek(self.fd, self.pos, os.SEEK_SET)
 
 
 class CaptureThread:
@@ -163,7 +308,7 @@ class CaptureThread:
     ) -> None:
         self._blocks = _Blocks()
         self.writer = make_writer(self._blocks)  # type: ignore[arg-type]
-        self._fd = fileobj.fileno()
+        self._out = CaptureOutput(fileobj.fileno())
         self._items: collections.deque[Frame] = collections.deque()
         self.put: Callable[[Frame], None] = self._items.append
         self.error: str | None = None
@@ -208,7 +353,7 @@ class CaptureThread:
                     live((direction, t_ns, bytes(data), comment))
         try:
             if blocks and self.error is None:
-                writev_all(self._fd, blocks)
+                self._out.write(blocks)
         except OSError as e:
             if isinstance(e, BrokenPipeError):
                 self.error = "the reader of the capture went away"
@@ -225,6 +370,8 @@ class CaptureThread:
     def close(self, timeout: float = 30.0) -> None:
         self._stop.set()
         self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._out.close()
 
 
 M_TRIM_THRESHOLD = -1

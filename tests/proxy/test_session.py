@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from fusetrace.capture.files import open_capture
-from fusetrace.proxy.session import Block, writev_all
+from fusetrace.proxy.session import Block, CaptureOutput, writev_all
 from fusetrace.record import Direction
 from tests.support.mount import is_mounted, recording
 from tests.support.trees import digest_tree, make_squashfs, make_tree
@@ -279,3 +279,39 @@ def test_writev_all_writes_whole_blocks_per_call_and_finishes_partial_writes(
     # whole blocks per call (1 + 3 + 3 parts, not a block cut by iov_max); short writes go on
     assert calls[0] == 7
     assert max(calls) == 7 and len(calls) > len(expected) // 50_000
+
+
+def test_capture_output_writes_large_drains_direct_and_keeps_the_file_whole(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "out.pcapng"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    out = CaptureOutput(fd)
+    expected = bytearray()
+    try:
+        # small drains through the page cache, large ones direct (several stage buffers),
+        # in every order, none of them ending on a page boundary
+        for n, (count, size) in enumerate([(3, 50), (40, 30_001), (1, 7), (300, 33_333)] * 2):
+            blocks: list[Block] = []
+            for i in range(count):
+                data = memoryview(bytearray([n * 7 + i & 0xFF]) * size)
+                blocks.append((b"H%03d" % i, data, b"T%03d" % n))
+            out.write(blocks)
+            expected += b"".join(bytes(p) for b in blocks for p in b)
+            assert path.read_bytes() == expected  # whole after every drain
+        assert out._dfd is not None, "direct writes were not used on this filesystem"
+    finally:
+        out.close()
+    assert os.lseek(fd, 0, os.SEEK_CUR) == len(expected)
+    os.close(fd)
+    assert path.read_bytes() == expected
+
+
+def test_capture_output_to_a_pipe_writes_as_it_comes() -> None:
+    r, w = os.pipe()
+    out = CaptureOutput(w)
+    out.write([(b"abc", memoryview(b"defg"), b"h")])
+    out.close()
+    os.close(w)
+    assert os.read(r, 100) == b"abcdefgh"
+    os.close(r)
