@@ -70,6 +70,13 @@ CUSE_DEVINFO_MAX = 4096
 MEMORY = 4096
 #: unanswered requests listed one by one at the end (the rest are counted)
 LIST_AT_END = 20
+#: kernel frames that may come between a reply and an INTERRUPT for the same request when
+#: the two crossed in a recording. The recorder captures a reply before it writes it to
+#: /dev/fuse and a kernel frame after it read it, from two threads: an INTERRUPT the kernel
+#: handed out while the request was still outstanding (it drops a queued one as soon as
+#: the reply is written) can land after the reply in the file. Only frames the recorder
+#: read during that one write() can come between; more than this is no crossing.
+CROSSING_KERNEL_FRAMES = 4
 
 
 class SessionState(enum.Enum):
@@ -239,6 +246,8 @@ class Tracker:
         self.direct_io: set[int] = set()
         # bounded memories
         self._answered = _Memory()
+        #: answered id -> how many kernel frames had been seen when the answer came
+        self._answered_after = _Memory()
         self._no_reply = _Memory()
         self._forgotten = _Memory()
         self._released = _Memory()
@@ -772,6 +781,10 @@ class Tracker:
                 target = body_target
         if target not in self.pending:
             answered = self._answered.get(target)
+            after = self._answered_after.get(target)
+            # this INTERRUPT is already counted in summary.requests
+            if after is not None and self.summary.requests - 1 - after <= CROSSING_KERNEL_FRAMES:
+                return  # sent while the request was outstanding; crossed its reply
             when = f" (answered at frame {answered})" if answered is not None else ""
             self._emit(
                 "FT506",
@@ -862,6 +875,7 @@ class Tracker:
             return
         del self.pending[key]
         self._answered.add(key, idx)
+        self._answered_after.add(key, self.summary.requests)
         timeout = self.negotiated.request_timeout
         if timeout and rec.t_ns - pend.t_ns > timeout * 1_000_000_000:
             self._late(idx, unique, pend, rec.t_ns, answered=True)

@@ -780,8 +780,11 @@ _CATALOGUE: tuple[Rule, ...] = (
         "INTERRUPT for a request that is not outstanding",
         """
         The kernel sends INTERRUPT only for a request the daemon has read and not yet
-        answered. One naming an unknown or answered request is a race in the capture order
-        (reply and interrupt crossing) or a missing frame. docs/protocol.md §5.4.""",
+        answered. In a recording an INTERRUPT may follow its request's reply when the two
+        crossed in the recorder (the reply is captured before it is written to /dev/fuse);
+        that is not reported while at most a few kernel frames lie between them. One naming
+        an unknown request, or one answered longer ago, is a missing frame or a kernel
+        fault. docs/protocol.md §5.4.""",
     ),
     _r(
         "FT507",

@@ -1005,3 +1005,37 @@ def test_lookup_counts_are_not_judged_after_a_cut_entry_reply() -> None:
     p.req(Op.BATCH_FORGET, {"forgets": [{"nodeid": n, "nlookup": 1} for n in (7, 8, 9)]},
           nodeid=0)  # fmt: skip
     assert p.codes == {"FT316"}
+
+
+def test_interrupt_crossing_its_reply_in_a_recording_is_not_flagged() -> None:
+    """Seen with bindfs behind `fusetrace record`: READ reply, then the INTERRUPT for it.
+    The recorder captures the reply before writing it to /dev/fuse; the kernel had handed out
+    the INTERRUPT while the READ was still outstanding. libfuse then answers it EAGAIN."""
+    p = Play.session()
+    u = getattr_call(p)
+    p.req(Op.INTERRUPT, {"unique": u}, unique=u | 1, nodeid=0)
+    p.intr_reply(u, -11)
+    assert [f.rule for f in p.findings] == ["FT108"]  # the late EAGAIN is still reported
+
+
+def test_interrupt_for_a_request_answered_long_before_is_flagged() -> None:
+    from fusetrace.tracker.machine import CROSSING_KERNEL_FRAMES
+
+    p = Play.session()
+    u = getattr_call(p)
+    for _ in range(CROSSING_KERNEL_FRAMES + 1):
+        getattr_call(p)
+    p.req(Op.INTERRUPT, {"unique": u}, unique=u | 1, nodeid=0)
+    assert [f.rule for f in p.findings] == ["FT506"]
+    assert "answered at frame" in p.findings[0].message
+
+
+def test_interrupt_crossing_with_replies_between_is_not_flagged() -> None:
+    # replies of other requests may come between; only kernel frames count
+    p = Play.session()
+    others = [p.req(Op.GETATTR) for _ in range(10)]
+    u = getattr_call(p)
+    for o in others:
+        p.rep(Op.GETATTR, ATTR_REPLY, unique=o)
+    p.req(Op.INTERRUPT, {"unique": u}, unique=u | 1, nodeid=0)
+    assert p.findings == []
