@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
+import mmap
 import os
 import shutil
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -129,6 +132,7 @@ def test_fuse_overlayfs_writable_workload(
         assert (mountpoint / "from-lower").read_text() == "lower layer\n"
         os.unlink(mountpoint / "from-lower")
         writable_workload(mountpoint, tmp_path, many_files, xattrs=True)
+        metadata_workload(mountpoint)
     assert rec.returncode == 0, rec.stderr
     frames = rec.frames()
     check_capture(frames)
@@ -275,6 +279,54 @@ def test_auto_handoff_choice(tmp_path: Path) -> None:
         assert choose_handoff("auto", ["bindfs", "-f", "s", "/m"], [3], bindfs) == "fusermount"
 
 
+def metadata_workload(mnt: Path) -> None:
+    """Links, modes, times, sizes, locks, mmap, holes, copy_file_range, a FIFO, xattrs and a
+    directory of 300 entries, each checked through the mount."""
+    d = mnt / "meta"
+    d.mkdir()
+    f = d / "f"
+    f.write_bytes(b"x" * 10_000)
+    os.symlink("f", d / "s")
+    assert os.readlink(d / "s") == "f"
+    os.link(f, d / "h")
+    assert os.stat(d / "h").st_nlink == 2
+    os.chmod(f, 0o600)
+    os.chown(f, 1000, 1000)
+    os.utime(f, (1, 2))
+    st = os.stat(f)
+    assert (st.st_mode & 0o777, st.st_uid, st.st_mtime) == (0o600, 1000, 2)
+    os.truncate(f, 5000)
+    fd = os.open(f, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, 1 << 20)
+        assert os.fstat(fd).st_size == 1 << 20
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        fcntl.lockf(fd, fcntl.LOCK_EX, 10, 0)
+        fcntl.lockf(fd, fcntl.LOCK_UN, 10, 0)
+        with mmap.mmap(fd, 4096) as m:
+            m[0:5] = b"hello"
+            m.flush()
+        assert os.lseek(fd, 0, os.SEEK_DATA) == 0
+        out = os.open(d / "copy", os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            assert os.copy_file_range(fd, out, 4096, 0, 0) == 4096
+        finally:
+            os.close(out)
+    finally:
+        os.close(fd)
+    assert (d / "copy").read_bytes()[:5] == b"hello"
+    os.mkfifo(d / "fifo")
+    assert stat.S_ISFIFO(os.stat(d / "fifo").st_mode)
+    os.setxattr(f, "user.a", b"1")
+    assert "user.a" in os.listxattr(f)
+    os.removexattr(f, "user.a")
+    for i in range(300):
+        (d / f"n{i:03d}").touch()
+    assert len(os.listdir(d)) == 305  # f, s, h, copy, fifo and the 300
+    shutil.rmtree(d)
+
+
 @pytest.fixture
 def shared_mountpoint(mountpoint: Path) -> Iterator[Path]:
     """The mountpoint on a shared mount, as on a host whose / is shared (systemd's default):
@@ -333,6 +385,7 @@ def test_gocryptfs_go_fuse_through_the_fusermount_handoff(
     daemon = ["gocryptfs", "-fg", "-passfile", str(passfile), str(cipher), str(mnt)]
     with recording(daemon, mnt, tmp_path / "gc.pcapng") as rec:
         writable_workload(mnt, tmp_path, some_files, xattrs=True, big_mb=4)
+        metadata_workload(mnt)
         (mnt / "kept").write_text("kept, encrypted\n")
     assert rec.returncode == 0, rec.stderr
     assert not rec.warnings, [w.describe() for w in rec.warnings]
@@ -364,6 +417,7 @@ def test_bindfs_through_the_fusermount_handoff(
         ["bindfs", "-f", str(src), str(mountpoint)], mountpoint, tmp_path / "b.pcapng"
     ) as rec:
         writable_workload(mountpoint, tmp_path, some_files, xattrs=True, big_mb=4)
+        metadata_workload(mountpoint)
         (mountpoint / "kept").write_text("kept\n")
     assert rec.returncode == 0, rec.stderr
     assert not rec.warnings, [w.describe() for w in rec.warnings]
