@@ -8,8 +8,10 @@ import fcntl
 import hashlib
 import mmap
 import os
+import pwd
 import shutil
 import signal
+import socket
 import stat
 import struct
 import subprocess
@@ -603,3 +605,74 @@ def test_interrupted_io(
 
 def opcode_of(frame: Record) -> int:
     return int(struct.unpack_from("=I", frame.data, 4)[0])
+
+
+@pytest.fixture
+def loopback_sshd(tmp_path: Path) -> Iterator[list[str]]:
+    """An sshd of our own on 127.0.0.1 (key login as the current user); yields the sshfs
+    options that reach it."""
+    sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+    if shutil.which("sshfs") is None or not os.path.exists(sshd):
+        pytest.skip("sshfs and openssh-server are not installed")
+    d = tmp_path / "ssh"
+    d.mkdir(mode=0o700)
+    for key in ("host", "user"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True
+        )
+    shutil.copy(d / "user.pub", d / "authorized_keys")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = d / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host'}\n"
+        f"AuthorizedKeysFile {d / 'authorized_keys'}\nPermitRootLogin prohibit-password\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
+        "StrictModes no\nSubsystem sftp internal-sftp\n"
+    )
+    os.makedirs("/run/sshd", exist_ok=True)  # its privilege separation directory
+    proc = subprocess.Popen(
+        [sshd, "-D", "-e", "-f", str(config)], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert proc.poll() is None and time.monotonic() < deadline, "sshd did not start"
+            time.sleep(0.05)
+        yield [
+            "-o",
+            f"port={port},IdentityFile={d / 'user'},StrictHostKeyChecking=no,"
+            "UserKnownHostsFile=/dev/null,BatchMode=yes",
+        ]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stderr is not None:
+            proc.stderr.close()
+
+
+@pytest.mark.mount
+def test_sshfs_over_a_loopback_sshd(
+    mountpoint: Path, tmp_path: Path, some_files: tuple[Path, Path], loopback_sshd: list[str]
+) -> None:
+    """sshfs (libfuse 3, /dev/fd/N): the writable workload, tar x of 500 files + diff -r."""
+    src = tmp_path / "remote"
+    src.mkdir()
+    daemon = [
+        "sshfs",
+        "-f",
+        *loopback_sshd,
+        f"{pwd.getpwuid(os.getuid()).pw_name}@127.0.0.1:{src}",
+        "{}",
+    ]
+    with recording(daemon, mountpoint, tmp_path / "ssh.pcapng") as rec:
+        writable_workload(mountpoint, tmp_path, some_files, xattrs=False, big_mb=4)
+        (mountpoint / "kept").write_text("kept\n")
+    assert rec.returncode == 0, rec.stderr
+    assert not rec.warnings, [w.describe() for w in rec.warnings]
+    assert (src / "kept").read_text() == "kept\n"
+    check_capture(rec.frames())
