@@ -382,11 +382,12 @@ M_MMAP_THRESHOLD = -3
 def tune_malloc() -> None:
     """Keep frame-sized buffers (up to 1 MiB and more) in the heap.
 
-    Every frame is copied into a fresh bytes object, and the capture thread joins blocks of
-    the same size. With glibc's defaults such sizes may be mmap()ed and unmapped again, or
-    trimmed from the heap, so each copy starts by faulting in fresh zeroed pages, with the
-    interpreter lock held. Measured on a 1 GiB dd write through fuse-overlayfs: 2.1 s
-    instead of 2.3-4.0 s. Only this process is affected, never the daemon.
+    Frames the forwarding threads cannot lend (see ``FrameBuffers``: all buffers lent while
+    the capture lags) are copied into fresh bytes objects. With glibc's defaults such sizes
+    may be mmap()ed and unmapped again, or trimmed from the heap, so each copy starts by
+    faulting in fresh zeroed pages, with the interpreter lock held. Measured on a 1 GiB dd
+    write through fuse-overlayfs, when every frame was copied: 2.1 s instead of 2.3-4.0 s.
+    Only this process is affected, never the daemon.
     """
     try:
         mallopt = mounts.libc().mallopt
