@@ -140,9 +140,13 @@ _CATALOGUE: tuple[Rule, ...] = (
         "interrupt reply after its target was answered",
         """
         The daemon answered an INTERRUPT after it had already answered the interrupted
-        request. The kernel finds no request with that id and fails the write() with ENOENT.
-        This is a race more than a bug (the daemon may answer the interrupt from another
-        thread), but the ENOENT shows up in the daemon's logs. docs/protocol.md §5.4, §5.6
+        request. The kernel finds no request with that id and fails the write() with ENOENT;
+        nothing else happens. This is a race more than a bug, and the common libraries do it
+        by design: the kernel's documentation tells a daemon to answer EAGAIN to an
+        interrupt whose target it is not working on, libfuse parks such an interrupt and
+        answers it EAGAIN with its next request, and go-fuse answers it EAGAIN after a short
+        wait and ignores the ENOENT. Expect this warning whenever callers are interrupted
+        (signals during I/O) on libfuse and go-fuse daemons. docs/protocol.md §5.4, §5.6
         note.""",
     ),
     _r(
