@@ -10,10 +10,11 @@ Configurations, each mounted fresh:
 * recorded snap   behind ``fusetrace record -w FILE --snaplen 256``
 
 Workloads: (a) create + stat + unlink of N files (default 10,000); (b) sequential write
-then read of M MiB (default 1024) with dd bs=1M (page cache dropped before the read).
+then read of M MiB (default 1024) with dd bs=1M (page cache dropped before the read);
+(c) without a mount: the capture writer thread's CPU time per small frame.
 
     .venv/bin/python bench/bench_record.py [--files N] [--mib M] [--repeat R] [--only NAME,...]
-                                           [--workloads a,b]
+                                           [--workloads a,b,c]
 
 Each figure is the best of R runs (default 3): the machine is shared, noise only slows. The
 median follows in brackets. Runs go round the configurations (native, recorded, native, ...)
@@ -155,6 +156,34 @@ def sequential(mnt: Path, mib: int) -> tuple[float, float]:
     return mib / write, mib / read
 
 
+def capture_thread_cost(frames: int = 180_000, drain: int = 500) -> float:
+    """Microseconds of the capture writer thread per small frame (80-200 bytes), drains of
+    ``drain`` frames as the 5 ms interval gives under workload (a); no mount. Best of 5."""
+    from fusetrace.capture.pcapng import CaptureWriter
+    from fusetrace.proxy.session import CaptureThread
+    from fusetrace.record import Direction
+
+    items = [
+        ((Direction.INBOUND, Direction.OUTBOUND)[i % 2],
+         i, bytes(80 + i % 7 * 20), None)
+        for i in range(frames)
+    ]  # fmt: skip
+    best = float("inf")
+    for _ in range(5):
+        with tempfile.NamedTemporaryFile() as f:
+            thread = CaptureThread(
+                f, lambda sink: CaptureWriter(sink, {}), lambda _msg: None, interval=3600
+            )
+            t0 = time.perf_counter()
+            for i in range(0, frames, drain):
+                for item in items[i : i + drain]:
+                    thread.put(item)
+                thread._drain()
+            best = min(best, time.perf_counter() - t0)
+            thread.close()
+    return best / frames * 1e6
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--files", type=int, default=10_000)
@@ -162,17 +191,25 @@ def main() -> None:
     ap.add_argument("--only", default=",".join(CONFIGS))
     ap.add_argument("--repeat", type=int, default=3, help="runs per figure; the best is kept")
     ap.add_argument(
-        "--workloads", default="a,b", help="a: create+stat+unlink, b: dd write and read"
+        "--workloads",
+        default="a,b",
+        help="a: create+stat+unlink, b: dd write and read; "
+        "c: the capture thread's cost per small frame (no mount, no configurations)",
     )
     ap.add_argument("--keep", type=Path, help="work in DIR (default: a temporary directory)")
     args = ap.parse_args()
+    workloads = set(args.workloads.split(","))
+    if "c" in workloads:
+        print(f"capture thread: {capture_thread_cost():.2f} us per small frame (best of 5)")
+        workloads.discard("c")
+        if not workloads:
+            return
     if os.geteuid() != 0:
         sys.exit("bench_record: run as root (it mounts)")
     base = args.keep or Path(tempfile.mkdtemp(prefix="bench-record-"))
     mnt = base / "mnt"
     mnt.mkdir(parents=True, exist_ok=True)
     names = args.only.split(",")
-    workloads = set(args.workloads.split(","))
     runs: dict[str, tuple[list[float], list[float], list[float]]] = {n: ([], [], []) for n in names}
     try:
         for r in range(args.repeat):

@@ -21,6 +21,7 @@ import collections
 import contextlib
 import errno
 import fcntl
+import itertools
 import mmap
 import os
 import platform
@@ -135,11 +136,11 @@ def writev_all(fd: int, blocks: list[Block], iov_max: int = IOV_MAX, pos: int | 
             parts.extend(blocks[i])
             i += 1
         while parts:
-            if pos is None:
-                done = os.writev(fd, parts[:iov_max])
-            else:
-                done = os.pwritev(fd, parts[:iov_max], pos + written)
+            call = parts[:iov_max]
+            done = os.writev(fd, call) if pos is None else os.pwritev(fd, call, pos + written)
             written += done
+            if len(call) == len(parts) and done == sum(map(len, call)):
+                break  # all of it, as nearly always
             k = 0
             while k < len(parts) and done >= len(parts[k]):
                 done -= len(parts[k])
@@ -218,7 +219,7 @@ class CaptureOutput:
         if self.pos is None:
             writev_all(self.fd, blocks)
             return
-        total = sum(len(part) for block in blocks for part in block)
+        total = sum(map(len, itertools.chain.from_iterable(blocks)))
         if self._dfd is not None and total >= DIRECT_MIN:
             try:
                 self._write_direct(blocks)
@@ -285,6 +286,10 @@ class CaptureOutput:
                 os.lseek(self.fd, self.pos, os.SEEK_SET)
 
 
+#: frames up to this long are joined with their block header and trailer before writev()
+JOIN_MAX = 4096
+
+
 class CaptureThread:
     """Writes captured frames off the forwarding path.
 
@@ -347,7 +352,9 @@ class CaptureThread:
             if type(data) is memoryview:
                 lent.append((direction, data))
             if self.error is None:
-                blocks.append(block(direction, t_ns, data, comment=comment))
+                parts = block(direction, t_ns, data, comment=comment)
+                # a small frame is cheaper to write as one part than as three
+                blocks.append((b"".join(parts),) if len(data) <= JOIN_MAX else parts)
                 if live is not None:
                     # the live consumers may keep the frame: never a lent buffer
                     live((direction, t_ns, bytes(data), comment))
