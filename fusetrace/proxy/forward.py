@@ -201,14 +201,18 @@ class Forwarder:
         self._init_unique = wire.IN_HEADER.unpack_from(data)[2]
         (flags,) = wire.U32.unpack_from(data, wire.INIT_IN_FLAGS)
         (flags2,) = wire.U32.unpack_from(data, wire.INIT_IN_FLAGS2)
-        unsafe = flags2 & sum(wire.SOCKET_UNSAFE_FLAGS2)
-        if not (flags & wire.FLAG_INIT_EXT) or not unsafe:
+        splice = flags & sum(wire.SOCKET_SPLICE_FLAGS)
+        unsafe = flags2 & sum(wire.SOCKET_UNSAFE_FLAGS2) if flags & wire.FLAG_INIT_EXT else 0
+        if not splice and not unsafe:
             return data
         out = bytearray(data)
+        wire.U32.pack_into(out, wire.INIT_IN_FLAGS, flags & ~splice)
         wire.U32.pack_into(out, wire.INIT_IN_FLAGS2, flags2 & ~unsafe)
+        gone = "|".join(n for n in (wire.flag2_names(unsafe), wire.splice_names(splice)) if n)
         self.stats.init_comment_in = (
-            f"fusetrace: the daemon was sent flags2 {flags2 & ~unsafe:#x}, without "
-            f"{wire.flag2_names(unsafe)} (a daemon behind a socket cannot use them)"
+            f"fusetrace: the daemon was sent flags {flags & ~splice:#x} and flags2 "
+            f"{flags2 & ~unsafe:#x}, without {gone} (a daemon behind a socket cannot use "
+            "them, or would split its replies)"
         )
         return bytes(out)
 

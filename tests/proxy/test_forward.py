@@ -12,6 +12,7 @@ import struct
 
 import pytest
 
+from fusetrace.protocol.abi import InitFlag
 from fusetrace.proxy import wire
 from fusetrace.proxy.forward import LEND_MIN, Forwarder, FrameBuffers, Item
 from fusetrace.record import Direction
@@ -82,14 +83,32 @@ def test_init_offer_is_cleared_for_the_daemon_and_captured_as_the_kernel_sent_it
     seen = rig.daemon.recv(1 << 16)
     flags2 = struct.unpack_from("=I", seen, wire.INIT_IN_FLAGS2)[0]
     assert flags2 == 1  # PASSTHROUGH and OVER_IO_URING gone, the rest kept
-    assert seen[: wire.INIT_IN_FLAGS2] == sent[: wire.INIT_IN_FLAGS2]
+    assert seen[: wire.INIT_IN_FLAGS] == sent[: wire.INIT_IN_FLAGS]
     rig.daemon.send(init_reply())
     assert rig.kernel.recv(1 << 16) == init_reply()
     (direction, _t, data, comment), (d2, _t2, data2, comment2) = rig.items()
     assert direction is Direction.INBOUND and data == sent
-    assert comment and "PASSTHROUGH|OVER_IO_URING" in comment and "0x1" in comment
+    assert comment and "PASSTHROUGH|OVER_IO_URING" in comment and "flags2 0x1" in comment
     assert d2 is Direction.OUTBOUND and data2 == init_reply() and comment2 is None
     assert rig.fwd.init_answered.is_set()
+
+
+def test_init_offer_loses_the_splice_bits(rig: Rig) -> None:
+    """A daemon told the kernel can splice would splice replies into the socket, where one
+    reply becomes several messages; libfuse writes whole replies without the SPLICE_* bits."""
+    splice = int(InitFlag.SPLICE_WRITE | InitFlag.SPLICE_MOVE | InitFlag.SPLICE_READ)
+    body = struct.pack("=IIIII44x", 7, 45, 131072, INIT_EXT | splice | 1, 0)
+    sent = struct.pack("=IIQQIIIHH", 40 + len(body), 26, 2, 0, 0, 0, 0, 0, 0) + body
+    rig.kernel.send(sent)
+    seen = rig.daemon.recv(1 << 16)
+    flags = struct.unpack_from("=I", seen, wire.INIT_IN_FLAGS)[0]
+    assert flags == INIT_EXT | 1
+    assert seen[wire.INIT_IN_FLAGS + 4 :] == sent[wire.INIT_IN_FLAGS + 4 :]
+    rig.daemon.send(init_reply())
+    rig.kernel.recv(1 << 16)
+    (_d, _t, data, comment), _reply = rig.items()
+    assert data == sent
+    assert comment and "SPLICE_WRITE|SPLICE_MOVE|SPLICE_READ" in comment
 
 
 def test_init_reply_asking_for_passthrough_is_cleared_before_the_kernel(rig: Rig) -> None:
