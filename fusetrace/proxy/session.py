@@ -585,7 +585,7 @@ class Session:
                 finally:
                     theirs.close()
             else:
-                shim = fusermount.Shim()
+                shim = fusermount.Shim(self.mountpoint)
                 try:
                     self.daemon = daemons.spawn(
                         list(cfg.daemon_argv),

@@ -359,15 +359,7 @@ def gocryptfs_cipher_dir(tmp_path: Path) -> tuple[Path, Path]:
     "host",
     [
         "shared",
-        pytest.param(
-            "private",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the recorder does not yet give fusermount.Shim the mountpoint, so "
-                "on a private mount the daemon's namespace never sees the filesystem and "
-                "go-fuse's first open of it fails (ENOENT)",
-            ),
-        ),
+        "private",
     ],
 )
 def test_gocryptfs_go_fuse_through_the_fusermount_handoff(
@@ -578,8 +570,6 @@ def test_interrupted_io(
         (tmp_path / "src").mkdir()
         daemon = ["bindfs", "-f", str(tmp_path / "src"), str(mountpoint)]
     elif name == "gocryptfs":
-        # on a shared mount until the recorder shares private mountpoints itself
-        mountpoint = request.getfixturevalue("shared_mountpoint")
         cipher, passfile = gocryptfs_cipher_dir(tmp_path)
         daemon = ["gocryptfs", "-fg", "-passfile", str(passfile), str(cipher), str(mountpoint)]
     else:
