@@ -559,9 +559,7 @@ LATE_EAGAIN = {"FT108": "the daemon's library answers an INTERRUPT EAGAIN after 
 
 @pytest.mark.mount
 @pytest.mark.parametrize("name", ["fuse-overlayfs", "bindfs", "gocryptfs"])
-def test_interrupted_io(
-    request: pytest.FixtureRequest, name: str, mountpoint: Path, tmp_path: Path
-) -> None:
+def test_interrupted_io(name: str, mountpoint: Path, tmp_path: Path) -> None:
     """Interrupted requests on libfuse 3, libfuse 2 and go-fuse daemons: no error, and no
     warning but the late EAGAIN each library sends by design (evidence checked below)."""
     if shutil.which(name) is None:
