@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from fusetrace.replay.codec import ProtocolCodec
 from fusetrace.replay.driver import daemon_argv, run
 from fusetrace.replay.engine import Outcome, ReplayEngine, ReplayOptions, ReplayResult
 from tests.replay.kernel import FAKEFS, MOUNTPOINT, Kernel, record_fakefs_session
+from tests.support.mount import is_mounted, recording
 
 
 @pytest.fixture(scope="module")
@@ -204,45 +204,14 @@ def test_squashfuse_one_file_differs(squash: tuple[Path, Path, list[Record]]) ->
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-def _mount_dev(mountpoint: Path) -> str | None:
-    """The connection number (st_dev minor) of the FUSE mount on ``mountpoint``, if any."""
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        parts = line.split()
-        if parts[4] == str(mountpoint):
-            return parts[2].split(":")[1]
-    return None
-
-
 def _record(
     daemon: list[str], mnt: Path, out: Path, workload: list[list[str]], *options: str
 ) -> None:
     """``fusetrace record`` the shell commands of ``workload`` on ``mnt``."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fusetrace", "record", *options, "-w", str(out), str(mnt), "--",
-         *daemon],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        for _ in range(100):
-            if _mount_dev(mnt) is not None or proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        assert _mount_dev(mnt) is not None, "fusetrace record did not mount"
+    with recording(daemon, mnt, out, record_args=options) as rec:
         for cmd in workload:
             subprocess.run(cmd, check=True, timeout=30, capture_output=True)
-        subprocess.run(["umount", str(mnt)], check=True, timeout=20)
-        proc.wait(timeout=20)
-    finally:
-        conn = _mount_dev(mnt)
-        if conn is not None:
-            Path(f"/sys/fs/fuse/connections/{conn}/abort").write_text("1")
-            subprocess.run(["umount", "-l", str(mnt)], check=False)
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+    assert rec.returncode == 0, rec.stderr
 
 
 @pytest.mark.mount
@@ -360,4 +329,4 @@ def test_libfuse2_daemon_replays_through_the_fusermount_handoff(tmp_path: Path) 
     assert result.outcome is Outcome.COMPLETED, result.reason
     assert result.differences == [], [d.line() for d in result.differences]
     assert (tmp_path / "live" / "rw" / "three.txt").read_text() == "three\n"
-    assert _mount_dev(live_mnt) is None  # nothing was mounted
+    assert not is_mounted(live_mnt)  # nothing was mounted
