@@ -670,16 +670,11 @@ class Session:
         """Later requests: ``fusermount -u`` from the daemon asks fusetrace to unmount."""
         while True:
             try:
-                payload = ctl.recv(65536)
+                req = fusermount.next_request(ctl)
             except OSError:
                 return
-            if not payload:
+            if req is None:
                 return
-            try:
-                req = fusermount.parse_request(payload)
-            except ValueError as e:
-                fusermount.reply(ctl, f"fusetrace: {e}")
-                continue
             if req.unmount:
                 self._unmount_requested = True
                 fusermount.reply(ctl, "ok")

@@ -157,15 +157,10 @@ def _spawn_fusermount(
                 + (f": {proc.relay.last_line}" if proc.relay.last_line else "")
             )
         try:
-            payload = ctl.recv(65536)
+            req = fusermount.next_request(ctl)
         except TimeoutError:
             continue
-        if not payload:
-            continue
-        try:
-            req = fusermount.parse_request(payload)
-        except ValueError as e:
-            fusermount.reply(ctl, f"fusetrace: {e}")
+        if req is None:
             continue
         if req.unmount:
             fusermount.reply(ctl, "ok")
