@@ -343,3 +343,42 @@ def struct_by_length(name: str, available: int, order: str = "<") -> str:
         if sizes[v].size <= available:
             return v
     return variants[-1]
+
+
+def _field_at(schema: Any, path: list[str]) -> tuple[int, str]:
+    """(offset, struct format char) of the scalar field at ``path`` inside ``schema``."""
+    while isinstance(schema, c.Renamed):
+        schema = schema.subcon
+    if not path:
+        if isinstance(schema, c.FormatField):
+            return 0, schema.fmtstr[-1]
+        raise KeyError("not a scalar field")
+    offset = 0
+    for sub in schema.subcons:
+        if sub.name == path[0]:
+            inner, fmt = _field_at(sub, path[1:])
+            return offset + inner, fmt
+        offset += sub.sizeof()
+    raise KeyError(path[0])
+
+
+@cache
+def field_reader(order: str, struct_name: str, path: str) -> tuple[struct.Struct, int] | None:
+    """A reader for one scalar field, ``struct_name.path`` (dots for nested structs): a
+    ``struct.Struct`` and the field's offset in the struct, both derived from the schema.
+    None if the struct has no such field. For hot paths that need a field or two without
+    decoding the whole struct."""
+    try:
+        offset, fmt = _field_at(schemas(order)[struct_name], path.split("."))
+    except KeyError:
+        return None
+    return struct.Struct(order + fmt), offset
+
+
+@cache
+def field_offset(struct_name: str, path: str) -> int:
+    """The offset of ``struct_name.path`` in the struct (the same in either byte order)."""
+    r = field_reader("<", struct_name, path)
+    if r is None:
+        raise KeyError(f"{struct_name}.{path}")
+    return r[1]

@@ -17,6 +17,7 @@ from fusetrace.protocol.header import (
     in_header_struct,
     out_header_struct,
 )
+from fusetrace.protocol.schemas import field_offset
 
 #: frames cross /dev/fuse in host byte order
 HOST = sys.byteorder
@@ -45,18 +46,15 @@ NO_REPLY_OPCODES = frozenset({OP_FORGET, OP_BATCH_FORGET, OP_NOTIFY_REPLY, OP_IN
 #: bit 0 of a reply's unique marks the answer to an INTERRUPT
 INT_REQ_BIT = FUSE_INT_REQ_BIT
 
-# fuse_init_in, after the 40-byte header: major, minor, max_readahead, flags, flags2
-INIT_IN_FLAGS = IN_HEADER_LEN + 12
-INIT_IN_FLAGS2 = IN_HEADER_LEN + 16
-# fuse_init_out, after the 16-byte header: major, minor, max_readahead, flags,
-# max_background u16, congestion_threshold u16, max_write, time_gran, max_pages u16,
-# map_alignment u16, flags2
-INIT_OUT_MAJOR = OUT_HEADER_LEN
-INIT_OUT_MINOR = OUT_HEADER_LEN + 4
-INIT_OUT_FLAGS = OUT_HEADER_LEN + 12
-INIT_OUT_MAX_WRITE = OUT_HEADER_LEN + 20
-INIT_OUT_MAX_PAGES = OUT_HEADER_LEN + 28
-INIT_OUT_FLAGS2 = OUT_HEADER_LEN + 32
+# INIT fields the proxy reads or rewrites, as offsets in the frame (from the schemas)
+INIT_IN_FLAGS = IN_HEADER_LEN + field_offset("fuse_init_in", "flags")
+INIT_IN_FLAGS2 = IN_HEADER_LEN + field_offset("fuse_init_in", "flags2")
+INIT_OUT_MAJOR = OUT_HEADER_LEN + field_offset("fuse_init_out", "major")
+INIT_OUT_MINOR = OUT_HEADER_LEN + field_offset("fuse_init_out", "minor")
+INIT_OUT_FLAGS = OUT_HEADER_LEN + field_offset("fuse_init_out", "flags")
+INIT_OUT_MAX_WRITE = OUT_HEADER_LEN + field_offset("fuse_init_out", "max_write")
+INIT_OUT_MAX_PAGES = OUT_HEADER_LEN + field_offset("fuse_init_out", "max_pages")
+INIT_OUT_FLAGS2 = OUT_HEADER_LEN + field_offset("fuse_init_out", "flags2")
 
 #: INIT flags (bits 0-31 in ``flags``)
 FLAG_INIT_EXT = int(InitFlag.INIT_EXT)

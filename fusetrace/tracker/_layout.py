@@ -14,48 +14,15 @@ import struct
 from functools import cache
 from typing import Any
 
-import construct as c
-
-from fusetrace.protocol.schemas import flat, schemas, struct_for
+from fusetrace.protocol.schemas import field_offset, field_reader, flat, struct_for
 from fusetrace.protocol.session import Negotiated
 
-
-def _field(schema: Any, path: list[str]) -> tuple[int, str]:
-    """(offset, struct format char) of the field at ``path`` inside ``schema``."""
-    while isinstance(schema, c.Renamed):
-        schema = schema.subcon
-    if not path:
-        if isinstance(schema, c.FormatField):
-            return 0, schema.fmtstr[-1]
-        raise KeyError("not a scalar field")
-    offset = 0
-    for sub in schema.subcons:
-        if sub.name == path[0]:
-            inner, fmt = _field(sub, path[1:])
-            return offset + inner, fmt
-        offset += sub.sizeof()
-    raise KeyError(path[0])
+#: (Struct, offset) reader of one field, derived from the schema
+field = field_reader
 
 
-@cache
-def field(order: str, struct_name: str, path: str) -> tuple[struct.Struct, int] | None:
-    """A reader for ``struct_name.path`` (dots for nested structs): (Struct, offset).
-
-    None if the struct has no such field.
-    """
-    try:
-        offset, fmt = _field(schemas(order)[struct_name], path.split("."))
-    except KeyError:
-        return None
-    return struct.Struct(order + fmt), offset
-
-
-@cache
 def offset(order: str, struct_name: str, path: str) -> int:
-    r = field(order, struct_name, path)
-    if r is None:
-        raise KeyError(f"{struct_name}.{path}")
-    return r[1]
+    return field_offset(struct_name, path)
 
 
 def size_of(name: str, negotiated: Negotiated) -> int:

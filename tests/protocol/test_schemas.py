@@ -151,3 +151,17 @@ def test_compat_sizes(name: str, minor: int, flags: int, expected: str) -> None:
 )
 def test_init_sizes_by_length(name: str, available: int, expected: str) -> None:
     assert struct_by_length(name, available) == expected
+
+
+def test_field_offsets_come_from_the_schemas() -> None:
+    from fusetrace.protocol.schemas import field_offset, field_reader
+
+    # protocol.md §3.1: fuse_init_out flags2 at 32, fuse_attr mode at 60 inside entry_out's
+    # attr at 40, fuse_init_in flags2 at 16
+    assert field_offset("fuse_init_out", "flags2") == 32
+    assert field_offset("fuse_entry_out", "attr.mode") == 100
+    assert field_offset("fuse_init_in", "flags2") == 16
+    reader = field_reader(">", "fuse_entry_out", "attr.mode")
+    assert reader is not None and reader[0].size == 4 and reader[1] == 100
+    assert reader[0].unpack_from(bytes(100) + b"\x00\x00\x81\xa4", 100)[0] == 0o100644
+    assert field_reader("<", "fuse_entry_out", "no_such_field") is None
