@@ -11,7 +11,7 @@ from xml.etree import ElementTree as ET
 import pytest
 
 from tests.conform.helpers import build_image, have, overlay_argv, squashfuse_argv
-from tests.support.mount import fusetrace_cmd, fusetrace_env, is_mounted
+from tests.support.mount import fusetrace_cmd, fusetrace_env, is_mounted, one_line_error
 
 ROOT = Path(__file__).resolve().parents[2]
 MISBEHAVE = ROOT / "tests" / "tracker" / "misbehave.py"
@@ -26,13 +26,6 @@ def conform(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str
         env=fusetrace_env(),
         cwd="/",
     )
-
-
-def one_line_error(stderr: str) -> str:
-    lines = [ln for ln in stderr.splitlines() if ln.startswith("fusetrace: error:")]
-    assert len(lines) == 1, stderr
-    assert "Traceback" not in stderr
-    return lines[0]
 
 
 def test_help_teaches_with_an_example() -> None:

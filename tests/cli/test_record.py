@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fusetrace.cli import cli, commands
-from tests.support.mount import fusetrace_cmd, fusetrace_env, is_mounted, recording
+from tests.support.mount import fusetrace_cmd, fusetrace_env, is_mounted, one_line_error, recording
 from tests.support.trees import make_squashfs, make_tree
 
 
@@ -26,13 +26,6 @@ def run_record(
         env=fusetrace_env(),
         cwd="/",
     )
-
-
-def one_line_error(stderr: str) -> str:
-    lines = [ln for ln in stderr.splitlines() if ln.startswith("fusetrace: error:")]
-    assert len(lines) == 1, stderr
-    assert "Traceback" not in stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

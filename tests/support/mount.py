@@ -61,6 +61,14 @@ def fusetrace_cmd(*args: str) -> list[str]:
 
 
 # ---- processes -------------------------------------------------------------------------
+def one_line_error(stderr: str) -> str:
+    """The single ``fusetrace: error:`` line a failing command prints (and no traceback)."""
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("fusetrace: error:")]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
 def _start_time(pid: int) -> str | None:
     try:
         with open(f"/proc/{pid}/stat") as f:
