@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from fusetrace.proxy import mount as mounts
+
 ROOT = Path(__file__).resolve().parent.parent
 # this checkout first, so that `tests.support` and `fusetrace` are the ones under test
 if str(ROOT) not in sys.path:
@@ -32,17 +34,12 @@ def mountpoint(tmp_path: Path) -> Path:
 
 
 def _fuse_mounts_under(base: str) -> list[str]:
-    """FUSE mounts whose mount point lies under ``base`` (read from the mount table, which
-    never touches the mounts themselves)."""
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            parts = line.split()
-            fstype = parts[parts.index("-") + 1]
-            point = parts[4].replace("\\040", " ")
-            if fstype.startswith("fuse") and fstype != "fusectl" and point.startswith(base):
-                found.append(f"{point} ({fstype})")
-    return found
+    """FUSE mounts whose mount point lies under ``base``."""
+    return [
+        f"{m.mountpoint} ({m.fstype})"
+        for m in mounts.fuse_mounts()
+        if m.mountpoint.startswith(base)
+    ]
 
 
 def _children(pid: int) -> list[str]:

@@ -13,6 +13,7 @@ import errno
 import os
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from fusetrace.errors import EnvironmentProblem
@@ -209,29 +210,33 @@ class MountEntry:
     conn: int
 
 
-def fuse_mounts() -> list[MountEntry]:
-    """Every FUSE mount in this mount namespace, oldest first (read from mountinfo)."""
-    out = []
+def _mountinfo() -> Iterator[tuple[list[str], int]]:
+    """Each line of /proc/self/mountinfo as (fields, index of the "-" separator), oldest
+    mount first. Reading the table never touches the mounts themselves."""
     with open("/proc/self/mountinfo") as f:
         for line in f:
             parts = line.split()
-            try:
-                sep = parts.index("-")
-            except ValueError:
-                continue
-            fstype = parts[sep + 1]
-            if fstype != "fuse" and not fstype.startswith(("fuse.", "fuseblk")):
-                continue
-            _major, _, minor = parts[2].partition(":")
-            out.append(
-                MountEntry(
-                    int(parts[0]),
-                    _unescape(parts[4]),
-                    fstype,
-                    _unescape(parts[sep + 2]),
-                    int(minor),
-                )
+            if "-" in parts:
+                yield parts, parts.index("-")
+
+
+def _is_fuse(fstype: str) -> bool:
+    return fstype == "fuse" or fstype.startswith(("fuse.", "fuseblk"))
+
+
+def fuse_mounts() -> list[MountEntry]:
+    """Every FUSE mount in this mount namespace, oldest first (read from mountinfo)."""
+    out = []
+    for parts, sep in _mountinfo():
+        fstype = parts[sep + 1]
+        if not _is_fuse(fstype):
+            continue
+        _major, _, minor = parts[2].partition(":")
+        out.append(
+            MountEntry(
+                int(parts[0]), _unescape(parts[4]), fstype, _unescape(parts[sep + 2]), int(minor)
             )
+        )
     return out
 
 
@@ -239,30 +244,22 @@ def shared_at(path: str) -> bool:
     """True if the mount ``path`` (absolute, resolved) lies on propagates new mounts to its
     peers and slaves (mountinfo's ``shared:N`` field)."""
     best: tuple[int, bool] | None = None
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            parts = line.split()
-            try:
-                sep = parts.index("-")
-            except ValueError:
-                continue
-            where = _unescape(parts[4])
-            inside = where == "/" or path == where or path.startswith(where.rstrip("/") + "/")
-            if inside and (best is None or len(where) >= best[0]):
-                # later lines are mounted on top of earlier ones: >= keeps the top one
-                best = (len(where), any(o.startswith("shared:") for o in parts[6:sep]))
+    for parts, sep in _mountinfo():
+        where = _unescape(parts[4])
+        inside = where == "/" or path == where or path.startswith(where.rstrip("/") + "/")
+        if inside and (best is None or len(where) >= best[0]):
+            # later lines are mounted on top of earlier ones: >= keeps the top one
+            best = (len(where), any(o.startswith("shared:") for o in parts[6:sep]))
     return bool(best and best[1])
 
 
 def top_is_fuse(mountpoint: str) -> bool:
     """True if the topmost mount on ``mountpoint`` (absolute, resolved) is a FUSE one."""
     top = None
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) > 4 and _unescape(parts[4]) == mountpoint and "-" in parts:
-                top = parts[parts.index("-") + 1]
-    return top is not None and (top == "fuse" or top.startswith(("fuse.", "fuseblk")))
+    for parts, sep in _mountinfo():
+        if _unescape(parts[4]) == mountpoint:
+            top = parts[sep + 1]
+    return top is not None and _is_fuse(top)
 
 
 def find_mount(mountpoint: str) -> MountEntry | None:
