@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +42,8 @@ def open_capture(path: str) -> Iterator[CaptureReader]:
 def open_output(path: str) -> BinaryIO:
     """Create a capture file, mode 0600 (captures hold file data); ``-`` is standard output.
 
+    A regular file that exists already is truncated and made 0600 too. Anything else the
+    path names (a FIFO, /dev/null, a terminal) is written as it is, its mode untouched.
     The file is unbuffered: every block reaches the kernel in one write(), so the file is
     valid up to the last whole frame even if the writer is killed.
     """
@@ -48,9 +51,10 @@ def open_output(path: str) -> BinaryIO:
         return os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fchmod(fd, 0o600)
     except OSError as e:
         raise CaptureError(f"cannot create {path}: {e.strerror}") from None
-    os.fchmod(fd, 0o600)
     return os.fdopen(fd, "wb", buffering=0)
 
 

@@ -31,6 +31,30 @@ def test_output_is_private_and_reads_back(tmp_path: Path) -> None:
     assert len(recs) == 1
 
 
+def test_an_existing_file_is_made_private(tmp_path: Path) -> None:
+    path = tmp_path / "old.pcapng"
+    path.write_bytes(b"old contents")
+    path.chmod(0o644)
+    open_output(str(path)).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.stat().st_size == 0
+
+
+def test_a_fifo_keeps_its_mode(tmp_path: Path) -> None:
+    """-w on a FIFO (or /dev/null, a terminal) writes to it and leaves its mode alone."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo, 0o644)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        f = open_output(str(fifo))
+        f.write(b"x")
+        f.close()
+        assert os.read(reader, 10) == b"x"
+    finally:
+        os.close(reader)
+    assert stat.S_IMODE(fifo.stat().st_mode) == 0o644
+
+
 def test_missing_file_names_the_path(tmp_path: Path) -> None:
     with (
         pytest.raises(CaptureError, match=r"nope\.pcapng: no such file"),
