@@ -141,6 +141,9 @@ def record(
     refused = result.stats.get("refused") or {}
     if refused:
         extra = "; kernel refused " + ", ".join(f"{n} {k}" for k, n in sorted(refused.items()))
+    joined = result.stats.get("joined") or 0
+    if joined:
+        extra += f"; {joined} spliced replies joined"
     if live and view.dropped:
         extra += f"; {view.dropped} live lines dropped"
     click.echo(

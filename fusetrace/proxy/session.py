@@ -793,6 +793,7 @@ class Session:
             "requests": fwd.stats.inbound,
             "replies": fwd.stats.outbound,
             "refused": dict(fwd.stats.refused),
+            "joined": fwd.stats.joined,
             "proto": fwd.stats.proto,
             "init_changes": [
                 c for c in (fwd.stats.init_comment_in, fwd.stats.init_comment_out) if c

@@ -67,22 +67,8 @@ SOCKET_UNSAFE_FLAGS2 = {
     FLAG2_PASSTHROUGH: "PASSTHROUGH",
     FLAG2_OVER_IO_URING: "OVER_IO_URING",
 }
-#: offered bits kept from the daemon besides those: the SPLICE_* bits only tell the daemon
-#: that the kernel can splice (protocol.md §4.2, §9.1), and a daemon that splices into a
-#: socket sends one reply as several messages, which two daemon threads splicing at once
-#: could interleave. Without them libfuse writes each reply in one message.
-SOCKET_SPLICE_FLAGS = {
-    int(InitFlag.SPLICE_WRITE): "SPLICE_WRITE",
-    int(InitFlag.SPLICE_MOVE): "SPLICE_MOVE",
-    int(InitFlag.SPLICE_READ): "SPLICE_READ",
-}
 
 
 def flag2_names(bits: int) -> str:
     """``PASSTHROUGH|OVER_IO_URING`` for the socket-unsafe bits set in ``bits``."""
     return "|".join(name for bit, name in SOCKET_UNSAFE_FLAGS2.items() if bits & bit)
-
-
-def splice_names(bits: int) -> str:
-    """``SPLICE_WRITE|SPLICE_MOVE|SPLICE_READ`` for the splice bits set in ``bits``."""
-    return "|".join(name for bit, name in SOCKET_SPLICE_FLAGS.items() if bits & bit)
