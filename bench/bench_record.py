@@ -8,13 +8,20 @@ Configurations, each mounted fresh:
 * native strace   the same under ``strace -f -e trace=read,write,writev -o /dev/null``
 * recorded        behind ``fusetrace record -w FILE`` (full frames)
 * recorded snap   behind ``fusetrace record -w FILE --snaplen 256``
+* relay           behind bench/relay.c, a forwarding-only proxy in C that captures nothing:
+                  what interposition alone costs on this machine (built with cc; skipped
+                  when there is no C compiler)
 
 Workloads: (a) create + stat + unlink of N files (default 10,000); (b) sequential write
 then read of M MiB (default 1024) with dd bs=1M (page cache dropped before the read);
-(c) without a mount: the capture writer thread's CPU time per small frame.
+(c) without a mount: the capture writer thread's CPU time per small frame; (r) the read of
+(b) paired: every configuration mounted at once, one M MiB file written into each, then R
+rounds of reads going round the configurations (page cache dropped before each), so that
+each ratio compares reads made seconds apart. On a virtual machine the native read varies
+several-fold from one minute to the next; the paired ratios do not.
 
     .venv/bin/python bench/bench_record.py [--files N] [--mib M] [--repeat R] [--only NAME,...]
-                                           [--workloads a,b,c]
+                                           [--workloads a,b,c,r]
 
 Each figure is the best of R runs (default 3): the machine is shared, noise only slows. The
 median follows in brackets. Runs go round the configurations (native, recorded, native, ...)
@@ -35,7 +42,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,12 +109,50 @@ def recorded_with(*record_args: str) -> Mounter:
     return mounter
 
 
+RELAY_SOURCE = Path(__file__).with_name("relay.c")
+
+
+def build_relay(into: Path) -> Path | None:
+    """bench/relay.c compiled into ``into``; None (and a note why) when it cannot be."""
+    binary = into / "relay"
+    if binary.exists():
+        return binary
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        print("relay: no C compiler (cc), configuration skipped", file=sys.stderr)
+        return None
+    into.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [cc, "-O2", "-pthread", "-o", str(binary), str(RELAY_SOURCE)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        print(f"relay: cc failed, configuration skipped\n{done.stderr}", file=sys.stderr)
+        return None
+    return binary
+
+
+@contextmanager
+def relay(base: Path, mnt: Path) -> Iterator[object]:
+    binary = build_relay(base.parent / "relay-build")
+    if binary is None:
+        raise Skip
+    with native_mount([str(binary), str(mnt), *overlay_argv(base, "{}")], mnt) as m:
+        yield m
+
+
+class Skip(Exception):
+    """A configuration this machine cannot run."""
+
+
 CONFIGS: dict[str, Mounter] = {
     "native": native,
     "native -d": native_debug,
     "native strace": native_strace,
     "recorded": recorded_with(),
     "recorded snap": recorded_with("--snaplen", "256"),
+    "relay": relay,
 }
 
 
@@ -156,6 +201,56 @@ def sequential(mnt: Path, mib: int) -> tuple[float, float]:
     return mib / write, mib / read
 
 
+def paired_reads(base: Path, names: list[str], mib: int, rounds: int) -> None:
+    """Workload (r): every configuration mounted at once; reads go round them."""
+    mounts: dict[str, Path] = {}
+    rates: dict[str, list[float]] = {}
+    with ExitStack() as stack:
+        for i, name in enumerate(names):
+            cfg_base = base / f"paired-{i}"
+            mnt = cfg_base / "mnt"
+            mnt.mkdir(parents=True, exist_ok=True)
+            try:
+                stack.enter_context(CONFIGS[name](cfg_base, mnt))
+            except Skip:
+                continue
+            subprocess.run(
+                ["dd", "if=/dev/zero", f"of={mnt / 'big'}", "bs=1M", f"count={mib}",
+                 "conv=fsync", "status=none"],
+                check=True,
+            )  # fmt: skip
+            mounts[name] = mnt
+            rates[name] = []
+        for r in range(rounds):
+            for name, mnt in mounts.items():
+                drop_caches()
+                t0 = time.perf_counter()
+                subprocess.run(
+                    ["dd", f"if={mnt / 'big'}", "of=/dev/null", "bs=1M", "status=none"],
+                    check=True,
+                )
+                rates[name].append(mib / (time.perf_counter() - t0))
+            print(
+                f"round {r + 1}: "
+                + ", ".join(f"{n} {v[-1]:.0f}" for n, v in rates.items())
+                + " MiB/s",
+                file=sys.stderr,
+            )
+        for mnt in mounts.values():
+            (mnt / "big").unlink()
+    print(
+        f"\n(r) paired reads, {mib} MiB dd bs=1M, {rounds} rounds, page cache dropped before "
+        f"each; load average {os.getloadavg()[0]:.1f}"
+    )
+    ref = rates.get("native")
+    print(f"{'configuration':<15} {'best MiB/s':>11} {'median':>8} {'x native, paired':>18}")
+    for name, v in rates.items():
+        ratio = (
+            f"{statistics.median(a / b for a, b in zip(v, ref, strict=True)):.2f}" if ref else "-"
+        )
+        print(f"{name:<15} {max(v):11.0f} {statistics.median(v):8.0f} {ratio:>18}")
+
+
 def capture_thread_cost(frames: int = 180_000, drain: int = 500) -> float:
     """Microseconds of the capture writer thread per small frame (80-200 bytes), drains of
     ``drain`` frames as the 5 ms interval gives under workload (a); no mount. Best of 5."""
@@ -194,7 +289,8 @@ def main() -> None:
         "--workloads",
         default="a,b",
         help="a: create+stat+unlink, b: dd write and read; "
-        "c: the capture thread's cost per small frame (no mount, no configurations)",
+        "c: the capture thread's cost per small frame (no mount, no configurations); "
+        "r: reads paired across configurations mounted at once (--repeat rounds)",
     )
     ap.add_argument("--keep", type=Path, help="work in DIR (default: a temporary directory)")
     args = ap.parse_args()
@@ -210,6 +306,15 @@ def main() -> None:
     mnt = base / "mnt"
     mnt.mkdir(parents=True, exist_ok=True)
     names = args.only.split(",")
+    if "r" in workloads:
+        try:
+            paired_reads(base, names, args.mib, args.repeat)
+        finally:
+            if args.keep is None and workloads == {"r"}:
+                shutil.rmtree(base, ignore_errors=True)
+        workloads.discard("r")
+        if not workloads:
+            return
     runs: dict[str, tuple[list[float], list[float], list[float]]] = {n: ([], [], []) for n in names}
     try:
         for r in range(args.repeat):
@@ -217,14 +322,17 @@ def main() -> None:
                 mounter = CONFIGS[name]
                 print(f"{name} (run {r + 1}):", file=sys.stderr)
                 metas, wrs, rds = runs[name]
-                if "a" in workloads:
-                    with mounter(base, mnt):
-                        metas.append(metadata(mnt, args.files))
-                if "b" in workloads:
-                    with mounter(base, mnt):
-                        wr, rd = sequential(mnt, args.mib)
-                        wrs.append(wr)
-                        rds.append(rd)
+                try:
+                    if "a" in workloads:
+                        with mounter(base, mnt):
+                            metas.append(metadata(mnt, args.files))
+                    if "b" in workloads:
+                        with mounter(base, mnt):
+                            wr, rd = sequential(mnt, args.mib)
+                            wrs.append(wr)
+                            rds.append(rd)
+                except Skip:
+                    continue
                 print(
                     "    "
                     + ", ".join(
