@@ -37,6 +37,11 @@ FUSE_NAME_OFFSET = 24
 FUSE_NAME_OFFSET_DIRENTPLUS = 152
 #: Most iovecs a FUSE_IOCTL_RETRY reply may carry.
 FUSE_IOCTL_MAX_IOV = 256
+#: Lock types in fuse_file_lock.type: the host's fcntl values, which the kernel compares
+#: them with (asm-generic: x86, arm, riscv; alpha, sparc and parisc differ).
+F_RDLCK = 0
+F_WRLCK = 1
+F_UNLCK = 2
 #: Extension type of the supplementary-group block (types 0..31 are nr_secctx values).
 FUSE_EXT_GROUPS = 32
 #: max_write is floored at this many bytes by the kernel.

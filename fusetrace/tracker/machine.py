@@ -27,7 +27,11 @@ from typing import Any
 
 from fusetrace.protocol import registry
 from fusetrace.protocol.abi import (
+    F_RDLCK,
+    F_UNLCK,
+    F_WRLCK,
     FUSE_INT_REQ_BIT,
+    FUSE_IOCTL_MAX_IOV,
     FUSE_MIN_MAX_WRITE,
     FUSE_NAME_MAX,
     FUSE_NAME_MAX_LARGE,
@@ -37,6 +41,7 @@ from fusetrace.protocol.abi import (
     VALID_FILE_TYPES,
     FopenFlag,
     InitFlag,
+    IoctlFlag,
     NotifyCode,
     Opcode,
     notify_name,
@@ -635,6 +640,10 @@ class Tracker:
         if opcode == Opcode.LOOKUP:
             name_bytes = data[IN_HEADER_SIZE : IN_HEADER_SIZE + 3]
             info["dot"] = int(name_bytes[:2] == b".\0" or name_bytes == b"..\0")
+        elif opcode == Opcode.IOCTL:
+            ioctl_flags = self._request_field(data, sname, "flags")
+            if ioctl_flags is not None:
+                info["ioctl_flags"] = ioctl_flags
         # file handles
         h = spec.handle
         if h is HandleEffect.USES_FH:
@@ -1026,7 +1035,7 @@ class Tracker:
                 )
                 return
         elif shape is ReplyShape.VARIABLE and not self._variable_ok(
-            idx, unique, spec, pend, payload
+            idx, unique, spec, pend, payload, rec.data
         ):
             return
         if opcode == Opcode.INIT or opcode == Opcode.CUSE_INIT:
@@ -1084,9 +1093,78 @@ class Tracker:
             self._listxattr(idx, unique, data)
         elif opcode == Opcode.READ:
             self._short_read(idx, unique, pend, payload)
+        elif opcode == Opcode.GETLK:
+            self._getlk_reply(idx, unique, pend, data)
+        elif opcode == Opcode.IOCTL:
+            self._ioctl_reply(idx, unique, pend, data, payload)
+
+    def _ioctl_out(self, data: bytes) -> dict[str, Any]:
+        return _layout.unpack_padded(self._order, "fuse_ioctl_out", data[OUT_HEADER_SIZE:])
+
+    def _getlk_reply(self, idx: int, unique: int, pend: Pending, data: bytes) -> None:
+        lk = _layout.unpack_padded(self._order, "fuse_lk_out", data[OUT_HEADER_SIZE:])["lk"]
+        kind, start, end = lk["type"], lk["start"], lk["end"]
+        if kind == F_UNLCK:
+            return
+        if kind not in (F_RDLCK, F_WRLCK):
+            why = f"lock type {kind} (F_RDLCK {F_RDLCK}, F_WRLCK {F_WRLCK}, F_UNLCK {F_UNLCK})"
+        elif start > LLONG_MAX or end > LLONG_MAX:
+            why = f"range {start}..{end} beyond LLONG_MAX"
+        elif end < start:
+            why = f"range {start}..{end} ends before it starts"
+        else:
+            return
+        self._emit(
+            "FT319",
+            idx,
+            f"GETLK reply with {why} (the caller gets EIO)",
+            unique=unique,
+            opcode=Opcode.GETLK,
+            related=(pend.frame,),
+        )
+
+    def _ioctl_reply(self, idx: int, unique: int, pend: Pending, data: bytes, payload: int) -> None:
+        head = _layout.size_of("fuse_ioctl_out", self.negotiated)
+        out = self._ioctl_out(data)
+        if not out["flags"] & IoctlFlag.RETRY:
+            return
+        asked = pend.info.get("ioctl_flags")
+        in_iovs, out_iovs = out["in_iovs"], out["out_iovs"]
+        if asked is not None and not asked & IoctlFlag.UNRESTRICTED:
+            why = "asks for a retry of a restricted ioctl (no FUSE_IOCTL_UNRESTRICTED)"
+        elif in_iovs + out_iovs > FUSE_IOCTL_MAX_IOV:
+            why = (
+                f"asks for a retry with {in_iovs} + {out_iovs} iovecs, more than "
+                f"{FUSE_IOCTL_MAX_IOV} (the caller gets ENOMEM)"
+            )
+        else:
+            size = 8 if asked is not None and asked & IoctlFlag.COMPAT else 16
+            want = (in_iovs + out_iovs) * size
+            if payload - head == want:
+                return
+            why = (
+                f"asks for a retry with {in_iovs} + {out_iovs} iovecs but carries "
+                f"{payload - head} bytes of them, not {want}"
+            )
+        if "ENOMEM" not in why:
+            why += " (the caller gets EIO)"
+        self._emit(
+            "FT320",
+            idx,
+            f"IOCTL reply {why}",
+            unique=unique,
+            opcode=Opcode.IOCTL,
+            related=(pend.frame,),
+        )
 
     def _variable_ok(
-        self, idx: int, unique: int, spec: registry.OpSpec, pend: Pending, payload: int
+        self,
+        idx: int,
+        unique: int,
+        spec: registry.OpSpec,
+        pend: Pending,
+        payload: int,
+        data: bytes,
     ) -> bool:
         opcode = spec.opcode
         info = pend.info
@@ -1135,6 +1213,9 @@ class Tracker:
                 return False
             out_size = info.get("out_size")
             bound = None if out_size is None else head + out_size
+            if bound is not None and self._ioctl_out(data)["flags"] & IoctlFlag.RETRY:
+                # the iovecs of a retry may fill the page the kernel always provides
+                bound = head + max(out_size or 0, PAGE_SIZE)
         else:
             bound = info.get("size")
         if bound is not None and payload > bound:

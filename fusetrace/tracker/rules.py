@@ -586,6 +586,32 @@ _CATALOGUE: tuple[Rule, ...] = (
         damaged frame or a kernel that lays the request out differently from the model the
         decoder uses. docs/protocol.md §1, §3.2, §10 (2).""",
     ),
+    _r(
+        "FT319",
+        "bad-getlk-lock",
+        E,
+        D,
+        "GETLK reply describes an impossible lock",
+        """
+        The lock in a GETLK reply must have type F_RDLCK, F_WRLCK or F_UNLCK, and a read or
+        write lock must have start and end at most LLONG_MAX with end not before start.
+        Anything else makes the kernel fail fcntl(F_GETLK) with EIO. docs/protocol.md §5.3,
+        §10 (13).""",
+    ),
+    _r(
+        "FT320",
+        "bad-ioctl-retry",
+        E,
+        D,
+        "IOCTL retry the kernel cannot honour",
+        """
+        FUSE_IOCTL_RETRY in an IOCTL reply asks the kernel to send the ioctl again with the
+        memory the reply describes. It is allowed only for unrestricted ioctls (CUSE, or
+        FUSE_IOCTL_UNRESTRICTED in the request), with at most 256 iovecs in all, and the
+        reply data must be exactly in_iovs + out_iovs fuse_ioctl_iovec records (16 bytes
+        each; 8 with FUSE_IOCTL_COMPAT). Otherwise the kernel fails the ioctl(2) with EIO
+        (ENOMEM for too many iovecs). docs/protocol.md §5.3, §8.2, §10 (13).""",
+    ),
     # ---- FT4: INIT and versions -----------------------------------------------------------
     _r(
         "FT401",

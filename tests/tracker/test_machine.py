@@ -20,6 +20,7 @@ from fusetrace.protocol.abi import (
     S_IFREG,
     FopenFlag,
     InitFlag,
+    IoctlFlag,
     NotifyCode,
     Opcode,
 )
@@ -455,6 +456,25 @@ def ft318(bad: bool) -> Play:
 
 
 # ---- FT4 -----------------------------------------------------------------------------------
+def ft319(bad: bool) -> Play:
+    p = Play.session()
+    p.open(1, 3)
+    lk = {"start": 10, "end": 5 if bad else 20, "type": 1, "pid": 42}
+    p.call(Op.GETLK, {"fh": 3, "lk": {"start": 0, "end": 100, "type": 1}}, {"lk": lk})
+    p.release(1, 3)
+    return done(p)
+
+
+def ft320(bad: bool) -> Play:
+    p = Play.session()
+    p.open(1, 3)
+    flags = 0 if bad else int(IoctlFlag.UNRESTRICTED)
+    retry = {"result": 0, "flags": int(IoctlFlag.RETRY), "in_iovs": 1, "out_iovs": 1}
+    p.call(Op.IOCTL, {"fh": 3, "flags": flags, "out_size": 0}, {**retry, "data": bytes(32)})
+    p.release(1, 3)
+    return done(p)
+
+
 def ft401(bad: bool) -> Play:
     p = Play()
     u = p.req(Op.INIT, {"major": 7, "minor": 45}, unique=2, nodeid=0)
@@ -1039,3 +1059,50 @@ def test_interrupt_crossing_with_replies_between_is_not_flagged() -> None:
         p.rep(Op.GETATTR, ATTR_REPLY, unique=o)
     p.req(Op.INTERRUPT, {"unique": u}, unique=u | 1, nodeid=0)
     assert p.findings == []
+
+
+def _ioctl_retry(ioctl_flags: int, in_iovs: int, out_iovs: int, data: bytes) -> Play:
+    p = Play.session()
+    p.open(1, 3)
+    reply = {"result": 0, "flags": int(IoctlFlag.RETRY), "in_iovs": in_iovs,
+             "out_iovs": out_iovs, "data": data}  # fmt: skip
+    p.call(Op.IOCTL, {"fh": 3, "flags": ioctl_flags, "out_size": 8}, reply)
+    p.release(1, 3)
+    return p
+
+
+def test_ioctl_retry_checks() -> None:
+    unrestricted = int(IoctlFlag.UNRESTRICTED)
+    compat = unrestricted | int(IoctlFlag.COMPAT)
+    # a page of iovecs is fine even though out_size is 8
+    assert not _ioctl_retry(unrestricted, 128, 128, bytes(256 * 16)).findings
+    assert not _ioctl_retry(compat, 2, 1, bytes(3 * 8)).findings
+    (too_many,) = _ioctl_retry(unrestricted, 200, 100, bytes(16)).findings
+    assert too_many.rule == "FT320" and "ENOMEM" in too_many.message
+    (wrong_size,) = _ioctl_retry(unrestricted, 2, 1, bytes(40)).findings
+    assert wrong_size.rule == "FT320" and "40 bytes" in wrong_size.message
+    (beyond_page,) = _ioctl_retry(unrestricted, 1, 0, bytes(4097)).findings
+    assert beyond_page.rule == "FT308"
+
+
+@pytest.mark.parametrize(
+    ("lk", "why"),
+    [
+        ({"start": 0, "end": 9, "type": 7}, "lock type 7"),
+        ({"start": 1 << 63, "end": 1 << 63, "type": 0}, "beyond LLONG_MAX"),
+        ({"start": 9, "end": 3, "type": 0}, "ends before it starts"),
+    ],
+)
+def test_getlk_reply_lock_checks(lk: dict[str, int], why: str) -> None:
+    p = Play.session()
+    p.open(1, 3)
+    p.call(Op.GETLK, {"fh": 3}, {"lk": {**lk, "pid": 1}})
+    (f,) = p.findings
+    assert f.rule == "FT319" and why in f.message
+
+
+def test_getlk_reply_unlocked_range_is_not_judged() -> None:
+    p = Play.session()
+    p.open(1, 3)
+    p.call(Op.GETLK, {"fh": 3}, {"lk": {"start": 9, "end": 3, "type": 2, "pid": 0}})
+    assert not p.findings
