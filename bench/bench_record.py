@@ -8,6 +8,8 @@ Configurations, each mounted fresh:
 * native strace   the same under ``strace -f -e trace=read,write,writev -o /dev/null``
 * recorded        behind ``fusetrace record -w FILE`` (full frames)
 * recorded snap   behind ``fusetrace record -w FILE --snaplen 256``
+* recorded null   behind ``fusetrace record -w /dev/null``: the forwarding and the capture
+                  thread, without the disk
 * relay           behind bench/relay.c, a forwarding-only proxy in C that captures nothing:
                   what interposition alone costs on this machine (built with cc; skipped
                   when there is no C compiler)
@@ -109,6 +111,16 @@ def recorded_with(*record_args: str) -> Mounter:
     return mounter
 
 
+@contextmanager
+def recorded_null(base: Path, mnt: Path) -> Iterator[object]:
+    """Recorded with the capture written to /dev/null: fusetrace's forwarding and capture
+    thread without the disk (nothing to check afterwards)."""
+    log = base / "null.stderr"
+    with recording(overlay_argv(base, "{}"), mnt, "/dev/null", log=log, check_clean=False) as rec:
+        yield rec
+    print(f"    {rec.stderr.strip().splitlines()[-1]}", file=sys.stderr)
+
+
 RELAY_SOURCE = Path(__file__).with_name("relay.c")
 
 
@@ -152,6 +164,7 @@ CONFIGS: dict[str, Mounter] = {
     "native strace": native_strace,
     "recorded": recorded_with(),
     "recorded snap": recorded_with("--snaplen", "256"),
+    "recorded null": recorded_null,
     "relay": relay,
 }
 
