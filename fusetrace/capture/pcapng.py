@@ -34,6 +34,8 @@ _IDB = 0x00000001
 _OPB = 0x00000002  # obsolete Packet Block
 _SPB = 0x00000003
 _EPB = 0x00000006
+#: the Enhanced Packet Block type, for writers that adjust blocks they were given
+BLOCK_EPB = _EPB
 _BOM = 0x1A2B3C4D
 
 _OPT_END = 0
@@ -144,6 +146,11 @@ class CaptureWriter:
         self._f.write(_block(_IDB, body, o))
         self._channels += 1
         return self._channels - 1
+
+    @property
+    def order(self) -> str:
+        """The struct byte-order prefix of the section ("<" or ">")."""
+        return self._order
 
     def block(
         self,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import mmap
 import os
 import socket
 import threading
@@ -52,7 +53,7 @@ def max_frame_size() -> int:
 #: one is free for the next frame (smaller ones are copied: cheaper than a buffer each)
 LEND_MIN = 32 << 10
 #: receive buffers per direction, at most: with all of them lent, frames are copied
-LEND_LIMIT = 32
+LEND_LIMIT = 64
 
 
 class FrameBuffers:
@@ -65,19 +66,25 @@ class FrameBuffers:
     forwarding thread takes them, and it is done sending a frame before it takes the next
     buffer, so a buffer given back early is never overwritten while it is still being
     forwarded. Buffers are allocated once (up to ``limit`` per direction) and reused, so
-    large frames cost neither a copy nor freshly faulted-in memory.
+    large frames cost neither a copy nor freshly faulted-in memory. They are anonymous
+    mappings, so a lent frame starts on a page boundary: the capture writer can hand its
+    whole pages to direct I/O as they are (see ``CaptureOutput``).
     """
 
     def __init__(self, size: int, limit: int = LEND_LIMIT) -> None:
         self.size = size
         self.limit = limit
-        self._free: dict[Direction, collections.deque[bytearray]] = {
+        self._free: dict[Direction, collections.deque[mmap.mmap]] = {
             d: collections.deque() for d in (INBOUND, OUTBOUND)
         }
         #: written by the direction's forwarding thread only
         self._made: dict[Direction, int] = dict.fromkeys((INBOUND, OUTBOUND), 0)
 
-    def take(self, direction: Direction) -> bytearray | None:
+    def new(self) -> mmap.mmap:
+        """A page-aligned receive buffer of :attr:`size` bytes."""
+        return mmap.mmap(-1, self.size)
+
+    def take(self, direction: Direction) -> mmap.mmap | None:
         """A free buffer for ``direction``'s next frame; None when all are lent."""
         try:
             return self._free[direction].pop()
@@ -86,12 +93,12 @@ class FrameBuffers:
         if self._made[direction] >= self.limit:
             return None
         self._made[direction] += 1
-        return bytearray(self.size)
+        return self.new()
 
     def give(self, direction: Direction, frame: memoryview) -> None:
         """Take back the buffer under ``frame`` (a view :meth:`take`'s buffer lent out)."""
         buf = frame.obj  # (the view itself may still be in a send() of its thread)
-        if isinstance(buf, bytearray) and len(buf) == self.size:
+        if isinstance(buf, mmap.mmap) and len(buf) == self.size:
             self._free[direction].append(buf)
 
 
@@ -226,7 +233,7 @@ class Forwarder:
         buffers = self.buffers or FrameBuffers(self.bufsize, limit=0)
         take = buffers.take
         first = True
-        buf = bytearray(buffers.size)
+        buf = buffers.new()
         view = memoryview(buf)
         readv = os.readv
         bufs = [buf]
@@ -309,7 +316,7 @@ class Forwarder:
         # without frame buffers nothing is lent: every frame is copied
         buffers = self.buffers or FrameBuffers(size, limit=0)
         take = buffers.take
-        buf = bytearray(buffers.size)
+        buf = buffers.new()
         view = memoryview(buf)
         write = os.write
         fd = self.devfd

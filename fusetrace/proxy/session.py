@@ -28,6 +28,7 @@ import platform
 import signal
 import socket
 import stat
+import struct
 import sys
 import threading
 import time
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from fusetrace.capture.files import host_writer, open_output
-from fusetrace.capture.pcapng import CaptureWriter, Channel
+from fusetrace.capture.pcapng import BLOCK_EPB, CaptureWriter, Channel
 from fusetrace.errors import CaptureError, DaemonError, EnvironmentProblem, ExitCode
 from fusetrace.proxy import daemon as daemons
 from fusetrace.proxy import fusermount
@@ -161,25 +162,54 @@ def pwrite_all(fd: int, data: bytes | memoryview, pos: int) -> None:
         pos += done
 
 
+def pwritev_all(fd: int, parts: list[memoryview], pos: int) -> int:
+    """pwritev() every part at ``pos``, going on after a short write; the bytes written."""
+    total = sum(map(len, parts))
+    done = os.pwritev(fd, parts, pos)
+    if done < total:  # rare (a full disk is an error of its own): the rest, part by part
+        rest = b"".join(bytes(p) for p in parts)[done:]
+        pwrite_all(fd, rest, pos + done)
+    return total
+
+
 #: the page size direct writes are aligned to (a multiple of any logical block size)
 PAGE = 4096
 #: a drain at least this large goes to a capture file with O_DIRECT
 DIRECT_MIN = 256 << 10
 #: the buffer direct writes are gathered in
 DIRECT_STAGE = 8 << 20
+#: a frame at least this long, lent in its receive buffer, is written from there
+DIRECT_FRAME_MIN = 32 << 10
+#: unknown option code (local use, which readers skip) that pads a block for alignment
+PAD_OPTION = 0x8F17
 
 
-def _last_bytes(blocks: list[Block], n: int) -> bytes:
-    """The last ``n`` bytes of the blocks' parts, joined."""
-    out: list[bytes] = []
-    for block in reversed(blocks):
-        for part in reversed(block):
-            if n <= 0:
-                break
-            take = part[-n:] if len(part) > n else part
-            out.append(bytes(take))
-            n -= len(take)
-    return b"".join(reversed(out))
+def _pad_block(block: Block | None, pad: int, order: str) -> Block | None:
+    """``block`` (an Enhanced Packet Block) made ``pad`` bytes longer with a padding
+    option; None when it cannot be (no block, not an EPB, or not a whole block)."""
+    if block is None or pad < 4 or pad % 4:
+        return None
+    first = bytes(block[0][:8])
+    last = bytes(block[-1][-8:])
+    if len(first) < 8 or len(last) < 8:
+        return None
+    btype, total = struct.unpack(order + "II", first)
+    if btype != BLOCK_EPB or struct.unpack(order + "HHI", last)[:2] != (0, 0):
+        return None
+    grown = total + pad
+    option = struct.pack(order + "HH", PAD_OPTION, pad - 4) + bytes(pad - 4)
+    tail = struct.pack(order + "HHI", 0, 0, grown)
+    if len(block) == 1:
+        whole = bytes(block[0])
+        return (whole[:4] + struct.pack(order + "I", grown) + whole[8:-8] + option + tail,)
+    head, *middle, end = block
+    head = bytes(head)
+    end = bytes(end)
+    return (
+        head[:4] + struct.pack(order + "I", grown) + head[8:],
+        *middle,
+        end[:-8] + option + tail,
+    )
 
 
 class CaptureOutput:
@@ -187,20 +217,25 @@ class CaptureOutput:
 
     A pipe, or a file fusetrace did not start at offset 0, is written with writev() as it
     comes. A capture file is written at explicit offsets, and large drains (a 1 MiB WRITE
-    or READ stream) bypass the page cache: they are gathered in an aligned buffer and written
-    with O_DIRECT through a second descriptor. Copying gigabytes into freshly allocated page
-    cache costs more CPU than the whole forwarding path (see bench/bench_record.py), and the
-    page cache would only have to write it out again. The last, partial page of every drain
-    is written through the page cache, so the file is whole after every drain; the next
-    direct write rewrites that page with the same bytes (the kernel writes the cached page
-    back and drops it first).
+    or READ stream) bypass the page cache: they are written with O_DIRECT through a second
+    descriptor, small blocks gathered in an aligned buffer, large frames straight from the
+    receive buffers they were lent in (see :meth:`_write_direct`). Copying gigabytes into
+    freshly allocated page cache costs more CPU than the whole forwarding path (see
+    bench/bench_record.py), and the page cache would only have to write it out again. The
+    last, partial unit of every drain is written through the page cache, so the file is
+    whole after every drain; the next direct write reads it back and rewrites it with the
+    same bytes (the kernel writes the cached page back and drops it first).
     """
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, order: str = "<") -> None:
         self.fd = fd
         self.pos: int | None = None  # None: a stream, written with writev()
         self._dfd: int | None = None
-        self._page = b""  # the bytes of the file's last, partial page
+        self._rfd: int | None = None
+        #: what direct writes are aligned to: the usual logical block size, or a page
+        #: where the file's device wants more (learnt from a write that failed)
+        self._unit = 512
+        self._order = order  # the capture's byte order, for padding its blocks
         self._stage: mmap.mmap | None = None
         try:
             st = os.fstat(fd)
@@ -210,10 +245,13 @@ class CaptureOutput:
         except OSError:
             return
         if self.pos == 0 and hasattr(os, "O_DIRECT"):
+            path = f"/proc/self/fd/{fd}"
             try:
-                self._dfd = os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
+                self._dfd = os.open(path, os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
+                # to read back the last partial unit, which a direct write rewrites
+                self._rfd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except OSError:  # a filesystem without direct I/O: the page cache it is
-                self._dfd = None
+                self._stop_direct()
 
     def write(self, blocks: list[Block]) -> None:
         if self.pos is None:
@@ -227,53 +265,118 @@ class CaptureOutput:
             except OSError as e:
                 if e.errno != errno.EINVAL:
                     raise
-                self._stop_direct()  # not for this file after all: again, through the cache
+                # not aligned enough for this file's device, or no direct I/O at all: this
+                # drain again through the cache (over whatever the direct writes left)
+                if self._unit < PAGE:
+                    self._unit = PAGE
+                else:
+                    self._stop_direct()
+                start = self.pos
+                self.pos += writev_all(self.fd, blocks, pos=start)
+                os.ftruncate(self.fd, self.pos)
+                return
         start = self.pos
         self.pos += writev_all(self.fd, blocks, pos=start)
-        if self._dfd is not None:
-            keep = self.pos % PAGE
-            if keep > total:
-                self._page += _last_bytes(blocks, total)
-            else:
-                self._page = _last_bytes(blocks, keep)
 
     def _write_direct(self, blocks: list[Block]) -> None:
-        assert self._dfd is not None and self.pos is not None
+        """Write ``blocks`` at ``pos`` with O_DIRECT, but for the last partial unit.
+
+        Everything is gathered in the aligned stage, except the packet data of a large
+        frame lent in its page-aligned receive buffer (see ``FrameBuffers``): the block
+        before it gets a padding option (a local-use code, which readers skip) so that the
+        frame's data starts on an alignment unit in the file, and its whole units are
+        written from the receive buffer itself. Only the frame's last partial unit, its
+        trailer and the small blocks around are copied."""
+        assert self._dfd is not None and self._rfd is not None and self.pos is not None
         if self._stage is None:
             self._stage = mmap.mmap(-1, DIRECT_STAGE)  # page aligned, as O_DIRECT wants
         stage = self._stage
         size = len(stage)
-        base = self.pos - len(self._page)
-        fill = len(self._page)
-        stage[:fill] = self._page
+        unit = self._unit
+        dfd = self._dfd
+        keep = self.pos % unit
+        base = self.pos - keep
+        start = base
+        # the last partial unit, written through the page cache by the drain before
+        first = os.pread(self._rfd, keep, base) if keep else b""
+        if len(first) != keep:
+            raise OSError(errno.EIO, "the capture file is shorter than written")
+        fill = 0  # the stage is used from its start; [seg, fill) is the open segment
+        seg = 0
+        fpos = base  # the file offset of stage[fill]
+        iov: list[memoryview] = []
+        view = memoryview(stage)
+
+        def flush() -> None:
+            nonlocal start
+            if iov:
+                start += pwritev_all(dfd, iov, start)
+                iov.clear()
+
+        def put(data: bytes | memoryview) -> None:
+            nonlocal fill, seg, fpos
+            src = memoryview(data)
+            off, n = 0, len(src)
+            while off < n:
+                k = min(n - off, size - fill)
+                stage[fill : fill + k] = src[off : off + k]
+                fill += k
+                off += k
+                fpos += k
+                if fill == size:  # the stage is full: out with everything gathered
+                    iov.append(view[seg:fill])
+                    flush()
+                    fill = seg = 0
+
+        put(first)
+        pending: Block | None = None
         for block in blocks:
-            for part in block:
-                view = memoryview(part)
-                off, n = 0, len(view)
-                while off < n:
-                    k = min(n - off, size - fill)
-                    stage[fill : fill + k] = view[off : off + k]
-                    fill += k
-                    off += k
-                    if fill == size:
-                        with memoryview(stage) as full:
-                            pwrite_all(self._dfd, full, base)
-                        base += size
-                        fill = 0
-        whole = fill & ~(PAGE - 1)
+            data = block[1] if len(block) == 3 else None
+            if (
+                data is not None
+                and type(data) is memoryview
+                and len(data) >= DIRECT_FRAME_MIN
+                and isinstance(data.obj, mmap.mmap)
+            ):
+                head = block[0]
+                pad = -(fpos + sum(map(len, pending or ())) + len(head)) % unit
+                padded = (pending or ()) if not pad else _pad_block(pending, pad, self._order)
+                if padded is not None:
+                    for part in padded:
+                        put(part)
+                    put(head)
+                    whole = len(data) - len(data) % unit
+                    iov.append(view[seg:fill])
+                    iov.append(data[:whole])
+                    fpos += whole
+                    seg = fill
+                    if len(iov) >= IOV_MAX - 2:
+                        flush()
+                    put(data[whole:])
+                    put(block[2])
+                    pending = None
+                    continue
+            if pending is not None:
+                for part in pending:
+                    put(part)
+            pending = block
+        if pending is not None:
+            for part in pending:
+                put(part)
+        whole = (fill - seg) - (fpos % unit)
         if whole:
-            with memoryview(stage) as view:
-                pwrite_all(self._dfd, view[:whole], base)
-        rest = stage[whole:fill]
+            iov.append(view[seg : seg + whole])
+        flush()
+        rest = bytes(view[seg + whole : fill])
         if rest:
-            pwrite_all(self.fd, rest, base + whole)
-        self._page = rest
-        self.pos = base + whole + len(rest)
+            pwrite_all(self.fd, rest, start)
+        self.pos = start + len(rest)
 
     def _stop_direct(self) -> None:
-        if self._dfd is not None:
-            os.close(self._dfd)
-            self._dfd = None
+        for fd in (self._dfd, self._rfd):
+            if fd is not None:
+                os.close(fd)
+        self._dfd = self._rfd = None
 
     def close(self) -> None:
         """Leave the descriptor's offset at the end of what was written."""
@@ -313,7 +416,7 @@ class CaptureThread:
     ) -> None:
         self._blocks = _Blocks()
         self.writer = make_writer(self._blocks)  # type: ignore[arg-type]
-        self._out = CaptureOutput(fileobj.fileno())
+        self._out = CaptureOutput(fileobj.fileno(), self.writer.order)
         self._items: collections.deque[Frame] = collections.deque()
         self.put: Callable[[Frame], None] = self._items.append
         self.error: str | None = None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import random
 import re
+import shutil
 import signal
 import struct
 import subprocess
@@ -14,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from fusetrace.capture.files import open_capture
-from fusetrace.proxy.session import Block, CaptureOutput, writev_all
+from fusetrace.capture.pcapng import CaptureWriter
+from fusetrace.proxy.forward import FrameBuffers
+from fusetrace.proxy.session import PAD_OPTION, Block, CaptureOutput, CaptureThread, writev_all
 from fusetrace.record import Direction
 from tests.support.mount import is_mounted, recording
 from tests.support.trees import digest_tree, make_squashfs, make_tree
@@ -305,6 +309,60 @@ def test_capture_output_writes_large_drains_direct_and_keeps_the_file_whole(
     assert os.lseek(fd, 0, os.SEEK_CUR) == len(expected)
     os.close(fd)
     assert path.read_bytes() == expected
+
+
+@pytest.mark.parametrize("largest", [262_144, 1_048_656])
+def test_lent_frames_are_written_direct_from_their_buffers_and_read_back_whole(
+    tmp_path: Path, largest: int
+) -> None:
+    """Large frames lent in page-aligned receive buffers go to the file from there, the
+    block before each padded so that the frame lands on an alignment unit. The file must
+    read back frame for frame, whole after every drain, and tshark must read it the same
+    (tshark takes frames up to 256 KiB on this link type, hence the two sizes)."""
+    rng = random.Random(largest)
+    buffers = FrameBuffers((1 << 20) + 4097)
+    path = tmp_path / "lent.pcapng"
+    errors: list[str] = []
+    with open(path, "wb", buffering=0) as f:
+        thread = CaptureThread(
+            f, lambda sink: CaptureWriter(sink, {}), errors.append, interval=3600,
+            buffers=buffers,
+        )  # fmt: skip
+        sent: list[tuple[Direction, int, bytes, str | None]] = []
+        t = 1_000
+        for _ in range(12):
+            for _ in range(rng.randrange(1, 40)):
+                t += rng.randrange(1, 10_000)
+                direction = rng.choice([Direction.INBOUND, Direction.OUTBOUND])
+                comment = "changed" if rng.random() < 0.1 else None
+                if rng.random() < 0.5:
+                    data = rng.randbytes(rng.randrange(16, 300))
+                    thread.put((direction, t, data, comment))
+                else:
+                    n = rng.choice([32 << 10, 131_088, largest, rng.randrange(32 << 10, largest)])
+                    buf = buffers.take(direction)
+                    assert buf is not None
+                    data = rng.randbytes(n)
+                    buf[:n] = data
+                    thread.put((direction, t, memoryview(buf)[:n], comment))
+                sent.append((direction, t, data, comment))
+            thread._drain()
+            with open_capture(str(path)) as reader:  # whole after every drain
+                assert len(list(reader)) == len(sent) and not reader.info.truncated
+        padded = thread._out._dfd is not None
+        thread.close()
+    assert not errors
+    assert padded, "direct writes were not used on this filesystem"
+    with open_capture(str(path)) as reader:
+        got = [(r.direction, r.t_ns, r.data, r.comment) for r in reader]
+    assert got == sent
+    assert struct.pack("<H", PAD_OPTION) in path.read_bytes()
+    if largest <= 262_144 and shutil.which("tshark"):
+        out = subprocess.run(
+            ["tshark", "-r", str(path), "-T", "fields", "-e", "frame.len"],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()  # fmt: skip
+        assert [int(n) for n in out] == [len(d) for _, _, d, _ in sent]
 
 
 def test_capture_output_to_a_pipe_writes_as_it_comes() -> None:
