@@ -16,11 +16,12 @@ Configurations, each mounted fresh:
 
 Workloads: (a) create + stat + unlink of N files (default 10,000); (b) sequential write
 then read of M MiB (default 1024) with dd bs=1M (page cache dropped before the read);
-(c) without a mount: the capture writer thread's CPU time per small frame; (r) the read of
-(b) paired: every configuration mounted at once, one M MiB file written into each, then R
-rounds of reads going round the configurations (page cache dropped before each), so that
-each ratio compares reads made seconds apart. On a virtual machine the native read varies
-several-fold from one minute to the next; the paired ratios do not.
+(c) without a mount: the capture writer thread's CPU time per small frame; (r) workload
+(b) paired: every configuration mounted at once; R rounds of reads of an M MiB file going
+round the configurations (from a different one each round), then R rounds of writes
+likewise (nothing dirty before each), so that each ratio compares runs made seconds apart. On a
+virtual machine native throughput varies several-fold from one minute to the next; the
+paired ratios do not.
 
     .venv/bin/python bench/bench_record.py [--files N] [--mib M] [--repeat R] [--only NAME,...]
                                            [--workloads a,b,c,r]
@@ -192,32 +193,45 @@ def drop_caches() -> None:
 
 def sequential(mnt: Path, mib: int) -> tuple[float, float]:
     target = mnt / "big"
+    write = dd_write(target, mib)
+    read = dd_read(target, mib)
+    target.unlink()
+    return write, read
+
+
+def dd_write(target: Path, mib: int) -> float:
+    """MiB/s of a dd bs=1M write of ``mib`` MiB (fsync'd) to ``target``, started with
+    nothing dirty (what an earlier run left is written out first, untimed)."""
+    drop_caches()
     t0 = time.perf_counter()
     subprocess.run(
-        [
-            "dd",
-            "if=/dev/zero",
-            f"of={target}",
-            "bs=1M",
-            f"count={mib}",
-            "conv=fsync",
-            "status=none",
-        ],
+        ["dd", "if=/dev/zero", f"of={target}", "bs=1M", f"count={mib}", "conv=fsync",
+         "status=none"],
         check=True,
-    )
-    write = time.perf_counter() - t0
+    )  # fmt: skip
+    return mib / (time.perf_counter() - t0)
+
+
+def dd_read(target: Path, mib: int) -> float:
+    """MiB/s of a dd bs=1M read of ``target`` (``mib`` MiB), page cache dropped first."""
     drop_caches()
     t0 = time.perf_counter()
     subprocess.run(["dd", f"if={target}", "of=/dev/null", "bs=1M", "status=none"], check=True)
-    read = time.perf_counter() - t0
-    target.unlink()
-    return mib / write, mib / read
+    return mib / (time.perf_counter() - t0)
 
 
-def paired_reads(base: Path, names: list[str], mib: int, rounds: int) -> None:
-    """Workload (r): every configuration mounted at once; reads go round them."""
+def _rotated(names: list[str], r: int) -> list[str]:
+    """``names`` starting with the r-th: no configuration always runs right after another."""
+    k = r % len(names) if names else 0
+    return names[k:] + names[:k]
+
+
+def paired(base: Path, names: list[str], mib: int, rounds: int) -> None:
+    """Workload (r): every configuration mounted at once; rounds of reads going round
+    them, then rounds of writes."""
     mounts: dict[str, Path] = {}
-    rates: dict[str, list[float]] = {}
+    writes: dict[str, list[float]] = {}
+    reads: dict[str, list[float]] = {}
     with ExitStack() as stack:
         for i, name in enumerate(names):
             cfg_base = base / f"paired-{i}"
@@ -227,41 +241,54 @@ def paired_reads(base: Path, names: list[str], mib: int, rounds: int) -> None:
                 stack.enter_context(CONFIGS[name](cfg_base, mnt))
             except Skip:
                 continue
-            subprocess.run(
-                ["dd", "if=/dev/zero", f"of={mnt / 'big'}", "bs=1M", f"count={mib}",
-                 "conv=fsync", "status=none"],
-                check=True,
-            )  # fmt: skip
             mounts[name] = mnt
-            rates[name] = []
+            writes[name] = []
+            reads[name] = []
+        # reads first, of files written beforehand; then the writes (a read right after a
+        # burst of timed writes would run while the host still writes them out)
+        for mnt in mounts.values():
+            dd_write(mnt / "big", mib)
         for r in range(rounds):
-            for name, mnt in mounts.items():
-                drop_caches()
-                t0 = time.perf_counter()
-                subprocess.run(
-                    ["dd", f"if={mnt / 'big'}", "of=/dev/null", "bs=1M", "status=none"],
-                    check=True,
-                )
-                rates[name].append(mib / (time.perf_counter() - t0))
+            for name in _rotated(list(mounts), r):
+                reads[name].append(dd_read(mounts[name] / "big", mib))
             print(
                 f"round {r + 1}: "
-                + ", ".join(f"{n} {v[-1]:.0f}" for n, v in rates.items())
-                + " MiB/s",
+                + ", ".join(f"{n} {reads[n][-1]:.0f}" for n in mounts)
+                + " MiB/s read",
                 file=sys.stderr,
             )
         for mnt in mounts.values():
             (mnt / "big").unlink()
+        for r in range(rounds):
+            for name in _rotated(list(mounts), r):
+                writes[name].append(dd_write(mounts[name] / "big", mib))
+                (mounts[name] / "big").unlink()
+            print(
+                f"round {r + 1}: "
+                + ", ".join(f"{n} {writes[n][-1]:.0f}" for n in mounts)
+                + " MiB/s written",
+                file=sys.stderr,
+            )
     print(
-        f"\n(r) paired reads, {mib} MiB dd bs=1M, {rounds} rounds, page cache dropped before "
-        f"each; load average {os.getloadavg()[0]:.1f}"
+        f"\n(r) paired, {mib} MiB dd bs=1M: {rounds} rounds of reads (page cache dropped "
+        f"before each), then {rounds} of writes; load average {os.getloadavg()[0]:.1f}"
     )
-    ref = rates.get("native")
-    print(f"{'configuration':<15} {'best MiB/s':>11} {'median':>8} {'x native, paired':>18}")
-    for name, v in rates.items():
-        ratio = (
-            f"{statistics.median(a / b for a, b in zip(v, ref, strict=True)):.2f}" if ref else "-"
-        )
-        print(f"{name:<15} {max(v):11.0f} {statistics.median(v):8.0f} {ratio:>18}")
+    print(
+        f"{'configuration':<15} {'write MiB/s':>12} {'median':>7} {'x native':>9}"
+        f" {'read MiB/s':>11} {'median':>7} {'x native':>9}"
+    )
+    for name in mounts:
+        cells = []
+        for rates in (writes, reads):
+            v, ref = rates[name], rates.get("native")
+            ratio = (
+                f"{statistics.median(a / b for a, b in zip(v, ref, strict=True)):.2f}"
+                if ref
+                else "-"
+            )
+            cells.append(f"{max(v):11.0f} {statistics.median(v):7.0f} {ratio:>9}")
+        print(f"{name:<15} " + " ".join(cells))
+    print("x native: the median of the per-round ratios (best and median are MiB/s)")
 
 
 def capture_thread_cost(frames: int = 180_000, drain: int = 500) -> float:
@@ -303,7 +330,7 @@ def main() -> None:
         default="a,b",
         help="a: create+stat+unlink, b: dd write and read; "
         "c: the capture thread's cost per small frame (no mount, no configurations); "
-        "r: reads paired across configurations mounted at once (--repeat rounds)",
+        "r: (b) paired across configurations mounted at once (--repeat rounds)",
     )
     ap.add_argument("--keep", type=Path, help="work in DIR (default: a temporary directory)")
     args = ap.parse_args()
@@ -321,7 +348,7 @@ def main() -> None:
     names = args.only.split(",")
     if "r" in workloads:
         try:
-            paired_reads(base, names, args.mib, args.repeat)
+            paired(base, names, args.mib, args.repeat)
         finally:
             if args.keep is None and workloads == {"r"}:
                 shutil.rmtree(base, ignore_errors=True)
