@@ -17,9 +17,9 @@ Configurations, each mounted fresh:
 Workloads: (a) create + stat + unlink of N files (default 10,000); (b) sequential write
 then read of M MiB (default 1024) with dd bs=1M (page cache dropped before the read);
 (c) without a mount: the capture writer thread's CPU time per small frame; (r) workload
-(b) paired: every configuration mounted at once; R rounds of reads of an M MiB file going
-round the configurations (from a different one each round), then R rounds of writes
-likewise (nothing dirty before each), so that each ratio compares runs made seconds apart. On a
+(a) and (b) paired: every configuration mounted at once; R rounds of (a) going round the
+configurations (from a different one each round), then of reads of an M MiB file, then of
+writes (nothing dirty before each), so that each ratio compares runs made seconds apart. On a
 virtual machine native throughput varies several-fold from one minute to the next; the
 paired ratios do not.
 
@@ -226,10 +226,11 @@ def _rotated(names: list[str], r: int) -> list[str]:
     return names[k:] + names[:k]
 
 
-def paired(base: Path, names: list[str], mib: int, rounds: int) -> None:
+def paired(base: Path, names: list[str], mib: int, files: int, rounds: int) -> None:
     """Workload (r): every configuration mounted at once; rounds of reads going round
     them, then rounds of writes."""
     mounts: dict[str, Path] = {}
+    metas: dict[str, list[float]] = {}
     writes: dict[str, list[float]] = {}
     reads: dict[str, list[float]] = {}
     with ExitStack() as stack:
@@ -242,8 +243,18 @@ def paired(base: Path, names: list[str], mib: int, rounds: int) -> None:
             except Skip:
                 continue
             mounts[name] = mnt
+            metas[name] = []
             writes[name] = []
             reads[name] = []
+        for r in range(rounds):
+            for name in _rotated(list(mounts), r):
+                metas[name].append(metadata(mounts[name], files))
+            print(
+                f"round {r + 1}: "
+                + ", ".join(f"{n} {metas[n][-1]:.2f}" for n in mounts)
+                + " s (metadata)",
+                file=sys.stderr,
+            )
         # reads first, of files written beforehand; then the writes (a read right after a
         # burst of timed writes would run while the host still writes them out)
         for mnt in mounts.values():
@@ -270,25 +281,30 @@ def paired(base: Path, names: list[str], mib: int, rounds: int) -> None:
                 file=sys.stderr,
             )
     print(
-        f"\n(r) paired, {mib} MiB dd bs=1M: {rounds} rounds of reads (page cache dropped "
-        f"before each), then {rounds} of writes; load average {os.getloadavg()[0]:.1f}"
+        f"\n(r) paired: {rounds} rounds of (a) on {files} files, then of {mib} MiB dd bs=1M "
+        f"reads (page cache dropped before each), then of writes; load average "
+        f"{os.getloadavg()[0]:.1f}"
     )
     print(
-        f"{'configuration':<15} {'write MiB/s':>12} {'median':>7} {'x native':>9}"
+        f"{'configuration':<15} {'(a) s':>7} {'median':>7} {'x native':>9}"
+        f" {'write MiB/s':>12} {'median':>7} {'x native':>9}"
         f" {'read MiB/s':>11} {'median':>7} {'x native':>9}"
     )
     for name in mounts:
         cells = []
-        for rates in (writes, reads):
+        for rates in (metas, writes, reads):
             v, ref = rates[name], rates.get("native")
             ratio = (
                 f"{statistics.median(a / b for a, b in zip(v, ref, strict=True)):.2f}"
                 if ref
                 else "-"
             )
-            cells.append(f"{max(v):11.0f} {statistics.median(v):7.0f} {ratio:>9}")
+            if rates is metas:
+                cells.append(f"{min(v):7.2f} {statistics.median(v):7.2f} {ratio:>9}")
+            else:
+                cells.append(f"{max(v):11.0f} {statistics.median(v):7.0f} {ratio:>9}")
         print(f"{name:<15} " + " ".join(cells))
-    print("x native: the median of the per-round ratios (best and median are MiB/s)")
+    print("x native: the median of the per-round ratios (time for (a), throughput for dd)")
 
 
 def capture_thread_cost(frames: int = 180_000, drain: int = 500) -> float:
@@ -348,7 +364,7 @@ def main() -> None:
     names = args.only.split(",")
     if "r" in workloads:
         try:
-            paired(base, names, args.mib, args.repeat)
+            paired(base, names, args.mib, args.files, args.repeat)
         finally:
             if args.keep is None and workloads == {"r"}:
                 shutil.rmtree(base, ignore_errors=True)
