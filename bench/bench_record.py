@@ -220,6 +220,9 @@ def dd_read(target: Path, mib: int) -> float:
     return mib / (time.perf_counter() - t0)
 
 
+RunOne = Callable[[Path], float]
+
+
 def _rotated(names: list[str], r: int) -> list[str]:
     """``names`` starting with the r-th: no configuration always runs right after another."""
     k = r % len(names) if names else 0
@@ -246,40 +249,32 @@ def paired(base: Path, names: list[str], mib: int, files: int, rounds: int) -> N
             metas[name] = []
             writes[name] = []
             reads[name] = []
-        for r in range(rounds):
-            for name in _rotated(list(mounts), r):
-                metas[name].append(metadata(mounts[name], files))
-            print(
-                f"round {r + 1}: "
-                + ", ".join(f"{n} {metas[n][-1]:.2f}" for n in mounts)
-                + " s (metadata)",
-                file=sys.stderr,
-            )
+
+        def rounds_of(what: str, results: dict[str, list[float]], run: RunOne) -> None:
+            for r in range(rounds):
+                for name in _rotated(list(mounts), r):
+                    results[name].append(run(mounts[name]))
+                print(
+                    f"round {r + 1}: "
+                    + ", ".join(f"{n} {results[n][-1]:.2f}" for n in mounts)
+                    + f" ({what})",
+                    file=sys.stderr,
+                )
+
+        def write_once(mnt: Path) -> float:
+            rate = dd_write(mnt / "big", mib)
+            (mnt / "big").unlink()
+            return rate
+
+        rounds_of("metadata, s", metas, lambda mnt: metadata(mnt, files))
         # reads first, of files written beforehand; then the writes (a read right after a
         # burst of timed writes would run while the host still writes them out)
         for mnt in mounts.values():
             dd_write(mnt / "big", mib)
-        for r in range(rounds):
-            for name in _rotated(list(mounts), r):
-                reads[name].append(dd_read(mounts[name] / "big", mib))
-            print(
-                f"round {r + 1}: "
-                + ", ".join(f"{n} {reads[n][-1]:.0f}" for n in mounts)
-                + " MiB/s read",
-                file=sys.stderr,
-            )
+        rounds_of("read, MiB/s", reads, lambda mnt: dd_read(mnt / "big", mib))
         for mnt in mounts.values():
             (mnt / "big").unlink()
-        for r in range(rounds):
-            for name in _rotated(list(mounts), r):
-                writes[name].append(dd_write(mounts[name] / "big", mib))
-                (mounts[name] / "big").unlink()
-            print(
-                f"round {r + 1}: "
-                + ", ".join(f"{n} {writes[n][-1]:.0f}" for n in mounts)
-                + " MiB/s written",
-                file=sys.stderr,
-            )
+        rounds_of("write, MiB/s", writes, write_once)
     print(
         f"\n(r) paired: {rounds} rounds of (a) on {files} files, then of {mib} MiB dd bs=1M "
         f"reads (page cache dropped before each), then of writes; load average "
