@@ -208,18 +208,15 @@ class Forwarder:
         if opcode != wire.OP_INIT or len(data) < wire.INIT_IN_FLAGS2 + 4:
             return data
         self._init_unique = wire.IN_HEADER.unpack_from(data)[2]
-        (flags,) = wire.U32.unpack_from(data, wire.INIT_IN_FLAGS)
-        (flags2,) = wire.U32.unpack_from(data, wire.INIT_IN_FLAGS2)
-        unsafe = flags2 & sum(wire.SOCKET_UNSAFE_FLAGS2) if flags & wire.FLAG_INIT_EXT else 0
-        if not unsafe:
-            return data
-        out = bytearray(data)
-        wire.U32.pack_into(out, wire.INIT_IN_FLAGS2, flags2 & ~unsafe)
-        self.stats.init_comment_in = (
-            f"fusetrace: the daemon was sent flags2 {flags2 & ~unsafe:#x}, without "
-            f"{wire.flag2_names(unsafe)} (a daemon behind a socket cannot use them)"
+        out, flags2, unsafe = wire.without_unsafe_flags2(
+            data, wire.INIT_IN_FLAGS, wire.INIT_IN_FLAGS2
         )
-        return bytes(out)
+        if unsafe:
+            self.stats.init_comment_in = (
+                f"fusetrace: the daemon was sent flags2 {flags2 & ~unsafe:#x}, without "
+                f"{wire.flag2_names(unsafe)} (a daemon behind a socket cannot use them)"
+            )
+        return out
 
     def _kernel_to_daemon(self) -> None:
         fd = self.devfd
@@ -296,18 +293,15 @@ class Forwarder:
             self.stats.max_write = wire.U32.unpack_from(data, wire.INIT_OUT_MAX_WRITE)[0]
         if len(data) < wire.INIT_OUT_FLAGS2 + 4:
             return data
-        (flags,) = wire.U32.unpack_from(data, wire.INIT_OUT_FLAGS)
-        (flags2,) = wire.U32.unpack_from(data, wire.INIT_OUT_FLAGS2)
-        unsafe = flags2 & sum(wire.SOCKET_UNSAFE_FLAGS2)
-        if not (flags & wire.FLAG_INIT_EXT) or not unsafe:
-            return data
-        out = bytearray(data)
-        wire.U32.pack_into(out, wire.INIT_OUT_FLAGS2, flags2 & ~unsafe)
-        self.stats.init_comment_out = (
-            f"fusetrace: the daemon replied with flags2 {flags2:#x}; "
-            f"{wire.flag2_names(unsafe)} cleared before the kernel saw it"
+        out, flags2, unsafe = wire.without_unsafe_flags2(
+            data, wire.INIT_OUT_FLAGS, wire.INIT_OUT_FLAGS2
         )
-        return bytes(out)
+        if unsafe:
+            self.stats.init_comment_out = (
+                f"fusetrace: the daemon replied with flags2 {flags2:#x}; "
+                f"{wire.flag2_names(unsafe)} cleared before the kernel saw it"
+            )
+        return out
 
     def _daemon_to_kernel(self) -> None:
         recv_into = self.sock.recv_into

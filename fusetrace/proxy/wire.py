@@ -72,3 +72,18 @@ SOCKET_UNSAFE_FLAGS2 = {
 def flag2_names(bits: int) -> str:
     """``PASSTHROUGH|OVER_IO_URING`` for the socket-unsafe bits set in ``bits``."""
     return "|".join(name for bit, name in SOCKET_UNSAFE_FLAGS2.items() if bits & bit)
+
+
+def without_unsafe_flags2(data: bytes, flags_at: int, flags2_at: int) -> tuple[bytes, int, int]:
+    """An INIT request or reply (``flags`` and ``flags2`` at these offsets) with the
+    socket-unsafe flags2 bits cleared: ``(frame, flags2 as it was, bits cleared)``. Bits are
+    only read where INIT_EXT says flags2 is meant; with nothing to clear the frame is
+    ``data`` itself."""
+    (flags,) = U32.unpack_from(data, flags_at)
+    (flags2,) = U32.unpack_from(data, flags2_at)
+    unsafe = flags2 & sum(SOCKET_UNSAFE_FLAGS2) if flags & FLAG_INIT_EXT else 0
+    if not unsafe:
+        return data, flags2, 0
+    out = bytearray(data)
+    U32.pack_into(out, flags2_at, flags2 & ~unsafe)
+    return bytes(out), flags2, unsafe
