@@ -199,16 +199,14 @@ def _pad_block(block: Block | None, pad: int, order: str) -> Block | None:
     grown = total + pad
     option = struct.pack(order + "HH", PAD_OPTION, pad - 4) + bytes(pad - 4)
     tail = struct.pack(order + "HHI", 0, 0, grown)
-    if len(block) == 1:
+    if len(block) == 1:  # a small block joined into one part: its header and trailer
         whole = bytes(block[0])
-        return (whole[:4] + struct.pack(order + "I", grown) + whole[8:-8] + option + tail,)
+        block = (whole[:8], whole[8:-8], whole[-8:])
     head, *middle, end = block
-    head = bytes(head)
-    end = bytes(end)
     return (
-        head[:4] + struct.pack(order + "I", grown) + head[8:],
+        bytes(head[:4]) + struct.pack(order + "I", grown) + bytes(head[8:]),
         *middle,
-        end[:-8] + option + tail,
+        bytes(end[:-8]) + option + tail,
     )
 
 
@@ -271,12 +269,13 @@ class CaptureOutput:
                     self._unit = PAGE
                 else:
                     self._stop_direct()
-                start = self.pos
-                self.pos += writev_all(self.fd, blocks, pos=start)
-                os.ftruncate(self.fd, self.pos)
-                return
+                redo = True
+        else:
+            redo = False
         start = self.pos
         self.pos += writev_all(self.fd, blocks, pos=start)
+        if redo:  # the direct writes may have gone past the end (padding)
+            os.ftruncate(self.fd, self.pos)
 
     def _write_direct(self, blocks: list[Block]) -> None:
         """Write ``blocks`` at ``pos`` with O_DIRECT, but for the last partial unit.
@@ -313,20 +312,21 @@ class CaptureOutput:
                 start += pwritev_all(dfd, iov, start)
                 iov.clear()
 
-        def put(data: bytes | memoryview) -> None:
+        def put(*parts: bytes | memoryview) -> None:
             nonlocal fill, seg, fpos
-            src = memoryview(data)
-            off, n = 0, len(src)
-            while off < n:
-                k = min(n - off, size - fill)
-                stage[fill : fill + k] = src[off : off + k]
-                fill += k
-                off += k
-                fpos += k
-                if fill == size:  # the stage is full: out with everything gathered
-                    iov.append(view[seg:fill])
-                    flush()
-                    fill = seg = 0
+            for part in parts:
+                src = memoryview(part)
+                off, n = 0, len(src)
+                while off < n:
+                    k = min(n - off, size - fill)
+                    stage[fill : fill + k] = src[off : off + k]
+                    fill += k
+                    off += k
+                    fpos += k
+                    if fill == size:  # the stage is full: out with everything gathered
+                        iov.append(view[seg:fill])
+                        flush()
+                        fill = seg = 0
 
         put(first)
         pending: Block | None = None
@@ -342,9 +342,7 @@ class CaptureOutput:
                 pad = -(fpos + sum(map(len, pending or ())) + len(head)) % unit
                 padded = (pending or ()) if not pad else _pad_block(pending, pad, self._order)
                 if padded is not None:
-                    for part in padded:
-                        put(part)
-                    put(head)
+                    put(*padded, head)
                     whole = len(data) - len(data) % unit
                     iov.append(view[seg:fill])
                     iov.append(data[:whole])
@@ -352,17 +350,12 @@ class CaptureOutput:
                     seg = fill
                     if len(iov) >= IOV_MAX - 2:
                         flush()
-                    put(data[whole:])
-                    put(block[2])
+                    put(data[whole:], block[2])
                     pending = None
                     continue
-            if pending is not None:
-                for part in pending:
-                    put(part)
+            put(*(pending or ()))
             pending = block
-        if pending is not None:
-            for part in pending:
-                put(part)
+        put(*(pending or ()))
         whole = (fill - seg) - (fpos % unit)
         if whole:
             iov.append(view[seg : seg + whole])
