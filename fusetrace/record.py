@@ -30,7 +30,10 @@ class Record(NamedTuple):
     ``frame``); ``t_ns`` is nanoseconds since the Unix epoch; ``data`` is the raw frame,
     header included, possibly cut to the snap length (``orig_len`` keeps the real length);
     ``channel`` numbers the /dev/fuse file descriptor (pcapng interface) it crossed;
-    ``comment`` says what the proxy changed in the frame, if anything.
+    ``comment`` says what the proxy changed in the frame, if anything; ``result`` is the
+    kernel's answer to a daemon → kernel frame as the recorder wrote it to /dev/fuse: 0 when
+    the kernel took it, a positive errno when it refused it, ``None`` where it is not known
+    (requests, captures made before results were recorded).
 
     A NamedTuple rather than a dataclass: a million of these are made per large capture.
     """
@@ -42,6 +45,12 @@ class Record(NamedTuple):
     orig_len: int
     channel: int = 0
     comment: str | None = None
+    result: int | None = None
+
+    @property
+    def number(self) -> int:
+        """The frame's number as Wireshark and tshark count it (``frame.number``, from 1)."""
+        return self.index + 1
 
     @property
     def truncated(self) -> bool:
