@@ -25,6 +25,7 @@ from fusetrace.report.findings import (
     TextReporter,
 )
 from fusetrace.tracker import FAMILIES, RULES, Finding, Severity, Tracker, select_rules
+from fusetrace.tracker.machine import SessionState
 
 #: show a progress display on a terminal once a capture has this many frames
 PROGRESS_EVERY = 20_000
@@ -55,12 +56,16 @@ def check_capture(
 ) -> CaptureResult:
     """Check one capture file; raises CaptureError if it cannot be read."""
     with open_capture(path) as reader:
+        # `top --attach -w`: headers from the kernel's tracepoints, of a session begun earlier
+        attached = reader.info.meta.get("source") == "tracepoints"
         tracker = Tracker(
             byte_order=reader.info.byte_order,
             rules=rules,
             mount_options=_mount_options(reader.info.meta),
-            header_only=header_only,
+            header_only=header_only or attached,
         )
+        if attached:
+            tracker.state = SessionState.READY
         findings: list[Finding] = []
         feed = tracker.feed
         task = None

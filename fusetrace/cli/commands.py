@@ -17,6 +17,8 @@ COMMANDS: dict[str, str] = {
     "replay": "replay",
     "conform": "conform",
     "wireshark-plugin": "wireshark",
+    "top": "top",
+    "report": "htmlreport",
 }
 
 

@@ -55,6 +55,13 @@ Examples:
     help="Also print one summary line per frame on standard error while recording.",
 )
 @click.option(
+    "--top",
+    "top",
+    is_flag=True,
+    help="Show `fusetrace top`'s screen on standard error while recording (per-opcode "
+    "rates, in flight, latency, errors, bytes), refreshed once a second.",
+)
+@click.option(
     "--check",
     "check",
     is_flag=True,
@@ -86,6 +93,7 @@ def record(
     snaplen: int | None,
     daemon_timeout: float | None,
     live: bool,
+    top: bool,
     check: bool,
     fail_on: str,
     handoff: str,
@@ -114,7 +122,16 @@ def record(
         raise click.BadParameter(str(e), param_hint="'-o'") from None
     from fusetrace.proxy.live import LiveCheck, LiveView, both
 
+    if live and top:
+        raise click.BadParameter("--live and --top both use standard error; pick one",
+                                 param_hint="'--top'")  # fmt: skip
     sinks = []
+    screen = None
+    if top:
+        from fusetrace.cli.top import RecordTop
+
+        screen = RecordTop(sys.stderr, output=output, daemon=list(daemon), mountpoint=mountpoint)
+        sinks.append(screen.put)
     if live:
         view = LiveView(sys.stderr)
         sinks.append(view.put)
@@ -133,7 +150,11 @@ def record(
         handoff=handoff,
         live=live_sink,
     )
-    result = Session(config).run()
+    try:
+        result = Session(config).run()
+    finally:
+        if screen is not None:
+            screen.close()
     if live:
         view.close()
     where = "standard output" if output == "-" else output
