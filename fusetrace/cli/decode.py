@@ -156,10 +156,18 @@ Examples:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "jsonl", "json"]),
+    type=click.Choice(["text", "jsonl", "json", "parquet"]),
     default="text",
     show_default=True,
-    help="text lines, or one JSON object per frame (jsonl); json only with --stats.",
+    help="text lines, or one JSON object per frame (jsonl); json only with --stats; "
+    "parquet: one row per frame with the jsonl fields, written to the -w file.",
+)
+@click.option(
+    "-w",
+    "--write",
+    "write",
+    metavar="FILE",
+    help="With --format parquet: the Parquet file to write ('-': standard output).",
 )
 @click.option("--op", "ops", metavar="NAMES", help="Only these opcodes, e.g. LOOKUP,READ "
               "(notifications as NOTIFY_INVAL_ENTRY); replies follow their request.")  # fmt: skip
@@ -204,6 +212,7 @@ def decode(
     capture: str,
     verbose: bool,
     fmt: str,
+    write: str | None,
     ops: str | None,
     nodeid: int | None,
     unique: int | None,
@@ -229,6 +238,12 @@ def decode(
             "--check prints findings under frames; `fusetrace check` summarises them",
             param_hint="'--check'",
         )
+    if (fmt == "parquet") != (write is not None):
+        raise click.BadParameter("parquet is written to a file: --format parquet -w FILE",
+                                 param_hint="'-w'")  # fmt: skip
+    if fmt == "parquet" and (stats or check or verbose):
+        raise click.BadParameter("parquet holds frames, not --stats, --check or -v",
+                                 param_hint="'--format'")  # fmt: skip
     op_names = _parse_ops(ops) if ops else None
     out: TextIO = sys.stdout
     with open_capture(capture) as reader:
@@ -248,7 +263,12 @@ def decode(
         if head is not None:
             t0[0] = head.t_ns
             records = itertools.chain((head,), records)
-        if keep is None and tracker is None and summary is None and not verbose:
+        if write is not None:
+            from fusetrace.cli.parquet import write_parquet
+
+            write_parquet(write, records, feed, keep, t0[0], info.meta)
+            records = iter(())
+        elif keep is None and tracker is None and summary is None and not verbose:
             # the common case, kept tight: decode, render, write in chunks
             base = t0[0]
             append = lines.append

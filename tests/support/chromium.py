@@ -53,8 +53,9 @@ class _Pipe:
         self.next_id = 0
         self.events: list[dict[str, Any]] = []
 
-    def send(self, method: str, params: dict[str, Any] | None = None,
-             session: str | None = None) -> int:  # fmt: skip
+    def send(
+        self, method: str, params: dict[str, Any] | None = None, session: str | None = None
+    ) -> int:
         self.next_id += 1
         msg: dict[str, Any] = {"id": self.next_id, "method": method, "params": params or {}}
         if session:
@@ -80,8 +81,13 @@ class _Pipe:
         result: dict[str, Any] = json.loads(raw)
         return result
 
-    def call(self, method: str, params: dict[str, Any] | None = None,
-             session: str | None = None, timeout: float = 60) -> dict[str, Any]:  # fmt: skip
+    def call(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        session: str | None = None,
+        timeout: float = 60,
+    ) -> dict[str, Any]:
         want = self.send(method, params, session)
         deadline = time.monotonic() + timeout
         while True:
@@ -115,8 +121,9 @@ class _Pipe:
                     self.events.append(msg)
 
 
-def open_page(path: Path, expression: str, *, width: int = 1280, height: int = 2400,
-              timeout: float = 90) -> PageResult:  # fmt: skip
+def open_page(
+    path: Path, expression: str, *, width: int = 1280, height: int = 2400, timeout: float = 90
+) -> PageResult:
     """Load ``path`` (a local file) in headless Chromium and report on it."""
     to_chrome_r, to_chrome_w = os.pipe()
     from_chrome_r, from_chrome_w = os.pipe()
@@ -152,9 +159,11 @@ def open_page(path: Path, expression: str, *, width: int = 1280, height: int = 2
             sid = attached["sessionId"]
             for domain in ("Runtime", "Log", "Network", "Page"):
                 pipe.call(f"{domain}.enable", session=sid)
-            pipe.call("Emulation.setDeviceMetricsOverride",
-                      {"width": width, "height": height, "deviceScaleFactor": 1,
-                       "mobile": False}, session=sid)  # fmt: skip
+            pipe.call(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+                session=sid,
+            )
             pipe.call("Page.navigate", {"url": path.resolve().as_uri()}, session=sid)
             pipe.wait_event("Page.loadEventFired", timeout)
             pipe.drain(1.0)  # late console messages and requests
