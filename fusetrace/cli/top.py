@@ -312,6 +312,7 @@ def _run_attach(
     out_head = struct.Struct("=IiQ")
     session = TraceSession(entry.conn)
     done = threading.Event()
+    failed: list[Exception] = []
 
     def on_term(signum: int, frame: Any) -> None:
         done.set()
@@ -326,6 +327,14 @@ def _run_attach(
             )
 
             def pump() -> None:
+                try:
+                    _pump()
+                except Exception as e:  # reported after tracefs is restored
+                    failed.append(e)
+                finally:
+                    done.set()  # reading ended (stop, or an error): so does the wait
+
+            def _pump() -> None:
                 for ev in session.events():
                     t = ev.t_ns + offset
                     with top.lock:
@@ -353,7 +362,12 @@ def _run_attach(
     finally:
         signal.signal(signal.SIGTERM, old_term)
         if sink is not None:
-            sink.close()
+            with contextlib.suppress(OSError):
+                sink.close()
+    if failed:
+        e = failed[0]
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise EnvironmentProblem(f"reading the fuse tracepoints failed: {why}")
     _print_final(top, fmt, {"source": "tracepoints", "lost_events": session.lost,
                             "cannot_show": list(TRACEPOINT_GAPS)})  # fmt: skip
     if writer is not None:
@@ -381,7 +395,13 @@ def _run_capture(path: str, fmt: str, duration: float | None, interval: float) -
             if path != "-":
                 with contextlib.suppress(OSError):
                     size = f" ({_size(os.path.getsize(path))})"
-            who = " ".join(daemon) if isinstance(daemon, list) else "daemon unknown"
+            if isinstance(daemon, list):
+                who = " ".join(map(str, daemon))
+            else:
+                where = info.meta.get("mountpoint")
+                who = f"{info.meta.get('mount_source', 'daemon unknown')}" + (
+                    f" on {where}" if where else ""
+                )
             who = who if len(who) <= 100 else who[:99] + "…"
             return [f"{path}{size}: {who}" + (f" [{source}]" if source else "")]
 

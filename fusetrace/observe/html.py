@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno as errno_mod
 import html
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,15 +71,21 @@ def latency_figure(agg: Aggregate) -> Any:
         xs, ys = [], []
         for lo, hi, n in h.items():
             xs.append((lo + hi) / 2 / 1000)
-            ys.append(n)
+            # buckets double in width every octave: scale each count to a bucket of
+            # 1/16 octave, so the curve's shape does not jump at powers of two
+            span = math.log((hi + 1) / lo) if lo else _SIXTEENTH
+            ys.append(round(n * _SIXTEENTH / span, 3))
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name,
                                  line={"shape": "hvh"}))  # fmt: skip
     fig.update_layout(
         title="Latency distribution per opcode (request to reply)",
         xaxis={"title": "latency (µs, log scale)", "type": "log"},
-        yaxis={"title": "replies"},
+        yaxis={"title": "replies per 1/16 octave"},
     )
     return fig
+
+
+_SIXTEENTH = math.log(2) / 16
 
 
 def in_flight_figure(agg: Aggregate) -> Any:
