@@ -278,11 +278,17 @@ def _run_attach(
 
     def header() -> list[str]:
         lost = f"  lost {session.lost} events" if session.lost else ""
-        return [
+        lines = [
             f"{entry.mountpoint}: {entry.source} ({entry.fstype}), connection {entry.conn}, "
             f"through fuse tracepoints{lost}",
             "  ".join(limits) if limits else "limits: fusectl not mounted",
         ]
+        if output is not None and writer is not None:
+            size = ""
+            with contextlib.suppress(OSError):
+                size = f" ({_size(os.stat(output).st_size)})"
+            lines.append(f"capture: {output}{size}, {writer.frames} header-only frames")
+        return lines
 
     top = Top(agg, header=header, notes=notes, live_rates=True)
     writer = None

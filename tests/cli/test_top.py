@@ -78,6 +78,22 @@ def test_usage_errors(args: tuple[str, ...]) -> None:
     assert "Traceback" not in r.stderr
 
 
+def test_record_top_and_live_exclude_each_other(tmp_path: Path) -> None:
+    r = run(
+        "record", "--top", "--live", "-w", str(tmp_path / "t.pcapng"), str(tmp_path), "--", "true"
+    )
+    assert r.returncode == 2 and "--live" in r.stderr
+
+
+def test_cut_short_capture_prints_what_it_has(tmp_path: Path) -> None:
+    data = (CAPTURES / "squashfuse_ll.pcapng").read_bytes()
+    cut = tmp_path / "cut.pcapng"
+    cut.write_bytes(data[: len(data) - 100])
+    r = run("top", str(cut), "--format", "json")
+    assert r.returncode == 3 and "cut short" in r.stderr
+    assert json.loads(r.stdout)["frames"] > 0
+
+
 def test_unreadable_capture(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pcapng"
     bad.write_bytes(b"not a capture at all")
