@@ -370,6 +370,9 @@ def _run_attach(
         if sink is not None:
             with contextlib.suppress(OSError):
                 sink.close()
+    if session.leftover:
+        click.echo(f"fusetrace: warning: could not remove the ftrace instance {session.leftover}",
+                   err=True)  # fmt: skip
     if failed:
         e = failed[0]
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)

@@ -175,6 +175,8 @@ class TraceSession:
         self.root: str | None = None
         self.instance: str | None = None
         self.lost = 0
+        #: set when the instance could not be removed (what and why)
+        self.leftover: str | None = None
         self._stop_r, self._stop_w = os.pipe()
         self._pipe: int | None = None
 
@@ -262,8 +264,11 @@ class TraceSession:
                     break
                 except OSError as e:
                     if e.errno != errno.EBUSY:
+                        self.leftover = f"{inst}: {e.strerror}"
                         break
                     select.select([], [], [], 0.02)
+            else:
+                self.leftover = f"{inst}: still busy"
             self.instance = None
         if self.mounted_by_us:
             subprocess.run(["umount", TRACEFS], capture_output=True, check=False)
