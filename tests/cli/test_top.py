@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -21,6 +22,7 @@ from tests.support.mount import (
     fusetrace_env,
     is_mounted,
     kill_all,
+    native_mount,
     stat_with_timeout,
     unmount,
 )
@@ -101,93 +103,138 @@ def test_unreadable_capture(tmp_path: Path) -> None:
     assert r.returncode == 3 and "fusetrace: error:" in r.stderr
 
 
-@pytest.mark.mount
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
-def test_record_top_draws_in_a_terminal(tmp_path: Path, mountpoint: Path) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    for i in range(10):
-        (src / f"f{i}.txt").write_text(f"file {i}\n" * 100)
-    image = make_squashfs(src, tmp_path / "img.sqfs")
-    cap = tmp_path / "t.pcapng"
-    sock = f"fusetrace-test-{os.getpid()}"
-    env = fusetrace_env({"TERM": "xterm-256color"})
-    cmd = " ".join(
-        fusetrace_cmd(
-            "record",
-            "--top",
-            "-w",
-            str(cap),
-            str(mountpoint),
-            "--",
-            "squashfuse_ll",
-            "-f",
-            str(image),
-            "{}",
-        )
-    )
-    tmux = ["tmux", "-L", sock, "-f", "/dev/null"]
-    subprocess.run(
-        [
-            *tmux,
-            "new-session",
-            "-d",
-            "-x",
-            "160",
-            "-y",
-            "50",
-            "-s",
-            "top",
-            "-e",
-            f"PYTHONPATH={env['PYTHONPATH']}",
-            cmd,
-        ],
-        check=True,
-        env=env,
-    )
-    pane_pid = int(
+class Pane:
+    """A command running in a tmux pane of its own (a private tmux server)."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
+        self.tmux = ["tmux", "-L", f"fusetrace-test-{os.getpid()}", "-f", "/dev/null"]
         subprocess.run(
-            [*tmux, "display-message", "-p", "-t", "top", "#{pane_pid}"],
+            [
+                *self.tmux,
+                "new-session",
+                "-d",
+                "-x",
+                "160",
+                "-y",
+                "50",
+                "-s",
+                "top",
+                "-e",
+                f"PYTHONPATH={env['PYTHONPATH']}",
+                shlex.join(cmd),
+            ],
+            check=True,
+            env=env,
+        )
+        out = subprocess.run(
+            [*self.tmux, "display-message", "-p", "-t", "top", "#{pane_pid}"],
             capture_output=True,
             text=True,
             check=True,
         ).stdout
+        self.pid = int(out)
+        self.pids = {self.pid: _start_time(self.pid) or ""}
+
+    def text(self) -> str:
+        r = subprocess.run(
+            [*self.tmux, "capture-pane", "-p", "-t", "top"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return r.stdout
+
+    def wait_for(self, *patterns: str, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        screen = self.text()
+        while not all(re.search(p, screen, re.M) for p in patterns):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the pane never showed {patterns}:\n{screen}")
+            time.sleep(0.2)
+            screen = self.text()
+        return screen
+
+    def close(self, end_timeout: float = 20) -> None:
+        self.pids.update(descendants(self.pid))
+        deadline = time.monotonic() + end_timeout
+        while time.monotonic() < deadline and alive(self.pids):
+            time.sleep(0.1)
+        subprocess.run([*self.tmux, "kill-server"], check=False, stderr=subprocess.DEVNULL)
+        kill_all(self.pids)
+
+
+def _image(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(10):
+        (src / f"f{i}.txt").write_text(f"file {i}\n" * 100)
+    return make_squashfs(src, tmp_path / "img.sqfs")
+
+
+@pytest.mark.mount
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+def test_record_top_draws_in_a_terminal(tmp_path: Path, mountpoint: Path) -> None:
+    image = _image(tmp_path)
+    cap = tmp_path / "t.pcapng"
+    cmd = fusetrace_cmd(
+        "record",
+        "--top",
+        "-w",
+        str(cap),
+        str(mountpoint),
+        "--",
+        "squashfuse_ll",
+        "-f",
+        str(image),
+        "{}",
     )
-    pids = {pane_pid: _start_time(pane_pid) or ""}
+    pane = Pane(cmd, fusetrace_env({"TERM": "xterm-256color"}))
     try:
         deadline = time.monotonic() + 30
         while not is_mounted(mountpoint):
-            assert time.monotonic() < deadline, "the recording did not mount"
+            assert time.monotonic() < deadline, "the recording did not mount:\n" + pane.text()
             time.sleep(0.05)
         assert stat_with_timeout(mountpoint, 20)
-        pids.update(descendants(pane_pid))
+        pane.pids.update(descendants(pane.pid))
         for name in sorted(os.listdir(mountpoint)):
             (mountpoint / name).read_bytes()
-        screen = ""
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            screen = subprocess.run(
-                [*tmux, "capture-pane", "-p", "-t", "top"],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-            if re.search(r"^READ\s+\d+", screen, re.M) and re.search(
-                r"^LOOKUP\s+1\d", screen, re.M
-            ):
-                break
-            time.sleep(0.2)
-        assert re.search(r"^LOOKUP\s+1\d\s", screen, re.M), screen
-        assert re.search(r"^READ\s+\d+\s", screen, re.M), screen
+        screen = pane.wait_for(r"^LOOKUP\s+1\d\s", r"^READ\s+\d+\s")
         assert re.search(r"^opcode\s+requests\s+rate/s\s+in flight\s+p50\s+p99", screen, re.M)
         assert "max_background" in screen and str(cap) in screen
     finally:
         if is_mounted(mountpoint):
             unmount(mountpoint)
-        deadline = time.monotonic() + 20
-        pids.update(descendants(pane_pid))
-        while time.monotonic() < deadline and alive(pids):
-            time.sleep(0.1)
-        subprocess.run([*tmux, "kill-server"], check=False)
-        kill_all(pids)
+        pane.close()
     assert cap.exists() and cap.stat().st_size > 0
+
+
+@pytest.mark.mount
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+def test_attach_screen_says_what_tracepoints_cannot_show(tmp_path: Path, mountpoint: Path) -> None:
+    image = _image(tmp_path)
+    with native_mount(["squashfuse_ll", "-f", str(image), str(mountpoint)], mountpoint):
+        pane = Pane(
+            fusetrace_cmd("top", "--attach", str(mountpoint)),
+            fusetrace_env({"TERM": "xterm-256color"}),
+        )
+        try:
+            pane.wait_for(r"through fuse tracepoints")
+            for name in sorted(os.listdir(mountpoint)):
+                (mountpoint / name).read_bytes()
+            screen = pane.wait_for(r"^LOOKUP\s+1\d\s", r"^READ\s+\d+\s")
+            assert "tracepoints cannot show: node ids" in screen
+            assert "FORGET" in screen and "INTERRUPT" in screen
+            subprocess.run([*pane.tmux, "send-keys", "-t", "top", "C-c"], check=True)
+            pane.pids.update(descendants(pane.pid))
+            deadline = time.monotonic() + 20
+            while alive(pane.pids) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not alive(pane.pids), pane.text()
+        finally:
+            pane.close()
+    leftovers = (
+        [d for d in os.listdir("/sys/kernel/tracing/instances") if "fusetrace" in d]
+        if os.path.isdir("/sys/kernel/tracing/instances")
+        else []
+    )
+    assert not leftovers
