@@ -303,6 +303,9 @@ class Aggregate:
             self.timeline.reply(t_ns, length, self.in_flight)
             return None
         name, t_req = found
+        if not unique & FUSE_INT_REQ_BIT and self._pending:
+            # the request is over: an INTERRUPT still waiting for it gets no reply now
+            self._drop_interrupt(channel, unique | FUSE_INT_REQ_BIT)
         st = self._stats(name)
         st.replies += 1
         st.bytes_out += length
@@ -314,6 +317,13 @@ class Aggregate:
         st.latency.add(max(0, t_ns - t_req))
         self.timeline.reply(t_ns, length, self.in_flight)
         return name
+
+    def _drop_interrupt(self, channel: int, key: int) -> None:
+        found = self._pending.get((channel, key))
+        if found is not None and found[0] == "INTERRUPT":
+            del self._pending[(channel, key)]
+            self._stats("INTERRUPT").in_flight -= 1
+            self.in_flight -= 1
 
     def notify(self, t_ns: int, code: int, length: int) -> None:
         """A notification from the daemon (counted as a request of ``NOTIFY_<name>``)."""

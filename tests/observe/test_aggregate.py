@@ -53,6 +53,18 @@ def test_pairs_replies_and_counts_in_flight_and_errors() -> None:
     assert agg.in_flight == 0 and agg.max_in_flight == 2 and agg.unpaired == 1
 
 
+def test_an_interrupt_ends_with_the_request_it_interrupts() -> None:
+    agg = Aggregate()
+    agg.request(1_000, 8, 15, 80)  # READ
+    agg.request(2_000, 9, 36, 48)  # INTERRUPT of unique 8
+    assert agg.in_flight == 2
+    agg.reply(3_000, 8, -4, 16)  # READ ends with EINTR; the INTERRUPT gets no reply
+    assert agg.in_flight == 0
+    rows = {r["opcode"]: r for r in agg.rows()}
+    assert rows["INTERRUPT"]["in_flight"] == 0 and rows["INTERRUPT"]["replies"] == 0
+    assert rows["READ"]["errors"] == {"4": 1}
+
+
 def test_timeline_coarsens_and_keeps_totals() -> None:
     tl = Timeline(width_ns=10, max_buckets=8)
     for t in range(0, 1000, 5):
