@@ -17,6 +17,8 @@ COMMANDS: dict[str, str] = {
     "replay": "replay",
     "conform": "conform",
     "wireshark-plugin": "wireshark",
+    "reduce": "reduce",
+    "redact": "redact",
 }
 
 
