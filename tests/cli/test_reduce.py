@@ -71,3 +71,60 @@ def test_rule_kept_in_ten_frames(misbehaving_capture: Path, tmp_path: Path, rule
     found = [f for rec in records for f in t.feed(rec)] + t.finish()
     assert rule in {f.rule for f in found}, [f.describe() for f in found]
     assert doc["summary"].startswith(f"{len(records)} frames: INIT")
+
+
+def make_image(src: Path, image: Path) -> Path:
+    subprocess.run(["mksquashfs", str(src), str(image), "-noappend", "-quiet", "-no-progress"],
+                   check=True, capture_output=True)  # fmt: skip
+    return image
+
+
+@pytest.mark.mount
+@needs_fuse
+@pytest.mark.skipif(shutil.which("squashfuse_ll") is None or shutil.which("mksquashfs") is None,
+                    reason="squashfuse_ll or mksquashfs not installed")  # fmt: skip
+def test_difference_on_a_changed_image_in_fifteen_frames(tmp_path: Path) -> None:
+    """20,000 frames of stats and reads over 2,000 files; one file differs (same length) in
+    a second image. The reduced capture shows the READ difference against the changed
+    image and none against the original."""
+    src = tmp_path / "src"
+    for d in range(8):
+        (src / f"d{d}").mkdir(parents=True)
+        for k in range(250):
+            (src / f"d{d}" / f"f{k}").write_bytes(f"file {d}/{k}\n".encode() * 3)
+    original = make_image(src, tmp_path / "a.sqfs")
+    (src / "d5" / "f77").write_bytes(b"FILE 5/77\n" * 3)
+    changed = make_image(src, tmp_path / "b.sqfs")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    cap = tmp_path / "t.pcapng"
+    with recording(["squashfuse_ll", str(original), "{}"], mnt, cap):
+        for d in sorted(os.listdir(mnt)):
+            for f in sorted(os.listdir(mnt / d)):
+                os.stat(mnt / d / f)
+                assert (mnt / d / f).read_bytes().startswith(b"file ")
+    with open_capture(str(cap)) as reader:
+        assert sum(1 for _ in reader) >= 20_000
+
+    small = tmp_path / "small.pcapng"
+    r = fusetrace("reduce", str(cap), "-w", str(small), "--max-time", "120", "--format", "json",
+                  "--difference", "--", "squashfuse_ll", str(changed), "{}")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["reproduces"] == "READ data"
+    with open_capture(str(small)) as reader:
+        records = list(reader)
+        info = reader.info
+    assert len(records) == doc["frames_out"] <= 15
+    assert info.meta["daemon"][0] == "squashfuse_ll"  # the recorder's metadata is kept
+    assert "READ (the difference)" in doc["summary"]
+
+    def replay(image: Path) -> dict:  # type: ignore[type-arg]
+        out = fusetrace("replay", "--format", "json", str(small), "--", "squashfuse_ll",
+                        str(image), "{}")  # fmt: skip
+        assert out.returncode in (0, 1), out.stderr
+        return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+    differences = replay(changed)["differences"]
+    assert [(d["opcode"], d["field"]) for d in differences] == [("READ", "data")]
+    assert replay(original)["differences"] == []
