@@ -212,8 +212,9 @@ def reduce(
     else:
         click.echo(summary, file=out)
         note = " (time budget used up: not minimal)" if result.timed_out else ""
+        where = "" if target_frame is None else f" (frame {target_frame + 1} of {path})"
         click.echo(
             f"{len(records)} → {len(result.records)} frames, {result.tests} tests, "
-            f"{result.elapsed:.1f} s{note}; reproduces: {desc}",
+            f"{result.elapsed:.1f} s{note}; reproduces: {desc}{where}",
             file=out,
         )

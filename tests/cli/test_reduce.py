@@ -103,6 +103,8 @@ def test_difference_on_a_changed_image_in_fifteen_frames(tmp_path: Path) -> None
             for f in sorted(os.listdir(mnt / d)):
                 os.stat(mnt / d / f)
                 assert (mnt / d / f).read_bytes().startswith(b"file ")
+            if d == "d5":  # the kernel forgets what it looked up so far: FORGETs to balance
+                Path("/proc/sys/vm/drop_caches").write_text("2")
     with open_capture(str(cap)) as reader:
         assert sum(1 for _ in reader) >= 20_000
 
@@ -118,6 +120,9 @@ def test_difference_on_a_changed_image_in_fifteen_frames(tmp_path: Path) -> None
     assert len(records) == doc["frames_out"] <= 15
     assert info.meta["daemon"][0] == "squashfuse_ll"  # the recorder's metadata is kept
     assert "READ (the difference)" in doc["summary"]
+    # a valid session: the checker finds nothing wrong with it
+    c = fusetrace("check", "--fail-on", "warning", str(small))
+    assert c.returncode == 0, c.stdout + c.stderr
 
     def replay(image: Path) -> dict:  # type: ignore[type-arg]
         out = fusetrace("replay", "--format", "json", str(small), "--", "squashfuse_ll",
@@ -128,3 +133,22 @@ def test_difference_on_a_changed_image_in_fifteen_frames(tmp_path: Path) -> None
     differences = replay(changed)["differences"]
     assert [(d["opcode"], d["field"]) for d in differences] == [("READ", "data")]
     assert replay(original)["differences"] == []
+
+
+@pytest.mark.mount
+@needs_fuse
+def test_nothing_to_reduce_and_usage_errors(misbehaving_capture: Path, tmp_path: Path) -> None:
+    out = str(tmp_path / "small.pcapng")
+    cap = str(misbehaving_capture)
+    r = fusetrace("reduce", cap, "-w", out, "--rule", "FT204")  # no MKDIR in this session
+    assert r.returncode == 2
+    assert r.stderr.startswith("fusetrace: error:") and "FT204" in r.stderr
+    assert len(r.stderr.splitlines()) == 1
+    assert not os.path.exists(out)
+    for args in (["--rule", "FT999"], [], ["--rule", "FT102", "--difference"], ["--difference"]):
+        r = fusetrace("reduce", cap, "-w", out, *args)
+        assert r.returncode == 2, (args, r.stderr)
+    bad = tmp_path / "bad.pcapng"
+    bad.write_bytes(b"nothing")
+    r = fusetrace("reduce", str(bad), "-w", out, "--rule", "FT102")
+    assert r.returncode == 3 and r.stderr.startswith("fusetrace: error:")
