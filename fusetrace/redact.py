@@ -97,9 +97,11 @@ class Pseudonyms:
     and digits, then, when those run out, of any bytes but '/' and NUL.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, avoid: Iterable[bytes] = ()) -> None:
         self.map: dict[bytes, bytes] = {}
-        self._used: set[bytes] = set(_KEPT_NAMES)
+        #: never handed out: the kept names, and the original names when they are known
+        #: beforehand (so no original name shows up as another name's pseudonym)
+        self._used: set[bytes] = set(_KEPT_NAMES) | set(avoid)
         self._gens: dict[int, Iterator[bytes]] = {}
 
     def _candidates(self, n: int) -> Iterator[bytes]:
@@ -163,13 +165,16 @@ class Redactor:
         names: bool = True,
         data: bool = True,
         map_ids: bool = False,
+        avoid: Iterable[bytes] = (),
     ) -> None:
         self.order = byte_order_char(byte_order)
         self.decoder = FrameDecoder(byte_order)
         self.names = names
         self.data = data
         self.map_ids = map_ids
-        self.pseudonyms = Pseudonyms()
+        self.pseudonyms = Pseudonyms(avoid)
+        #: when set, names are collected here instead of rewritten (:func:`names_in`)
+        self.collected: set[bytes] | None = None
         self.ids = IdMap()
         self._flat = flat(self.order)
         #: how many names, data bytes and ids were rewritten
@@ -316,6 +321,11 @@ class Redactor:
         if not self.names or stop <= start:
             return
         old = bytes(buf[start:stop])
+        if self.collected is not None:
+            self.collected.add(old)
+            if xattr and b"." in old:
+                self.collected.add(old.split(b".", 1)[1])
+            return
         new = self.pseudonyms.xattr(old) if xattr else self.pseudonyms(old)
         if new != old:
             buf[start:stop] = new
@@ -338,6 +348,15 @@ class Redactor:
             if new != value:
                 st.pack_into(buf, pos + off, new)
                 self.counts["ids"] += 1
+
+
+def names_in(records: Iterable[Record], byte_order: str = "little") -> set[bytes]:
+    """Every name the records carry (to keep pseudonyms clear of them)."""
+    r = Redactor(byte_order)
+    r.collected = set()
+    for rec in records:
+        r.record(rec)
+    return r.collected
 
 
 def _scrub_text(value: str, secrets: Iterable[str]) -> str:

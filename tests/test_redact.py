@@ -6,7 +6,7 @@ from __future__ import annotations
 from fusetrace.protocol.abi import S_IFREG, NotifyCode, Opcode
 from fusetrace.protocol.stream import FrameDecoder
 from fusetrace.record import Record
-from fusetrace.redact import Pseudonyms, Redactor, pattern, scrub_meta
+from fusetrace.redact import Pseudonyms, Redactor, names_in, pattern, scrub_meta
 from fusetrace.tracker import Tracker
 from tests.reduce.session import Session
 
@@ -131,3 +131,18 @@ def test_scrub_meta() -> None:
     assert out["mount_options"] == {"fsname": "<redacted>", "ro": None}
     assert out["mount_source"] == "<redacted>"
     assert out["kernel_release"] == "6.1.0" and out["fusetrace_capture"] == 1
+
+
+def test_no_original_name_comes_back_as_a_pseudonym() -> None:
+    s = Session()
+    s.init()
+    s.lookup(1, "zzzz", 2)
+    s.lookup(1, "aaaa", 3)  # would be the first pseudonym of a 4-byte name
+    names = names_in(s.records)
+    assert names == {b"zzzz", b"aaaa"}
+    r = Redactor(avoid=names)
+    out = [r.record(rec) for rec in s.records]
+    got = {r.pseudonyms.map[n] for n in names}
+    assert not got & names
+    blob = b"".join(rec.data for rec in out)
+    assert b"zzzz" not in blob and b"aaaa" not in blob

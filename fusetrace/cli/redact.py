@@ -13,7 +13,7 @@ import click
 from fusetrace.capture.files import open_capture, open_output
 from fusetrace.capture.pcapng import CaptureInfo, CaptureWriter, Channel
 from fusetrace.record import Record
-from fusetrace.redact import Redactor, scrub_meta
+from fusetrace.redact import Redactor, names_in, scrub_meta
 
 
 def load(path: str) -> tuple[list[Record], CaptureInfo]:
@@ -130,7 +130,10 @@ def redact(
         raise click.UsageError("give the capture once: FILE or -r FILE")
     records, info = load(path)
     byte_order = str(info.meta.get("byte_order", info.byte_order))
-    red = Redactor(byte_order, names=not keep_names, data=not keep_data, map_ids=map_ids)
+    avoid = names_in(records, byte_order) if not keep_names else set()
+    red = Redactor(
+        byte_order, names=not keep_names, data=not keep_data, map_ids=map_ids, avoid=avoid
+    )
     out = [red.record(r) for r in records]
     secrets = [socket.gethostname()]
     secrets += [n.decode("utf-8", "replace") for n in red.pseudonyms.map if len(n) >= 4]

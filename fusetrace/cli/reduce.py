@@ -137,6 +137,7 @@ def reduce(
         oracle = RuleOracle(rule, first.culprit, byte_order)
         what = f"the {rule} finding"
         desc = first.message
+        key = f"{rule} [{first.culprit.value}]"
     else:
         if byte_order != sys.byteorder:
             raise CaptureError(f"{path}: recorded on a {byte_order}-endian machine")
@@ -159,7 +160,7 @@ def reduce(
             tuple(daemon), opcode, fld, mountpoint, byte_order, timeout_s=timeout
         )
         what = "the difference"
-        desc = f"{opcode} {fld}"
+        desc = key = f"{opcode} {fld}"
 
     graph = build(records, byte_order)
     bar = _progress_bar(max_time)
@@ -191,7 +192,9 @@ def reduce(
             raise NothingToReduce(
                 f"{path}: the whole capture, made a valid session, no longer shows {desc}"
             ) from None
-    write_like(write_path, info, result.records)
+    meta = dict(info.meta)
+    meta["reduced"] = {"frames": len(records), "reproduces": key}
+    write_like(write_path, info, result.records, meta=meta)
     summary = result.summary(what)
     if fmt == "json":
         doc = {

@@ -50,7 +50,8 @@ class Unit:
     companions: set[int] = field(default_factory=set)
     #: node id -> lookups the kernel took from this unit's reply
     lookups: Counter[int] = field(default_factory=Counter)
-    #: the node id the unit acts on (header nodeid), for grouping
+    #: the node id the unit is about (the header's, or the one an entry reply gave), for
+    #: grouping
     node: int = 0
 
     @property
@@ -294,6 +295,7 @@ def build(records: list[Record], byte_order: str = "little") -> Graph:
             n = int(d.body.get("nodeid", 0))
             if n:
                 unit.lookups[n] += 1
+                unit.node = n  # grouped with what is done to the node it gave
         elif spec.lookup is LookupEffect.READDIRPLUS:
             for e in d.body.get("entries", []):
                 n = int(e.get("nodeid", 0))

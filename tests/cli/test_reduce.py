@@ -119,6 +119,7 @@ def test_difference_on_a_changed_image_in_fifteen_frames(tmp_path: Path) -> None
         info = reader.info
     assert len(records) == doc["frames_out"] <= 15
     assert info.meta["daemon"][0] == "squashfuse_ll"  # the recorder's metadata is kept
+    assert info.meta["reduced"] == {"frames": doc["frames_in"], "reproduces": "READ data"}
     assert "READ (the difference)" in doc["summary"]
     # a valid session: the checker finds nothing wrong with it
     c = fusetrace("check", "--fail-on", "warning", str(small))
