@@ -40,6 +40,12 @@ def misbehaving_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
             in_thread(lambda: os.stat(mnt))
         for name in ("duplicate", "positive-error", "plain-a", "bad-out-len", "plain-b"):
             in_thread(lambda n=name: os.stat(mnt / n))
+        # a node looked up, then forgotten: the daemon answers the FORGET (FT106)
+        assert in_thread(lambda: os.stat(mnt / "forget-me")) is None
+        for k in range(3):
+            in_thread(lambda k=k: os.stat(mnt / f"plain-late-{k}"))
+        Path("/proc/sys/vm/drop_caches").write_text("2")
+        assert fs.forget_seen.wait(10), "no FORGET after drop_caches"
     except BaseException:
         fs.unmount(abort=True)
         raise
@@ -55,7 +61,7 @@ def misbehaving_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.mount
 @needs_fuse
-@pytest.mark.parametrize("rule", ["FT102", "FT305", "FT302"])
+@pytest.mark.parametrize("rule", ["FT102", "FT305", "FT302", "FT106"])
 def test_rule_kept_in_ten_frames(misbehaving_capture: Path, tmp_path: Path, rule: str) -> None:
     small = tmp_path / "small.pcapng"
     r = fusetrace("reduce", str(misbehaving_capture), "-w", str(small), "--rule", rule,
