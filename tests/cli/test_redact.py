@@ -133,3 +133,26 @@ def test_unreadable_capture_is_one_line_exit_3(tmp_path: Path) -> None:
     assert r.stderr.startswith("fusetrace: error:") and len(r.stderr.splitlines()) == 1
     r = fusetrace("redact", str(bad))
     assert r.returncode == 2
+
+
+def test_redacted_capture_replays_as_far_as_the_data_allows(tmp_path: Path) -> None:
+    """Names kept, data redacted: a replay against the same daemon runs to its end, and
+    differs only where the data was (READ, READLINK)."""
+    import sys
+
+    from tests.replay.kernel import FAKEFS, record_fakefs_session
+
+    cap = tmp_path / "fake.pcapng"
+    record_fakefs_session(str(cap))
+    out = tmp_path / "red.pcapng"
+    r = fusetrace("redact", str(cap), "-w", str(out), "--keep-names", "--map-ids")
+    assert r.returncode == 0, r.stderr
+    rep = fusetrace("replay", "--format", "json", str(out), "--", sys.executable, FAKEFS, "{}")
+    assert rep.returncode == 1, rep.stderr
+    doc = json.loads(rep.stdout)
+    assert doc["differences"]
+    assert {(d["opcode"], d["field"]) for d in doc["differences"]} <= {
+        ("READ", "data"),
+        ("READLINK", "data"),
+        ("READLINK", "target"),
+    }
