@@ -16,11 +16,12 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from fusetrace.protocol.abi import FUSE_INT_REQ_BIT, FUSE_ROOT_ID, Opcode
+from fusetrace.protocol.abi import FUSE_INT_REQ_BIT, FUSE_ROOT_ID, NotifyCode, Opcode
 from fusetrace.protocol.encode import encode_request
 from fusetrace.protocol.header import IN_HEADER_SIZE
-from fusetrace.protocol.registry import OPS, HandleEffect, LookupEffect
+from fusetrace.protocol.registry import NOTIFY, OPS, HandleEffect, LookupEffect
 from fusetrace.protocol.schemas import field_reader
+from fusetrace.protocol.session import Negotiated
 from fusetrace.protocol.stream import FrameDecoder
 from fusetrace.record import Direction, Record
 
@@ -29,6 +30,8 @@ _BATCH_FORGET = int(Opcode.BATCH_FORGET)
 _INIT = int(Opcode.INIT)
 _DESTROY = int(Opcode.DESTROY)
 _INTERRUPT = int(Opcode.INTERRUPT)
+_NOTIFY_REPLY = int(Opcode.NOTIFY_REPLY)
+_RETRIEVE = int(NotifyCode.RETRIEVE)
 _OPENERS = (HandleEffect.OPENS, HandleEffect.OPENS_DIR)
 _RELEASERS = (HandleEffect.RELEASES, HandleEffect.RELEASES_DIR)
 
@@ -157,6 +160,7 @@ class Graph:
             uid=ids[0],
             gid=ids[1],
             pid=ids[2],
+            negotiated=Negotiated.default(self.byte_order),
         )
         return rec._replace(data=data, orig_len=len(data))
 
@@ -205,6 +209,8 @@ def build(records: list[Record], byte_order: str = "little") -> Graph:
     fh_src: dict[int, int] = {}
     #: recorded lookup counts, to know what each forget leaves
     counts: Counter[int] = Counter()
+    #: notify_unique -> the RETRIEVE notification's unit
+    retrieves: dict[int, int] = {}
     init_unit: int | None = None
 
     def new(frames: list[int], kind: str, opcode: int | None, label: str) -> Unit:
@@ -269,6 +275,11 @@ def build(records: list[Record], byte_order: str = "little") -> Graph:
                             g.units[src].companions.add(unit.id)
             if spec.handle in _RELEASERS:
                 fh_src.pop(int(d.body.get("fh", -1)), None)
+            if op == _NOTIFY_REPLY:  # the kernel's answer to a RETRIEVE: goes with it
+                src = retrieves.get(d.unique)
+                if src is not None:
+                    unit.deps.add(src)
+                    g.units[src].companions.add(unit.id)
             if op == _INTERRUPT:
                 target = pending.get((rec.channel, int(d.body.get("unique", 0))))
                 if target is not None:
@@ -277,6 +288,14 @@ def build(records: list[Record], byte_order: str = "little") -> Graph:
         # daemon -> kernel
         if d.kind == "notify":
             unit = new([i], "notify", d.opcode, d.name)
+            nspec = NOTIFY.get(d.opcode or -1)
+            if nspec is not None and nspec.node_field is not None:
+                unit.node = int(d.body.get(nspec.node_field, 0))
+                src = node_src.get(unit.node)
+                if src is not None:
+                    unit.deps.add(src)
+            if d.opcode == _RETRIEVE:
+                retrieves[int(d.body.get("notify_unique", 0))] = unit.id
             continue
         key = (rec.channel, d.unique)
         uid = pending.pop(key, None)

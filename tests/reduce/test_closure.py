@@ -89,3 +89,20 @@ def test_interrupt_needs_its_target_and_unpaired_replies_stand_alone() -> None:
     assert g.unit_of[read] in g.units[g.unit_of[intr]].deps
     assert g.units[g.unit_of[stray]].kind == "stray"
     assert g.close([g.unit_of[stray]]) == {g.unit_of[0], g.unit_of[stray]}
+
+
+def test_notifications_need_their_node_and_a_retrieve_brings_its_answer() -> None:
+    from fusetrace.protocol.abi import NotifyCode
+
+    s = Session()
+    s.init()
+    look = s.lookup(1, "f", 2)
+    store = s.notify(NotifyCode.STORE, {"nodeid": 2, "offset": 0, "data": b"abc"})
+    retrieve = s.notify(NotifyCode.RETRIEVE,
+                        {"notify_unique": 77, "nodeid": 2, "offset": 0, "size": 3})  # fmt: skip
+    s.unique = 75  # the kernel answers with the notification's unique
+    answer = s.send(Opcode.NOTIFY_REPLY, {"offset": 0, "data": b"abc"}, 2)
+    g = build(s.records)
+    assert g.unit_of[look] in g.units[g.unit_of[store]].deps
+    kept = g.close([g.unit_of[retrieve]])
+    assert {g.unit_of[answer], g.unit_of[look]} <= kept
