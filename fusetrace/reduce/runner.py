@@ -9,6 +9,7 @@ unit needs costs no test.
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -25,8 +26,20 @@ _DESTROY = int(Opcode.DESTROY)
 _TIMES = "\u00d7"  # the multiplication sign of "FORGET ×2"  # noqa: RUF003
 
 
-def _call(oracle: Oracle, records: list[Record]) -> bool:
-    return oracle(records)
+#: the graph and oracle of a worker process, set once when the pool starts (forked: the
+#: capture is not copied per task, only the unit ids of each candidate are)
+_WORKER: tuple[Graph, Oracle] | None = None
+
+
+def _start_worker(graph: Graph, oracle: Oracle) -> None:
+    global _WORKER
+    _WORKER = (graph, oracle)
+
+
+def _test_in_worker(kept: list[int]) -> bool:
+    assert _WORKER is not None
+    graph, oracle = _WORKER
+    return oracle(graph.records_for(kept)[0])
 
 
 @dataclass
@@ -118,13 +131,17 @@ class Search:
         todo = [s for s in dict.fromkeys(sets) if s not in self._cache]
         self.progress.cached += len(sets) - len(todo)
         if todo:
-            batches = [self.graph.records_for(sorted(s))[0] for s in todo]
             if self.jobs > 1 and len(todo) > 1:
                 if self._pool is None:
-                    self._pool = ProcessPoolExecutor(max_workers=self.jobs)
-                verdicts = list(self._pool.map(_call, [self.oracle] * len(todo), batches))
+                    self._pool = ProcessPoolExecutor(
+                        max_workers=self.jobs,
+                        mp_context=multiprocessing.get_context("fork"),
+                        initializer=_start_worker,
+                        initargs=(self.graph, self.oracle),
+                    )
+                verdicts = list(self._pool.map(_test_in_worker, [sorted(s) for s in todo]))
             else:
-                verdicts = [self.oracle(b) for b in batches]
+                verdicts = [self.oracle(self.graph.records_for(sorted(s))[0]) for s in todo]
             for s, v in zip(todo, verdicts, strict=True):
                 self._cache[s] = v
             self.progress.tests += len(todo)
