@@ -23,7 +23,7 @@ import string
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from fusetrace.protocol.abi import IoctlFlag, Opcode
+from fusetrace.protocol.abi import FUSE_EXT_GROUPS, IoctlFlag, Opcode
 from fusetrace.protocol.decode import Decoded
 from fusetrace.protocol.header import IN_HEADER_SIZE, OUT_HEADER_SIZE, byte_order_char
 from fusetrace.protocol.registry import NOTIFY, OPS, Arg, ArgKind
@@ -32,6 +32,7 @@ from fusetrace.protocol.schemas import (
     field_offset,
     field_reader,
     flat,
+    schemas,
     struct_by_length,
     struct_for,
 )
@@ -220,6 +221,8 @@ class Redactor:
             return
         body_end = end - d.header.total_extlen * 8  # type: ignore[union-attr]
         self._walk(buf, spec.request, IN_HEADER_SIZE, body_end, d.body, neg, op)
+        if self.map_ids and body_end < end:
+            self._ext_groups(buf, body_end, end)
 
     def _reply(
         self, buf: bytearray, d: Decoded, req: Decoded | None, end: int, neg: Negotiated
@@ -314,6 +317,37 @@ class Redactor:
             if plus and self.map_ids:
                 self._ids(buf, pos, entry_name)
             self._name(buf, pos + fixed, pos + fixed + namelen)
+            pos += size
+
+    def _ext_groups(self, buf: bytearray, pos: int, end: int) -> None:
+        """The supplementary groups of a request's extension block, mapped as gids."""
+        head = self._flat["fuse_ext_header"]
+        size_at = field_offset("fuse_ext_header", "size")
+        type_at = field_offset("fuse_ext_header", "type")
+        sizes = field_reader(self.order, "fuse_ext_header", "size")
+        assert sizes is not None
+        u32 = sizes[0]
+        # fuse_supp_groups: nr_groups, then that many gids (a variable-size schema)
+        groups = schemas(self.order)["fuse_supp_groups"]
+        nr_size = groups.subcons[0].sizeof()
+        while end - pos >= head.size:
+            (size,) = u32.unpack_from(buf, pos + size_at)
+            (kind,) = u32.unpack_from(buf, pos + type_at)
+            if size < head.size or size > end - pos:
+                return
+            if kind == FUSE_EXT_GROUPS:
+                at = pos + head.size
+                (nr,) = u32.unpack_from(buf, at)
+                at += nr_size
+                for _ in range(nr):
+                    if at + u32.size > pos + size:
+                        break
+                    (gid,) = u32.unpack_from(buf, at)
+                    new = self.ids("gid", gid)
+                    if new != gid:
+                        u32.pack_into(buf, at, new)
+                        self.counts["ids"] += 1
+                    at += u32.size
             pos += size
 
     # ---- the rewriting --------------------------------------------------------------------

@@ -4,6 +4,7 @@ kept, pseudonyms stable and distinct, ids mapped, metadata scrubbed."""
 from __future__ import annotations
 
 from fusetrace.protocol.abi import S_IFREG, NotifyCode, Opcode
+from fusetrace.protocol.decode import decode_request
 from fusetrace.protocol.stream import FrameDecoder
 from fusetrace.record import Record
 from fusetrace.redact import Pseudonyms, Redactor, names_in, pattern, scrub_meta
@@ -146,3 +147,15 @@ def test_no_original_name_comes_back_as_a_pseudonym() -> None:
     assert not got & names
     blob = b"".join(rec.data for rec in out)
     assert b"zzzz" not in blob and b"aaaa" not in blob
+
+
+def test_supplementary_groups_are_mapped_with_the_gids() -> None:
+    s = Session()
+    s.init()
+    ext = [{"type": "supp_groups", "groups": [5678, 0, 4242]}]
+    s.call(Opcode.MKDIR, {"mode": 0o755, "name": "d", "ext": ext}, 1,
+           {"nodeid": 2, "attr": {"ino": 2, "mode": 0o40755}}, gid=5678)  # fmt: skip
+    out = redacted(s, map_ids=True, names=False)
+    b = bodies(out)
+    assert b[2]["ext"][0]["groups"] == [1000, 0, 1001]
+    assert decode_request(out[2].data).header.gid == 1000  # type: ignore[union-attr]
