@@ -196,13 +196,15 @@ def reduce(
     meta["reduced"] = {"frames": len(records), "reproduces": key}
     write_like(write_path, info, result.records, meta=meta)
     summary = result.summary(what)
+    why = result.reasons(what)
     if fmt == "json":
         doc = {
             "capture": path,
             "frames_in": len(records),
             "frames_out": len(result.records),
             "kept": [
-                {"frame": n + 1, "original_frame": o + 1} for n, o in enumerate(result.origin)
+                {"frame": n + 1, "original_frame": o + 1, "why": why[o]}
+                for n, o in enumerate(result.origin)
             ],
             "target_frame": None if target_frame is None else target_frame + 1,
             "reproduces": desc,

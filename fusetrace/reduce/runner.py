@@ -69,6 +69,33 @@ class Reduction:
     timed_out: bool = False
     phases: list[str] = field(default_factory=list)
 
+    def reasons(self, what: str) -> dict[int, str]:
+        """Why each kept frame is there, by original frame index."""
+        g = self.graph
+        why: dict[int, str] = {}
+        for u in self.kept:
+            unit = g.units[u]
+            if u == self.target:
+                text = what
+            elif u in g.fixed:
+                text = "the session's start" if unit.opcode != _DESTROY else "the session's end"
+            else:
+                users = sorted(v for v in self.kept if u in g.units[v].deps and v not in g.fixed)
+                closes = sorted(v for v in self.kept if u in g.units[v].companions)
+                if users:
+                    v = g.units[users[0]]
+                    text = f"{v.label} (frame {v.first + 1}) uses the id it gives"
+                elif closes:
+                    v = g.units[closes[0]]
+                    text = f"the kernel sends it after {v.label} (frame {v.first + 1})"
+                else:
+                    text = f"without it the result no longer shows {what}"
+            for i in unit.frames:
+                why[i] = text if i == unit.first else "the reply"
+        for i in self.origin:
+            why.setdefault(i, "forgets the lookups kept, where the recording forgot them")
+        return why
+
     def summary(self, what: str) -> str:
         """``14 frames: INIT, LOOKUP a → LOOKUP b → OPEN → READ (the difference), ...``."""
         g = self.graph

@@ -127,6 +127,10 @@ def test_difference_on_a_changed_image_in_fifteen_frames(tmp_path: Path) -> None
     assert info.meta["daemon"][0] == "squashfuse_ll"  # the recorder's metadata is kept
     assert info.meta["reduced"] == {"frames": doc["frames_in"], "reproduces": "READ data"}
     assert "READ (the difference)" in doc["summary"]
+    whys = [k["why"] for k in doc["kept"]]
+    assert whys.count("the difference") == 1 and whys[0] == "the session's start"
+    assert any(w.startswith("OPEN") and w.endswith("uses the id it gives") for w in whys)
+    assert any(w.startswith("the kernel sends it after OPEN") for w in whys)  # RELEASE
     # a valid session: the checker finds nothing wrong with it
     c = fusetrace("check", "--fail-on", "warning", str(small))
     assert c.returncode == 0, c.stdout + c.stderr
