@@ -42,7 +42,7 @@ def replay_differences(
 
     options = ReplayOptions(timeout_ns=int(timeout_s * 1e9))
     engine = ReplayEngine(records, ProtocolCodec(byte_order), options)
-    result, _live = run(engine, list(argv), mountpoint=mountpoint)
+    result, _live = run(engine, list(argv), mountpoint=mountpoint, handoff="auto")
     keys = tuple((d.index, d.opcode, d.field) for d in result.differences)
     stopped = "" if result.outcome is Outcome.COMPLETED else result.reason
     return ReplayOutcome(keys, stopped)
