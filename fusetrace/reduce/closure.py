@@ -32,6 +32,7 @@ _DESTROY = int(Opcode.DESTROY)
 _INTERRUPT = int(Opcode.INTERRUPT)
 _NOTIFY_REPLY = int(Opcode.NOTIFY_REPLY)
 _RETRIEVE = int(NotifyCode.RETRIEVE)
+_READDIRS = (int(Opcode.READDIR), int(Opcode.READDIRPLUS))
 _OPENERS = (HandleEffect.OPENS, HandleEffect.OPENS_DIR)
 _RELEASERS = (HandleEffect.RELEASES, HandleEffect.RELEASES_DIR)
 
@@ -209,6 +210,8 @@ def build(records: list[Record], byte_order: str = "little") -> Graph:
     fh_src: dict[int, int] = {}
     #: recorded lookup counts, to know what each forget leaves
     counts: Counter[int] = Counter()
+    #: directory handle -> the unit of the last READDIR / READDIRPLUS on it
+    listing: dict[int, int] = {}
     #: notify_unique -> the RETRIEVE notification's unit
     retrieves: dict[int, int] = {}
     init_unit: int | None = None
@@ -273,8 +276,15 @@ def build(records: list[Record], byte_order: str = "little") -> Graph:
                         unit.deps.add(src)
                         if spec.handle in _RELEASERS:
                             g.units[src].companions.add(unit.id)
+            if op in _READDIRS:
+                # a listing that goes on from an offset needs the listing that gave it
+                fh = int(d.body.get("fh", 0))
+                if int(d.body.get("offset", 0)) and fh in listing:
+                    unit.deps.add(listing[fh])
+                listing[fh] = unit.id
             if spec.handle in _RELEASERS:
                 fh_src.pop(int(d.body.get("fh", -1)), None)
+                listing.pop(int(d.body.get("fh", -1)), None)
             if op == _NOTIFY_REPLY:  # the kernel's answer to a RETRIEVE: goes with it
                 src = retrieves.get(d.unique)
                 if src is not None:

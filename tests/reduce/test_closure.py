@@ -106,3 +106,15 @@ def test_notifications_need_their_node_and_a_retrieve_brings_its_answer() -> Non
     assert g.unit_of[look] in g.units[g.unit_of[store]].deps
     kept = g.close([g.unit_of[retrieve]])
     assert {g.unit_of[answer], g.unit_of[look]} <= kept
+
+
+def test_a_listing_from_an_offset_needs_the_listing_before_it() -> None:
+    s = Session()
+    s.init()
+    s.open(1, 20, Opcode.OPENDIR)
+    first = s.call(Opcode.READDIR, {"fh": 20, "size": 4096}, 1, {"entries": [
+        {"ino": 5, "off": 7, "type": 8, "name": "a"}]})  # fmt: skip
+    second = s.call(Opcode.READDIR, {"fh": 20, "offset": 7, "size": 4096}, 1, {"entries": []})
+    g = build(s.records)
+    assert g.unit_of[first] in g.close([g.unit_of[second]])
+    assert g.unit_of[second] not in g.close([g.unit_of[first]])
