@@ -201,8 +201,14 @@ class Redactor:
                 spec = NOTIFY.get(d.opcode or 0)
                 if spec is not None:
                     self._walk(buf, spec.args, OUT_HEADER_SIZE, end, d.body, neg, None)
-        except (IndexError, KeyError, ValueError):  # a malformed frame: redact what is known
-            pass
+            # what the decoder could not place (a malformed or unknown body) may hold
+            # anything: it goes too
+            if d.remainder and (self.names or self.data):
+                self._data(buf, len(buf) - len(d.remainder), len(buf), force=True)
+        except (IndexError, KeyError, ValueError):  # a malformed frame: nothing of the body
+            if self.names or self.data:
+                start = IN_HEADER_SIZE if d.kind == "request" else OUT_HEADER_SIZE
+                self._data(buf, start, len(buf), force=True)
         if bytes(buf) == rec.data:
             return rec
         return rec._replace(data=bytes(buf))
@@ -365,8 +371,8 @@ class Redactor:
             buf[start:stop] = new
             self.counts["names"] += 1
 
-    def _data(self, buf: bytearray, start: int, stop: int) -> None:
-        if not self.data or stop <= start:
+    def _data(self, buf: bytearray, start: int, stop: int, *, force: bool = False) -> None:
+        if not (self.data or force) or stop <= start:
             return
         buf[start:stop] = pattern(stop - start)
         self.counts["data_bytes"] += stop - start

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from fusetrace.protocol.abi import S_IFREG, NotifyCode, Opcode
 from fusetrace.protocol.decode import decode_request
+from fusetrace.protocol.header import IN_HEADER_SIZE, InHeader, pack_in_header
 from fusetrace.protocol.stream import FrameDecoder
-from fusetrace.record import Record
+from fusetrace.record import Direction, Record
 from fusetrace.redact import Pseudonyms, Redactor, names_in, pattern, scrub_meta
 from fusetrace.tracker import Tracker
 from tests.reduce.session import Session
@@ -159,3 +160,20 @@ def test_supplementary_groups_are_mapped_with_the_gids() -> None:
     b = bodies(out)
     assert b[2]["ext"][0]["groups"] == [1000, 0, 1001]
     assert decode_request(out[2].data).header.gid == 1000  # type: ignore[union-attr]
+
+
+def test_what_the_decoder_cannot_place_goes_too() -> None:
+    s = Session()
+    s.init()
+    look = s.lookup(1, "x", 2)
+    # a LOOKUP reply with the secret after the entry (the header's len counts it)
+    reply = bytearray(s.records[look + 1].data + SECRET.encode())
+    reply[0:4] = len(reply).to_bytes(4, "little")
+    s.records[look + 1] = s.records[look + 1]._replace(data=bytes(reply), orig_len=len(reply))
+    # a request of an opcode nobody knows, the secret as its body
+    body = SECRET.encode()
+    head = pack_in_header(InHeader(IN_HEADER_SIZE + len(body), 4000, 99, 1, 0, 0, 0, 0, 0))
+    s.records.append(Record(len(s.records), 0, Direction.INBOUND, head + body, 40 + len(body)))
+    out = redacted(s)
+    assert [len(r.data) for r in out] == [len(r.data) for r in s.records]
+    assert SECRET.encode() not in b"".join(r.data for r in out)
