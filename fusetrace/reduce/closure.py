@@ -85,6 +85,15 @@ class Graph:
     #: record index -> unit id
     unit_of: dict[int, int] = field(default_factory=dict)
     forgets: list[_Forget] = field(default_factory=list)
+    #: FORGET frames written as recorded whatever is kept (the frame a finding is about)
+    pinned: set[int] = field(default_factory=set)
+
+    def pin_forget(self, index: int) -> bool:
+        """Keep the FORGET or BATCH_FORGET at ``index`` as recorded; False if it is none."""
+        if any(fg.index == index for fg in self.forgets):
+            self.pinned.add(index)
+            return True
+        return False
 
     # ---- closure --------------------------------------------------------------------------
     def close(self, selected: Iterable[int]) -> frozenset[int]:
@@ -119,6 +128,11 @@ class Graph:
             while pos < len(kept_lookups) and kept_lookups[pos][0] < fg.index:
                 held[kept_lookups[pos][1]] += kept_lookups[pos][2]
                 pos += 1
+            if fg.index in self.pinned:
+                out.append((fg.index, self.records[fg.index]))
+                for node, n in fg.items:
+                    held[node] = max(0, held[node] - n)
+                continue
             items = []
             for node, _n in fg.items:
                 emit = held[node] - fg.remaining.get(node, 0)

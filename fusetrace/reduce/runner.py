@@ -185,16 +185,22 @@ class Search:
         g = self.graph
         target = g.unit_of.get(target_frame) if target_frame is not None else None
         core: set[int] = set() if target is None else {target}
+        # a finding about a FORGET itself: that FORGET stays as recorded
+        pinned = target_frame is not None and target is None and g.pin_forget(target_frame)
         phases: list[str] = []
         try:
             best = g.close(core)
             self._set(best, "closure of the target")
-            ok = self.test_sets([best])[0] if core else False
+            ok = self.test_sets([best])[0] if core or pinned else False
             if ok:
                 phases.append("closure")
             else:
                 # every unit up to the target (all of them for an end-of-capture finding)
-                limit = g.units[target].frames[-1] if target is not None else len(g.records)
+                limit = len(g.records)
+                if target is not None:
+                    limit = g.units[target].frames[-1]
+                elif pinned and target_frame is not None:
+                    limit = target_frame
                 cands = [
                     u.id
                     for u in g.units

@@ -73,3 +73,20 @@ def test_difference_reduced_to_the_read(fake_recording: list[Record]) -> None:  
     assert oracle(result.records)
     assert len(result.records) < len(fake_recording) // 2
     assert "READ (the difference)" in result.summary("the difference")
+
+
+def test_a_finding_about_a_forget_keeps_that_forget() -> None:
+    """FT201 (the kernel forgets more lookups than it holds): the FORGET is the finding and
+    stays as recorded; the lookups before it go."""
+    s = Session()
+    s.init()
+    for k in range(5):
+        s.lookup(1, f"n{k}", 100 + k)
+    s.lookup(1, "x", 7)
+    bad = s.forget(7, 3)  # one lookup held, three forgotten
+    oracle = RuleOracle("FT201", Culprit.KERNEL)
+    assert oracle(s.records)
+    result = Search(s.records, oracle).run(bad)
+    assert oracle(result.records)
+    assert len(result.records) <= 5
+    assert result.origin[-1] == bad and result.records[-1].data == s.records[bad].data
