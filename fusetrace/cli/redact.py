@@ -106,7 +106,7 @@ def redact(
     map_ids: bool,
     fmt: str,
 ) -> None:
-    """Rewrite CAPTURE so it can be attached to a public bug report.
+    """Rewrite FILE so it can be attached to a public bug report.
 
     File data (READ and WRITE payloads, NOTIFY_STORE and NOTIFY_REPLY data, xattr values,
     symlink targets, IOCTL data) becomes a fixed pattern of the same length. Names (LOOKUP,

@@ -44,7 +44,7 @@ def _progress_bar(max_time: float | None) -> Any:
 
 @click.command(context_settings={"ignore_unknown_options": False})
 @click.argument("capture", metavar="FILE", required=False)
-@click.argument("daemon", nargs=-1)
+@click.argument("daemon", nargs=-1, metavar="[-- DAEMON ARGS...]")
 @click.option("-r", "--read", "read_path", metavar="FILE",
               help="The capture to reduce (instead of the FILE argument).")  # fmt: skip
 @click.option("-w", "--write", "write_path", metavar="FILE", required=True,
@@ -88,7 +88,7 @@ def reduce(
     timeout: float,
     fmt: str,
 ) -> None:
-    """Shrink CAPTURE to the frames that still show one finding or one replay difference.
+    """Shrink FILE to the frames that still show one finding or one replay difference.
 
     The result is always a whole session, closed under the protocol's dependencies: INIT,
     every request that created an id a kept request names (LOOKUP chains, OPEN before READ,
