@@ -19,6 +19,8 @@ COMMANDS: dict[str, str] = {
     "wireshark-plugin": "wireshark",
     "top": "top",
     "report": "htmlreport",
+    "reduce": "reduce",
+    "redact": "redact",
 }
 
 
