@@ -40,7 +40,7 @@ def test_help_teaches_with_an_example() -> None:
         fusetrace_cmd("record", "--help"), capture_output=True, text=True, env=fusetrace_env()
     ).stdout
     assert "fusetrace record -w trace.pcapng /mnt -- squashfuse_ll" in out
-    for option in ("--write", "--options", "--snaplen", "--daemon-timeout", "--live", "--handoff"):
+    for option in ("--write", "--options", "--snaplen", "--timeout", "--live", "--handoff"):
         assert option in out
     assert cli is not None
 
