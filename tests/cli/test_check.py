@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -274,3 +278,58 @@ def test_rules_lists_every_rule(runner: CliRunner) -> None:
     doc = json.loads(out)
     assert [r["code"] for r in doc] == list(RULES)
     assert all(r["doc"] and r["title"] for r in doc)
+
+
+# ---- a finding's frame is the frame Wireshark and decode show ---------------------------
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+REFERENCE = sorted((ROOT / "captures").glob("*.pcapng"))
+
+
+def tshark_fields(capture: Path, frames: str, *fields: str) -> list[list[str]]:
+    """``tshark -r CAPTURE -Y FRAMES -T fields -e ...`` with the shipped dissector."""
+    tshark = shutil.which("tshark")
+    assert tshark is not None
+    plugin = ROOT / "fusetrace" / "data" / "fuse.lua"
+    cmd = [tshark, "-n", "-X", f"lua_script:{plugin}", "-r", str(capture), "-Y", frames,
+           "-T", "fields"] + [a for f in fields for a in ("-e", f)]  # fmt: skip
+    with tempfile.TemporaryDirectory() as home:  # no personal plugins or preferences
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "HOME": home})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return [line.split("\t") for line in proc.stdout.splitlines()]
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+@pytest.mark.parametrize("capture", REFERENCE, ids=lambda p: p.name)
+def test_a_finding_names_the_frame_tshark_and_decode_show(runner: CliRunner, capture: Path) -> None:
+    """check --format json gives a finding's frame N; tshark's frame.number==N and decode
+    --frame N are the same frame: same length on the wire, same unique, same direction."""
+    code, out, _ = run(runner, "check", "--format", "json", str(capture))
+    assert code in (0, 1), out
+    findings = [f for f in json.loads(out)["captures"][0]["findings"] if f["frame"] is not None]
+    assert findings, f"{capture.name} has no finding about a frame"
+    finding = findings[0]
+    n = finding["frame"]
+
+    rows = tshark_fields(capture, f"frame.number=={n}", "frame.number", "frame.len",
+                         "frame.cap_len", "fuse.unique", "fuse.type")  # fmt: skip
+    assert len(rows) == 1
+    number, length, stored, unique, kind = rows[0]
+    assert int(number) == n and int(unique) == finding["unique"]
+
+    code, out, _ = run(runner, "decode", "--frame", str(n), "--format", "jsonl", str(capture))
+    assert code == 0
+    (frame,) = [json.loads(line) for line in out.splitlines()]
+    assert frame["frame"] == n
+    assert frame["len"] == int(length) and frame["unique"] == finding["unique"]
+    assert frame["dir"] == ("K>D" if kind == "1" else "D>K")
+    code, out, _ = run(runner, "decode", "--frame", str(n), str(capture))
+    assert out.split()[0] == str(n)
+    if finding["rule"] == "FT316":  # the message names the stored and the wire length
+        assert f"stored with {stored} of {length} bytes" in finding["message"]
+
+    # the neighbours differ, so an off-by-one would not pass unnoticed
+    near = tshark_fields(capture, f"frame.number>={n - 1} && frame.number<={n + 1}",
+                         "frame.len", "fuse.unique", "fuse.type")  # fmt: skip
+    assert len({tuple(r) for r in near}) == 3
