@@ -184,11 +184,12 @@ def conform(
         import json
 
         _write(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
-    if quiet or "-" in (junit, json_path):  # stdout carries the report file
-        click.echo(f"fusetrace conform: {'pass' if report.ok else 'FAIL'}", err=True)
+    threshold = Severity.parse(fail_on)
+    failed = not report.ok or any(f.severity >= threshold for f in report.findings)
+    if quiet or "-" in (junit, json_path) or (fmt == "text" and output):  # report elsewhere
+        click.echo(f"fusetrace conform: {'FAIL' if failed else 'pass'}", err=True)
     elif sys.stdout.isatty():
         _rich_table(report)
     else:
         sys.stdout.write(render_text(report))
-    threshold = Severity.parse(fail_on)
-    return Result(failed=not report.ok or any(f.severity >= threshold for f in report.findings))
+    return Result(failed=failed)

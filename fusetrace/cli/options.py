@@ -239,7 +239,9 @@ def renamed(old_to_new: dict[str, str]) -> Callable[[click.Command], click.Comma
         parse = command.parse_args
 
         def parse_args(ctx: click.Context, args: list[str]) -> list[str]:
-            return parse(ctx, rewrite(args, old_to_new, command.name or ""))
+            # shell completion parses too: no notes then
+            quiet = ctx.resilient_parsing
+            return parse(ctx, rewrite(args, old_to_new, command.name or "", quiet=quiet))
 
         command.parse_args = parse_args  # type: ignore[method-assign]
         command.renamed_options = dict(old_to_new)  # type: ignore[attr-defined]
@@ -248,7 +250,9 @@ def renamed(old_to_new: dict[str, str]) -> Callable[[click.Command], click.Comma
     return decorate
 
 
-def rewrite(args: list[str], old_to_new: dict[str, str], command: str = "") -> list[str]:
+def rewrite(
+    args: list[str], old_to_new: dict[str, str], command: str = "", *, quiet: bool = False
+) -> list[str]:
     """``args`` with old option spellings replaced (see :func:`renamed`)."""
     out: list[str] = []
     it = iter(args)
@@ -270,11 +274,12 @@ def rewrite(args: list[str], old_to_new: dict[str, str], command: str = "") -> l
             else:
                 continue
             where = f"fusetrace {command}: " if command else "fusetrace: "
-            click.echo(
-                f"{where}warning: {old} is deprecated and will be removed in the next "
-                f"release; use {new.split('=')[0]}",
-                err=True,
-            )
+            if not quiet:
+                click.echo(
+                    f"{where}warning: {old} is deprecated and will be removed in the next "
+                    f"release; use {new.split('=')[0]}",
+                    err=True,
+                )
             break
         out.append(new_arg)
     return out

@@ -161,3 +161,27 @@ def test_the_vocabulary_is_used_at_all() -> None:
     assert formats["check"] == ["text", "json", "junit"]
     assert formats["conform"] == ["text", "json", "junit"]
     assert formats["decode"] == ["text", "json", "jsonl"]
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "param", "value"),
+    [
+        ("check", ["-o", "r.xml", "a.pcapng"], "output", "r.xml"),
+        (
+            "record",
+            ["--daemon-timeout", "2.5", "-w", "t", "/mnt", "--", "d"],
+            "daemon_timeout",
+            2.5,
+        ),
+        ("conform", ["--report", "j.xml", "/mnt", "--", "d"], "junit", "j.xml"),
+        ("conform", ["--json", "r.json", "/mnt", "--", "d"], "json_path", "r.json"),
+    ],
+)
+def test_old_spellings_still_parse_with_a_note(
+    command: str, args: list[str], param: str, value: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cmd = cli.commands[command]
+    with cmd.make_context(command, list(args), parent=click.Context(cli)) as ctx:
+        assert ctx.params[param] == value
+    err = capsys.readouterr().err
+    assert err.startswith(f"fusetrace {command}: warning: ") and "is deprecated" in err
