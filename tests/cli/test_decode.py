@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from fusetrace.capture.pcapng import CaptureWriter
 from fusetrace.cli import cli, commands
 from fusetrace.errors import CaptureError
-from fusetrace.protocol.abi import S_IFREG, NotifyCode, Opcode
+from fusetrace.protocol.abi import S_IFREG, InitFlag, NotifyCode, Opcode
 from fusetrace.protocol.encode import encode_notify, encode_reply, encode_request
 from fusetrace.record import Direction
 
@@ -279,3 +279,49 @@ def test_a_real_recording_decodes_whole(tmp_path: Path) -> None:
     assert {i for i, f in requests.items() if f["opcode"] not in no_reply} == answered
     read = {f["opcode"] for f in frames}
     assert {"INIT", "LOOKUP", "GETATTR", "READ", "READLINK", "GETXATTR"} <= read
+
+
+def test_frame_numbers_and_ranges_select_frames(capture: Path) -> None:
+    _, out, _ = run("-r", str(capture), "--frame", "3")
+    assert out.splitlines() == ['    3 0.001000 K>D 4 LOOKUP nodeid=1 "f"']
+    _, out, _ = run(str(capture), "--frame", "5-6,10-", "--format", "jsonl")
+    assert [json.loads(line)["frame"] for line in out.splitlines()] == [5, 6, 10, 11, 12]
+    _, out, _ = run(str(capture), "--frame", "9-10", "--op", "READ")
+    assert [line.split()[0] for line in out.splitlines()] == ["9", "10"]
+    code, _, err = run(str(capture), "--frame", "0")
+    assert code == 2 and "numbered from 1" in err
+
+
+def test_ids_are_read_in_decimal_or_hex(capture: Path) -> None:
+    _, dec, _ = run(str(capture), "--unique", "10")
+    _, hexa, _ = run(str(capture), "--unique", "0xa")
+    assert dec == hexa and len(dec.splitlines()) == 2
+    _, out, _ = run(str(capture), "--nodeid", "0x5")
+    assert len(out.splitlines()) == 7
+    code, _, err = run(str(capture), "--unique", "1b5c")
+    assert code == 2 and "0x1b5c" in err
+
+
+def test_fail_on_sets_what_fails_decode_check(tmp_path: Path) -> None:
+    # an INIT reply with a flag the kernel did not offer: a warning (FT405), no error
+    f1, f2 = InitFlag.INIT_EXT.words()
+    g1, g2 = (InitFlag.INIT_EXT | InitFlag.WRITEBACK_CACHE).words()
+    frames = [
+        (K, encode_request(Opcode.INIT, {"major": 7, "minor": 45, "flags": f1, "flags2": f2},
+                           unique=2), 0),
+        (D, encode_reply(Opcode.INIT, {"major": 7, "minor": 45, "flags": g1, "flags2": g2,
+                                       "max_write": 4096}, unique=2), 10),
+    ]  # fmt: skip
+    path = write_capture(tmp_path / "w.pcapng", frames)
+    code, out, _ = run(str(path), "--check")
+    assert code == 0 and "FT405 warning" in out
+    code, _, _ = run(str(path), "--check", "--fail-on", "warning")
+    assert code == 1
+
+
+def test_read_option_and_positional_exclude_each_other(capture: Path) -> None:
+    assert run("-r", str(capture))[1] == run(str(capture))[1]
+    code, _, err = run("-r", str(capture), str(capture))
+    assert code == 2 and "one capture" in err
+    code, _, err = run()
+    assert code == 2 and "no capture given" in err
