@@ -154,7 +154,8 @@ def conform(
     run, on the tree it serves. Then the capture is checked with the tracker's rules.
 
     Exit status: 0 no failed step and no finding at or above --fail-on (an unsupported
-    operation is not a failure), 1 otherwise, 4 the daemon could not be mounted, 130 interrupted.
+    operation is not a failure), 1 otherwise, 3 the --baseline capture cannot be read or is
+    cut short (after the report), 4 the daemon could not be mounted, 130 interrupted.
     Needs root.
     """
     from fusetrace.conform.report import render_junit, render_text
@@ -192,4 +193,6 @@ def conform(
         _rich_table(report)
     else:
         sys.stdout.write(render_text(report))
-    return Result(failed=failed)
+    # the baseline's replay exits 3 when that capture cannot be read or is cut short
+    baseline_unread = bool(report.baseline and report.baseline.get("exit") == 3)
+    return Result(failed=failed, cut_short=baseline_unread)

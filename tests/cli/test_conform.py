@@ -198,3 +198,22 @@ def test_a_hanging_mkdir_fails_its_step_and_skips_the_rest(
     assert steps["mkdir"]["seen"]["MKDIR"]["requests"] == 1
     assert steps["read"]["status"] == "skipped"
     assert "step mkdir hung and the connection was aborted" in steps["read"]["detail"]
+
+
+@pytest.mark.mount
+@pytest.mark.skipif(not have("squashfuse_ll"), reason="squashfuse_ll not installed")
+def test_a_cut_baseline_is_reported_then_exits_3(mountpoint: Path, tmp_path: Path) -> None:
+    image = build_image(tmp_path / "img")
+    base, js = tmp_path / "base.pcapng", tmp_path / "r.json"
+    out = conform("-w", str(base), str(mountpoint), "--", *squashfuse_argv(image, "{}"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    base.write_bytes(base.read_bytes()[:-40])  # the last block cut in half
+    out = conform(
+        "--format", "json", "--output", str(js), "--baseline", str(base), str(mountpoint),
+        "--", *squashfuse_argv(image, "{}"),
+    )  # fmt: skip
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert not is_mounted(mountpoint)
+    assert out.stdout.rstrip().endswith("result: pass")  # the report is all there
+    doc = json.loads(js.read_text())
+    assert doc["baseline"]["exit"] == 3 and doc["baseline"]["summary"]["replies_compared"] > 10
