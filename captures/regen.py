@@ -77,7 +77,8 @@ def regen(name: str) -> None:
         capture = HERE / f"{name}.pcapng"
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         argv = [sys.executable, "-m", "fusetrace", "conform", *options,
-                "-w", str(capture), "--report", str(HERE / f"{name}.junit.xml"),
+                "-w", str(capture), "--format", "junit", "--output",
+                str(HERE / f"{name}.junit.xml"),
                 str(mnt), "--", *daemon]  # fmt: skip
         with open(HERE / f"{name}.txt", "w") as out:
             proc = subprocess.run(argv, env=env, stdout=out, cwd=ROOT)

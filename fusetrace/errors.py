@@ -16,6 +16,8 @@ class ExitCode:
     USAGE = 2
     BAD_CAPTURE = 3
     ENVIRONMENT = 4
+    #: a bug in fusetrace (sysexits' EX_SOFTWARE); the message asks for a report
+    INTERNAL = 70
     INTERRUPTED = 130
 
 

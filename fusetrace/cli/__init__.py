@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
+from typing import Any
 
 import click
 
@@ -16,6 +18,66 @@ from fusetrace import __version__
 from fusetrace.errors import ExitCode, FusetraceError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@dataclass
+class Result:
+    """What a command found, as far as its exit status goes. Commands return one; the group
+    turns it into the exit status in :func:`exit_status`, the one place that decides it.
+
+    A command prints its whole report first, then returns: a capture cut short still gets
+    every finding it held reported before the status says 3.
+    """
+
+    #: findings or differences at or above --fail-on
+    failed: bool = False
+    #: a capture ended inside a block (everything before it was reported)
+    cut_short: bool = False
+    #: a capture could not be read at all (one of several, for check)
+    unreadable: bool = False
+    #: the environment or the daemon failed (not root, daemon died or stopped answering)
+    environment: bool = False
+    #: interrupted by Ctrl-C
+    interrupted: bool = False
+    #: a status handed through unchanged: record exits with its daemon's non-zero status
+    #: (128 + N when a signal ended it), or 128 + N when a signal N other than SIGINT
+    #: ended fusetrace itself
+    status: int | None = None
+
+    @classmethod
+    def from_status(cls, status: int, *, failed: bool = False) -> Result:
+        """The result for a status a library call already chose (record's session)."""
+        known = {
+            ExitCode.OK: cls(failed=failed),
+            ExitCode.FINDINGS: cls(failed=True),
+            ExitCode.BAD_CAPTURE: cls(failed=failed, unreadable=True),
+            ExitCode.ENVIRONMENT: cls(failed=failed, environment=True),
+            ExitCode.INTERRUPTED: cls(failed=failed, interrupted=True),
+        }
+        return known.get(status) or cls(failed=failed, status=status)
+
+
+def exit_status(result: Any) -> int:
+    """The exit status for what a command returned (None: it had nothing to report).
+
+    In order: a handed-through status, 130 interrupted, 4 environment, 3 unreadable or cut
+    short capture, 1 findings at or above --fail-on, 0 clean.
+    """
+    if result is None:
+        return ExitCode.OK
+    if not isinstance(result, Result):
+        raise TypeError(f"a command returned {type(result).__name__}, not a Result")
+    if result.status:
+        return result.status
+    if result.interrupted:
+        return ExitCode.INTERRUPTED
+    if result.environment:
+        return ExitCode.ENVIRONMENT
+    if result.unreadable or result.cut_short:
+        return ExitCode.BAD_CAPTURE
+    if result.failed:
+        return ExitCode.FINDINGS
+    return ExitCode.OK
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
@@ -34,7 +96,15 @@ def cli() -> None:
       fusetrace check trace.pcapng
 
     Run `fusetrace COMMAND --help` for each command, `man fusetrace` for the whole story.
+    Shell completion: eval "$(_FUSETRACE_COMPLETE=bash_source fusetrace)" (zsh_source,
+    fish_source for the other shells).
     """
+
+
+@cli.result_callback()
+@click.pass_context
+def _exit_with_status(ctx: click.Context, result: Any) -> None:
+    ctx.exit(exit_status(result))
 
 
 def _register() -> None:
@@ -46,7 +116,15 @@ def _register() -> None:
 
 def main() -> None:
     """Console entry point: runs the group, maps errors to exit statuses."""
-    _register()
+    from fusetrace.cli.commands import CommandLoadError
+
+    try:
+        _register()
+    except CommandLoadError as e:
+        if os.environ.get("FUSETRACE_DEBUG"):
+            raise
+        click.echo(f"fusetrace: internal error: {e} (the installation is broken)", err=True)
+        sys.exit(ExitCode.INTERNAL)
     try:
         # without standalone mode, click returns ctx.exit()'s status instead of exiting
         status = cli.main(prog_name="fusetrace", standalone_mode=False)
@@ -80,5 +158,5 @@ def main() -> None:
             "and please report it)",
             err=True,
         )
-        sys.exit(70)
+        sys.exit(ExitCode.INTERNAL)
     sys.exit(status if isinstance(status, int) else ExitCode.OK)

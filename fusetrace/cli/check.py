@@ -1,7 +1,8 @@
 """``fusetrace check``, ``explain`` and ``rules``: the protocol checker on the command line.
 
-Thin adapters: read captures, feed the tracker, hand the result to a reporter, decide the
-exit status (0 clean, 1 findings at or above ``--fail-on``, 3 unreadable capture).
+Thin adapters: read captures, feed the tracker, hand the result to a reporter, and return a
+:class:`~fusetrace.cli.Result` the group turns into the exit status (0 clean, 1 findings at or
+above ``--fail-on``, 3 unreadable or cut-short capture).
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import IO, Any
 import click
 
 from fusetrace.capture.files import open_capture
-from fusetrace.errors import CaptureError, ExitCode
+from fusetrace.cli import Result, options
+from fusetrace.errors import CaptureError
 from fusetrace.report.findings import (
-    REPORTERS,
     CaptureResult,
     CheckResult,
     JsonReporter,
@@ -110,32 +111,22 @@ def _progress() -> Any:
     )
 
 
+@options.renamed({"-o": "--output"})
 @click.command(
     "check",
     epilog="""\b
 Examples:
   fusetrace check trace.pcapng
-  fusetrace check --fail-on warning --format junit -o check.xml trace.pcapng
+  fusetrace check --fail-on warning --format junit --output check.xml -r trace.pcapng
   fusetrace check --select FT1,FT3 --ignore FT314 a.pcapng b.pcapng
-  fusetrace check --format json trace.pcapng | jq '.captures[].findings[].rule'
+  fusetrace check --format json trace.pcapng | jq '.captures[].findings[].frame'
 """,
 )
-@click.argument("captures", nargs=-1, required=True, metavar="FILE...")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(sorted(REPORTERS)),
-    default="text",
-    show_default=True,
-    help="text (a table on a terminal, file:frame: lines otherwise), json, or junit XML for CI.",
-)
-@click.option(
-    "--fail-on",
-    type=click.Choice(["error", "warning"]),
-    default="error",
-    show_default=True,
-    help="Exit 1 if a finding of this severity or worse is reported.",
-)
+@click.argument("captures", nargs=-1, metavar="FILE...")
+@options.read_option(multiple=True)
+@options.format_option("text", "json", "junit", help="text (a table on a terminal, "
+                       "file:frame: lines otherwise), json, or junit XML for CI.")  # fmt: skip
+@options.fail_on_option()
 @click.option(
     "--select",
     multiple=True,
@@ -154,34 +145,29 @@ Examples:
     help="Check only what the frame headers show (ids, pairing, lengths, errors, INIT): "
     "faster, skips every rule that reads a body.",
 )
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, writable=True, allow_dash=True),
-    default="-",
-    help="Write the report to this file instead of standard output.",
-)
-@click.pass_context
+@options.output_option()
 def check(
-    ctx: click.Context,
     captures: tuple[str, ...],
+    read: tuple[str, ...],
     fmt: str,
     fail_on: str,
     select: tuple[str, ...],
     ignore: tuple[str, ...],
     header_only: bool,
-    output: str,
-) -> None:
+    output: str | None,
+) -> Result:
     """Check captures against the kernel's FUSE protocol rules.
 
     Every frame is judged as the kernel would judge it: reply ids and pairing, lookup
     counts and file handles, frame and reply sizes, INIT negotiation, notifications and
     interrupts. Each finding names its rule (`fusetrace explain CODE` tells what it means),
-    its severity, the side at fault and the frame (0-based, as in `fusetrace decode`).
+    its severity, the side at fault and the frame, numbered from 1 as Wireshark and
+    `fusetrace decode` number it (`decode --frame N` shows it). Ids print in decimal.
 
     Exit status: 0 when nothing at or above --fail-on was found, 1 when something was,
-    3 when a capture cannot be read.
+    3 when a capture cannot be read or is cut short (after reporting what it held).
     """
+    paths = options.capture_paths(read, captures)
     try:
         enabled = select_rules(_split(select) or None, _split(ignore) or None)
     except ValueError as e:
@@ -189,7 +175,7 @@ def check(
     result = CheckResult(fail_on=Severity.parse(fail_on))
     unreadable = False
     with _progress() as progress:
-        for path in captures:
+        for path in paths:
             try:
                 result.captures.append(
                     check_capture(path, rules=enabled, header_only=header_only, progress=progress)
@@ -197,10 +183,12 @@ def check(
             except CaptureError as e:
                 click.echo(f"fusetrace: error: {e}", err=True)
                 unreadable = True
-    _write_report(result, fmt, output)
-    if unreadable:
-        ctx.exit(ExitCode.BAD_CAPTURE)
-    ctx.exit(ExitCode.FINDINGS if result.failed else ExitCode.OK)
+    _write_report(result, fmt, output or "-")
+    return Result(
+        failed=result.failed,
+        cut_short=any(c.truncated for c in result.captures),
+        unreadable=unreadable,
+    )
 
 
 def _write_report(result: CheckResult, fmt: str, output: str) -> None:
@@ -273,13 +261,8 @@ Examples:
   fusetrace rules --format json | jq -r '.[] | select(.severity == "error") | .code'
 """,
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="A table, or a JSON list of {code, name, severity, culprit, title, doc}.",
+@options.format_option(
+    "text", "json", help="A table, or a JSON list of {code, name, severity, culprit, title, doc}."
 )
 def rules(fmt: str) -> None:
     """List the checker's rules: code, severity, side at fault and title."""

@@ -25,15 +25,26 @@ COMMANDS: dict[str, str] = {
 
 
 def load() -> list[click.Command]:
-    """Import every command module; a module not written yet is left out."""
+    """Import every command module and return its commands.
+
+    A module that fails to import is an error, not a command left out: a command lost in
+    packaging must stop the CLI, not vanish from it.
+    """
     found: list[click.Command] = []
     for name, module in COMMANDS.items():
         full = f"fusetrace.cli.{module}"
         try:
             mod = importlib.import_module(full)
-        except ModuleNotFoundError as e:
-            if e.name == full:
-                continue
-            raise
-        found.append(getattr(mod, name.replace("-", "_")))
+        except ImportError as e:
+            raise CommandLoadError(
+                f"command {name!r} cannot be loaded: {type(e).__name__}: {e}"
+            ) from e
+        command = getattr(mod, name.replace("-", "_"), None)
+        if not isinstance(command, click.Command):
+            raise CommandLoadError(f"command {name!r}: {full} defines no such command")
+        found.append(command)
     return found
+
+
+class CommandLoadError(Exception):
+    """A listed command cannot be loaded: the installation is broken."""

@@ -7,12 +7,12 @@ from typing import Any
 
 import click
 
-from fusetrace.errors import ExitCode
+from fusetrace.cli import Result, options
 
 EPILOG = """\b
 Examples:
   fusetrace conform /mnt -- squashfuse_ll image.sqfs /mnt
-  fusetrace conform --report junit.xml --json conform.json /mnt -- mydaemon -f /mnt
+  fusetrace conform --format junit --output junit.xml /mnt -- mydaemon -f /mnt
   fusetrace conform -w run.pcapng --baseline captures/overlay.pcapng /mnt \\
       -- fuse-overlayfs -f -o lowerdir=/lo,upperdir=/up,workdir=/w /mnt
 """
@@ -57,20 +57,31 @@ def _rich_table(report: Any) -> None:
     console.print(tail.rstrip("\n"), style=None if report.ok else "bold")
 
 
+def _deprecated(new: str) -> Any:
+    def note(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None:
+            click.echo(
+                f"fusetrace conform: warning: {param.opts[0]} is deprecated and will be removed "
+                f"in the next release; use {new}",
+                err=True,
+            )
+        return value
+
+    return note
+
+
 @click.command(epilog=EPILOG)
-@click.option(
-    "--report",
-    "junit",
-    metavar="FILE",
-    help="Write a JUnit XML report to FILE: one testcase per workload step, one per rule "
-    "family, one for the baseline ('-' = stdout).",
-)
-@click.option(
-    "--json",
-    "json_path",
-    metavar="FILE",
-    help="Write the whole report as one JSON object to FILE ('-' = stdout).",
-)
+@options.format_option("text", "json", "junit", help="text: a table of the steps and the "
+                       "verdict; json: the whole report as one JSON object; junit: JUnit XML, "
+                       "one testcase per workload step, one per rule family, one for the "
+                       "baseline.")  # fmt: skip
+@options.output_option(help="Write the --format report to FILE instead of standard output.")
+@options.fail_on_option(help="Fail (exit 1) on a finding of this severity or worse; a failed "
+                        "step or a baseline difference always fails.")  # fmt: skip
+@click.option("--report", "junit", metavar="FILE", hidden=True,
+              callback=_deprecated("--format junit --output FILE"))  # fmt: skip
+@click.option("--json", "json_path", metavar="FILE", hidden=True,
+              callback=_deprecated("--format json --output FILE"))  # fmt: skip
 @click.option(
     "--baseline",
     metavar="CAPTURE",
@@ -78,20 +89,12 @@ def _rich_table(report: Any) -> None:
     help="Also replay CAPTURE against the same daemon command (fusetrace replay) and report "
     "behaviour differences; they fail the run.",
 )
-@click.option(
-    "-w",
-    "--write",
-    "capture",
-    metavar="CAPTURE",
-    help="Keep the capture of the run in CAPTURE (pcapng). Without it, a temporary file.",
+@options.write_option(
+    dest="capture",
+    help="Keep the capture of the run in FILE (pcapng). Without it, a temporary file.",
 )
-@click.option(
-    "-o",
-    "--options",
-    "options",
-    multiple=True,
-    metavar="OPT[,OPT...]",
-    help="Mount options passed to fusetrace record (ro, allow_other, ...). Repeatable.",
+@options.mount_options_option(
+    help="Mount options passed to fusetrace record (ro, allow_other, ...). Repeatable."
 )
 @click.option(
     "--snaplen",
@@ -99,13 +102,10 @@ def _rich_table(report: Any) -> None:
     metavar="BYTES",
     help="Store at most BYTES of each frame in the capture (file data is cut).",
 )
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+@options.timeout_option(
     default=30.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Abandon a step that takes longer (the connection is aborted; the step fails).",
+    help="Abandon a step that keeps fusetrace waiting longer (the connection is aborted; "
+    "the step fails).",
 )
 @click.option(
     "--large-dir",
@@ -120,12 +120,15 @@ def _rich_table(report: Any) -> None:
     "-q",
     "--quiet",
     is_flag=True,
-    help="Print no table on stdout, only the verdict on stderr (also when --report or --json "
-    "writes to stdout).",
+    help="Print no table on stdout, only the verdict on stderr (also when a json or junit "
+    "report goes to stdout).",
 )
 @click.argument("mountpoint", type=click.Path(file_okay=False))
 @click.argument("daemon", nargs=-1, required=True)
 def conform(
+    fmt: str,
+    output: str | None,
+    fail_on: str,
     junit: str | None,
     json_path: str | None,
     baseline: str | None,
@@ -137,7 +140,7 @@ def conform(
     quiet: bool,
     mountpoint: str,
     daemon: tuple[str, ...],
-) -> None:
+) -> Result:
     """Mount DAEMON on MOUNTPOINT through fusetrace record, run the built-in workload, and
     report which operations the daemon supports and whether it keeps the protocol.
 
@@ -150,11 +153,14 @@ def conform(
     the capture), failed, or skipped. A read-only daemon is detected and only the read steps
     run, on the tree it serves. Then the capture is checked with the tracker's rules.
 
-    Exit status: 0 no failed step and no error finding (an unsupported operation is not a
-    failure), 1 otherwise, 4 the daemon could not be mounted, 130 interrupted. Needs root.
+    Exit status: 0 no failed step and no finding at or above --fail-on (an unsupported
+    operation is not a failure), 1 otherwise, 3 the --baseline capture cannot be read or is
+    cut short (after the report), 4 the daemon could not be mounted, 130 interrupted.
+    Needs root.
     """
     from fusetrace.conform.report import render_junit, render_text
     from fusetrace.conform.session import ConformConfig, run_conform
+    from fusetrace.tracker import Severity
 
     config = ConformConfig(
         mountpoint=mountpoint,
@@ -167,16 +173,26 @@ def conform(
         large_entries=large_entries,
     )
     report = run_conform(config)
+    if fmt == "junit":
+        junit = output or "-"
+    elif fmt == "json":
+        json_path = output or "-"
+    elif output:
+        _write(output, render_text(report))
     if junit:
         _write(junit, render_junit(report))
     if json_path:
         import json
 
         _write(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
-    if quiet or "-" in (junit, json_path):  # stdout carries the report file
-        click.echo(f"fusetrace conform: {'pass' if report.ok else 'FAIL'}", err=True)
+    threshold = Severity.parse(fail_on)
+    failed = not report.ok or any(f.severity >= threshold for f in report.findings)
+    if quiet or "-" in (junit, json_path) or (fmt == "text" and output):  # report elsewhere
+        click.echo(f"fusetrace conform: {'FAIL' if failed else 'pass'}", err=True)
     elif sys.stdout.isatty():
         _rich_table(report)
     else:
         sys.stdout.write(render_text(report))
-    sys.exit(ExitCode.OK if report.ok else ExitCode.FINDINGS)
+    # the baseline's replay exits 3 when that capture cannot be read or is cut short
+    baseline_unread = bool(report.baseline and report.baseline.get("exit") == 3)
+    return Result(failed=failed, cut_short=baseline_unread)

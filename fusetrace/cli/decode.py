@@ -10,7 +10,7 @@ from typing import Any, TextIO
 import click
 
 from fusetrace.capture.files import open_capture
-from fusetrace.errors import ExitCode
+from fusetrace.cli import Result, options
 from fusetrace.protocol.abi import FUSE_INT_REQ_BIT, NotifyCode, Opcode
 from fusetrace.protocol.stream import DecodedFrame, FrameDecoder
 from fusetrace.report.frames import Stats, json_line, summary_line, verbose_lines
@@ -68,9 +68,16 @@ def _build_filter(
     since: float | None,
     until: float | None,
     t0: list[int],
+    frames: options.FrameSet | None = None,
 ) -> Predicate | None:
     """One predicate over a frame; a reply is judged by its request (so the pair shows)."""
     tests: list[Predicate] = []
+    if frames is not None:
+
+        def by_number(f: DecodedFrame) -> bool:
+            return f.record.index + 1 in frames
+
+        tests.append(by_number)
     if ops:
 
         def by_op(f: DecodedFrame) -> bool:
@@ -132,6 +139,12 @@ def _tracker(byte_order: str) -> Any:
     return Tracker(byte_order=byte_order)
 
 
+def _severity(name: str) -> Any:
+    from fusetrace.tracker import Severity
+
+    return Severity.parse(name)
+
+
 def _finding_text(finding: Any) -> str:
     return (
         f"    ! {finding.rule} {finding.severity.label} ({finding.culprit.value}): "
@@ -144,43 +157,39 @@ def _finding_text(finding: Any) -> str:
     epilog="""\b
 Examples:
   fusetrace decode trace.pcapng
-  fusetrace decode trace.pcapng --op LOOKUP,READ --nodeid 5
+  fusetrace decode -r trace.pcapng --op LOOKUP,READ --nodeid 5
+  fusetrace decode trace.pcapng --frame 120          (a frame `fusetrace check` cites)
+  fusetrace decode trace.pcapng --frame 100-200 --unique 0x1b5c
   fusetrace decode trace.pcapng --errors -v
   fusetrace decode trace.pcapng --format jsonl | jq 'select(.opcode == "READ")'
   fusetrace decode trace.pcapng --stats
   cat trace.pcapng | fusetrace decode - --check
 """,
 )
-@click.argument("capture", metavar="FILE|-")
+@click.argument("capture", metavar="FILE|-", required=False)
+@options.read_option()
 @click.option("-v", "--verbose", is_flag=True, help="Print every field of each frame, nested.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "jsonl", "json", "parquet"]),
-    default="text",
-    show_default=True,
-    help="text lines, or one JSON object per frame (jsonl); json only with --stats; "
-    "parquet: one row per frame with the jsonl fields, written to the -w file.",
-)
-@click.option(
-    "-w",
-    "--write",
-    "write",
-    metavar="FILE",
-    help="With --format parquet: the Parquet file to write ('-': standard output).",
-)
+@options.format_option("text", "jsonl", "json", "parquet", help="text lines, or one JSON "
+                       "object per frame (jsonl); json only with --stats; parquet: one row per "
+                       "frame with the jsonl fields, written to the --output file.")  # fmt: skip
+@options.output_option(help="With --format parquet: the Parquet file to write ('-': standard "
+                       "output).")  # fmt: skip
+@click.option("--frame", "frames", type=options.FRAMES, metavar="N[-M][,...]",
+              help="Only these frames, numbered from 1 as in Wireshark and in the findings of "
+              "`fusetrace check`: N, N-M, N- (to the end), comma-separated.")  # fmt: skip
 @click.option("--op", "ops", metavar="NAMES", help="Only these opcodes, e.g. LOOKUP,READ "
               "(notifications as NOTIFY_INVAL_ENTRY); replies follow their request.")  # fmt: skip
-@click.option("--nodeid", type=int, metavar="N",
-              help="Only frames about node N: requests on it or naming it, their replies, "
-              "replies and notifications naming it.")  # fmt: skip
+@click.option("--nodeid", type=options.ID, metavar="ID",
+              help="Only frames about node ID (decimal or 0x-hex): requests on it or naming "
+              "it, their replies, replies and notifications naming it.")  # fmt: skip
 @click.option(
     "--unique",
-    type=int,
-    metavar="N",
-    help="Only the request with this unique, its reply and its INTERRUPT.",
+    type=options.ID,
+    metavar="ID",
+    help="Only the request with this unique (decimal or 0x-hex), its reply and its INTERRUPT.",
 )
-@click.option("--errors", is_flag=True, help="Only failed replies (error != 0).")
+@click.option("--errors", is_flag=True, help="Only failed replies (error != 0), each after the "
+              "request it answers, as strace shows a call and its error.")  # fmt: skip
 @click.option(
     "--since",
     type=float,
@@ -196,23 +205,25 @@ Examples:
 @click.option(
     "--stats",
     is_flag=True,
-    help="Print per-opcode counts, errors and latency percentiles instead of frames.",
+    help="Print per-opcode counts, errors by errno and latency percentiles instead of frames.",
 )
 @click.option(
     "--check",
     is_flag=True,
     help="Run the protocol checker and print its findings under their frame.",
 )
+@options.fail_on_option(help="With --check: exit 1 when a finding of this severity or worse "
+                        "is reported.")  # fmt: skip
 @click.option("--engine", type=click.Choice(["fast", "construct"]), default="fast",
               show_default=True, help="Body decoder: derived struct layouts, or construct "
               "itself (slower; same result).")  # fmt: skip
-@click.pass_context
 def decode(
-    ctx: click.Context,
-    capture: str,
+    capture: str | None,
+    read: str | None,
     verbose: bool,
     fmt: str,
-    write: str | None,
+    output: str | None,
+    frames: options.FrameSet | None,
     ops: str | None,
     nodeid: int | None,
     unique: int | None,
@@ -221,15 +232,25 @@ def decode(
     until: float | None,
     stats: bool,
     check: bool,
+    fail_on: str,
     engine: str,
-) -> None:
-    """Decode a FUSE capture: one line per frame, like tcpdump.
+) -> Result:
+    """Decode a FUSE capture: one line per frame, like tshark.
 
-    Requests show the time since the first frame, K>D, the unique, the opcode, the node id
-    and the key arguments; replies (D>K) show the request's opcode, ok or the error name
-    (-ENOENT), the key reply fields and the latency. Filters combine (all must hold); a
-    reply is shown when its request is.
+    Each line starts with the frame number as Wireshark counts it (from 1), then the time
+    since the first frame and the direction. Requests (K>D) show the unique, the opcode, the
+    node id and the key arguments; replies (D>K) show the request's opcode, ok or the error
+    name (-ENOENT), the key reply fields and the latency. Ids print in decimal; options
+    that take one accept decimal or 0x-hex. Filters combine (all must hold); a reply is
+    shown when its request is.
+
+    Exit status: 0, or 1 with --check when a finding at or above --fail-on is reported,
+    3 when the capture cannot be read or is cut short (after printing every whole frame).
     """
+    paths = options.capture_paths(read, capture)
+    if len(paths) > 1:
+        raise click.UsageError("decode reads one capture: give it with -r FILE or as FILE")
+    path = paths[0]
     if fmt == "json" and not stats:
         raise click.BadParameter("json goes with --stats; use jsonl for frames",
                                  param_hint="'--format'")  # fmt: skip
@@ -238,20 +259,23 @@ def decode(
             "--check prints findings under frames; `fusetrace check` summarises them",
             param_hint="'--check'",
         )
-    if (fmt == "parquet") != (write is not None):
-        raise click.BadParameter("parquet is written to a file: --format parquet -w FILE",
-                                 param_hint="'-w'")  # fmt: skip
+    if (fmt == "parquet") != (output is not None):
+        raise click.BadParameter("parquet is written to a file: --format parquet --output FILE",
+                                 param_hint="'--output'")  # fmt: skip
     if fmt == "parquet" and (stats or check or verbose):
         raise click.BadParameter("parquet holds frames, not --stats, --check or -v",
                                  param_hint="'--format'")  # fmt: skip
     op_names = _parse_ops(ops) if ops else None
+    threshold = _severity(fail_on) if check else None
     out: TextIO = sys.stdout
-    with open_capture(capture) as reader:
+    with open_capture(path) as reader:
         info = reader.info
         decoder = FrameDecoder(info.byte_order, engine=engine)  # type: ignore[arg-type]
         tracker = _tracker(info.byte_order) if check else None
         t0 = [0]
-        keep = _build_filter(op_names, nodeid, unique, errors, since, until, t0)
+        keep = _build_filter(op_names, nodeid, unique, errors, since, until, t0, frames)
+        # with only --frame N-M and nothing that needs the rest, stop after M
+        last = frames.last if frames is not None and tracker is None else None
         summary = Stats() if stats else None
         lines: list[str] = []
         found = 0
@@ -263,10 +287,10 @@ def decode(
         if head is not None:
             t0[0] = head.t_ns
             records = itertools.chain((head,), records)
-        if write is not None:
+        if output is not None:
             from fusetrace.cli.parquet import write_parquet
 
-            write_parquet(write, records, feed, keep, t0[0], info.meta)
+            write_parquet(output, records, feed, keep, t0[0], info.meta)
             records = iter(())
         elif keep is None and tracker is None and summary is None and not verbose:
             # the common case, kept tight: decode, render, write in chunks
@@ -283,23 +307,32 @@ def decode(
             frame = feed(rec)
             findings = tracker.feed(rec) if tracker is not None else ()
             if keep is not None and not keep(frame):
+                if last is not None and rec.index + 1 >= last:
+                    break
                 continue
             if summary is not None:
                 summary.feed(frame)
                 continue
+            if errors and frame.request is not None:
+                # strace style: the call, then its error
+                lines.append(render(frame.request, t0[0]))
+                if verbose and fmt == "text":
+                    lines.extend(verbose_lines(frame.request))
             lines.append(render(frame, t0[0]))
             if verbose and fmt == "text":
                 lines.extend(verbose_lines(frame))
             for f in findings:
-                found += _fails(f)
+                found += f.severity >= threshold
                 lines.append(_finding_line(f, fmt))
             if len(lines) >= _FLUSH_LINES:
                 out.write("\n".join(lines))
                 out.write("\n")
                 lines.clear()
+            if last is not None and rec.index + 1 >= last:
+                break
         if tracker is not None and summary is None:
             for f in tracker.finish():
-                found += _fails(f)
+                found += f.severity >= threshold
                 lines.append(_finding_line(f, fmt))
         if lines:
             out.write("\n".join(lines))
@@ -313,14 +346,7 @@ def decode(
                 "the last block is incomplete; every whole frame before it was decoded",
                 err=True,
             )
-            ctx.exit(ExitCode.BAD_CAPTURE)
-    if found:
-        ctx.exit(ExitCode.FINDINGS)
-
-
-def _fails(finding: Any) -> int:
-    """1 for a finding that makes ``decode --check`` exit 1 (errors, as check's default)."""
-    return 1 if finding.severity.label == "error" else 0
+    return Result(failed=found > 0, cut_short=info.truncated)
 
 
 def _finding_line(finding: Any, fmt: str) -> str:

@@ -8,7 +8,8 @@ import sys
 import click
 
 from fusetrace.capture.files import open_capture
-from fusetrace.errors import EnvironmentProblem, ExitCode
+from fusetrace.cli import Result
+from fusetrace.errors import EnvironmentProblem
 from fusetrace.observe.aggregate import Aggregate
 
 
@@ -39,10 +40,7 @@ Examples:
     metavar="TEXT",
     help="The page's title (default: the capture's file name).",
 )
-@click.pass_context
-def report(
-    ctx: click.Context, capture: str, output: str, no_check: bool, title: str | None
-) -> None:
+def report(capture: str, output: str, no_check: bool, title: str | None) -> Result | None:
     """Write a capture's report: one HTML file that opens offline in any browser.
 
     Plots: latency distribution per opcode, requests in flight over time (with the
@@ -122,4 +120,5 @@ def report(
             "reported up to its last whole frame",
             err=True,
         )
-        ctx.exit(ExitCode.BAD_CAPTURE)
+        return Result(cut_short=True)
+    return None

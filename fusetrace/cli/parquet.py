@@ -1,4 +1,4 @@
-"""``decode --format parquet -w FILE``: the frames of a capture as Parquet rows."""
+"""``decode --format parquet --output FILE``: the frames of a capture as Parquet rows."""
 
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from fusetrace.cli import Result, options
 from fusetrace.errors import ExitCode
 
 EPILOG = """\b
@@ -19,21 +20,14 @@ Examples:
 """
 
 
+@options.renamed({"--daemon-timeout": "--timeout"})
 @click.command(epilog=EPILOG)
-@click.option(
-    "-w",
-    "--write",
-    "output",
+@options.write_option(
+    dest="output",
     required=True,
-    metavar="FILE",
     help="Write the capture (pcapng) to FILE, mode 0600; '-' writes it to standard output.",
 )
-@click.option(
-    "-o",
-    "--options",
-    "options",
-    multiple=True,
-    metavar="OPT[,OPT...]",
+@options.mount_options_option(
     help="Mount options, as for mount(8): ro, nosuid, noexec, allow_other, "
     "default_permissions, max_read=N, blksize=N, fsname=NAME, subtype=TYPE... Repeatable.",
 )
@@ -43,11 +37,10 @@ Examples:
     metavar="BYTES",
     help="Store at most BYTES of each frame (file data is cut; lengths are kept).",
 )
-@click.option(
-    "--daemon-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="SECONDS",
-    help="Abort the connection when a request stays unanswered this long (a hung daemon).",
+@options.timeout_option(
+    dest="daemon_timeout",
+    help="Abort the connection when a request stays unanswered this long (a hung daemon). "
+    "Formerly --daemon-timeout.",
 )
 @click.option(
     "--live",
@@ -69,13 +62,8 @@ Examples:
     "`fusetrace check` does), print each finding the moment it happens, and exit 1 when a "
     "finding at or above --fail-on was seen.",
 )
-@click.option(
-    "--fail-on",
-    type=click.Choice(["error", "warning"]),
-    default="error",
-    show_default=True,
-    help="With --check: the severity that makes the exit status 1.",
-)
+@options.fail_on_option(help="With --check: exit 1 when a finding of this severity or worse "
+                        "is reported.")  # fmt: skip
 @click.option(
     "--handoff",
     type=click.Choice(["auto", "fd", "fusermount"]),
@@ -99,7 +87,7 @@ def record(
     handoff: str,
     mountpoint: str,
     daemon: tuple[str, ...],
-) -> None:
+) -> Result:
     """Mount MOUNTPOINT, run DAEMON behind fusetrace, and capture every FUSE frame.
 
     fusetrace opens /dev/fuse and mounts it on MOUNTPOINT itself, then starts DAEMON with one
@@ -185,4 +173,4 @@ def record(
         )
         if status == 0 and any(f.severity >= threshold for f in findings):
             status = ExitCode.FINDINGS
-    sys.exit(status)
+    return Result.from_status(status)

@@ -12,6 +12,7 @@ import click
 
 from fusetrace.capture.files import open_capture, open_output
 from fusetrace.capture.pcapng import CaptureInfo, CaptureWriter, Channel
+from fusetrace.cli import options
 from fusetrace.record import Record
 from fusetrace.redact import Redactor, names_in, scrub_meta
 
@@ -79,24 +80,16 @@ def write_like(
 
 @click.command()
 @click.argument("capture", metavar="FILE|-", required=False)
-@click.option("-r", "--read", "read_path", metavar="FILE", help="The capture to redact "
-              "(instead of the FILE argument).")  # fmt: skip
-@click.option("-w", "--write", "write_path", metavar="FILE", required=True,
-              help="Write the redacted capture to FILE ('-' for standard output).")  # fmt: skip
+@options.read_option(dest="read_path")
+@options.write_option(help="Write the redacted capture to FILE ('-' for standard output).",
+                      dest="write_path", required=True)  # fmt: skip
 @click.option("--keep-names", is_flag=True, help="Leave file and xattr names as they are "
               "(for private use).")  # fmt: skip
 @click.option("--keep-data", is_flag=True, help="Leave file data, xattr values and symlink "
               "targets as they are (for private use).")  # fmt: skip
 @click.option("--map-ids", is_flag=True, help="Replace uid, gid and pid by small stable "
               "numbers (0 stays 0).")  # fmt: skip
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Summary format on stderr.",
-)
+@options.format_option("text", "json", help="Summary format on stderr.")
 def redact(
     capture: str | None,
     read_path: str | None,

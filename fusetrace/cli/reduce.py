@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from fusetrace.cli import options
 from fusetrace.cli.redact import load, write_like
 from fusetrace.errors import CaptureError, ExitCode, FusetraceError
 from fusetrace.reduce.closure import build
@@ -45,10 +46,9 @@ def _progress_bar(max_time: float | None) -> Any:
 @click.command(context_settings={"ignore_unknown_options": False})
 @click.argument("capture", metavar="FILE", required=False)
 @click.argument("daemon", nargs=-1, metavar="[-- DAEMON ARGS...]")
-@click.option("-r", "--read", "read_path", metavar="FILE",
-              help="The capture to reduce (instead of the FILE argument).")  # fmt: skip
-@click.option("-w", "--write", "write_path", metavar="FILE", required=True,
-              help="Write the reduced capture to FILE ('-' for standard output).")  # fmt: skip
+@options.read_option(dest="read_path")
+@options.write_option(help="Write the reduced capture to FILE ('-' for standard output).",
+                      dest="write_path", required=True)  # fmt: skip
 @click.option("--rule", metavar="FTxxx", help="Keep the frames that make the checker raise "
               "this rule (same rule, same culprit).")  # fmt: skip
 @click.option("--culprit", type=click.Choice([c.value for c in Culprit]),
@@ -63,17 +63,9 @@ def _progress_bar(max_time: float | None) -> Any:
               "written.")  # fmt: skip
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, metavar="N",
               help="Candidates tested at once (default: the number of CPUs).")  # fmt: skip
-@click.option("--timeout", type=float, default=10.0, show_default=True, metavar="SECONDS",
-              help="With --difference: how long a replayed daemon may leave a request "
-              "unanswered.")  # fmt: skip
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Report format.",
-)
+@options.timeout_option(default=10.0, help="With --difference: how long a replayed daemon may "
+                        "leave a request unanswered.")  # fmt: skip
+@options.format_option("text", "json", help="Report format.")
 def reduce(
     capture: str | None,
     daemon: tuple[str, ...],

@@ -12,7 +12,8 @@ import click
 
 from fusetrace.capture import Channel
 from fusetrace.capture.files import host_writer, open_capture, open_output
-from fusetrace.errors import CaptureError, ExitCode
+from fusetrace.cli import Result, options
+from fusetrace.errors import CaptureError
 from fusetrace.record import Direction, Record
 from fusetrace.replay.codec import ProtocolCodec
 from fusetrace.replay.driver import FrameSink, LiveRun, run
@@ -39,6 +40,7 @@ def _load(path: str) -> tuple[list[Record], dict[str, Any]]:
             err=True,
         )
     meta = dict(info.meta)
+    meta["cut_short"] = info.truncated
     meta.setdefault("byte_order", info.byte_order)
     return records, meta
 
@@ -137,7 +139,7 @@ def _print_text(
         click.echo(f"note: {note}", err=True)
     for f in findings:
         click.echo(
-            f"finding {f.rule} {f.severity.label} ({f.culprit.value}) live frame {f.frame}: "
+            f"finding {f.rule} {f.severity.label} ({f.culprit.value}) live frame {f.number}: "
             f"{f.message}",
             file=out,
         )
@@ -186,14 +188,11 @@ def _print_text(
 
 
 @click.command(context_settings={"ignore_unknown_options": False})
-@click.argument("capture", metavar="CAPTURE")
-@click.argument("daemon", nargs=-1, required=True, metavar="-- DAEMON [ARGS...]")
-@click.option(
-    "-w",
-    "--write",
-    "write_path",
-    metavar="REPLAY.pcapng",
-    help="Also write the live run as a new capture ('-' = stdout).",
+@click.argument("capture", metavar="CAPTURE", required=False)
+@click.argument("daemon", nargs=-1, metavar="-- DAEMON [ARGS...]")
+@options.read_option()
+@options.write_option(
+    dest="write_path", help="Also write the live run as a new capture ('-' = stdout)."
 )
 @click.option("--serial", is_flag=True, help="Send one request at a time.")
 @click.option(
@@ -205,13 +204,9 @@ def _print_text(
     help="Keep the recorded pacing, X times faster; 0 = as fast as the daemon answers "
     "(and report requests/s and latency per opcode).",
 )
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
+@options.timeout_option(
     default=10.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long to wait for each reply.",
+    help="Give up on the daemon when it leaves a request unanswered this long.",
 )
 @click.option(
     "--ignore",
@@ -235,17 +230,13 @@ def _print_text(
     "/dev/fd/N (libfuse >= 3.3, pyfuse3); 'fusermount' stands in for fusermount3 when the "
     "daemon asks it to mount (libfuse 2 daemons; needs root, mounts nothing).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Report format on stdout.",
-)
+@options.format_option("text", "json", help="Report format on stdout: text or json.")
+@options.fail_on_option(help="Exit 1 when a finding of this severity or worse is reported "
+                        "for the live run; a difference always fails.")  # fmt: skip
 def replay(
-    capture: str,
+    capture: str | None,
     daemon: tuple[str, ...],
+    read: str | None,
     write_path: str | None,
     serial: bool,
     speed: float,
@@ -254,7 +245,8 @@ def replay(
     strict: bool,
     handoff: str,
     fmt: str,
-) -> None:
+    fail_on: str,
+) -> Result:
     """Re-feed the requests of CAPTURE to a fresh DAEMON and report every difference.
 
     fusetrace plays the kernel: it hands the daemon a socket as /dev/fd/N in place of the
@@ -273,9 +265,14 @@ def replay(
       fusetrace replay --serial -w live.pcapng trace.pcapng -- ./mydaemon-v2 -f {}
       fusetrace replay --ignore attr.size --format json trace.pcapng -- mydaemon {}
 
-    Exit status: 0 no differences, 1 differences or error findings, 3 unreadable capture,
-    4 the daemon failed to start, died or stopped answering.
+    Exit status: 0 no differences, 1 differences or findings at or above --fail-on,
+    3 unreadable capture or one cut short (after the report), 4 the daemon failed to start,
+    died or stopped answering.
     """
+    if read is not None:  # with -r, the first word after -- is the daemon's
+        capture, daemon = read, ((capture,) if capture else ()) + daemon
+    if capture is None or not daemon:
+        raise click.UsageError("give the capture (CAPTURE or -r FILE) and -- DAEMON [ARGS...]")
     records, meta = _load(capture)
     byte_order = str(meta.get("byte_order", "little"))
     if byte_order != sys.byteorder:
@@ -355,14 +352,14 @@ def replay(
         click.echo(json.dumps(doc, indent=2, default=str), file=out)
     else:
         _print_text(out, result, summary, findings)
+    cut_short = bool(meta.get("cut_short"))
     if result.outcome is not Outcome.COMPLETED:
         click.echo(f"fusetrace: error: {result.reason}", err=True)
-        sys.exit(ExitCode.ENVIRONMENT)
-    errors = [f for f in findings if f.severity.label == "error"]
-    # sys.exit rather than click's Exit: the group's main() runs click in non-standalone
-    # mode, which turns Exit into a return value
-    if result.differences or errors:
-        sys.exit(ExitCode.FINDINGS)
+        return Result(environment=True, cut_short=cut_short)
+    from fusetrace.tracker import Severity
+
+    errors = [f for f in findings if f.severity >= Severity.parse(fail_on)]
+    return Result(failed=bool(result.differences or errors), cut_short=cut_short)
 
 
 #: documented default ignores, for the man page and --help readers

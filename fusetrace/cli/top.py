@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 import click
 
+from fusetrace.cli import Result, options
 from fusetrace.errors import EnvironmentProblem, ExitCode
 from fusetrace.observe.aggregate import Aggregate
 from fusetrace.protocol.abi import InitFlag, flag_names
@@ -459,13 +460,11 @@ Examples:
     metavar="FILE",
     help="With --attach: also write what the tracepoints show to FILE, a header-only capture.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["screen", "text", "json"]),
-    default="screen",
-    show_default=True,
-    help="screen: refreshed live; text or json: print the final table once, at the end.",
+@options.format_option(
+    "text",
+    "json",
+    help="text: on a terminal, the screen refreshed live; otherwise the final table, once, "
+    "at the end. json: the final table as one JSON document.",
 )
 @click.option(
     "--duration",
@@ -481,16 +480,14 @@ Examples:
     metavar="SECONDS",
     help="Seconds between screen refreshes.",
 )
-@click.pass_context
 def top(
-    ctx: click.Context,
     capture: str | None,
     attach: str | None,
     output: str | None,
     fmt: str,
     duration: float | None,
     interval: float,
-) -> None:
+) -> Result | None:
     """Show per-opcode rates, requests in flight, p50/p99 latency, errors and bytes.
 
     With FILE, the capture is read (a pipe from `fusetrace record -w -` is shown live).
@@ -505,8 +502,10 @@ def top(
         raise click.UsageError("give either a capture FILE or --attach MOUNTPOINT")
     if output is not None and attach is None:
         raise click.BadParameter("-w goes with --attach", param_hint="'-w'")
+    if fmt == "text" and sys.stdout.isatty():
+        fmt = "screen"
     if attach is not None:
         _run_attach(attach, output, fmt, duration, interval)
-        return
+        return None
     assert capture is not None
-    ctx.exit(_run_capture(capture, fmt, duration, interval))
+    return Result.from_status(_run_capture(capture, fmt, duration, interval))

@@ -311,7 +311,7 @@ def render_findings_text(findings: list[Finding]) -> list[str]:
         return ["findings: none"]
     out = [f"findings: {len(findings)}"]
     for f in findings:
-        where = f"frame {f.frame}" if f.frame is not None else "end of capture"
+        where = f"frame {f.number}" if f.number is not None else "end of capture"
         op = f" {f.opcode}" if f.opcode else ""
         out.append(f"  {f.rule} {f.severity.label} ({f.culprit.value}) {where}{op}: {f.message}")
     return out

@@ -61,7 +61,13 @@ class CheckResult:
 
 
 def _unique(u: int | None) -> str:
-    return "" if u is None else f"{u:#x}"
+    """Ids print in decimal, as in ``fusetrace decode`` and Wireshark's fuse.unique."""
+    return "" if u is None else str(u)
+
+
+def _where(f: Finding) -> str:
+    """The frame as Wireshark numbers it (from 1), or ``end`` for end-of-capture findings."""
+    return "end" if f.number is None else str(f.number)
 
 
 class Reporter(ABC):
@@ -85,7 +91,7 @@ class TextReporter(Reporter):
             return
         for c in result.captures:
             for f in c.findings:
-                where = "end" if f.frame is None else str(f.frame)
+                where = _where(f)
                 op = f" {f.opcode}" if f.opcode else ""
                 uq = f" unique={_unique(f.unique)}" if f.unique is not None else ""
                 out.write(
@@ -124,7 +130,7 @@ class TextReporter(Reporter):
                     table.add_column(col, overflow="fold")
                 for f in c.findings:
                     table.add_row(
-                        "end" if f.frame is None else str(f.frame),
+                        _where(f),
                         f.rule,
                         f"[{style[f.severity.label]}]{f.severity.label}[/]",
                         f.culprit.value,

@@ -327,9 +327,10 @@ _ARROW = {Direction.INBOUND: "K>D", Direction.OUTBOUND: "D>K"}
 
 
 def summary_line(frame: DecodedFrame, t0_ns: int) -> str:
-    """One line per frame, like tcpdump: time, direction, unique, opcode, nodeid, arguments."""
+    """One line per frame, like tshark and tcpdump: the frame number (Wireshark's
+    ``frame.number``, from 1), time, direction, unique, opcode, nodeid, arguments."""
     rec = frame.record
-    head = f"{(rec.t_ns - t0_ns) / 1e9:.6f} {_ARROW[rec.direction]}"
+    head = f"{rec.index + 1:>5} {(rec.t_ns - t0_ns) / 1e9:.6f} {_ARROW[rec.direction]}"
     if rec.channel:
         head += f" ch{rec.channel}"
     d = frame.decoded
@@ -408,7 +409,7 @@ def verbose_lines(frame: DecodedFrame) -> list[str]:
         return [f"    raw: {frame.record.data[:64].hex(' ')}"]
     out = ["    header: " + " ".join(f"{k}={v}" for k, v in d.header._asdict().items())]
     if frame.request is not None:
-        out.append(f"    request: frame {frame.request.index}")
+        out.append(f"    request: frame {frame.request.record.number}")
     out.extend(_walk(d.body, "    "))
     if d.opcode == Opcode.INIT and d.kind in ("request", "reply") and "flags" in d.body:
         out.append("    flag names: " + " ".join(flag_names(int(init_flags(d.body)), InitFlag)))
@@ -438,7 +439,7 @@ def json_object(frame: DecodedFrame, t0_ns: int) -> dict[str, Any]:
     rec = frame.record
     d = frame.decoded
     obj: dict[str, Any] = {
-        "frame": rec.index,
+        "frame": rec.index + 1,
         "time": round((rec.t_ns - t0_ns) / 1e9, 9),
         "t_ns": rec.t_ns,
         "dir": "K>D" if rec.direction is Direction.INBOUND else "D>K",
@@ -446,14 +447,19 @@ def json_object(frame: DecodedFrame, t0_ns: int) -> dict[str, Any]:
         "len": rec.orig_len,
     }
     if d is None:
-        obj.update(kind="undecodable", unique=None, opcode=None, nodeid=None, error=None,
-                   errno=None, request_frame=None, latency_ns=None, body={},
-                   problems=[frame.error])  # fmt: skip
+        obj.update(kind="undecodable", unique=None, opcode=None, nodeid=None, uid=None,
+                   gid=None, pid=None, error=None, errno=None, request_frame=None,
+                   latency_ns=None, body={}, problems=[frame.error])  # fmt: skip
         return obj
     req = frame.request
     nodeid = d.nodeid
-    if nodeid is None and req is not None and req.decoded is not None:
-        nodeid = req.decoded.nodeid
+    # who asked: a request's own header; a reply carries its request's
+    asker = d.header if d.kind == "request" else None
+    if req is not None and req.decoded is not None:
+        if nodeid is None:
+            nodeid = req.decoded.nodeid
+        if asker is None and req.decoded.kind == "request":
+            asker = req.decoded.header
     error = d.error
     body = d.body
     if d.opcode == Opcode.INIT and d.kind in ("request", "reply") and "flags" in body:
@@ -463,9 +469,12 @@ def json_object(frame: DecodedFrame, t0_ns: int) -> dict[str, Any]:
         unique=d.unique,
         opcode=("NOTIFY_" + d.name) if d.kind == "notify" else d.name,
         nodeid=nodeid,
+        uid=asker.uid if asker is not None else None,  # type: ignore[union-attr]
+        gid=asker.gid if asker is not None else None,  # type: ignore[union-attr]
+        pid=asker.pid if asker is not None else None,  # type: ignore[union-attr]
         error=error,
         errno=errno_name(error)[1:] if error else None,
-        request_frame=req.index if req is not None else None,
+        request_frame=req.index + 1 if req is not None else None,
         latency_ns=frame.latency_ns,
         body=body,
         problems=[str(p) for p in d.problems],
@@ -500,6 +509,8 @@ class Stats:
         self.requests: dict[str, int] = {}
         self.replies: dict[str, int] = {}
         self.errors: dict[str, int] = {}
+        #: opcode -> errno name -> failed replies (671 GETXATTR ENODATA is not 671 failures)
+        self.errnos: dict[str, dict[str, int]] = {}
         self.latencies: dict[str, array[int]] = {}
         self.frames = 0
 
@@ -513,8 +524,14 @@ class Stats:
             self.requests[name] = self.requests.get(name, 0) + 1
             return
         self.replies[name] = self.replies.get(name, 0) + 1
-        if d.header.error:  # type: ignore[union-attr]
+        err = d.header.error  # type: ignore[union-attr]
+        if err:
             self.errors[name] = self.errors.get(name, 0) + 1
+            by = self.errnos.get(name)
+            if by is None:
+                by = self.errnos[name] = {}
+            label = errno_name(err).lstrip("-")
+            by[label] = by.get(label, 0) + 1
         if frame.latency_ns is not None:
             lat = self.latencies.get(name)
             if lat is None:
@@ -533,6 +550,9 @@ class Stats:
                     "count": self.requests.get(n, 0),
                     "replies": self.replies.get(n, 0),
                     "errors": self.errors.get(n, 0),
+                    "errnos": dict(
+                        sorted(self.errnos.get(n, {}).items(), key=lambda kv: (-kv[1], kv[0]))
+                    ),
                     "p50_ns": _percentile(lat, 0.50) if lat else None,
                     "p90_ns": _percentile(lat, 0.90) if lat else None,
                     "p99_ns": _percentile(lat, 0.99) if lat else None,
@@ -544,7 +564,7 @@ class Stats:
     def to_dict(self) -> dict[str, Any]:
         return {"frames": self.frames, "opcodes": self.rows()}
 
-    _HEAD = ("opcode", "count", "replies", "errors", "p50", "p90", "p99", "max")
+    _HEAD = ("opcode", "count", "replies", "errors", "p50", "p90", "p99", "max", "errnos")
 
     def _cells(self) -> list[list[str]]:
         out = []
@@ -553,7 +573,10 @@ class Stats:
                 _latency(r[k])[2:-1] if r[k] is not None else "-"
                 for k in ("p50_ns", "p90_ns", "p99_ns", "max_ns")
             ]
-            out.append([r["opcode"], str(r["count"]), str(r["replies"]), str(r["errors"]), *lat])
+            names = ", ".join(f"{k} {v}" for k, v in r["errnos"].items())
+            out.append(
+                [r["opcode"], str(r["count"]), str(r["replies"]), str(r["errors"]), *lat, names]
+            )
         return out
 
     def render_plain(self) -> str:
@@ -562,8 +585,8 @@ class Stats:
         lines = []
         for row in cells:
             first = row[0].ljust(widths[0])
-            rest = "  ".join(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True))
-            lines.append(f"{first}  {rest}")
+            rest = "  ".join(c.rjust(w) for c, w in zip(row[1:-1], widths[1:-1], strict=True))
+            lines.append(f"{first}  {rest}  {row[-1]}".rstrip())
         lines.append(f"{self.frames} frames")
         return "\n".join(lines) + "\n"
 
@@ -573,7 +596,7 @@ class Stats:
 
         table = Table(title=f"{self.frames} frames", title_justify="left")
         for i, h in enumerate(self._HEAD):
-            table.add_column(h, justify="left" if i == 0 else "right")
+            table.add_column(h, justify="left" if i in (0, len(self._HEAD) - 1) else "right")
         for row in self._cells():
             table.add_row(*row)
         return table

@@ -56,11 +56,19 @@ class Finding:
     opcode: str | None = None
     related: tuple[int, ...] = field(default=())
 
+    @property
+    def number(self) -> int | None:
+        """The frame as Wireshark numbers it (``frame.number``, from 1); None at the end."""
+        return None if self.frame is None else self.frame + 1
+
     def describe(self) -> str:
-        """One line: ``FT102 error [daemon] frame 4 GETATTR unique=0x4: message``."""
-        where = "end of capture" if self.frame is None else f"frame {self.frame}"
+        """One line: ``FT102 error [daemon] frame 5 GETATTR unique=4: message``.
+
+        Frames are numbered from 1 as in Wireshark, ids in decimal as everywhere else.
+        """
+        where = "end of capture" if self.frame is None else f"frame {self.frame + 1}"
         op = f" {self.opcode}" if self.opcode else ""
-        uq = "" if self.unique is None else f" unique={self.unique:#x}"
+        uq = "" if self.unique is None else f" unique={self.unique}"
         return (
             f"{self.rule} {self.severity.label} [{self.culprit.value}] {where}{op}{uq}: "
             f"{self.message}"
@@ -71,9 +79,9 @@ class Finding:
             "rule": self.rule,
             "severity": self.severity.label,
             "culprit": self.culprit.value,
-            "frame": self.frame,
+            "frame": self.number,
             "unique": self.unique,
             "opcode": self.opcode,
             "message": self.message,
-            "related": list(self.related),
+            "related": [r + 1 for r in self.related],
         }

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -117,8 +121,9 @@ def test_findings_exit_1_and_cite_the_frame(runner: CliRunner, tmp_path: Path) -
     cap = write_capture(tmp_path / "dirty.pcapng", dirty_frames())
     code, out, _ = run(runner, "check", str(cap))
     assert code == 1
-    assert f"{cap}:4: FT102 error [daemon]" in out
-    assert f"{cap}:1: FT405 warning [daemon] INIT" in out
+    # frames numbered from 1 as in Wireshark, ids in decimal
+    assert f"{cap}:5: FT102 error [daemon] unique=4:" in out
+    assert f"{cap}:2: FT405 warning [daemon] INIT unique=2:" in out
 
 
 def test_fail_on_warning(runner: CliRunner, tmp_path: Path) -> None:
@@ -154,7 +159,7 @@ def test_json_report(runner: CliRunner, tmp_path: Path) -> None:
     assert [c["frames"] for c in doc["captures"]] == [5, 4]
     f = next(f for f in doc["captures"][0]["findings"] if f["rule"] == "FT102")
     assert f["severity"] == "error" and f["culprit"] == "daemon"
-    assert f["frame"] == 4 and f["unique"] == 4 and f["related"] == [3]
+    assert f["frame"] == 5 and f["unique"] == 4 and f["related"] == [4]
     assert {"rule", "severity", "culprit", "frame", "unique", "opcode", "message"} <= set(f)
     assert doc["captures"][1]["findings"] == []
     assert doc["summary"]["findings"] == {"error": 1, "warning": 1, "info": 0}
@@ -165,7 +170,7 @@ def test_json_report(runner: CliRunner, tmp_path: Path) -> None:
 def test_junit_report(runner: CliRunner, tmp_path: Path) -> None:
     cap = write_capture(tmp_path / "dirty.pcapng", dirty_frames())
     out_file = tmp_path / "report.xml"
-    code, out, _ = run(runner, "check", "--format", "junit", "-o", str(out_file), str(cap))
+    code, out, _ = run(runner, "check", "--format", "junit", "--output", str(out_file), str(cap))
     assert code == 1 and out == ""
     root = ET.parse(out_file).getroot()
     assert root.tag == "testsuites"
@@ -179,9 +184,22 @@ def test_junit_report(runner: CliRunner, tmp_path: Path) -> None:
     assert "FT405" in (init_case.findtext("system-out") or "")
     assert suite.get("failures") == "1" and root.get("tests") == "5"
     # with --fail-on warning the INIT family fails too
-    run(runner, "check", "--format", "junit", "--fail-on", "warning", "-o", str(out_file), str(cap))
+    # -o (mount options everywhere else) still names the report file, for one release
+    code, _, err = run(runner, "check", "--format", "junit", "--fail-on", "warning", "-o",
+                       str(out_file), str(cap))  # fmt: skip
+    assert "-o is deprecated" in err and "use --output" in err
     root = ET.parse(out_file).getroot()
     assert root.get("failures") == "2"
+
+
+def test_read_option_and_positional_captures(runner: CliRunner, tmp_path: Path) -> None:
+    a = write_capture(tmp_path / "a.pcapng", dirty_frames())
+    b = write_capture(tmp_path / "b.pcapng", clean_frames())
+    code, out, _ = run(runner, "check", "--format", "json", "-r", str(a), str(b))
+    assert code == 1
+    assert [c["file"] for c in json.loads(out)["captures"]] == [str(a), str(b)]
+    code, _, err = run(runner, "check")
+    assert code == 2 and "no capture given" in err
 
 
 def test_unreadable_capture_exits_3(runner: CliRunner, tmp_path: Path) -> None:
@@ -204,7 +222,9 @@ def test_capture_cut_mid_block_is_checked_with_a_warning(runner: CliRunner, tmp_
     doc = json.loads(out)
     assert doc["captures"][0]["frames"] == 4
     assert doc["captures"][0]["truncated"] is True
-    assert code == 0  # the FT102 frame was the one cut off
+    # the FT102 frame was the one cut off: no error finding, yet a capture cut short is 3
+    assert [f["rule"] for f in doc["captures"][0]["findings"]] == ["FT405"]
+    assert code == 3
 
 
 def test_mount_options_from_the_capture_enable_ft410(runner: CliRunner, tmp_path: Path) -> None:
@@ -258,3 +278,58 @@ def test_rules_lists_every_rule(runner: CliRunner) -> None:
     doc = json.loads(out)
     assert [r["code"] for r in doc] == list(RULES)
     assert all(r["doc"] and r["title"] for r in doc)
+
+
+# ---- a finding's frame is the frame Wireshark and decode show ---------------------------
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+REFERENCE = sorted((ROOT / "captures").glob("*.pcapng"))
+
+
+def tshark_fields(capture: Path, frames: str, *fields: str) -> list[list[str]]:
+    """``tshark -r CAPTURE -Y FRAMES -T fields -e ...`` with the shipped dissector."""
+    tshark = shutil.which("tshark")
+    assert tshark is not None
+    plugin = ROOT / "fusetrace" / "data" / "fuse.lua"
+    cmd = [tshark, "-n", "-X", f"lua_script:{plugin}", "-r", str(capture), "-Y", frames,
+           "-T", "fields"] + [a for f in fields for a in ("-e", f)]  # fmt: skip
+    with tempfile.TemporaryDirectory() as home:  # no personal plugins or preferences
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "HOME": home})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return [line.split("\t") for line in proc.stdout.splitlines()]
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+@pytest.mark.parametrize("capture", REFERENCE, ids=lambda p: p.name)
+def test_a_finding_names_the_frame_tshark_and_decode_show(runner: CliRunner, capture: Path) -> None:
+    """check --format json gives a finding's frame N; tshark's frame.number==N and decode
+    --frame N are the same frame: same length on the wire, same unique, same direction."""
+    code, out, _ = run(runner, "check", "--format", "json", str(capture))
+    assert code in (0, 1), out
+    findings = [f for f in json.loads(out)["captures"][0]["findings"] if f["frame"] is not None]
+    assert findings, f"{capture.name} has no finding about a frame"
+    finding = findings[0]
+    n = finding["frame"]
+
+    rows = tshark_fields(capture, f"frame.number=={n}", "frame.number", "frame.len",
+                         "frame.cap_len", "fuse.unique", "fuse.type")  # fmt: skip
+    assert len(rows) == 1
+    number, length, stored, unique, kind = rows[0]
+    assert int(number) == n and int(unique) == finding["unique"]
+
+    code, out, _ = run(runner, "decode", "--frame", str(n), "--format", "jsonl", str(capture))
+    assert code == 0
+    (frame,) = [json.loads(line) for line in out.splitlines()]
+    assert frame["frame"] == n
+    assert frame["len"] == int(length) and frame["unique"] == finding["unique"]
+    assert frame["dir"] == ("K>D" if kind == "1" else "D>K")
+    code, out, _ = run(runner, "decode", "--frame", str(n), str(capture))
+    assert out.split()[0] == str(n)
+    if finding["rule"] == "FT316":  # the message names the stored and the wire length
+        assert f"stored with {stored} of {length} bytes" in finding["message"]
+
+    # the neighbours differ, so an off-by-one would not pass unnoticed
+    near = tshark_fields(capture, f"frame.number>={n - 1} && frame.number<={n + 1}",
+                         "frame.len", "fuse.unique", "fuse.type")  # fmt: skip
+    assert len({tuple(r) for r in near}) == 3

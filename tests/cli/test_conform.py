@@ -32,7 +32,8 @@ def test_help_teaches_with_an_example() -> None:
     out = conform("--help")
     assert out.returncode == 0
     assert "fusetrace conform /mnt -- squashfuse_ll image.sqfs /mnt" in out.stdout
-    assert "--report" in out.stdout and "--baseline" in out.stdout
+    assert "--format" in out.stdout and "--output" in out.stdout and "--baseline" in out.stdout
+    assert "--report" not in out.stdout  # deprecated: still accepted, no longer shown
 
 
 def test_missing_daemon_is_a_usage_error(tmp_path: Path) -> None:
@@ -78,6 +79,8 @@ def test_squashfuse_passes_with_junit_and_json(mountpoint: Path, tmp_path: Path)
         *squashfuse_argv(image, "{}"),
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
+    # the old spellings still work for one release, with a note each
+    assert "--report is deprecated" in out.stderr and "--json is deprecated" in out.stderr
     assert not is_mounted(mountpoint)
     assert "read-only filesystem: mkdir: ENOSYS" in out.stdout
     assert out.stdout.rstrip().endswith("result: pass")
@@ -97,7 +100,8 @@ def test_baseline_replay_is_reported(mountpoint: Path, tmp_path: Path) -> None:
     base = ROOT / "captures" / "fuse-overlayfs.pcapng"
     js = tmp_path / "r.json"
     out = conform(
-        "--large-dir", "20", "--json", str(js), "--baseline", str(base), "-q",
+        "--large-dir", "20", "--format", "json", "--output", str(js), "--baseline", str(base),
+        "-q",
         str(mountpoint), "--", *overlay_argv(tmp_path / "ov", "{}"),
     )  # fmt: skip
     assert not is_mounted(mountpoint)
@@ -114,7 +118,7 @@ def test_a_misbehaving_daemon_fails_with_its_faults_named(mountpoint: Path, tmp_
     junit = tmp_path / "j.xml"
     faults = tmp_path / "faults.json"
     out = conform(
-        "--timeout", "10", "--report", str(junit), str(mountpoint), "--",
+        "--timeout", "10", "--format", "junit", "--output", str(junit), str(mountpoint), "--",
         sys.executable, str(MISBEHAVE), "{}", str(faults),
     )  # fmt: skip
     assert out.returncode == 1, out.stdout + out.stderr
@@ -164,7 +168,7 @@ def test_a_step_that_hangs_is_abandoned_and_the_mount_cleaned_up(
 ) -> None:
     js = tmp_path / "r.json"
     hang = ROOT / "tests" / "conform" / "hangfs.py"
-    out = conform("--timeout", "2", "--json", str(js), str(mountpoint), "--",
+    out = conform("--timeout", "2", "--format", "json", "--output", str(js), str(mountpoint), "--",
                   sys.executable, str(hang), "{}")  # fmt: skip
     assert out.returncode == 1, out.stdout + out.stderr
     assert not is_mounted(mountpoint)
@@ -182,7 +186,7 @@ def test_a_hanging_mkdir_fails_its_step_and_skips_the_rest(
 ) -> None:
     js = tmp_path / "r.json"
     hang = ROOT / "tests" / "conform" / "hangfs.py"
-    out = conform("--timeout", "2", "--json", str(js), str(mountpoint), "--",
+    out = conform("--timeout", "2", "--format", "json", "--output", str(js), str(mountpoint), "--",
                   sys.executable, str(hang), "{}", "MKDIR")  # fmt: skip
     assert out.returncode == 1, out.stdout + out.stderr
     assert not is_mounted(mountpoint)
@@ -194,3 +198,22 @@ def test_a_hanging_mkdir_fails_its_step_and_skips_the_rest(
     assert steps["mkdir"]["seen"]["MKDIR"]["requests"] == 1
     assert steps["read"]["status"] == "skipped"
     assert "step mkdir hung and the connection was aborted" in steps["read"]["detail"]
+
+
+@pytest.mark.mount
+@pytest.mark.skipif(not have("squashfuse_ll"), reason="squashfuse_ll not installed")
+def test_a_cut_baseline_is_reported_then_exits_3(mountpoint: Path, tmp_path: Path) -> None:
+    image = build_image(tmp_path / "img")
+    base, js = tmp_path / "base.pcapng", tmp_path / "r.json"
+    out = conform("-w", str(base), str(mountpoint), "--", *squashfuse_argv(image, "{}"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    base.write_bytes(base.read_bytes()[:-40])  # the last block cut in half
+    out = conform(
+        "--format", "json", "--output", str(js), "--baseline", str(base), str(mountpoint),
+        "--", *squashfuse_argv(image, "{}"),
+    )  # fmt: skip
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert not is_mounted(mountpoint)
+    assert out.stdout.rstrip().endswith("result: pass")  # the report is all there
+    doc = json.loads(js.read_text())
+    assert doc["baseline"]["exit"] == 3 and doc["baseline"]["summary"]["replies_compared"] > 10

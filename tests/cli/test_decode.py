@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from fusetrace.capture.pcapng import CaptureWriter
 from fusetrace.cli import cli, commands
 from fusetrace.errors import CaptureError
-from fusetrace.protocol.abi import S_IFREG, NotifyCode, Opcode
+from fusetrace.protocol.abi import S_IFREG, InitFlag, NotifyCode, Opcode
 from fusetrace.protocol.encode import encode_notify, encode_reply, encode_request
 from fusetrace.record import Direction
 
@@ -71,21 +71,22 @@ def test_summary_lines(capture: Path) -> None:
     assert code == 0
     lines = out.splitlines()
     assert len(lines) == len(SESSION)
-    assert lines[2] == '0.001000 K>D 4 LOOKUP nodeid=1 "f"'
-    assert lines[3] == "0.001050 D>K 4 LOOKUP ok nodeid=5 gen=1 reg 0644 size=3 (50us)"
-    assert lines[5] == "0.002020 D>K 6 LOOKUP -ENOENT (20us)"
-    assert lines[9] == "0.004300 D>K 10 READ ok 3 bytes (300us)"
-    assert lines[10] == "0.004500 D>K 0 NOTIFY_INVAL_INODE ino=5 off=0 len=-1"
-    assert lines[11] == "0.005000 K>D 12 FORGET nodeid=5 nlookup=1"
+    # each line starts with the frame number as tshark prints it (from 1)
+    assert lines[2] == '    3 0.001000 K>D 4 LOOKUP nodeid=1 "f"'
+    assert lines[3] == "    4 0.001050 D>K 4 LOOKUP ok nodeid=5 gen=1 reg 0644 size=3 (50us)"
+    assert lines[5] == "    6 0.002020 D>K 6 LOOKUP -ENOENT (20us)"
+    assert lines[9] == "   10 0.004300 D>K 10 READ ok 3 bytes (300us)"
+    assert lines[10] == "   11 0.004500 D>K 0 NOTIFY_INVAL_INODE ino=5 off=0 len=-1"
+    assert lines[11] == "   12 0.005000 K>D 12 FORGET nodeid=5 nlookup=1"
 
 
 def test_jsonl_parses_back(capture: Path) -> None:
     code, out, _ = run(str(capture), "--format", "jsonl")
     assert code == 0
     objs = [json.loads(line) for line in out.splitlines()]
-    assert [o["frame"] for o in objs] == list(range(len(SESSION)))
+    assert [o["frame"] for o in objs] == list(range(1, len(SESSION) + 1))
     read_reply = objs[9]
-    assert read_reply["opcode"] == "READ" and read_reply["request_frame"] == 8
+    assert read_reply["opcode"] == "READ" and read_reply["request_frame"] == 9
     assert read_reply["latency_ns"] == 300_000 and read_reply["nodeid"] == 5
     assert read_reply["body"]["data"] == {"len": 3, "hex": "616263"}
     assert objs[5]["error"] == -2 and objs[5]["errno"] == "ENOENT"
@@ -94,14 +95,14 @@ def test_jsonl_parses_back(capture: Path) -> None:
 
 def test_filter_op_shows_requests_with_replies(capture: Path) -> None:
     _, out, _ = run(str(capture), "--op", "lookup")
-    assert [line.split()[3] for line in out.splitlines()] == ["LOOKUP"] * 4
+    assert [line.split()[4] for line in out.splitlines()] == ["LOOKUP"] * 4
     _, out, _ = run(str(capture), "--op", "NOTIFY_INVAL_INODE,FORGET")
     assert len(out.splitlines()) == 2
 
 
 def test_filter_nodeid(capture: Path) -> None:
     _, out, _ = run(str(capture), "--nodeid", "5")
-    uniques = [line.split()[2] for line in out.splitlines()]
+    uniques = [line.split()[3] for line in out.splitlines()]
     # LOOKUP reply naming 5, OPEN/READ on 5 and their replies, the notify and the FORGET
     assert uniques == ["4", "8", "8", "10", "10", "0", "12"]
 
@@ -115,16 +116,20 @@ def test_filter_nodeid_in_request_bodies(tmp_path: Path) -> None:
     ]  # fmt: skip
     path = write_capture(tmp_path / "n.pcapng", frames)
     _, out, _ = run(str(path), "--nodeid", "5")
-    assert [line.split()[3] for line in out.splitlines()] == ["LINK", "BATCH_FORGET"]
+    assert [line.split()[4] for line in out.splitlines()] == ["LINK", "BATCH_FORGET"]
 
 
 def test_filter_unique_errors_and_time(capture: Path) -> None:
     _, out, _ = run(str(capture), "--unique", "8")
     assert len(out.splitlines()) == 2
     _, out, _ = run(str(capture), "--errors")
-    assert out.splitlines() == ["0.002020 D>K 6 LOOKUP -ENOENT (20us)"]
+    # strace style: the failed call, then its error
+    assert out.splitlines() == [
+        '    5 0.002000 K>D 6 LOOKUP nodeid=1 "nope"',
+        "    6 0.002020 D>K 6 LOOKUP -ENOENT (20us)",
+    ]
     _, out, _ = run(str(capture), "--since", "0.002", "--until", "0.0031")
-    assert [line.split()[0] for line in out.splitlines()] == [
+    assert [line.split()[1] for line in out.splitlines()] == [
         "0.002000", "0.002020", "0.003000", "0.003100"]  # fmt: skip
 
 
@@ -160,7 +165,7 @@ def test_check_prints_findings_inline(tmp_path: Path) -> None:
     path = write_capture(tmp_path / "bad.pcapng", bad)
     code, out, _ = run(str(path), "--check")
     lines = out.splitlines()
-    assert lines[2].startswith("0.000020 D>K 40 ? ")
+    assert lines[2].startswith("    3 0.000020 D>K 40 ? ")
     assert lines[3].startswith("    ! FT")
     assert code == 1
 
@@ -219,8 +224,8 @@ def test_big_endian_capture(tmp_path: Path) -> None:
     code, out, _ = run(str(path))
     assert code == 0
     assert out.splitlines() == [
-        '0.000000 K>D 4 LOOKUP nodeid=1 "f"',
-        "0.000001 D>K 4 LOOKUP ok nodeid=5 gen=1 reg 0644 size=3 (1.0us)",
+        '    1 0.000000 K>D 4 LOOKUP nodeid=1 "f"',
+        "    2 0.000001 D>K 4 LOOKUP ok nodeid=5 gen=1 reg 0644 size=3 (1.0us)",
     ]
 
 
@@ -230,7 +235,7 @@ def test_check_findings_as_json_lines(tmp_path: Path) -> None:
     _, out, _ = run(str(path), "--check", "--format", "jsonl")
     objs = [json.loads(line) for line in out.splitlines()]
     findings = [o for o in objs if o.get("kind") == "finding"]
-    assert findings and findings[0]["frame"] == 2 and findings[0]["rule"].startswith("FT")
+    assert findings and findings[0]["frame"] == 3 and findings[0]["rule"].startswith("FT")
 
 
 @pytest.mark.mount
@@ -261,7 +266,7 @@ def test_a_real_recording_decodes_whole(tmp_path: Path) -> None:
     ).stdout
     frames = [json.loads(line) for line in out.splitlines()]
     assert len(frames) > 50
-    assert [f["frame"] for f in frames] == list(range(len(frames)))
+    assert [f["frame"] for f in frames] == list(range(1, len(frames) + 1))
     assert [f for f in frames if f["problems"]] == []
     requests = {f["frame"]: f for f in frames if f["dir"] == "K>D"}
     replies = [f for f in frames if f["dir"] == "D>K" and f["unique"] != 0]
@@ -274,3 +279,49 @@ def test_a_real_recording_decodes_whole(tmp_path: Path) -> None:
     assert {i for i, f in requests.items() if f["opcode"] not in no_reply} == answered
     read = {f["opcode"] for f in frames}
     assert {"INIT", "LOOKUP", "GETATTR", "READ", "READLINK", "GETXATTR"} <= read
+
+
+def test_frame_numbers_and_ranges_select_frames(capture: Path) -> None:
+    _, out, _ = run("-r", str(capture), "--frame", "3")
+    assert out.splitlines() == ['    3 0.001000 K>D 4 LOOKUP nodeid=1 "f"']
+    _, out, _ = run(str(capture), "--frame", "5-6,10-", "--format", "jsonl")
+    assert [json.loads(line)["frame"] for line in out.splitlines()] == [5, 6, 10, 11, 12]
+    _, out, _ = run(str(capture), "--frame", "9-10", "--op", "READ")
+    assert [line.split()[0] for line in out.splitlines()] == ["9", "10"]
+    code, _, err = run(str(capture), "--frame", "0")
+    assert code == 2 and "numbered from 1" in err
+
+
+def test_ids_are_read_in_decimal_or_hex(capture: Path) -> None:
+    _, dec, _ = run(str(capture), "--unique", "10")
+    _, hexa, _ = run(str(capture), "--unique", "0xa")
+    assert dec == hexa and len(dec.splitlines()) == 2
+    _, out, _ = run(str(capture), "--nodeid", "0x5")
+    assert len(out.splitlines()) == 7
+    code, _, err = run(str(capture), "--unique", "1b5c")
+    assert code == 2 and "0x1b5c" in err
+
+
+def test_fail_on_sets_what_fails_decode_check(tmp_path: Path) -> None:
+    # an INIT reply with a flag the kernel did not offer: a warning (FT405), no error
+    f1, f2 = InitFlag.INIT_EXT.words()
+    g1, g2 = (InitFlag.INIT_EXT | InitFlag.WRITEBACK_CACHE).words()
+    frames = [
+        (K, encode_request(Opcode.INIT, {"major": 7, "minor": 45, "flags": f1, "flags2": f2},
+                           unique=2), 0),
+        (D, encode_reply(Opcode.INIT, {"major": 7, "minor": 45, "flags": g1, "flags2": g2,
+                                       "max_write": 4096}, unique=2), 10),
+    ]  # fmt: skip
+    path = write_capture(tmp_path / "w.pcapng", frames)
+    code, out, _ = run(str(path), "--check")
+    assert code == 0 and "FT405 warning" in out
+    code, _, _ = run(str(path), "--check", "--fail-on", "warning")
+    assert code == 1
+
+
+def test_read_option_and_positional_exclude_each_other(capture: Path) -> None:
+    assert run("-r", str(capture))[1] == run(str(capture))[1]
+    code, _, err = run("-r", str(capture), str(capture))
+    assert code == 2 and "one capture" in err
+    code, _, err = run()
+    assert code == 2 and "no capture given" in err

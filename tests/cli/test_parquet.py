@@ -1,4 +1,4 @@
-"""`decode --format parquet -w`: one row per frame, and the README's DuckDB query runs."""
+"""`decode --format parquet --output`: one row per frame, and the README's DuckDB query runs."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def decode(*args: str) -> subprocess.CompletedProcess[str]:
 def frames_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("frames")
     for cap in CAPTURES:
-        r = decode("--format", "parquet", "-w", str(out / f"{cap.stem}.parquet"), str(cap))
+        r = decode("--format", "parquet", "--output", str(out / f"{cap.stem}.parquet"), str(cap))
         assert r.returncode == 0, r.stderr
     return out
 
@@ -95,5 +95,8 @@ def test_the_readme_duckdb_query_runs(frames_dir: Path) -> None:
 def test_parquet_needs_w_and_w_needs_parquet(tmp_path: Path) -> None:
     cap = str(CAPTURES[0])
     assert decode("--format", "parquet", cap).returncode == 2
-    assert decode("-w", str(tmp_path / "x.parquet"), cap).returncode == 2
-    assert decode("--format", "parquet", "--stats", "-w", str(tmp_path / "x"), cap).returncode == 2
+    assert decode("--output", str(tmp_path / "x.parquet"), cap).returncode == 2
+    assert (
+        decode("--format", "parquet", "--stats", "--output", str(tmp_path / "x"), cap).returncode
+        == 2
+    )

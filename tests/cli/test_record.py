@@ -40,7 +40,7 @@ def test_help_teaches_with_an_example() -> None:
         fusetrace_cmd("record", "--help"), capture_output=True, text=True, env=fusetrace_env()
     ).stdout
     assert "fusetrace record -w trace.pcapng /mnt -- squashfuse_ll" in out
-    for option in ("--write", "--options", "--snaplen", "--daemon-timeout", "--live", "--handoff"):
+    for option in ("--write", "--options", "--snaplen", "--timeout", "--live", "--handoff"):
         assert option in out
     assert cli is not None
 
@@ -221,8 +221,8 @@ def test_live_prints_a_line_per_frame(mountpoint: Path, tmp_path: Path, image: P
     frames = rec.frames()
     lines = [ln for ln in rec.stderr.splitlines() if " K>D " in ln or " D>K " in ln]
     assert len(lines) == len(frames)
-    # the lines fusetrace decode prints: time, direction, unique, opcode, arguments
-    assert re.match(r"\s*0\.000000 K>D 2 INIT 7\.\d+", lines[0]), lines[0]
+    # the lines fusetrace decode prints: frame number, time, direction, unique, opcode, ...
+    assert re.match(r"\s*1 0\.000000 K>D 2 INIT 7\.\d+", lines[0]), lines[0]
     assert any(" D>K 2 INIT ok" in ln for ln in lines), lines[:3]
 
 
@@ -273,7 +273,8 @@ def test_check_reports_each_fault_live_at_its_capture_frame(
             in_thread(lambda n=name: os.mkdir(mountpoint / n))  # type: ignore[misc]
     assert rec.returncode == 1, rec.stderr
     live = {(rule, int(frame)) for rule, sev, _who, frame in FINDING.findall(rec.stderr)}
-    offline = {(f.rule, f.frame) for f in check_capture(str(cap)).findings if f.frame is not None}
+    # both cite frames as Wireshark numbers them
+    offline = {(f.rule, f.number) for f in check_capture(str(cap)).findings if f.number}
     assert live == offline
     wanted = {FAULTS[n] for n in FAULTS if n not in ("forget-me", "bad-out-len")}
     assert wanted | set(MKDIR_FAULTS.values()) <= {rule for rule, _ in live}

@@ -145,7 +145,7 @@ def test_junit_has_a_testcase_per_step_and_per_rule_family_naming_failures() -> 
     assert set(fcases) >= {"FT1", "FT2", "FT3", "FT4", "FT5"}
     failure = fcases["FT1"].find("failure")
     assert failure is not None and "FT102" in failure.get("message")
-    assert "frame 7" in failure.text
+    assert "frame 8" in failure.text  # index 7, numbered from 1
     assert fcases["FT2"].find("failure") is None  # info only
     assert fams.get("failures") == "1"
 
@@ -160,7 +160,7 @@ def test_json_and_text() -> None:
     ]  # fmt: skip
     assert doc["findings"][0]["rule"] == "FT102"
     text = render_text(rep)
-    assert "FT102 error (daemon) frame 7 LOOKUP: second reply" in text
+    assert "FT102 error (daemon) frame 8 LOOKUP: second reply" in text
     assert text.rstrip().endswith("result: FAIL")
 
 

@@ -39,9 +39,10 @@ def render(reporter: object, r: CheckResult) -> str:
 
 
 def test_plain_text_lines() -> None:
+    # frames as Wireshark numbers them (the 0-based index + 1), ids in decimal
     out = render(TextReporter(), result()).splitlines()
-    assert out[0] == "a.pcapng:7: FT102 error [daemon] unique=0x4: second reply"
-    assert out[1] == "a.pcapng:9: FT314 warning [daemon] READ unique=0x6: short read"
+    assert out[0] == "a.pcapng:8: FT102 error [daemon] unique=4: second reply"
+    assert out[1] == "a.pcapng:10: FT314 warning [daemon] READ unique=6: short read"
     assert out[2] == "a.pcapng:end: FT213 info [capture]: 2 node ids held"
     assert out[3].startswith(
         "a.pcapng: 10 frames, 5 requests, 5 replies, 0 notifications: 1 error, 1 warning, 1 info"
@@ -54,7 +55,9 @@ def test_rich_text_is_a_table() -> None:
     console = Console(file=buf, width=160, color_system=None)
     TextReporter(console).render(result(), io.StringIO())
     text = buf.getvalue()
-    assert "FT102" in text
+    row = next(line for line in text.splitlines() if "FT102" in line)
+    cells = [c.strip() for c in row.split("│")[1:-1]]
+    assert cells[:2] == ["8", "FT102"] and cells[5] == "4"
     assert "rule" in text and "message" in text
     assert "second reply" in text
 
@@ -76,11 +79,11 @@ def test_json_document() -> None:
         "rule": "FT102",
         "severity": "error",
         "culprit": "daemon",
-        "frame": 7,
+        "frame": 8,
         "unique": 4,
         "opcode": None,
         "message": "second reply",
-        "related": [5],
+        "related": [6],
         "title": "second reply to the same request",
     }
     assert doc["summary"]["findings"] == {"error": 1, "warning": 1, "info": 1}
@@ -92,7 +95,9 @@ def test_junit_document() -> None:
     suites = root.findall("testsuite")
     assert [s.get("name") for s in suites] == ["a.pcapng", "b.pcapng"]
     cases = {c.get("name"): c for c in suites[0].findall("testcase")}
-    assert cases["FT1xx ids and reply pairing"].find("failure") is not None
+    failure = cases["FT1xx ids and reply pairing"].find("failure")
+    assert failure is not None
+    assert failure.text == "FT102 error [daemon] frame 8 unique=4: second reply"
     assert cases["FT3xx framing and sizes"].find("failure") is not None
     life = cases["FT2xx lifecycle: lookup counts and file handles"]
     assert life.find("failure") is None and "FT213" in (life.findtext("system-out") or "")

@@ -40,15 +40,16 @@ def test_errno_names() -> None:
 
 def test_summary_request_and_reply() -> None:
     req, rep = lookup_pair()
-    assert summary_line(req, T0) == '0.000001 K>D 4 LOOKUP nodeid=1 "a b"'
+    # the frame number first, as tshark prints it (from 1, right-aligned)
+    assert summary_line(req, T0) == '    1 0.000001 K>D 4 LOOKUP nodeid=1 "a b"'
     assert summary_line(rep, T0) == (
-        "0.000078 D>K 4 LOOKUP ok nodeid=5 gen=2 reg 0640 size=12 (77us)"
+        "    2 0.000078 D>K 4 LOOKUP ok nodeid=5 gen=2 reg 0640 size=12 (77us)"
     )
 
 
 def test_summary_error_reply() -> None:
     _, rep = lookup_pair(error=-2)
-    assert summary_line(rep, T0) == "0.000078 D>K 4 LOOKUP -ENOENT (77us)"
+    assert summary_line(rep, T0) == "    2 0.000078 D>K 4 LOOKUP -ENOENT (77us)"
 
 
 def test_summary_io_and_problems() -> None:
@@ -57,20 +58,22 @@ def test_summary_io_and_problems() -> None:
     read = len(read).to_bytes(4, "little") + read[4:]
     (f,) = frames((K, read, 0))
     line = summary_line(f, T0)
-    assert line.startswith("0.000000 K>D 6 READ nodeid=7 fh=3 offset=4096 size=512 [trailing:")
+    assert line.startswith(
+        "    1 0.000000 K>D 6 READ nodeid=7 fh=3 offset=4096 size=512 [trailing:"
+    )
 
 
 def test_summary_notify_and_undecodable() -> None:
     n, bad = frames((D, encode_notify(NotifyCode.INVAL_ENTRY, {"parent": 1, "name": "x"}), 5),
                     (K, b"\x00" * 8, 6))  # fmt: skip
-    assert summary_line(n, T0) == '0.000000 D>K 0 NOTIFY_INVAL_ENTRY parent=1 "x"'
+    assert summary_line(n, T0) == '    1 0.000000 D>K 0 NOTIFY_INVAL_ENTRY parent=1 "x"'
     assert "undecodable" in summary_line(bad, T0)
 
 
 def test_verbose_lists_every_field() -> None:
     _, rep = lookup_pair()
     text = "\n".join(verbose_lines(rep))
-    assert "request: frame 0" in text
+    assert "request: frame 1" in text
     for field in ("nodeid: 5", "generation: 2", "attr:", "mode: 0o100640 (reg 0640)",
                   "blksize: 0"):  # fmt: skip
         assert field in text
@@ -82,10 +85,10 @@ def test_json_object_keys_and_bytes() -> None:
         (D, encode_reply(Opcode.READ, {"data": b"\x01" * 100}, unique=4), 10),
     )
     obj = json.loads(json_line(rep, T0))
-    for key in ("frame", "dir", "unique", "opcode", "nodeid", "error", "request_frame",
-                "latency_ns", "body", "problems"):  # fmt: skip
+    for key in ("frame", "dir", "unique", "opcode", "nodeid", "uid", "gid", "pid", "error",
+                "request_frame", "latency_ns", "body", "problems"):  # fmt: skip
         assert key in obj
-    assert obj["frame"] == 1 and obj["request_frame"] == 0 and obj["nodeid"] == 7
+    assert obj["frame"] == 2 and obj["request_frame"] == 1 and obj["nodeid"] == 7
     assert obj["opcode"] == "READ" and obj["error"] == 0 and obj["latency_ns"] == 10
     assert obj["body"]["data"] == {"len": 100, "hex": "01" * 64, "cut": True}
     assert json_object(req, T0)["body"]["fh"] == 3
@@ -103,12 +106,45 @@ def test_stats() -> None:
         s.feed(f)
     rows = s.to_dict()["opcodes"]
     assert rows == [{"opcode": "LOOKUP", "count": 2, "replies": 2, "errors": 1,
-                     "p50_ns": 77000, "p90_ns": 77000, "p99_ns": 77000,
-                     "max_ns": 77000}]  # fmt: skip
+                     "errnos": {"ENOENT": 1}, "p50_ns": 77000, "p90_ns": 77000,
+                     "p99_ns": 77000, "max_ns": 77000}]  # fmt: skip
     table = s.render_plain()
     assert table.splitlines()[0].split() == ["opcode", "count", "replies", "errors", "p50",
-                                             "p90", "p99", "max"]  # fmt: skip
+                                             "p90", "p99", "max", "errnos"]  # fmt: skip
     assert table.splitlines()[1].split()[:4] == ["LOOKUP", "2", "2", "1"]
+    assert table.splitlines()[1].endswith("  ENOENT 1")
+
+
+def test_stats_name_each_errno_per_opcode() -> None:
+    s = Stats()
+    probe = {"size": 0, "name": "security.selinux"}
+    xattr = [
+        frames(
+            (K, encode_request(Opcode.GETXATTR, probe, unique=4, nodeid=1), 0),
+            (D, encode_reply(Opcode.GETXATTR, {}, unique=4, error=err), 5),
+        )
+        for err in (-61, -61, -61, -2)
+    ]
+    for pair in xattr:
+        for f in pair:
+            s.feed(f)
+    (row,) = s.rows()
+    assert row["errors"] == 4
+    assert row["errnos"] == {"ENODATA": 3, "ENOENT": 1}
+    assert s.render_plain().splitlines()[1].endswith("ENODATA 3, ENOENT 1")
+
+
+def test_json_carries_who_asked() -> None:
+    req, rep = frames(
+        (K, encode_request(Opcode.GETATTR, {}, unique=4, nodeid=1, uid=1000, gid=100,
+                           pid=4242), 0),
+        (D, encode_reply(Opcode.GETATTR, {"attr": {}}, unique=4), 5),
+    )  # fmt: skip
+    for f in (req, rep):
+        obj = json_object(f, T0)
+        assert (obj["uid"], obj["gid"], obj["pid"]) == (1000, 100, 4242)
+    (n,) = frames((D, encode_notify(NotifyCode.INVAL_ENTRY, {"parent": 1, "name": "x"}), 5))
+    assert json_object(n, T0)["pid"] is None
 
 
 def test_names_that_are_not_utf8_stay_printable_and_valid_json() -> None:

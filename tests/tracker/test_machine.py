@@ -839,7 +839,7 @@ def test_unknown_handle_is_reported_once() -> None:
     for _ in range(3):
         p.call(Op.READ, {"fh": 9, "size": 10}, {"data": bytes(10)})
     assert [f.rule for f in p.findings] == ["FT208"]
-    assert p.findings[0].describe().startswith("FT208 error [kernel] frame 2 READ unique=0x4: ")
+    assert p.findings[0].describe().startswith("FT208 error [kernel] frame 3 READ unique=4: ")
 
 
 def _variable_case(name: str) -> Play:
