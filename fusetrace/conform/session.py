@@ -28,12 +28,8 @@ from typing import Any
 import fusetrace
 from fusetrace.capture.files import open_capture
 from fusetrace.conform.report import ConformReport, analyze_capture, build_report
-from fusetrace.conform.workload import (
-    DEFAULT_TIMEOUT,
-    LARGE_DIR_ENTRIES,
-    StepResult,
-    run_workload,
-)
+from fusetrace.conform.runner import run_workload
+from fusetrace.conform.steps import DEFAULT_TIMEOUT, LARGE_DIR_ENTRIES, StepResult
 from fusetrace.errors import DaemonError, EnvironmentProblem, FusetraceError
 from fusetrace.proxy import mount as mounts
 from fusetrace.record import Record
@@ -207,7 +203,7 @@ def check_capture(
     )
     findings = tracker.feed_all(records)
     findings.extend(tracker.finish())
-    analysis = analyze_capture(records, info.byte_order)
+    analysis = analyze_capture(records, info.byte_order, info.meta)
     return analysis, findings, info.os
 
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from fusetrace.conform.runner import run_workload
 from fusetrace.conform.session import ConformConfig, find_mount, run_conform
-from fusetrace.conform.workload import Status, run_workload
+from fusetrace.conform.steps import Status
 from fusetrace.errors import DaemonError, EnvironmentProblem
 from tests.conform.helpers import (
     build_image,
