@@ -124,8 +124,8 @@ def _not_sent_reason(opcode: Opcode, results: Iterable[StepResult]) -> str:
         what = r.status.value
         if r.status is not Status.SUPPORTED and r.detail:
             what += f": {r.detail}"
-        parts.append(f"{r.name} {what}")
-    return "; ".join(parts)
+        parts.append(f"{r.name} ({what})")
+    return "asked for by " + ", ".join(parts)
 
 
 def coverage(

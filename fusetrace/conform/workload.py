@@ -675,9 +675,9 @@ def _interrupt(ctx: Context) -> str:
 
     A thread makes statvfs() calls (each a STATFS request) one after the other; this one
     watches the thread's wchan and signals it when it sleeps in the kernel's wait for an
-    answer, a few times. The handler does nothing, so the calls go on and succeed. Where
-    wchan names no function (a kernel without symbols) the signals are sent blindly, every
-    millisecond, for the same number of FUSE waits the signals are likely to hit.
+    answer, once per request, up to INTERRUPT_HITS times. The handler does nothing, so the
+    calls go on and succeed. Where wchan never names that wait (a kernel without symbols),
+    the second half of the window sends blind signals, one a millisecond, at most 50.
     """
     handler = signal.getsignal(INTERRUPT_SIGNAL)
     if not callable(handler):

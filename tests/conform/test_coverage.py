@@ -91,13 +91,13 @@ def test_every_opcode_is_marked_once_in_opcode_order() -> None:
     assert by[Op.GETLK].status is Coverage.SENT
     assert by[Op.BMAP].status is Coverage.UNREACHABLE
     assert by[Op.FSYNCDIR].status is Coverage.NOT_SENT
-    assert by[Op.FSYNCDIR].reason == "fsyncdir skipped: read-only filesystem"
+    assert by[Op.FSYNCDIR].reason == "asked for by fsyncdir (skipped: read-only filesystem)"
     assert by[Op.FSYNCDIR].to_dict() == {
         "opcode": "FSYNCDIR",
         "code": 30,
         "status": "not sent",
         "requests": 0,
-        "reason": "fsyncdir skipped: read-only filesystem",
+        "reason": "asked for by fsyncdir (skipped: read-only filesystem)",
     }
     assert sum(cov.counts(got).values()) == len(OPS)
 

@@ -208,7 +208,7 @@ def test_coverage_comes_from_the_capture_and_its_init_exchange() -> None:
     assert by[Opcode.COPY_FILE_RANGE].status.value == "sent"
     assert by[Opcode.GETLK].reason == "the daemon does not grant POSIX_LOCKS"
     assert by[Opcode.FSYNCDIR].status.value == "not sent"
-    assert by[Opcode.FSYNCDIR].reason == "fsyncdir supported"
+    assert by[Opcode.FSYNCDIR].reason == "asked for by fsyncdir (supported)"
     # JSON, text and JUnit all carry it
     doc = json.loads(json.dumps(rep.to_dict()))
     rows = {c["opcode"]: c for c in doc["coverage"]}
@@ -222,7 +222,7 @@ def test_coverage_comes_from_the_capture_and_its_init_exchange() -> None:
     assert doc["coverage_counts"]["sent"] == 4  # INIT, STATFS and both copies
     text = render_text(rep)
     assert "opcodes: 4 sent, " in text
-    assert "  not sent: FSYNCDIR (fsyncdir supported)" in text
+    assert "  not sent: FSYNCDIR (asked for by fsyncdir (supported))" in text
     assert "  not reachable: BMAP (fuseblk only: FIBMAP on a block-device mount)" in text
     root = ET.fromstring(render_junit(rep))
     suite = root.find("testsuite[@name='conform.coverage']")
