@@ -218,7 +218,8 @@ CATALOGUE: tuple[StepSpec, ...] = (
         "drop-caches",
         (_O.BATCH_FORGET, _O.FORGET),
         doc="stat() up to 200 names of the large directory, then drop the kernel's "
-        "dentry and inode caches (/proc/sys/vm/drop_caches, system-wide)",
+        "dentry and inode caches (/proc/sys/vm/drop_caches, system-wide) while statvfs() "
+        "calls go on; four times",
     ),
     StepSpec(
         "cleanup",

@@ -13,6 +13,7 @@ tree that is there (a regular file, the largest directory, a symlink it found).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -26,13 +27,14 @@ import stat
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fusetrace.conform.steps import (
     CATALOGUE,
     DATA_SIZE,
+    DEFAULT_TIMEOUT,
     FIXED_ATIME_NS,
     FIXED_MTIME_NS,
     LARGE_DIR_ENTRIES,
@@ -64,11 +66,13 @@ F_OFD_SETLKW = 38
 INTERRUPT_SIGNAL = signal.SIGUSR1
 #: FUSE waits the interrupt step signals: several, since a signal that comes after the
 #: daemon answered (before the waiting thread woke up) makes the kernel send nothing
-INTERRUPT_HITS = 8
+INTERRUPT_HITS = 16
 #: how long the interrupt step tries, seconds
 INTERRUPT_WINDOW = 2.0
 #: names of the large directory the drop-caches step brings into the caches first
 DROP_CACHES_NAMES = 200
+#: times the drop-caches step does it
+DROP_CACHES_ROUNDS = 4
 
 
 class StepFailed(Exception):
@@ -736,25 +740,48 @@ def _interrupt(ctx: Context) -> str:
     return f"the thread was never seen waiting for the daemon; {blind} signals sent blindly"
 
 
+@contextlib.contextmanager
+def _requests_meanwhile(root: Path) -> Iterator[None]:
+    """A thread that makes statvfs() calls (STATFS requests) one after the other meanwhile."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        with contextlib.suppress(OSError):
+            while not stop.is_set():
+                os.statvfs(root)
+
+    thread = threading.Thread(target=loop, name="fusetrace-conform-statfs", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(DEFAULT_TIMEOUT)
+
+
 def _drop_caches(ctx: Context) -> str:
     """Bring names into the dentry cache, then have the kernel drop every unused one: their
     inodes are evicted at once and the kernel queues one forget each, which it delivers
-    batched (BATCH_FORGET) when more than one is waiting."""
+    batched (BATCH_FORGET) when more than one is waiting as the daemon reads. Requests made
+    meanwhile keep the reader busy, so forgets pile up; the whole is done DROP_CACHES_ROUNDS
+    times."""
     names = 0
-    with os.scandir(ctx.target("large_dir")) as it:
-        for entry in it:
-            if names >= DROP_CACHES_NAMES:
-                break
-            os.lstat(entry.path)
-            names += 1
-    try:
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("2\n")
-    except OSError as e:
-        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise StepSkipped(f"cannot drop the caches: {e.strerror}") from None
-        raise
-    return f"{names} names cached, then dropped"
+    for _ in range(DROP_CACHES_ROUNDS):
+        names = 0
+        with os.scandir(ctx.target("large_dir")) as it:
+            for entry in it:
+                if names >= DROP_CACHES_NAMES:
+                    break
+                os.lstat(entry.path)
+                names += 1
+        try:
+            with _requests_meanwhile(ctx.root), open("/proc/sys/vm/drop_caches", "w") as f:
+                f.write("2\n")
+        except OSError as e:
+            if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise StepSkipped(f"cannot drop the caches: {e.strerror}") from None
+            raise
+    return f"{names} names cached, then dropped, {DROP_CACHES_ROUNDS} times"
 
 
 #: step name -> the function that makes its system calls
