@@ -197,25 +197,27 @@ def run_workload(
     on_hang: Callable[[], object] | None = None,
     progress: Callable[[StepResult], None] | None = None,
     large_entries: int = LARGE_DIR_ENTRIES,
+    pause_reader: Callable[[], contextlib.AbstractContextManager[object]] | None = None,
 ) -> tuple[Context, list[StepResult]]:
     """Run every step against ``root``; returns the context and one result per step.
 
     ``on_hang`` is called when a step exceeds ``timeout`` (for a FUSE mount: abort the
     connection, which makes the stuck system call fail); the remaining steps are skipped.
+    ``pause_reader``, when the caller has one, stops whatever reads /dev/fuse for the time of
+    its ``with`` block (see :attr:`Context.pause_reader`).
     """
+    ctx = Context(Path(root), large_entries=large_entries, pause_reader=pause_reader)
     with _interrupt_handler():
-        return _run(Path(root), steps, timeout, on_hang, progress, large_entries)
+        return _run(ctx, steps, timeout, on_hang, progress)
 
 
 def _run(
-    root: Path,
+    ctx: Context,
     steps: tuple[Step, ...],
     timeout: float,
     on_hang: Callable[[], object] | None,
     progress: Callable[[StepResult], None] | None,
-    large_entries: int,
 ) -> tuple[Context, list[StepResult]]:
-    ctx = Context(root, large_entries=large_entries)
     results: list[StepResult] = []
     hung: str | None = None
     finished, _, _ = _call_with_timeout(functools.partial(_prepare, ctx), timeout)

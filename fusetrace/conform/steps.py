@@ -212,14 +212,13 @@ CATALOGUE: tuple[StepSpec, ...] = (
     StepSpec(
         "interrupt",
         (_O.INTERRUPT,),
-        doc="a signal to a thread while it waits for the daemon's answer to statvfs()",
+        doc="a signal to a thread while its statvfs() request waits for the daemon",
     ),
     StepSpec(
         "drop-caches",
         (_O.BATCH_FORGET, _O.FORGET),
         doc="stat() up to 200 names of the large directory, then drop the kernel's "
-        "dentry and inode caches (/proc/sys/vm/drop_caches, system-wide) while statvfs() "
-        "calls go on; four times",
+        "dentry and inode caches (/proc/sys/vm/drop_caches, system-wide)",
     ),
     StepSpec(
         "cleanup",

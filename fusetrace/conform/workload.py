@@ -69,10 +69,14 @@ INTERRUPT_SIGNAL = signal.SIGUSR1
 INTERRUPT_HITS = 16
 #: how long the interrupt step tries, seconds
 INTERRUPT_WINDOW = 2.0
+#: requests the interrupt step interrupts when it can pause the reader of /dev/fuse
+INTERRUPT_PAUSED_TRIES = 3
 #: names of the large directory the drop-caches step brings into the caches first
 DROP_CACHES_NAMES = 200
-#: times the drop-caches step does it
-DROP_CACHES_ROUNDS = 4
+#: times the drop-caches step does it when the directory has fewer than half as many names
+DROP_CACHES_ROUNDS = 6
+#: most STATFS requests the drop-caches step makes while the kernel drops its caches
+DROP_CACHES_REQUESTS = 1000
 
 
 class StepFailed(Exception):
@@ -148,6 +152,9 @@ class Context:
     found: str = ""
     #: entries the populate-large step makes
     large_entries: int = LARGE_DIR_ENTRIES
+    #: stops the reader of /dev/fuse (``fusetrace record``) for the time of a ``with`` block,
+    #: when the caller can: forgets queued meanwhile reach the daemon as one BATCH_FORGET
+    pause_reader: Callable[[], contextlib.AbstractContextManager[object]] | None = None
 
     @property
     def work(self) -> Path:
@@ -677,17 +684,27 @@ def _waits_for_fuse(wchan: int) -> bool:
 def _interrupt(ctx: Context) -> str:
     """Signal a thread while it waits for the daemon: the kernel then sends INTERRUPT.
 
-    A thread makes statvfs() calls (each a STATFS request) one after the other; this one
-    watches the thread's wchan and signals it when it sleeps in the kernel's wait for an
-    answer, once per request, up to INTERRUPT_HITS times. The handler does nothing, so the
-    calls go on and succeed. Where wchan never names that wait (a kernel without symbols),
-    the second half of the window sends blind signals, one a millisecond, at most 50.
+    A thread makes requests one after the other: statvfs() (STATFS) and, where the filesystem
+    is writable, first a page written to a scratch file and fsync() (FSYNC: the daemon's own
+    fsync takes the backing disk's time, so a signal finds the request still with the
+    daemon). This thread watches the other's wchan and signals it when it sleeps in the
+    kernel's wait for an answer, once per request, up to INTERRUPT_HITS times. The handler
+    does nothing, so the calls go on and succeed. An INTERRUPT the kernel queued is dropped
+    when the answer comes first; hence several signals. Where wchan never names that wait (a
+    kernel without symbols), the second half of the window sends blind signals, one a
+    millisecond, at most 50.
     """
     handler = signal.getsignal(INTERRUPT_SIGNAL)
     if not callable(handler):
         raise StepSkipped(f"no handler for {INTERRUPT_SIGNAL.name} (run from the main thread)")
     if not is_fuse(ctx.root):
         return "not a FUSE mount: no request to interrupt"
+    if ctx.pause_reader is not None:
+        return _interrupt_paused(ctx)
+    scratch = -1
+    if not ctx.read_only and ctx.work.is_dir():
+        scratch = _open(ctx.work / "interrupt.bin", os.O_CREAT | os.O_WRONLY)
+    page = b"i" * 4096
     stop = threading.Event()
     started = threading.Event()
     calls = [0]
@@ -699,8 +716,12 @@ def _interrupt(ctx: Context) -> str:
         started.set()
         try:
             while not stop.is_set():
+                if scratch >= 0:
+                    os.pwrite(scratch, page, 0)
+                    os.fsync(scratch)
                 os.statvfs(ctx.root)
                 calls[0] += 1
+                time.sleep(0)  # let the watching thread run between the calls
         except BaseException as e:  # reported as the step's outcome
             failure.append(e)
 
@@ -733,6 +754,8 @@ def _interrupt(ctx: Context) -> str:
         worker.join(INTERRUPT_WINDOW)
         if wchan >= 0:
             os.close(wchan)
+        if scratch >= 0 and not worker.is_alive():
+            os.close(scratch)
     if failure:
         raise failure[0]
     if hits:
@@ -740,14 +763,63 @@ def _interrupt(ctx: Context) -> str:
     return f"the thread was never seen waiting for the daemon; {blind} signals sent blindly"
 
 
+def _interrupt_paused(ctx: Context) -> str:
+    """The interrupt step when the reader of /dev/fuse can be paused: with the reader stopped,
+    a thread's statvfs() request waits unread; the thread is signalled in that wait, which
+    marks the request interrupted; when the reader reads the request, the kernel queues the
+    INTERRUPT at once, ahead of anything else. Done INTERRUPT_PAUSED_TRIES times."""
+    sent = sum(_interrupt_one_unread(ctx) for _ in range(INTERRUPT_PAUSED_TRIES))
+    return f"{sent} signals while the request waited to be read"
+
+
+def _interrupt_one_unread(ctx: Context) -> bool:
+    assert ctx.pause_reader is not None
+    failure: list[BaseException] = []
+    tid = [0]
+    started = threading.Event()
+
+    def call() -> None:
+        tid[0] = threading.get_native_id()
+        started.set()
+        try:
+            os.statvfs(ctx.root)
+        except BaseException as e:  # reported as the step's outcome
+            failure.append(e)
+
+    worker = threading.Thread(target=call, name="fusetrace-conform-interrupt", daemon=True)
+    signalled = False
+    with ctx.pause_reader():
+        worker.start()
+        started.wait()
+        wchan = os.open(f"/proc/self/task/{tid[0]}/wchan", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            deadline = time.monotonic() + INTERRUPT_WINDOW / INTERRUPT_PAUSED_TRIES
+            while worker.is_alive() and time.monotonic() < deadline:
+                if _waits_for_fuse(wchan):
+                    assert worker.ident is not None
+                    signal.pthread_kill(worker.ident, INTERRUPT_SIGNAL)
+                    signalled = True
+                    break
+                time.sleep(0.0002)
+        finally:
+            os.close(wchan)
+    worker.join(INTERRUPT_WINDOW)
+    if failure:
+        raise failure[0]
+    return signalled
+
+
 @contextlib.contextmanager
-def _requests_meanwhile(root: Path) -> Iterator[None]:
-    """A thread that makes statvfs() calls (STATFS requests) one after the other meanwhile."""
+def _requests_meanwhile(root: Path, limit: int) -> Iterator[None]:
+    """A thread that makes statvfs() calls (STATFS requests) one after the other meanwhile,
+    at most ``limit`` of them."""
     stop = threading.Event()
 
     def loop() -> None:
         with contextlib.suppress(OSError):
-            while not stop.is_set():
+            for _ in range(limit):
+                if stop.is_set():
+                    break
                 os.statvfs(root)
 
     thread = threading.Thread(target=loop, name="fusetrace-conform-statfs", daemon=True)
@@ -762,11 +834,18 @@ def _requests_meanwhile(root: Path) -> Iterator[None]:
 def _drop_caches(ctx: Context) -> str:
     """Bring names into the dentry cache, then have the kernel drop every unused one: their
     inodes are evicted at once and the kernel queues one forget each, which it delivers
-    batched (BATCH_FORGET) when more than one is waiting as the daemon reads. Requests made
-    meanwhile keep the reader busy, so forgets pile up; the whole is done DROP_CACHES_ROUNDS
-    times."""
-    names = 0
-    for _ in range(DROP_CACHES_ROUNDS):
+    batched (BATCH_FORGET) when more than one is waiting as the daemon reads.
+
+    When the caller can pause the reader of /dev/fuse (``fusetrace conform`` stops its
+    recorder), the caches are dropped while it is stopped: every forget waits, and the first
+    read after takes them together. Otherwise requests made meanwhile keep the reader busy,
+    so forgets pile up, and with few names the whole is done DROP_CACHES_ROUNDS times: a
+    reader fast enough can take each forget alone.
+    """
+    names = rounds = 0
+    paused = ctx.pause_reader is not None
+    while rounds < (1 if paused or names >= DROP_CACHES_NAMES // 2 else DROP_CACHES_ROUNDS):
+        rounds += 1
         names = 0
         with os.scandir(ctx.target("large_dir")) as it:
             for entry in it:
@@ -774,14 +853,22 @@ def _drop_caches(ctx: Context) -> str:
                     break
                 os.lstat(entry.path)
                 names += 1
+        meanwhile = (
+            ctx.pause_reader()
+            if ctx.pause_reader is not None
+            else _requests_meanwhile(ctx.root, DROP_CACHES_REQUESTS)
+        )
         try:
-            with _requests_meanwhile(ctx.root), open("/proc/sys/vm/drop_caches", "w") as f:
+            with meanwhile, open("/proc/sys/vm/drop_caches", "w") as f:
                 f.write("2\n")
         except OSError as e:
             if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
                 raise StepSkipped(f"cannot drop the caches: {e.strerror}") from None
             raise
-    return f"{names} names cached, then dropped, {DROP_CACHES_ROUNDS} times"
+        if paused:
+            os.statvfs(ctx.root)  # a request after them: the forgets are read by then
+    how = ", the reader paused" if paused else (f", {rounds} times" if rounds > 1 else "")
+    return f"{names} names cached, then dropped{how}"
 
 
 #: step name -> the function that makes its system calls
