@@ -793,9 +793,11 @@ def _interrupt_one_unread(ctx: Context) -> bool:
         started.wait()
         wchan = os.open(f"/proc/self/task/{tid[0]}/wchan", os.O_RDONLY | os.O_CLOEXEC)
         try:
-            deadline = time.monotonic() + INTERRUPT_WINDOW / INTERRUPT_PAUSED_TRIES
-            while worker.is_alive() and time.monotonic() < deadline:
-                if _waits_for_fuse(wchan):
+            begin = time.monotonic()
+            while worker.is_alive() and time.monotonic() < begin + INTERRUPT_WINDOW / 4:
+                # with the reader stopped the request cannot be answered: after a while the
+                # thread waits for it even where wchan names no function
+                if _waits_for_fuse(wchan) or time.monotonic() > begin + INTERRUPT_WINDOW / 20:
                     assert worker.ident is not None
                     signal.pthread_kill(worker.ident, INTERRUPT_SIGNAL)
                     signalled = True
