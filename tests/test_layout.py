@@ -19,6 +19,8 @@ PURE = [
     "replay/matching.py",
     "replay/codec.py",
     "conform/report.py",
+    "conform/steps.py",
+    "conform/coverage.py",
 ]
 BANNED = {"os", "socket", "subprocess", "time", "rich", "asyncio", "threading", "select"}
 

@@ -229,7 +229,12 @@ Examples:
 )
 @click.argument("codes", nargs=-1, required=True, metavar="CODE...")
 def explain(codes: tuple[str, ...]) -> None:
-    """Print what a checker rule means: the kernel behaviour it models and its sources."""
+    """Print what a checker rule means: the kernel behaviour it models, its sources, and the
+    text of the protocol reference sections it cites."""
+    import textwrap
+
+    from fusetrace.reference import citations, quote
+
     wanted: list[str] = []
     for code in _split(codes):
         hits = [c for c in RULES if c.startswith(code)]
@@ -248,9 +253,16 @@ def explain(codes: tuple[str, ...]) -> None:
             f"family: {FAMILIES[r.family]}"
         )
         click.echo()
-        import textwrap
-
         click.echo(textwrap.fill(r.doc, width=78))
+        for cite in citations(r.doc):
+            quoted = quote(cite)
+            if quoted is None:
+                continue
+            title, lines = quoted
+            click.echo()
+            click.echo(f"protocol.md {cite}: {title}")
+            for line in lines:
+                click.echo(f"  {line}".rstrip())
 
 
 @click.command(

@@ -73,8 +73,8 @@ def _deprecated(new: str) -> Any:
 @click.command(epilog=EPILOG)
 @options.format_option("text", "json", "junit", help="text: a table of the steps and the "
                        "verdict; json: the whole report as one JSON object; junit: JUnit XML, "
-                       "one testcase per workload step, one per rule family, one for the "
-                       "baseline.")  # fmt: skip
+                       "one testcase per workload step, one per rule family, one per opcode "
+                       "(coverage), one for the baseline.")  # fmt: skip
 @options.output_option(help="Write the --format report to FILE instead of standard output.")
 @options.fail_on_option(help="Fail (exit 1) on a finding of this severity or worse; a failed "
                         "step or a baseline difference always fails.")  # fmt: skip
@@ -144,14 +144,17 @@ def conform(
     """Mount DAEMON on MOUNTPOINT through fusetrace record, run the built-in workload, and
     report which operations the daemon supports and whether it keeps the protocol.
 
-    The workload makes about forty deterministic steps: lookup, getattr, setattr (truncate,
+    The workload makes about fifty deterministic steps: lookup, getattr, setattr (truncate,
     chmod, chown, utimens), create, mknod, mkdir, symlink, link, unlink, rmdir, rename and
     renameat2 flags, read/write/fsync, small and large directory listings, xattrs, POSIX
     locks and flock, fallocate and punch-hole, SEEK_DATA/SEEK_HOLE, copy_file_range, statx,
-    O_TMPFILE, statfs, access, poll, ioctl and mmap. Each step is reported as supported, not
+    O_TMPFILE, statfs, access, poll, ioctl, mmap, fsync of a directory, syncfs, an
+    interrupted request and dropped caches. Each step is reported as supported, not
     supported (ENOSYS, EOPNOTSUPP, ENOTTY: from the system call or from the daemon's reply in
     the capture), failed, or skipped. A read-only daemon is detected and only the read steps
-    run, on the tree it serves. Then the capture is checked with the tracker's rules.
+    run, on the tree it serves. Every opcode is reported as sent, not sent, or not reachable
+    on this mount and connection (with the reason). Then the capture is checked with the
+    tracker's rules.
 
     Exit status: 0 no failed step and no finding at or above --fail-on (an unsupported
     operation is not a failure), 1 otherwise, 3 the --baseline capture cannot be read or is

@@ -12,19 +12,18 @@ request count per opcode, the reply errors per opcode, and the workload steps it
 from __future__ import annotations
 
 import os
-from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-from fusetrace.conform.workload import (
+from fusetrace.conform.report import summarize
+from fusetrace.conform.steps import (
     FIXED_MTIME_NS,
     LARGE_DIR_ENTRIES,
     XATTR_NAME,
     XATTR_VALUE,
     data_pattern,
-    errno_name,
 )
+
+__all__ = ["build_reference_tree", "summarize"]
 
 
 def build_reference_tree(dest: str | os.PathLike[str]) -> Path:
@@ -48,29 +47,3 @@ def build_reference_tree(dest: str | os.PathLike[str]) -> Path:
             os.utime(Path(dirpath) / name, ns=stamp, follow_symlinks=False)
     os.utime(root, ns=stamp)
     return root
-
-
-def summarize(
-    requests: Iterable[tuple[str, int | None]], steps: Iterable[str] = ()
-) -> dict[str, Any]:
-    """Summary of a capture from (opcode name, reply errno or None) per request.
-
-    ``errno`` is positive (``2`` for ENOENT), ``0`` for success, ``None`` when the request got
-    no reply (FORGET, or the capture ended first).
-    """
-    counts: Counter[str] = Counter()
-    errors: Counter[str] = Counter()
-    unanswered: Counter[str] = Counter()
-    for name, err in requests:
-        counts[name] += 1
-        if err is None:
-            unanswered[name] += 1
-        elif err:
-            errors[f"{name} {errno_name(err)}"] += 1
-    return {
-        "requests": sum(counts.values()),
-        "opcodes": dict(sorted(counts.items())),
-        "errors": dict(sorted(errors.items())),
-        "unanswered": dict(sorted(unanswered.items())),
-        "steps": list(steps),
-    }

@@ -1,7 +1,7 @@
 """The conformance report: workload verdicts merged with what the capture shows.
 
 A step's verdict comes from two sides. The system calls say whether it worked
-(:mod:`fusetrace.conform.workload`); the capture says which requests the step made the kernel
+(:mod:`fusetrace.conform.runner`); the capture says which requests the step made the kernel
 send and how the daemon answered them. The capture is split into steps by the marker LOOKUPs
 the workload makes before each step (``.fusetrace-step-NN-NAME``). A step is *not supported*
 when its system call failed with ENOSYS/EOPNOTSUPP/ENOTTY, or when the daemon answered the
@@ -14,21 +14,24 @@ Rendering here is plain text, JSON and JUnit XML; the rich table lives in the CL
 from __future__ import annotations
 
 import errno as errno_mod
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from fusetrace.conform.library import summarize
-from fusetrace.conform.workload import (
+from fusetrace.conform.coverage import ConnectionFacts, Coverage, OpCoverage, coverage
+from fusetrace.conform.coverage import counts as coverage_counts
+from fusetrace.conform.steps import (
+    BY_NAME,
     MARKER_PREFIX,
-    STEPS,
     UNSUPPORTED_ERRNOS,
     Status,
     StepResult,
     errno_name,
 )
 from fusetrace.protocol.abi import Opcode
+from fusetrace.protocol.session import Negotiated
 from fusetrace.protocol.stream import FrameDecoder
 from fusetrace.record import Direction, Record
 from fusetrace.tracker.findings import Finding, Severity
@@ -38,6 +41,32 @@ from fusetrace.tracker.rules import FAMILIES
 BEFORE = "(mount)"
 SETUP = "(setup)"
 DISCOVER = "(discover)"
+
+
+def summarize(
+    requests: Iterable[tuple[str, int | None]], steps: Iterable[str] = ()
+) -> dict[str, Any]:
+    """Summary of a capture from (opcode name, reply errno or None) per request.
+
+    ``errno`` is positive (``2`` for ENOENT), ``0`` for success, ``None`` when the request got
+    no reply (FORGET, or the capture ended first).
+    """
+    counts: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    unanswered: Counter[str] = Counter()
+    for name, err in requests:
+        counts[name] += 1
+        if err is None:
+            unanswered[name] += 1
+        elif err:
+            errors[f"{name} {errno_name(err)}"] += 1
+    return {
+        "requests": sum(counts.values()),
+        "opcodes": dict(sorted(counts.items())),
+        "errors": dict(sorted(errors.items())),
+        "unanswered": dict(sorted(unanswered.items())),
+        "steps": list(steps),
+    }
 
 
 def _opname(opcode: int | None) -> str:
@@ -79,9 +108,37 @@ class CaptureAnalysis:
     steps_seen: list[str] = field(default_factory=list)
     frames: int = 0
     undecodable: int = 0
+    #: the connection's INIT exchange (None: the capture holds no INIT)
+    session: Negotiated | None = None
+    #: notification codes the daemon sent
+    notifications: set[int] = field(default_factory=set)
+    #: opcodes the daemon answered with ENOSYS at least once
+    enosys: set[int] = field(default_factory=set)
+    #: the capture's metadata (mount type and options)
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def ops(self, section: str) -> dict[str, OpStats]:
         return self.sections.get(section, {})
+
+    def counts(self) -> dict[str, int]:
+        """Requests per opcode name over the whole capture (marker LOOKUPs excluded)."""
+        out: dict[str, int] = {}
+        for name, _ in self.requests:
+            out[name] = out.get(name, 0) + 1
+        return out
+
+    def facts(self) -> ConnectionFacts:
+        """What decides which opcodes the kernel could send on the recorded connection."""
+        extra: dict[str, Any] = {
+            "notifications": frozenset(self.notifications),
+            "enosys": frozenset(self.enosys),
+        }
+        if self.session is not None:
+            extra["kernel_minor"] = self.session.kernel_minor
+            if self.session.initialized:
+                extra["daemon_minor"] = self.session.minor
+                extra["granted"] = self.session.flags
+        return ConnectionFacts.from_meta(self.meta, **extra)
 
     def summary(self) -> dict[str, Any]:
         out = summarize(self.requests, self.steps_seen)
@@ -101,9 +158,12 @@ def _section_of_marker(name: str) -> str | None:
     return step if number.isdigit() and step else None
 
 
-def analyze_capture(records: Iterable[Record], byte_order: str = "little") -> CaptureAnalysis:
-    """Split a capture of the workload into sections and count requests and reply errors."""
-    out = CaptureAnalysis()
+def analyze_capture(
+    records: Iterable[Record], byte_order: str = "little", meta: dict[str, Any] | None = None
+) -> CaptureAnalysis:
+    """Split a capture of the workload into sections and count requests and reply errors;
+    note the INIT exchange, the notifications and the ENOSYS answers for the coverage."""
+    out = CaptureAnalysis(meta=dict(meta or {}))
     decoder = FrameDecoder(byte_order)
     section = BEFORE
     #: (channel, unique) of requests -> (section, index in out.requests); markers excluded
@@ -115,7 +175,13 @@ def analyze_capture(records: Iterable[Record], byte_order: str = "little") -> Ca
         if d is None:
             out.undecodable += 1
             continue
+        if d.kind == "notify":
+            if d.opcode is not None:
+                out.notifications.add(d.opcode)
+            continue
         if record.direction is Direction.INBOUND:
+            if d.opcode == Opcode.INIT and out.session is None:
+                out.session = Negotiated.default(byte_order).with_init_request(d.body)
             name = _opname(d.opcode)
             if d.opcode == Opcode.LOOKUP:
                 marker = _section_of_marker(str(d.body.get("name", "")))
@@ -132,6 +198,10 @@ def analyze_capture(records: Iterable[Record], byte_order: str = "little") -> Ca
         if d.kind not in ("reply", "interrupt-reply") or frame.request is None:
             continue
         req = frame.request
+        if d.opcode == Opcode.INIT and out.session is not None and not out.session.initialized:
+            out.session = out.session.with_init_reply(d.body, d.error or 0)
+        if d.error == -errno_mod.ENOSYS and d.opcode is not None:
+            out.enosys.add(d.opcode)
         key = (req.record.channel, req.decoded.unique if req.decoded else -1)
         found = owner.pop(key, None)
         if found is None:
@@ -170,7 +240,7 @@ class StepReport:
         return {
             "step": self.name,
             "status": self.status.value,
-            "ops": list(self.result.ops),
+            "ops": [op.name for op in self.result.ops],
             "errno": self.result.error,
             "detail": self.detail,
             "seen": {op: st.to_dict() for op, st in self.seen.items()},
@@ -178,7 +248,6 @@ class StepReport:
 
 
 _UNSUPPORTED_NAMES = frozenset(errno_name(e) for e in UNSUPPORTED_ERRNOS)
-_STEPS_BY_NAME = {s.name: s for s in STEPS}
 
 
 def judge(result: StepResult, seen: dict[str, OpStats]) -> tuple[Status, str]:
@@ -186,8 +255,8 @@ def judge(result: StepResult, seen: dict[str, OpStats]) -> tuple[Status, str]:
     status, detail = result.status, result.detail
     if status is Status.SKIPPED:
         return status, detail
-    own = {op: seen[op] for op in result.ops if op in seen}
-    step = _STEPS_BY_NAME.get(result.name)
+    own = {op.name: seen[op.name] for op in result.ops if op.name in seen}
+    step = BY_NAME.get(result.name)
     names = _UNSUPPORTED_NAMES | {errno_name(e) for e in (step.unsupported if step else ())}
     refused = sorted(
         f"{op} {name}" for op, st in own.items() for name in st.errors if name in names
@@ -224,6 +293,8 @@ class ConformReport:
     #: replay against the baseline capture: {"capture", "exit", "differences": [...], ...}
     baseline: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    #: every opcode of the registry: sent, not sent, or not reachable (empty without a capture)
+    coverage: list[OpCoverage] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -263,6 +334,8 @@ class ConformReport:
             "findings": [f.to_dict() for f in self.findings],
             "baseline": self.baseline,
             "capture_summary": self.analysis.summary() if self.analysis else None,
+            "coverage": [c.to_dict() for c in self.coverage],
+            "coverage_counts": coverage_counts(self.coverage),
             "notes": self.notes,
         }
 
@@ -278,7 +351,10 @@ def build_report(
         seen = analysis.ops(result.name) if analysis else {}
         status, detail = judge(result, seen)
         steps.append(StepReport(result, status, detail, seen))
-    return ConformReport(steps=steps, findings=findings, analysis=analysis, **kwargs)
+    covered = coverage(analysis.counts(), analysis.facts(), results) if analysis else []
+    return ConformReport(
+        steps=steps, findings=findings, analysis=analysis, coverage=covered, **kwargs
+    )
 
 
 # ---- rendering ------------------------------------------------------------------------------
@@ -299,11 +375,39 @@ def render_text(report: ConformReport) -> str:
     lines.append("")
     counts = report.counts
     lines.append(", ".join(f"{n} {k}" for k, n in counts.items()))
+    lines.extend(render_coverage_text(report.coverage))
     lines.extend(render_findings_text(report.findings))
     lines.extend(render_baseline_text(report.baseline))
     lines.extend(f"note: {n}" for n in report.notes)
     lines.append("result: " + ("pass" if report.ok else "FAIL"))
     return "\n".join(lines) + "\n"
+
+
+def render_coverage_text(entries: list[OpCoverage]) -> list[str]:
+    """The opcode coverage: a count line, the opcodes sent, then one line per other opcode."""
+    if not entries:
+        return []
+    tally = coverage_counts(entries)
+    out = ["opcodes: " + ", ".join(f"{n} {k}" for k, n in tally.items())]
+    sent = [f"{e.opcode.name} {e.requests}" for e in entries if e.status is Coverage.SENT]
+    out.extend(_wrap("  sent: ", sent))
+    for status in (Coverage.NOT_SENT, Coverage.UNREACHABLE):
+        for e in entries:
+            if e.status is status:
+                out.append(f"  {status.value}: {e.opcode.name} ({e.reason})")
+    return out
+
+
+def _wrap(head: str, items: list[str], width: int = 100) -> list[str]:
+    lines, line = [], head
+    for i, item in enumerate(items):
+        text = item + ("," if i < len(items) - 1 else "")
+        if len(line) + len(text) + 1 > width and line.strip():
+            lines.append(line.rstrip())
+            line = " " * len(head)
+        line += text + " "
+    lines.append(line.rstrip())
+    return lines
 
 
 def render_findings_text(findings: list[Finding]) -> list[str]:
@@ -344,7 +448,8 @@ def _difference(d: Any) -> str:
 
 
 def render_junit(report: ConformReport) -> str:
-    """JUnit XML: one testcase per workload step, one per rule family, one for the baseline."""
+    """JUnit XML: one testcase per workload step, one per rule family, one per opcode (sent
+    passes; not sent and not reachable are skipped, with the reason), one for the baseline."""
     root = ET.Element("testsuites", name="fusetrace conform")
     suite = ET.SubElement(root, "testsuite", name="conform.workload")
     failures = skipped = 0
@@ -399,6 +504,24 @@ def render_junit(report: ConformReport) -> str:
     fsuite.set("errors", "0")
     fsuite.set("skipped", "0")
 
+    if report.coverage:
+        csuite = ET.SubElement(root, "testsuite", name="conform.coverage")
+        cskipped = 0
+        for e in report.coverage:
+            case = ET.SubElement(
+                csuite, "testcase", classname="conform.coverage", name=e.opcode.name
+            )
+            if e.status is Coverage.SENT:
+                out = ET.SubElement(case, "system-out")
+                out.text = f"sent: {e.requests} requests"
+            else:
+                cskipped += 1
+                ET.SubElement(case, "skipped", message=f"{e.status.value}: {e.reason}")
+        csuite.set("tests", str(len(report.coverage)))
+        csuite.set("failures", "0")
+        csuite.set("errors", "0")
+        csuite.set("skipped", str(cskipped))
+
     if report.baseline is not None:
         bsuite = ET.SubElement(root, "testsuite", name="conform.baseline", tests="1")
         case = ET.SubElement(
@@ -413,10 +536,6 @@ def render_junit(report: ConformReport) -> str:
             bsuite.set("failures", "0")
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, "unicode") + "\n"
-
-
-def step_names() -> list[str]:
-    return [s.name for s in STEPS]
 
 
 def errno_value(name: str) -> int:

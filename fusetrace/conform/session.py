@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,12 +29,8 @@ from typing import Any
 import fusetrace
 from fusetrace.capture.files import open_capture
 from fusetrace.conform.report import ConformReport, analyze_capture, build_report
-from fusetrace.conform.workload import (
-    DEFAULT_TIMEOUT,
-    LARGE_DIR_ENTRIES,
-    StepResult,
-    run_workload,
-)
+from fusetrace.conform.runner import run_workload
+from fusetrace.conform.steps import DEFAULT_TIMEOUT, LARGE_DIR_ENTRIES, StepResult
 from fusetrace.errors import DaemonError, EnvironmentProblem, FusetraceError
 from fusetrace.proxy import mount as mounts
 from fusetrace.record import Record
@@ -163,6 +160,44 @@ def _finish_recorder(proc: subprocess.Popen[bytes], mountpoint: str) -> None:
         unmount(mountpoint)
 
 
+#: the longest the recorder stays stopped, seconds (should the kernel need it meanwhile)
+STOP_AT_MOST = 2.0
+
+
+@contextlib.contextmanager
+def stopped(proc: subprocess.Popen[bytes]) -> Iterator[None]:
+    """The recorder stopped (SIGSTOP) for the time of the block, and at most STOP_AT_MOST
+    seconds: nothing reads /dev/fuse meanwhile, so what the kernel queues waits there."""
+    if proc.poll() is not None:
+        yield
+        return
+    os.kill(proc.pid, signal.SIGSTOP)
+    timer = threading.Timer(STOP_AT_MOST, _resume, (proc,))
+    timer.start()
+    try:
+        deadline = time.monotonic() + STOP_AT_MOST / 2
+        while _state(proc.pid) not in ("T", "") and time.monotonic() < deadline:
+            time.sleep(0.0005)  # SIGSTOP takes effect when the process is next scheduled
+        yield
+    finally:
+        timer.cancel()
+        _resume(proc)
+
+
+def _state(pid: int) -> str:
+    """The one-letter state of a process (``T`` stopped), "" if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def _resume(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, signal.SIGCONT)
+
+
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)  # the group this run created for the recorder
@@ -207,7 +242,7 @@ def check_capture(
     )
     findings = tracker.feed_all(records)
     findings.extend(tracker.finish())
-    analysis = analyze_capture(records, info.byte_order)
+    analysis = analyze_capture(records, info.byte_order, info.meta)
     return analysis, findings, info.os
 
 
@@ -275,6 +310,7 @@ def run_conform(
                 on_hang=lambda: abort_connection(config.mountpoint),
                 progress=progress,
                 large_entries=config.large_entries,
+                pause_reader=lambda: stopped(proc),
             )
         notes = []
         if proc.returncode not in (0, None):

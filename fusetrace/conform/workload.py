@@ -1,59 +1,50 @@
-"""The built-in conformance workload: a fixed list of steps, each one a few system calls.
+"""The conformance workload's system calls: one function per step of the catalogue.
 
 The workload runs against any directory: a FUSE mountpoint (through ``fusetrace record`` or
 mounted directly) or a plain tmpfs/ext4 directory, which tells what a step does natively.
 It is deterministic — fixed names, sizes and contents — so two captures of it can be
-compared frame by frame, and bounded: a step that hangs is abandoned after a timeout.
+compared frame by frame. The steps as data (name, opcodes, writes) are
+:mod:`fusetrace.conform.steps`; :data:`STEPS` binds each to its function here, and
+:mod:`fusetrace.conform.runner` runs them, each bounded by a timeout.
 
-Every step is data (:class:`Step`): a name, the opcodes it is meant to make the kernel send,
-and a function that makes the system calls. Before each step the runner looks up a name that
-does not exist, ``.fusetrace-step-NN-NAME``; in a capture, that LOOKUP marks where the step's
-frames begin (see :mod:`fusetrace.conform.report`).
-
-A read-only filesystem is detected (``ST_RDONLY`` from statvfs, or EROFS/ENOSYS/EOPNOTSUPP
-from the first write step); the workload then skips every step that writes and runs the
-others on the tree that is there, picking a regular file, the largest directory, a symlink.
+A read-only filesystem is detected by the runner; the steps that only read then work on the
+tree that is there (a regular file, the largest directory, a symlink it found).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
-import enum
 import errno
 import fcntl
-import functools
 import mmap
 import os
 import select
 import shutil
+import signal
 import stat
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: the directory the workload creates (and removes again) under the directory it tests
-WORKDIR = "fusetrace-conform"
-#: prefix of the name looked up before each step (never exists)
-MARKER_PREFIX = ".fusetrace-step-"
-#: entries in the large directory
-LARGE_DIR_ENTRIES = 1000
-#: size of the data file, and its contents (a fixed pattern)
-DATA_SIZE = 128 * 1024
-#: per-step time limit, seconds
-DEFAULT_TIMEOUT = 30.0
-#: fixed timestamps for utimens (ns since the epoch)
-FIXED_ATIME_NS = 1_700_000_000_123_456_789
-FIXED_MTIME_NS = 1_600_000_000_987_654_321
-
-#: errors that say "this operation is not implemented here", not "it went wrong"
-UNSUPPORTED_ERRNOS = frozenset({errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTTY})
-#: errors that say the FUSE connection is gone (daemon died, connection aborted)
-CONNECTION_GONE = frozenset({errno.ENOTCONN, errno.ECONNABORTED, errno.ENODEV})
-#: errors from the first write step that mean the filesystem is read-only
-READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.ENOSYS, errno.EOPNOTSUPP})
+from fusetrace.conform.steps import (
+    CATALOGUE,
+    DATA_SIZE,
+    DEFAULT_TIMEOUT,
+    FIXED_ATIME_NS,
+    FIXED_MTIME_NS,
+    LARGE_DIR_ENTRIES,
+    WORKDIR,
+    XATTR_NAME,
+    XATTR_VALUE,
+    StepSpec,
+    data_pattern,
+)
+from fusetrace.protocol.abi import Opcode
 
 # Linux constants Python does not export
 AT_FDCWD = -100
@@ -68,21 +59,24 @@ FS_IOC_GETFLAGS = 0x80086601
 #: struct flock on Linux 64-bit: l_type, l_whence, (pad), l_start, l_len, l_pid, (pad)
 FLOCK_STRUCT = struct.Struct("hhxxxxqqixxxx")
 
-
-def data_pattern(size: int = DATA_SIZE) -> bytes:
-    """The data file's contents: a fixed, non-repeating-per-page byte pattern."""
-    block = bytes((i * 7 + i // 251) & 0xFF for i in range(4096 + 13))
-    reps = size // len(block) + 1
-    return (block * reps)[:size]
-
-
-class Status(enum.Enum):
-    """The verdict on one step."""
-
-    SUPPORTED = "supported"
-    UNSUPPORTED = "not supported"
-    FAILED = "failed"
-    SKIPPED = "skipped"
+F_OFD_GETLK = 36
+F_OFD_SETLK = 37
+F_OFD_SETLKW = 38
+#: the signal the interrupt step sends (the runner installs a handler that does nothing)
+INTERRUPT_SIGNAL = signal.SIGUSR1
+#: FUSE waits the interrupt step signals: several, since a signal that comes after the
+#: daemon answered (before the waiting thread woke up) makes the kernel send nothing
+INTERRUPT_HITS = 16
+#: how long the interrupt step tries, seconds
+INTERRUPT_WINDOW = 2.0
+#: requests the interrupt step interrupts when it can pause the reader of /dev/fuse
+INTERRUPT_PAUSED_TRIES = 3
+#: names of the large directory the drop-caches step brings into the caches first
+DROP_CACHES_NAMES = 200
+#: times the drop-caches step does it when the directory has fewer than half as many names
+DROP_CACHES_ROUNDS = 6
+#: most STATFS requests the drop-caches step makes while the kernel drops its caches
+DROP_CACHES_REQUESTS = 1000
 
 
 class StepFailed(Exception):
@@ -158,6 +152,9 @@ class Context:
     found: str = ""
     #: entries the populate-large step makes
     large_entries: int = LARGE_DIR_ENTRIES
+    #: stops the reader of /dev/fuse (``fusetrace record``) for the time of a ``with`` block,
+    #: when the caller can: forgets queued meanwhile reach the daemon as one BATCH_FORGET
+    pause_reader: Callable[[], contextlib.AbstractContextManager[object]] | None = None
 
     @property
     def work(self) -> Path:
@@ -172,63 +169,26 @@ class Context:
 
 @dataclass(frozen=True)
 class Step:
-    """One workload step: ``run(ctx)`` makes the system calls, returns a note or None.
+    """A catalogue entry and the function that makes its system calls (returns a note)."""
 
-    ``ops`` are the opcodes the step is about (the report judges "not supported" from their
-    replies: refused with ENOSYS/EOPNOTSUPP/ENOTTY and never answered with success); the
-    step may make the kernel send others too (OPEN, FLUSH, RELEASE...). ``writes`` steps are
-    skipped on a read-only filesystem.
-    """
-
-    name: str
-    ops: tuple[str, ...]
+    spec: StepSpec
     run: Callable[[Context], str | None]
-    writes: bool = False
-    doc: str = ""
-    #: errors that also mean "not supported" for this step (EINVAL for renameat2 flags)
-    unsupported: frozenset[int] = frozenset()
-
-
-@dataclass
-class StepResult:
-    """What happened in one step, judged from the system calls alone."""
-
-    index: int
-    name: str
-    ops: tuple[str, ...]
-    status: Status
-    #: errno of the failing call (None when it worked)
-    errno: int | None = None
-    detail: str = ""
 
     @property
-    def error(self) -> str | None:
-        return None if self.errno is None else errno_name(self.errno)
+    def name(self) -> str:
+        return self.spec.name
 
     @property
-    def marker(self) -> str:
-        return marker_name(self.index, self.name)
+    def ops(self) -> tuple[Opcode, ...]:
+        return self.spec.ops
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "index": self.index,
-            "name": self.name,
-            "ops": list(self.ops),
-            "status": self.status.value,
-            "errno": self.error,
-            "detail": self.detail,
-        }
+    @property
+    def writes(self) -> bool:
+        return self.spec.writes
 
-
-def errno_name(number: int) -> str:
-    """``ENOENT`` for 2; Linux's own name EOPNOTSUPP for 95 (Python says ENOTSUP)."""
-    if number == errno.EOPNOTSUPP:
-        return "EOPNOTSUPP"
-    return errno.errorcode.get(number, str(number))
-
-
-def marker_name(index: int, name: str) -> str:
-    return f"{MARKER_PREFIX}{index:02d}-{name}"
+    @property
+    def unsupported(self) -> frozenset[int]:
+        return self.spec.unsupported
 
 
 # ---- the steps ------------------------------------------------------------------------------
@@ -433,10 +393,6 @@ def _unlink(ctx: Context) -> str:
 
 def _rmdir(ctx: Context) -> None:
     os.rmdir(ctx.work / "sub")
-
-
-XATTR_NAME = "user.fusetrace"
-XATTR_VALUE = b"conformance"
 
 
 def _setxattr(ctx: Context) -> None:
@@ -665,326 +621,309 @@ def _cleanup(ctx: Context) -> None:
     shutil.rmtree(ctx.work)
 
 
-STEPS: tuple[Step, ...] = (
-    Step("statfs", ("STATFS",), _statfs, doc="statvfs() of the mountpoint"),
-    Step("mkdir", ("MKDIR",), _mkdir, writes=True, doc="mkdir() the work directory"),
-    Step(
-        "create", ("CREATE", "MKNOD"), _create, writes=True, doc="open(O_CREAT|O_EXCL) a new file"
-    ),
-    Step(
-        "write",
-        ("WRITE",),
-        _write,
-        writes=True,
-        doc="pwrite() 128 KiB of a fixed pattern",
-    ),
-    Step("fsync", ("FSYNC",), _fsync, writes=True, doc="fsync() after a write"),
-    Step("fdatasync", ("FSYNC",), _fdatasync, writes=True, doc="fdatasync() after a write"),
-    Step("read", ("READ",), _read, doc="read() the file back (cache dropped)"),
-    Step("lookup", ("LOOKUP",), _lookup, doc="stat() a missing and an existing name"),
-    Step("getattr", ("GETATTR",), _getattr, doc="statx(AT_STATX_FORCE_SYNC)"),
-    Step("truncate", ("SETATTR",), _truncate, writes=True, doc="truncate() and ftruncate()"),
-    Step("chmod", ("SETATTR",), _chmod, writes=True, doc="chmod() 0640 and back"),
-    Step("chown", ("SETATTR",), _chown, writes=True, doc="chown() to the caller's ids"),
-    Step("utimens", ("SETATTR",), _utimens, writes=True, doc="utimensat() fixed times"),
-    Step("mknod-fifo", ("MKNOD",), _mknod_fifo, writes=True, doc="mkfifo()"),
-    Step("symlink", ("SYMLINK",), _symlink, writes=True, doc="symlink()"),
-    Step("readlink", ("READLINK",), _readlink, doc="readlink()"),
-    Step("link", ("LINK",), _link, writes=True, doc="link() a second name"),
-    Step("rename", ("RENAME",), _rename, writes=True, doc="rename()"),
-    Step(
-        "rename-noreplace",
-        ("RENAME2",),
-        _rename_noreplace,
-        writes=True,
-        doc="renameat2(RENAME_NOREPLACE), then onto an existing name (EEXIST)",
-        unsupported=frozenset({errno.EINVAL}),
-    ),
-    Step(
-        "rename-exchange",
-        ("RENAME2",),
-        _rename_exchange,
-        writes=True,
-        doc="renameat2(RENAME_EXCHANGE)",
-        unsupported=frozenset({errno.EINVAL}),
-    ),
-    Step(
-        "unlink", ("UNLINK",), _unlink, writes=True, doc="unlink() the files the steps before made"
-    ),
-    Step("rmdir", ("RMDIR",), _rmdir, writes=True, doc="rmdir() an empty directory"),
-    Step(
-        "setxattr",
-        ("SETXATTR",),
-        _setxattr,
-        writes=True,
-        doc="setxattr() create, then XATTR_REPLACE",
-    ),
-    Step("getxattr", ("GETXATTR",), _getxattr, doc="getxattr() size-0 probe, then the value"),
-    Step("listxattr", ("LISTXATTR",), _listxattr, doc="listxattr() size-0 probe, then the list"),
-    Step("removexattr", ("REMOVEXATTR",), _removexattr, writes=True, doc="removexattr()"),
-    Step(
-        "readdir-small",
-        ("READDIRPLUS", "READDIR"),
-        _readdir_small,
-        doc="list a small directory",
-    ),
-    Step(
-        "populate-large",
-        ("MKDIR", "CREATE", "MKNOD"),
-        _populate_large,
-        writes=True,
-        doc=f"create {LARGE_DIR_ENTRIES} empty files in one directory",
-    ),
-    Step(
-        "readdir-large",
-        ("READDIRPLUS", "READDIR"),
-        _readdir_large,
-        doc=f"list a directory of {LARGE_DIR_ENTRIES}+ entries",
-    ),
-    Step(
-        "posix-locks",
-        ("GETLK", "SETLK", "SETLKW"),
-        _posix_locks,
-        doc="fcntl() F_GETLK, F_SETLK, F_SETLKW",
-    ),
-    Step("flock", ("SETLK", "SETLKW"), _flock, doc="flock() shared and exclusive"),
-    Step("fallocate", ("FALLOCATE",), _fallocate, writes=True, doc="fallocate() mode 0, grow"),
-    Step(
-        "punch-hole",
-        ("FALLOCATE",),
-        _punch_hole,
-        writes=True,
-        doc="fallocate(PUNCH_HOLE|KEEP_SIZE)",
-    ),
-    Step("lseek-data-hole", ("LSEEK",), _lseek, doc="lseek() SEEK_DATA and SEEK_HOLE"),
-    Step(
-        "copy-file-range",
-        ("COPY_FILE_RANGE_64", "COPY_FILE_RANGE"),
-        _copy_file_range,
-        writes=True,
-        doc="copy_file_range() 64 KiB into a new file",
-    ),
-    Step("statx-btime", ("STATX",), _statx_btime, doc="statx() asking for the birth time"),
-    Step("tmpfile", ("TMPFILE",), _tmpfile, writes=True, doc="open(O_TMPFILE)"),
-    Step("access", ("ACCESS",), _access, doc="access() R_OK and X_OK"),
-    Step("poll", ("POLL",), _poll, doc="select() on an open file"),
-    Step("ioctl", ("IOCTL",), _ioctl, doc="ioctl(FS_IOC_GETFLAGS)"),
-    Step("mmap-read", ("READ",), _mmap_read, doc="read through a shared mapping"),
-    Step(
-        "mmap-write",
-        ("WRITE",),
-        _mmap_write,
-        writes=True,
-        doc="write through a shared mapping, msync()",
-    ),
-    Step(
-        "cleanup",
-        ("UNLINK", "RMDIR"),
-        _cleanup,
-        writes=True,
-        doc="remove the work directory and everything in it",
-    ),
-)
-
-
-# ---- read-only discovery --------------------------------------------------------------------
-
-
-def _walk(root: Path, limit: int = 20000, depth: int = 6) -> Iterator[tuple[Path, str]]:
-    """(path, kind) under root, depth first in name order, bounded; kind from readdir alone
-    ("dir", "file", "link", "other"), so the walk makes no request per entry."""
-    seen = 0
-    stack: list[tuple[Path, int]] = [(root, 0)]
-    while stack and seen < limit:
-        path, level = stack.pop()
-        try:
-            with os.scandir(path) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError:
-            continue
-        subdirs = []
-        for entry in entries:
-            if path == root and entry.name.startswith(MARKER_PREFIX):
-                continue
-            try:
-                if entry.is_symlink():
-                    kind = "link"
-                elif entry.is_dir(follow_symlinks=False):
-                    kind = "dir"
-                elif entry.is_file(follow_symlinks=False):
-                    kind = "file"
-                else:
-                    kind = "other"
-            except OSError:
-                continue
-            seen += 1
-            child = path / entry.name
-            yield child, kind
-            if kind == "dir" and level + 1 < depth:
-                subdirs.append((child, level + 1))
-            if seen >= limit:
-                return
-        stack.extend(reversed(subdirs))
-
-
-def discover(ctx: Context) -> str:
-    """Find what read-only steps work on: a file with data, the largest directory, a link."""
-    sizes: dict[Path, int] = {ctx.root: 0}
-    for path, kind in _walk(ctx.root):
-        sizes[path.parent] = sizes.get(path.parent, 0) + 1
-        if kind == "file" and "file" not in ctx.targets:
-            try:
-                if os.lstat(path).st_size > 0:
-                    ctx.targets["file"] = path
-            except OSError:
-                pass
-        elif kind == "link" and "symlink" not in ctx.targets:
-            ctx.targets["symlink"] = path
-        elif kind == "dir":
-            sizes.setdefault(path, 0)
-    ranked = sorted(sizes.items(), key=lambda kv: (-kv[1], str(kv[0])))
-    ctx.targets["large_dir"] = ranked[0][0]
-    small = [p for p, n in sorted(sizes.items(), key=lambda kv: (kv[1], str(kv[0]))) if n > 0]
-    ctx.targets["small_dir"] = small[0] if small else ctx.root
-    found = ", ".join(
-        f"{role} {os.path.relpath(path, ctx.root)}" for role, path in sorted(ctx.targets.items())
-    )
-    return found or "nothing"
-
-
-# ---- running --------------------------------------------------------------------------------
-
-
-def classify(
-    exc: BaseException, unsupported: frozenset[int] = frozenset()
-) -> tuple[Status, int | None, str]:
-    """The verdict for a step that raised."""
-    if isinstance(exc, StepSkipped):
-        return Status.SKIPPED, None, str(exc)
-    if isinstance(exc, StepUnsupported):
-        return Status.UNSUPPORTED, None, str(exc)
-    if isinstance(exc, StepFailed):
-        return Status.FAILED, None, str(exc)
-    if isinstance(exc, OSError) and exc.errno is not None:
-        text = f"{errno_name(exc.errno)}: {exc.strerror}"
-        if exc.errno in UNSUPPORTED_ERRNOS or exc.errno in unsupported:
-            return Status.UNSUPPORTED, exc.errno, text
-        return Status.FAILED, exc.errno, text
-    return Status.FAILED, None, f"{type(exc).__name__}: {exc}"
-
-
-def _call_with_timeout(
-    fn: Callable[[], str | None], timeout: float
-) -> tuple[bool, str | None, BaseException | None]:
-    """Run fn in a thread; (finished, result, exception). A hung thread is left behind."""
-    box: dict[str, object] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = fn()
-        except BaseException as e:  # reported as the step outcome
-            box["error"] = e
-
-    thread = threading.Thread(target=target, name="fusetrace-conform-step", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        return False, None, None
-    err = box.get("error")
-    return True, box.get("result"), err if isinstance(err, BaseException) else None  # type: ignore[return-value]
-
-
-def _mark(ctx: Context, name: str) -> None:
-    """Look up a name that does not exist: in a capture, a LOOKUP that starts a section."""
-    if not name.startswith(MARKER_PREFIX):
-        name = MARKER_PREFIX + name
+def _fsyncdir(ctx: Context) -> None:
+    fd = os.open(ctx.target("small_dir"), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        os.lstat(ctx.root / name)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _syncfs(ctx: Context) -> None:
+    fd = os.open(ctx.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _libc.syncfs.argtypes = [ctypes.c_int]
+        _check(_libc.syncfs(fd), "syncfs", str(ctx.root))
+    finally:
+        os.close(fd)
+
+
+def _ofd_locks(ctx: Context) -> str | None:
+    writable = not ctx.read_only
+    fd = _open(ctx.target("file"), os.O_RDWR if writable else os.O_RDONLY)
+    kind = fcntl.F_WRLCK if writable else fcntl.F_RDLCK
+    try:
+        query = FLOCK_STRUCT.pack(kind, os.SEEK_SET, 0, 4096, 0)
+        got = FLOCK_STRUCT.unpack(fcntl.fcntl(fd, F_OFD_GETLK, query))
+        if got[0] != fcntl.F_UNLCK:
+            raise StepFailed(f"F_OFD_GETLK reports a lock held by pid {got[4]}")
+        fcntl.fcntl(fd, F_OFD_SETLK, FLOCK_STRUCT.pack(kind, os.SEEK_SET, 0, 4096, 0))
+        fcntl.fcntl(fd, F_OFD_SETLKW, FLOCK_STRUCT.pack(kind, os.SEEK_SET, 8192, 4096, 0))
+        fcntl.fcntl(fd, F_OFD_SETLK, FLOCK_STRUCT.pack(fcntl.F_UNLCK, os.SEEK_SET, 0, 0, 0))
+    finally:
+        os.close(fd)
+    return None if writable else "read locks"
+
+
+def is_fuse(path: Path) -> bool:
+    """Whether ``path`` is on a FUSE filesystem (by its device in /proc/self/mountinfo)."""
+    st = os.stat(path)
+    dev = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 2 and fields[2] == dev and " - " in line:
+                    fstype = line.split(" - ", 1)[1].split()[0]
+                    return fstype == "fuse" or fstype.startswith(("fuse.", "fuseblk"))
     except OSError:
         pass
+    return False
 
 
-def _prepare(ctx: Context) -> None:
-    """Tell a read-only filesystem; remove what an earlier run left behind."""
+def _waits_for_fuse(wchan: int) -> bool:
+    """Whether the thread whose /proc wchan file is open on ``wchan`` sleeps in the kernel's
+    wait for a FUSE answer."""
     try:
-        if os.statvfs(ctx.root).f_flag & os.ST_RDONLY:
-            ctx.read_only, ctx.read_only_reason = True, "statvfs reports ST_RDONLY"
+        where = os.pread(wchan, 64, 0).decode(errors="replace").strip()
     except OSError:
-        pass
-    if not ctx.read_only and os.path.lexists(ctx.work):
-        # left over from an earlier run: remove it, which also tells a read-only tree
-        _mark(ctx, "setup")
-        try:
-            shutil.rmtree(ctx.work)
-        except OSError as e:
-            if e.errno in READ_ONLY_ERRNOS:
-                ctx.read_only = True
-                ctx.read_only_reason = f"removing {WORKDIR}: {errno_name(e.errno)}"
+        return False
+    return where == "request_wait_answer" or "fuse" in where
 
 
-def run_workload(
-    root: str | os.PathLike[str],
-    *,
-    steps: tuple[Step, ...] = STEPS,
-    timeout: float = DEFAULT_TIMEOUT,
-    on_hang: Callable[[], object] | None = None,
-    progress: Callable[[StepResult], None] | None = None,
-    large_entries: int = LARGE_DIR_ENTRIES,
-) -> tuple[Context, list[StepResult]]:
-    """Run every step against ``root``; returns the context and one result per step.
+def _interrupt(ctx: Context) -> str:
+    """Signal a thread while it waits for the daemon: the kernel then sends INTERRUPT.
 
-    ``on_hang`` is called when a step exceeds ``timeout`` (for a FUSE mount: abort the
-    connection, which makes the stuck system call fail); the remaining steps are skipped.
+    A thread makes requests one after the other: statvfs() (STATFS) and, where the filesystem
+    is writable, first a page written to a scratch file and fsync() (FSYNC: the daemon's own
+    fsync takes the backing disk's time, so a signal finds the request still with the
+    daemon). This thread watches the other's wchan and signals it when it sleeps in the
+    kernel's wait for an answer, once per request, up to INTERRUPT_HITS times. The handler
+    does nothing, so the calls go on and succeed. An INTERRUPT the kernel queued is dropped
+    when the answer comes first; hence several signals. Where wchan never names that wait (a
+    kernel without symbols), the second half of the window sends blind signals, one a
+    millisecond, at most 50.
     """
-    ctx = Context(Path(root), large_entries=large_entries)
-    results: list[StepResult] = []
-    hung: str | None = None
-    finished, _, _ = _call_with_timeout(functools.partial(_prepare, ctx), timeout)
-    if not finished:
-        hung = "the first access hung and the connection was aborted"
-        if on_hang is not None:
-            on_hang()
-    first_write = True
-    for index, step in enumerate(steps):
-        result = StepResult(index, step.name, step.ops, Status.SKIPPED)
-        if hung is not None and not results and not finished:
-            # the first access (statvfs) hung before any step: the run fails with the first step
-            result.status = Status.FAILED
-            result.detail = f"the filesystem did not answer its first request in {timeout:g} s"
-        elif hung is not None:
-            result.detail = f"not run: {hung}"
-        elif step.writes and ctx.read_only:
-            result.detail = f"read-only filesystem ({ctx.read_only_reason})"
-        else:
-            if ctx.read_only and not ctx.targets:
-                _mark(ctx, "discover")
-                ctx.found = discover(ctx)
-            _mark(ctx, marker_name(index, step.name))
-            finished, note, exc = _call_with_timeout(functools.partial(step.run, ctx), timeout)
-            if not finished:
-                hung = f"step {step.name} hung and the connection was aborted"
-                result.status, result.detail = Status.FAILED, f"timed out after {timeout:g} s"
-                if on_hang is not None:
-                    on_hang()
-            elif exc is None:
-                result.status, result.detail = Status.SUPPORTED, note or ""
-            else:
-                result.status, result.errno, result.detail = classify(exc, step.unsupported)
-                if isinstance(exc, OSError) and exc.errno in CONNECTION_GONE:
-                    hung = f"the connection ended in step {step.name} ({errno_name(exc.errno)})"
-                if (
-                    step.writes
-                    and first_write
-                    and isinstance(exc, OSError)
-                    and exc.errno in READ_ONLY_ERRNOS
-                ):
-                    ctx.read_only = True
-                    ctx.read_only_reason = f"{step.name}: {result.error}"
-                    result.status = Status.SKIPPED
-                    result.detail = f"read-only filesystem ({result.detail})"
-            if step.writes:
-                first_write = False
-        results.append(result)
-        if progress is not None:
-            progress(result)
-    return ctx, results
+    handler = signal.getsignal(INTERRUPT_SIGNAL)
+    if not callable(handler):
+        raise StepSkipped(f"no handler for {INTERRUPT_SIGNAL.name} (run from the main thread)")
+    if not is_fuse(ctx.root):
+        return "not a FUSE mount: no request to interrupt"
+    if ctx.pause_reader is not None:
+        return _interrupt_paused(ctx)
+    scratch = -1
+    if not ctx.read_only and ctx.work.is_dir():
+        scratch = _open(ctx.work / "interrupt.bin", os.O_CREAT | os.O_WRONLY)
+    page = b"i" * 4096
+    stop = threading.Event()
+    started = threading.Event()
+    calls = [0]
+    tid = [0]
+    failure: list[BaseException] = []
+
+    def loop() -> None:
+        tid[0] = threading.get_native_id()
+        started.set()
+        try:
+            while not stop.is_set():
+                if scratch >= 0:
+                    os.pwrite(scratch, page, 0)
+                    os.fsync(scratch)
+                os.statvfs(ctx.root)
+                calls[0] += 1
+                time.sleep(0)  # let the watching thread run between the calls
+        except BaseException as e:  # reported as the step's outcome
+            failure.append(e)
+
+    worker = threading.Thread(target=loop, name="fusetrace-conform-interrupt", daemon=True)
+    worker.start()
+    started.wait()
+    ident = worker.ident
+    assert ident is not None
+    hits = blind = 0
+    deadline = time.monotonic() + INTERRUPT_WINDOW
+    try:
+        wchan = os.open(f"/proc/self/task/{tid[0]}/wchan", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        wchan = -1
+    try:
+        while hits < INTERRUPT_HITS and worker.is_alive() and time.monotonic() < deadline:
+            if not _waits_for_fuse(wchan):
+                if blind < 50 and time.monotonic() > deadline - INTERRUPT_WINDOW / 2:
+                    signal.pthread_kill(ident, INTERRUPT_SIGNAL)  # no wchan: signal blindly
+                    blind += 1
+                    time.sleep(0.001)
+                continue
+            before = calls[0]
+            signal.pthread_kill(ident, INTERRUPT_SIGNAL)
+            hits += 1
+            while calls[0] == before and worker.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.0002)  # the next signal goes to the next request
+    finally:
+        stop.set()
+        worker.join(INTERRUPT_WINDOW)
+        if wchan >= 0:
+            os.close(wchan)
+        if scratch >= 0 and not worker.is_alive():
+            os.close(scratch)
+    if failure:
+        raise failure[0]
+    if hits:
+        return f"{hits} signals while the thread waited for the daemon"
+    return f"the thread was never seen waiting for the daemon; {blind} signals sent blindly"
+
+
+def _interrupt_paused(ctx: Context) -> str:
+    """The interrupt step when the reader of /dev/fuse can be paused: with the reader stopped,
+    a thread's statvfs() request waits unread; the thread is signalled in that wait, which
+    marks the request interrupted; when the reader reads the request, the kernel queues the
+    INTERRUPT at once, ahead of anything else. Done INTERRUPT_PAUSED_TRIES times."""
+    sent = sum(_interrupt_one_unread(ctx) for _ in range(INTERRUPT_PAUSED_TRIES))
+    return f"{sent} signals while the request waited to be read"
+
+
+def _interrupt_one_unread(ctx: Context) -> bool:
+    assert ctx.pause_reader is not None
+    failure: list[BaseException] = []
+    tid = [0]
+    started = threading.Event()
+
+    def call() -> None:
+        tid[0] = threading.get_native_id()
+        started.set()
+        try:
+            os.statvfs(ctx.root)
+        except BaseException as e:  # reported as the step's outcome
+            failure.append(e)
+
+    worker = threading.Thread(target=call, name="fusetrace-conform-interrupt", daemon=True)
+    signalled = False
+    with ctx.pause_reader():
+        worker.start()
+        started.wait()
+        wchan = os.open(f"/proc/self/task/{tid[0]}/wchan", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            begin = time.monotonic()
+            while worker.is_alive() and time.monotonic() < begin + INTERRUPT_WINDOW / 4:
+                # with the reader stopped the request cannot be answered: after a while the
+                # thread waits for it even where wchan names no function
+                if _waits_for_fuse(wchan) or time.monotonic() > begin + INTERRUPT_WINDOW / 20:
+                    assert worker.ident is not None
+                    signal.pthread_kill(worker.ident, INTERRUPT_SIGNAL)
+                    signalled = True
+                    break
+                time.sleep(0.0002)
+        finally:
+            os.close(wchan)
+    worker.join(INTERRUPT_WINDOW)
+    if failure:
+        raise failure[0]
+    return signalled
+
+
+@contextlib.contextmanager
+def _requests_meanwhile(root: Path, limit: int) -> Iterator[None]:
+    """A thread that makes statvfs() calls (STATFS requests) one after the other meanwhile,
+    at most ``limit`` of them."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        with contextlib.suppress(OSError):
+            for _ in range(limit):
+                if stop.is_set():
+                    break
+                os.statvfs(root)
+
+    thread = threading.Thread(target=loop, name="fusetrace-conform-statfs", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(DEFAULT_TIMEOUT)
+
+
+def _drop_caches(ctx: Context) -> str:
+    """Bring names into the dentry cache, then have the kernel drop every unused one: their
+    inodes are evicted at once and the kernel queues one forget each, which it delivers
+    batched (BATCH_FORGET) when more than one is waiting as the daemon reads.
+
+    When the caller can pause the reader of /dev/fuse (``fusetrace conform`` stops its
+    recorder), the caches are dropped while it is stopped: every forget waits, and the first
+    read after takes them together. Otherwise requests made meanwhile keep the reader busy,
+    so forgets pile up, and with few names the whole is done DROP_CACHES_ROUNDS times: a
+    reader fast enough can take each forget alone.
+    """
+    names = rounds = 0
+    paused = ctx.pause_reader is not None
+    while rounds < (1 if paused or names >= DROP_CACHES_NAMES // 2 else DROP_CACHES_ROUNDS):
+        rounds += 1
+        names = 0
+        with os.scandir(ctx.target("large_dir")) as it:
+            for entry in it:
+                if names >= DROP_CACHES_NAMES:
+                    break
+                os.lstat(entry.path)
+                names += 1
+        meanwhile = (
+            ctx.pause_reader()
+            if ctx.pause_reader is not None
+            else _requests_meanwhile(ctx.root, DROP_CACHES_REQUESTS)
+        )
+        try:
+            with meanwhile, open("/proc/sys/vm/drop_caches", "w") as f:
+                f.write("2\n")
+        except OSError as e:
+            if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise StepSkipped(f"cannot drop the caches: {e.strerror}") from None
+            raise
+        if paused:
+            os.statvfs(ctx.root)  # a request after them: the forgets are read by then
+    how = ", the reader paused" if paused else (f", {rounds} times" if rounds > 1 else "")
+    return f"{names} names cached, then dropped{how}"
+
+
+#: step name -> the function that makes its system calls
+ACTIONS: dict[str, Callable[[Context], str | None]] = {
+    "statfs": _statfs,
+    "mkdir": _mkdir,
+    "create": _create,
+    "write": _write,
+    "fsync": _fsync,
+    "fdatasync": _fdatasync,
+    "read": _read,
+    "lookup": _lookup,
+    "getattr": _getattr,
+    "truncate": _truncate,
+    "chmod": _chmod,
+    "chown": _chown,
+    "utimens": _utimens,
+    "mknod-fifo": _mknod_fifo,
+    "symlink": _symlink,
+    "readlink": _readlink,
+    "link": _link,
+    "rename": _rename,
+    "rename-noreplace": _rename_noreplace,
+    "rename-exchange": _rename_exchange,
+    "unlink": _unlink,
+    "rmdir": _rmdir,
+    "setxattr": _setxattr,
+    "getxattr": _getxattr,
+    "listxattr": _listxattr,
+    "removexattr": _removexattr,
+    "readdir-small": _readdir_small,
+    "populate-large": _populate_large,
+    "readdir-large": _readdir_large,
+    "fsyncdir": _fsyncdir,
+    "syncfs": _syncfs,
+    "posix-locks": _posix_locks,
+    "ofd-locks": _ofd_locks,
+    "flock": _flock,
+    "fallocate": _fallocate,
+    "punch-hole": _punch_hole,
+    "lseek-data-hole": _lseek,
+    "copy-file-range": _copy_file_range,
+    "statx-btime": _statx_btime,
+    "tmpfile": _tmpfile,
+    "access": _access,
+    "poll": _poll,
+    "ioctl": _ioctl,
+    "mmap-read": _mmap_read,
+    "mmap-write": _mmap_write,
+    "interrupt": _interrupt,
+    "drop-caches": _drop_caches,
+    "cleanup": _cleanup,
+}
+
+#: the workload: every catalogue step with its function, in catalogue order
+STEPS: tuple[Step, ...] = tuple(Step(spec, ACTIONS[spec.name]) for spec in CATALOGUE)

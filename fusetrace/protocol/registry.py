@@ -21,6 +21,7 @@ from fusetrace.protocol.abi import (
     S_IFREG,
     FattrFlag,
     GetattrFlag,
+    InitFlag,
     NotifyCode,
     Opcode,
 )
@@ -613,3 +614,109 @@ NOTIFY: dict[int, NotifySpec] = {
         ),
     )
 }
+
+
+class MountKind(enum.Enum):
+    """The kinds of FUSE connection. The kernel sends a different set of opcodes on each."""
+
+    #: /dev/fuse mounted as ``fuse`` or ``fuse.SUBTYPE``
+    FUSE = "fuse"
+    #: /dev/fuse mounted over a block device (``fuseblk``: ntfs-3g, fuse2fs -o fuseblk)
+    FUSEBLK = "fuseblk"
+    #: virtio-fs: the requests travel over a virtqueue, not /dev/fuse
+    VIRTIOFS = "virtiofs"
+    #: /dev/cuse: a character device served by a daemon
+    CUSE = "cuse"
+
+
+_FS = frozenset({MountKind.FUSE, MountKind.FUSEBLK, MountKind.VIRTIOFS})
+_FS_AND_CUSE = _FS | {MountKind.CUSE}
+_NO_FLAGS = InitFlag(0)
+
+
+@dataclass(frozen=True)
+class Reach:
+    """When the kernel can send an opcode at all, besides a system call that asks for it
+    (protocol.md §2, §4.2, §7.3). An opcode newer than the kernel's INIT minor is never sent
+    (``OpSpec.since``)."""
+
+    #: the kinds of connection on which the kernel sends it
+    kinds: frozenset[MountKind] = _FS
+    #: the INIT reply must grant at least one of these flags
+    needs_flags: InitFlag = _NO_FLAGS
+    #: the INIT reply granting one of these stops it...
+    stopped_by_flags: InitFlag = _NO_FLAGS
+    #: ...unless it also grants one of these
+    unless_flags: InitFlag = _NO_FLAGS
+    #: a mount option that stops it
+    stopped_by_option: str | None = None
+    #: the INIT reply's minor must be at least this
+    daemon_minor: int = 0
+    #: sent only after the daemon answered this opcode with ENOSYS (kernels that have it)
+    fallback_for: Opcode | None = None
+    #: sent only in answer to this notification from the daemon
+    answers: NotifyCode | None = None
+    #: how a workload makes the kernel send it, or why it is limited (for reports)
+    note: str = ""
+
+
+_R = Reach
+_K = MountKind
+_I = InitFlag
+#: opcode -> when the kernel sends it; an opcode missing here is sent on every filesystem
+#: connection when a system call asks for it. Kernel sources: fs/fuse/inode.c
+#: (fuse_init_fs_context: destroy only for fuseblk; process_init_reply: no_lock, no_flock,
+#: readdirplus, POSIX_ACL forcing default_permissions; fuse_sync_fs: only with fc->sync_fs,
+#: which virtio_fs.c alone sets), fs/fuse/file.c (fuse_bmap needs s_bdev; fuse_file_lock
+#: and fuse_file_flock; __fuse_copy_file_range tries COPY_FILE_RANGE_64 first), fs/fuse/dir.c
+#: (fuse_permission: ACCESS only without default_permissions; fuse_use_readdirplus;
+#: fuse_rename2: minor >= 23), fs/fuse/dev.c (fuse_read_forget: a batch from minor 16 when
+#: more than one forget waits; request_wait_answer: INTERRUPT once a request was read),
+#: fs/fuse/dax.c (SETUPMAPPING, REMOVEMAPPING), fs/fuse/cuse.c (CUSE_INIT and the file
+#: operations of a CUSE device). Checked against Linux 6.18.
+REACH: dict[Opcode, Reach] = {
+    _O.OPEN: _R(_FS_AND_CUSE),
+    _O.READ: _R(_FS_AND_CUSE),
+    _O.WRITE: _R(_FS_AND_CUSE),
+    _O.RELEASE: _R(_FS_AND_CUSE),
+    _O.IOCTL: _R(_FS_AND_CUSE),
+    _O.POLL: _R(_FS_AND_CUSE),
+    _O.INTERRUPT: _R(
+        _FS_AND_CUSE, note="a signal to a task whose request the daemon has read but not answered"
+    ),
+    _O.FORGET: _R(note="the kernel evicts an inode it had looked up"),
+    _O.BATCH_FORGET: _R(
+        daemon_minor=16,
+        note="several forgets waiting when the daemon reads: many inodes evicted at once",
+    ),
+    _O.GETLK: _R(needs_flags=_I.POSIX_LOCKS, note="F_GETLK, F_OFD_GETLK"),
+    _O.SETLK: _R(needs_flags=_I.POSIX_LOCKS | _I.FLOCK_LOCKS, note="fcntl locks, flock()"),
+    _O.SETLKW: _R(needs_flags=_I.POSIX_LOCKS | _I.FLOCK_LOCKS, note="F_SETLKW, flock()"),
+    _O.ACCESS: _R(
+        stopped_by_flags=_I.POSIX_ACL,
+        stopped_by_option="default_permissions",
+        note="access(), chdir() without default_permissions",
+    ),
+    _O.READDIRPLUS: _R(needs_flags=_I.DO_READDIRPLUS, daemon_minor=21),
+    _O.READDIR: _R(stopped_by_flags=_I.DO_READDIRPLUS, unless_flags=_I.READDIRPLUS_AUTO),
+    _O.RENAME2: _R(daemon_minor=23, note="renameat2() with flags"),
+    _O.COPY_FILE_RANGE: _R(fallback_for=_O.COPY_FILE_RANGE_64),
+    _O.NOTIFY_REPLY: _R(
+        answers=NotifyCode.RETRIEVE, note="the kernel's answer to the daemon's RETRIEVE"
+    ),
+    _O.BMAP: _R(frozenset({_K.FUSEBLK}), note="FIBMAP on a block-device mount"),
+    _O.DESTROY: _R(frozenset({_K.FUSEBLK, _K.VIRTIOFS}), note="sent at unmount"),
+    _O.SYNCFS: _R(frozenset({_K.VIRTIOFS}), note="syncfs(), sync()"),
+    _O.SETUPMAPPING: _R(frozenset({_K.VIRTIOFS}), note="DAX mappings only"),
+    _O.REMOVEMAPPING: _R(frozenset({_K.VIRTIOFS}), note="DAX mappings only"),
+    _O.CUSE_INIT: _R(frozenset({_K.CUSE}), note="the first request on /dev/cuse"),
+    _O.INIT: _R(note="the first request of every filesystem connection"),
+}
+
+
+def reach(opcode: Opcode) -> Reach:
+    """When the kernel can send ``opcode`` (the default: any filesystem connection)."""
+    return REACH.get(opcode, _DEFAULT_REACH)
+
+
+_DEFAULT_REACH = Reach()

@@ -113,6 +113,48 @@ def test_baseline_replay_is_reported(mountpoint: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.mount
+@pytest.mark.skipif(not have("fuse-overlayfs"), reason="fuse-overlayfs not installed")
+def test_overlay_is_sent_every_opcode_a_plain_mount_can_carry(
+    mountpoint: Path, tmp_path: Path
+) -> None:
+    js, junit = tmp_path / "r.json", tmp_path / "j.xml"
+    out = conform(
+        "--large-dir", "20", "--json", str(js), "--report", str(junit),
+        str(mountpoint), "--", *overlay_argv(tmp_path / "ov", "{}"),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert not is_mounted(mountpoint)
+    doc = json.loads(js.read_text())
+    status = {c["opcode"]: c["status"] for c in doc["coverage"]}
+    assert [op for op, st in status.items() if st == "not sent"] == []
+    for op in (
+        "FSYNCDIR",
+        "INTERRUPT",
+        "BATCH_FORGET",
+        "FORGET",
+        "TMPFILE",
+        "STATX",
+        "POLL",
+        "COPY_FILE_RANGE_64",
+        "COPY_FILE_RANGE",
+        "RENAME2",
+        "READDIRPLUS",
+        "IOCTL",
+    ):
+        assert status[op] == "sent", op  # fmt: skip
+    unreachable = {c["opcode"]: c["reason"] for c in doc["coverage"] if c["status"] != "sent"}
+    assert set(unreachable) == {
+        "GETLK", "SETLK", "SETLKW", "ACCESS", "BMAP", "DESTROY", "NOTIFY_REPLY",
+        "SETUPMAPPING", "REMOVEMAPPING", "SYNCFS", "CUSE_INIT",
+    }  # fmt: skip
+    assert unreachable["GETLK"] == "the daemon does not grant POSIX_LOCKS"
+    assert unreachable["ACCESS"] == "the daemon grants POSIX_ACL"
+    assert "opcodes: " in out.stdout and "not reachable: SYNCFS (virtiofs only" in out.stdout
+    suites = {s.get("name"): s for s in ET.parse(junit).getroot().iter("testsuite")}
+    assert suites["conform.coverage"].get("skipped") == str(len(unreachable))
+
+
+@pytest.mark.mount
 @pytest.mark.skipif(not MISBEHAVE.exists(), reason="tests/tracker/misbehave.py not available")
 def test_a_misbehaving_daemon_fails_with_its_faults_named(mountpoint: Path, tmp_path: Path) -> None:
     junit = tmp_path / "j.xml"

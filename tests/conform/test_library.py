@@ -12,7 +12,8 @@ import pytest
 from fusetrace.capture.files import open_capture
 from fusetrace.conform.library import build_reference_tree, summarize
 from fusetrace.conform.report import analyze_capture
-from fusetrace.conform.workload import LARGE_DIR_ENTRIES, STEPS, data_pattern
+from fusetrace.conform.steps import CATALOGUE as STEPS
+from fusetrace.conform.steps import LARGE_DIR_ENTRIES, data_pattern
 from fusetrace.tracker import Severity, Tracker
 from tests.conform.helpers import build_image, have
 

@@ -7,7 +7,7 @@ import json
 from xml.etree import ElementTree as ET
 
 from fusetrace.conform.report import analyze_capture, build_report, judge, render_junit, render_text
-from fusetrace.conform.workload import Status, StepResult, marker_name
+from fusetrace.conform.steps import Status, StepResult, marker_name
 from fusetrace.protocol.abi import Opcode
 from fusetrace.protocol.encode import encode_reply, encode_request
 from fusetrace.record import Direction, Record
@@ -60,7 +60,7 @@ def test_frames_are_split_into_steps_by_the_markers() -> None:
 
 
 def result(name: str, ops: tuple[str, ...], status: Status, err: int | None = None) -> StepResult:
-    return StepResult(0, name, ops, status, err, "")
+    return StepResult(0, name, tuple(Opcode[o] for o in ops), status, err, "")
 
 
 def stats(op: str, ok: int = 0, **errors: int):  # type: ignore[no-untyped-def]
@@ -184,3 +184,57 @@ def test_baseline_differences_fail_the_run_and_are_listed() -> None:
     assert suite is not None and suite.get("failures") == "1"
     rep.baseline["differences"] = []
     assert rep.ok and "no behaviour differences" in render_text(rep)
+
+
+def test_coverage_comes_from_the_capture_and_its_init_exchange() -> None:
+    s = Session()  # INIT reply: minor 45, no flags granted
+    s.marker(0, "statfs")
+    s.call(Opcode.STATFS, body={"st": {}})
+    s.marker(1, "copy-file-range")
+    s.call(Opcode.COPY_FILE_RANGE_64, {"fh_in": 1, "len": 4}, error=-errno.ENOSYS, node=5)
+    s.call(Opcode.COPY_FILE_RANGE, {"fh_in": 1, "len": 4}, body={"size": 4}, node=5)
+    a = analyze_capture(s.records, meta={"mount_type": "fuse", "mount_options": []})
+    facts = a.facts()
+    assert facts.kernel_minor == 45 and facts.daemon_minor == 45
+    assert facts.enosys == {Opcode.COPY_FILE_RANGE_64}
+    results = [
+        StepResult(0, "statfs", (Opcode.STATFS,), Status.SUPPORTED),
+        StepResult(1, "copy-file-range", (Opcode.COPY_FILE_RANGE_64,), Status.SUPPORTED),
+        StepResult(2, "fsyncdir", (Opcode.FSYNCDIR,), Status.SUPPORTED),
+    ]
+    rep = build_report(results, a, [], daemon=["d"], mountpoint="/m")
+    by = {c.opcode: c for c in rep.coverage}
+    assert by[Opcode.STATFS].status.value == "sent"
+    assert by[Opcode.COPY_FILE_RANGE].status.value == "sent"
+    assert by[Opcode.GETLK].reason == "the daemon does not grant POSIX_LOCKS"
+    assert by[Opcode.FSYNCDIR].status.value == "not sent"
+    assert by[Opcode.FSYNCDIR].reason == "asked for by fsyncdir (supported)"
+    # JSON, text and JUnit all carry it
+    doc = json.loads(json.dumps(rep.to_dict()))
+    rows = {c["opcode"]: c for c in doc["coverage"]}
+    assert rows["BMAP"] == {
+        "opcode": "BMAP",
+        "code": 37,
+        "status": "not reachable",
+        "requests": 0,
+        "reason": "fuseblk only: FIBMAP on a block-device mount",
+    }
+    assert doc["coverage_counts"]["sent"] == 4  # INIT, STATFS and both copies
+    text = render_text(rep)
+    assert "opcodes: 4 sent, " in text
+    assert "  not sent: FSYNCDIR (asked for by fsyncdir (supported))" in text
+    assert "  not reachable: BMAP (fuseblk only: FIBMAP on a block-device mount)" in text
+    root = ET.fromstring(render_junit(rep))
+    suite = root.find("testsuite[@name='conform.coverage']")
+    assert suite is not None and suite.get("tests") == str(len(rep.coverage))
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert cases["STATFS"].find("skipped") is None
+    skipped = cases["BMAP"].find("skipped")
+    assert skipped is not None and skipped.get("message", "").startswith("not reachable: ")
+
+
+def test_no_capture_no_coverage() -> None:
+    rep = make_report([])
+    assert rep.coverage == [] and rep.to_dict()["coverage"] == []
+    assert "opcodes:" not in render_text(rep)
+    assert ET.fromstring(render_junit(rep)).find("testsuite[@name='conform.coverage']") is None

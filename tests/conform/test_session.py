@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from fusetrace.conform.runner import run_workload
 from fusetrace.conform.session import ConformConfig, find_mount, run_conform
-from fusetrace.conform.workload import Status, run_workload
+from fusetrace.conform.steps import Status
 from fusetrace.errors import DaemonError, EnvironmentProblem
 from tests.conform.helpers import (
     build_image,
@@ -121,3 +122,24 @@ def test_an_existing_mount_is_refused(tmp_path: Path, mountpoint: Path) -> None:
             run_conform(config)
     finally:
         subprocess.run(["umount", str(mountpoint)], check=True)
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_the_recorder_can_be_stopped_for_a_moment() -> None:
+    import subprocess
+    import sys
+
+    from fusetrace.conform.session import stopped
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with stopped(proc):
+            assert _state(proc.pid) == "T"
+        assert _state(proc.pid) in ("S", "R")
+    finally:
+        proc.kill()
+        proc.wait()

@@ -9,25 +9,24 @@ from pathlib import Path
 
 import pytest
 
+from fusetrace.conform import runner
+from fusetrace.conform import steps as catalogue
 from fusetrace.conform import workload as w
-from fusetrace.conform.workload import STEPS, Status, run_workload
+from fusetrace.conform.runner import run_workload
+from fusetrace.conform.steps import Status, StepSpec
+from fusetrace.conform.workload import STEPS
+from fusetrace.protocol.abi import Opcode
 from tests.conform.helpers import have, needs_fuse, overlay_argv
 from tests.support.mount import native_mount
 
 
-def statuses(results: list[w.StepResult]) -> dict[str, str]:
+def statuses(results: list[catalogue.StepResult]) -> dict[str, str]:
     return {r.name: r.status.value for r in results}
 
 
-def test_steps_are_data_with_unique_names_and_known_opcodes() -> None:
-    from fusetrace.protocol.abi import Opcode
-
-    names = [s.name for s in STEPS]
-    assert len(names) == len(set(names)) >= 40
-    for step in STEPS:
-        assert step.ops, step.name
-        for op in step.ops:
-            assert op in Opcode.__members__, (step.name, op)
+def test_every_catalogue_step_has_its_system_calls() -> None:
+    assert [s.spec for s in STEPS] == list(catalogue.CATALOGUE)
+    assert set(w.ACTIONS) == {s.name for s in catalogue.CATALOGUE}
 
 
 @pytest.mark.parametrize("base", ["/dev/shm", "/tmp"], ids=["tmpfs", "disk"])
@@ -40,7 +39,7 @@ def test_every_step_is_supported_on_a_local_filesystem(base: str) -> None:
         got = statuses(results)
         assert got == {s.name: "supported" for s in STEPS}
         assert next(r for r in results if r.name == "readdir-large").detail == "1000 entries"
-        assert next(r for r in results if r.name == "read").detail == f"{w.DATA_SIZE} bytes"
+        assert next(r for r in results if r.name == "read").detail == f"{catalogue.DATA_SIZE} bytes"
         # the workload cleans up after itself, markers leave nothing behind
         assert sorted(Path(d).iterdir()) == []
 
@@ -55,7 +54,7 @@ def test_the_workload_is_deterministic(tmp_path: Path) -> None:
 
 
 def test_a_leftover_work_directory_is_removed_first(tmp_path: Path) -> None:
-    (tmp_path / w.WORKDIR / "old").mkdir(parents=True)
+    (tmp_path / catalogue.WORKDIR / "old").mkdir(parents=True)
     _, results = run_workload(tmp_path, large_entries=5)
     assert all(r.status is Status.SUPPORTED for r in results)
 
@@ -93,8 +92,8 @@ def test_a_hanging_step_is_abandoned_and_the_rest_skipped(tmp_path: Path) -> Non
 
     steps = (
         STEPS[0],
-        w.Step("stuck", ("GETATTR",), stuck),
-        w.Step("after", ("GETATTR",), lambda ctx: None),
+        w.Step(StepSpec("stuck", (Opcode.GETATTR,)), stuck),
+        w.Step(StepSpec("after", (Opcode.GETATTR,)), lambda ctx: None),
     )
     _, results = run_workload(tmp_path, steps=steps, timeout=0.2, on_hang=lambda: hung.append(True))
     release.set()
@@ -104,12 +103,12 @@ def test_a_hanging_step_is_abandoned_and_the_rest_skipped(tmp_path: Path) -> Non
 
 
 def test_classify_tells_unsupported_from_failed() -> None:
-    assert w.classify(OSError(errno.ENOSYS, "x"))[0] is Status.UNSUPPORTED
-    assert w.classify(OSError(errno.EOPNOTSUPP, "x"))[:2] == (Status.UNSUPPORTED, 95)
-    assert w.classify(OSError(errno.ENOTTY, "x"))[0] is Status.UNSUPPORTED
-    assert w.classify(OSError(errno.EIO, "x"))[0] is Status.FAILED
-    assert w.classify(w.StepFailed("wrong data")) == (Status.FAILED, None, "wrong data")
-    assert w.errno_name(95) == "EOPNOTSUPP"
+    assert runner.classify(OSError(errno.ENOSYS, "x"))[0] is Status.UNSUPPORTED
+    assert runner.classify(OSError(errno.EOPNOTSUPP, "x"))[:2] == (Status.UNSUPPORTED, 95)
+    assert runner.classify(OSError(errno.ENOTTY, "x"))[0] is Status.UNSUPPORTED
+    assert runner.classify(OSError(errno.EIO, "x"))[0] is Status.FAILED
+    assert runner.classify(w.StepFailed("wrong data")) == (Status.FAILED, None, "wrong data")
+    assert catalogue.errno_name(95) == "EOPNOTSUPP"
 
 
 @needs_fuse
