@@ -27,6 +27,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from fusetrace.errors import DecodeError
+
 
 class IdKind(enum.Enum):
     NODEID = "nodeid"
@@ -60,6 +62,11 @@ class RequestInfo:
     kind: StepKind
     #: INTERRUPT: the unique of the request it interrupts.
     target: int | None = None
+    #: the registry's effects: LookupEffect and HandleEffect values ("entry", "opens", ...)
+    lookup: str = "none"
+    handle: str = "none"
+    #: the reply is a directory listing (READDIR, READDIRPLUS)
+    listing: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,10 @@ class IdRef:
     offset: int
     size: int
     value: int
+    #: file handles: the node id the handle belongs to (protocol.md §7.2: a handle is
+    #: (nodeid, fh, kind)), and whether it is a directory handle (None: the op does not say)
+    node: int = 0
+    dir: bool | None = None
 
 
 class Codec(Protocol):
@@ -136,6 +147,10 @@ class Codec(Protocol):
     def notify_reply_like(self, recorded: bytes, notify_unique: int, nodeid: int) -> bytes: ...
 
     def forget_counts(self, data: bytes, session: Any) -> list[tuple[int, int]]: ...
+
+    def forget_frame(self, data: bytes, entries: list[tuple[int, int]], session: Any) -> bytes: ...
+
+    def label(self, data: bytes, session: Any) -> str: ...
 
 
 # --------------------------------------------------------------------------- the real codec
@@ -208,7 +223,7 @@ class ProtocolCodec:
 
     def request_info(self, data: bytes) -> RequestInfo:
         from fusetrace.protocol.abi import Opcode
-        from fusetrace.protocol.registry import OPS
+        from fusetrace.protocol.registry import OPS, ArgKind
 
         h = self._header.parse_in_header(data, self.order)
         spec = OPS.get(h.opcode)
@@ -228,7 +243,20 @@ class ProtocolCodec:
             kind = StepKind.NO_REPLY
         else:
             kind = StepKind.REQUEST
-        return RequestInfo(h.opcode, name, h.unique, h.nodeid, kind, target)
+        if spec is None:
+            return RequestInfo(h.opcode, name, h.unique, h.nodeid, kind, target)
+        listing = any(a.kind in (ArgKind.DIRENTS, ArgKind.DIRENTPLUS) for a in spec.reply_args)
+        return RequestInfo(
+            h.opcode,
+            name,
+            h.unique,
+            h.nodeid,
+            kind,
+            target,
+            spec.lookup.value,
+            spec.handle.value,
+            listing,
+        )
 
     def reply_info(self, data: bytes) -> ReplyInfo:
         from fusetrace.protocol.abi import NotifyCode
@@ -323,7 +351,7 @@ class ProtocolCodec:
         return out
 
     def request_ids(self, data: bytes, session: Any) -> list[IdRef]:
-        from fusetrace.protocol.registry import OPS, ArgKind, LookupEffect
+        from fusetrace.protocol.registry import OPS, ArgKind, HandleEffect, LookupEffect
 
         h = self._header.parse_in_header(data, self.order)
         refs = [IdRef(IdKind.NODEID, "header.nodeid", 16, 8, h.nodeid)] if h.nodeid else []
@@ -340,11 +368,23 @@ class ProtocolCodec:
             return refs
         prefix = _prefix(name)
         fh_valid = spec.fh_when is None or bool(fields.get(spec.fh_when[0], 0) & spec.fh_when[1])
+        listing = any(a.kind in (ArgKind.DIRENTS, ArgKind.DIRENTPLUS) for a in spec.reply_args)
+        is_dir: bool | None = None
+        if listing or spec.handle is HandleEffect.RELEASES_DIR:
+            is_dir = True
+        elif spec.handle is HandleEffect.RELEASES:
+            is_dir = False
         if fh_valid:
             for f in spec.fh_fields:
                 if f in offsets:
                     off, size = offsets[f]
-                    refs.append(IdRef(IdKind.FH, f"{prefix}.{f}", 40 + off, size, fields[f]))
+                    # fh_out belongs to nodeid_out (COPY_FILE_RANGE), fh and fh_in to the
+                    # header's node
+                    owner = f"nodeid{f[2:]}" if f[2:] else ""
+                    node = fields[owner] if owner in spec.node_fields else h.nodeid
+                    refs.append(
+                        IdRef(IdKind.FH, f"{prefix}.{f}", 40 + off, size, fields[f], node, is_dir)
+                    )
         for f in spec.node_fields:
             if f in offsets:
                 off, size = offsets[f]
@@ -393,6 +433,41 @@ class ProtocolCodec:
         except ValueError:
             return []
         return []
+
+    def forget_frame(self, data: bytes, entries: list[tuple[int, int]], session: Any) -> bytes:
+        """The FORGET or BATCH_FORGET ``data`` with its (nodeid, nlookup) pairs replaced."""
+        from fusetrace.protocol.abi import Opcode
+        from fusetrace.protocol.encode import encode_request
+
+        h = self._header.parse_in_header(data, self.order)
+        if h.opcode == Opcode.FORGET:
+            ((nodeid, nlookup),) = entries
+            body: dict[str, Any] = {"nlookup": nlookup}
+        else:
+            nodeid = 0
+            forgets = [{"nodeid": n, "nlookup": c} for n, c in entries]
+            body = {"count": len(forgets), "forgets": forgets}
+        return encode_request(
+            h.opcode,
+            body,
+            unique=h.unique,
+            nodeid=nodeid,
+            uid=h.uid,
+            gid=h.gid,
+            pid=h.pid,
+            negotiated=session,
+        )
+
+    def label(self, data: bytes, session: Any) -> str:
+        """The names a request carries, quoted (``"one"``, ``"a" → "b"``); "" if none."""
+        from fusetrace.protocol.decode import decode_request
+
+        try:
+            body = decode_request(data, session).body
+        except DecodeError:
+            return ""
+        names = [body[k] for k in ("name", "oldname", "newname") if isinstance(body.get(k), str)]
+        return " → ".join(f'"{n}"' for n in names)
 
     def notify_reply(self, notify_unique: int, nodeid: int, offset: int, data: bytes) -> bytes:
         from fusetrace.protocol.abi import Opcode

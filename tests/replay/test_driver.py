@@ -91,7 +91,7 @@ def test_daemon_killed_mid_replay_reports_where(fake_recording: list[Record]) ->
 
 
 def test_daemon_that_stops_answering_is_timed_out(fake_recording: list[Record]) -> None:
-    result, _ = replay(fake_recording, fakefs("--hang-on", "STATFS"), timeout_ns=300_000_000)
+    result, _ = replay(fake_recording, fakefs("--hang-on", "STATFS"), timeout_ns=1_500_000_000)
     assert result.outcome is Outcome.DAEMON_HUNG
     assert result.died_on is not None and result.died_on[1] == "STATFS"
 
