@@ -387,6 +387,10 @@ class _Listing:
     #: recorded cookie -> entry name; entry name -> live cookie
     rec_cookies: dict[int, bytes] = field(default_factory=dict)
     live_cookies: dict[bytes, int] = field(default_factory=dict)
+    #: the cookies of the last entry of the last recorded and live replies: a continuation
+    #: after the last recorded entry continues after the last live one, as the kernel would
+    last_rec: int | None = None
+    last_live: int | None = None
     #: a chunk was not sent or failed live: the listing is not compared
     broken: bool = False
     #: the difference a continuation depends on when its cookie names no live entry
@@ -718,6 +722,8 @@ class ReplayEngine:
         listing = self._listings.get(key)
         if listing is None:
             return cookie
+        if cookie == listing.last_rec and listing.last_live is not None:
+            return listing.last_live
         name = listing.rec_cookies.get(cookie)
         if name is None:
             return cookie  # a cookie the recorded listing did not hand out (seekdir)
@@ -872,6 +878,13 @@ class ReplayEngine:
                 self._lose(step, rec, root)
             return
         live = self.codec.decode_reply(step.live, step.sent_data or step.data, self._live_session)
+        negative = self._negative_entry(rec, live)
+        if negative is not None:
+            # a negative entry on one side only: the attributes beside it mean nothing
+            neg = self._difference(step, negative.field, negative.recorded, negative.live, out)
+            if negative.live.startswith("0 "):
+                self._lose(step, rec, neg)  # the node the recording found is not there live
+            return
         cut = step.reply_len if step.reply_len > len(step.reply) else None
         recorded_len = None if cut is None else cut - 16
         mapped = {p for _, p, _ in rec.ids} | {p for _, p, _ in live.ids}
@@ -881,6 +894,20 @@ class ReplayEngine:
         diffs += self._learn(step, rec, live)
         for d in diffs:
             self._difference(step, d.field, d.recorded, d.live, out)
+
+    @staticmethod
+    def _negative_entry(rec: ReplyBody, live: ReplyBody) -> FieldDiff | None:
+        """The entry is negative (node id 0) on one side only."""
+        r = next((v for k, p, v in rec.ids if k is IdKind.NODEID), None)
+        lv = next((v for k, p, v in live.ids if k is IdKind.NODEID), None)
+        if r is None or lv is None or (r == 0) == (lv == 0):
+            return None
+        path = next(p for k, p, v in rec.ids if k is IdKind.NODEID)
+
+        def side(v: int) -> str:
+            return "0 (negative entry)" if v == 0 else str(v)
+
+        return FieldDiff(path, side(r), side(lv))
 
     def _recorded_side(self, rec: ReplyBody | None, rec_err: int) -> str:
         if rec is None:
@@ -1017,6 +1044,9 @@ class ReplayEngine:
                 listing.rec_cookies[d.cookie] = d.name
             for d in live:
                 listing.live_cookies[d.name] = d.cookie
+            if rec:
+                listing.last_rec = rec[-1].cookie
+                listing.last_live = live[-1].cookie if live else listing.last_live
         by_name = {d.name: d for d in live}
         for d in rec:
             if d.nodeid is None or d.name in (b".", b".."):

@@ -6,7 +6,8 @@ its node ids, file handles and directory cookies from a base that changes on eve
 
 Deliberate misbehaviour for tests: ``--change`` serves different bytes in hello.txt,
 ``--die-on OPNAME`` kills itself (SIGKILL) on the first request of that opcode,
-``--hang-on OPNAME`` never answers requests of that opcode, ``--retrieve`` sends a RETRIEVE
+``--hang-on OPNAME`` never answers requests of that opcode, ``--shuffle`` lists every
+directory in another order on every run (``--base`` also fixes it), ``--retrieve`` sends a RETRIEVE
 notification after the first OPEN, ``--fork`` serves from a background child.
 """
 
@@ -60,6 +61,8 @@ class FakeFs:
         self.handles: dict[int, str] = {}
         self.neg = Negotiated.default()
         self.opened = False
+        self.orders: dict[str, list[str]] = {}
+        self.rng = random.Random(args.seed)
 
     def attr(self, path: str) -> dict[str, object]:
         mode, content = self.files[path]
@@ -97,6 +100,9 @@ class FakeFs:
     def dirents(self, path: str, plus: bool) -> list[dict[str, object]]:
         out: list[dict[str, object]] = []
         names = [".", ".."] + [c.rsplit("/", 1)[-1] for c in self.children(path)]
+        if self.args.shuffle:
+            # another order on every run, the same all through one run (as cryfs does)
+            names = self.orders.setdefault(path, self.rng.sample(names, len(names)))
         for i, name in enumerate(names):
             child = path if name in (".", "..") else (f"{path}/{name}" if path else name)
             mode = self.files[child][0]
@@ -236,6 +242,8 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--base", type=int)
     p.add_argument("--change", action="store_true")
+    p.add_argument("--shuffle", action="store_true")
+    p.add_argument("--seed", type=int, help="the --shuffle order (default: another each run)")
     p.add_argument("--die-on")
     p.add_argument("--hang-on")
     p.add_argument("--retrieve", action="store_true")

@@ -478,7 +478,9 @@ def test_listing_order_is_free_by_default_and_compared_when_strict() -> None:
         eng.handle(FrameReceived(rep(Op.OPENDIR, 4, fh=30), 2))
         live = rep(Op.READDIR, 6, entries=ents(["c", "a", "b"]))
         (cont,) = sent(eng.handle(FrameReceived(live, 3)))
-        assert cont[3]["offset"] == 1  # "c" (recorded cookie 3) is the live first entry
+        # the recording continued after its last entry, "c": the replay continues after the
+        # last entry the live daemon gave, "b", as the kernel would
+        assert cont[3]["offset"] == 3
         eng.handle(FrameReceived(rep(Op.READDIR, 8), 4))
         done = finish(eng.handle(FrameReceived(rep(Op.RELEASEDIR, 10), 5)))
         assert done is not None
