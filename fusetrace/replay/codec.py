@@ -187,6 +187,16 @@ class ProtocolCodec:
         self._flat = schemas.flat(self.order)
         self._schemas = schemas.schemas(self.order)
         self._plans: dict[tuple[int, bool], tuple[Any, ...]] = {}
+        self._facts: dict[int, tuple[str, StepKind, str, str, bool]] = {}
+        self._parse_in = header.parse_in_header
+        out_header = header.out_header_struct(self.order)
+
+        def unpack_out(data: bytes) -> tuple[int, int, int]:
+            if len(data) < out_header.size:
+                raise DecodeError(f"reply header cut short: {len(data)} of {out_header.size} bytes")
+            return out_header.unpack_from(data)
+
+        self._unpack_out = unpack_out
         self._id_plans: dict[tuple[int, int], tuple[Any, ...] | None] = {}
 
     # ---- small helpers
@@ -198,48 +208,50 @@ class ProtocolCodec:
             return schemas.struct_by_length(name, available, self.order)
         return schemas.struct_for(name, session)
 
-    def request_info(self, data: bytes) -> RequestInfo:
+    def _op_facts(self, opcode: int) -> tuple[str, StepKind, str, str, bool]:
+        """(name, step kind, lookup effect, handle effect, listing) of an opcode, cached."""
+        facts = self._facts.get(opcode)
+        if facts is not None:
+            return facts
         from fusetrace.protocol.abi import Opcode
         from fusetrace.protocol.registry import OPS, ArgKind
 
-        h = self._header.parse_in_header(data, self.order)
-        spec = OPS.get(h.opcode)
-        name = spec.name if spec is not None else f"OPCODE_{h.opcode}"
-        target = None
+        spec = OPS.get(opcode)
         if spec is None:
-            kind = StepKind.REQUEST
-        elif h.opcode == Opcode.INIT:
-            kind = StepKind.INIT
-        elif h.opcode == Opcode.NOTIFY_REPLY:
-            kind = StepKind.NOTIFY_REPLY
-        elif spec.reply_optional:
-            kind = StepKind.INTERRUPT
-            target = self._request(data, None).get("unique")
-        elif not spec.has_reply:
-            kind = StepKind.NO_REPLY
+            facts = (f"OPCODE_{opcode}", StepKind.REQUEST, "none", "none", False)
         else:
-            kind = StepKind.REQUEST
-        if spec is None:
-            return RequestInfo(h.opcode, name, h.unique, h.nodeid, kind, target)
-        listing = any(a.kind in (ArgKind.DIRENTS, ArgKind.DIRENTPLUS) for a in spec.reply_args)
+            if opcode == Opcode.INIT:
+                kind = StepKind.INIT
+            elif opcode == Opcode.NOTIFY_REPLY:
+                kind = StepKind.NOTIFY_REPLY
+            elif spec.reply_optional:
+                kind = StepKind.INTERRUPT
+            elif not spec.has_reply:
+                kind = StepKind.NO_REPLY
+            else:
+                kind = StepKind.REQUEST
+            listing = any(a.kind in (ArgKind.DIRENTS, ArgKind.DIRENTPLUS) for a in spec.reply_args)
+            facts = (spec.name, kind, spec.lookup.value, spec.handle.value, listing)
+        self._facts[opcode] = facts
+        return facts
+
+    def request_info(self, data: bytes) -> RequestInfo:
+        h = self._parse_in(data, self.order)
+        name, kind, lookup, handle, listing = self._op_facts(h.opcode)
+        target = None
+        if kind is StepKind.INTERRUPT:
+            target = self._request(data, None).get("unique")
         return RequestInfo(
-            h.opcode,
-            name,
-            h.unique,
-            h.nodeid,
-            kind,
-            target,
-            spec.lookup.value,
-            spec.handle.value,
-            listing,
+            h.opcode, name, h.unique, h.nodeid, kind, target, lookup, handle, listing
         )
 
     def reply_info(self, data: bytes) -> ReplyInfo:
+        length, error, unique = self._unpack_out(data)
+        if unique != 0:
+            return ReplyInfo(unique, error, length)
         from fusetrace.protocol.abi import NotifyCode
 
         h = self._header.parse_out_header(data, self.order)
-        if h.unique != 0:
-            return ReplyInfo(h.unique, h.error, h.len)
         try:
             name = NotifyCode(h.error).name
         except ValueError:
