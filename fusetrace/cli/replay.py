@@ -236,6 +236,16 @@ def _print_text(
     "(and report requests/s and latency per opcode).",
 )
 @click.option(
+    "--window",
+    type=click.IntRange(min=0),
+    default=16,
+    show_default=True,
+    metavar="N",
+    help="With --speed 0: read-only requests (LOOKUP, GETATTR, READ, ...) of the next N "
+    "frames may go before their turn once the ids they name are known; 0 keeps the "
+    "recorded order exactly.",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     default=10.0,
@@ -294,6 +304,7 @@ def replay(
     write_path: str | None,
     serial: bool,
     speed: float,
+    window: int,
     timeout: float,
     ignore_field: tuple[str, ...],
     ignore_old: tuple[str, ...],
@@ -336,7 +347,7 @@ def replay(
         ignore_field + ignore_old, strict=strict, allocation=compare_allocation
     )
     options = ReplayOptions(
-        serial=serial, speed=speed, timeout_ns=int(timeout * 1e9), policy=policy
+        serial=serial, speed=speed, timeout_ns=int(timeout * 1e9), policy=policy, window=window
     )
     # the capture may go to stdout (-w -): the report then goes to stderr
     out = sys.stderr if write_path == "-" else sys.stdout

@@ -303,6 +303,9 @@ class ReplayOptions:
     speed: float = 0.0
     timeout_ns: int = 10_000_000_000
     policy: MatchPolicy = field(default_factory=MatchPolicy)
+    #: how many frames ahead a read-only request may be sent before its turn (``speed`` 0,
+    #: not ``serial``); 0 keeps the recorded order exactly
+    window: int = 16
 
 
 # --------------------------------------------------------------------------- the script
@@ -338,6 +341,8 @@ class _Step:
     deadline: int | None = None
     #: the request as sent (ids rewritten), for decoding the live reply
     sent_data: bytes = b""
+    #: the ids the request names (decoded once)
+    refs: list[IdRef] | None = None
     settled: bool = False
 
     @property
@@ -399,6 +404,16 @@ class _Listing:
 
 #: a successful reply that hands out nothing (not decoded when equal to the recorded one)
 _NO_IDS = ReplyBody()
+
+
+#: requests that change nothing another request sees (only lookup counts and open handles,
+#: which are per id): they commute with each other, so one may go before its turn
+_READ_ONLY = frozenset(
+    {"LOOKUP", "GETATTR", "STATX", "READ", "READLINK", "GETXATTR", "LISTXATTR", "STATFS",
+     "ACCESS", "LSEEK", "BMAP"}
+)  # fmt: skip
+#: requests that end or flush one id: a read-only request naming other ids may pass them
+_PASSABLE = frozenset({"RELEASE", "RELEASEDIR", "FLUSH", "FORGET", "BATCH_FORGET"})
 
 
 class _Blocked(Exception):
@@ -601,9 +616,111 @@ class ReplayEngine:
         if step is None and not self._outstanding:
             self._finish(Outcome.COMPLETED, "", now, out)
             return
+        if (
+            step is not None
+            and self.options.window > 0
+            and self.options.speed == 0
+            and not self.options.serial
+            and self._live_session is not None
+        ):
+            self._overtake(now, out)
         deadlines = [s.deadline for s in self._outstanding.values() if s.deadline is not None]
         if deadlines:
             out.append(WakeAt(min(deadlines)))
+
+    def _refs(self, step: _Step) -> list[IdRef]:
+        if step.refs is None:
+            step.refs = self.codec.request_ids(step.data, self._rec_session)
+        return step.refs
+
+    def _overtake(self, now: int, out: list[Command]) -> None:
+        """Send read-only requests of the next ``window`` frames before their turn, when
+        every id they name is known live and no frame they pass ends or changes it. The
+        daemon sees them in another order than recorded, but they change nothing another
+        request sees; what changes something (a WRITE, a RENAME) is never passed."""
+        limit = self.options.window
+        while len(self._window) < limit and self._source is not None:
+            if not self._read_one():
+                break
+        nodes: set[int] = set()  # ids a later request may not name: a frame it passes
+        fhs: set[int] = set()  # ends or changes them
+        named: set[int] = set()  # nodes named by earlier frames still unsent
+        busy: set[int] | None = None  # nodes named by requests outstanding live
+        for out_step in self._outstanding.values():
+            if out_step.info.name in _READ_ONLY:
+                continue
+            if out_step.info.name not in _PASSABLE and out_step.info.name not in (
+                "OPEN",
+                "OPENDIR",
+            ):
+                return  # a request that changes what others see is in flight
+            self._mark_passed(out_step, nodes, fhs)
+        sent: list[_Step] = []
+        for i, step in enumerate(self._window):
+            if i >= limit or len(self._outstanding) + len(sent) >= limit:
+                break
+            info = step.info
+            name = info.name
+            if name in _PASSABLE:
+                self._mark_passed(step, nodes, fhs)
+                named.update(nodes)
+                continue
+            if info.kind is not StepKind.REQUEST:
+                break
+            refs = self._refs(step)
+            own = {r.value for r in refs if r.kind is IdKind.NODEID}
+            if name in ("OPEN", "OPENDIR"):
+                # an OPEN may truncate its file: it goes early only when no earlier request
+                # names its node, and later requests on its node wait for it
+                if busy is None:
+                    busy = {
+                        r.value
+                        for s in self._outstanding.values()
+                        for r in s.refs or ()
+                        if r.kind is IdKind.NODEID
+                    }
+                ok = not (own & named or own & busy) and self._may_send(step, nodes, fhs)
+                if ok:
+                    sent.append(step)
+                else:
+                    nodes.update(own)
+                named.update(own)
+                continue
+            if name not in _READ_ONLY:
+                break  # it changes what later requests see: nothing passes it
+            if self._may_send(step, nodes, fhs):
+                sent.append(step)
+            named.update(own)
+        for step in sent:
+            self._window.remove(step)
+            self._send(step, now, out)
+
+    def _may_send(self, step: _Step, nodes: set[int], fhs: set[int]) -> bool:
+        return step.info.unique not in self._outstanding and self._known(step, nodes, fhs)
+
+    def _mark_passed(self, step: _Step, nodes: set[int], fhs: set[int]) -> None:
+        if step.info.lookup in ("forget", "batch_forget"):
+            nodes.update(n for n, _ in self.codec.forget_counts(step.data, self._rec_session))
+            return
+        for ref in self._refs(step):
+            (nodes if ref.kind is IdKind.NODEID else fhs).add(ref.value)
+
+    def _known(self, step: _Step, nodes: set[int], fhs: set[int]) -> bool:
+        """Every id ``step`` names is known live now and not ended by a frame it passes."""
+        for ref in self._refs(step):
+            if ref.kind is IdKind.NODEID:
+                if ref.value == 0:
+                    continue
+                node = self._nodes.get(ref.value)
+                if node is None or node.live is None or ref.value in nodes:
+                    return False
+            elif ref.kind is IdKind.FH:
+                found = self._handle_of(ref)
+                if found is None or found[1].refs <= 0 or ref.value in fhs:
+                    return False
+            else:
+                return False
+        return True
 
     def _send(self, step: _Step, now: int, out: list[Command]) -> None:
         kind = step.info.kind
@@ -685,7 +802,7 @@ class ReplayEngine:
         info = step.info
         if info.lookup in ("forget", "batch_forget"):
             return self._forgets(step)
-        refs = self.codec.request_ids(step.data, self._rec_session)
+        refs = self._refs(step)
         changes: list[tuple[IdRef, int]] = []
         dir_key: HandleKey | None = None
         for ref in refs:

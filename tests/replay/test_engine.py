@@ -91,7 +91,9 @@ def finish(cmds: list[Command]) -> Finish | None:
 
 
 def started(records: list[Record], **opts: Any) -> ReplayEngine:
-    """An engine past Start and the INIT exchange."""
+    """An engine past Start and the INIT exchange; in the recorded order exactly unless a
+    ``window`` is given."""
+    opts.setdefault("window", 0)
     eng = ReplayEngine(records, ProtocolCodec(), ReplayOptions(**opts))
     assert [s[0] for s in sent(eng.handle(Start(0)))] == ["INIT"]
     return eng
@@ -413,6 +415,42 @@ def test_reply_to_nothing_outstanding_is_a_difference() -> None:
 
 
 # ---------------------------------------------------------------------------- dependencies
+
+
+def test_read_only_requests_go_ahead_of_their_turn_within_the_window() -> None:
+    attr = entry(1)["attr"]
+    recs = recording(
+        (K, req(Op.LOOKUP, 4, 1, name="f")), (D, rep(Op.LOOKUP, 4, **entry(5))),
+        (K, req(Op.OPEN, 6, 5, flags=0)), (D, rep(Op.OPEN, 6, fh=7)),
+        (K, req(Op.READ, 8, 5, fh=7, offset=0, size=3)), (D, rep(Op.READ, 8, data=b"abc")),
+        (K, req(Op.RELEASE, 10, 5, fh=7)), (D, rep(Op.RELEASE, 10)),
+        (K, req(Op.GETATTR, 12, 1)), (D, rep(Op.GETATTR, 12, attr=attr)),
+        (K, req(Op.GETATTR, 14, 5)), (D, rep(Op.GETATTR, 14, attr=attr)),
+        (K, req(Op.WRITE, 16, 5, fh=7, offset=0, size=1, data=b"x")),
+        (D, rep(Op.WRITE, 16, size=1)),
+        (K, req(Op.GETATTR, 18, 1)), (D, rep(Op.GETATTR, 18, attr=attr)),
+    )  # fmt: skip
+    eng = started(recs, window=8)
+    cmds = eng.handle(FrameReceived(INIT_REP, 1))
+    # the GETATTRs of the root go ahead; the one of node 5 waits for the LOOKUP that names
+    # it, and nothing passes the WRITE
+    assert [(s[0], s[1]) for s in sent(cmds)] == [("LOOKUP", 4), ("GETATTR", 12)]
+    cmds = eng.handle(FrameReceived(rep(Op.LOOKUP, 4, **entry(50)), 2))
+    assert [(s[0], s[1]) for s in sent(cmds)] == [("OPEN", 6)]
+    cmds = eng.handle(FrameReceived(rep(Op.OPEN, 6, fh=70), 3))
+    # the READ names the handle now known; GETATTR of node 5 passes no RELEASE on node 5,
+    # unsent or outstanding
+    assert [(s[0], s[1]) for s in sent(cmds)] == [("READ", 8)]
+    cmds = eng.handle(FrameReceived(rep(Op.READ, 8, data=b"abc"), 4))
+    assert [(s[0], s[1]) for s in sent(cmds)] == [("RELEASE", 10)]
+    assert sent(eng.handle(FrameReceived(rep(Op.GETATTR, 12, attr=attr), 5))) == []
+    cmds = eng.handle(FrameReceived(rep(Op.RELEASE, 10), 6))
+    assert [(s[0], s[1]) for s in sent(cmds)] == [("GETATTR", 14)]
+    # nothing passes the WRITE, and nothing goes while it is outstanding
+    cmds = eng.handle(FrameReceived(rep(Op.GETATTR, 14, attr=attr), 7))
+    assert [(s[0], s[1]) for s in sent(cmds)] == [("WRITE", 16)]
+    cmds = eng.handle(FrameReceived(rep(Op.WRITE, 16, size=1), 8))
+    assert [(s[0], s[1]) for s in sent(cmds)] == [("GETATTR", 18)]
 
 
 def test_failed_lookup_makes_its_dependents_not_sent_under_one_difference() -> None:
