@@ -17,6 +17,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -364,10 +365,10 @@ def _loop(
     buf = bytearray(max_frame_size() + 4096)
     view = memoryview(buf)
     wake: int | None = None
-    events: list[Event] = [Start(time.monotonic_ns())]
+    events: deque[Event] = deque([Start(time.monotonic_ns())])
     while True:
         while events:
-            event = events.pop(0)
+            event = events.popleft()
             for cmd in engine.handle(event):
                 if on_command is not None:
                     on_command(cmd)
@@ -387,9 +388,14 @@ def _loop(
         timeout = POLL_INTERVAL
         if wake is not None:
             timeout = min(timeout, max(0.0, (wake - now) / 1e9))
-        readable, _, _ = select.select([sock], [], [], timeout)
+        # a frame already waiting is taken without a select() (replies come in bursts)
+        try:
+            frame = _receive(sock, view, socket.MSG_DONTWAIT)
+            readable = True
+        except BlockingIOError:
+            readable = bool(select.select([sock], [], [], timeout)[0])
+            frame = _receive(sock, view) if readable else None
         if readable:
-            frame = _receive(sock, view)
             if frame is None:
                 events.append(DaemonGone(time.monotonic_ns(), _gone_reason(daemon)))
             else:
@@ -407,6 +413,8 @@ def _loop(
             # drain what the daemon wrote before it went away, then report
             sock.setblocking(False)
             while (frame := _receive(sock, view)) is not None:
+                for sink in sinks:
+                    sink(Direction.OUTBOUND, time.time_ns(), frame)
                 events.append(FrameReceived(frame, time.monotonic_ns()))
             sock.setblocking(True)
             events.append(DaemonGone(time.monotonic_ns(), _gone_reason(daemon)))
@@ -458,10 +466,14 @@ def _send(sock: socket.socket, data: bytes, sinks: Sequence[FrameSink]) -> str |
     return None
 
 
-def _receive(sock: socket.socket, view: memoryview) -> bytes | None:
+def _receive(sock: socket.socket, view: memoryview, flags: int = 0) -> bytes | None:
+    """One frame; None at the end of the stream. With MSG_DONTWAIT, BlockingIOError when
+    there is none yet."""
     try:
-        n = sock.recv_into(view)
+        n = sock.recv_into(view, 0, flags)
     except BlockingIOError:
+        if flags & socket.MSG_DONTWAIT:
+            raise
         return None
     except (ConnectionResetError, BrokenPipeError):
         return None

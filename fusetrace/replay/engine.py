@@ -639,6 +639,8 @@ class ReplayEngine:
         daemon sees them in another order than recorded, but they change nothing another
         request sees; what changes something (a WRITE, a RENAME) is never passed."""
         limit = self.options.window
+        if len(self._outstanding) >= limit:
+            return
         while len(self._window) < limit and self._source is not None:
             if not self._read_one():
                 break
