@@ -166,9 +166,10 @@ def _print_text(
     for d in result.differences:
         click.echo(d.line(), file=out)
     for f in findings:
+        # Finding.frame is the 0-based index in the live run; frames are shown from 1
+        where = f" live frame {f.frame + 1}" if f.frame is not None else ""
         click.echo(
-            f"finding {f.rule} {f.severity.label} ({f.culprit.value}) live frame {f.frame}: "
-            f"{f.message}",
+            f"finding {f.rule} {f.severity.label} ({f.culprit.value}){where}: {f.message}",
             file=out,
         )
     s = summary
@@ -407,6 +408,12 @@ def replay(
             "notes": result.notes,
             "notes_dropped": result.notes_dropped,
             "ignored": list(policy.ignore),
+            "policy": {
+                "strict": strict,
+                "compare_allocation": compare_allocation,
+                "window": window,
+                "serial": serial,
+            },
         }
         click.echo(json.dumps(doc, indent=2, default=str), file=out)
     else:

@@ -263,3 +263,19 @@ def test_fusermount_handoff_needs_root(recording: Path) -> None:
     r = fusetrace("replay", str(recording), "--", "squashfuse_ll", "x.sqfs", "/elsewhere",
                   user="nobody")  # fmt: skip
     assert r.returncode == 4 and "no daemon argument names the mountpoint" in r.stderr
+
+
+def test_a_removed_file_reads_as_one_diagnosis(recording: Path) -> None:
+    r = fusetrace("replay", str(recording), "--", *fake("--remove", "hello.txt"))
+    assert r.returncode == 1, r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("frame ")]
+    root = next(ln for ln in lines if 'LOOKUP "hello.txt"' in ln)
+    assert "recorded entry nodeid" in root and "live -2 ENOENT" in root
+    assert "later requests not sent (" in root and "OPEN" in root and "RELEASE" in root
+    r = fusetrace("replay", "--format", "json", str(recording), "--",
+                  *fake("--remove", "hello.txt"))  # fmt: skip
+    doc = json.loads(r.stdout)
+    d = next(d for d in doc["differences"] if d["label"] == '"hello.txt"')
+    assert d["opcode"] == "LOOKUP" and d["field"] == "error" and d["not_sent"] > 3
+    assert {"OPEN", "READ", "FLUSH", "RELEASE"} <= set(d["dependents"])
+    assert doc["summary"]["not_sent"] == sum(x["not_sent"] for x in doc["differences"])

@@ -6,9 +6,10 @@ its node ids, file handles and directory cookies from a base that changes on eve
 
 Deliberate misbehaviour for tests: ``--change`` serves different bytes in hello.txt,
 ``--die-on OPNAME`` kills itself (SIGKILL) on the first request of that opcode,
-``--hang-on OPNAME`` never answers requests of that opcode, ``--shuffle`` lists every
-directory in another order on every run (``--base`` also fixes it), ``--retrieve`` sends a RETRIEVE
-notification after the first OPEN, ``--fork`` serves from a background child.
+``--hang-on OPNAME`` never answers requests of that opcode, ``--remove PATH`` serves the
+tree without PATH, ``--shuffle`` lists every directory in another order on every run
+(``--seed N`` fixes the order), ``--retrieve`` sends a RETRIEVE notification after the first
+OPEN, ``--fork`` serves from a background child.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class FakeFs:
         self.args = args
         base = args.base if args.base is not None else random.randrange(1, 1 << 40)
         self.files = tree(args.change)
+        for name in args.remove:
+            del self.files[name]
         self.paths = sorted(self.files)
         # node ids: root is 1, the others base-dependent
         self.ids = {p: (1 if p == "" else base * 16 + 2 + i * 3) for i, p in enumerate(self.paths)}
@@ -243,6 +246,7 @@ def main() -> None:
     p.add_argument("--base", type=int)
     p.add_argument("--change", action="store_true")
     p.add_argument("--shuffle", action="store_true")
+    p.add_argument("--remove", action="append", default=[], metavar="PATH")
     p.add_argument("--seed", type=int, help="the --shuffle order (default: another each run)")
     p.add_argument("--die-on")
     p.add_argument("--hang-on")
