@@ -570,8 +570,8 @@ def test_concurrent_stress_ng_session_replays_on_a_fresh_fuse_overlayfs(tmp_path
     # writers, renames, hard links, xattrs and fallocate at once, for a few seconds
     stress = ["stress-ng", "--temp-path", str(mnt), "-t", "2",
               "--hdd", "2", "--hdd-ops", "4", "--hdd-bytes", "1m", "--hdd-write-size", "64k",
-              "--rename", "1", "--rename-ops", "100", "--link", "1", "--link-ops", "30",
-              "--xattr", "1", "--xattr-ops", "60",
+              "--rename", "1", "--rename-ops", "50", "--link", "1", "--link-ops", "20",
+              "--xattr", "1", "--xattr-ops", "20",
               "--fallocate", "1", "--fallocate-ops", "20"]  # fmt: skip
     _record([*_overlay(tmp_path / "rec"), str(mnt)], mnt, capture, [stress])
     with open(capture, "rb") as f:
