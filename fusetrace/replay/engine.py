@@ -147,6 +147,8 @@ class Difference:
     #: the names the request carries, quoted ('"one"'), if any
     label: str = ""
     dependents: Counter[str] = dataclasses.field(default_factory=Counter)
+    #: later frames where the same request failed the same way (told here, not again)
+    again: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def index(self) -> int:
@@ -165,6 +167,9 @@ class Difference:
             text = f"{what}: recorded {self.recorded}, live {self.live}"
         else:
             text = f"{what}: {self.field}: recorded {self.recorded}, live {self.live}"
+        if self.again:
+            shown = ", ".join(map(str, self.again[:5])) + (", …" if len(self.again) > 5 else "")
+            text += f" (again at frame{'s' if len(self.again) > 1 else ''} {shown})"
         if self.dependents:
             n = self.not_sent
             text += (
@@ -183,6 +188,7 @@ class Difference:
             "live": self.live,
             "not_sent": self.not_sent,
             "dependents": dict(self.dependents.most_common()),
+            "again": self.again,
         }
 
 
@@ -456,6 +462,7 @@ class ReplayEngine:
         self._live_owner: dict[int, int] = {}
         self._handles: dict[HandleKey, _Handle] = {}
         self._listings: dict[HandleKey, _Listing] = {}
+        self._repeated: dict[tuple[int, int, str, int, int], Difference] = {}
         self._rec_session: Any = None
         self._live_session: Any = None
         self._t0_live = 0
@@ -1006,9 +1013,18 @@ class ReplayEngine:
             diffs = compare_errors(rec_err, live_err)
             root = None
             for d in diffs:
-                root = root or self._difference(
-                    step, d.field, self._recorded_side(rec, rec_err), d.live, out
-                )
+                # the same request failing the same way again (a second LOOKUP of a removed
+                # name) is the same root cause: it is told under the first one
+                key = (info.opcode, info.nodeid, self.codec.label(step.data, self._rec_session),
+                       rec_err, live_err)  # fmt: skip
+                root = self._repeated.get(key)
+                if root is not None:
+                    root.again.append(step.number)
+                else:
+                    root = self._difference(
+                        step, d.field, self._recorded_side(rec, rec_err), d.live, out
+                    )
+                    self._repeated[key] = root
             if rec is not None:
                 self._lose(step, rec, root)
             return

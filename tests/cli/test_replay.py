@@ -272,6 +272,8 @@ def test_a_removed_file_reads_as_one_diagnosis(recording: Path) -> None:
     root = next(ln for ln in lines if 'LOOKUP "hello.txt"' in ln)
     assert "recorded entry nodeid" in root and "live -2 ENOENT" in root
     assert "later requests not sent (" in root and "OPEN" in root and "RELEASE" in root
+    # the session looks the name up twice: one root cause, one line
+    assert " (again at frame " in root and len([ln for ln in lines if "hello.txt" in ln]) == 2
     r = fusetrace("replay", "--format", "json", str(recording), "--",
                   *fake("--remove", "hello.txt"))  # fmt: skip
     doc = json.loads(r.stdout)
