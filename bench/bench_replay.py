@@ -9,7 +9,8 @@ One run:
    R passes (default 3), with the kernel's caches dropped between passes so that every pass
    reaches the daemon;
 3. the kernel's rate: requests answered per second of the recording, counted from the
-   capture (first request to last reply; INIT excluded);
+   capture, while the kernel was busy (pauses longer than 10 ms between frames, the cache
+   drops and the start-up of each command, left out), and over the whole recording;
 4. ``fusetrace replay --speed 0 --format json`` of that capture against a fresh
    squashfuse_ll on the same image: its requests/s, as replay reports it (requests answered
    live per second of the replay), and the wall time of the whole command.
@@ -77,13 +78,19 @@ def record(image: Path, base: Path, passes: int) -> Path:
     return capture
 
 
-def kernel_rate(capture: Path) -> tuple[int, float, dict[str, int]]:
-    """(requests answered, their rate per second, count per opcode) in the recording."""
+GAP_NS = 10_000_000  # a pause longer than this between frames is the workload's, not FUSE's
+
+
+def kernel_rate(capture: Path) -> tuple[int, float, float, dict[str, int]]:
+    """(requests answered, their rate over the whole recording, their rate while the kernel
+    was busy, count per opcode). "Busy" leaves out the pauses longer than GAP_NS between
+    two frames (cache drops, process start-up between the workload's commands)."""
     from fusetrace.protocol.decode import decode_request
 
     pending: dict[int, str] = {}
     answered = 0
-    first = last = None
+    first = last = prev = None
+    busy = 0
     ops: dict[str, int] = {}
     with open(capture, "rb") as f:
         for rec in CaptureReader(f):
@@ -100,8 +107,12 @@ def kernel_rate(capture: Path) -> tuple[int, float, dict[str, int]]:
                     answered += 1
                     ops[name] = ops.get(name, 0) + 1
                     last = rec.t_ns
+            if first is not None and prev is not None and rec.t_ns - prev <= GAP_NS:
+                busy += rec.t_ns - prev
+            prev = rec.t_ns
     seconds = ((last or 0) - (first or 0)) / 1e9
-    return answered, answered / seconds if seconds > 0 else 0.0, ops
+    overall = answered / seconds if seconds > 0 else 0.0
+    return answered, overall, answered / (busy / 1e9) if busy else 0.0, ops
 
 
 def replay(capture: Path, image: Path) -> tuple[float, float, dict[str, object]]:
@@ -128,10 +139,12 @@ def main() -> None:
     try:
         image = make_image(base, args.files)
         capture = record(image, base, args.passes)
-        answered, krate, ops = kernel_rate(capture)
+        answered, overall, krate, ops = kernel_rate(capture)
         mix = ", ".join(f"{k} {v}" for k, v in sorted(ops.items(), key=lambda kv: -kv[1]))
         print(f"capture: {capture.stat().st_size / 1e6:.1f} MB, {answered} requests ({mix})")
-        print(f"kernel-driven rate in the recording: {krate:,.0f} requests/s")
+        print(f"kernel-driven rate in the recording: {krate:,.0f} requests/s while busy "
+              f"(pauses > {GAP_NS / 1e6:g} ms left out); {overall:,.0f} over the whole "
+              "recording")  # fmt: skip
         rates, walls = [], []
         for _ in range(args.repeat):
             rate, wall, _summary = replay(capture, image)
