@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import ExitStack, nullcontext
 from typing import Any, TextIO
 
 import click
 
-from fusetrace.capture import Channel
+from fusetrace.capture import CaptureReader, Channel
 from fusetrace.capture.files import host_writer, open_capture, open_output
 from fusetrace.cli import Result, options
 from fusetrace.errors import CaptureError
@@ -23,26 +25,33 @@ from fusetrace.replay.engine import (
     ReplayEngine,
     ReplayOptions,
     ReplayResult,
-    ReportDifference,
     SendFrame,
 )
-from fusetrace.replay.matching import DEFAULT_IGNORE, MatchPolicy
+from fusetrace.replay.matching import ALLOCATION, DEFAULT_IGNORE, MatchPolicy
 
 
-def _load(path: str) -> tuple[list[Record], dict[str, Any]]:
-    with open_capture(path) as reader:
-        records = list(reader)
-        info = reader.info
-    if info.truncated:
-        click.echo(
-            f"fusetrace: warning: {path}: capture cut short at byte {info.truncated_at}; "
-            "replaying what is there",
-            err=True,
-        )
+def _stream(path: str, reader: CaptureReader) -> tuple[Iterator[Record], dict[str, Any]]:
+    """The capture's records as an iterator (read as the replay goes) and its metadata,
+    known once the first record is read."""
+    it = iter(reader)
+    first = next(it, None)
+    info = reader.info
     meta = dict(info.meta)
-    meta["cut_short"] = info.truncated
     meta.setdefault("byte_order", info.byte_order)
-    return records, meta
+
+    def records() -> Iterator[Record]:
+        if first is None:
+            return
+        yield first
+        yield from it
+        if info.truncated:
+            click.echo(
+                f"fusetrace: warning: {path}: capture cut short at byte {info.truncated_at}; "
+                "replayed what is there",
+                err=True,
+            )
+
+    return records(), meta
 
 
 def _tracker_sink(byte_order: str) -> tuple[FrameSink, Any] | None:
@@ -63,6 +72,16 @@ def _tracker_sink(byte_order: str) -> tuple[FrameSink, Any] | None:
         return findings
 
     return sink, finish
+
+
+def _frame_count(path: str) -> int:
+    """A rough frame count for the progress bar (file size / 100), 0 when unknown."""
+    if path == "-" or not sys.stderr.isatty():
+        return 0
+    try:
+        return os.path.getsize(path) // 100
+    except OSError:
+        return 0
 
 
 def _progress(total: int) -> Any:
@@ -86,12 +105,12 @@ def _latency_table(result: ReplayResult) -> dict[str, dict[str, float]]:
     for name, st in sorted(result.by_opcode.items()):
         if not st.latencies:
             continue
-        lat = sorted(st.latencies)
+        lat = sorted(st.latencies.samples)
         table[name] = {
-            "count": len(lat),
+            "count": st.latencies.count,
             "median_us": statistics.median(lat) / 1e3,
             "p99_us": lat[min(len(lat) - 1, int(len(lat) * 0.99))] / 1e3,
-            "max_us": lat[-1] / 1e3,
+            "max_us": st.latencies.max / 1e3,
         }
     return table
 
@@ -106,12 +125,18 @@ def _summary(result: ReplayResult, live: LiveRun, speed: float) -> dict[str, Any
         "requests_sent": result.sent,
         "replies_compared": result.compared,
         "differences": len(result.differences),
+        "not_sent": result.not_sent,
         "unanswered": result.unanswered,
         "skipped": result.skipped,
         "daemon": live.daemon_status,
         "seconds": round(seconds, 6),
         "by_opcode": {
-            name: {"sent": st.sent, "answered": st.answered, "differences": st.differences}
+            name: {
+                "sent": st.sent,
+                "answered": st.answered,
+                "differences": st.differences,
+                "not_sent": st.not_sent,
+            }
             for name, st in sorted(result.by_opcode.items())
         },
     }
@@ -137,17 +162,21 @@ def _print_text(
 ) -> None:
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
+    if result.notes_dropped:
+        click.echo(f"note: {result.notes_dropped} more notes not shown", err=True)
+    for d in result.differences:
+        click.echo(d.line(), file=out)
     for f in findings:
+        where = f" live frame {f.number}" if f.frame is not None else ""
         click.echo(
-            f"finding {f.rule} {f.severity.label} ({f.culprit.value}) live frame {f.number}: "
-            f"{f.message}",
+            f"finding {f.rule} {f.severity.label} ({f.culprit.value}){where}: {f.message}",
             file=out,
         )
     s = summary
     click.echo(
         f"replay {s['outcome']}: {s['requests_sent']} frames sent of {s['script_frames']}, "
         f"{s['replies_compared']} replies compared, {s['differences']} differences, "
-        f"{len(findings)} findings, {s['seconds']:.3f} s",
+        f"{s['not_sent']} not sent, {len(findings)} findings, {s['seconds']:.3f} s",
         file=out,
     )
     if s["reason"]:
@@ -204,22 +233,47 @@ def _print_text(
     help="Keep the recorded pacing, X times faster; 0 = as fast as the daemon answers "
     "(and report requests/s and latency per opcode).",
 )
+@click.option(
+    "--window",
+    type=click.IntRange(min=0),
+    default=16,
+    show_default=True,
+    metavar="N",
+    help="With --speed 0: read-only requests (LOOKUP, GETATTR, READ, ...) of the next N "
+    "frames may go before their turn once the ids they name are known; 0 keeps the "
+    "recorded order exactly.",
+)
 @options.timeout_option(
     default=10.0,
     help="Give up on the daemon when it leaves a request unanswered this long.",
 )
 @click.option(
-    "--ignore",
+    "--ignore-field",
+    "ignore_field",
     multiple=True,
     metavar="FIELD[,FIELD...]",
     help="Do not compare these reply fields; a name matches whole dotted parts of a field "
-    "name (attr.size, entry.generation, atime). Repeatable.",
+    "name (attr.size, entry.generation, atime; data for file contents). Repeatable.",
+)
+@click.option(
+    "--ignore",
+    "ignore_old",
+    multiple=True,
+    metavar="FIELD[,FIELD...]",
+    hidden=True,
+    help="Deprecated name of --ignore-field.",
+)
+@click.option(
+    "--compare-allocation",
+    is_flag=True,
+    help="Also compare the fields that follow the backing store's allocation (attr.blocks, "
+    "statx blocks, statfs blocks/bfree/bavail/files/ffree), left out by default.",
 )
 @click.option(
     "--strict",
     is_flag=True,
     help="Compare every field, also those left out by default (times, cache validity, "
-    "generations, inode numbers, statfs counters, padding).",
+    "generations, inode numbers, allocation, padding), and directory listings in order.",
 )
 @click.option(
     "--handoff",
@@ -240,8 +294,11 @@ def replay(
     write_path: str | None,
     serial: bool,
     speed: float,
+    window: int,
     timeout: float,
-    ignore: tuple[str, ...],
+    ignore_field: tuple[str, ...],
+    ignore_old: tuple[str, ...],
+    compare_allocation: bool,
     strict: bool,
     handoff: str,
     fmt: str,
@@ -255,15 +312,18 @@ def replay(
     mount, no /dev/fuse and no root are needed.
 
     Node ids, file handles and directory offsets the live daemon hands out differently are
-    learned from its replies and rewritten into later requests. Times, cache validity,
-    generations, inode numbers, statfs counters and padding are not compared unless
-    --strict. With --speed 0 the summary gives requests/s and latency per opcode.
+    learned from its replies and rewritten into later requests. A request naming one the
+    live daemon did not give (its LOOKUP or OPEN failed) is not sent, as the kernel would
+    not send it; it is reported under the frame that differed. Times, cache validity,
+    generations, inode numbers, allocation counters and padding are not compared, and
+    listings are compared as sets, unless --strict. With --speed 0 the summary gives
+    requests/s and latency per opcode.
 
     \b
     Examples:
       fusetrace replay trace.pcapng -- squashfuse_ll image.sqfs {}
       fusetrace replay --serial -w live.pcapng trace.pcapng -- ./mydaemon-v2 -f {}
-      fusetrace replay --ignore attr.size --format json trace.pcapng -- mydaemon {}
+      fusetrace replay --ignore-field attr.size --format json trace.pcapng -- mydaemon {}
 
     Exit status: 0 no differences, 1 differences or findings at or above --fail-on,
     3 unreadable capture or one cut short (after the report), 4 the daemon failed to start,
@@ -273,49 +333,56 @@ def replay(
         capture, daemon = read, ((capture,) if capture else ()) + daemon
     if capture is None or not daemon:
         raise click.UsageError("give the capture (CAPTURE or -r FILE) and -- DAEMON [ARGS...]")
-    records, meta = _load(capture)
-    byte_order = str(meta.get("byte_order", "little"))
-    if byte_order != sys.byteorder:
-        raise CaptureError(
-            f"{capture}: recorded on a {byte_order}-endian machine; replay needs a daemon "
-            f"on the same byte order (this machine is {sys.byteorder}-endian)"
+    if ignore_old:
+        click.echo(
+            "fusetrace: warning: replay --ignore is now --ignore-field (check's --ignore "
+            "takes rule codes); the old name still works",
+            err=True,
         )
-    policy = MatchPolicy.build(ignore, strict=strict)
-    options = ReplayOptions(
-        serial=serial, speed=speed, timeout_ns=int(timeout * 1e9), policy=policy
+    policy = MatchPolicy.build(
+        ignore_field + ignore_old, strict=strict, allocation=compare_allocation
     )
-    engine = ReplayEngine(records, ProtocolCodec(byte_order), options)
-    mountpoint = meta.get("mountpoint")
+    options = ReplayOptions(
+        serial=serial, speed=speed, timeout_ns=int(timeout * 1e9), policy=policy, window=window
+    )
     # the capture may go to stdout (-w -): the report then goes to stderr
     out = sys.stderr if write_path == "-" else sys.stdout
+    with ExitStack() as stack:
+        reader = stack.enter_context(open_capture(capture))
+        records, meta = _stream(capture, reader)
+        byte_order = str(meta.get("byte_order", "little"))
+        if byte_order != sys.byteorder:
+            raise CaptureError(
+                f"{capture}: recorded on a {byte_order}-endian machine; replay needs a daemon "
+                f"on the same byte order (this machine is {sys.byteorder}-endian)"
+            )
+        engine = ReplayEngine(records, ProtocolCodec(byte_order), options)
+        mountpoint = meta.get("mountpoint")
 
-    sinks: list[FrameSink] = []
-    tracked = _tracker_sink(byte_order)
-    if tracked is not None:
-        sinks.append(tracked[0])
-    writer_file = None
-    if write_path is not None:
-        writer_file = open_output(write_path)
-        # the recorded mountpoint is kept, so the live run replays with the same command line
-        mp = mountpoint if isinstance(mountpoint, str) else ""
-        writer = host_writer(
-            writer_file,
-            {"daemon": list(daemon), "mountpoint": mp or None, "replay_of": capture},
-            channels=[Channel(description=mp)],
-        )
-        sinks.append(lambda d, t, data: writer.write(d, t, data))
+        sinks: list[FrameSink] = []
+        tracked = _tracker_sink(byte_order)
+        if tracked is not None:
+            sinks.append(tracked[0])
+        if write_path is not None:
+            writer_file = stack.enter_context(open_output(write_path))
+            # the recorded mountpoint is kept, so the live run replays with the same command
+            mp = mountpoint if isinstance(mountpoint, str) else ""
+            writer = host_writer(
+                writer_file,
+                {"daemon": list(daemon), "mountpoint": mp or None, "replay_of": capture},
+                channels=[Channel(description=mp)],
+            )
+            sinks.append(lambda d, t, data: writer.write(d, t, data))
 
-    bar = _progress(engine.result.script_frames)
+        total = _frame_count(capture)
+        bar = _progress(total)
 
-    def on_command(cmd: Command) -> None:
-        if fmt == "text" and isinstance(cmd, ReportDifference):
-            click.echo(cmd.difference.line(), file=out)
-        elif progress is not None and isinstance(cmd, SendFrame):
-            progress.advance(task)
+        def on_command(cmd: Command) -> None:
+            if progress is not None and isinstance(cmd, SendFrame):
+                progress.advance(task)
 
-    try:
         with bar as progress:
-            task = progress.add_task("replay", total=engine.result.script_frames) if progress else 0
+            task = progress.add_task("replay", total=total) if progress else 0
             result, live = run(
                 engine,
                 list(daemon),
@@ -324,9 +391,7 @@ def replay(
                 on_command=on_command,
                 handoff=handoff,
             )
-    finally:
-        if writer_file is not None:
-            writer_file.close()
+        cut_short = bool(reader.info.truncated)
     findings = tracked[1]() if tracked is not None else []
     summary = _summary(result, live, speed)
     if fmt == "json":
@@ -334,25 +399,21 @@ def replay(
             "capture": capture,
             "daemon": list(daemon),
             "summary": summary,
-            "differences": [
-                {
-                    "frame": d.index,
-                    "opcode": d.opcode,
-                    "unique": d.unique,
-                    "field": d.field,
-                    "recorded": d.recorded,
-                    "live": d.live,
-                }
-                for d in result.differences
-            ],
+            "differences": [d.to_dict() for d in result.differences],
             "findings": [f.to_dict() for f in findings],
             "notes": result.notes,
+            "notes_dropped": result.notes_dropped,
             "ignored": list(policy.ignore),
+            "policy": {
+                "strict": strict,
+                "compare_allocation": compare_allocation,
+                "window": window,
+                "serial": serial,
+            },
         }
         click.echo(json.dumps(doc, indent=2, default=str), file=out)
     else:
         _print_text(out, result, summary, findings)
-    cut_short = bool(meta.get("cut_short"))
     if result.outcome is not Outcome.COMPLETED:
         click.echo(f"fusetrace: error: {result.reason}", err=True)
         return Result(environment=True, cut_short=cut_short)
@@ -363,4 +424,4 @@ def replay(
 
 
 #: documented default ignores, for the man page and --help readers
-IGNORED_BY_DEFAULT = DEFAULT_IGNORE
+IGNORED_BY_DEFAULT = {**DEFAULT_IGNORE, **ALLOCATION}

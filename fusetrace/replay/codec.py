@@ -27,6 +27,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from fusetrace.errors import DecodeError
+
 
 class IdKind(enum.Enum):
     NODEID = "nodeid"
@@ -60,6 +62,11 @@ class RequestInfo:
     kind: StepKind
     #: INTERRUPT: the unique of the request it interrupts.
     target: int | None = None
+    #: the registry's effects: LookupEffect and HandleEffect values ("entry", "opens", ...)
+    lookup: str = "none"
+    handle: str = "none"
+    #: the reply is a directory listing (READDIR, READDIRPLUS)
+    listing: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,10 @@ class IdRef:
     offset: int
     size: int
     value: int
+    #: file handles: the node id the handle belongs to (protocol.md §7.2: a handle is
+    #: (nodeid, fh, kind)), and whether it is a directory handle (None: the op does not say)
+    node: int = 0
+    dir: bool | None = None
 
 
 class Codec(Protocol):
@@ -137,12 +148,14 @@ class Codec(Protocol):
 
     def forget_counts(self, data: bytes, session: Any) -> list[tuple[int, int]]: ...
 
+    def forget_frame(self, data: bytes, entries: list[tuple[int, int]], session: Any) -> bytes: ...
+
+    def label(self, data: bytes, session: Any) -> str: ...
+
 
 # --------------------------------------------------------------------------- the real codec
 
 
-#: kernel struct fields (besides the header's nodeid) that carry a node id. A field-name
-#: rule, not an opcode list: it holds wherever the registry places these structs.
 def _prefix(struct_name: str) -> str:
     """``fuse_entry_out_compat`` → ``entry``: the name reply fields are reported under."""
     name = struct_name.removeprefix("fuse_").removeprefix("cuse_")
@@ -173,7 +186,18 @@ class ProtocolCodec:
         self._header = header
         self._flat = schemas.flat(self.order)
         self._schemas = schemas.schemas(self.order)
-        self._offsets: dict[str, dict[str, tuple[int, int]]] = {}
+        self._plans: dict[tuple[int, bool], tuple[Any, ...]] = {}
+        self._facts: dict[int, tuple[str, StepKind, str, str, bool]] = {}
+        self._parse_in = header.parse_in_header
+        out_header = header.out_header_struct(self.order)
+
+        def unpack_out(data: bytes) -> tuple[int, int, int]:
+            if len(data) < out_header.size:
+                raise DecodeError(f"reply header cut short: {len(data)} of {out_header.size} bytes")
+            return out_header.unpack_from(data)
+
+        self._unpack_out = unpack_out
+        self._id_plans: dict[tuple[int, int], tuple[Any, ...] | None] = {}
 
     # ---- small helpers
 
@@ -184,86 +208,118 @@ class ProtocolCodec:
             return schemas.struct_by_length(name, available, self.order)
         return schemas.struct_for(name, session)
 
-    def _field_offsets(self, struct_name: str) -> dict[str, tuple[int, int]]:
-        """Top-level field -> (offset, size) of a fixed-size struct."""
-        cached = self._offsets.get(struct_name)
-        if cached is not None:
-            return cached
-        offsets: dict[str, tuple[int, int]] = {}
-        pos = 0
-        for sub in self._schemas[struct_name].subcons:
-            size = sub.sizeof()
-            offsets[sub.name] = (pos, size)
-            pos += size
-        self._offsets[struct_name] = offsets
-        return offsets
+    def _op_facts(self, opcode: int) -> tuple[str, StepKind, str, str, bool]:
+        """(name, step kind, lookup effect, handle effect, listing) of an opcode, cached."""
+        facts = self._facts.get(opcode)
+        if facts is not None:
+            return facts
+        from fusetrace.protocol.abi import Opcode
+        from fusetrace.protocol.registry import OPS, ArgKind
 
-    def _decode_struct(self, name: str, data: bytes, offset: int) -> tuple[dict[str, Any], int]:
-        flat = self._flat[name]
-        if len(data) - offset < flat.size:
-            raise ValueError(f"{name}: {len(data) - offset} of {flat.size} bytes")
-        return flat.unpack_from(data, offset), offset + flat.size
-
-    # ---- Codec
+        spec = OPS.get(opcode)
+        if spec is None:
+            facts = (f"OPCODE_{opcode}", StepKind.REQUEST, "none", "none", False)
+        else:
+            if opcode == Opcode.INIT:
+                kind = StepKind.INIT
+            elif opcode == Opcode.NOTIFY_REPLY:
+                kind = StepKind.NOTIFY_REPLY
+            elif spec.reply_optional:
+                kind = StepKind.INTERRUPT
+            elif not spec.has_reply:
+                kind = StepKind.NO_REPLY
+            else:
+                kind = StepKind.REQUEST
+            listing = any(a.kind in (ArgKind.DIRENTS, ArgKind.DIRENTPLUS) for a in spec.reply_args)
+            facts = (spec.name, kind, spec.lookup.value, spec.handle.value, listing)
+        self._facts[opcode] = facts
+        return facts
 
     def request_info(self, data: bytes) -> RequestInfo:
-        from fusetrace.protocol.abi import Opcode
-        from fusetrace.protocol.registry import OPS
-
-        h = self._header.parse_in_header(data, self.order)
-        spec = OPS.get(h.opcode)
-        name = spec.name if spec is not None else f"OPCODE_{h.opcode}"
+        h = self._parse_in(data, self.order)
+        name, kind, lookup, handle, listing = self._op_facts(h.opcode)
         target = None
-        if spec is None:
-            kind = StepKind.REQUEST
-        elif h.opcode == Opcode.INIT:
-            kind = StepKind.INIT
-        elif h.opcode == Opcode.NOTIFY_REPLY:
-            kind = StepKind.NOTIFY_REPLY
-        elif spec.reply_optional:
-            kind = StepKind.INTERRUPT
-            body, _ = self._decode_struct("fuse_interrupt_in", data, 40)
-            target = body["unique"]
-        elif not spec.has_reply:
-            kind = StepKind.NO_REPLY
-        else:
-            kind = StepKind.REQUEST
-        return RequestInfo(h.opcode, name, h.unique, h.nodeid, kind, target)
+        if kind is StepKind.INTERRUPT:
+            target = self._request(data, None).get("unique")
+        return RequestInfo(
+            h.opcode, name, h.unique, h.nodeid, kind, target, lookup, handle, listing
+        )
 
     def reply_info(self, data: bytes) -> ReplyInfo:
+        length, error, unique = self._unpack_out(data)
+        if unique != 0:
+            return ReplyInfo(unique, error, length)
         from fusetrace.protocol.abi import NotifyCode
 
         h = self._header.parse_out_header(data, self.order)
-        if h.unique != 0:
-            return ReplyInfo(h.unique, h.error, h.len)
         try:
             name = NotifyCode(h.error).name
         except ValueError:
             name = f"NOTIFY_{h.error}"
         retrieve = None
-        if h.error == NotifyCode.RETRIEVE and len(data) >= 16 + 32:
-            r, _ = self._decode_struct("fuse_notify_retrieve_out", data, 16)
-            retrieve = (r["notify_unique"], r["nodeid"], r["offset"], r["size"])
+        if h.error == NotifyCode.RETRIEVE:
+            from fusetrace.protocol.decode import decode_notify
+
+            r = decode_notify(data)
+            if r.ok:
+                b = r.body
+                retrieve = (b["notify_unique"], b["nodeid"], b["offset"], b["size"])
         return ReplyInfo(0, 0, h.len, h.error, name, retrieve)
 
     def session(self, init_request: bytes, init_reply: bytes | None) -> Any:
+        from fusetrace.protocol.abi import Opcode
+        from fusetrace.protocol.decode import decode_reply, decode_request
         from fusetrace.protocol.session import Negotiated
 
         neg = Negotiated.default(self.byte_order)
-        name = self._struct_name("fuse_init_in", neg, len(init_request) - 40)
-        init_in, _ = self._decode_struct(name, init_request, 40)
-        neg = neg.with_init_request(init_in)
+        neg = neg.with_init_request(decode_request(init_request, neg).body)
         if init_reply is None:
             return neg
-        h = self._header.parse_out_header(init_reply, self.order)
-        if h.error:
-            return neg.with_init_reply({}, h.error)
-        padded = init_reply + bytes(max(0, 16 + 64 - len(init_reply)))
-        init_out, _ = self._decode_struct("fuse_init_out", padded, 16)
-        return neg.with_init_reply(init_out)
+        d = decode_reply(init_reply, Opcode.INIT, neg)
+        if d.error:
+            return neg.with_init_reply({}, d.error)
+        return neg.with_init_reply(d.body)
+
+    def _reply_plan(self, opcode: int, probe: bool) -> tuple[Any, ...]:
+        """Per opcode: (struct args as (prefix, top-level field names, hands out nodeid,
+        hands out fh), listing kind or None, has raw data after the structs)."""
+        key = (opcode, probe)
+        plan = self._plans.get(key)
+        if plan is not None:
+            return plan
+        from fusetrace.protocol.registry import OPS, ArgKind, HandleEffect, LookupEffect
+
+        spec = OPS[opcode]
+        args = spec.reply_probe if probe and spec.reply_probe is not None else spec.reply_args
+        structs = []
+        listing = None
+        raw = False
+        for arg in args:
+            if arg.kind is ArgKind.STRUCT:
+                assert arg.struct is not None
+                names = tuple(sc.name for sc in self._schemas[arg.struct].subcons)
+                structs.append(
+                    (
+                        _prefix(arg.struct),
+                        names,
+                        "nodeid" in names and spec.lookup is LookupEffect.ENTRY,
+                        "fh" in names
+                        and spec.handle in (HandleEffect.OPENS, HandleEffect.OPENS_DIR),
+                    )
+                )
+            elif arg.kind in (ArgKind.DIRENTS, ArgKind.DIRENTPLUS):
+                listing = arg.name
+            else:
+                raw = True
+        plan = self._plans[key] = (tuple(structs), listing, raw)
+        return plan
 
     def decode_reply(self, data: bytes, request: bytes, session: Any) -> ReplyBody:
-        from fusetrace.protocol.registry import OPS, ArgKind, HandleEffect, LookupEffect
+        """The reply as the comparison wants it, decoded by :mod:`fusetrace.protocol.decode`
+        (the registry's layouts and the schemas): struct fields flattened under the struct's
+        name (``entry.attr.size``), listings as :class:`Dirent`, data replies raw."""
+        from fusetrace.protocol.decode import decode_reply, decode_request
+        from fusetrace.protocol.registry import OPS
 
         body = ReplyBody()
         h = self._header.parse_in_header(request, self.order)
@@ -271,103 +327,123 @@ class ProtocolCodec:
         if spec is None:
             body.data = data[16:]
             return body
-        args = spec.reply_args
+        request_body = None
+        probe = False
         if spec.reply_probe is not None:
-            getxattr_in, _ = self._decode_struct("fuse_getxattr_in", request, 40)
-            if getxattr_in["size"] == 0:
-                args = spec.reply_probe
-        pos = 16
-        try:
-            for arg in args:
-                if arg.kind is ArgKind.STRUCT:
-                    assert arg.struct is not None
-                    avail = len(data) - pos
-                    name = self._struct_name(arg.struct, session, avail)
-                    if name.startswith("fuse_init_out"):
-                        data = data + bytes(max(0, 64 - avail))
-                    fields, pos = self._decode_struct(name, data, pos)
-                    prefix = _prefix(name)
-                    _flatten(prefix, fields, body.fields)
-                    if "nodeid" in fields and spec.lookup is LookupEffect.ENTRY:
-                        body.ids.append((IdKind.NODEID, f"{prefix}.nodeid", fields["nodeid"]))
-                    if "fh" in fields and spec.handle in (
-                        HandleEffect.OPENS,
-                        HandleEffect.OPENS_DIR,
-                    ):
-                        body.ids.append((IdKind.FH, f"{prefix}.fh", fields["fh"]))
-                elif arg.kind in (ArgKind.DIRENTS, ArgKind.DIRENTPLUS):
-                    body.dirents = self._dirents(data, pos, arg.kind is ArgKind.DIRENTPLUS)
-                    pos = len(data)
-                else:
-                    body.data = data[pos:]
-                    pos = len(data)
-        except (ValueError, KeyError) as e:
-            body.problems.append(f"cannot decode the reply: {e}")
-        if pos < len(data):
-            body.problems.append(f"{len(data) - pos} bytes after the reply")
+            request_body = decode_request(request, session).body
+            probe = request_body.get("size", 1) == 0
+        structs, listing, raw = self._reply_plan(h.opcode, probe)
+        d = decode_reply(data, h.opcode, session, request_body=request_body)
+        body.problems = [str(p) for p in d.problems]
+        fields = d.body
+        out = body.fields
+        for prefix, names, gives_node, gives_fh in structs:
+            for name in names:
+                if name in fields:
+                    _flatten(f"{prefix}.{name}", fields[name], out)
+            if gives_node and "nodeid" in fields:
+                body.ids.append((IdKind.NODEID, f"{prefix}.nodeid", fields["nodeid"]))
+            if gives_fh and "fh" in fields:
+                body.ids.append((IdKind.FH, f"{prefix}.fh", fields["fh"]))
+        if listing is not None:
+            body.dirents = [
+                Dirent(
+                    e["name"].encode("utf-8", "surrogateescape"),
+                    e["type"],
+                    e["off"],
+                    e.get("nodeid"),
+                )
+                for e in fields.get(listing, ())
+            ]
+        if raw:
+            fixed = sum(
+                self._flat[self._struct_name(n, session)].size
+                for n in self._arg_structs(h.opcode, probe)
+            )
+            body.data = data[16 + fixed :]
         return body
 
-    def _dirents(self, data: bytes, pos: int, plus: bool) -> list[Dirent]:
-        out: list[Dirent] = []
-        while pos < len(data):
-            entry = None
-            if plus:
-                entry, pos = self._decode_struct("fuse_entry_out", data, pos)
-            d, pos = self._decode_struct("fuse_dirent", data, pos)
-            name = data[pos : pos + d["namelen"]]
-            if len(name) < d["namelen"]:
-                raise ValueError("directory entry name cut short")
-            pos += (d["namelen"] + 7) & ~7
-            nodeid = entry["nodeid"] if entry is not None else None
-            out.append(Dirent(name, d["type"], d["off"], nodeid))
-        return out
+    def _arg_structs(self, opcode: int, probe: bool) -> list[str]:
+        from fusetrace.protocol.registry import OPS, ArgKind
+
+        spec = OPS[opcode]
+        args = spec.reply_probe if probe and spec.reply_probe is not None else spec.reply_args
+        return [a.struct for a in args if a.kind is ArgKind.STRUCT and a.struct is not None]
+
+    def _request(self, data: bytes, session: Any) -> dict[str, Any]:
+        """The request body, decoded by :mod:`fusetrace.protocol.decode`."""
+        from fusetrace.protocol.decode import decode_request
+
+        return decode_request(data, session).body
+
+    def _id_plan(self, opcode: int, session: Any) -> tuple[Any, ...] | None:
+        """Per opcode and session: where its identifiers sit, from the registry and the
+        schemas: (struct name, prefix, [(fh field, offset, size, owner node field)],
+        [(node field, offset, size)], (cookie offset, size) or None, is_dir)."""
+        key = (opcode, id(session))
+        if key in self._id_plans:
+            return self._id_plans[key]
+        from fusetrace.protocol.registry import OPS, ArgKind, HandleEffect
+        from fusetrace.protocol.schemas import field_offset
+
+        spec = OPS.get(opcode)
+        plan = None
+        if spec is not None and spec.request and spec.request[0].kind is ArgKind.STRUCT:
+            assert spec.request[0].struct is not None
+            name = self._struct_name(spec.request[0].struct, session)
+            start = self._flat["fuse_in_header"].size
+            sizes = {sc.name: sc.sizeof() for sc in self._schemas[name].subcons}
+
+            def at(f: str) -> tuple[int, int]:
+                return start + field_offset(name, f), sizes[f]
+
+            fhs = []
+            for f in spec.fh_fields:
+                if f in sizes:
+                    # fh_out belongs to nodeid_out (COPY_FILE_RANGE), fh and fh_in to the
+                    # header's node
+                    owner = f"nodeid{f[2:]}" if f[2:] else ""
+                    fhs.append((f, *at(f), owner if owner in spec.node_fields else None))
+            nodes = [(f, *at(f)) for f in spec.node_fields if f in sizes]
+            listing = any(a.kind in (ArgKind.DIRENTS, ArgKind.DIRENTPLUS) for a in spec.reply_args)
+            cookie = at("offset") if listing else None
+            is_dir: bool | None = None
+            if listing or spec.handle is HandleEffect.RELEASES_DIR:
+                is_dir = True
+            elif spec.handle is HandleEffect.RELEASES:
+                is_dir = False
+            plan = (name, _prefix(name), fhs, nodes, cookie, is_dir, spec.fh_when)
+        self._id_plans[key] = plan
+        return plan
 
     def request_ids(self, data: bytes, session: Any) -> list[IdRef]:
-        from fusetrace.protocol.registry import OPS, ArgKind, LookupEffect
+        from fusetrace.protocol.schemas import field_offset
 
         h = self._header.parse_in_header(data, self.order)
-        refs = [IdRef(IdKind.NODEID, "header.nodeid", 16, 8, h.nodeid)] if h.nodeid else []
-        spec = OPS.get(h.opcode)
-        if spec is None or not spec.request or spec.request[0].kind is not ArgKind.STRUCT:
+        refs = []
+        if h.nodeid:
+            off = field_offset("fuse_in_header", "nodeid")
+            refs.append(IdRef(IdKind.NODEID, "header.nodeid", off, 8, h.nodeid))
+        plan = self._id_plan(h.opcode, session)
+        if plan is None:
             return refs
-        first = spec.request[0]
-        assert first.struct is not None
-        name = self._struct_name(first.struct, session)
-        offsets = self._field_offsets(name)
-        try:
-            fields, end = self._decode_struct(name, data, 40)
-        except ValueError:
-            return refs
-        prefix = _prefix(name)
-        fh_valid = spec.fh_when is None or bool(fields.get(spec.fh_when[0], 0) & spec.fh_when[1])
+        _name, prefix, fhs, nodes, cookie, is_dir, fh_when = plan
+        fields = self._request(data, session)
+        fh_valid = fh_when is None or bool(fields.get(fh_when[0], 0) & fh_when[1])
         if fh_valid:
-            for f in spec.fh_fields:
-                if f in offsets:
-                    off, size = offsets[f]
-                    refs.append(IdRef(IdKind.FH, f"{prefix}.{f}", 40 + off, size, fields[f]))
-        for f in spec.node_fields:
-            if f in offsets:
-                off, size = offsets[f]
-                refs.append(IdRef(IdKind.NODEID, f"{prefix}.{f}", 40 + off, size, fields[f]))
-        if any(a.kind in (ArgKind.DIRENTS, ArgKind.DIRENTPLUS) for a in spec.reply_args):
-            off, size = offsets["offset"]
-            refs.append(IdRef(IdKind.COOKIE, f"{prefix}.offset", 40 + off, size, fields["offset"]))
-        if spec.lookup is LookupEffect.BATCH_FORGET:
-            for i, (nodeid, _n) in enumerate(self._forget_entries(data, fields, end)):
-                refs.append(IdRef(IdKind.NODEID, f"forgets[{i}].nodeid", end + 16 * i, 8, nodeid))
+            for f, off, size, owner in fhs:
+                if f in fields:
+                    node = fields.get(owner, h.nodeid) if owner else h.nodeid
+                    refs.append(
+                        IdRef(IdKind.FH, f"{prefix}.{f}", off, size, fields[f], node, is_dir)
+                    )
+        for f, off, size in nodes:
+            if f in fields:
+                refs.append(IdRef(IdKind.NODEID, f"{prefix}.{f}", off, size, fields[f]))
+        if cookie is not None and "offset" in fields:
+            off, size = cookie
+            refs.append(IdRef(IdKind.COOKIE, f"{prefix}.offset", off, size, fields["offset"]))
         return refs
-
-    def _forget_entries(
-        self, data: bytes, fields: dict[str, Any], end: int
-    ) -> list[tuple[int, int]]:
-        out = []
-        for i in range(fields.get("count", 0)):
-            try:
-                one, _ = self._decode_struct("fuse_forget_one", data, end + 16 * i)
-            except ValueError:
-                break
-            out.append((one["nodeid"], one["nlookup"]))
-        return out
 
     def patch(self, data: bytes, changes: list[tuple[IdRef, int]], session: Any) -> bytes:
         buf = bytearray(data)
@@ -377,22 +453,53 @@ class ProtocolCodec:
         return bytes(buf)
 
     def forget_counts(self, data: bytes, session: Any) -> list[tuple[int, int]]:
+        from fusetrace.protocol.decode import decode_request
         from fusetrace.protocol.registry import OPS, LookupEffect
 
-        h = self._header.parse_in_header(data, self.order)
-        spec = OPS.get(h.opcode)
+        d = decode_request(data, session)
+        spec = OPS.get(d.header.opcode)  # type: ignore[union-attr]
         if spec is None:
             return []
-        try:
-            if spec.lookup is LookupEffect.FORGET:
-                f, _ = self._decode_struct("fuse_forget_in", data, 40)
-                return [(h.nodeid, f["nlookup"])]
-            if spec.lookup is LookupEffect.BATCH_FORGET:
-                f, end = self._decode_struct("fuse_batch_forget_in", data, 40)
-                return self._forget_entries(data, f, end)
-        except ValueError:
-            return []
+        if spec.lookup is LookupEffect.FORGET and "nlookup" in d.body:
+            return [(d.header.nodeid, d.body["nlookup"])]  # type: ignore[union-attr]
+        if spec.lookup is LookupEffect.BATCH_FORGET:
+            return [(f["nodeid"], f["nlookup"]) for f in d.body.get("forgets", ())]
         return []
+
+    def forget_frame(self, data: bytes, entries: list[tuple[int, int]], session: Any) -> bytes:
+        """The FORGET or BATCH_FORGET ``data`` with its (nodeid, nlookup) pairs replaced."""
+        from fusetrace.protocol.abi import Opcode
+        from fusetrace.protocol.encode import encode_request
+
+        h = self._header.parse_in_header(data, self.order)
+        if h.opcode == Opcode.FORGET:
+            ((nodeid, nlookup),) = entries
+            body: dict[str, Any] = {"nlookup": nlookup}
+        else:
+            nodeid = 0
+            forgets = [{"nodeid": n, "nlookup": c} for n, c in entries]
+            body = {"count": len(forgets), "forgets": forgets}
+        return encode_request(
+            h.opcode,
+            body,
+            unique=h.unique,
+            nodeid=nodeid,
+            uid=h.uid,
+            gid=h.gid,
+            pid=h.pid,
+            negotiated=session,
+        )
+
+    def label(self, data: bytes, session: Any) -> str:
+        """The names a request carries, quoted (``"one"``, ``"a" → "b"``); "" if none."""
+        from fusetrace.protocol.decode import decode_request
+
+        try:
+            body = decode_request(data, session).body
+        except DecodeError:
+            return ""
+        names = [body[k] for k in ("name", "oldname", "newname") if isinstance(body.get(k), str)]
+        return " → ".join(f'"{n}"' for n in names)
 
     def notify_reply(self, notify_unique: int, nodeid: int, offset: int, data: bytes) -> bytes:
         from fusetrace.protocol.abi import Opcode

@@ -8,12 +8,16 @@ can be written to a new capture and fed to the tracker. No protocol logic lives 
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import select
+import signal
 import socket
+import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +66,163 @@ class LiveRun:
     wall_ns: int = 0
 
 
+PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
+
+
+def _prctl(option: int, arg: int | ctypes.c_int | Any) -> int:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(option, arg, 0, 0, 0))
+    except (OSError, AttributeError):
+        return -1
+
+
+class _Subreaper:
+    """While active, orphaned descendants (a daemon's background child) become our
+    children, so their end can be waited for and told (killed by SIGABRT, ...)."""
+
+    def __enter__(self) -> _Subreaper:
+        old = ctypes.c_int(0)
+        _prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(old))
+        self._old = old.value
+        self.active = self._old != 0 or _prctl(PR_SET_CHILD_SUBREAPER, 1) == 0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._old:
+            _prctl(PR_SET_CHILD_SUBREAPER, 0)
+
+
+def _proc_stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, ppid, pgrp) of a process, None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    return fields[0].decode(), int(fields[1]), int(fields[2])
+
+
+def _pids() -> list[int]:
+    try:
+        return [int(n) for n in os.listdir("/proc") if n.isdigit()]
+    except OSError:
+        return []
+
+
+def socket_holders(inode: int) -> list[int]:
+    """The processes that hold the socket ``inode`` open (our own process left out)."""
+    target = f"socket:[{inode}]"
+    me = os.getpid()
+    found = []
+    for pid in _pids():
+        if pid == me:
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                    found.append(pid)
+                    break
+            except OSError:
+                continue
+    return found
+
+
+class _Daemon:
+    """The daemon's process group, and the background processes it forked (followed by
+    the socket they hold). Ending it ends all of them."""
+
+    def __init__(self, proc: daemons.DaemonProcess, sock_inode: int) -> None:
+        self.proc = proc
+        self.pgid = proc.pid
+        self.inode = sock_inode
+        self.followers: list[int] = []
+        self.statuses: dict[int, int] = {}
+
+    def follow(self) -> None:
+        """The main process ended with status 0: find who holds the socket now."""
+        if not self.followers:
+            self.followers = socket_holders(self.inode)
+
+    def _reap(self, pid: int) -> None:
+        if pid in self.statuses:
+            return
+        try:
+            got, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if got == pid:
+            self.statuses[pid] = os.waitstatus_to_exitcode(status)
+
+    def members(self) -> list[int]:
+        """Live (not zombie) processes of the group, and live followers; zombies that are
+        our children are reaped on the way."""
+        me = os.getpid()
+        out = []
+        for pid in _pids():
+            st = _proc_stat(pid)
+            if st is None or pid == self.proc.pid:
+                continue
+            state, ppid, pgrp = st
+            if pgrp != self.pgid and pid not in self.followers:
+                continue
+            if state in ("Z", "X"):
+                if ppid == me:
+                    self._reap(pid)
+                continue
+            out.append(pid)
+        return out
+
+    def follower_status(self) -> str | None:
+        """How the followed background process ended, if it did and we can tell."""
+        for pid in self.followers:
+            self._reap(pid)
+            if pid in self.statuses:
+                status = self.statuses[pid]
+                return f"its background process {pid} {_status_words(status)}"
+        return None
+
+    def end(self, grace: float) -> int:
+        """Give the daemon ``grace`` seconds to end on its own (its socket is closed), then
+        SIGTERM, then SIGKILL, the whole group and the followers; reap what is ours."""
+        try:
+            status: int | None = self.proc.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            status = None
+        deadline = time.monotonic() + grace
+        while self.members() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            rest = self.members()
+            if not rest and (status is not None or self.proc.poll() is not None):
+                break
+            for pid in [self.proc.pid, *rest]:
+                for s in (sig, signal.SIGCONT):  # a stopped process must see it
+                    try:
+                        os.kill(pid, s)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+            until = time.monotonic() + (2.0 if sig == signal.SIGTERM else 5.0)
+            while time.monotonic() < until:
+                if self.proc.poll() is not None and not self.members():
+                    break
+                time.sleep(0.02)
+        self.members()  # reap
+        return self.proc.proc.wait() if status is None else status
+
+
+def _status_words(status: int) -> str:
+    if status < 0:
+        return f"was {daemons.describe_status(status)}"
+    return f"ended ({daemons.describe_status(status)})"
+
+
 FrameSink = Callable[[Direction, int, bytes], None]
 
 
@@ -93,31 +254,40 @@ def run(
     # the recorder's socket pair: buffers that hold the largest frame either side may send
     # (daemons.md, "Things the proxy must do")
     ours, theirs = make_socketpair(max_frame_size())
+    inode = os.fstat(theirs.fileno()).st_ino
     live = LiveRun()
     shim = None
+    reaper = _Subreaper().__enter__()
     try:
         if handoff == "fusermount":
             shim, proc = _spawn_fusermount(list(argv), program, theirs, env)
         else:
             args = daemon_argv(argv, mountpoint, theirs.fileno())
-            proc = daemons.spawn(args, program, pass_fds=[theirs.fileno()], env=env)
+            proc = daemons.spawn(
+                args, program, pass_fds=[theirs.fileno()], env=env, stdout_to_stderr=True
+            )
     except BaseException:
         ours.close()
         theirs.close()
         if shim is not None:
             shim.close()
+        reaper.__exit__()
         raise
     theirs.close()
     started = time.monotonic_ns()
+    daemon = _Daemon(proc, inode)
     try:
-        result = _loop(engine, ours, proc, sinks, on_command)
+        result = _loop(engine, ours, daemon, sinks, on_command)
     finally:
         ours.close()  # the daemon reads EOF and ends, as after an unmount
-        status = proc.stop(grace=2.0)
+        try:
+            status = daemon.end(grace=2.0)
+        finally:
+            reaper.__exit__()
         proc.relay.join(1.0)
         if shim is not None:
             shim.close()
-        live.daemon_status = daemons.describe_status(status)
+        live.daemon_status = daemon.follower_status() or daemons.describe_status(status)
         live.wall_ns = time.monotonic_ns() - started
     return result, live
 
@@ -142,6 +312,7 @@ def _spawn_fusermount(
             pass_fds=[shim.theirs.fileno()],
             env=shim.env(env),
             preexec=shim.preexec(),
+            stdout_to_stderr=True,
         )
     finally:
         shim.theirs.close()
@@ -186,17 +357,18 @@ def _spawn_fusermount(
 def _loop(
     engine: ReplayEngine,
     sock: socket.socket,
-    proc: daemons.DaemonProcess,
+    daemon: _Daemon,
     sinks: Sequence[FrameSink],
     on_command: Callable[[Command], None] | None,
 ) -> ReplayResult:
+    proc = daemon.proc
     buf = bytearray(max_frame_size() + 4096)
     view = memoryview(buf)
     wake: int | None = None
-    events: list[Event] = [Start(time.monotonic_ns())]
+    events: deque[Event] = deque([Start(time.monotonic_ns())])
     while True:
         while events:
-            event = events.pop(0)
+            event = events.popleft()
             for cmd in engine.handle(event):
                 if on_command is not None:
                     on_command(cmd)
@@ -216,37 +388,60 @@ def _loop(
         timeout = POLL_INTERVAL
         if wake is not None:
             timeout = min(timeout, max(0.0, (wake - now) / 1e9))
-        readable, _, _ = select.select([sock], [], [], timeout)
+        # a frame already waiting is taken without a select() (replies come in bursts)
+        try:
+            frame = _receive(sock, view, socket.MSG_DONTWAIT)
+            readable = True
+        except BlockingIOError:
+            readable = bool(select.select([sock], [], [], timeout)[0])
+            frame = _receive(sock, view) if readable else None
         if readable:
-            frame = _receive(sock, view)
             if frame is None:
-                events.append(DaemonGone(time.monotonic_ns(), _gone_reason(proc)))
+                events.append(DaemonGone(time.monotonic_ns(), _gone_reason(daemon)))
             else:
                 t = time.monotonic_ns()
                 for sink in sinks:
                     sink(Direction.OUTBOUND, time.time_ns(), frame)
                 events.append(FrameReceived(frame, t))
-        elif proc.poll() not in (None, 0):
-            # (exit status 0 is a daemon that forked into the background, as libfuse
-            # daemons do without -f: the child still holds the socket; its end shows as EOF)
+        elif (status := proc.poll()) is not None and (status != 0 or not daemon.followers):
+            if status == 0:
+                # a daemon that forked into the background, as libfuse daemons do without
+                # -f: follow the process that holds the socket now
+                daemon.follow()
+                if daemon.followers:
+                    continue
             # drain what the daemon wrote before it went away, then report
             sock.setblocking(False)
             while (frame := _receive(sock, view)) is not None:
+                for sink in sinks:
+                    sink(Direction.OUTBOUND, time.time_ns(), frame)
                 events.append(FrameReceived(frame, time.monotonic_ns()))
             sock.setblocking(True)
-            events.append(DaemonGone(time.monotonic_ns(), _gone_reason(proc)))
+            events.append(DaemonGone(time.monotonic_ns(), _gone_reason(daemon)))
         elif wake is None:
             events.append(Tick(time.monotonic_ns()))
 
 
-def _gone_reason(proc: daemons.DaemonProcess) -> str:
+def _gone_reason(daemon: _Daemon) -> str:
+    """What ended: the daemon (how), its background process (how), or just the socket."""
+    proc = daemon.proc
     status = proc.poll()
-    if status is None:
+    if status == 0 and not daemon.followers:
+        daemon.follow()
+    text = None
+    if daemon.followers:
+        deadline = time.monotonic() + 0.5
+        while (text := daemon.follower_status()) is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        text = "the daemon's socket closed" + (f": {text}" if text else "")
+    elif status is None:
         try:
             status = proc.proc.wait(0.5)
-        except Exception:
-            return "the daemon closed its end of the socket"
-    text = f"the daemon ended ({daemons.describe_status(status)})"
+        except subprocess.TimeoutExpired:
+            text = "the daemon closed its end of the socket"
+    if text is None:
+        assert status is not None
+        text = f"the daemon {_status_words(status)}"
     if proc.relay.last_line:
         text += f": {proc.relay.last_line}"
     return text
@@ -271,10 +466,14 @@ def _send(sock: socket.socket, data: bytes, sinks: Sequence[FrameSink]) -> str |
     return None
 
 
-def _receive(sock: socket.socket, view: memoryview) -> bytes | None:
+def _receive(sock: socket.socket, view: memoryview, flags: int = 0) -> bytes | None:
+    """One frame; None at the end of the stream. With MSG_DONTWAIT, BlockingIOError when
+    there is none yet."""
     try:
-        n = sock.recv_into(view)
+        n = sock.recv_into(view, 0, flags)
     except BlockingIOError:
+        if flags & socket.MSG_DONTWAIT:
+            raise
         return None
     except (ConnectionResetError, BrokenPipeError):
         return None

@@ -10,7 +10,10 @@ A pattern names fields by whole dotted parts of their names: ``atime`` matches e
 time (``entry.attr.atime``, ``statx.stat.atime.tv_sec``), ``attr.size`` the size in every
 attribute, ``entry.generation`` only the generation of an entry. File data (READ, READLINK, xattr
 values) is compared byte for byte and reported with the first differing offset; directory
-listings are compared by names and types, never by cookies.
+listings are compared by names and types, never by cookies, as a whole listing and as a set
+unless strict (:func:`compare_listing`). Fields that follow the backing store's allocation
+(:data:`ALLOCATION`: blocks, statfs counters) are the "allocation" policy, left out by
+default.
 """
 
 from __future__ import annotations
@@ -40,15 +43,22 @@ DEFAULT_IGNORE: dict[str, str] = {
     "generation": "inode generations are chosen per run",
     "attr.ino": "inode numbers differ when the backing store differs",
     "stat.ino": "inode numbers differ when the backing store differs",
+    "padding": "padding carries no meaning",
+    "dummy": "padding carries no meaning",
+    "unused": "padding carries no meaning",
+    "spare": "padding carries no meaning",
+}
+
+#: the "allocation" policy: fields that follow how the backing store allocated space and
+#: inodes, not what the files hold; left out unless --compare-allocation (or --strict)
+ALLOCATION: dict[str, str] = {
+    "attr.blocks": "blocks allocated depend on the backing store's allocator and history",
+    "stat.blocks": "blocks allocated depend on the backing store's allocator and history",
     "st.blocks": "file system counters change with everything else on it",
     "st.bfree": "file system counters change with everything else on it",
     "st.bavail": "file system counters change with everything else on it",
     "st.files": "file system counters change with everything else on it",
     "st.ffree": "file system counters change with everything else on it",
-    "padding": "padding carries no meaning",
-    "dummy": "padding carries no meaning",
-    "unused": "padding carries no meaning",
-    "spare": "padding carries no meaning",
 }
 
 _INDEX = re.compile(r"\[\d+\]")
@@ -70,13 +80,19 @@ def _ignored(patterns: tuple[str, ...], path: str) -> bool:
 class MatchPolicy:
     """Which reply fields must be equal. Build it with :meth:`build`."""
 
-    ignore: tuple[str, ...] = tuple(DEFAULT_IGNORE)
+    ignore: tuple[str, ...] = tuple(DEFAULT_IGNORE) + tuple(ALLOCATION)
+    #: compare everything, and directory listings in order
     strict: bool = False
 
     @classmethod
-    def build(cls, ignore: Iterable[str] = (), *, strict: bool = False) -> MatchPolicy:
+    def build(
+        cls, ignore: Iterable[str] = (), *, strict: bool = False, allocation: bool = False
+    ) -> MatchPolicy:
+        """``allocation``: compare the allocation fields (:data:`ALLOCATION`) too."""
         extra = tuple(p.strip() for item in ignore for p in item.split(",") if p.strip())
-        base = () if strict else tuple(DEFAULT_IGNORE)
+        base: tuple[str, ...] = ()
+        if not strict:
+            base = tuple(DEFAULT_IGNORE) + (() if allocation else tuple(ALLOCATION))
         return cls(ignore=base + extra, strict=strict)
 
     def ignores(self, path: str) -> bool:
@@ -184,6 +200,20 @@ def compare_dirents(recorded: list[Dirent], live: list[Dirent]) -> list[FieldDif
     return diffs
 
 
+def compare_listing(
+    recorded: list[Dirent], live: list[Dirent], *, strict: bool = False
+) -> list[FieldDiff]:
+    """Compare a whole directory listing: as sets of (name, type) by default (the order is
+    the daemon's choice: cryfs lists in a random order), in order when ``strict``."""
+    if strict:
+        return compare_dirents(recorded, live)
+    rec = sorted(set(map(_dirent_key, recorded)))
+    liv = sorted(set(map(_dirent_key, live)))
+    if rec == liv:
+        return []
+    return compare_dirents([Dirent(n, t, 0) for n, t in rec], [Dirent(n, t, 0) for n, t in liv])
+
+
 def compare_bodies(
     policy: MatchPolicy,
     recorded: ReplyBody,
@@ -207,8 +237,6 @@ def compare_bodies(
         paths = set(recorded.fields) & set(live.fields)
     else:
         paths = set(recorded.fields) | set(live.fields)
-        if recorded.dirents is not None or live.dirents is not None:
-            diffs += compare_dirents(recorded.dirents or [], live.dirents or [])
     for path in sorted(paths):
         if path in skip or policy.ignores(path):
             continue

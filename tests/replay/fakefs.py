@@ -6,8 +6,10 @@ its node ids, file handles and directory cookies from a base that changes on eve
 
 Deliberate misbehaviour for tests: ``--change`` serves different bytes in hello.txt,
 ``--die-on OPNAME`` kills itself (SIGKILL) on the first request of that opcode,
-``--hang-on OPNAME`` never answers requests of that opcode, ``--retrieve`` sends a RETRIEVE
-notification after the first OPEN, ``--fork`` serves from a background child.
+``--hang-on OPNAME`` never answers requests of that opcode, ``--remove PATH`` serves the
+tree without PATH, ``--shuffle`` lists every directory in another order on every run
+(``--seed N`` fixes the order), ``--retrieve`` sends a RETRIEVE notification after the first
+OPEN, ``--fork`` serves from a background child.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class FakeFs:
         self.args = args
         base = args.base if args.base is not None else random.randrange(1, 1 << 40)
         self.files = tree(args.change)
+        for name in args.remove:
+            del self.files[name]
         self.paths = sorted(self.files)
         # node ids: root is 1, the others base-dependent
         self.ids = {p: (1 if p == "" else base * 16 + 2 + i * 3) for i, p in enumerate(self.paths)}
@@ -60,6 +64,8 @@ class FakeFs:
         self.handles: dict[int, str] = {}
         self.neg = Negotiated.default()
         self.opened = False
+        self.orders: dict[str, list[str]] = {}
+        self.rng = random.Random(args.seed)
 
     def attr(self, path: str) -> dict[str, object]:
         mode, content = self.files[path]
@@ -97,6 +103,9 @@ class FakeFs:
     def dirents(self, path: str, plus: bool) -> list[dict[str, object]]:
         out: list[dict[str, object]] = []
         names = [".", ".."] + [c.rsplit("/", 1)[-1] for c in self.children(path)]
+        if self.args.shuffle:
+            # another order on every run, the same all through one run (as cryfs does)
+            names = self.orders.setdefault(path, self.rng.sample(names, len(names)))
         for i, name in enumerate(names):
             child = path if name in (".", "..") else (f"{path}/{name}" if path else name)
             mode = self.files[child][0]
@@ -236,6 +245,9 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--base", type=int)
     p.add_argument("--change", action="store_true")
+    p.add_argument("--shuffle", action="store_true")
+    p.add_argument("--remove", action="append", default=[], metavar="PATH")
+    p.add_argument("--seed", type=int, help="the --shuffle order (default: another each run)")
     p.add_argument("--die-on")
     p.add_argument("--hang-on")
     p.add_argument("--retrieve", action="store_true")

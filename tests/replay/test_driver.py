@@ -12,7 +12,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +26,7 @@ from fusetrace.record import Direction, Record
 from fusetrace.replay.codec import ProtocolCodec
 from fusetrace.replay.driver import daemon_argv, run
 from fusetrace.replay.engine import Outcome, ReplayEngine, ReplayOptions, ReplayResult
+from fusetrace.replay.matching import MatchPolicy
 from tests.replay.kernel import FAKEFS, MOUNTPOINT, Kernel, record_fakefs_session
 from tests.support.mount import is_mounted, recording
 
@@ -91,7 +95,7 @@ def test_daemon_killed_mid_replay_reports_where(fake_recording: list[Record]) ->
 
 
 def test_daemon_that_stops_answering_is_timed_out(fake_recording: list[Record]) -> None:
-    result, _ = replay(fake_recording, fakefs("--hang-on", "STATFS"), timeout_ns=300_000_000)
+    result, _ = replay(fake_recording, fakefs("--hang-on", "STATFS"), timeout_ns=1_500_000_000)
     assert result.outcome is Outcome.DAEMON_HUNG
     assert result.died_on is not None and result.died_on[1] == "STATFS"
 
@@ -330,3 +334,252 @@ def test_libfuse2_daemon_replays_through_the_fusermount_handoff(tmp_path: Path) 
     assert result.differences == [], [d.line() for d in result.differences]
     assert (tmp_path / "live" / "rw" / "three.txt").read_text() == "three\n"
     assert not is_mounted(live_mnt)  # nothing was mounted
+
+
+# ---------------------------------------------------------------------------- listing order
+
+
+def test_listing_order_differs_per_run_without_differences_unless_strict(
+    tmp_path: Path,
+) -> None:
+    # fakefs --shuffle lists each directory in an order drawn per run (three entries per
+    # reply, so continuations are mapped too); the seeds give two different orders
+    path = tmp_path / "shuffled.pcapng"
+    record_fakefs_session(str(path), ["--shuffle", "--seed", "1"])
+    with open(path, "rb") as f:
+        records = list(CaptureReader(f))
+    result, _ = replay(records, fakefs("--shuffle", "--seed", "2"))
+    assert result.outcome is Outcome.COMPLETED, result.reason
+    assert result.differences == [], [d.line() for d in result.differences]
+    assert result.not_sent == 0
+    result, _ = replay(records, fakefs("--shuffle", "--seed", "2"), policy=MatchPolicy.build(
+        strict=True, ignore=["atime", "ino", "generation", "bfree"]))  # fmt: skip
+    assert {d.field for d in result.differences} == {"entries.order"}
+    assert {d.opcode for d in result.differences} == {"READDIR", "READDIRPLUS"}
+
+
+# ---------------------------------------------------------------------------- divergence
+#
+# The daemon answers differently from the recording: replay must act like the kernel (never
+# send a request naming an id the live daemon did not give), the daemon must not abort, and
+# the report must name the first differing frame and group every request not sent under it.
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.exists("/dev/fuse"), reason="needs root"
+)
+NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+def diverged(
+    records: list[Record], argv: list[str], mountpoint: str, handoff: str = "fd"
+) -> tuple[ReplayResult, str]:
+    engine = ReplayEngine(records, ProtocolCodec(sys.byteorder))
+    result, live = run(engine, argv, mountpoint=mountpoint, handoff=handoff)
+    assert result.outcome is Outcome.COMPLETED, result.reason  # the daemon did not abort
+    assert "SIG" not in live.daemon_status, live.daemon_status
+    assert result.differences, "the changed data made no difference"
+    # every request not sent is grouped under a difference
+    assert sum(d.not_sent for d in result.differences) == result.not_sent
+    return result, live.daemon_status
+
+
+def root(result: ReplayResult, opcode: str, label: str) -> Any:
+    """The difference of the first ``opcode`` request named ``label``."""
+    return next(d for d in result.differences if d.opcode == opcode and d.label == label)
+
+
+def _ext4(tree: Path, image: Path) -> None:
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(tree), str(image), "2M"], check=True,
+                   capture_output=True)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def fuse2fs_session() -> Iterator[tuple[Path, list[Record], str]]:
+    """fuse2fs (libfuse 2 high-level API) on a small ext4 image, recorded while user nobody
+    reads a file, lists a directory and reads a file in it; plus three changed images."""
+    # a directory user nobody can reach (pytest's tmp_path is private to root)
+    base = Path(tempfile.mkdtemp(prefix="fusetrace-fuse2fs-"))
+    base.chmod(0o755)
+    try:
+        yield _fuse2fs_session(base)
+    finally:
+        shutil.rmtree(base)
+
+
+def _fuse2fs_session(base: Path) -> tuple[Path, list[Record], str]:
+    tree = base / "tree"
+    (tree / "d").mkdir(parents=True)
+    (tree / "one").write_text("one\n")
+    (tree / "two").write_text("two\n")
+    (tree / "d" / "f").write_text("".join(f"{i}\n" for i in range(2000)))
+    subprocess.run(["chmod", "-R", "a+rX", str(tree)], check=True)
+    _ext4(tree, base / "same.ext4")
+    # one: removed; one: a directory now; d: mode 0700, so user nobody may not list it
+    # (fuse2fs checks permissions itself, against the uid of each request)
+    for name, change in (
+        ("removed", lambda t: (t / "one").unlink()),
+        ("isdir", lambda t: ((t / "one").unlink(), (t / "one").mkdir())),
+        ("closed", lambda t: (t / "d").chmod(0o700)),
+    ):
+        variant = base / name
+        shutil.copytree(tree, variant)
+        change(variant)
+        _ext4(variant, base / f"{name}.ext4")
+    mnt = base / "mnt"
+    mnt.mkdir()
+    capture = base / "fuse2fs.pcapng"
+    m = str(mnt)
+    with recording(["fuse2fs", str(base / "same.ext4"), m, "-f"], mnt, capture,
+                   options=["allow_other"]) as rec:  # fmt: skip
+        for cmd in (["cat", f"{m}/one"], ["ls", "-l", f"{m}/d"], ["cat", f"{m}/d/f"],
+                    ["stat", f"{m}/two"]):  # fmt: skip
+            subprocess.run([*NOBODY, *cmd], check=True, capture_output=True, timeout=30)
+    assert rec.returncode == 0, rec.stderr
+    with open(capture, "rb") as f:
+        return base, list(CaptureReader(f)), m
+
+
+@pytest.mark.mount
+@needs_root
+@pytest.mark.skipif(shutil.which("fuse2fs") is None, reason="fuse2fs not installed")
+def test_fuse2fs_removed_file_is_one_difference_and_its_dependents(
+    fuse2fs_session: tuple[Path, list[Record], str],
+) -> None:
+    base, records, m = fuse2fs_session
+    argv = ["fuse2fs", str(base / "removed.ext4"), m, "-f"]
+    result, _ = diverged(records, argv, m, handoff="auto")
+    first = result.differences[0]
+    assert (first.opcode, first.label, first.field) == ("LOOKUP", '"one"', "error")
+    assert first.recorded.startswith("entry nodeid ") and first.live == "-2 ENOENT"
+    # what the kernel did with the file it found: none of it reaches the daemon
+    assert {"OPEN", "READ", "FLUSH", "RELEASE"} <= set(first.dependents)
+    assert len(result.differences) == 1, [d.line() for d in result.differences]
+
+
+@pytest.mark.mount
+@needs_root
+@pytest.mark.skipif(shutil.which("fuse2fs") is None, reason="fuse2fs not installed")
+def test_fuse2fs_file_that_became_a_directory(
+    fuse2fs_session: tuple[Path, list[Record], str],
+) -> None:
+    base, records, m = fuse2fs_session
+    result, _ = diverged(records, ["fuse2fs", str(base / "isdir.ext4"), m, "-f"], m, "auto")
+    # the root directory gained a subdirectory (nlink) before anything else differs
+    assert (result.differences[0].opcode, result.differences[0].field) == (
+        "GETATTR", "attr.attr.nlink")  # fmt: skip
+    lookup = root(result, "LOOKUP", '"one"')
+    assert lookup.field == "entry.attr.mode"
+    assert any(d.opcode == "READ" for d in result.differences)  # a directory's bytes
+    assert result.not_sent == 0  # the node exists live: everything was sent
+
+
+@pytest.mark.mount
+@needs_root
+@pytest.mark.skipif(shutil.which("fuse2fs") is None, reason="fuse2fs not installed")
+def test_fuse2fs_unreadable_directory(fuse2fs_session: tuple[Path, list[Record], str]) -> None:
+    base, records, m = fuse2fs_session
+    result, _ = diverged(records, ["fuse2fs", str(base / "closed.ext4"), m, "-f"], m, "auto")
+    assert (result.differences[0].opcode, result.differences[0].label) == ("LOOKUP", '"d"')
+    opendir = root(result, "OPENDIR", "")
+    assert opendir.field == "error" and opendir.live == "-13 EACCES"
+    assert opendir.dependents == {"READDIR": 2, "RELEASEDIR": 1}
+
+
+def _squash_variant(base: Path, name: str, change: Any) -> Path:
+    src, image = base / name, base / f"{name}.sqfs"
+    (src / "d").mkdir(parents=True)
+    (src / "hello.txt").write_text("hello\n")
+    (src / "d" / "big").write_text("".join(f"{i}\n" for i in range(20000)))
+    (src / "d" / "same").write_bytes(bytes(range(256)) * 64)
+    change(src)
+    subprocess.run(["mksquashfs", str(src), str(image), "-noappend", "-quiet", "-no-progress"],
+                   check=True)  # fmt: skip
+    return image
+
+
+@needs_squashfuse
+def test_squashfuse_removed_file_and_file_that_became_a_directory(
+    squash: tuple[Path, Path, list[Record]], tmp_path: Path
+) -> None:
+    _, _, records = squash
+    removed = _squash_variant(tmp_path, "removed", lambda t: (t / "hello.txt").unlink())
+    result, _ = diverged(records, ["squashfuse_ll", str(removed), "{}"], MOUNTPOINT)
+    first = result.differences[0]
+    # the root listing lacks hello.txt, then its LOOKUP fails: OPEN, READ, RELEASE and the
+    # GETXATTR on it are not sent
+    assert (first.opcode, first.field) == ("READDIR", "entries")
+    lookup = root(result, "LOOKUP", '"hello.txt"')
+    assert lookup.live == "0 (negative entry)"  # squashfuse_ll answers a missing name so
+    assert lookup.dependents == {"OPEN": 1, "READ": 1, "RELEASE": 1, "GETXATTR": 1}
+
+    def big_is_a_dir(t: Path) -> None:
+        (t / "d" / "big").unlink()
+        (t / "d" / "big").mkdir()
+
+    isdir = _squash_variant(tmp_path, "isdir", big_is_a_dir)
+    result, _ = diverged(records, ["squashfuse_ll", str(isdir), "{}"], MOUNTPOINT)
+    assert root(result, "LOOKUP", '"big"').field == "entry.attr.mode"
+    # squashfuse_ll refuses to open a directory as a file: its four READs and its RELEASE
+    # are not sent
+    opened = root(result, "OPEN", "")
+    assert opened.field == "error" and opened.live == "-21 EISDIR"
+    assert opened.dependents == {"READ": 4, "RELEASE": 1}
+
+
+# ---------------------------------------------------------------------------- fuse-overlayfs
+
+
+@pytest.mark.mount
+@needs_root
+@pytest.mark.skipif(shutil.which("fuse-overlayfs") is None, reason="fuse-overlayfs not installed")
+def test_fuse_overlayfs_create_that_fails_live_skips_its_write_flush_release(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "rec" / "lower").mkdir(parents=True)
+    (tmp_path / "rec" / "lower" / "base.txt").write_text("base\n")
+    # live: the name the session creates is taken by a directory in the lower layer
+    (tmp_path / "live" / "lower" / "new.txt").mkdir(parents=True)
+    (tmp_path / "live" / "lower" / "base.txt").write_text("base\n")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    m = str(mnt)
+    capture = tmp_path / "create.pcapng"
+    _record([*_overlay(tmp_path / "rec"), m], mnt, capture,
+            [["sh", "-c", f"echo hello > {m}/new.txt"], ["cat", f"{m}/base.txt"]])  # fmt: skip
+    with open(capture, "rb") as f:
+        records = list(CaptureReader(f))
+    result, _ = diverged(records, [*_overlay(tmp_path / "live"), "{}"], m)
+    lookup = root(result, "LOOKUP", '"new.txt"')
+    assert lookup.field == "entry.nodeid" and lookup.recorded == "0 (negative entry)"
+    create = root(result, "CREATE", '"new.txt"')
+    assert create.field == "error" and create.recorded.startswith("entry nodeid ")
+    assert {"WRITE", "FLUSH", "RELEASE"} <= set(create.dependents)
+    assert not (tmp_path / "live" / "upper" / "new.txt").is_file()
+
+
+@pytest.mark.mount
+@needs_root
+@pytest.mark.skipif(shutil.which("fuse-overlayfs") is None, reason="fuse-overlayfs not installed")
+@pytest.mark.skipif(shutil.which("stress-ng") is None, reason="stress-ng not installed")
+def test_concurrent_stress_ng_session_replays_on_a_fresh_fuse_overlayfs(tmp_path: Path) -> None:
+    for side in ("rec", "live"):
+        (tmp_path / side / "lower").mkdir(parents=True)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    capture = tmp_path / "stress.pcapng"
+    # writers, renames, hard links, xattrs and fallocate at once, for a few seconds
+    stress = ["stress-ng", "--temp-path", str(mnt), "-t", "2",
+              "--hdd", "2", "--hdd-ops", "4", "--hdd-bytes", "1m", "--hdd-write-size", "64k",
+              "--rename", "1", "--rename-ops", "50", "--link", "1", "--link-ops", "20",
+              "--xattr", "1", "--xattr-ops", "20",
+              "--fallocate", "1", "--fallocate-ops", "20"]  # fmt: skip
+    _record([*_overlay(tmp_path / "rec"), str(mnt)], mnt, capture, [stress])
+    with open(capture, "rb") as f:
+        records = list(CaptureReader(f))
+    engine = ReplayEngine(records, ProtocolCodec(sys.byteorder))
+    result, _ = run(engine, [*_overlay(tmp_path / "live"), "{}"], mountpoint=str(mnt))
+    assert result.outcome is Outcome.COMPLETED, result.reason
+    assert result.differences == [], [d.line() for d in result.differences[:20]]
+    assert result.not_sent == 0
+    for op in ("WRITE", "RENAME", "LINK", "SETXATTR", "FALLOCATE"):
+        assert result.by_opcode[op].answered > 0 or result.by_opcode[f"{op}2"].answered > 0, op
