@@ -43,6 +43,7 @@ from fusetrace.proxy import daemon as daemons
 from fusetrace.proxy import fusermount
 from fusetrace.proxy import mount as mounts
 from fusetrace.proxy.forward import (
+    PENDING,
     Ending,
     Forwarder,
     Frame,
@@ -427,7 +428,7 @@ class CaptureThread:
             try:
                 self._drain()
                 if stopping:
-                    self._drain()
+                    self._drain(final=True)
             except Exception as e:  # a bug here must end the session, not the capture alone
                 self.error = f"the capture writer failed: {e!r}"
                 self._on_error(self.error)
@@ -435,7 +436,11 @@ class CaptureThread:
             if stopping:
                 return
 
-    def _drain(self) -> None:
+    def _drain(self, final: bool = False) -> None:
+        """Turn the frames handed over so far into blocks and write them. An outbound frame
+        whose write to /dev/fuse has not returned yet (its result still ``PENDING``) waits
+        for the next drain, with everything after it; the ``final`` drain writes it with
+        its result unknown."""
         items = self._items
         pop = items.popleft
         block = self.writer.block
@@ -444,11 +449,16 @@ class CaptureThread:
         self._blocks.blocks = []
         lent: list[tuple[Direction, memoryview]] = []
         while items:
-            direction, t_ns, data, comment = pop()
+            direction, t_ns, data, comment, result = items[0]
+            if result == PENDING:
+                if not final:
+                    break
+                result = None
+            pop()
             if type(data) is memoryview:
                 lent.append((direction, data))
             if self.error is None:
-                parts = block(direction, t_ns, data, comment=comment)
+                parts = block(direction, t_ns, data, comment=comment, result=result)
                 # a small frame is cheaper to write as one part than as three
                 blocks.append((b"".join(parts),) if len(data) <= JOIN_MAX else parts)
                 if live is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import re
@@ -328,24 +329,27 @@ def test_lent_frames_are_written_direct_from_their_buffers_and_read_back_whole(
             f, lambda sink: CaptureWriter(sink, {}), errors.append, interval=3600,
             buffers=buffers,
         )  # fmt: skip
-        sent: list[tuple[Direction, int, bytes, str | None]] = []
+        sent: list[tuple[Direction, int, bytes, str | None, int | None]] = []
         t = 1_000
         for _ in range(12):
             for _ in range(rng.randrange(1, 40)):
                 t += rng.randrange(1, 10_000)
                 direction = rng.choice([Direction.INBOUND, Direction.OUTBOUND])
                 comment = "changed" if rng.random() < 0.1 else None
+                result = None
+                if direction is Direction.OUTBOUND:
+                    result = rng.choice([0, 0, 0, errno.ENOENT, errno.EINVAL])
                 if rng.random() < 0.5:
                     data = rng.randbytes(rng.randrange(16, 300))
-                    thread.put((direction, t, data, comment))
+                    thread.put((direction, t, data, comment, result))
                 else:
                     n = rng.choice([32 << 10, 131_088, largest, rng.randrange(32 << 10, largest)])
                     buf = buffers.take(direction)
                     assert buf is not None
                     data = rng.randbytes(n)
                     buf[:n] = data
-                    thread.put((direction, t, memoryview(buf)[:n], comment))
-                sent.append((direction, t, data, comment))
+                    thread.put((direction, t, memoryview(buf)[:n], comment, result))
+                sent.append((direction, t, data, comment, result))
             thread._drain()
             with open_capture(str(path)) as reader:  # whole after every drain
                 assert len(list(reader)) == len(sent) and not reader.info.truncated
@@ -354,7 +358,7 @@ def test_lent_frames_are_written_direct_from_their_buffers_and_read_back_whole(
     assert not errors
     assert padded, "direct writes were not used on this filesystem"
     with open_capture(str(path)) as reader:
-        got = [(r.direction, r.t_ns, r.data, r.comment) for r in reader]
+        got = [(r.direction, r.t_ns, r.data, r.comment, r.result) for r in reader]
     assert got == sent
     assert struct.pack("<H", PAD_OPTION) in path.read_bytes()
     if largest <= 262_144 and shutil.which("tshark"):
@@ -362,7 +366,7 @@ def test_lent_frames_are_written_direct_from_their_buffers_and_read_back_whole(
             ["tshark", "-r", str(path), "-T", "fields", "-e", "frame.len"],
             capture_output=True, text=True, check=True,
         ).stdout.split()  # fmt: skip
-        assert [int(n) for n in out] == [len(d) for _, _, d, _ in sent]
+        assert [int(n) for n in out] == [len(d) for _, _, d, _, _ in sent]
 
 
 def test_capture_output_to_a_pipe_writes_as_it_comes() -> None:
