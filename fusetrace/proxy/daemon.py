@@ -57,12 +57,22 @@ def substitute(argv: Sequence[str], indexes: list[int], replacement: str) -> lis
     return out
 
 
+#: what libfuse (2 and 3) prints when its read of the device returns less than a header:
+#: behind a socket, the end of file the daemon reads after the unmount
+LIBFUSE_EOF_LINE = b"short read on fuse device"
+#: the exit statuses libfuse daemons end with after that line: the session loop fails with
+#: -EIO; low-level daemons return 1 (or the errno, 5), fuse_main returns 8
+LIBFUSE_EOF_STATUSES = frozenset({1, 5, 8})
+
+
 class StderrRelay:
     """Copies the daemon's stderr to ours as it comes, remembering the last line."""
 
     def __init__(self, rfd: int) -> None:
         self._fd = rfd
         self.last_line = ""
+        #: libfuse said it read end of file (see :data:`LIBFUSE_EOF_LINE`)
+        self.saw_eof = False
         self._tail = b""
         self._thread = threading.Thread(target=self._run, name="daemon-stderr", daemon=True)
         self._thread.start()
@@ -81,6 +91,8 @@ class StderrRelay:
                     except (OSError, ValueError):
                         out = None
                 text = self._tail + chunk
+                if LIBFUSE_EOF_LINE in text:
+                    self.saw_eof = True
                 lines = [ln for ln in text.split(b"\n") if ln.strip()]
                 if lines:
                     if text.endswith(b"\n"):

@@ -597,6 +597,8 @@ class Session:
                 f"the daemon's arguments name neither the mountpoint {cfg.mountpoint} nor {{}}",
                 hint="fusetrace replaces that argument with the socket it hands the daemon",
             )
+        if self.handoff == "fd":
+            spec = self._daemon_spec(program, spec)
         if mounts.find_mount(mountpoint) is not None:
             raise EnvironmentProblem(f"a FUSE filesystem is already mounted on {mountpoint}")
         try:
@@ -612,6 +614,21 @@ class Session:
             finally:
                 fileobj.close()
 
+    def _daemon_spec(self, program: str, spec: mounts.MountSpec) -> mounts.MountSpec:
+        """Under the /dev/fd/N hand-off the daemon never mounts: the mount gets the options
+        it would have mounted with (read from its command line as libfuse reads it), then
+        fusetrace's own -o. What cannot be known is said on stderr."""
+        cfg = self.config
+        found = mounts.daemon_mount_options(cfg.daemon_argv, program)
+        for warning in found.warnings:
+            print(f"fusetrace: warning: {warning}", file=sys.stderr)
+        if not found.options:
+            return spec
+        try:
+            return mounts.parse_options(found.options + list(cfg.options))
+        except mounts.MountOptionError as e:
+            raise DaemonError(f"the daemon's own mount options: {e}") from None
+
     def _mount_and_forward(
         self,
         fileobj: BinaryIO,
@@ -622,7 +639,7 @@ class Session:
     ) -> tuple[socket.socket, socket.socket]:
         """mount(2), the socket pair, the capture and the forwarding threads."""
         cfg = self.config
-        source = spec.source(os.path.basename(cfg.daemon_argv[0]))
+        source = spec.source()
         data = spec.data_string(devfd, rootmode, os.getuid(), os.getgid())
         try:
             mounts.sys_mount(source, self.mountpoint, spec.fstype, spec.flags, data)
@@ -884,6 +901,8 @@ class Session:
         assert self.capture is not None
         self.capture.close()
         frames = self.capture.writer.frames
+        if reason == "unmounted" and status != 0:
+            how, exit_code = self._after_unmount(status)
         if reason == "daemon closed":
             how = f"daemon exited ({daemons.describe_status(status)})"
             if not fwd.init_answered.is_set():
@@ -906,6 +925,29 @@ class Session:
             ],
         }
         return RecordResult(frames, self.config.output, how, exit_code, status, stats)
+
+    def _after_unmount(self, status: int) -> tuple[str, int]:
+        """How the session ended and fusetrace's exit status, when the daemon did not exit
+        0 after the filesystem was unmounted. Behind the socket a daemon reads end of file
+        where /dev/fuse would say ENODEV: libfuse prints "short read on fuse device" and
+        exits 1 or 8 (fuse_main), where natively it exits 0. That is the expected ending
+        (fusetrace exits 0). Any other ending (another status, a signal) is the daemon's
+        failure at teardown: fusetrace exits with the daemon's status (128 + N for a
+        signal), as when the daemon exits on its own."""
+        daemon = self.daemon
+        assert daemon is not None
+        said = daemons.describe_status(status)
+        if daemon.relay.saw_eof and status in daemons.LIBFUSE_EOF_STATUSES:
+            return (
+                f"filesystem unmounted; daemon {said}, as libfuse ends on the end of file "
+                "it reads from the socket (natively it reads ENODEV and exits 0)",
+                ExitCode.OK,
+            )
+        return (
+            f"filesystem unmounted; daemon {said}: a failure at teardown "
+            "(libfuse's end behind a socket is 'short read on fuse device' and status 1 or 8)",
+            daemons.exit_code_for(status),
+        )
 
     def _cleanup(self, devfd: int, ours: socket.socket | None) -> None:
         """Whatever went wrong: nothing mounted, daemon reaped, threads stopped."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 
 import pytest
 
@@ -14,6 +16,7 @@ def test_defaults_are_libfuses() -> None:
     assert spec.flags == mounts.MS_NOSUID | mounts.MS_NODEV
     assert spec.fstype == "fuse"
     assert spec.source("squashfuse_ll") == "squashfuse_ll"
+    assert spec.source() == "/dev/fuse"  # libfuse's and fusermount3's source without names
     assert spec.data_string(5, 0o40000, 0, 0) == "fd=5,rootmode=40000,user_id=0,group_id=0"
 
 
@@ -93,3 +96,56 @@ def test_shared_at_reads_the_mount_a_path_lies_on(tmp_path: os.PathLike[str]) ->
     finally:
         mounts.sys_umount(where)
     assert mounted(where) == []
+
+
+def test_source_is_fsname_else_subtype_as_libfuse_chooses() -> None:
+    assert mounts.parse_options(["subtype=sq"]).source() == "sq"
+    assert mounts.parse_options(["subtype=sq", "fsname=img"]).source() == "img"
+    assert mounts.parse_options(["context=system_u:object_r:tmp_t:s0"]).data == [
+        "context=system_u:object_r:tmp_t:s0"
+    ]
+
+
+def test_command_line_options_are_found_as_fuse_opt_parse_finds_them() -> None:
+    argv = ["d", "-o", "ro,fsname=a\\,b", "-oallow_other", "img", "-f", "--", "-o", "x"]
+    assert mounts.command_line_options(argv) == ["ro", "fsname=a,b", "allow_other"]
+
+
+def program(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+def test_a_libfuse_daemons_mount_options_come_from_its_command_line() -> None:
+    """Mount options are kept in order, library and daemon options left alone, and
+    libfuse's default subtype added (squashfuse_ll calls fuse_parse_cmdline) unless a name
+    was given."""
+    argv = ["squashfuse_ll", "-o", "default_permissions,max_threads=4,ro,offset=0", "i", "{}"]
+    found = mounts.daemon_mount_options(argv, program("squashfuse_ll"))
+    assert found.options == ["default_permissions", "ro", "subtype=squashfuse_ll"]
+    assert found.warnings == []
+    argv = ["/x/squashfuse", "-o", "fsname=img,auto_unmount,allow_other", "i", "{}"]
+    found = mounts.daemon_mount_options(argv, program("squashfuse"))
+    assert found.options == ["fsname=img", "allow_other"]
+    spec = mounts.parse_options(found.options)
+    assert (spec.fstype, spec.source()) == ("fuse", "img")
+
+
+def test_options_a_daemon_may_add_by_itself_are_warned_about() -> None:
+    """fuse-overlayfs adds default_permissions,allow_other... in its code: under /dev/fd/N
+    fusetrace cannot see them, and says so, naming the security options at stake."""
+    argv = ["fuse-overlayfs", "-o", "lowerdir=/l,upperdir=/u,workdir=/w", "{}"]
+    found = mounts.daemon_mount_options(argv, program("fuse-overlayfs"))
+    assert found.options == ["subtype=fuse-overlayfs"]
+    (warning,) = found.warnings
+    assert "security: default_permissions,allow_other" in warning
+    assert "--handoff fusermount" in warning
+
+
+def test_a_program_that_is_not_libfuse_3_gets_a_warning() -> None:
+    found = mounts.daemon_mount_options([sys.executable, "fs.py", "-o", "ro", "{}"], sys.executable)
+    assert found.options == []
+    (warning,) = found.warnings
+    assert "not a libfuse 3 program" in warning and "(ro)" in warning

@@ -78,7 +78,12 @@ def test_squashfuse_workload_is_captured_whole(
         ).stdout
         assert xattr == b"blue"
     assert rec.returncode == 0, rec.stderr
-    assert "filesystem unmounted" in rec.stderr
+    # behind the socket libfuse reads end of file at the unmount, says so and exits 5
+    # (squashfuse_ll returns the loop's -EIO) or 8 (fuse_main): reported as it is, and why
+    status = {"squashfuse_ll": 5, "squashfuse": 8}[daemon]
+    assert "short read on fuse device" in rec.stderr
+    assert f"filesystem unmounted; daemon exit status {status}, as libfuse ends" in rec.stderr
+    assert "natively it reads ENODEV and exits 0" in rec.stderr
 
     frames = rec.frames()
     assert len(frames) == capinfos_count(capture) == tshark_count(capture)
@@ -377,3 +382,19 @@ def test_capture_output_to_a_pipe_writes_as_it_comes() -> None:
     os.close(w)
     assert os.read(r, 100) == b"abcdefgh"
     os.close(r)
+
+
+@pytest.mark.parametrize("status", [3, 1])
+def test_a_daemon_failing_at_teardown_is_not_hidden(
+    mountpoint: Path, tmp_path: Path, status: int
+) -> None:
+    """A daemon that exits with a failure status after the unmount, without libfuse's
+    end-of-file line (status 1 included): fusetrace exits with the daemon's status and says
+    it failed at teardown."""
+    target = tmp_path / "file"
+    target.write_text("")
+    daemon = [sys.executable, str(Path(__file__).parents[1] / "support" / "filefs.py"), "{}"]
+    env = {"FILEFS_EXIT": str(status)}
+    with recording(daemon, target, tmp_path / "t.pcapng", env=env, clean_status=status) as rec:
+        assert target.read_text() == "a file mounted on a file\n"
+    assert f"daemon exit status {status}: a failure at teardown" in rec.stderr
