@@ -37,10 +37,15 @@ def cli() -> None:
     """
 
 
-def _register() -> None:
+def _register(argv: list[str] | None = None) -> None:
+    """Add the sub-commands to the group: only the one named first on the command line when
+    there is one (``fusetrace record ...`` then imports nothing of the other commands), else
+    all of them (for ``--help`` and the like)."""
     from fusetrace.cli import commands
 
-    for command in commands.load():
+    args = sys.argv[1:] if argv is None else argv
+    only = args[0] if args and args[0] in commands.COMMANDS else None
+    for command in commands.load(only):
         cli.add_command(command)
 
 

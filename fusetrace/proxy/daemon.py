@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -127,17 +128,40 @@ class DaemonProcess:
     def poll(self) -> int | None:
         return self.proc.poll()
 
+    def wait_exit(self, timeout: float) -> int | None:
+        """The daemon's exit status once it has ended, waiting up to ``timeout`` seconds;
+        None if it is still running. Woken by the exit itself (a pidfd), where
+        Popen.wait(timeout) polls at intervals growing to 50 ms."""
+        status = self.proc.poll()
+        if status is not None or timeout <= 0:
+            return status
+        try:
+            pidfd = os.pidfd_open(self.proc.pid)
+        except (AttributeError, OSError):  # no pidfd: Popen's polling it is
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return None
+        try:
+            select.select([pidfd], [], [], timeout)
+        finally:
+            os.close(pidfd)
+        return self.proc.poll()
+
     def stop(self, grace: float) -> int:
         """Wait ``grace`` seconds for the daemon to end, then SIGTERM, then SIGKILL."""
-        for sig in (None, signal.SIGTERM, signal.SIGKILL):
-            if sig is not None and self.proc.poll() is None:
+        status = self.wait_exit(grace)
+        if status is not None:
+            return status
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if self.proc.poll() is None:
                 try:
                     self.proc.send_signal(sig)
                     self.proc.send_signal(signal.SIGCONT)  # a stopped daemon must see it
                 except ProcessLookupError:
                     pass
             try:
-                return self.proc.wait(grace if sig is None else 5.0)
+                return self.proc.wait(5.0)
             except subprocess.TimeoutExpired:
                 continue
         return self.proc.wait()

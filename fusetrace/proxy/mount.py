@@ -329,7 +329,11 @@ _libc: ctypes.CDLL | None = None
 def libc() -> ctypes.CDLL:
     global _libc
     if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        try:
+            # by name: find_library() would run ldconfig -p, a process per recording
+            _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        except OSError:  # not glibc
+            _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         _libc.mount.argtypes = [
             ctypes.c_char_p,
             ctypes.c_char_p,

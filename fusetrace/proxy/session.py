@@ -40,7 +40,7 @@ from fusetrace.capture.files import host_writer, open_output
 from fusetrace.capture.pcapng import BLOCK_EPB, CaptureWriter, Channel
 from fusetrace.errors import CaptureError, DaemonError, EnvironmentProblem, ExitCode
 from fusetrace.proxy import daemon as daemons
-from fusetrace.proxy import fusermount
+from fusetrace.proxy import fusermount, wire
 from fusetrace.proxy import mount as mounts
 from fusetrace.proxy.forward import (
     PENDING,
@@ -87,13 +87,13 @@ class RecordResult:
 
 def choose_handoff(asked: str, argv: list[str], mp_args: list[int], program: str) -> str:
     """``auto``: the /dev/fd/N handoff when the daemon's arguments name the mountpoint and it
-    links libfuse 3 (3.3 and later accept /dev/fd/N), or when ``{}`` is used; else
-    fusermount."""
+    links libfuse 3 (3.3 and later accept /dev/fd/N; read from the program's ELF file, not
+    with a run of ldd), or when ``{}`` is used; else fusermount."""
     if asked != "auto":
         return asked
     if daemons.PLACEHOLDER in argv[1:]:
         return "fd"
-    if mp_args and fusermount.links_libfuse3(program):
+    if mp_args and mounts.program_facts(program).libfuse3:
         return "fd"
     return "fusermount"
 
@@ -585,6 +585,8 @@ class Session:
     # ---- the session ------------------------------------------------------------------
     def run(self) -> RecordResult:
         cfg = self.config
+        # the INIT offsets need the schemas (construct): imported while the session sets up
+        threading.Thread(target=wire.load_init_offsets, name="schemas", daemon=True).start()
         check_environment()
         mountpoint, rootmode = mounts.check_mountpoint(cfg.mountpoint)
         self.mountpoint = mountpoint

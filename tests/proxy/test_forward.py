@@ -368,3 +368,24 @@ def test_the_kernels_answer_to_each_daemon_frame_is_recorded_as_natively(
     assert {ln.rsplit(" refused ", 1)[1] for ln in refused} == {
         errno.errorcode[e] for e in native.values() if e
     }
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="needs /dev/fuse")
+def test_cloning_the_socket_is_refused_by_the_kernel_with_einval() -> None:
+    """libfuse's clone_fd opens /dev/fuse and asks FUSE_DEV_IOC_CLONE to attach it to the
+    session's descriptor, here the daemon's socket end. The kernel itself answers: EINVAL,
+    its answer for any descriptor that is not a FUSE device (fs/fuse/dev.c). So the daemon
+    is told no exactly as /dev/fuse tells it, and carries on with its one descriptor."""
+    import fcntl
+
+    clone = 0x8004E500  # _IOR(229, 0, uint32_t)
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    dev = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        with pytest.raises(OSError) as e:
+            fcntl.ioctl(dev, clone, struct.pack("I", a.fileno()))
+        assert e.value.errno == errno.EINVAL
+    finally:
+        os.close(dev)
+        a.close()
+        b.close()
