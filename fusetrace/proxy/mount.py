@@ -130,9 +130,21 @@ def split_options(values: list[str] | tuple[str, ...]) -> list[str]:
     return out
 
 
-def parse_options(options: list[str]) -> MountSpec:
-    """Build a :class:`MountSpec` from split ``-o`` options; unknown ones raise."""
+def lists_every_flag(options: list[str]) -> bool:
+    """True when ``options`` (a daemon's fusermount request) come from libfuse, which
+    writes its mount flags out in full: ``rw`` or ``ro`` first, then every flag that is set
+    (lib/mount.c, get_mnt_flag_opts). A flag missing from them is then one the daemon
+    cleared (fuse-overlayfs asks for suid), not one left to fusermount's default."""
+    return bool(options) and options[0] in ("rw", "ro")
+
+
+def parse_options(options: list[str], *, every_flag: bool = False) -> MountSpec:
+    """Build a :class:`MountSpec` from split ``-o`` options; unknown ones raise. With
+    ``every_flag`` the options name every mount flag that is set (see
+    :func:`lists_every_flag`): the defaults (nosuid, nodev) are not added."""
     spec = MountSpec(given=list(options))
+    if every_flag:
+        spec.flags = 0
     for opt in options:
         name, eq, value = opt.partition("=")
         if name in FLAG_OPTIONS and not eq:

@@ -769,7 +769,8 @@ class Session:
                         f"{self.config.mountpoint}"
                     )
                 daemon_spec = mounts.parse_options(
-                    fusermount.kernel_options(req.options) + spec.given
+                    fusermount.kernel_options(req.options) + spec.given,
+                    every_flag=mounts.lists_every_flag(req.options),
                 )
             except (ValueError, mounts.MountOptionError) as e:
                 fusermount.reply(ctl, f"fusetrace: {e}")

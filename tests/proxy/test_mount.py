@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -149,3 +150,91 @@ def test_a_program_that_is_not_libfuse_3_gets_a_warning() -> None:
     assert found.options == []
     (warning,) = found.warnings
     assert "not a libfuse 3 program" in warning and "(ro)" in warning
+
+
+def mountinfo_entry(mountpoint: Path) -> dict[str, object]:
+    """The top mount on ``mountpoint`` as mountinfo shows it: type, source, per-mount and
+    superblock options (propagation tags and ids left out: they name the mount, not how)."""
+    real = os.path.realpath(mountpoint)
+    found = None
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        parts = line.split()
+        sep = parts.index("-")
+        if mounts._unescape(parts[4]) == real:
+            found = {
+                "fstype": parts[sep + 1],
+                "source": mounts._unescape(parts[sep + 2]),
+                "mount options": parts[5],
+                "superblock options": parts[sep + 3],
+            }
+    assert found is not None, f"nothing mounted on {real}"
+    return found
+
+
+def _daemons(tmp: Path) -> dict[str, tuple[list[str], list[str], list[str]]]:
+    """name → (native argv with MNT, traced argv, fusetrace record arguments)."""
+    from tests.proxy.test_daemon import gocryptfs_cipher_dir
+    from tests.support.libfuse import Unavailable, libfuse_build
+    from tests.support.trees import make_squashfs
+
+    src = tmp / "src"
+    src.mkdir()
+    (src / "a").write_text("a\n")
+    out: dict[str, tuple[list[str], list[str], list[str]]] = {}
+    img = make_squashfs(src, tmp / "img.sqfs")
+    out["squashfuse_ll"] = (
+        ["squashfuse_ll", "-f", str(img), "MNT"],
+        ["squashfuse_ll", "-f", str(img), "{}"],
+        [],
+    )
+    lo, up, wk = (tmp / d for d in ("lo", "up", "wk"))
+    for d in (lo, up, wk):
+        d.mkdir()
+    overlay = ["fuse-overlayfs", "-f", "-o", f"lowerdir={lo},upperdir={up},workdir={wk}", "MNT"]
+    out["fuse-overlayfs"] = (overlay, overlay, ["--handoff", "fusermount"])
+    out["bindfs"] = (["bindfs", "-f", str(src), "MNT"],) * 2 + ([],)  # type: ignore[assignment]
+    cipher, passfile = gocryptfs_cipher_dir(tmp)
+    gocryptfs = ["gocryptfs", "-fg", "-passfile", str(passfile), str(cipher), "MNT"]
+    out["gocryptfs"] = (gocryptfs, gocryptfs, [])
+    try:
+        hp = str(libfuse_build() / "example" / "passthrough_hp")
+    except Unavailable:
+        pass
+    else:
+        argv = [hp, str(src), "MNT", "--foreground"]
+        out["passthrough_hp"] = (argv, argv, ["--handoff", "fusermount"])
+    return out
+
+
+@pytest.mark.mount
+@pytest.mark.parametrize(
+    "name", ["squashfuse_ll", "fuse-overlayfs", "bindfs", "gocryptfs", "passthrough_hp"]
+)
+def test_traced_mount_equals_the_native_one(name: str, tmp_path: Path) -> None:
+    """Type, source, mount and superblock options of the traced mount are the native ones:
+    squashfuse_ll under the /dev/fd/N hand-off (its options read from its command line),
+    the others through the fusermount hand-off (their own request)."""
+    from tests.support.mount import native_mount, recording
+
+    daemons = _daemons(tmp_path)
+    if name not in daemons:
+        pytest.skip("libfuse's examples cannot be built here")
+    native_argv, traced_argv, record_args = daemons[name]
+    if shutil.which(native_argv[0]) is None:
+        pytest.skip(f"{native_argv[0]} is not installed")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+
+    def at(argv: list[str]) -> list[str]:
+        return [str(mnt) if a == "MNT" else a for a in argv]
+
+    with native_mount(at(native_argv), mnt):
+        native = mountinfo_entry(mnt)
+        os.listdir(mnt)  # served (go-fuse finishes mounting after its first requests)
+    with recording(
+        at(traced_argv), mnt, tmp_path / "t.pcapng", record_args=record_args, check_clean=False
+    ) as rec:
+        traced = mountinfo_entry(mnt)
+        os.listdir(mnt)
+    assert rec.returncode == 0, rec.stderr
+    assert traced == native
