@@ -775,6 +775,12 @@ class Session:
             except (ValueError, mounts.MountOptionError) as e:
                 fusermount.reply(ctl, f"fusetrace: {e}")
                 raise DaemonError(f"cannot mount for the daemon: {e}") from None
+            if "blkdev" in req.options:
+                print(
+                    "fusetrace: warning: the daemon asks for blkdev (a fuseblk mount on a "
+                    "block device): fusetrace mounts a plain fuse filesystem",
+                    file=sys.stderr,
+                )
             try:
                 ours, theirs = self._mount_and_forward(
                     fileobj, devfd, daemon_spec, rootmode, {"daemon_options": req.options}
