@@ -413,6 +413,7 @@ LIBFUSE_SUBSET = [
     "test_examples.py::test_passthrough[False-passthrough_ll-False]",
     "test_examples.py::test_passthrough_hp[True]",
     "test_examples.py::test_notify_inval_entry[True-invalidate_entries]",
+    "test_examples.py::test_notify_inval_entry[True-expire_entries]",
     "test_examples.py::test_cuse",
     "test_ctests.py::test_notify1[True-invalidate_path]",
     "test_ctests.py::test_notify1[True-notify_inval_inode]",
