@@ -7,8 +7,9 @@ Layout written:
 * one Interface Description Block per /dev/fuse channel: link type 147 (LINKTYPE_USER0),
   ``if_tsresol`` 9 (nanoseconds), ``if_name`` "fuse", ``if_description`` the mountpoint;
 * one Enhanced Packet Block per frame, the raw frame as packet data, the direction in
-  ``epb_flags`` (inbound = kernel → daemon) and, when the proxy changed the frame, an
-  ``opt_comment`` saying what it changed.
+  ``epb_flags`` (inbound = kernel → daemon), on a daemon → kernel frame the kernel's answer
+  to its write (:data:`EPB_RESULT`, a local-use option) and, when the proxy changed the
+  frame, an ``opt_comment`` saying what it changed.
 
 The reader streams; it accepts any pcapng (either byte order, several sections, other
 timestamp resolutions, Simple and obsolete Packet Blocks) and classic pcap with link type
@@ -47,6 +48,12 @@ _IF_NAME = 2
 _IF_DESCRIPTION = 3
 _IF_TSRESOL = 9
 _EPB_FLAGS = 2
+#: local-use option code (pcapng reserves 0x8000-0xFFFF for local use; readers that do not
+#: know it skip it) on an outbound Enhanced Packet Block: the kernel's answer when the
+#: recorder wrote the frame to /dev/fuse, a 32-bit unsigned number in the section's byte
+#: order, 0 when the kernel took the frame, else the positive errno of the refused write.
+#: (0x8F17 is the writer's padding option.)
+EPB_RESULT = 0x8F18
 
 _PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1_000),  # microseconds, little endian
@@ -131,6 +138,8 @@ class CaptureWriter:
             for d in (Direction.INBOUND, Direction.OUTBOUND)
         }
         self._end_opt = struct.pack(o + "HH", 0, 0)
+        self._result_opt = struct.Struct(o + "HHI")
+        self._accepted = self._result_opt.pack(EPB_RESULT, 4, 0)
         self._tail = struct.Struct(o + "I")
         for ch in channels or [Channel()]:
             self.add_channel(ch)
@@ -161,11 +170,13 @@ class CaptureWriter:
         channel: int = 0,
         comment: str | None = None,
         orig_len: int | None = None,
+        result: int | None = None,
     ) -> tuple[bytes, bytes | memoryview, bytes]:
         """One frame's Enhanced Packet Block as three parts to be written in order: the
         block header, the packet data (``data`` itself, or a slice of it with a snap length:
-        never copied) and the trailer (padding, options, total length). Counts the frame;
-        the caller writes the parts (``os.writev`` takes them as they are)."""
+        never copied) and the trailer (padding, options, total length). ``result`` (0 or a
+        positive errno; None: unknown) becomes the :data:`EPB_RESULT` option. Counts the
+        frame; the caller writes the parts (``os.writev`` takes them as they are)."""
         if orig_len is None:
             orig_len = len(data)
         if self.snaplen is not None and len(data) > self.snaplen:
@@ -173,6 +184,8 @@ class CaptureWriter:
         cap = len(data)
         pad = _pad4(cap)
         opts = self._flags_opt[direction]
+        if result is not None:
+            opts += self._accepted if not result else self._result_opt.pack(EPB_RESULT, 4, result)
         if comment:
             opts = opts + _option(_OPT_COMMENT, comment.encode(), self._order)
         total = 28 + cap + pad + len(opts) + 4 + 4
@@ -192,10 +205,17 @@ class CaptureWriter:
         channel: int = 0,
         comment: str | None = None,
         orig_len: int | None = None,
+        result: int | None = None,
     ) -> None:
         """Append one frame as an Enhanced Packet Block, in one ``write()``."""
         parts = self.block(
-            direction, t_ns, data, channel=channel, comment=comment, orig_len=orig_len
+            direction,
+            t_ns,
+            data,
+            channel=channel,
+            comment=comment,
+            orig_len=orig_len,
+            result=result,
         )
         self._f.write(b"".join(parts))
 
@@ -398,6 +418,7 @@ class CaptureReader:
         order = ""
         head = epb = u32 = struct.Struct("<I")
         flags_head = b""
+        result_head = b""
         directions = (None, Direction.INBOUND, Direction.OUTBOUND, None)
         while True:
             buf, pos = self._buf, self._off
@@ -417,6 +438,7 @@ class CaptureReader:
                 epb = struct.Struct(order + "IIIIIII")
                 u32 = struct.Struct(order + "I")
                 flags_head = struct.pack(order + "HH", _EPB_FLAGS, 4)
+                result_head = struct.pack(order + "HH", EPB_RESULT, 4)
             btype, total = head.unpack_from(buf, pos)
             start = self._pos + pos
             if total < 12 or total % 4 or total > _MAX_BLOCK:
@@ -448,14 +470,24 @@ class CaptureReader:
             opts = data_end + (-caplen & 3)
             direction: Direction | None = None
             comment = None
+            result = None
             if tail - opts == 12 and buf[opts : opts + 4] == flags_head:
                 direction = directions[u32.unpack_from(buf, opts + 4)[0] & 3]
+            elif (
+                tail - opts == 20
+                and buf[opts : opts + 4] == flags_head
+                and buf[opts + 8 : opts + 12] == result_head
+            ):
+                direction = directions[u32.unpack_from(buf, opts + 4)[0] & 3]
+                result = u32.unpack_from(buf, opts + 12)[0]
             elif tail > opts:
                 for code, value in self._parse_options(buf[opts:tail], 0):
                     if code == _EPB_FLAGS and len(value) >= 4:
                         direction = directions[u32.unpack_from(value)[0] & 3]
                     elif code == _OPT_COMMENT:
                         comment = value.decode("utf-8", "replace")
+                    elif code == EPB_RESULT and len(value) >= 4:
+                        result = u32.unpack_from(value)[0]
             if direction is None:
                 direction = guess_direction(data, self._bo())
             ts = (ts_hi << 32) | ts_lo
@@ -467,6 +499,7 @@ class CaptureReader:
                 origlen,
                 iface_id,
                 comment,
+                result,
             )
             self._index += 1
 

@@ -107,10 +107,15 @@ def _exit_with_status(ctx: click.Context, result: Any) -> None:
     ctx.exit(exit_status(result))
 
 
-def _register() -> None:
+def _register(argv: list[str] | None = None) -> None:
+    """Add the sub-commands to the group: only the one named first on the command line when
+    there is one (``fusetrace record ...`` then imports nothing of the other commands), else
+    all of them (for ``--help`` and the like)."""
     from fusetrace.cli import commands
 
-    for command in commands.load():
+    args = sys.argv[1:] if argv is None else argv
+    only = args[0] if args and args[0] in commands.COMMANDS else None
+    for command in commands.load(only):
         cli.add_command(command)
 
 
@@ -159,4 +164,11 @@ def main() -> None:
             err=True,
         )
         sys.exit(ExitCode.INTERNAL)
-    sys.exit(status if isinstance(status, int) else ExitCode.OK)
+    code = status if isinstance(status, int) else ExitCode.OK
+    if sys.argv[1:2] == ["record"]:
+        # a recording ends at an unmount the user is waiting on: leave without the
+        # interpreter's teardown (freeing every module), which takes longer than the unmount
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -24,14 +24,17 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def load() -> list[click.Command]:
-    """Import every command module and return its commands.
+def load(only: str | None = None) -> list[click.Command]:
+    """Import every command module and return its commands, or only the one defining
+    command ``only`` (starting one command need not import all the others).
 
     A module that fails to import is an error, not a command left out: a command lost in
     packaging must stop the CLI, not vanish from it.
     """
     found: list[click.Command] = []
     for name, module in COMMANDS.items():
+        if only is not None and name != only:
+            continue
         full = f"fusetrace.cli.{module}"
         try:
             mod = importlib.import_module(full)

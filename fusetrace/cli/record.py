@@ -108,26 +108,31 @@ def record(
         mounts.parse_options(opts)
     except mounts.MountOptionError as e:
         raise click.BadParameter(str(e), param_hint="'-o'") from None
-    from fusetrace.proxy.live import LiveCheck, LiveView, both
-
     if live and top:
         raise click.BadParameter("--live and --top both use standard error; pick one",
                                  param_hint="'--top'")  # fmt: skip
     sinks = []
+    live_sink = None
     screen = None
     if top:
         from fusetrace.cli.top import RecordTop
 
         screen = RecordTop(sys.stderr, output=output, daemon=list(daemon), mountpoint=mountpoint)
         sinks.append(screen.put)
-    if live:
-        view = LiveView(sys.stderr)
-        sinks.append(view.put)
     checker = None
-    if check:
-        checker = LiveCheck(sys.stderr, mount_options=opts)
-        sinks.append(checker.put)
-    live_sink = both(*sinks) if sinks else None
+    if live or check:  # the tracker's import is not paid for by a plain recording
+        from fusetrace.proxy.live import LiveCheck, LiveView
+
+        if live:
+            view = LiveView(sys.stderr)
+            sinks.append(view.put)
+        if check:
+            checker = LiveCheck(sys.stderr, mount_options=opts)
+            sinks.append(checker.put)
+    if sinks:
+        from fusetrace.proxy.live import both
+
+        live_sink = both(*sinks)
     config = RecordConfig(
         output=output,
         mountpoint=mountpoint,

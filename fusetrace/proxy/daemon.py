@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -57,12 +58,22 @@ def substitute(argv: Sequence[str], indexes: list[int], replacement: str) -> lis
     return out
 
 
+#: what libfuse (2 and 3) prints when its read of the device returns less than a header:
+#: behind a socket, the end of file the daemon reads after the unmount
+LIBFUSE_EOF_LINE = b"short read on fuse device"
+#: the exit statuses libfuse daemons end with after that line: the session loop fails with
+#: -EIO; low-level daemons return 1 (or the errno, 5), fuse_main returns 8
+LIBFUSE_EOF_STATUSES = frozenset({1, 5, 8})
+
+
 class StderrRelay:
     """Copies the daemon's stderr to ours as it comes, remembering the last line."""
 
     def __init__(self, rfd: int) -> None:
         self._fd = rfd
         self.last_line = ""
+        #: libfuse said it read end of file (see :data:`LIBFUSE_EOF_LINE`)
+        self.saw_eof = False
         self._tail = b""
         self._thread = threading.Thread(target=self._run, name="daemon-stderr", daemon=True)
         self._thread.start()
@@ -81,6 +92,8 @@ class StderrRelay:
                     except (OSError, ValueError):
                         out = None
                 text = self._tail + chunk
+                if LIBFUSE_EOF_LINE in text:
+                    self.saw_eof = True
                 lines = [ln for ln in text.split(b"\n") if ln.strip()]
                 if lines:
                     if text.endswith(b"\n"):
@@ -115,17 +128,40 @@ class DaemonProcess:
     def poll(self) -> int | None:
         return self.proc.poll()
 
+    def wait_exit(self, timeout: float) -> int | None:
+        """The daemon's exit status once it has ended, waiting up to ``timeout`` seconds;
+        None if it is still running. Woken by the exit itself (a pidfd), where
+        Popen.wait(timeout) polls at intervals growing to 50 ms."""
+        status = self.proc.poll()
+        if status is not None or timeout <= 0:
+            return status
+        try:
+            pidfd = os.pidfd_open(self.proc.pid)
+        except (AttributeError, OSError):  # no pidfd: Popen's polling it is
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return None
+        try:
+            select.select([pidfd], [], [], timeout)
+        finally:
+            os.close(pidfd)
+        return self.proc.poll()
+
     def stop(self, grace: float) -> int:
         """Wait ``grace`` seconds for the daemon to end, then SIGTERM, then SIGKILL."""
-        for sig in (None, signal.SIGTERM, signal.SIGKILL):
-            if sig is not None and self.proc.poll() is None:
+        status = self.wait_exit(grace)
+        if status is not None:
+            return status
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if self.proc.poll() is None:
                 try:
                     self.proc.send_signal(sig)
                     self.proc.send_signal(signal.SIGCONT)  # a stopped daemon must see it
                 except ProcessLookupError:
                     pass
             try:
-                return self.proc.wait(grace if sig is None else 5.0)
+                return self.proc.wait(5.0)
             except subprocess.TimeoutExpired:
                 continue
         return self.proc.wait()

@@ -22,17 +22,28 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeAlias
 
 from fusetrace.proxy import wire
 from fusetrace.record import Direction
 
 #: one captured frame: (direction, t_ns, raw frame, comment)
 Item = tuple[Direction, int, bytes, "str | None"]
-#: a frame on its way from the forwarding loops to the capture writer: as :data:`Item`, but
-#: a large frame may be a memoryview of a lent receive buffer (see :class:`FrameBuffers`)
-Frame = tuple[Direction, int, "bytes | memoryview", "str | None"]
+#: a frame on its way from the forwarding loops to the capture writer:
+#: ``[direction, t_ns, raw frame, comment, result]``, where a large frame may be a
+#: memoryview of a lent receive buffer (see :class:`FrameBuffers`) and ``result`` is the
+#: kernel's answer to a daemon → kernel frame (0, or the errno of a refused write; None
+#: for requests). An outbound frame is handed over before it is written to /dev/fuse (so
+#: the capture keeps the order in which frames crossed the device) with ``result``
+#: :data:`PENDING`; the forwarding thread stores the answer in the list once the write
+#: returned. Inbound frames are tuples.
+Frame: TypeAlias = "list[Any] | tuple[Direction, int, bytes | memoryview, str | None, int | None]"
 #: takes a :data:`Frame` (typically ``collections.deque.append``); must not block for long
-Sink = Callable[[Frame], None]
+Sink = Callable[[Any], None]
+#: an outbound frame's result before its write to /dev/fuse returned
+PENDING = -1
+#: the slot of ``result`` in a :data:`Frame`
+RESULT = 4
 
 INBOUND = Direction.INBOUND
 OUTBOUND = Direction.OUTBOUND
@@ -264,10 +275,10 @@ class Forwarder:
                 if first:
                     first = False
                     forwarded = self._first_request(bytes(data))
-                    sink((INBOUND, t, data, self.stats.init_comment_in))
+                    sink((INBOUND, t, data, self.stats.init_comment_in, None))
                 else:
                     forwarded = data
-                    sink((INBOUND, t, data, None))
+                    sink((INBOUND, t, data, None, None))
                 n += 1
                 if pending is not None:
                     _len, opcode, unique = header(data)[:3]
@@ -357,13 +368,16 @@ class Forwarder:
                     view = memoryview(buf)
                 else:
                     data = bytes(view[:got])
-                sink((OUTBOUND, t, data, comment))
+                item = [OUTBOUND, t, data, comment, PENDING]
+                sink(item)
                 n += 1
                 if pending is not None and unique:
                     pending.pop(unique & ~wire.INT_REQ_BIT, None)
                 try:
                     write(fd, data)
+                    item[4] = 0
                 except OSError as e:
+                    item[4] = e.errno or errno.EIO
                     if e.errno in (errno.ENODEV, errno.ECONNABORTED):
                         self.end("unmounted")
                         return

@@ -11,6 +11,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import re
 import stat
 import time
 from collections.abc import Iterator
@@ -67,6 +68,8 @@ FLAG_OPTIONS: dict[str, tuple[int, bool]] = {
 KERNEL_FLAGS = frozenset({"default_permissions", "allow_other"})
 #: options the fuse filesystem parses, with a numeric value
 KERNEL_VALUES = frozenset({"max_read", "blksize"})
+#: security-module labels, passed on to the kernel as they are (libfuse does the same)
+KERNEL_STRINGS = frozenset({"context", "fscontext", "defcontext", "rootcontext"})
 #: options that name the mount rather than configure it
 NAME_OPTIONS = frozenset({"fsname", "subtype"})
 
@@ -90,8 +93,10 @@ class MountSpec:
     #: the options as given, for the capture's metadata
     given: list[str] = field(default_factory=list)
 
-    def source(self, default: str) -> str:
-        return self.fsname or default
+    def source(self, default: str = "/dev/fuse") -> str:
+        """The mount's source as libfuse and fusermount3 choose it: fsname, else the
+        subtype, else the device."""
+        return self.fsname or self.subtype or default
 
     @property
     def fstype(self) -> str:
@@ -125,9 +130,21 @@ def split_options(values: list[str] | tuple[str, ...]) -> list[str]:
     return out
 
 
-def parse_options(options: list[str]) -> MountSpec:
-    """Build a :class:`MountSpec` from split ``-o`` options; unknown ones raise."""
+def lists_every_flag(options: list[str]) -> bool:
+    """True when ``options`` (a daemon's fusermount request) come from libfuse, which
+    writes its mount flags out in full: ``rw`` or ``ro`` first, then every flag that is set
+    (lib/mount.c, get_mnt_flag_opts). A flag missing from them is then one the daemon
+    cleared (fuse-overlayfs asks for suid), not one left to fusermount's default."""
+    return bool(options) and options[0] in ("rw", "ro")
+
+
+def parse_options(options: list[str], *, every_flag: bool = False) -> MountSpec:
+    """Build a :class:`MountSpec` from split ``-o`` options; unknown ones raise. With
+    ``every_flag`` the options name every mount flag that is set (see
+    :func:`lists_every_flag`): the defaults (nosuid, nodev) are not added."""
     spec = MountSpec(given=list(options))
+    if every_flag:
+        spec.flags = 0
     for opt in options:
         name, eq, value = opt.partition("=")
         if name in FLAG_OPTIONS and not eq:
@@ -139,6 +156,10 @@ def parse_options(options: list[str]) -> MountSpec:
         elif name in KERNEL_VALUES:
             if not value.isdigit():
                 raise MountOptionError(f"mount option {name} needs a number: {opt!r}")
+            spec.data.append(f"{name}={value}")
+        elif name in KERNEL_STRINGS and eq:
+            if not value:
+                raise MountOptionError(f"mount option {name} needs a value: {opt!r}")
             spec.data.append(f"{name}={value}")
         elif name in NAME_OPTIONS:
             if not value or "," in value:
@@ -152,13 +173,179 @@ def parse_options(options: list[str]) -> MountSpec:
     return spec
 
 
+# ---- the daemon's own options (the /dev/fd/N hand-off) ------------------------------------
+#: what libfuse 3.14 takes as mount options from the arguments it parses
+#: (lib/mount.c, fuse_mount_opts): mount flags...
+LIBFUSE_FLAGS = frozenset(
+    {"ro", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec", "async", "sync"}
+    | {"dirsync", "atime", "noatime"}
+)
+#: ...options for the kernel (KEY_KERN_OPT)...
+LIBFUSE_KERNEL = frozenset({"allow_other", "default_permissions"})
+LIBFUSE_KERNEL_VALUES = frozenset(KERNEL_VALUES | KERNEL_STRINGS)
+#: ...and options only fusermount3 acts on (KEY_FUSERMOUNT_OPT, KEY_MTAB_OPT)
+LIBFUSE_MOUNTER_ONLY = frozenset({"auto_unmount", "blkdev"})
+#: mount options whose loss weakens the mount
+SECURITY_OPTIONS = ("default_permissions", "allow_other", "ro", "nosuid", "nodev")
+#: symbols a program imports when libfuse parses its command line: libfuse then adds
+#: ``subtype=<basename of argv[0]>`` unless fsname= or subtype= is given (lib/helper.c,
+#: fuse_parse_cmdline; fuse_main_real calls it)
+PARSES_CMDLINE = (b"fuse_parse_cmdline", b"fuse_main_real")
+#: a string in a program that looks like a list of libfuse options it may add itself
+_OPTION_LIST = re.compile(rb"\A(?:-o)?([a-z_]+(?:=[\w.%-]*)?(?:,[a-z_]+(?:=[\w.%-]*)?)*)\Z")
+#: programs larger than this are not searched for option strings
+_PROGRAM_MAX = 64 << 20
+
+
+def is_libfuse_mount_option(opt: str) -> bool:
+    """True when libfuse 3 takes ``opt`` (one option) as a mount option."""
+    name, eq, _value = opt.partition("=")
+    if not eq:
+        return name in LIBFUSE_FLAGS or name in LIBFUSE_KERNEL or name in LIBFUSE_MOUNTER_ONLY
+    return name in LIBFUSE_KERNEL_VALUES or name in NAME_OPTIONS or name == "user"
+
+
+def command_line_options(argv: list[str]) -> list[str]:
+    """Every ``-o`` option of a command line, split, as libfuse's fuse_opt_parse finds
+    them (``-o A,B``, ``-oA,B``; nothing after ``--``)."""
+    found: list[str] = []
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            break
+        if arg == "-o" and i + 1 < len(argv):
+            found += split_options([argv[i + 1]])
+            i += 2
+            continue
+        if arg.startswith("-o") and len(arg) > 2:
+            found += split_options([arg[2:]])
+        i += 1
+    return found
+
+
+@dataclass
+class ProgramFacts:
+    """What the daemon's executable says about how libfuse mounts for it."""
+
+    libfuse3: bool = False
+    #: libfuse parses its command line (and so may add the default subtype)
+    parses_cmdline: bool = False
+    #: option lists written into the program (options it may add itself)
+    option_strings: list[str] = field(default_factory=list)
+
+
+def program_facts(program: str) -> ProgramFacts:
+    """Read ``program`` (an ELF executable) for the libfuse it links, the symbols that
+    mean libfuse parses its command line, and the option lists it holds as strings."""
+    facts = ProgramFacts()
+    try:
+        with open(program, "rb") as f:
+            if f.read(4) != b"\x7fELF":
+                return facts
+            f.seek(0)
+            data = f.read(_PROGRAM_MAX)
+    except OSError:
+        return facts
+    facts.libfuse3 = b"libfuse3.so" in data
+    facts.parses_cmdline = any(sym in data for sym in PARSES_CMDLINE)
+    seen: set[str] = set()
+    for name in ("default_permissions", "allow_other", "fsname=", "subtype="):
+        at = data.find(name.encode())
+        while at >= 0:
+            start = data.rfind(b"\0", 0, at) + 1
+            end = data.find(b"\0", at)
+            if end < 0:
+                end = len(data)
+            match = _OPTION_LIST.match(data[start:end])
+            # a list, or "-o...": a lone name is as likely a daemon's own option table
+            if match and (b"," in match.group(0) or match.group(0).startswith(b"-o")):
+                text = match.group(1).decode()
+                if any(is_libfuse_mount_option(o) for o in text.split(",")):
+                    seen.add(text)
+            at = data.find(name.encode(), end)
+    facts.option_strings = sorted(seen)
+    return facts
+
+
+@dataclass
+class DaemonOptions:
+    """The mount options fusetrace finds for a daemon it hands /dev/fd/N to."""
+
+    #: mount options, in the order they apply (parse_options takes them)
+    options: list[str] = field(default_factory=list)
+    #: what cannot be known or applied, one sentence each (printed as warnings)
+    warnings: list[str] = field(default_factory=list)
+
+
+def daemon_mount_options(argv: list[str], program: str) -> DaemonOptions:
+    """The mount options a libfuse 3 daemon would have mounted with, from its command
+    line, the way libfuse sorts them (lib/mount.c, lib/helper.c): mount flags, kernel
+    options, fsname= and subtype= are kept; library and daemon options are not mount
+    options. libfuse's default subtype (the program's name) is added where libfuse adds
+    it. What cannot be known is said in ``warnings``: options a program adds by itself
+    never show on its command line."""
+    out = DaemonOptions()
+    name = os.path.basename(argv[0]) or argv[0]
+    facts = program_facts(program)
+    given = command_line_options(argv)
+    if not facts.libfuse3:
+        if given:
+            out.warnings.append(
+                f"{name} is not a libfuse 3 program: fusetrace cannot tell which of its -o "
+                f"options ({','.join(given)}) are mount options; the mount gets fusetrace's "
+                "own -o only"
+            )
+        else:
+            out.warnings.append(
+                f"{name} is not a libfuse 3 program: the mount options it would ask for "
+                "cannot be known; the mount gets fusetrace's own -o only"
+            )
+        return out
+    for opt in given:
+        key = opt.partition("=")[0]
+        if not is_libfuse_mount_option(opt):
+            continue  # a library or daemon option: not for the mount
+        if key in LIBFUSE_MOUNTER_ONLY or key == "user":
+            if key == "blkdev":
+                out.warnings.append(
+                    "the daemon asks for blkdev (a fuseblk mount): fusetrace mounts fuse"
+                )
+            continue  # auto_unmount: fusetrace unmounts at the end anyway; user=: mtab
+        out.options.append(opt)
+    named = any(o.startswith(("fsname=", "subtype=")) for o in given)
+    if facts.parses_cmdline and not named:
+        out.options.append(f"subtype={name}")
+    missing = []
+    for text in facts.option_strings:
+        for opt in text.split(","):
+            if is_libfuse_mount_option(opt) and opt not in given and opt not in missing:
+                missing.append(opt)
+    if missing:
+        lost = [o for o in missing if o in SECURITY_OPTIONS]
+        out.warnings.append(
+            f"{name} holds the option list{'s' if len(facts.option_strings) > 1 else ''} "
+            + ", ".join(repr(t) for t in facts.option_strings)
+            + ": it may add mount options by itself, which the /dev/fd/N hand-off cannot see; "
+            f"the traced mount lacks {','.join(missing)}"
+            + (f" (security: {','.join(lost)})" if lost else "")
+            + " unless given to fusetrace with -o (or use --handoff fusermount, which sees "
+            "the daemon's own options)"
+        )
+    return out
+
+
 _libc: ctypes.CDLL | None = None
 
 
 def libc() -> ctypes.CDLL:
     global _libc
     if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        try:
+            # by name: find_library() would run ldconfig -p, a process per recording
+            _libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        except OSError:  # not glibc
+            _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         _libc.mount.argtypes = [
             ctypes.c_char_p,
             ctypes.c_char_p,
@@ -329,6 +516,8 @@ def check_mountpoint(path: str) -> tuple[str, int]:
         ) from None
     except OSError as e:
         raise EnvironmentProblem(f"mountpoint {path}: {e.strerror}") from None
-    if not stat.S_ISDIR(st.st_mode):
-        raise EnvironmentProblem(f"mountpoint {path} is not a directory")
+    if not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
+        # the kernel mounts FUSE on a directory or a regular file (libfuse's null example
+        # mounts on a file), with the root's type in rootmode
+        raise EnvironmentProblem(f"mountpoint {path} is neither a directory nor a regular file")
     return os.path.realpath(path), stat.S_IFMT(st.st_mode)

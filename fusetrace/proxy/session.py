@@ -40,9 +40,10 @@ from fusetrace.capture.files import host_writer, open_output
 from fusetrace.capture.pcapng import BLOCK_EPB, CaptureWriter, Channel
 from fusetrace.errors import CaptureError, DaemonError, EnvironmentProblem, ExitCode
 from fusetrace.proxy import daemon as daemons
-from fusetrace.proxy import fusermount
+from fusetrace.proxy import fusermount, wire
 from fusetrace.proxy import mount as mounts
 from fusetrace.proxy.forward import (
+    PENDING,
     Ending,
     Forwarder,
     Frame,
@@ -86,13 +87,13 @@ class RecordResult:
 
 def choose_handoff(asked: str, argv: list[str], mp_args: list[int], program: str) -> str:
     """``auto``: the /dev/fd/N handoff when the daemon's arguments name the mountpoint and it
-    links libfuse 3 (3.3 and later accept /dev/fd/N), or when ``{}`` is used; else
-    fusermount."""
+    links libfuse 3 (3.3 and later accept /dev/fd/N; read from the program's ELF file, not
+    with a run of ldd), or when ``{}`` is used; else fusermount."""
     if asked != "auto":
         return asked
     if daemons.PLACEHOLDER in argv[1:]:
         return "fd"
-    if mp_args and fusermount.links_libfuse3(program):
+    if mp_args and mounts.program_facts(program).libfuse3:
         return "fd"
     return "fusermount"
 
@@ -427,7 +428,7 @@ class CaptureThread:
             try:
                 self._drain()
                 if stopping:
-                    self._drain()
+                    self._drain(final=True)
             except Exception as e:  # a bug here must end the session, not the capture alone
                 self.error = f"the capture writer failed: {e!r}"
                 self._on_error(self.error)
@@ -435,7 +436,11 @@ class CaptureThread:
             if stopping:
                 return
 
-    def _drain(self) -> None:
+    def _drain(self, final: bool = False) -> None:
+        """Turn the frames handed over so far into blocks and write them. An outbound frame
+        whose write to /dev/fuse has not returned yet (its result still ``PENDING``) waits
+        for the next drain, with everything after it; the ``final`` drain writes it with
+        its result unknown."""
         items = self._items
         pop = items.popleft
         block = self.writer.block
@@ -444,11 +449,16 @@ class CaptureThread:
         self._blocks.blocks = []
         lent: list[tuple[Direction, memoryview]] = []
         while items:
-            direction, t_ns, data, comment = pop()
+            direction, t_ns, data, comment, result = items[0]
+            if result == PENDING:
+                if not final:
+                    break
+                result = None
+            pop()
             if type(data) is memoryview:
                 lent.append((direction, data))
             if self.error is None:
-                parts = block(direction, t_ns, data, comment=comment)
+                parts = block(direction, t_ns, data, comment=comment, result=result)
                 # a small frame is cheaper to write as one part than as three
                 blocks.append((b"".join(parts),) if len(data) <= JOIN_MAX else parts)
                 if live is not None:
@@ -575,6 +585,8 @@ class Session:
     # ---- the session ------------------------------------------------------------------
     def run(self) -> RecordResult:
         cfg = self.config
+        # the INIT offsets need the schemas (construct): imported while the session sets up
+        threading.Thread(target=wire.load_init_offsets, name="schemas", daemon=True).start()
         check_environment()
         mountpoint, rootmode = mounts.check_mountpoint(cfg.mountpoint)
         self.mountpoint = mountpoint
@@ -587,6 +599,8 @@ class Session:
                 f"the daemon's arguments name neither the mountpoint {cfg.mountpoint} nor {{}}",
                 hint="fusetrace replaces that argument with the socket it hands the daemon",
             )
+        if self.handoff == "fd":
+            spec = self._daemon_spec(program, spec)
         if mounts.find_mount(mountpoint) is not None:
             raise EnvironmentProblem(f"a FUSE filesystem is already mounted on {mountpoint}")
         try:
@@ -602,6 +616,21 @@ class Session:
             finally:
                 fileobj.close()
 
+    def _daemon_spec(self, program: str, spec: mounts.MountSpec) -> mounts.MountSpec:
+        """Under the /dev/fd/N hand-off the daemon never mounts: the mount gets the options
+        it would have mounted with (read from its command line as libfuse reads it), then
+        fusetrace's own -o. What cannot be known is said on stderr."""
+        cfg = self.config
+        found = mounts.daemon_mount_options(cfg.daemon_argv, program)
+        for warning in found.warnings:
+            print(f"fusetrace: warning: {warning}", file=sys.stderr)
+        if not found.options:
+            return spec
+        try:
+            return mounts.parse_options(found.options + list(cfg.options))
+        except mounts.MountOptionError as e:
+            raise DaemonError(f"the daemon's own mount options: {e}") from None
+
     def _mount_and_forward(
         self,
         fileobj: BinaryIO,
@@ -612,7 +641,7 @@ class Session:
     ) -> tuple[socket.socket, socket.socket]:
         """mount(2), the socket pair, the capture and the forwarding threads."""
         cfg = self.config
-        source = spec.source(os.path.basename(cfg.daemon_argv[0]))
+        source = spec.source()
         data = spec.data_string(devfd, rootmode, os.getuid(), os.getgid())
         try:
             mounts.sys_mount(source, self.mountpoint, spec.fstype, spec.flags, data)
@@ -740,11 +769,18 @@ class Session:
                         f"{self.config.mountpoint}"
                     )
                 daemon_spec = mounts.parse_options(
-                    fusermount.kernel_options(req.options) + spec.given
+                    fusermount.kernel_options(req.options) + spec.given,
+                    every_flag=mounts.lists_every_flag(req.options),
                 )
             except (ValueError, mounts.MountOptionError) as e:
                 fusermount.reply(ctl, f"fusetrace: {e}")
                 raise DaemonError(f"cannot mount for the daemon: {e}") from None
+            if "blkdev" in req.options:
+                print(
+                    "fusetrace: warning: the daemon asks for blkdev (a fuseblk mount on a "
+                    "block device): fusetrace mounts a plain fuse filesystem",
+                    file=sys.stderr,
+                )
             try:
                 ours, theirs = self._mount_and_forward(
                     fileobj, devfd, daemon_spec, rootmode, {"daemon_options": req.options}
@@ -874,6 +910,8 @@ class Session:
         assert self.capture is not None
         self.capture.close()
         frames = self.capture.writer.frames
+        if reason == "unmounted" and status != 0:
+            how, exit_code = self._after_unmount(status)
         if reason == "daemon closed":
             how = f"daemon exited ({daemons.describe_status(status)})"
             if not fwd.init_answered.is_set():
@@ -896,6 +934,29 @@ class Session:
             ],
         }
         return RecordResult(frames, self.config.output, how, exit_code, status, stats)
+
+    def _after_unmount(self, status: int) -> tuple[str, int]:
+        """How the session ended and fusetrace's exit status, when the daemon did not exit
+        0 after the filesystem was unmounted. Behind the socket a daemon reads end of file
+        where /dev/fuse would say ENODEV: libfuse prints "short read on fuse device" and
+        exits 1 or 8 (fuse_main), where natively it exits 0. That is the expected ending
+        (fusetrace exits 0). Any other ending (another status, a signal) is the daemon's
+        failure at teardown: fusetrace exits with the daemon's status (128 + N for a
+        signal), as when the daemon exits on its own."""
+        daemon = self.daemon
+        assert daemon is not None
+        said = daemons.describe_status(status)
+        if daemon.relay.saw_eof and status in daemons.LIBFUSE_EOF_STATUSES:
+            return (
+                f"filesystem unmounted; daemon {said}, as libfuse ends on the end of file "
+                "it reads from the socket (natively it reads ENODEV and exits 0)",
+                ExitCode.OK,
+            )
+        return (
+            f"filesystem unmounted; daemon {said}: a failure at teardown "
+            "(libfuse's end behind a socket is 'short read on fuse device' and status 1 or 8)",
+            daemons.exit_code_for(status),
+        )
 
     def _cleanup(self, devfd: int, ours: socket.socket | None) -> None:
         """Whatever went wrong: nothing mounted, daemon reaped, threads stopped."""

@@ -17,7 +17,6 @@ from fusetrace.protocol.header import (
     in_header_struct,
     out_header_struct,
 )
-from fusetrace.protocol.schemas import field_offset
 
 #: frames cross /dev/fuse in host byte order
 HOST = sys.byteorder
@@ -46,15 +45,44 @@ NO_REPLY_OPCODES = frozenset({OP_FORGET, OP_BATCH_FORGET, OP_NOTIFY_REPLY, OP_IN
 #: bit 0 of a reply's unique marks the answer to an INTERRUPT
 INT_REQ_BIT = FUSE_INT_REQ_BIT
 
-# INIT fields the proxy reads or rewrites, as offsets in the frame (from the schemas)
-INIT_IN_FLAGS = IN_HEADER_LEN + field_offset("fuse_init_in", "flags")
-INIT_IN_FLAGS2 = IN_HEADER_LEN + field_offset("fuse_init_in", "flags2")
-INIT_OUT_MAJOR = OUT_HEADER_LEN + field_offset("fuse_init_out", "major")
-INIT_OUT_MINOR = OUT_HEADER_LEN + field_offset("fuse_init_out", "minor")
-INIT_OUT_FLAGS = OUT_HEADER_LEN + field_offset("fuse_init_out", "flags")
-INIT_OUT_MAX_WRITE = OUT_HEADER_LEN + field_offset("fuse_init_out", "max_write")
-INIT_OUT_MAX_PAGES = OUT_HEADER_LEN + field_offset("fuse_init_out", "max_pages")
-INIT_OUT_FLAGS2 = OUT_HEADER_LEN + field_offset("fuse_init_out", "flags2")
+# INIT fields the proxy reads or rewrites, as offsets in the frame, derived from the schemas
+# on first use: the schemas need construct, whose import costs more than the rest of a
+# recorder's start-up (the session loads them in the background: load_init_offsets)
+_INIT_FIELDS = {
+    "INIT_IN_FLAGS": (IN_HEADER_LEN, "fuse_init_in", "flags"),
+    "INIT_IN_FLAGS2": (IN_HEADER_LEN, "fuse_init_in", "flags2"),
+    "INIT_OUT_MAJOR": (OUT_HEADER_LEN, "fuse_init_out", "major"),
+    "INIT_OUT_MINOR": (OUT_HEADER_LEN, "fuse_init_out", "minor"),
+    "INIT_OUT_FLAGS": (OUT_HEADER_LEN, "fuse_init_out", "flags"),
+    "INIT_OUT_MAX_WRITE": (OUT_HEADER_LEN, "fuse_init_out", "max_write"),
+    "INIT_OUT_MAX_PAGES": (OUT_HEADER_LEN, "fuse_init_out", "max_pages"),
+    "INIT_OUT_FLAGS2": (OUT_HEADER_LEN, "fuse_init_out", "flags2"),
+}
+INIT_IN_FLAGS: int
+INIT_IN_FLAGS2: int
+INIT_OUT_MAJOR: int
+INIT_OUT_MINOR: int
+INIT_OUT_FLAGS: int
+INIT_OUT_MAX_WRITE: int
+INIT_OUT_MAX_PAGES: int
+INIT_OUT_FLAGS2: int
+
+
+def __getattr__(name: str) -> int:
+    field = _INIT_FIELDS.get(name)
+    if field is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    load_init_offsets()
+    return int(globals()[name])
+
+
+def load_init_offsets() -> None:
+    """Derive the INIT offsets from the schemas (imports construct); idempotent."""
+    from fusetrace.protocol.schemas import field_offset
+
+    for name, (base, struct_name, field) in _INIT_FIELDS.items():
+        globals()[name] = base + field_offset(struct_name, field)
+
 
 #: INIT flags (bits 0-31 in ``flags``)
 FLAG_INIT_EXT = int(InitFlag.INIT_EXT)

@@ -326,9 +326,24 @@ def _latency(ns: int | None) -> str:
 _ARROW = {Direction.INBOUND: "K>D", Direction.OUTBOUND: "D>K"}
 
 
+def result_name(result: int) -> str:
+    """The kernel's answer to a daemon → kernel frame (``Record.result``): ``ok``, or the
+    errno name of the refused write (``ENOENT``; unknown numbers stay numeric)."""
+    return "ok" if not result else errno.errorcode.get(result, str(result))
+
+
 def summary_line(frame: DecodedFrame, t0_ns: int) -> str:
     """One line per frame, like tshark and tcpdump: the frame number (Wireshark's
-    ``frame.number``, from 1), time, direction, unique, opcode, nodeid, arguments."""
+    ``frame.number``, from 1), time, direction, unique, opcode, nodeid, arguments;
+    ``refused ERRNO`` at the end when the kernel refused the daemon's frame."""
+    line = _summary_line(frame, t0_ns)
+    result = frame.record.result
+    if result:
+        return f"{line} refused {result_name(result)}"
+    return line
+
+
+def _summary_line(frame: DecodedFrame, t0_ns: int) -> str:
     rec = frame.record
     head = f"{rec.index + 1:>5} {(rec.t_ns - t0_ns) / 1e9:.6f} {_ARROW[rec.direction]}"
     if rec.channel:
@@ -446,6 +461,8 @@ def json_object(frame: DecodedFrame, t0_ns: int) -> dict[str, Any]:
         "channel": rec.channel,
         "len": rec.orig_len,
     }
+    if rec.result is not None:
+        obj["result"] = result_name(rec.result)
     if d is None:
         obj.update(kind="undecodable", unique=None, opcode=None, nodeid=None, uid=None,
                    gid=None, pid=None, error=None, errno=None, request_frame=None,

@@ -219,3 +219,43 @@ def test_block_with_snaplen_cuts_a_view_without_copying() -> None:
     assert isinstance(data, memoryview) and data.obj is frame and len(data) == 100
     _r, (rec,) = read_all(buf.getvalue() + head + bytes(data) + tail)
     assert rec.orig_len == 4096 and len(rec.data) == 100
+
+
+@pytest.mark.parametrize("order", ["little", "big"])
+def test_results_of_daemon_frames_read_back(order: str) -> None:
+    """The kernel's answer to each daemon frame (0 taken, errno refused) is an option on its
+    block; frames written without one read back as unknown (None)."""
+    o = "<" if order == "little" else ">"
+    buf = io.BytesIO()
+    w = CaptureWriter(buf, {}, byte_order=order)
+    reply = out_header(16, -2, 4, o)
+    w.write(Direction.INBOUND, T0, in_header(46, 1, 4, 1, o) + b"hello\0")
+    w.write(Direction.OUTBOUND, T0 + 1, reply, result=0)
+    w.write(Direction.OUTBOUND, T0 + 2, reply, result=2)
+    w.write(Direction.OUTBOUND, T0 + 3, reply, result=22, comment="changed")
+    w.write(Direction.OUTBOUND, T0 + 4, reply)
+    _, recs = read_all(buf.getvalue())
+    assert [x.result for x in recs] == [None, 0, 2, 22, None]
+    assert [x.comment for x in recs] == [None, None, None, "changed", None]
+    assert [x.data for x in recs[1:]] == [reply] * 4
+
+
+@tools
+def test_tshark_reads_files_with_results(tmp_path: Path) -> None:
+    path = tmp_path / "r.pcapng"
+    buf = io.BytesIO()
+    w = CaptureWriter(buf, {})
+    for i in range(3):
+        w.write(Direction.INBOUND, T0 + i, LOOKUP)
+        w.write(Direction.OUTBOUND, T0 + i, ENOENT_REPLY, result=i and 2, comment=i * "c" or None)
+    path.write_bytes(buf.getvalue())
+    out = subprocess.run(
+        ["tshark", "-r", str(path), "-T", "fields", "-e", "frame.len", "-e", "frame.comment"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = [line.split("\t") for line in out.stdout.splitlines()]
+    assert [int(r[0]) for r in rows] == [len(LOOKUP), len(ENOENT_REPLY)] * 3
+    assert [r[1] for r in rows] == ["", "", "", "c", "", "cc"]
+    assert "warning" not in out.stderr.lower() and "error" not in out.stderr.lower()

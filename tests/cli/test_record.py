@@ -73,12 +73,29 @@ def test_missing_mountpoint(tmp_path: Path, image: Path) -> None:
 
 
 @pytest.mark.mount
-def test_mountpoint_is_a_file(tmp_path: Path, image: Path) -> None:
+def test_mountpoint_is_a_fifo(tmp_path: Path, image: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
     r = run_record(
-        "-w", str(tmp_path / "t.pcapng"), str(image), "--", "squashfuse_ll", str(image), "{}"
+        "-w", str(tmp_path / "t.pcapng"), str(fifo), "--", "squashfuse_ll", str(image), "{}"
     )
     assert r.returncode == 4
-    assert "not a directory" in one_line_error(r.stderr)
+    assert "neither a directory nor a regular file" in one_line_error(r.stderr)
+
+
+@pytest.mark.mount
+def test_a_regular_file_is_a_mountpoint(tmp_path: Path) -> None:
+    """The kernel mounts FUSE on a regular file when the root is one (libfuse's null
+    example does): recorded, the file reads as the daemon serves it."""
+    target = tmp_path / "target"
+    target.write_text("the file underneath\n")
+    daemon = [sys.executable, str(Path(__file__).parents[1] / "support" / "filefs.py"), "{}"]
+    with recording(daemon, target, tmp_path / "file.pcapng") as rec:
+        assert is_mounted(target)
+        assert target.read_text() == "a file mounted on a file\n"
+    assert rec.returncode == 0, rec.stderr
+    assert target.read_text() == "the file underneath\n"
+    assert any(r.data[4:8] == b"\x0f\0\0\0" for r in rec.frames())  # a READ (15) went by
 
 
 @pytest.mark.mount

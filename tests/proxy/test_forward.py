@@ -6,20 +6,23 @@ the real loops (INIT rewriting, reassembly, ordering, endings) without a mount.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import queue
 import re
 import socket
 import struct
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fusetrace.protocol.abi import InitFlag
 from fusetrace.proxy import wire
-from fusetrace.proxy.forward import LEND_MIN, Forwarder, FrameBuffers, Item
+from fusetrace.proxy.forward import LEND_MIN, PENDING, Forwarder, Frame, FrameBuffers
 from fusetrace.record import Direction
 from tests.conform.helpers import overlay_argv
 from tests.support.mount import recording
@@ -59,14 +62,20 @@ class Rig:
         self.kernel.settimeout(5)
         self.daemon.settimeout(5)
         self._dev = dev
-        self.captured: queue.SimpleQueue[Item] = queue.SimpleQueue()
+        self.captured: queue.SimpleQueue[Frame] = queue.SimpleQueue()
+        #: the result of each outbound frame taken by items(), in order
+        self.results: list[int | None] = []
         self.fwd = Forwarder(dev.fileno(), ours, self.captured.put, bufsize=1 << 20, **kw)  # type: ignore[arg-type]
         self.fwd.start()
 
-    def items(self) -> list[Item]:
-        out = []
+    def items(self) -> list[tuple[Direction, int, Any, str | None]]:
+        """The frames captured so far, as (direction, t_ns, data, comment)."""
+        out: list[tuple[Direction, int, Any, str | None]] = []
         while not self.captured.empty():
-            out.append(self.captured.get())
+            direction, t, data, comment, result = self.captured.get()
+            if direction is Direction.OUTBOUND:
+                self.results.append(result)
+            out.append((direction, t, data, comment))
         return out
 
     def close(self) -> None:
@@ -151,6 +160,26 @@ def test_frames_pass_unchanged_and_replies_follow_their_requests(rig: Rig) -> No
         else:
             assert order[struct.unpack_from("=Q", data, 8)[0]] < i
     assert len(items) == 2 * len(reqs)
+    assert rig.results == [0] * (1 + len(reqs))  # every reply taken by the device
+
+
+def test_a_refused_write_is_the_frames_result(rig: Rig) -> None:
+    """The errno of the write to the device becomes the frame's result (here EPIPE: the
+    device end no longer takes writes), counted in the stats; the frames before and after
+    keep theirs."""
+    rig.kernel.send(request(4))
+    rig.daemon.recv(1 << 16)
+    rig.daemon.send(reply(4))
+    assert rig.kernel.recv(1 << 16) == reply(4)
+    rig._dev.shutdown(socket.SHUT_WR)
+    rig.daemon.send(reply(6, b"late"))
+    deadline = time.monotonic() + 5
+    while not rig.fwd.stats.refused and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert rig.fwd.stats.refused == {"EPIPE": 1}
+    rig.items()
+    assert rig.results == [0, errno.EPIPE]
+    assert PENDING not in rig.results
 
 
 def test_a_reply_split_over_several_messages_is_joined(rig: Rig) -> None:
@@ -282,3 +311,81 @@ def test_replies_spliced_by_a_real_daemon_are_joined_under_concurrent_reads(
     for r in replies:
         assert struct.unpack_from("=I", r.data)[0] == len(r.data)
     assert sum(len(r.data) > 64 << 10 for r in replies) >= int(m.group(1))
+
+
+@pytest.mark.mount
+def test_the_kernels_answer_to_each_daemon_frame_is_recorded_as_natively(
+    tmp_path: Path, mountpoint: Path
+) -> None:
+    """A daemon that writes faulty replies and notifications (tests/tracker/misbehave.py):
+    natively its own write() gets the kernel's errno for each; recorded, the same errno is
+    the result of that frame in the capture (read back, and as decode prints it)."""
+    import json
+    import subprocess
+    import sys
+
+    from fusetrace.capture.files import open_capture
+    from tests.support.mount import fusetrace_cmd, fusetrace_env
+    from tests.tracker.misbehave import FAULTS, MKDIR_FAULTS, Misbehaving
+    from tests.tracker.test_rules import in_thread
+
+    skip = ("forget-me", "bad-out-len")
+
+    def provoke(mnt: Path) -> None:
+        for name in FAULTS:
+            if name not in skip:
+                in_thread(lambda n=name: os.stat(mnt / n))  # type: ignore[misc]
+        for name in MKDIR_FAULTS:
+            in_thread(lambda n=name: os.mkdir(mnt / n))  # type: ignore[misc]
+
+    native_mnt = tmp_path / "native"
+    native_mnt.mkdir()
+    fs = Misbehaving(native_mnt, skip=frozenset(skip))
+    fs.mount()
+    try:
+        provoke(native_mnt)
+    finally:
+        fs.unmount(abort=False)
+    native = {key: f.write_errno for key, f in fs.faults.items()}
+    assert any(native.values()) and not all(native.values())  # both kinds are exercised
+
+    cap, report = tmp_path / "faults.pcapng", tmp_path / "faults.json"
+    daemon = [sys.executable, str(Path(__file__).parents[1] / "tracker" / "misbehave.py"), "{}",
+              str(report), ",".join(skip)]  # fmt: skip
+    with recording(daemon, mountpoint, cap, record_args=["--handoff", "fd"], check_clean=False):
+        provoke(mountpoint)
+    faults = json.loads(report.read_text())["faults"]
+    with open_capture(str(cap)) as reader:
+        results = {r.data.hex(): r.result for r in reader if r.direction is Direction.OUTBOUND}
+    traced = {key: results[f["data"]] for key, f in faults.items()}
+    assert traced == native
+    assert None not in results.values()
+    lines = subprocess.run(
+        fusetrace_cmd("decode", str(cap)), capture_output=True, text=True, env=fusetrace_env()
+    ).stdout.splitlines()
+    refused = [ln for ln in lines if " refused E" in ln]
+    assert len(refused) == sum(1 for e in native.values() if e)
+    assert {ln.rsplit(" refused ", 1)[1] for ln in refused} == {
+        errno.errorcode[e] for e in native.values() if e
+    }
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="needs /dev/fuse")
+def test_cloning_the_socket_is_refused_by_the_kernel_with_einval() -> None:
+    """libfuse's clone_fd opens /dev/fuse and asks FUSE_DEV_IOC_CLONE to attach it to the
+    session's descriptor, here the daemon's socket end. The kernel itself answers: EINVAL,
+    its answer for any descriptor that is not a FUSE device (fs/fuse/dev.c). So the daemon
+    is told no exactly as /dev/fuse tells it, and carries on with its one descriptor."""
+    import fcntl
+
+    clone = 0x8004E500  # _IOR(229, 0, uint32_t)
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    dev = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        with pytest.raises(OSError) as e:
+            fcntl.ioctl(dev, clone, struct.pack("I", a.fileno()))
+        assert e.value.errno == errno.EINVAL
+    finally:
+        os.close(dev)
+        a.close()
+        b.close()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +17,7 @@ def test_defaults_are_libfuses() -> None:
     assert spec.flags == mounts.MS_NOSUID | mounts.MS_NODEV
     assert spec.fstype == "fuse"
     assert spec.source("squashfuse_ll") == "squashfuse_ll"
+    assert spec.source() == "/dev/fuse"  # libfuse's and fusermount3's source without names
     assert spec.data_string(5, 0o40000, 0, 0) == "fd=5,rootmode=40000,user_id=0,group_id=0"
 
 
@@ -93,3 +97,144 @@ def test_shared_at_reads_the_mount_a_path_lies_on(tmp_path: os.PathLike[str]) ->
     finally:
         mounts.sys_umount(where)
     assert mounted(where) == []
+
+
+def test_source_is_fsname_else_subtype_as_libfuse_chooses() -> None:
+    assert mounts.parse_options(["subtype=sq"]).source() == "sq"
+    assert mounts.parse_options(["subtype=sq", "fsname=img"]).source() == "img"
+    assert mounts.parse_options(["context=system_u:object_r:tmp_t:s0"]).data == [
+        "context=system_u:object_r:tmp_t:s0"
+    ]
+
+
+def test_command_line_options_are_found_as_fuse_opt_parse_finds_them() -> None:
+    argv = ["d", "-o", "ro,fsname=a\\,b", "-oallow_other", "img", "-f", "--", "-o", "x"]
+    assert mounts.command_line_options(argv) == ["ro", "fsname=a,b", "allow_other"]
+
+
+def program(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed")
+    return path
+
+
+def test_a_libfuse_daemons_mount_options_come_from_its_command_line() -> None:
+    """Mount options are kept in order, library and daemon options left alone, and
+    libfuse's default subtype added (squashfuse_ll calls fuse_parse_cmdline) unless a name
+    was given."""
+    argv = ["squashfuse_ll", "-o", "default_permissions,max_threads=4,ro,offset=0", "i", "{}"]
+    found = mounts.daemon_mount_options(argv, program("squashfuse_ll"))
+    assert found.options == ["default_permissions", "ro", "subtype=squashfuse_ll"]
+    assert found.warnings == []
+    argv = ["/x/squashfuse", "-o", "fsname=img,auto_unmount,allow_other", "i", "{}"]
+    found = mounts.daemon_mount_options(argv, program("squashfuse"))
+    assert found.options == ["fsname=img", "allow_other"]
+    spec = mounts.parse_options(found.options)
+    assert (spec.fstype, spec.source()) == ("fuse", "img")
+
+
+def test_options_a_daemon_may_add_by_itself_are_warned_about() -> None:
+    """fuse-overlayfs adds default_permissions,allow_other... in its code: under /dev/fd/N
+    fusetrace cannot see them, and says so, naming the security options at stake."""
+    argv = ["fuse-overlayfs", "-o", "lowerdir=/l,upperdir=/u,workdir=/w", "{}"]
+    found = mounts.daemon_mount_options(argv, program("fuse-overlayfs"))
+    assert found.options == ["subtype=fuse-overlayfs"]
+    (warning,) = found.warnings
+    assert "security: default_permissions,allow_other" in warning
+    assert "--handoff fusermount" in warning
+
+
+def test_a_program_that_is_not_libfuse_3_gets_a_warning() -> None:
+    found = mounts.daemon_mount_options([sys.executable, "fs.py", "-o", "ro", "{}"], sys.executable)
+    assert found.options == []
+    (warning,) = found.warnings
+    assert "not a libfuse 3 program" in warning and "(ro)" in warning
+
+
+def mountinfo_entry(mountpoint: Path) -> dict[str, object]:
+    """The top mount on ``mountpoint`` as mountinfo shows it: type, source, per-mount and
+    superblock options (propagation tags and ids left out: they name the mount, not how)."""
+    real = os.path.realpath(mountpoint)
+    found = None
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        parts = line.split()
+        sep = parts.index("-")
+        if mounts._unescape(parts[4]) == real:
+            found = {
+                "fstype": parts[sep + 1],
+                "source": mounts._unescape(parts[sep + 2]),
+                "mount options": parts[5],
+                "superblock options": parts[sep + 3],
+            }
+    assert found is not None, f"nothing mounted on {real}"
+    return found
+
+
+def _daemons(tmp: Path) -> dict[str, tuple[list[str], list[str], list[str]]]:
+    """name → (native argv with MNT, traced argv, fusetrace record arguments)."""
+    from tests.proxy.test_daemon import gocryptfs_cipher_dir
+    from tests.support.libfuse import Unavailable, libfuse_build
+    from tests.support.trees import make_squashfs
+
+    src = tmp / "src"
+    src.mkdir()
+    (src / "a").write_text("a\n")
+    out: dict[str, tuple[list[str], list[str], list[str]]] = {}
+    img = make_squashfs(src, tmp / "img.sqfs")
+    out["squashfuse_ll"] = (
+        ["squashfuse_ll", "-f", str(img), "MNT"],
+        ["squashfuse_ll", "-f", str(img), "{}"],
+        [],
+    )
+    lo, up, wk = (tmp / d for d in ("lo", "up", "wk"))
+    for d in (lo, up, wk):
+        d.mkdir()
+    overlay = ["fuse-overlayfs", "-f", "-o", f"lowerdir={lo},upperdir={up},workdir={wk}", "MNT"]
+    out["fuse-overlayfs"] = (overlay, overlay, ["--handoff", "fusermount"])
+    out["bindfs"] = (["bindfs", "-f", str(src), "MNT"],) * 2 + ([],)  # type: ignore[assignment]
+    cipher, passfile = gocryptfs_cipher_dir(tmp)
+    gocryptfs = ["gocryptfs", "-fg", "-passfile", str(passfile), str(cipher), "MNT"]
+    out["gocryptfs"] = (gocryptfs, gocryptfs, [])
+    try:
+        hp = str(libfuse_build() / "example" / "passthrough_hp")
+    except Unavailable:
+        pass
+    else:
+        argv = [hp, str(src), "MNT", "--foreground"]
+        out["passthrough_hp"] = (argv, argv, ["--handoff", "fusermount"])
+    return out
+
+
+@pytest.mark.mount
+@pytest.mark.parametrize(
+    "name", ["squashfuse_ll", "fuse-overlayfs", "bindfs", "gocryptfs", "passthrough_hp"]
+)
+def test_traced_mount_equals_the_native_one(name: str, tmp_path: Path) -> None:
+    """Type, source, mount and superblock options of the traced mount are the native ones:
+    squashfuse_ll under the /dev/fd/N hand-off (its options read from its command line),
+    the others through the fusermount hand-off (their own request)."""
+    from tests.support.mount import native_mount, recording
+
+    daemons = _daemons(tmp_path)
+    if name not in daemons:
+        pytest.skip("libfuse's examples cannot be built here")
+    native_argv, traced_argv, record_args = daemons[name]
+    if shutil.which(native_argv[0]) is None:
+        pytest.skip(f"{native_argv[0]} is not installed")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+
+    def at(argv: list[str]) -> list[str]:
+        return [str(mnt) if a == "MNT" else a for a in argv]
+
+    with native_mount(at(native_argv), mnt):
+        native = mountinfo_entry(mnt)
+        os.listdir(mnt)  # served (go-fuse finishes mounting after its first requests)
+    with recording(
+        at(traced_argv), mnt, tmp_path / "t.pcapng", record_args=record_args, check_clean=False
+    ) as rec:
+        traced = mountinfo_entry(mnt)
+        os.listdir(mnt)
+    assert rec.returncode == 0, rec.stderr
+    assert traced == native

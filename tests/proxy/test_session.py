@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import re
@@ -77,7 +78,12 @@ def test_squashfuse_workload_is_captured_whole(
         ).stdout
         assert xattr == b"blue"
     assert rec.returncode == 0, rec.stderr
-    assert "filesystem unmounted" in rec.stderr
+    # behind the socket libfuse reads end of file at the unmount, says so and exits 5
+    # (squashfuse_ll returns the loop's -EIO) or 8 (fuse_main): reported as it is, and why
+    status = {"squashfuse_ll": 5, "squashfuse": 8}[daemon]
+    assert "short read on fuse device" in rec.stderr
+    assert f"filesystem unmounted; daemon exit status {status}, as libfuse ends" in rec.stderr
+    assert "natively it reads ENODEV and exits 0" in rec.stderr
 
     frames = rec.frames()
     assert len(frames) == capinfos_count(capture) == tshark_count(capture)
@@ -328,24 +334,27 @@ def test_lent_frames_are_written_direct_from_their_buffers_and_read_back_whole(
             f, lambda sink: CaptureWriter(sink, {}), errors.append, interval=3600,
             buffers=buffers,
         )  # fmt: skip
-        sent: list[tuple[Direction, int, bytes, str | None]] = []
+        sent: list[tuple[Direction, int, bytes, str | None, int | None]] = []
         t = 1_000
         for _ in range(12):
             for _ in range(rng.randrange(1, 40)):
                 t += rng.randrange(1, 10_000)
                 direction = rng.choice([Direction.INBOUND, Direction.OUTBOUND])
                 comment = "changed" if rng.random() < 0.1 else None
+                result = None
+                if direction is Direction.OUTBOUND:
+                    result = rng.choice([0, 0, 0, errno.ENOENT, errno.EINVAL])
                 if rng.random() < 0.5:
                     data = rng.randbytes(rng.randrange(16, 300))
-                    thread.put((direction, t, data, comment))
+                    thread.put((direction, t, data, comment, result))
                 else:
                     n = rng.choice([32 << 10, 131_088, largest, rng.randrange(32 << 10, largest)])
                     buf = buffers.take(direction)
                     assert buf is not None
                     data = rng.randbytes(n)
                     buf[:n] = data
-                    thread.put((direction, t, memoryview(buf)[:n], comment))
-                sent.append((direction, t, data, comment))
+                    thread.put((direction, t, memoryview(buf)[:n], comment, result))
+                sent.append((direction, t, data, comment, result))
             thread._drain()
             with open_capture(str(path)) as reader:  # whole after every drain
                 assert len(list(reader)) == len(sent) and not reader.info.truncated
@@ -354,7 +363,7 @@ def test_lent_frames_are_written_direct_from_their_buffers_and_read_back_whole(
     assert not errors
     assert padded, "direct writes were not used on this filesystem"
     with open_capture(str(path)) as reader:
-        got = [(r.direction, r.t_ns, r.data, r.comment) for r in reader]
+        got = [(r.direction, r.t_ns, r.data, r.comment, r.result) for r in reader]
     assert got == sent
     assert struct.pack("<H", PAD_OPTION) in path.read_bytes()
     if largest <= 262_144 and shutil.which("tshark"):
@@ -362,7 +371,7 @@ def test_lent_frames_are_written_direct_from_their_buffers_and_read_back_whole(
             ["tshark", "-r", str(path), "-T", "fields", "-e", "frame.len"],
             capture_output=True, text=True, check=True,
         ).stdout.split()  # fmt: skip
-        assert [int(n) for n in out] == [len(d) for _, _, d, _ in sent]
+        assert [int(n) for n in out] == [len(d) for _, _, d, _, _ in sent]
 
 
 def test_capture_output_to_a_pipe_writes_as_it_comes() -> None:
@@ -373,3 +382,94 @@ def test_capture_output_to_a_pipe_writes_as_it_comes() -> None:
     os.close(w)
     assert os.read(r, 100) == b"abcdefgh"
     os.close(r)
+
+
+@pytest.mark.parametrize("status", [3, 1])
+def test_a_daemon_failing_at_teardown_is_not_hidden(
+    mountpoint: Path, tmp_path: Path, status: int
+) -> None:
+    """A daemon that exits with a failure status after the unmount, without libfuse's
+    end-of-file line (status 1 included): fusetrace exits with the daemon's status and says
+    it failed at teardown."""
+    target = tmp_path / "file"
+    target.write_text("")
+    daemon = [sys.executable, str(Path(__file__).parents[1] / "support" / "filefs.py"), "{}"]
+    env = {"FILEFS_EXIT": str(status)}
+    with recording(daemon, target, tmp_path / "t.pcapng", env=env, clean_status=status) as rec:
+        assert target.read_text() == "a file mounted on a file\n"
+    assert f"daemon exit status {status}: a failure at teardown" in rec.stderr
+
+
+#: libfuse's tests run natively and traced: at least one test for every example daemon
+#: (the whole suite takes twice as long, mostly in repeated passthrough and notify cases)
+LIBFUSE_SUBSET = [
+    "test_examples.py::test_hello",
+    "test_examples.py::test_null",
+    "test_examples.py::test_ioctl",
+    "test_examples.py::test_poll",
+    "test_examples.py::test_passthrough[False-passthrough-False]",
+    "test_examples.py::test_passthrough[False-passthrough_fh-False]",
+    "test_examples.py::test_passthrough[False-passthrough_plus-False]",
+    "test_examples.py::test_passthrough[False-passthrough_ll-False]",
+    "test_examples.py::test_passthrough_hp[True]",
+    "test_examples.py::test_notify_inval_entry[True-invalidate_entries]",
+    "test_examples.py::test_notify_inval_entry[True-expire_entries]",
+    "test_examples.py::test_cuse",
+    "test_ctests.py::test_notify1[True-invalidate_path]",
+    "test_ctests.py::test_notify1[True-notify_inval_inode]",
+    "test_ctests.py::test_notify1[True-notify_store_retrieve]",
+]
+#: outcomes that differ for a known reason that fusetrace's socket hand-off cannot remove
+#: (test id → reason); such a difference is reported, not failed
+LIBFUSE_KNOWN_DIFFERENCES = {
+    "test_examples::test_notify_inval_entry[True-expire_entries]": (
+        "natively the daemon's NOTIFY_INVAL_ENTRY write fails with ENOENT and it aborts; "
+        "behind the socket its write succeeds (the kernel's answer is recorded, not returned)"
+    ),
+}
+
+
+def test_libfuse_suite_passes_and_fails_alike_when_traced(tmp_path: Path) -> None:
+    """libfuse's own pytest suite (at the installed version, from Debian's source package,
+    built with meson) runs natively, then with every example daemon replaced by a wrapper
+    that starts it through ``fusetrace record``: each test passes, fails or skips alike.
+    A test whose outcome differs is run again in both ways; one whose native outcome
+    changes between runs depends on this machine's timing, and is reported as such."""
+    from tests.support.libfuse import Unavailable, libfuse_build, run_suite, traced_tree
+
+    try:
+        build = libfuse_build()
+    except Unavailable as e:
+        pytest.skip(f"libfuse's source cannot be had: {e}")
+    captures = tmp_path / "captures"
+    traced = traced_tree(build, tmp_path / "traced", captures)
+
+    def run(tree: Path, name: str, selection: list[str]) -> dict[str, str]:
+        return run_suite(tree, tmp_path / f"{name}.xml", tmp_path / f"{name}-tmp", selection, 600)
+
+    native = run(build, "native", LIBFUSE_SUBSET)
+    recorded = run(traced, "traced", LIBFUSE_SUBSET)
+    print(f"libfuse suite: {len(native)} tests; native {sorted(native.items())}")
+    assert len(native) >= len(LIBFUSE_SUBSET) and set(recorded) == set(native)
+    differ = sorted(t for t in native if native[t] != recorded[t])
+    timing, real = [], []
+    if differ:
+        again = [f"{t.split('::')[0]}.py::{t.split('::', 1)[1]}" for t in differ]
+        native2 = run(build, "native-again", again)
+        recorded2 = run(traced, "traced-again", again)
+        for t in differ:
+            if native2.get(t) != native[t]:
+                timing.append(t)
+            elif recorded2.get(t) != native[t]:
+                real.append(t)
+    for t in timing:
+        print(f"libfuse suite: {t}: native outcome changes from run to run here (timing)")
+    for t in real:
+        print(f"libfuse suite: {t}: {native[t]} natively, {recorded[t]} traced")
+    unexplained = [t for t in real if t not in LIBFUSE_KNOWN_DIFFERENCES]
+    assert not unexplained, f"outcomes differ when traced: {unexplained}"
+    # the daemons really ran behind fusetrace: a capture of each traced example
+    traced_names = {p.name.rsplit("-", 1)[0] for p in captures.glob("*.pcapng")}
+    assert {"hello", "hello_ll", "null", "ioctl", "poll", "passthrough", "passthrough_fh",
+            "passthrough_ll", "passthrough_hp", "notify_inval_entry", "invalidate_path",
+            "notify_inval_inode", "notify_store_retrieve"} <= traced_names  # fmt: skip
