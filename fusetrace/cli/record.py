@@ -71,12 +71,15 @@ Examples:
 )
 @click.option(
     "--handoff",
-    type=click.Choice(["auto", "fd", "fusermount"]),
+    type=click.Choice(["auto", "seccomp", "fd", "fusermount"]),
     default="auto",
     show_default=True,
-    help="How the daemon gets its socket: 'fd' replaces the mountpoint argument (or {}) "
-    "with /dev/fd/N (libfuse >= 3.3, pyfuse3); 'fusermount' stands in for fusermount3 "
-    "(libfuse 2 daemons); 'auto' picks fd for {} or a libfuse 3 daemon, else fusermount.",
+    help="How the daemon gets its socket: 'seccomp' lets the daemon open /dev/fuse and "
+    "mount as it does natively (itself, or through any fusermount-style helper) and "
+    "answers those calls with the socket and the real mount; 'fd' replaces the "
+    "mountpoint argument (or {}) with /dev/fd/N (libfuse >= 3.3, pyfuse3); 'fusermount' "
+    "stands in for fusermount3/fusermount; 'auto' picks fd when the command line has {}, "
+    "else seccomp.",
 )
 @click.argument("mountpoint")
 @click.argument("daemon", nargs=-1, required=True)

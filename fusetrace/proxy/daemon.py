@@ -141,13 +141,18 @@ def spawn(
     preexec: Callable[[], None] | None = None,
 ) -> DaemonProcess:
     """Start the daemon in its own process group (a Ctrl-C is fusetrace's to handle: it
-    unmounts, and the daemon ends on its own when its socket closes)."""
+    unmounts, and the daemon ends on its own when its socket closes).
+
+    The daemon's stdin is fusetrace's (a password piped to fusetrace reaches it); its
+    stdout is fusetrace's, or fusetrace's stderr when stdout carries the capture
+    (``stdout_to_stderr``); its stderr goes through fusetrace, which remembers the last
+    line for error messages."""
     rfd, wfd = os.pipe2(os.O_CLOEXEC)
     try:
         proc = subprocess.Popen(
             argv,
             executable=program,
-            stdin=subprocess.DEVNULL,
+            stdin=None,
             stdout=wfd if stdout_to_stderr else None,
             stderr=wfd,
             pass_fds=tuple(pass_fds),

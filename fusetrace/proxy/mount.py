@@ -170,9 +170,13 @@ def libc() -> ctypes.CDLL:
     return _libc
 
 
-def sys_mount(source: str, target: str, fstype: str, flags: int, data: str) -> None:
+def sys_mount(source: str | None, target: str, fstype: str, flags: int, data: str) -> None:
     rc = libc().mount(
-        os.fsencode(source), os.fsencode(target), fstype.encode(), flags, data.encode()
+        None if source is None else os.fsencode(source),
+        os.fsencode(target),
+        fstype.encode(),
+        flags,
+        data.encode(),
     )
     if rc != 0:
         e = ctypes.get_errno()
