@@ -228,12 +228,14 @@ def _print_text(
 )
 @click.option(
     "--handoff",
-    type=click.Choice(["auto", "fd", "fusermount"]),
+    type=click.Choice(["auto", "fd", "fusermount", "seccomp"]),
     default="auto",
     show_default=True,
     help="How the daemon gets its socket: 'fd' replaces the mountpoint argument (or {}) with "
     "/dev/fd/N (libfuse >= 3.3, pyfuse3); 'fusermount' stands in for fusermount3 when the "
-    "daemon asks it to mount (libfuse 2 daemons; needs root, mounts nothing).",
+    "daemon asks it to mount (libfuse 2 daemons; needs root, mounts nothing); 'seccomp' "
+    "answers the daemon's own open of /dev/fuse and its mount(2) (daemons that mount by "
+    "themselves, such as ntfs-3g and mergerfs; needs root, mounts nothing).",
 )
 @click.option(
     "--format",
