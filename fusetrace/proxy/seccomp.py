@@ -508,6 +508,8 @@ class Events:
 
     lines: list[str] = field(default_factory=list)
     execs: list[str] = field(default_factory=list)
+    #: system calls the filter handed to fusetrace
+    caught: int = 0
     opened: int = 0
     foreign_mounts: list[str] = field(default_factory=list)
 
@@ -637,6 +639,7 @@ class Supervisor:
 
     def _serve(self, listener: Listener, n: Notification) -> None:
         name = self._names.get(n.nr)
+        self.events.caught += 1
         try:
             if name in ("open", "openat", "openat2"):
                 self._open(listener, n, name)

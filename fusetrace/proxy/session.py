@@ -597,6 +597,10 @@ class Session:
         self._seccomp_ours: socket.socket | None = None
         self._handoff_error: str | None = None
         self._handoff_note: str | None = None
+        self._sup: seccomp.Supervisor | None = None
+        #: the filesystem is also mounted in the daemon's namespace (fusermount hand-off on
+        #: a private mount): an unmount here does not end the connection by itself
+        self._watch_mount = False
 
     # ---- signals ----------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: object) -> None:
@@ -752,6 +756,7 @@ class Session:
                     lambda call, sock: self._seccomp_mount(call, sock, fileobj, devfd, spec),
                     self._seccomp_umount,
                 )
+                self._sup = sup
                 sup.start()  # before the daemon: its first caught call may come at once
                 try:
                     self.daemon = daemons.spawn(
@@ -767,7 +772,7 @@ class Session:
                 if ours is None:
                     return self._ended_before_mount(sup)
             else:
-                shim = fusermount.Shim(self.mountpoint)
+                shim = fusermount.Shim()
                 try:
                     self.daemon = daemons.spawn(
                         list(cfg.daemon_argv),
@@ -863,6 +868,8 @@ class Session:
         """
         daemon = self.daemon
         assert daemon is not None
+        # (read before mounting: a mount on a shared mount reaches the daemon's namespace)
+        propagates = mounts.shared_at(self.mountpoint)
         ctl = shim.ours
         ctl.settimeout(0.25)
         while True:
@@ -897,6 +904,14 @@ class Session:
             except EnvironmentProblem as e:
                 fusermount.reply(ctl, str(e))
                 raise
+            if not propagates:
+                try:
+                    fusermount.attach_in_namespace(daemon.pid, self.mountpoint)
+                except EnvironmentProblem as e:
+                    theirs.close()
+                    fusermount.reply(ctl, str(e))
+                    raise
+                self._watch_mount = True
             try:
                 fusermount.reply(ctl, "ok", theirs.fileno())
             finally:
@@ -988,7 +1003,13 @@ class Session:
         assert fwd is not None
         timeout_ns = int(self.config.daemon_timeout * 1e9) if self.config.daemon_timeout else None
         while not fwd.ended.wait(0.25):
-            if self._unmount_requested:
+            if self._watch_mount and self.mounted and not self._still_mounted():
+                # unmounted here; the daemon's namespace holds the last reference
+                with self._release_lock:
+                    self.mounted = False
+                if self.conn is not None:
+                    mounts.abort_connection(self.conn)
+            elif self._unmount_requested:
                 self._unmount_requested = False
                 self._release()
             elif self._signal is not None:
@@ -1004,6 +1025,10 @@ class Session:
                     )
         assert fwd.ending is not None
         return fwd.ending
+
+    def _still_mounted(self) -> bool:
+        entry = mounts.find_mount(self.mountpoint)
+        return entry is not None and entry.conn == self.conn
 
     def _release(self, *, abort_first: bool = False) -> str:
         """Take the filesystem away; idempotent (and safe from the seccomp thread)."""
@@ -1025,6 +1050,8 @@ class Session:
             if self.conn is not None:
                 mounts.abort_connection(self.conn)
             how = "aborted"
+        if self._watch_mount and self.conn is not None:
+            mounts.abort_connection(self.conn)  # the daemon's namespace still holds it
         self.mounted = False
         return how
 
@@ -1081,6 +1108,7 @@ class Session:
             "refused": dict(fwd.stats.refused),
             "joined": fwd.stats.joined,
             "proto": fwd.stats.proto,
+            "caught": self._sup.events.caught if self._sup is not None else None,
             "init_changes": [
                 c for c in (fwd.stats.init_comment_in, fwd.stats.init_comment_out) if c
             ],

@@ -416,3 +416,29 @@ def test_a_daemon_that_never_mounts_is_explained(mountpoint: Path, tmp_path: Pat
     assert "exit status 3" in line[0] and "never opened /dev/fuse" in line[0]
     assert "giving up" in line[0]
     assert not is_mounted(mountpoint)
+
+
+@pytest.mark.mount
+@pytest.mark.parametrize("handoff", ["seccomp", "fusermount"])
+def test_nothing_is_mounted_before_the_daemon_mounts(
+    handoff: str, mountpoint: Path, tmp_path: Path
+) -> None:
+    """What the daemon and the user's scripts see on the mountpoint before the daemon's
+    own mount: nothing, in the daemon's mount namespace and in fusetrace's (rclone refuses a
+    mountpoint that looks mounted; readiness checks would pass too early)."""
+    need("squashfuse_ll", "mksquashfs")
+    _src, image = squash_image(tmp_path)
+    seen = tmp_path / "seen"
+    script = (
+        f'if mountpoint -q "$1"; then echo daemon:mounted; else echo daemon:free; fi > {seen}; '
+        f'grep -c " $1 " /proc/$PPID/mountinfo >> {seen}; '
+        f'exec squashfuse_ll -f {image} "$1"'
+    )
+    with recording(
+        ["sh", "-c", script, "sh", str(mountpoint)],
+        mountpoint,
+        tmp_path / "b.pcapng",
+        record_args=["--handoff", handoff],
+    ):
+        assert (mountpoint / "hello.txt").read_text() == "hello\n"
+    assert seen.read_text().split() == ["daemon:free", "0"]
