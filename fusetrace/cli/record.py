@@ -12,6 +12,8 @@ EPILOG = """\b
 Examples:
   fusetrace record -w trace.pcapng /mnt -- squashfuse_ll image.sqfs /mnt
   fusetrace record -w union.pcapng /mnt -- unionfs-fuse -f /rw=RW:/ro=RO /mnt
+  fusetrace record -w ntfs.pcapng /mnt -- ntfs-3g -o no_detach disk.img /mnt
+  echo "$PW" | fusetrace record -w c.pcapng /mnt -- cryfs -f /base /mnt
   fusetrace record -w trace.pcapng -o allow_other,fsname=img /mnt -- squashfuse_ll img.sqfs {}
   fusetrace record --check -w trace.pcapng /mnt -- ./mydaemon -f {}
   fusetrace record -w - /mnt -- fuse-overlayfs -f -o lowerdir=/lo,upperdir=/up,workdir=/w /mnt \\
@@ -97,11 +99,13 @@ def record(
 ) -> None:
     """Mount MOUNTPOINT, run DAEMON behind fusetrace, and capture every FUSE frame.
 
-    fusetrace opens /dev/fuse and mounts it on MOUNTPOINT itself, then starts DAEMON with one
-    end of a socket instead of the device: the daemon's argument equal to MOUNTPOINT (or a
-    literal {}) becomes /dev/fd/N, or, for daemons that mount through fusermount (libfuse 2),
-    fusetrace answers their fusermount call. Every frame between the kernel and the daemon
-    is forwarded unchanged and written to FILE as pcapng (tshark and Wireshark read it).
+    DAEMON talks to one end of a socket instead of /dev/fuse, and fusetrace mounts the real
+    device on MOUNTPOINT. By default the daemon opens /dev/fuse and mounts as it does
+    natively (by itself or through any fusermount-style helper): fusetrace answers those
+    calls with its socket and the daemon's own mount on the real device. With a literal {}
+    on the command line, {} becomes /dev/fd/N instead. The daemon's stdin is fusetrace's.
+    Every frame between the kernel and the daemon is forwarded unchanged and written to
+    FILE as pcapng (tshark and Wireshark read it).
 
     Recording ends when the filesystem is unmounted (umount, fusermount3 -u), when the
     daemon exits, or on Ctrl-C; the filesystem is always unmounted at the end and the
