@@ -83,6 +83,14 @@ Examples:
     "stands in for fusermount3/fusermount; 'auto' picks fd when the command line has {}, "
     "else seccomp.",
 )
+@click.option(
+    "--sync-writes",
+    is_flag=True,
+    help="With the seccomp hand-off: the daemon's writes of replies and notifications go "
+    "to /dev/fuse before its write() returns, so it sees the kernel's answer (an errno "
+    "where the kernel refuses a frame), as without fusetrace. Each write then costs a "
+    "round trip through fusetrace.",
+)
 @click.argument("mountpoint")
 @click.argument("daemon", nargs=-1, required=True)
 def record(
@@ -94,6 +102,7 @@ def record(
     check: bool,
     fail_on: str,
     handoff: str,
+    sync_writes: bool,
     mountpoint: str,
     daemon: tuple[str, ...],
 ) -> None:
@@ -138,6 +147,7 @@ def record(
         snaplen=snaplen,
         daemon_timeout=daemon_timeout,
         handoff=handoff,
+        sync_writes=sync_writes,
         live=live_sink,
     )
     result = Session(config).run()
@@ -153,6 +163,14 @@ def record(
         extra += f"; {joined} spliced replies joined"
     if live and view.dropped:
         extra += f"; {view.dropped} live lines dropped"
+    if sync_writes:
+        extra += f"; {result.stats.get('synchronous') or 0} synchronous writes"
+        if not result.stats.get("synchronous") and result.frames:
+            click.echo(
+                "fusetrace: warning: no write of the daemon's was synchronous (a helper such "
+                "as fusermount3 passed its descriptor on under another number)",
+                err=True,
+            )
     click.echo(
         f"fusetrace: {result.frames} frames captured to {where}; {result.how}{extra}", err=True
     )

@@ -110,6 +110,8 @@ ARCHES = {
             "execve": 59,
             "execveat": 322,
             "fsopen": 430,
+            "write": 1,
+            "writev": 20,
         },
         foreign_from=0x40000000,
     ),
@@ -124,6 +126,8 @@ ARCHES = {
             "execve": 221,
             "execveat": 281,
             "fsopen": 430,
+            "write": 64,
+            "writev": 66,
         },
     ),
 }
@@ -191,8 +195,9 @@ class _Program:
         return bytes(out)
 
 
-def build_filter(arch: Arch) -> bytes:
-    """The BPF program (struct sock_filter[]), in the host's byte order."""
+def build_filter(arch: Arch, sync_fd: int | None = None) -> bytes:
+    """The BPF program (struct sock_filter[]), in the host's byte order. With ``sync_fd``,
+    write and writev on that descriptor number are caught too."""
     calls = arch.calls
     p = _Program()
     p.ld(_OFF_ARCH)
@@ -205,7 +210,14 @@ def build_filter(arch: Arch) -> bytes:
     p.jeq(calls["openat"], "openat", 0)
     for name in ("openat2", "mount", "umount2", "execve", "execveat"):
         p.jeq(calls[name], "notify", 0)
+    if sync_fd is not None:
+        p.jeq(calls["write"], "write", 0)
+        p.jeq(calls["writev"], "write", 0)
     p.jeq(calls["fsopen"], "enosys", "allow")
+    if sync_fd is not None:
+        p.label("write")  # write(fd, ...), writev(fd, ...)
+        p.ld(_arg_low(0))
+        p.jeq(sync_fd, "notify", "allow")
     if "open" in calls:
         p.label("open")  # open(path, flags, mode)
         p.ld(_arg_low(1))
@@ -362,18 +374,27 @@ class Listener:
             if e.errno != errno.ENOENT:  # the caller was killed meanwhile
                 raise
 
-    def place(self, nid: int, fd: int, cloexec: bool) -> int:
-        """Put a copy of ``fd`` into the caller and make its call return the new number."""
-        add = _AddFd(nid, SECCOMP_ADDFD_FLAG_SEND, fd, 0, os.O_CLOEXEC if cloexec else 0)
+    def place(self, nid: int, fd: int, cloexec: bool, at: int | None = None) -> int:
+        """Put a copy of ``fd`` into the caller (at number ``at`` if given) and make its
+        call return the new number."""
+        flags = SECCOMP_ADDFD_FLAG_SEND | (SECCOMP_ADDFD_FLAG_SETFD if at is not None else 0)
+        add = _AddFd(nid, flags, fd, at or 0, os.O_CLOEXEC if cloexec else 0)
         return self._ioctl(SECCOMP_IOCTL_NOTIF_ADDFD, add)
 
 
 def read_memory(tid: int, addr: int, size: int) -> bytes:
     """Up to ``size`` bytes at ``addr`` in ``tid``'s memory (fewer at an unmapped page)."""
-    buf = ctypes.create_string_buffer(size)
+    return read_vector(tid, [(addr, size)])
+
+
+def read_vector(tid: int, parts: list[tuple[int, int]]) -> bytes:
+    """The (address, length) ``parts`` of ``tid``'s memory, joined, with one
+    process_vm_readv (up to IOV_MAX parts)."""
+    size = sum(n for _a, n in parts)
+    buf = ctypes.create_string_buffer(max(size, 1))
     local = _Iovec(ctypes.cast(buf, ctypes.c_void_p), size)
-    remote = _Iovec(addr, size)
-    got = _libc().process_vm_readv(tid, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0)
+    remote = (_Iovec * max(len(parts), 1))(*(_Iovec(a, n) for a, n in parts))
+    got = _libc().process_vm_readv(tid, ctypes.byref(local), 1, remote, len(parts), 0)
     if got < 0:
         e = ctypes.get_errno()
         raise OSError(e, os.strerror(e))
@@ -436,7 +457,7 @@ def _signed32(value: int) -> int:
 
 
 # ---- installing it in the daemon --------------------------------------------------------
-def preexec(child: socket.socket) -> Callable[[], None]:
+def preexec(child: socket.socket, sync_fd: int | None = None) -> Callable[[], None]:
     """The function ``subprocess`` runs in the daemon's process before exec: install the
     filter and send its listener to fusetrace over ``child``. Everything it needs is made
     here, before the fork (the program's buffer must stay alive as long as it is used)."""
@@ -444,7 +465,7 @@ def preexec(child: socket.socket) -> Callable[[], None]:
     if arch is None:
         raise OSError(errno.ENOSYS, available())
     lib = _libc()
-    code = build_filter(arch)
+    code = build_filter(arch, sync_fd)
     buf = ctypes.create_string_buffer(code, len(code))
     prog = _Fprog(len(code) // 8, ctypes.cast(buf, ctypes.c_void_p))
     flags = SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
@@ -537,8 +558,16 @@ class Supervisor:
         make_pair: Callable[[], tuple[socket.socket, socket.socket]],
         on_mount: Callable[[MountCall, socket.socket], int],
         on_umount: Callable[[], int],
+        *,
+        sync_fd: int | None = None,
+        on_write: Callable[[bytes], int] | None = None,
     ) -> None:
         self.mountpoint = mountpoint
+        #: the descriptor number the socket gets in the daemon, whose writes are caught
+        self.sync_fd = sync_fd
+        self._on_write = on_write
+        #: the inode of the socket placed at ``sync_fd`` (writes there are delivered)
+        self.sync_inode: int | None = None
         self._make_pair = make_pair
         self._on_mount = on_mount
         self._on_umount = on_umount
@@ -559,7 +588,7 @@ class Supervisor:
         self._thread = threading.Thread(target=self._run, name="seccomp", daemon=True)
 
     def preexec(self) -> Callable[[], None]:
-        return preexec(self.child)
+        return preexec(self.child, self.sync_fd)
 
     def start(self) -> None:
         self._thread.start()
@@ -647,6 +676,8 @@ class Supervisor:
                 self._mount(listener, n)
             elif name == "umount2":
                 self._umount(listener, n)
+            elif name in ("write", "writev"):
+                self._write(listener, n, name)
             elif name in ("execve", "execveat"):
                 path = read_string(n.tid, n.args[0 if name == "execve" else 1])
                 if path is not None:
@@ -699,8 +730,24 @@ class Supervisor:
             if not listener.valid(n.id):
                 ours.close()
                 return
-            fd = listener.place(n.id, theirs.fileno(), bool(flags & os.O_CLOEXEC))
+            at = None
+            if self.sync_fd is not None and self.sync_inode is None:
+                if not os.path.lexists(f"/proc/{n.tid}/fd/{self.sync_fd}"):
+                    at = self.sync_fd
+                else:
+                    self.events.note(f"fd {self.sync_fd} taken: writes are not synchronous")
+            cloexec = bool(flags & os.O_CLOEXEC)
+            try:
+                fd = listener.place(n.id, theirs.fileno(), cloexec, at)
+            except OSError:
+                if at is None:
+                    raise
+                at = None  # beyond the daemon's descriptor limit: any number
+                self.events.note(f"fd {self.sync_fd} refused: writes are not synchronous")
+                fd = listener.place(n.id, theirs.fileno(), cloexec)
             inode = os.fstat(theirs.fileno()).st_ino
+            if at is not None:
+                self.sync_inode = inode
         pid = tgid(n.tid)
         self.handed[inode] = Handed(ours, inode, pid, fd)
         self.events.opened += 1
@@ -764,6 +811,35 @@ class Supervisor:
             listener.answer(n.id, 0)
         else:
             listener.answer(n.id, error=result)
+
+    def _write(self, listener: Listener, n: Notification, name: str) -> None:
+        """A write to the daemon's FUSE descriptor: the frame goes to /dev/fuse from here,
+        and the daemon's call returns the kernel's answer."""
+        tid, args = n.tid, n.args
+        handed = self._handed_at(tid, _signed32(args[0]))
+        if handed is None or handed.inode != self.sync_inode or self._on_write is None:
+            listener.proceed(n.id)
+            return
+        if name == "write":
+            parts = [(args[1], args[2])]
+        else:
+            count = min(args[2], 1024)
+            raw = read_memory(tid, args[1], 16 * count)
+            parts = [
+                (
+                    int.from_bytes(raw[i : i + 8], sys.byteorder),
+                    int.from_bytes(raw[i + 8 : i + 16], sys.byteorder),
+                )
+                for i in range(0, len(raw) - len(raw) % 16, 16)
+            ]
+        data = read_vector(tid, [p for p in parts if p[1]])
+        if not listener.valid(n.id):
+            return
+        result = self._on_write(data)
+        if result:
+            listener.answer(n.id, error=result)
+        else:
+            listener.answer(n.id, len(data))
 
     def _umount(self, listener: Listener, n: Notification) -> None:
         raw = read_string(n.tid, n.args[0])

@@ -38,7 +38,13 @@ from typing import Any, BinaryIO
 
 from fusetrace.capture.files import host_writer, open_output
 from fusetrace.capture.pcapng import BLOCK_EPB, CaptureWriter, Channel
-from fusetrace.errors import CaptureError, DaemonError, EnvironmentProblem, ExitCode
+from fusetrace.errors import (
+    CaptureError,
+    DaemonError,
+    EnvironmentProblem,
+    ExitCode,
+    FusetraceError,
+)
 from fusetrace.proxy import daemon as daemons
 from fusetrace.proxy import fusermount, seccomp
 from fusetrace.proxy import mount as mounts
@@ -69,6 +75,8 @@ class RecordConfig:
     snaplen: int | None = None
     daemon_timeout: float | None = None
     handoff: str = "fd"
+    #: the daemon's writes to its FUSE descriptor return the kernel's answer (seccomp only)
+    sync_writes: bool = False
     #: called (off the forwarding path) with every captured frame, for ``--live``
     live: Callable[[Item], None] | None = None
 
@@ -82,6 +90,12 @@ class RecordResult:
     exit_code: int
     daemon_status: int | None
     stats: dict[str, Any] = field(default_factory=dict)
+
+
+class UsageProblem(FusetraceError):
+    """Options that do not go together (exit status 2)."""
+
+    exit_code = ExitCode.USAGE
 
 
 #: the hand-offs ``fusetrace record --handoff`` offers
@@ -136,6 +150,11 @@ def with_user_options(
             kept = [o for o in options if o.partition("=")[0] != name]
             options = [*kept, opt]
     return source, fstype, flags, options
+
+
+#: the descriptor number the daemon's socket gets with synchronous writes (the filter
+#: compares write()'s descriptor with a number fixed before the daemon starts)
+SYNC_FD = 1000
 
 
 #: how often the capture thread writes what the forwarding threads handed it (design.md
@@ -635,6 +654,11 @@ class Session:
         self.handoff = record_handoff(cfg.handoff, cfg.daemon_argv, self._mp_args, program)
         if self.handoff == "seccomp" and (why := seccomp.available()) is not None:
             raise EnvironmentProblem(why, hint="try --handoff fd or --handoff fusermount")
+        if cfg.sync_writes and self.handoff != "seccomp":
+            raise UsageProblem(
+                f"--sync-writes needs the seccomp hand-off (this is the {self.handoff} one)",
+                hint="name the mountpoint instead of {}, or leave --handoff at auto",
+            )
         if self.handoff == "fd" and not self._mp_args:
             raise DaemonError(
                 f"the daemon's arguments name neither the mountpoint {cfg.mountpoint} nor {{}}",
@@ -755,6 +779,8 @@ class Session:
                     lambda: make_socketpair(max_frame_size()),
                     lambda call, sock: self._seccomp_mount(call, sock, fileobj, devfd, spec),
                     self._seccomp_umount,
+                    sync_fd=SYNC_FD if cfg.sync_writes else None,
+                    on_write=self._deliver,
                 )
                 self._sup = sup
                 sup.start()  # before the daemon: its first caught call may come at once
@@ -829,6 +855,13 @@ class Session:
         except Exception as e:  # the daemon must get an answer
             self._handoff_error = f"serving the daemon's mount failed: {e!r}"
             return errno.EIO
+
+    def _deliver(self, data: bytes) -> int:
+        """A synchronous write of the daemon's: the kernel's answer (0 or an errno)."""
+        fwd = self.forwarder
+        if fwd is None:
+            return errno.EIO
+        return fwd.deliver(data)
 
     def _seccomp_umount(self) -> int:
         """The daemon unmounts fusetrace's mountpoint. Once the filesystem is gone (the
@@ -1104,9 +1137,10 @@ class Session:
                 exit_code = daemons.exit_code_for(status)
         stats = {
             "requests": fwd.stats.inbound,
-            "replies": fwd.stats.outbound,
+            "replies": fwd.stats.outbound + fwd.stats.synchronous,
             "refused": dict(fwd.stats.refused),
             "joined": fwd.stats.joined,
+            "synchronous": fwd.stats.synchronous,
             "proto": fwd.stats.proto,
             "caught": self._sup.events.caught if self._sup is not None else None,
             "init_changes": [

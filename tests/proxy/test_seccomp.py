@@ -442,3 +442,104 @@ def test_nothing_is_mounted_before_the_daemon_mounts(
     ):
         assert (mountpoint / "hello.txt").read_text() == "hello\n"
     assert seen.read_text().split() == ["daemon:free", "0"]
+
+
+#: a raw FUSE daemon: opens /dev/fuse and mounts by itself, answers INIT, sends a
+#: NOTIFY_INVAL_ENTRY for a parent the kernel does not know (natively refused with ENOENT),
+#: writes what its write() returned to a file, then answers GETATTR of the root and every
+#: other request with ENOSYS
+RAW_DAEMON = textwrap.dedent(
+    """
+    import ctypes, errno, os, struct, sys
+    mnt, report = sys.argv[1], sys.argv[2]
+    fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+    libc = ctypes.CDLL(None, use_errno=True)
+    opts = f"fd={fd},rootmode=40000,user_id=0,group_id=0".encode()
+    if libc.mount(b"raw", mnt.encode(), b"fuse.raw", 6, opts) != 0:
+        sys.exit(f"mount: {os.strerror(ctypes.get_errno())}")
+    init = os.read(fd, 1 << 20)
+    unique = struct.unpack_from("=Q", init, 8)[0]
+    body = struct.pack("=IIIIHHIIHHII", 7, 31, 0, 0, 16, 12, 65536, 1, 32, 0, 0, 0)
+    body += bytes(64 - len(body))
+    os.write(fd, struct.pack("=IiQ", 16 + len(body), 0, unique) + body)
+    name = b"nothing"
+    note = struct.pack("=QII", 987654321, len(name), 0) + name + b"\\0"
+    try:
+        os.write(fd, struct.pack("=IiQ", 16 + len(note), 3, 0) + note)
+        result = "ok"
+    except OSError as e:
+        result = errno.errorcode[e.errno]
+    with open(report, "w") as f:
+        f.write(result)
+    while True:
+        try:
+            req = os.read(fd, 1 << 20)
+        except OSError:
+            break
+        if not req:
+            break
+        length, opcode, unique = struct.unpack_from("=IIQ", req)
+        if opcode in (2, 42):  # FORGET, BATCH_FORGET: no reply
+            continue
+        if opcode == 3:  # GETATTR: the root, an empty directory
+            attr = struct.pack("=6Q10I", 1, 0, 0, 0, 0, 0, 0, 0, 0, 0o40755, 2, 0, 0, 0, 4096, 0)
+            out = struct.pack("=QII", 1, 0, 0) + attr + bytes(88 - len(attr))
+            reply = struct.pack("=IiQ", 16 + len(out), 0, unique) + out
+        else:
+            reply = struct.pack("=IiQ", 16, -errno.ENOSYS, unique)
+        try:
+            os.write(fd, reply)
+        except OSError:
+            pass
+    """
+)
+
+
+@pytest.mark.mount
+@pytest.mark.parametrize("sync", [False, True])
+def test_sync_writes_give_the_daemon_the_kernels_answer(
+    sync: bool, mountpoint: Path, tmp_path: Path
+) -> None:
+    """A notification the kernel refuses (ENOENT: no such parent): natively the daemon's
+    write() fails with ENOENT; traced with --sync-writes too; without it the daemon's write
+    to the socket succeeds (the man page says so)."""
+    script = tmp_path / "raw.py"
+    script.write_text(RAW_DAEMON)
+    report = tmp_path / "report"
+    daemon = [sys.executable, str(script), str(mountpoint), str(report)]
+    with native_mount(daemon, mountpoint):
+        pass
+    assert report.read_text() == "ENOENT"
+    report.unlink()
+    args = ["--sync-writes"] if sync else []
+    with recording(
+        daemon, mountpoint, tmp_path / "w.pcapng", record_args=args, check_clean=False
+    ) as rec:
+        os.stat(mountpoint)
+    assert rec.returncode == 0, rec.stderr
+    assert report.read_text() == ("ENOENT" if sync else "ok")
+    assert "kernel refused 1 ENOENT" in rec.stderr
+
+
+def test_sync_writes_need_the_seccomp_handoff(mountpoint: Path, tmp_path: Path) -> None:
+    r = subprocess.run(
+        fusetrace_cmd(
+            "record",
+            "--sync-writes",
+            "-w",
+            str(tmp_path / "x.pcapng"),
+            str(mountpoint),
+            "--",
+            "squashfuse_ll",
+            "-f",
+            "img",
+            "{}",
+        ),
+        capture_output=True,
+        text=True,
+        env=fusetrace_env(),
+        timeout=60,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "--sync-writes needs the seccomp hand-off" in r.stderr
+    assert "Traceback" not in r.stderr
