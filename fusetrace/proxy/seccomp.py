@@ -689,8 +689,9 @@ class Supervisor:
                 listener.proceed(n.id)
             else:
                 listener.proceed(n.id)
-        except OSError:
+        except Exception as e:
             # never leave the caller waiting: whatever failed here, its call goes on
+            self.events.note(f"serving {name} failed: {e!r}")
             with contextlib.suppress(OSError):
                 listener.proceed(n.id)
 

@@ -770,6 +770,7 @@ class Session:
                         program,
                         pass_fds=[theirs.fileno()],
                         stdout_to_stderr=stdout_to_stderr,
+                        stdin=None,  # fusetrace's own: a piped password reaches it
                     )
                 finally:
                     theirs.close()
@@ -790,6 +791,7 @@ class Session:
                         program,
                         pass_fds=[],
                         stdout_to_stderr=stdout_to_stderr,
+                        stdin=None,  # fusetrace's own: a piped password reaches it
                         preexec=sup.preexec(),
                     )
                 finally:
@@ -805,6 +807,7 @@ class Session:
                         program,
                         pass_fds=[shim.theirs.fileno()],
                         stdout_to_stderr=stdout_to_stderr,
+                        stdin=None,  # fusetrace's own: a piped password reaches it
                         env=shim.env(),
                         preexec=shim.preexec(),
                     )
