@@ -1131,10 +1131,17 @@ class Session:
             how = f"daemon exited ({daemons.describe_status(status)})"
             if not fwd.init_answered.is_set():
                 last = daemon.relay.last_line
+                hint = "run the daemon alone in the foreground to see why"
+                if self.handoff == "fd":
+                    hint += (
+                        "; a daemon that does not take /dev/fd/N (libfuse 2, fuse-lite) "
+                        "needs the mountpoint in place of {} (the seccomp hand-off)"
+                    )
                 raise DaemonError(
-                    f"the daemon ended before answering INIT "
-                    f"({daemons.describe_status(status)})" + (f": {last}" if last else ""),
-                    hint="run the daemon alone in the foreground to see why",
+                    f"{self.handoff} hand-off: the filesystem was mounted, but the daemon "
+                    f"ended before answering INIT ({daemons.describe_status(status)})"
+                    + (f"; its last words: {last}" if last else ""),
+                    hint=hint,
                 )
             if status != 0:
                 exit_code = daemons.exit_code_for(status)
