@@ -340,6 +340,32 @@ def test_mergerfs_two_branches(mountpoint: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.mount
+def test_fuse2fs_libfuse2_as_root(mountpoint: Path, tmp_path: Path) -> None:
+    """fuse2fs (libfuse 2) mounts by itself as root: the mount is the native one, an ext2
+    image written through it holds what a plain directory holds, and the capture replays
+    on a fresh image."""
+    need("fuse2fs", "mkfs.ext2")
+    fresh, image = tmp_path / "fresh.img", tmp_path / "disk.img"
+    with open(fresh, "wb") as f:
+        f.truncate(16 << 20)
+    subprocess.run(["mkfs.ext2", "-q", "-F", str(fresh)], check=True)
+    shutil.copy(fresh, image)
+    daemon = ["fuse2fs", "-f", str(image), str(mountpoint)]
+    with native_mount(daemon, mountpoint):
+        native = mount_entry(mountpoint)
+    shutil.copy(fresh, image)
+    with recording(daemon, mountpoint, tmp_path / "e.pcapng") as rec:
+        assert mount_entry(mountpoint) == native
+        writes(mountpoint)
+        traced = snapshot(mountpoint)
+    del traced["lost+found"]
+    assert traced == plain_writes(tmp_path)
+    assert meta(rec.capture)["handoff"] == "seccomp"
+    shutil.copy(fresh, image)
+    assert replay(rec.capture, daemon)["summary"]["differences"] == 0
+
+
+@pytest.mark.mount
 def test_cryfs_reads_its_password_from_stdin(mountpoint: Path, tmp_path: Path) -> None:
     """cryfs asks for a password on stdin; piped to fusetrace, it reaches the daemon."""
     need("cryfs")
