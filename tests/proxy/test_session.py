@@ -373,3 +373,31 @@ def test_capture_output_to_a_pipe_writes_as_it_comes() -> None:
     os.close(w)
     assert os.read(r, 100) == b"abcdefgh"
     os.close(r)
+
+
+def test_user_options_on_top_of_the_daemons_mount() -> None:
+    """Under the seccomp hand-off the daemon's mount(2) is made as it asked, with
+    fusetrace's own -o (given explicitly) applied on top: flags set or cleared, kernel
+    options added or replaced, fsname and subtype renaming the mount."""
+    from fusetrace.proxy import mount as mounts
+    from fusetrace.proxy.seccomp import MountCall
+    from fusetrace.proxy.session import with_user_options
+
+    call = MountCall(
+        "img", "/m", "fuse.squashfuse_ll", mounts.MS_NOSUID | mounts.MS_NODEV,
+        ["rootmode=40000", "user_id=0", "group_id=0", "max_read=131072"], 0, 1,
+    )  # fmt: skip
+    assert with_user_options(call, mounts.parse_options([])) == (
+        "img",
+        "fuse.squashfuse_ll",
+        mounts.MS_NOSUID | mounts.MS_NODEV,
+        call.options,
+    )
+    spec = mounts.parse_options(["ro", "dev", "allow_other", "max_read=4096", "fsname=x"])
+    source, fstype, flags, options = with_user_options(call, spec)
+    assert (source, fstype) == ("x", "fuse.squashfuse_ll")
+    assert flags == mounts.MS_NOSUID | mounts.MS_RDONLY
+    assert options == ["rootmode=40000", "user_id=0", "group_id=0", "allow_other",
+                       "max_read=4096"]  # fmt: skip
+    _s, fstype, _f, _o = with_user_options(call, mounts.parse_options(["subtype=t"]))
+    assert fstype == "fuse.t"
