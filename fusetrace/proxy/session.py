@@ -43,7 +43,7 @@ from fusetrace.errors import (
     DaemonError,
     EnvironmentProblem,
     ExitCode,
-    FusetraceError,
+    UsageProblem,
 )
 from fusetrace.proxy import daemon as daemons
 from fusetrace.proxy import fusermount, seccomp
@@ -90,16 +90,6 @@ class RecordResult:
     exit_code: int
     daemon_status: int | None
     stats: dict[str, Any] = field(default_factory=dict)
-
-
-class UsageProblem(FusetraceError):
-    """Options that do not go together (exit status 2)."""
-
-    exit_code = ExitCode.USAGE
-
-
-#: the hand-offs ``fusetrace record --handoff`` offers
-HANDOFFS = ("auto", "seccomp", "fd", "fusermount")
 
 
 def choose_handoff(asked: str, argv: list[str], mp_args: list[int], program: str) -> str:
