@@ -861,6 +861,12 @@ class Session:
         usual case: libfuse unmounts when its session ends, which it learns from the
         socket's end of file rather than from ENODEV), the call succeeds without touching
         whatever may be mounted there by then; natively libfuse would not even ask."""
+        fwd = self.forwarder
+        if self._blk() and fwd is not None:
+            # libfuse closes its descriptor before it unmounts (natively that aborts the
+            # connection, and the DESTROY a fuseblk unmount sends is not waited for): give
+            # the end of its socket a moment to arrive
+            fwd.ended.wait(0.2)
         self._release()
         return 0
 
@@ -1052,6 +1058,15 @@ class Session:
         assert fwd.ending is not None
         return fwd.ending
 
+    def _blk(self) -> bool:
+        return str(self._mount_meta.get("mount_type", "")).startswith("fuseblk")
+
+    def _daemon_gone(self) -> bool:
+        fwd = self.forwarder
+        if fwd is not None and fwd.ending is not None and fwd.ending.reason == "daemon closed":
+            return True
+        return self.daemon is not None and self.daemon.poll() is not None
+
     def _still_mounted(self) -> bool:
         entry = mounts.find_mount(self.mountpoint)
         return entry is not None and entry.conn == self.conn
@@ -1064,6 +1079,10 @@ class Session:
     def _release_locked(self, abort_first: bool) -> str:
         if not self.mounted:
             return "not mounted"
+        if self._blk() and self._daemon_gone():
+            # unmounting a fuseblk filesystem sends DESTROY and waits for the answer, which
+            # a daemon that is gone never gives: abort first (as closing /dev/fuse would)
+            abort_first = True
         if abort_first and self.conn is not None:
             mounts.abort_connection(self.conn)
         try:

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -575,3 +576,45 @@ def test_sync_writes_need_the_seccomp_handoff(mountpoint: Path, tmp_path: Path) 
     assert r.returncode == 2, r.stderr
     assert "--sync-writes needs the seccomp hand-off" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.fixture
+def ntfs_block_device(tmp_path: Path) -> Iterator[str]:
+    """A loop device holding a fresh NTFS: ntfs-3g mounts a block device as fuseblk."""
+    need("ntfs-3g", "mkntfs", "losetup")
+    image = tmp_path / "blk.img"
+    with open(image, "wb") as f:
+        f.truncate(32 << 20)
+    subprocess.run(["mkntfs", "-F", "-f", "-q", str(image)], check=True, capture_output=True)
+    r = subprocess.run(["losetup", "-f", "--show", str(image)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"no loop device: {r.stderr.strip()}")
+    device = r.stdout.strip()
+    try:
+        yield device
+    finally:
+        subprocess.run(["losetup", "-d", device], check=True)
+
+
+@pytest.mark.mount
+@pytest.mark.parametrize("ending", ["umount", "daemon killed"])
+def test_fuseblk_mount_ends_cleanly(
+    ending: str, ntfs_block_device: str, mountpoint: Path, tmp_path: Path
+) -> None:
+    """ntfs-3g on a block device mounts fuseblk, whose unmount sends DESTROY and waits for
+    the answer: after a crash nobody answers, so fusetrace aborts the connection first
+    (its name is the block device's number, not a minor) instead of hanging."""
+    daemon = ["ntfs-3g", "-o", "no_detach", ntfs_block_device, str(mountpoint)]
+    with recording(
+        daemon, mountpoint, tmp_path / "blk.pcapng", check_clean=ending == "umount"
+    ) as rec:
+        assert mount_entry(mountpoint)[:2] == ("fuseblk", ntfs_block_device)
+        (mountpoint / "kept").write_text("kept\n")
+        if ending == "daemon killed":
+            for pid in rec.daemon_pids():
+                os.kill(pid, signal.SIGKILL)
+            assert rec.wait(30) == 128 + signal.SIGKILL
+            assert not is_mounted(mountpoint)
+    if ending == "umount":
+        with native_mount(daemon, mountpoint):
+            assert (mountpoint / "kept").read_text() == "kept\n"
