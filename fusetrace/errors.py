@@ -53,6 +53,13 @@ class EnvironmentProblem(FusetraceError):
     exit_code = ExitCode.ENVIRONMENT
 
 
+class UsageProblem(FusetraceError):
+    """Options that do not go together, found only once the command looks closer (which
+    hand-off a daemon gets, for one)."""
+
+    exit_code = ExitCode.USAGE
+
+
 class DaemonError(FusetraceError):
     """The daemon could not be started, or failed."""
 

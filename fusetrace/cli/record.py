@@ -13,6 +13,8 @@ EPILOG = """\b
 Examples:
   fusetrace record -w trace.pcapng /mnt -- squashfuse_ll image.sqfs /mnt
   fusetrace record -w union.pcapng /mnt -- unionfs-fuse -f /rw=RW:/ro=RO /mnt
+  fusetrace record -w ntfs.pcapng /mnt -- ntfs-3g -o no_detach disk.img /mnt
+  echo "$PW" | fusetrace record -w c.pcapng /mnt -- cryfs -f /base /mnt
   fusetrace record -w trace.pcapng -o allow_other,fsname=img /mnt -- squashfuse_ll img.sqfs {}
   fusetrace record --check -w trace.pcapng /mnt -- ./mydaemon -f {}
   fusetrace record -w - /mnt -- fuse-overlayfs -f -o lowerdir=/lo,upperdir=/up,workdir=/w /mnt \\
@@ -66,12 +68,23 @@ Examples:
                         "is reported.")  # fmt: skip
 @click.option(
     "--handoff",
-    type=click.Choice(["auto", "fd", "fusermount"]),
+    type=click.Choice(["auto", "seccomp", "fd", "fusermount"]),
     default="auto",
     show_default=True,
-    help="How the daemon gets its socket: 'fd' replaces the mountpoint argument (or {}) "
-    "with /dev/fd/N (libfuse >= 3.3, pyfuse3); 'fusermount' stands in for fusermount3 "
-    "(libfuse 2 daemons); 'auto' picks fd for {} or a libfuse 3 daemon, else fusermount.",
+    help="How the daemon gets its socket: 'seccomp' lets the daemon open /dev/fuse and "
+    "mount as it does natively (itself, or through any fusermount-style helper) and "
+    "answers those calls with the socket and the real mount; 'fd' replaces the "
+    "mountpoint argument (or {}) with /dev/fd/N (libfuse >= 3.3, pyfuse3); 'fusermount' "
+    "stands in for fusermount3/fusermount; 'auto' picks fd when the command line has {}, "
+    "else seccomp.",
+)
+@click.option(
+    "--sync-writes",
+    is_flag=True,
+    help="With the seccomp hand-off: the daemon's writes of replies and notifications go "
+    "to /dev/fuse before its write() returns, so it sees the kernel's answer (an errno "
+    "where the kernel refuses a frame), as without fusetrace. Each write then costs a "
+    "round trip through fusetrace.",
 )
 @click.argument("mountpoint")
 @click.argument("daemon", nargs=-1, required=True)
@@ -85,16 +98,19 @@ def record(
     check: bool,
     fail_on: str,
     handoff: str,
+    sync_writes: bool,
     mountpoint: str,
     daemon: tuple[str, ...],
 ) -> Result:
     """Mount MOUNTPOINT, run DAEMON behind fusetrace, and capture every FUSE frame.
 
-    fusetrace opens /dev/fuse and mounts it on MOUNTPOINT itself, then starts DAEMON with one
-    end of a socket instead of the device: the daemon's argument equal to MOUNTPOINT (or a
-    literal {}) becomes /dev/fd/N, or, for daemons that mount through fusermount (libfuse 2),
-    fusetrace answers their fusermount call. Every frame between the kernel and the daemon
-    is forwarded unchanged and written to FILE as pcapng (tshark and Wireshark read it).
+    DAEMON talks to one end of a socket instead of /dev/fuse, and fusetrace mounts the real
+    device on MOUNTPOINT. By default the daemon opens /dev/fuse and mounts as it does
+    natively (by itself or through any fusermount-style helper): fusetrace answers those
+    calls with its socket and the daemon's own mount on the real device. With a literal {}
+    on the command line, {} becomes /dev/fd/N instead. The daemon's stdin is fusetrace's.
+    Every frame between the kernel and the daemon is forwarded unchanged and written to
+    FILE as pcapng (tshark and Wireshark read it).
 
     Recording ends when the filesystem is unmounted (umount, fusermount3 -u), when the
     daemon exits, or on Ctrl-C; the filesystem is always unmounted at the end and the
@@ -141,6 +157,7 @@ def record(
         snaplen=snaplen,
         daemon_timeout=daemon_timeout,
         handoff=handoff,
+        sync_writes=sync_writes,
         live=live_sink,
     )
     try:
@@ -160,6 +177,14 @@ def record(
         extra += f"; {joined} spliced replies joined"
     if live and view.dropped:
         extra += f"; {view.dropped} live lines dropped"
+    if sync_writes:
+        extra += f"; {result.stats.get('synchronous') or 0} synchronous writes"
+        if not result.stats.get("synchronous") and result.frames:
+            click.echo(
+                "fusetrace: warning: no write of the daemon's was synchronous (a helper such "
+                "as fusermount3 passed its descriptor on under another number)",
+                err=True,
+            )
     click.echo(
         f"fusetrace: {result.frames} frames captured to {where}; {result.how}{extra}", err=True
     )

@@ -277,12 +277,15 @@ def _print_text(
 )
 @click.option(
     "--handoff",
-    type=click.Choice(["auto", "fd", "fusermount"]),
+    type=click.Choice(["auto", "fd", "fusermount", "seccomp"]),
     default="auto",
     show_default=True,
     help="How the daemon gets its socket: 'fd' replaces the mountpoint argument (or {}) with "
     "/dev/fd/N (libfuse >= 3.3, pyfuse3); 'fusermount' stands in for fusermount3 when the "
-    "daemon asks it to mount (libfuse 2 daemons; needs root, mounts nothing).",
+    "daemon asks it to mount (libfuse 2 daemons; needs root, mounts nothing); 'seccomp' "
+    "answers the daemon's own open of /dev/fuse and its mount(2) (daemons that mount by "
+    "themselves, such as ntfs-3g and mergerfs; needs root, mounts nothing). 'auto' takes "
+    "seccomp for a capture recorded through it (as root), else fd or fusermount.",
 )
 @options.format_option("text", "json", help="Report format on stdout: text or json.")
 @options.fail_on_option(help="Exit 1 when a finding of this severity or worse is reported "
@@ -358,6 +361,10 @@ def replay(
             )
         engine = ReplayEngine(records, ProtocolCodec(byte_order), options)
         mountpoint = meta.get("mountpoint")
+        if handoff == "auto" and meta.get("handoff") == "seccomp" and os.geteuid() == 0:
+            # recorded through the seccomp hand-off: the daemon mounts by itself (ntfs-3g,
+            # mergerfs, rclone), so it is replayed the same way
+            handoff = "seccomp"
 
         sinks: list[FrameSink] = []
         tracked = _tracker_sink(byte_order)

@@ -175,15 +175,21 @@ def spawn(
     env: dict[str, str] | None = None,
     stdout_to_stderr: bool = False,
     preexec: Callable[[], None] | None = None,
+    stdin: int | None = subprocess.DEVNULL,
 ) -> DaemonProcess:
     """Start the daemon in its own process group (a Ctrl-C is fusetrace's to handle: it
-    unmounts, and the daemon ends on its own when its socket closes)."""
+    unmounts, and the daemon ends on its own when its socket closes).
+
+    ``stdin`` is /dev/null unless given (None: fusetrace's own, as ``record`` does, so
+    that a password piped to fusetrace reaches the daemon); its stdout is fusetrace's, or
+    fusetrace's stderr when stdout carries the capture (``stdout_to_stderr``); its stderr
+    goes through fusetrace, which remembers the last line for error messages."""
     rfd, wfd = os.pipe2(os.O_CLOEXEC)
     try:
         proc = subprocess.Popen(
             argv,
             executable=program,
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=wfd if stdout_to_stderr else None,
             stderr=wfd,
             pass_fds=tuple(pass_fds),

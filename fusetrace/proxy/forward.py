@@ -131,6 +131,8 @@ class Stats:
     refused: dict[str, int] = field(default_factory=dict)
     #: replies that arrived in several messages (spliced by the daemon) and were joined
     joined: int = 0
+    #: daemon → kernel frames written through :meth:`Forwarder.deliver`
+    synchronous: int = 0
     init_comment_in: str | None = None
     init_comment_out: str | None = None
     #: negotiated, from the INIT reply
@@ -313,6 +315,38 @@ class Forwarder:
                 f"{wire.flag2_names(unsafe)} cleared before the kernel saw it"
             )
         return out
+
+    def deliver(self, data: bytes) -> int:
+        """One daemon → kernel frame written from outside the socket loop (the seccomp
+        hand-off's synchronous writes): captured, written to /dev/fuse, and the kernel's
+        answer returned: 0, or the errno it refused the frame with."""
+        t = time.time_ns()
+        comment = None
+        unique = 0
+        if len(data) >= 16:
+            unique = wire.OUT_HEADER.unpack_from(data)[2]
+        if unique and unique == self._init_unique and not self.init_answered.is_set():
+            data = self._init_reply(bytes(data))
+            comment = self.stats.init_comment_out
+        item = [OUTBOUND, t, data, comment, PENDING]
+        self.sink(item)
+        self.stats.synchronous += 1  # (one caller: the seccomp thread)
+        pending = self.outstanding
+        if pending is not None and unique:
+            pending.pop(unique & ~wire.INT_REQ_BIT, None)
+        try:
+            os.write(self.devfd, data)
+        except OSError as e:
+            err = e.errno or errno.EIO
+            item[4] = err
+            if err in (errno.ENODEV, errno.ECONNABORTED):
+                self.end("unmounted")
+            else:
+                name = errno.errorcode.get(err, str(err))
+                self.stats.refused[name] = self.stats.refused.get(name, 0) + 1
+            return err
+        item[4] = 0
+        return 0
 
     def _daemon_to_kernel(self) -> None:
         recv_into = self.sock.recv_into

@@ -7,17 +7,18 @@ number is in ``_FUSE_COMMFD``, and receive the /dev/fuse descriptor over it (SCM
 libfuse execs ``/usr/bin/fusermount3`` first and falls back to a PATH search; it only takes
 that path when its own mount(2) fails with EPERM.
 
-So the daemon runs in a mount namespace of its own (a slave of ours, so it still sees our
-mounts; when the mountpoint lies on a private mount, as in many containers, fusetrace first
-bind-mounts the mountpoint on itself as a shared mount, so that the filesystem it mounts
-there later reaches the daemon's namespace too) in which both fusermount paths are bind
-mounts of a small shim, with CAP_SYS_ADMIN dropped from its capability bounding set (its
-own mount(2) then fails with EPERM, and libfuse turns to "fusermount"). The shim forwards
-its command line to fusetrace over an inherited control socket; fusetrace checks the
-options, mounts /dev/fuse itself, and hands back the daemon's end of the proxy socket,
-which the shim passes on through ``_FUSE_COMMFD``. Nothing the daemon did not ask for is
-granted: its own -o options decide the mount (plus fusetrace's own -o, which the user gave
-explicitly).
+So the daemon runs in a mount namespace of its own (a slave of ours, so it sees the
+filesystem fusetrace mounts for it when the mountpoint lies on a shared mount; when it lies
+on a private one, as in many containers, fusetrace attaches a clone of its mount in the
+daemon's namespace, see :func:`attach_in_namespace`: nothing is mounted on the mountpoint
+before the daemon asks, so ``mountpoint -q`` and mountinfo tell the truth) in which both
+fusermount paths are bind mounts of a small shim, with CAP_SYS_ADMIN dropped from its
+capability bounding set (its own mount(2) then fails with EPERM, and libfuse turns to
+"fusermount"). The shim forwards its command line to fusetrace over an inherited control
+socket; fusetrace checks the options, mounts /dev/fuse itself, and hands back the daemon's
+end of the proxy socket, which the shim passes on through ``_FUSE_COMMFD``. Nothing the
+daemon did not ask for is granted: its own -o options decide the mount (plus fusetrace's
+own -o, which the user gave explicitly).
 
 go-fuse (gocryptfs and other Go daemons) speaks the same protocol with two differences
 (fuse/mount_linux.go, ``callFusermount``): it runs ``fusermount3 MOUNTPOINT -o OPTIONS``
@@ -220,19 +221,9 @@ def reply(ctl: socket.socket, message: str, fd: int | None = None) -> None:
 
 
 class Shim:
-    """The shim script and the namespace set-up that puts it in place of fusermount.
+    """The shim script and the namespace set-up that puts it in place of fusermount."""
 
-    ``mountpoint`` (absolute, resolved) is where fusetrace will mount for the daemon. A
-    daemon that looks at its own mount (go-fuse opens a file in it before it serves) must see
-    it from its namespace: if the mountpoint lies on a private mount, it is bind-mounted on
-    itself as a shared mount until :meth:`close`.
-    """
-
-    def __init__(self, mountpoint: str | None = None) -> None:
-        self.shared_bind: str | None = None
-        if mountpoint is not None and not mounts.shared_at(mountpoint):
-            share(mountpoint)
-            self.shared_bind = mountpoint
+    def __init__(self) -> None:
         self.dir = tempfile.mkdtemp(prefix="fusetrace-fusermount-")
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         self.path = os.path.join(self.dir, "fusermount3")
@@ -279,44 +270,60 @@ class Shim:
         return setup
 
     def close(self) -> None:
-        """Close the control socket, remove the shim and the shared bind (if any)."""
+        """Close the control socket and remove the shim."""
         with contextlib.suppress(OSError):
             self.ours.close()
         with contextlib.suppress(OSError):
             self.theirs.close()
         shutil.rmtree(self.dir, ignore_errors=True)
-        if self.shared_bind is not None:
-            unshare_bind(self.shared_bind)
-            self.shared_bind = None
 
 
-def share(mountpoint: str) -> None:
-    """Bind-mount ``mountpoint`` on itself and make the bind shared (peer group of its own)."""
+SYS_OPEN_TREE = {"x86_64": 428, "aarch64": 428}
+SYS_MOVE_MOUNT = {"x86_64": 429, "aarch64": 429}
+OPEN_TREE_CLONE = 1
+MOVE_MOUNT_F_EMPTY_PATH = 4
+AT_FDCWD = -100
+
+
+def attach_in_namespace(pid: int, mountpoint: str) -> None:
+    """Make the filesystem mounted on ``mountpoint`` (in our namespace) appear on the same
+    path in the mount namespace of process ``pid``: a clone of the mount (open_tree), moved
+    there by a short-lived helper that enters that namespace (setns, move_mount). Nothing
+    changes in our namespace. The clone keeps the filesystem alive until it is unmounted or
+    the namespace ends, so the caller aborts the connection once its own mount is gone."""
+    lib = mounts.libc()
+    lib.syscall.restype = ctypes.c_long
+    open_tree = SYS_OPEN_TREE[os.uname().machine]
+    move_mount = SYS_MOVE_MOUNT[os.uname().machine]
+    target = os.fsencode(mountpoint)
+    tree = int(lib.syscall(open_tree, AT_FDCWD, target, OPEN_TREE_CLONE | os.O_CLOEXEC))
+    if tree < 0:
+        e = ctypes.get_errno()
+        raise EnvironmentProblem(f"cannot clone the mount on {mountpoint}: {os.strerror(e)}")
     try:
-        mounts.sys_mount(mountpoint, mountpoint, "none", MS_BIND, "")
+        ns = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
-        raise EnvironmentProblem(
-            f"cannot bind-mount {mountpoint} for the daemon's namespace: {e.strerror}"
-        ) from None
-    try:
-        mounts.sys_mount("none", mountpoint, "none", mounts.MS_SHARED, "")
-    except OSError as e:
-        unshare_bind(mountpoint)
-        raise EnvironmentProblem(
-            f"cannot make {mountpoint} a shared mount for the daemon's namespace: {e.strerror}"
-        ) from None
+        os.close(tree)
+        raise EnvironmentProblem(f"the daemon's mount namespace is gone: {e.strerror}") from None
 
+    def enter_and_attach() -> None:
+        if lib.setns(ns, CLONE_NEWNS) != 0:
+            os._exit(3)
+        if lib.syscall(move_mount, tree, b"", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) != 0:
+            os._exit(4)
 
-def unshare_bind(mountpoint: str) -> None:
-    """Remove the bind :func:`share` made (detached if something still uses it); never a
-    FUSE mount still on top of it."""
-    if mounts.top_is_fuse(mountpoint):
-        return
     try:
-        mounts.sys_umount(mountpoint)
-    except OSError:
-        with contextlib.suppress(OSError):
-            mounts.sys_umount(mountpoint, mounts.MNT_DETACH)
+        helper = subprocess.run(
+            ["true"], preexec_fn=enter_and_attach, close_fds=True, timeout=30, check=False
+        )
+    finally:
+        os.close(ns)
+        os.close(tree)
+    if helper.returncode != 0:
+        raise EnvironmentProblem(
+            f"cannot show the mount on {mountpoint} in the daemon's mount namespace "
+            f"(helper step {helper.returncode} failed)"
+        )
 
 
 def links_libfuse3(program: str) -> bool:

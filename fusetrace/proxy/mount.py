@@ -357,9 +357,13 @@ def libc() -> ctypes.CDLL:
     return _libc
 
 
-def sys_mount(source: str, target: str, fstype: str, flags: int, data: str) -> None:
+def sys_mount(source: str | None, target: str, fstype: str, flags: int, data: str) -> None:
     rc = libc().mount(
-        os.fsencode(source), os.fsencode(target), fstype.encode(), flags, data.encode()
+        None if source is None else os.fsencode(source),
+        os.fsencode(target),
+        fstype.encode(),
+        flags,
+        data.encode(),
     )
     if rc != 0:
         e = ctypes.get_errno()
@@ -393,7 +397,8 @@ class MountEntry:
     mountpoint: str
     fstype: str
     source: str
-    #: the minor of the mount's st_dev: the directory under /sys/fs/fuse/connections
+    #: the mount's device number as the kernel encodes it (major << 20 | minor; for a fuse
+    #: mount, the anonymous minor): the directory under /sys/fs/fuse/connections
     conn: int
 
 
@@ -418,11 +423,12 @@ def fuse_mounts() -> list[MountEntry]:
         fstype = parts[sep + 1]
         if not _is_fuse(fstype):
             continue
-        _major, _, minor = parts[2].partition(":")
+        major, _, minor = parts[2].partition(":")
+        # the connection's name is the kernel's dev_t: the anonymous minor of a fuse mount,
+        # the block device's number of a fuseblk one
+        conn = (int(major) << 20) | int(minor)
         out.append(
-            MountEntry(
-                int(parts[0]), _unescape(parts[4]), fstype, _unescape(parts[sep + 2]), int(minor)
-            )
+            MountEntry(int(parts[0]), _unescape(parts[4]), fstype, _unescape(parts[sep + 2]), conn)
         )
     return out
 

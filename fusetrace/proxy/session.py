@@ -38,9 +38,15 @@ from typing import Any, BinaryIO
 
 from fusetrace.capture.files import host_writer, open_output
 from fusetrace.capture.pcapng import BLOCK_EPB, CaptureWriter, Channel
-from fusetrace.errors import CaptureError, DaemonError, EnvironmentProblem, ExitCode
+from fusetrace.errors import (
+    CaptureError,
+    DaemonError,
+    EnvironmentProblem,
+    ExitCode,
+    UsageProblem,
+)
 from fusetrace.proxy import daemon as daemons
-from fusetrace.proxy import fusermount, wire
+from fusetrace.proxy import fusermount, seccomp, wire
 from fusetrace.proxy import mount as mounts
 from fusetrace.proxy.forward import (
     PENDING,
@@ -70,6 +76,8 @@ class RecordConfig:
     snaplen: int | None = None
     daemon_timeout: float | None = None
     handoff: str = "fd"
+    #: the daemon's writes to its FUSE descriptor return the kernel's answer (seccomp only)
+    sync_writes: bool = False
     #: called (off the forwarding path) with every captured frame, for ``--live``
     live: Callable[[Item], None] | None = None
 
@@ -86,9 +94,10 @@ class RecordResult:
 
 
 def choose_handoff(asked: str, argv: list[str], mp_args: list[int], program: str) -> str:
-    """``auto``: the /dev/fd/N handoff when the daemon's arguments name the mountpoint and it
-    links libfuse 3 (3.3 and later accept /dev/fd/N; read from the program's ELF file, not
-    with a run of ldd), or when ``{}`` is used; else fusermount."""
+    """The hand-off that needs no mount of the daemon's own (replay's choice): ``auto`` is
+    the /dev/fd/N handoff when the daemon's arguments name the mountpoint and it links
+    libfuse 3 (3.3 and later accept /dev/fd/N; read from the program's ELF file, not with a
+    run of ldd), or when ``{}`` is used; else fusermount."""
     if asked != "auto":
         return asked
     if daemons.PLACEHOLDER in argv[1:]:
@@ -96,6 +105,48 @@ def choose_handoff(asked: str, argv: list[str], mp_args: list[int], program: str
     if mp_args and mounts.program_facts(program).libfuse3:
         return "fd"
     return "fusermount"
+
+
+def record_handoff(asked: str, argv: list[str], mp_args: list[int], program: str) -> str:
+    """``fusetrace record``'s choice. ``auto``: ``{}`` on the command line asks for the
+    /dev/fd/N hand-off; any other daemon opens /dev/fuse and mounts as it does natively,
+    served through the seccomp hand-off (whatever mounts for it: the daemon itself or a
+    fusermount-style helper of any name), so the mount is exactly the daemon's. Where
+    seccomp cannot be used, :func:`choose_handoff`."""
+    if asked != "auto":
+        return asked
+    if daemons.PLACEHOLDER in argv[1:]:
+        return "fd"
+    if seccomp.available() is None:
+        return "seccomp"
+    return choose_handoff(asked, argv, mp_args, program)
+
+
+def with_user_options(
+    call: seccomp.MountCall, spec: mounts.MountSpec
+) -> tuple[str | None, str, int, list[str]]:
+    """The daemon's mount(2) with fusetrace's own ``-o`` options applied on top (the user
+    gave them explicitly): source, type, flags and the options without ``fd=N``."""
+    source, fstype, flags = call.source, call.fstype, call.flags
+    options = list(call.options)
+    for opt in spec.given:
+        name, eq, value = opt.partition("=")
+        if name in mounts.FLAG_OPTIONS and not eq:
+            bit, on = mounts.FLAG_OPTIONS[name]
+            flags = (flags | bit) if on else (flags & ~bit)
+        elif name == "fsname":
+            source = value
+        elif name == "subtype":
+            fstype = fstype.partition(".")[0] + "." + value
+        else:
+            kept = [o for o in options if o.partition("=")[0] != name]
+            options = [*kept, opt]
+    return source, fstype, flags, options
+
+
+#: the descriptor number the daemon's socket gets with synchronous writes (the filter
+#: compares write()'s descriptor with a number fixed before the daemon starts)
+SYNC_FD = 1000
 
 
 #: how often the capture thread writes what the forwarding threads handed it (design.md
@@ -560,6 +611,16 @@ class Session:
         self._mp_args: list[int] = []
         self._unmount_requested = False
         self.handoff = config.handoff
+        self._release_lock = threading.RLock()
+        self._mount_meta: dict[str, Any] = {}
+        #: set by the seccomp hand-off's thread
+        self._seccomp_ours: socket.socket | None = None
+        self._handoff_error: str | None = None
+        self._handoff_note: str | None = None
+        self._sup: seccomp.Supervisor | None = None
+        #: the filesystem is also mounted in the daemon's namespace (fusermount hand-off on
+        #: a private mount): an unmount here does not end the connection by itself
+        self._watch_mount = False
 
     # ---- signals ----------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: object) -> None:
@@ -593,7 +654,14 @@ class Session:
         program = daemons.resolve_program(cfg.daemon_argv[0])
         spec = mounts.parse_options(cfg.options)
         self._mp_args = daemons.mountpoint_arguments(cfg.daemon_argv, cfg.mountpoint)
-        self.handoff = choose_handoff(cfg.handoff, cfg.daemon_argv, self._mp_args, program)
+        self.handoff = record_handoff(cfg.handoff, cfg.daemon_argv, self._mp_args, program)
+        if self.handoff == "seccomp" and (why := seccomp.available()) is not None:
+            raise EnvironmentProblem(why, hint="try --handoff fd or --handoff fusermount")
+        if cfg.sync_writes and self.handoff != "seccomp":
+            raise UsageProblem(
+                f"--sync-writes needs the seccomp hand-off (this is the {self.handoff} one)",
+                hint="name the mountpoint instead of {}, or leave --handoff at auto",
+            )
         if self.handoff == "fd" and not self._mp_args:
             raise DaemonError(
                 f"the daemon's arguments name neither the mountpoint {cfg.mountpoint} nor {{}}",
@@ -639,26 +707,41 @@ class Session:
         rootmode: int,
         meta: dict[str, Any],
     ) -> tuple[socket.socket, socket.socket]:
-        """mount(2), the socket pair, the capture and the forwarding threads."""
-        cfg = self.config
+        """mount(2) as fusetrace builds it, the socket pair, the capture and the
+        forwarding threads."""
         source = spec.source()
         data = spec.data_string(devfd, rootmode, os.getuid(), os.getgid())
         try:
             mounts.sys_mount(source, self.mountpoint, spec.fstype, spec.flags, data)
         except OSError as e:
             raise EnvironmentProblem(f"cannot mount {self.mountpoint}: {e.strerror}") from None
-        self.mounted = True
+        ours, theirs = make_socketpair(max_frame_size())
+        self._mounted(source, spec.fstype, spec.given)
+        self._forward(fileobj, devfd, ours, meta)
+        return ours, theirs
+
+    def _mounted(self, source: str | None, fstype: str, options: list[str]) -> None:
+        with self._release_lock:
+            self.mounted = True
         entry = mounts.find_mount(self.mountpoint)
         self.conn = entry.conn if entry else None
+        self._mount_meta = {
+            "mount_options": options,
+            "mount_source": source,
+            "mount_type": fstype,
+        }
+
+    def _forward(
+        self, fileobj: BinaryIO, devfd: int, ours: socket.socket, meta: dict[str, Any]
+    ) -> None:
+        """The capture and the forwarding threads, for a mounted filesystem."""
+        cfg = self.config
         frame = max_frame_size()
-        ours, theirs = make_socketpair(frame)
         meta = {
             "daemon": list(cfg.daemon_argv),
             **meta,
             "mountpoint": self.mountpoint,
-            "mount_options": spec.given,
-            "mount_source": source,
-            "mount_type": spec.fstype,
+            **self._mount_meta,
             "handoff": self.handoff,
             "kernel_release": platform.release(),
             "connection": self.conn,
@@ -682,7 +765,6 @@ class Session:
             buffers=buffers,
         )
         self.forwarder.start()
-        return ours, theirs
 
     def _run(
         self, fileobj: BinaryIO, program: str, spec: mounts.MountSpec, rootmode: int
@@ -691,6 +773,8 @@ class Session:
         devfd = open_device()
         ours: socket.socket | None = None
         shim: fusermount.Shim | None = None
+        sup: seccomp.Supervisor | None = None
+        stdout_to_stderr = cfg.output == "-"
         try:
             if self.handoff == "fd":
                 argv0 = daemons.substitute(cfg.daemon_argv, self._mp_args, "/dev/fd/N")
@@ -705,18 +789,45 @@ class Session:
                         argv,
                         program,
                         pass_fds=[theirs.fileno()],
-                        stdout_to_stderr=cfg.output == "-",
+                        stdout_to_stderr=stdout_to_stderr,
+                        stdin=None,  # fusetrace's own: a piped password reaches it
                     )
                 finally:
                     theirs.close()
+            elif self.handoff == "seccomp":
+                sup = seccomp.Supervisor(
+                    self.mountpoint,
+                    lambda: make_socketpair(max_frame_size()),
+                    lambda call, sock: self._seccomp_mount(call, sock, fileobj, devfd, spec),
+                    self._seccomp_umount,
+                    sync_fd=SYNC_FD if cfg.sync_writes else None,
+                    on_write=self._deliver,
+                )
+                self._sup = sup
+                sup.start()  # before the daemon: its first caught call may come at once
+                try:
+                    self.daemon = daemons.spawn(
+                        list(cfg.daemon_argv),
+                        program,
+                        pass_fds=[],
+                        stdout_to_stderr=stdout_to_stderr,
+                        stdin=None,  # fusetrace's own: a piped password reaches it
+                        preexec=sup.preexec(),
+                    )
+                finally:
+                    sup.spawned()
+                ours = self._wait_for_seccomp_mount(sup)
+                if ours is None:
+                    return self._ended_before_mount(sup)
             else:
-                shim = fusermount.Shim(self.mountpoint)
+                shim = fusermount.Shim()
                 try:
                     self.daemon = daemons.spawn(
                         list(cfg.daemon_argv),
                         program,
                         pass_fds=[shim.theirs.fileno()],
-                        stdout_to_stderr=cfg.output == "-",
+                        stdout_to_stderr=stdout_to_stderr,
+                        stdin=None,  # fusetrace's own: a piped password reaches it
                         env=shim.env(),
                         preexec=shim.preexec(),
                     )
@@ -731,6 +842,78 @@ class Session:
             self._cleanup(devfd, ours)
             if shim is not None:
                 shim.close()
+            if sup is not None:
+                sup.close()
+
+    # ---- the seccomp hand-off (called in the supervisor's thread) ---------------------------
+    def _seccomp_mount(
+        self,
+        call: seccomp.MountCall,
+        ours: socket.socket,
+        fileobj: BinaryIO,
+        devfd: int,
+        spec: mounts.MountSpec,
+    ) -> int:
+        """The daemon's mount(2) on a socket fusetrace handed it: the same mount on the
+        real device. Returns 0 or the errno the daemon gets."""
+        try:
+            target = os.path.realpath(call.target)
+            if target != self.mountpoint:
+                self._handoff_error = (
+                    f"the daemon mounts {call.target}, fusetrace was told {self.config.mountpoint}"
+                )
+                return errno.EPERM
+            source, fstype, flags, options = with_user_options(call, spec)
+            at = call.fd_index
+            data = ",".join([*options[:at], f"fd={devfd}", *options[at:]])
+            try:
+                mounts.sys_mount(source, self.mountpoint, fstype, flags, data)
+            except OSError as e:
+                self._handoff_note = f"its mount(2) failed: {e.strerror}"
+                return e.errno or errno.EIO
+            self._mounted(source, fstype, options)
+            self._forward(fileobj, devfd, ours, {"daemon_mount_flags": flags})
+            self._seccomp_ours = ours
+            return 0
+        except Exception as e:  # the daemon must get an answer
+            self._handoff_error = f"serving the daemon's mount failed: {e!r}"
+            return errno.EIO
+
+    def _deliver(self, data: bytes) -> int:
+        """A synchronous write of the daemon's: the kernel's answer (0 or an errno)."""
+        fwd = self.forwarder
+        if fwd is None:
+            return errno.EIO
+        return fwd.deliver(data)
+
+    def _seccomp_umount(self) -> int:
+        """The daemon unmounts fusetrace's mountpoint. Once the filesystem is gone (the
+        usual case: libfuse unmounts when its session ends, which it learns from the
+        socket's end of file rather than from ENODEV), the call succeeds without touching
+        whatever may be mounted there by then; natively libfuse would not even ask."""
+        fwd = self.forwarder
+        if self._blk() and fwd is not None:
+            # libfuse closes its descriptor before it unmounts (natively that aborts the
+            # connection, and the DESTROY a fuseblk unmount sends is not waited for): give
+            # the end of its socket a moment to arrive
+            fwd.ended.wait(0.2)
+        self._release()
+        return 0
+
+    def _wait_for_seccomp_mount(self, sup: seccomp.Supervisor) -> socket.socket | None:
+        """Wait until the daemon's mount is served; None if the daemon ended, a signal
+        came, or the hand-off failed before."""
+        daemon = self.daemon
+        assert daemon is not None
+        while not sup.mounted.wait(0.05):
+            if self._signal is not None or self._handoff_error is not None:
+                return None
+            # a daemon that forked into the background: its child may still mount
+            if daemon.poll() is not None and (not sup.alive() or sup.mounted.wait(0.5)):
+                break
+        if sup.mounted.is_set() and self._seccomp_ours is not None:
+            return self._seccomp_ours
+        return None
 
     def _serve_fusermount(
         self,
@@ -747,6 +930,8 @@ class Session:
         """
         daemon = self.daemon
         assert daemon is not None
+        # (read before mounting: a mount on a shared mount reaches the daemon's namespace)
+        propagates = mounts.shared_at(self.mountpoint)
         ctl = shim.ours
         ctl.settimeout(0.25)
         while True:
@@ -788,6 +973,14 @@ class Session:
             except EnvironmentProblem as e:
                 fusermount.reply(ctl, str(e))
                 raise
+            if not propagates:
+                try:
+                    fusermount.attach_in_namespace(daemon.pid, self.mountpoint)
+                except EnvironmentProblem as e:
+                    theirs.close()
+                    fusermount.reply(ctl, str(e))
+                    raise
+                self._watch_mount = True
             try:
                 fusermount.reply(ctl, "ok", theirs.fileno())
             finally:
@@ -813,7 +1006,7 @@ class Session:
             else:
                 fusermount.reply(ctl, "fusetrace: already mounted")
 
-    def _ended_before_mount(self) -> RecordResult:
+    def _ended_before_mount(self, sup: seccomp.Supervisor | None = None) -> RecordResult:
         daemon = self.daemon
         assert daemon is not None
         if self._signal is not None:
@@ -821,14 +1014,55 @@ class Session:
             signum = self._signal
             code = ExitCode.INTERRUPTED if signum == signal.SIGINT else 128 + signum
             return RecordResult(0, self.config.output, "interrupted before mounting", code, status)
-        status = daemon.stop(DAEMON_GRACE)
+        status = daemon.stop(2.0 if self._handoff_error else DAEMON_GRACE)
         daemon.relay.join(2.0)
         last = daemon.relay.last_line
+        did = self._what_it_did(sup)
+        if self._handoff_error is not None:
+            raise DaemonError(
+                f"{self.handoff} hand-off: {self._handoff_error}",
+                hint="give fusetrace the mountpoint the daemon mounts",
+            )
         raise DaemonError(
-            f"the daemon ended without mounting ({daemons.describe_status(status)})"
-            + (f": {last}" if last else ""),
-            hint="run the daemon alone in the foreground to see why",
+            f"{self.handoff} hand-off: the daemon ended without mounting "
+            f"({daemons.describe_status(status)}){did}"
+            + (f"; its last words: {last}" if last else ""),
+            hint=self._what_to_try(sup),
         )
+
+    def _what_it_did(self, sup: seccomp.Supervisor | None) -> str:
+        if sup is None:
+            if self.handoff == "fusermount":
+                return "; it never asked fusermount to mount"
+            return ""
+        ev = sup.events
+        parts = []
+        helpers = ev.execs[1:]  # the first is the daemon's own exec
+        if helpers:
+            parts.append("exec'd " + ", ".join(os.path.basename(e) for e in helpers[:5]))
+        if ev.foreign_mounts:
+            parts.append(
+                "mounted " + ", ".join(ev.foreign_mounts[:3]) + " with a device fusetrace did "
+                "not hand out"
+            )
+        elif ev.opened:
+            parts.append(f"opened /dev/fuse {ev.opened} time(s)")
+            parts.append(self._handoff_note or "but never called mount(2) on it")
+        else:
+            parts.append("never opened /dev/fuse")
+        return "; it " + ", ".join(parts)
+
+    def _what_to_try(self, sup: seccomp.Supervisor | None) -> str:
+        if self.handoff == "seccomp":
+            if sup is not None and not sup.events.opened and not sup.events.foreign_mounts:
+                return (
+                    "run the daemon in the foreground (-f) on the mountpoint fusetrace was "
+                    "given, or try --handoff fd with {} in place of the mountpoint"
+                )
+            return "run the daemon alone in the foreground to see why"
+        if self.handoff == "fusermount":
+            return "try --handoff seccomp (the daemon mounts as it does natively)"
+        return "try --handoff seccomp, or run the daemon alone in the foreground to see why"
 
     def _on_capture_error(self, message: str) -> None:
         self._capture_error = message
@@ -838,7 +1072,13 @@ class Session:
         assert fwd is not None
         timeout_ns = int(self.config.daemon_timeout * 1e9) if self.config.daemon_timeout else None
         while not fwd.ended.wait(0.25):
-            if self._unmount_requested:
+            if self._watch_mount and self.mounted and not self._still_mounted():
+                # unmounted here; the daemon's namespace holds the last reference
+                with self._release_lock:
+                    self.mounted = False
+                if self.conn is not None:
+                    mounts.abort_connection(self.conn)
+            elif self._unmount_requested:
                 self._unmount_requested = False
                 self._release()
             elif self._signal is not None:
@@ -855,10 +1095,31 @@ class Session:
         assert fwd.ending is not None
         return fwd.ending
 
+    def _blk(self) -> bool:
+        return str(self._mount_meta.get("mount_type", "")).startswith("fuseblk")
+
+    def _daemon_gone(self) -> bool:
+        fwd = self.forwarder
+        if fwd is not None and fwd.ending is not None and fwd.ending.reason == "daemon closed":
+            return True
+        return self.daemon is not None and self.daemon.poll() is not None
+
+    def _still_mounted(self) -> bool:
+        entry = mounts.find_mount(self.mountpoint)
+        return entry is not None and entry.conn == self.conn
+
     def _release(self, *, abort_first: bool = False) -> str:
-        """Take the filesystem away; idempotent."""
+        """Take the filesystem away; idempotent (and safe from the seccomp thread)."""
+        with self._release_lock:
+            return self._release_locked(abort_first)
+
+    def _release_locked(self, abort_first: bool) -> str:
         if not self.mounted:
             return "not mounted"
+        if self._blk() and self._daemon_gone():
+            # unmounting a fuseblk filesystem sends DESTROY and waits for the answer, which
+            # a daemon that is gone never gives: abort first (as closing /dev/fuse would)
+            abort_first = True
         if abort_first and self.conn is not None:
             mounts.abort_connection(self.conn)
         try:
@@ -871,6 +1132,8 @@ class Session:
             if self.conn is not None:
                 mounts.abort_connection(self.conn)
             how = "aborted"
+        if self._watch_mount and self.conn is not None:
+            mounts.abort_connection(self.conn)  # the daemon's namespace still holds it
         self.mounted = False
         return how
 
@@ -916,19 +1179,28 @@ class Session:
             how = f"daemon exited ({daemons.describe_status(status)})"
             if not fwd.init_answered.is_set():
                 last = daemon.relay.last_line
+                hint = "run the daemon alone in the foreground to see why"
+                if self.handoff == "fd":
+                    hint += (
+                        "; a daemon that does not take /dev/fd/N (libfuse 2, fuse-lite) "
+                        "needs the mountpoint in place of {} (the seccomp hand-off)"
+                    )
                 raise DaemonError(
-                    f"the daemon ended before answering INIT "
-                    f"({daemons.describe_status(status)})" + (f": {last}" if last else ""),
-                    hint="run the daemon alone in the foreground to see why",
+                    f"{self.handoff} hand-off: the filesystem was mounted, but the daemon "
+                    f"ended before answering INIT ({daemons.describe_status(status)})"
+                    + (f"; its last words: {last}" if last else ""),
+                    hint=hint,
                 )
             if status != 0:
                 exit_code = daemons.exit_code_for(status)
         stats = {
             "requests": fwd.stats.inbound,
-            "replies": fwd.stats.outbound,
+            "replies": fwd.stats.outbound + fwd.stats.synchronous,
             "refused": dict(fwd.stats.refused),
             "joined": fwd.stats.joined,
+            "synchronous": fwd.stats.synchronous,
             "proto": fwd.stats.proto,
+            "caught": self._sup.events.caught if self._sup is not None else None,
             "init_changes": [
                 c for c in (fwd.stats.init_comment_in, fwd.stats.init_comment_out) if c
             ],

@@ -261,6 +261,10 @@ def run(
     try:
         if handoff == "fusermount":
             shim, proc = _spawn_fusermount(list(argv), program, theirs, env)
+        elif handoff == "seccomp":
+            shim, proc, live_sock = _spawn_seccomp(list(argv), program, env)
+            ours.close()
+            ours = live_sock
         else:
             args = daemon_argv(argv, mountpoint, theirs.fileno())
             proc = daemons.spawn(
@@ -352,6 +356,43 @@ def _spawn_fusermount(
 
     threading.Thread(target=later, name="fusermount", daemon=True).start()
     return shim, proc
+
+
+def _spawn_seccomp(
+    argv: list[str], program: str, env: dict[str, str] | None
+) -> tuple[Any, daemons.DaemonProcess, socket.socket]:
+    """Start the daemon under the seccomp hand-off: its open of /dev/fuse gets a socket and
+    its mount(2) on it succeeds without mounting anything. Returns the supervisor, the
+    daemon and fusetrace's end of the socket the daemon mounted."""
+    from fusetrace.proxy import seccomp
+
+    if os.geteuid() != 0:
+        raise EnvironmentProblem(
+            "the seccomp handoff needs root",
+            hint="use a daemon that accepts /dev/fd/N (libfuse >= 3.3) to replay unprivileged",
+        )
+    got: list[socket.socket] = []
+
+    def on_mount(_call: seccomp.MountCall, sock: socket.socket) -> int:
+        got.append(sock)
+        return 0
+
+    sup = seccomp.Supervisor("", lambda: make_socketpair(max_frame_size()), on_mount, lambda: 0)
+    sup.start()
+    try:
+        proc = daemons.spawn(argv, program, pass_fds=[], env=env, preexec=sup.preexec())
+    finally:
+        sup.spawned()
+    deadline = time.monotonic() + 30
+    while not sup.mounted.wait(0.05):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.stop(grace=0)
+            sup.close()
+            raise DaemonError(
+                "the daemon ended or gave up before mounting"
+                + (f": {proc.relay.last_line}" if proc.relay.last_line else "")
+            )
+    return sup, proc, got[0]
 
 
 def _loop(

@@ -26,7 +26,7 @@ import pytest
 
 from fusetrace.capture.files import open_capture
 from fusetrace.proxy import daemon as daemons
-from fusetrace.proxy.session import choose_handoff
+from fusetrace.proxy.session import choose_handoff, record_handoff
 from fusetrace.record import Direction, Record
 from tests.support.mount import is_mounted, native_mount, recording
 
@@ -199,8 +199,10 @@ def test_unionfs_fuse_through_the_fusermount_handoff(mountpoint: Path, tmp_path:
     (ro / "sub").mkdir(parents=True)
     (ro / "sub" / "old.txt").write_text("read only branch\n")
     daemon = ["unionfs-fuse", "-f", "-o", "cow", f"{rw}=RW:{ro}=RO", str(mountpoint)]
-    # libfuse 2: no /dev/fd/N; auto picks the fusermount handoff, the command line stays as is
-    with recording(daemon, mountpoint, tmp_path / "u.pcapng") as rec:
+    # libfuse 2: no /dev/fd/N; fusetrace stands in for fusermount, the command line as is
+    with recording(
+        daemon, mountpoint, tmp_path / "u.pcapng", record_args=["--handoff", "fusermount"]
+    ) as rec:
         assert (mountpoint / "sub" / "old.txt").read_text() == "read only branch\n"
         (mountpoint / "sub" / "old.txt").write_text("copied up\n")
         (mountpoint / "new").mkdir()
@@ -279,6 +281,11 @@ def test_auto_handoff_choice(tmp_path: Path) -> None:
     bindfs = shutil.which("bindfs")
     if bindfs is not None:  # libfuse 2
         assert choose_handoff("auto", ["bindfs", "-f", "s", "/m"], [3], bindfs) == "fusermount"
+    # record: {} asks for /dev/fd/N; every other daemon mounts as natively, under seccomp
+    assert record_handoff("auto", ["x", "-f", "{}"], [2], "/bin/true") == "fd"
+    for argv in (["squashfuse_ll", "i", "/m"], ["unionfs-fuse", "a", "/m"], ["ntfs-3g", "i"]):
+        assert record_handoff("auto", argv, [2], squash) == "seccomp"
+    assert record_handoff("fusermount", ["x", "{}"], [1], squash) == "fusermount"
 
 
 def metadata_workload(mnt: Path) -> None:
@@ -356,28 +363,33 @@ def gocryptfs_cipher_dir(tmp_path: Path) -> tuple[Path, Path]:
 
 @pytest.mark.mount
 @pytest.mark.parametrize(
-    "host",
+    ("handoff", "host"),
     [
-        "shared",
-        "private",
+        ("auto", "private"),
+        ("fusermount", "shared"),
+        ("fusermount", "private"),
     ],
 )
-def test_gocryptfs_go_fuse_through_the_fusermount_handoff(
+def test_gocryptfs_go_fuse_through_fusermount3(
     request: pytest.FixtureRequest,
+    handoff: str,
     host: str,
     tmp_path: Path,
     some_files: tuple[Path, Path],
 ) -> None:
     """gocryptfs (go-fuse) runs ``fusermount3 MOUNTPOINT -o ...`` with an environment of its
-    own; it then opens a file in its mount before serving (go-fuse's poll hack), so its
-    namespace must see the mount. ``shared``: the mountpoint lies on a shared mount (systemd
-    hosts); ``private``: on a private one (containers), where the recorder makes it shared."""
+    own; it then opens a file in its mount before serving (go-fuse's poll hack), so it must
+    see the mount. ``auto``: the seccomp hand-off serves the real fusermount3's open and
+    mount. ``fusermount``: fusetrace stands in for fusermount3, in a mount namespace of the
+    daemon's own, on a mountpoint that lies on a shared mount (systemd hosts) or a private
+    one (containers)."""
     if shutil.which("gocryptfs") is None:
         pytest.skip("gocryptfs is not installed (scripts/install-deps)")
     mnt: Path = request.getfixturevalue("shared_mountpoint" if host == "shared" else "mountpoint")
     cipher, passfile = gocryptfs_cipher_dir(tmp_path)
     daemon = ["gocryptfs", "-fg", "-passfile", str(passfile), str(cipher), str(mnt)]
-    with recording(daemon, mnt, tmp_path / "gc.pcapng") as rec:
+    args = [] if handoff == "auto" else ["--handoff", handoff]
+    with recording(daemon, mnt, tmp_path / "gc.pcapng", record_args=args) as rec:
         writable_workload(mnt, tmp_path, some_files, xattrs=True, big_mb=4)
         metadata_workload(mnt)
         (mnt / "kept").write_text("kept, encrypted\n")
@@ -388,7 +400,7 @@ def test_gocryptfs_go_fuse_through_the_fusermount_handoff(
     with open_capture(str(rec.capture)) as reader:
         list(reader)
         meta = reader.info.meta
-    assert meta["handoff"] == "fusermount"  # auto: gocryptfs does not link libfuse 3
+    assert meta["handoff"] == ("seccomp" if handoff == "auto" else handoff)
     assert meta["mount_type"] == "fuse.gocryptfs"
     assert meta["mount_source"] == str(cipher)
     # what went through the proxy is on disk, encrypted: names and contents
@@ -399,10 +411,10 @@ def test_gocryptfs_go_fuse_through_the_fusermount_handoff(
 
 
 @pytest.mark.mount
-def test_bindfs_through_the_fusermount_handoff(
+def test_bindfs_mounting_by_itself(
     mountpoint: Path, tmp_path: Path, some_files: tuple[Path, Path]
 ) -> None:
-    """bindfs links libfuse 2: no /dev/fd/N, auto picks the fusermount handoff."""
+    """bindfs links libfuse 2 (no /dev/fd/N): it mounts by itself under seccomp."""
     if shutil.which("bindfs") is None:
         pytest.skip("bindfs is not installed (scripts/install-deps)")
     src = tmp_path / "src"
@@ -419,7 +431,7 @@ def test_bindfs_through_the_fusermount_handoff(
     check_capture(rec.frames())
     with open_capture(str(rec.capture)) as reader:
         list(reader)
-        assert reader.info.meta["handoff"] == "fusermount"
+        assert reader.info.meta["handoff"] == "seccomp"
 
 
 def overlay(tmp_path: Path, mountpoint: Path) -> list[str]:

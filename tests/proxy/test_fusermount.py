@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -135,29 +136,37 @@ def test_shim_without_any_control_socket_says_so() -> None:
 
 
 @pytest.mark.mount
-def test_shim_shares_a_private_mountpoint_until_closed(tmp_path: Path) -> None:
+def test_attach_in_namespace_shows_a_mount_only_there(tmp_path: Path) -> None:
+    """A private mountpoint: the mount made here is cloned into another process's mount
+    namespace; this namespace gains nothing (no bind of the mountpoint on itself)."""
     where = os.path.realpath(tmp_path)
-    # a private mount under the mountpoint's parent, as in a container
     subprocess.run(["mount", "--bind", where, where], check=True)
+    mnt = os.path.join(where, "mnt")
+    other = None
     try:
         subprocess.run(["mount", "--make-private", where], check=True)
-        mnt = os.path.join(where, "mnt")
         os.mkdir(mnt)
         assert not mounts.shared_at(mnt)
-        shim = fusermount.Shim(mnt)
-        try:
-            assert shim.shared_bind == mnt and mounts.shared_at(mnt)
-        finally:
-            shim.close()
-        assert not mounts.shared_at(mnt)
-        assert f" {mnt} " not in Path("/proc/self/mountinfo").read_text()
-        # already shared: nothing to do, nothing mounted
-        subprocess.run(["mount", "--make-shared", where], check=True)
-        shim = fusermount.Shim(mnt)
-        assert shim.shared_bind is None
-        shim.close()
+        other = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "slave", "sleep", "60"],
+        )
+        ns = f"/proc/{other.pid}/ns/mnt"
+        deadline = time.monotonic() + 10
+        while os.readlink(ns) == os.readlink("/proc/self/ns/mnt"):  # until unshare ran
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        before = Path("/proc/self/mountinfo").read_text()
+        subprocess.run(["mount", "-t", "tmpfs", "marker", mnt], check=True)
+        fusermount.attach_in_namespace(other.pid, mnt)
+        theirs = Path(f"/proc/{other.pid}/mountinfo").read_text()
+        assert f" {mnt} " in theirs and " - tmpfs marker " in theirs
+        subprocess.run(["umount", mnt], check=True)
+        assert Path("/proc/self/mountinfo").read_text() == before
     finally:
-        subprocess.run(["umount", where], check=True)
+        if other is not None:
+            other.kill()
+            other.wait()
+        subprocess.run(["umount", "-R", where], check=True)
 
 
 def test_next_request_answers_malformed_ones_and_ends_at_eof() -> None:

@@ -473,3 +473,31 @@ def test_libfuse_suite_passes_and_fails_alike_when_traced(tmp_path: Path) -> Non
     assert {"hello", "hello_ll", "null", "ioctl", "poll", "passthrough", "passthrough_fh",
             "passthrough_ll", "passthrough_hp", "notify_inval_entry", "invalidate_path",
             "notify_inval_inode", "notify_store_retrieve"} <= traced_names  # fmt: skip
+
+
+def test_user_options_on_top_of_the_daemons_mount() -> None:
+    """Under the seccomp hand-off the daemon's mount(2) is made as it asked, with
+    fusetrace's own -o (given explicitly) applied on top: flags set or cleared, kernel
+    options added or replaced, fsname and subtype renaming the mount."""
+    from fusetrace.proxy import mount as mounts
+    from fusetrace.proxy.seccomp import MountCall
+    from fusetrace.proxy.session import with_user_options
+
+    call = MountCall(
+        "img", "/m", "fuse.squashfuse_ll", mounts.MS_NOSUID | mounts.MS_NODEV,
+        ["rootmode=40000", "user_id=0", "group_id=0", "max_read=131072"], 0, 1,
+    )  # fmt: skip
+    assert with_user_options(call, mounts.parse_options([])) == (
+        "img",
+        "fuse.squashfuse_ll",
+        mounts.MS_NOSUID | mounts.MS_NODEV,
+        call.options,
+    )
+    spec = mounts.parse_options(["ro", "dev", "allow_other", "max_read=4096", "fsname=x"])
+    source, fstype, flags, options = with_user_options(call, spec)
+    assert (source, fstype) == ("x", "fuse.squashfuse_ll")
+    assert flags == mounts.MS_NOSUID | mounts.MS_RDONLY
+    assert options == ["rootmode=40000", "user_id=0", "group_id=0", "allow_other",
+                       "max_read=4096"]  # fmt: skip
+    _s, fstype, _f, _o = with_user_options(call, mounts.parse_options(["subtype=t"]))
+    assert fstype == "fuse.t"

@@ -248,6 +248,7 @@ def recording(
     check_clean: bool = True,
     clean_status: int = 0,
     allow: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
 ) -> Iterator[Recording]:
     """Run ``fusetrace record -w CAPTURE [-o OPT]... [RECORD_ARGS] MOUNTPOINT -- DAEMON...``.
 
@@ -263,7 +264,8 @@ def recording(
     WARNING findings go to ``Recording.warnings``. ``allow`` maps rule codes to the reason
     they are expected from this daemon (the daemon's or the kernel's doing, not ours); their
     findings go to ``Recording.allowed`` instead. Pass ``check_clean=False`` for sessions
-    broken on purpose.
+    broken on purpose. ``stdin`` is written to the recorder's standard input (which its
+    daemon shares), then closed; without it, stdin is /dev/null.
     """
     if check_clean and str(capture) == "-":
         raise ValueError("check_clean needs a capture file; pass check_clean=False with -w -")
@@ -278,11 +280,15 @@ def recording(
     with open(log, "wb") as logf:
         proc = subprocess.Popen(
             cmd,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
             stdout=logf if stdout is None else stdout,
             stderr=logf,
             env=fusetrace_env(env),
         )
+    if proc.stdin is not None and stdin is not None:
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(stdin)
+        proc.stdin.close()
     rec = Recording(mountpoint, capture, proc, log)
     rec.pids = {proc.pid: _start_time(proc.pid) or ""}
     try:
