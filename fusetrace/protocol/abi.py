@@ -7,6 +7,7 @@ than ABI 7.8 carries its minor in a comment (``# 7.N``). Pure: no I/O.
 from __future__ import annotations
 
 import enum
+import errno as _errno
 import functools
 
 #: The protocol major every Linux kernel speaks.
@@ -358,6 +359,20 @@ def opcode_name(opcode: int) -> str:
         return Opcode(opcode).name
     except ValueError:
         return f"OPCODE_{opcode}"
+
+
+#: Linux's own names where Python's errno table picks an alias (ENOTSUP and EOPNOTSUPP are
+#: both 95 on Linux; the kernel, strerror's man page, conform and Wireshark say EOPNOTSUPP;
+#: 35 is EDEADLK, EDEADLOCK being its alias)
+_LINUX_ERRNO_NAMES = {_errno.EOPNOTSUPP: "EOPNOTSUPP", _errno.EDEADLK: "EDEADLK"}
+
+
+def errno_name(number: int) -> str:
+    """The Linux name of a positive errno (``ENOENT`` for 2, ``EOPNOTSUPP`` for 95); unknown
+    numbers stay numeric. The one errno namer: decode, check, conform and the Wireshark
+    dissector's table all use these names."""
+    name = _LINUX_ERRNO_NAMES.get(number) or _errno.errorcode.get(number)
+    return name if name else str(number)
 
 
 def notify_name(code: int) -> str:

@@ -23,6 +23,7 @@ from fusetrace.protocol.abi import (
     Opcode,
     flag_names,
 )
+from fusetrace.protocol.abi import errno_name as abi_errno_name
 from fusetrace.protocol.decode import Decoded
 from fusetrace.protocol.stream import DecodedFrame
 from fusetrace.record import Direction
@@ -31,9 +32,8 @@ _O = Opcode
 
 
 def errno_name(error: int) -> str:
-    """``-2`` -> ``-ENOENT``; unknown numbers stay numeric."""
-    name = errno.errorcode.get(-error)
-    return f"-{name}" if name else str(error)
+    """``-2`` -> ``-ENOENT``; unknown numbers stay numeric (names: protocol.abi.errno_name)."""
+    return f"-{abi_errno_name(-error)}" if -error in errno.errorcode else str(error)
 
 
 def init_flags(body: dict[str, Any]) -> InitFlag:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,7 @@ from fusetrace.protocol.abi import (
     FUSE_NAME_MAX_LARGE,
     FUSE_ROOT_ID,
     FUSE_UNIQUE_RESEND,
+    S_IFDIR,
     S_IFMT,
     VALID_FILE_TYPES,
     FopenFlag,
@@ -44,6 +45,7 @@ from fusetrace.protocol.abi import (
     IoctlFlag,
     NotifyCode,
     Opcode,
+    errno_name,
     notify_name,
     opcode_name,
 )
@@ -53,6 +55,7 @@ from fusetrace.protocol.header import out_header_struct as _out_struct
 from fusetrace.protocol.registry import (
     ArgKind,
     HandleEffect,
+    HandleKind,
     LookupEffect,
     NotifySize,
     ReplyShape,
@@ -64,6 +67,7 @@ from fusetrace.tracker.findings import Finding, Severity
 from fusetrace.tracker.rules import RULES
 
 ENOSYS = 38
+ENOENT = 2
 LLONG_MAX = (1 << 63) - 1
 ERRNO_FLOOR = -512
 #: READLINK replies are bounded by PAGE_SIZE - 1; captures do not record the page size
@@ -120,6 +124,8 @@ class Pending:
     info: dict[str, int] = field(default_factory=dict)
     #: capture timestamp of the request (ns)
     t_ns: int = 0
+    #: the names the request carries (LOOKUP, creation ops, UNLINK, RENAME's two, ...)
+    names: tuple[bytes, ...] = ()
 
 
 @dataclass(slots=True)
@@ -131,6 +137,10 @@ class Node:
     ftype: int
     #: last file size the daemon reported (-1 unknown)
     size: int = -1
+    #: link count the daemon last reported in an entry reply
+    nlink: int = 1
+    #: the inode's last known name was removed (unlink, rmdir, renamed over)
+    unlinked: bool = False
 
 
 @dataclass
@@ -172,24 +182,30 @@ class _Memory:
     __slots__ = ("_cap", "_d")
 
     def __init__(self, cap: int = MEMORY) -> None:
-        self._d: dict[int, int] = {}
+        self._d: dict[Hashable, int] = {}
         self._cap = cap
 
-    def add(self, key: int, value: int) -> None:
+    def add(self, key: Hashable, value: int) -> None:
         d = self._d
         d.pop(key, None)
         d[key] = value
         if len(d) > self._cap:
             del d[next(iter(d))]
 
-    def get(self, key: int) -> int | None:
+    def get(self, key: Hashable) -> int | None:
         return self._d.get(key)
 
-    def pop(self, key: int) -> int | None:
+    def pop(self, key: Hashable) -> int | None:
         return self._d.pop(key, None)
 
-    def __contains__(self, key: int) -> bool:
+    def __contains__(self, key: Hashable) -> bool:
         return key in self._d
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def items(self) -> list[tuple[Hashable, int]]:
+        return list(self._d.items())
 
 
 _OPS = registry.OPS
@@ -205,6 +221,36 @@ _INFO_FIELDS = (
     *sorted({f for spec in registry.OPS.values() for f in spec.node_fields}),
 )
 #: body fields naming a node id the kernel must hold (LINK, RENAME(2), COPY_FILE_RANGE)
+
+
+def _named(opcode: Opcode) -> tuple[str, int]:
+    """(struct before the names or "", how many names) of a request that carries names."""
+    args = registry.OPS[opcode].request
+    start = args[0].struct or "" if args and args[0].kind is ArgKind.STRUCT else ""
+    return start, min(2, sum(a.kind is ArgKind.CSTRING for a in args))
+
+
+#: requests whose names the tracker follows: entry replies bind (parent, name) to a node,
+#: UNLINK/RMDIR/RENAME remove names (how node id recycling is told from reuse, §7.1)
+_NAMED: dict[int, tuple[str, int]] = {
+    op: _named(op)
+    for op in (
+        Opcode.LOOKUP,
+        Opcode.MKNOD,
+        Opcode.MKDIR,
+        Opcode.SYMLINK,
+        Opcode.CREATE,
+        Opcode.LINK,
+        Opcode.UNLINK,
+        Opcode.RMDIR,
+        Opcode.RENAME,
+        Opcode.RENAME2,
+    )
+}
+#: information findings that predict the kernel's refusal of the frame (FT508: ENOENT)
+_PREDICTS_REFUSAL = frozenset({"FT508"})
+#: RENAME2 flag: the two names swap their inodes
+RENAME_EXCHANGE = 2
 
 
 class Tracker:
@@ -247,8 +293,22 @@ class Tracker:
         # outstanding state
         self.pending: dict[int, Pending] = {}
         self.nodes: dict[int, Node] = {}
-        self.handles: dict[int, int] = {}
-        self.direct_io: set[int] = set()
+        #: open handles by identity (nodeid, fh, is_dir) -> opens (protocol.md §7.2)
+        self.handles: dict[tuple[int, int, bool], int] = {}
+        #: fh value -> how many handles with that value are open, on any node, of any kind
+        self._fh_open: dict[int, int] = {}
+        self.direct_io: set[tuple[int, int, bool]] = set()
+        #: (parent, name) -> node id, from entry replies: how an UNLINK finds its node
+        self._names = _Memory()
+        #: RETRIEVE notify_unique -> [(frame, nodeid, offset, size)] not yet answered
+        self._retrieves: dict[int, list[tuple[int, int, int, int]]] = {}
+        #: notify_unique -> frame of the NOTIFY_REPLY that answered its RETRIEVE
+        self._retrieved = _Memory()
+        #: INTERRUPT target id -> INTERRUPT frame, for targets not seen (yet)
+        self._int_waiting: dict[int, int] = {}
+        #: an error or warning finding was produced for the frame being fed (enabled or
+        #: not): it explains a refusal the capture recorded
+        self._explained = False
         # bounded memories
         self._answered = _Memory()
         #: answered id -> how many kernel frames had been seen when the answer came
@@ -287,7 +347,10 @@ class Tracker:
             if record.direction is Direction.INBOUND:
                 self._kernel_frame(record)
             else:
+                self._explained = False
                 self._daemon_frame(record)
+                if record.result:
+                    self._refused(record)
         except Exception:
             if self.strict:
                 raise
@@ -327,9 +390,11 @@ class Tracker:
         opcode: int | str | None = None,
         related: tuple[int, ...] = (),
     ) -> None:
+        rule = RULES[code]
+        if rule.severity is not Severity.INFO or code in _PREDICTS_REFUSAL:
+            self._explained = True
         if code not in self.enabled:
             return
-        rule = RULES[code]
         self.summary.findings[rule.severity.label] += 1
         self._findings.append(
             Finding(
@@ -373,8 +438,16 @@ class Tracker:
         return int(s.unpack_from(data, off)[0])
 
     def _name_max(self) -> int:
+        """The connection's fc->name_max: LOOKUP and notification names (protocol.md §8.1)."""
         n = self.negotiated
         if n.max_pages > 1 and n.kernel_minor >= 43:
+            return FUSE_NAME_MAX_LARGE
+        return FUSE_NAME_MAX
+
+    def _dirent_name_max(self) -> int:
+        """The constant FUSE_NAME_MAX parse_dirfile/parse_dirplusfile apply to a directory
+        entry: 4095 since 6.15 (7.43), 1024 before, whatever the connection's name_max."""
+        if self.negotiated.kernel_minor >= 43:
             return FUSE_NAME_MAX_LARGE
         return FUSE_NAME_MAX
 
@@ -435,6 +508,8 @@ class Tracker:
                     self._forget(idx, unique, opcode, nodeid, n)
             elif body_ok and spec.lookup is LookupEffect.BATCH_FORGET:
                 self._batch_forget(idx, unique, opcode, data)
+            elif body_ok and opcode == Opcode.NOTIFY_REPLY:
+                self._notify_reply(idx, unique, nodeid, data)
             return
 
         # an ordinary request
@@ -447,6 +522,8 @@ class Tracker:
                 opcode=opcode,
             )
         key = unique & ~FUSE_INT_REQ_BIT
+        if self._int_waiting:
+            self._int_waiting.pop(key, None)
         if opcode == Opcode.INIT or opcode == Opcode.CUSE_INIT:
             self._init_request(rec, unique, opcode, data)
         elif self.state is not SessionState.READY and self.state is not SessionState.FAILED:
@@ -496,7 +573,8 @@ class Tracker:
         self.pending[key] = pend
 
     def _length_rule(self, spec: registry.OpSpec) -> tuple[int, list[tuple[str, str, int]]] | None:
-        """(fixed bytes, [(struct, count field, unit)]) of a request; None if it has strings."""
+        """(fixed bytes, [(struct, count field, unit)]) of a request; None if it has strings
+        (those are measured by :meth:`_walk_length`)."""
         fixed = 0
         var: list[tuple[str, str, int]] = []
         first = ""
@@ -529,16 +607,32 @@ class Tracker:
         else:
             rule = self._len_rules[opcode] = self._length_rule(spec)
         if rule is None:
-            return
-        fixed, var = rule
-        want = IN_HEADER_SIZE + fixed + (8 * extlen if spec.extensions else 0)
-        for struct_name, fname, unit in var:
+            # strings: measured up to their NUL, by the layout the negotiation selects
             if not body_ok:
                 return
-            n = self._request_field(data, struct_name, fname)
-            if n is None:
+            want = self._walk_length(data, spec, length, extlen)
+            if want == 0:
                 return
-            want += n * unit
+            if want < 0:
+                self._emit(
+                    "FT318",
+                    idx,
+                    f"{opcode_name(opcode)} has in.len {length}; a string argument has no "
+                    "NUL before it ends",
+                    unique=unique,
+                    opcode=opcode,
+                )
+                return
+        else:
+            fixed, var = rule
+            want = IN_HEADER_SIZE + fixed + (8 * extlen if spec.extensions else 0)
+            for struct_name, fname, unit in var:
+                if not body_ok:
+                    return
+                n = self._request_field(data, struct_name, fname)
+                if n is None:
+                    return
+                want += n * unit
         if length != want:
             self._emit(
                 "FT318",
@@ -547,6 +641,39 @@ class Tracker:
                 unique=unique,
                 opcode=opcode,
             )
+
+    def _walk_length(self, data: bytes, spec: registry.OpSpec, length: int, extlen: int) -> int:
+        """The length a request's arguments make, strings measured up to their NUL (-1: a
+        string without one; 0: not measurable)."""
+        pos = IN_HEADER_SIZE
+        first = ""
+        neg = self.negotiated
+        for a in spec.request:
+            kind = a.kind
+            if kind is ArgKind.STRUCT and a.struct:
+                pos += _layout.size_of(a.struct, neg)
+                first = first or a.struct
+            elif kind is ArgKind.CSTRING:
+                nul = data.find(b"\0", pos, length)
+                if nul < 0:
+                    return -1
+                pos = nul + 1
+            elif kind is ArgKind.BYTES and a.length_from:
+                n = self._request_field(data, first, a.length_from)
+                if n is None:
+                    return 0
+                pos += n
+            elif kind is ArgKind.ARRAY and a.length_from and a.struct:
+                n = self._request_field(data, first, a.length_from)
+                if n is None:
+                    return 0
+                unit = 8 if a.struct == "u64" else _layout.plain_size(self._order, a.struct)
+                pos += n * unit
+            elif kind is ArgKind.EXT:
+                pos += 8 * extlen
+            else:
+                return 0
+        return pos
 
     def _before_init(self, idx: int, unique: int, opcode: int) -> None:
         if self._early_reported:
@@ -637,9 +764,17 @@ class Tracker:
             other = info.get(fname)
             if other:
                 self._check_nodeid(idx, unique, opcode, other)
-        if opcode == Opcode.LOOKUP:
-            name_bytes = data[IN_HEADER_SIZE : IN_HEADER_SIZE + 3]
-            info["dot"] = int(name_bytes[:2] == b".\0" or name_bytes == b"..\0")
+        if opcode in _NAMED:
+            pend.names = names = self._names_in(data, opcode)
+            if opcode == Opcode.LOOKUP and names:
+                looked = names[0]
+                info["dot"] = int(looked == b"." or looked == b"..")
+                if len(looked) > self._name_max():
+                    self._long_lookup(idx, unique, len(looked))
+            if opcode == Opcode.RENAME2:
+                rflags = self._request_field(data, sname, "flags")
+                if rflags is not None:
+                    info["rename_flags"] = rflags
         elif opcode == Opcode.IOCTL:
             ioctl_flags = self._request_field(data, sname, "flags")
             if ioctl_flags is not None:
@@ -651,27 +786,69 @@ class Tracker:
                 flags = self._request_field(data, sname, spec.fh_when[0])
                 if flags is None or not flags & spec.fh_when[1]:
                     return
-            for fname in spec.fh_fields:
+            kind = spec.fh_kind
+            for i, fname in enumerate(spec.fh_fields):
                 fh = self._request_field(data, sname, fname)
                 if fh is None:
                     continue
                 if fname == "fh":
                     info["fh"] = fh
-                self._check_fh(idx, unique, opcode, fh)
+                node = pend.nodeid
+                if spec.fh_nodes and spec.fh_nodes[i]:
+                    node = info.get(spec.fh_nodes[i], node)
+                self._check_fh(idx, unique, opcode, node, fh, kind)
         elif h in (HandleEffect.RELEASES, HandleEffect.RELEASES_DIR):
             fh = self._request_field(data, sname, "fh")
             if fh is not None:
-                self._release(idx, unique, opcode, fh, h is HandleEffect.RELEASES_DIR)
+                self._release(idx, unique, opcode, pend.nodeid, fh, h is HandleEffect.RELEASES_DIR)
 
-    def _check_fh(self, idx: int, unique: int, opcode: int, fh: int) -> None:
-        if self.handles.get(fh):
-            return
+    def _names_in(self, data: bytes, opcode: int) -> tuple[bytes, ...]:
+        """The NUL-terminated names a request carries (at most two), in wire order."""
+        start, count = _NAMED[opcode]
+        pos = IN_HEADER_SIZE + _layout.size_of(start, self.negotiated) if start else IN_HEADER_SIZE
+        out = []
+        for _ in range(count):
+            nul = data.find(b"\0", pos)
+            if nul < 0:
+                break
+            out.append(data[pos:nul])
+            pos = nul + 1
+        return tuple(out)
+
+    def _long_lookup(self, idx: int, unique: int, n: int) -> None:
+        self._emit(
+            "FT321",
+            idx,
+            f"LOOKUP of a {n}-byte name; the connection's name_max is {self._name_max()} "
+            "(the kernel answers ENAMETOOLONG without sending it)",
+            unique=unique,
+            opcode=Opcode.LOOKUP,
+        )
+
+    def _check_fh(
+        self, idx: int, unique: int, opcode: int, nodeid: int, fh: int, kind: HandleKind
+    ) -> None:
+        handles = self.handles
+        if kind is HandleKind.EITHER:
+            if handles.get((nodeid, fh, False)) or handles.get((nodeid, fh, True)):
+                return
+            is_dir = False
+        else:
+            is_dir = kind is HandleKind.DIR
+            if handles.get((nodeid, fh, is_dir)):
+                return
         if fh == 0 and (self.no_open or self.no_opendir):
             return
-        if fh in self._reported_fhs:
+        key = (nodeid, fh, is_dir)
+        if key in self._reported_fhs:
             return  # one finding per unknown handle, not one per request using it
-        self._reported_fhs.add(fh, idx)
-        gone = self._released.get(fh)
+        self._reported_fhs.add(key, idx)
+        if self._fh_open.get(fh):
+            self._foreign_handle(idx, unique, opcode, nodeid, fh, kind)
+            return
+        gone = self._released.get(key)
+        if gone is None and kind is HandleKind.EITHER:
+            gone = self._released.get((nodeid, fh, True))
         if gone is not None:
             self._emit(
                 "FT209",
@@ -682,25 +859,62 @@ class Tracker:
                 related=(gone,),
             )
         else:
-            self._emit(
-                "FT208",
-                idx,
-                f"{opcode_name(opcode)} uses fh {fh:#x}, which no open reply returned",
-                unique=unique,
-                opcode=opcode,
-            )
+            self._unknown_handle(idx, unique, opcode, fh, "uses")
 
-    def _release(self, idx: int, unique: int, opcode: int, fh: int, is_dir: bool) -> None:
-        n = self.handles.get(fh, 0)
+    def _unknown_handle(self, idx: int, unique: int, opcode: int, fh: int, verb: str) -> None:
+        what = f"uses fh {fh:#x}," if verb == "uses" else f"of fh {fh:#x},"
+        self._emit(
+            "FT208",
+            idx,
+            f"{opcode_name(opcode)} {what} which no open reply returned",
+            unique=unique,
+            opcode=opcode,
+        )
+
+    def _foreign_handle(
+        self, idx: int, unique: int, opcode: int, nodeid: int, fh: int, kind: HandleKind
+    ) -> None:
+        """fh is open, but not as (nodeid, fh, kind): a frame the kernel cannot send."""
+        where = sorted(
+            f"{'directory' if d else 'file'} handle on node {n}"
+            for n, f, d in self.handles
+            if f == fh
+        )
+        want = {HandleKind.FILE: "file", HandleKind.DIR: "directory"}.get(kind, "file or directory")
+        self._emit(
+            "FT215",
+            idx,
+            f"{opcode_name(opcode)} names fh {fh:#x} on node {nodeid} as a {want} handle, "
+            f"but it is open only as {', '.join(where[:3])}",
+            unique=unique,
+            opcode=opcode,
+        )
+
+    def _release(
+        self, idx: int, unique: int, opcode: int, nodeid: int, fh: int, is_dir: bool
+    ) -> None:
+        key = (nodeid, fh, is_dir)
+        handles = self.handles
+        n = handles.get(key, 0)
         if n:
             if n == 1:
-                del self.handles[fh]
-                self.direct_io.discard(fh)
+                del handles[key]
+                self.direct_io.discard(key)
             else:
-                self.handles[fh] = n - 1
-            self._released.add(fh, idx)
+                handles[key] = n - 1
+            c = self._fh_open.get(fh, 0) - 1
+            if c > 0:
+                self._fh_open[fh] = c
+            else:
+                self._fh_open.pop(fh, None)
+            self._released.add(key, idx)
             return
-        gone = self._released.get(fh)
+        if self._fh_open.get(fh):
+            self._foreign_handle(
+                idx, unique, opcode, nodeid, fh, HandleKind.DIR if is_dir else HandleKind.FILE
+            )
+            return
+        gone = self._released.get(key)
         if gone is not None:
             self._emit(
                 "FT210",
@@ -720,13 +934,7 @@ class Tracker:
                 opcode=opcode,
             )
         else:
-            self._emit(
-                "FT208",
-                idx,
-                f"{opcode_name(opcode)} of fh {fh:#x}, which no open reply returned",
-                unique=unique,
-                opcode=opcode,
-            )
+            self._unknown_handle(idx, unique, opcode, fh, "of")
 
     def _forget(self, idx: int, unique: int, opcode: int, nodeid: int, n: int) -> None:
         node = self.nodes.get(nodeid)
@@ -794,7 +1002,13 @@ class Tracker:
             # this INTERRUPT is already counted in summary.requests
             if after is not None and self.summary.requests - 1 - after <= CROSSING_KERNEL_FRAMES:
                 return  # sent while the request was outstanding; crossed its reply
-            when = f" (answered at frame {answered})" if answered is not None else ""
+            if answered is None:
+                # not seen (yet): with several readers the target may be recorded after
+                # its INTERRUPT; judged at the end of the capture (FT510)
+                if len(self._int_waiting) < MEMORY:
+                    self._int_waiting[target] = idx
+                return
+            when = f" (answered at frame {answered})"
             self._emit(
                 "FT506",
                 idx,
@@ -943,14 +1157,7 @@ class Tracker:
         first = self._answered.get(key)
         if unique & FUSE_INT_REQ_BIT:
             if first is not None:
-                self._emit(
-                    "FT108",
-                    idx,
-                    f"interrupt reply for id {key:#x}, answered at frame {first} (ENOENT)",
-                    unique=unique,
-                    opcode=Opcode.INTERRUPT,
-                    related=(first,),
-                )
+                self._late_interrupt_reply(idx, unique, key, first)
                 return
         elif first is not None:
             self._emit(
@@ -976,6 +1183,17 @@ class Tracker:
             idx,
             f"reply to id {unique:#x}, which no outstanding request has (ENOENT)",
             unique=unique,
+        )
+
+    def _late_interrupt_reply(self, idx: int, unique: int, key: int, first: int | None) -> None:
+        when = f", answered at frame {first}" if first is not None else ", already answered"
+        self._emit(
+            "FT108",
+            idx,
+            f"interrupt reply for id {key:#x}{when} (ENOENT)",
+            unique=unique,
+            opcode=Opcode.INTERRUPT,
+            related=() if first is None else (first,),
         )
 
     def _init_failed(self, idx: int, unique: int, opcode: int, pend: Pending, error: int) -> None:
@@ -1020,6 +1238,8 @@ class Tracker:
                     opcode=opcode,
                     related=rel,
                 )
+            elif pend.names and body_ok:
+                self._names_removed(pend)
             return
         if shape is ReplyShape.FIXED:
             want = sum(_layout.size_of(a.struct or "", neg) for a in spec.reply_args)
@@ -1051,17 +1271,18 @@ class Tracker:
             accepted = self._entry_reply(idx, unique, spec, pend, data, OUT_HEADER_SIZE)
             if accepted and spec.handle is HandleEffect.OPENS:
                 esize = _layout.size_of("fuse_entry_out", neg)
-                self._open_reply(data, OUT_HEADER_SIZE + esize)
+                node = self._f.u64.unpack_from(data, OUT_HEADER_SIZE + self._f.entry_nodeid)[0]
+                self._open_reply(data, OUT_HEADER_SIZE + esize, node, False)
             return
         h = spec.handle
         if h is HandleEffect.OPENS or h is HandleEffect.OPENS_DIR:
-            self._open_reply(data, OUT_HEADER_SIZE)
+            self._open_reply(data, OUT_HEADER_SIZE, pend.nodeid, h is HandleEffect.OPENS_DIR)
         elif opcode == Opcode.GETATTR or opcode == Opcode.SETATTR:
             self._attr_reply(idx, unique, opcode, pend, data, OUT_HEADER_SIZE)
         elif opcode == Opcode.READDIR:
             self._dirents(idx, unique, opcode, data, plus=False)
         elif opcode == Opcode.READDIRPLUS:
-            self._dirents(idx, unique, opcode, data, plus=True)
+            self._dirents(idx, unique, opcode, data, plus=True, parent=pend.nodeid)
         elif opcode == Opcode.WRITE:
             got = self._f.u32.unpack_from(data, OUT_HEADER_SIZE + self._f.write_out_size)[0]
             asked = info.get("size")
@@ -1411,7 +1632,10 @@ class Tracker:
             return False
         if nodeid == FUSE_ROOT_ID:
             return True
-        self._count(idx, unique, opcode, nodeid, generation, ftype, size, rel)
+        nlink = f.u32.unpack_from(data, off + f.entry_nlink)[0]
+        self._count(idx, unique, opcode, nodeid, generation, ftype, size, rel, nlink)
+        if pend.names and not pend.info.get("dot"):
+            self._names.add((pend.nodeid, pend.names[0]), nodeid)
         return True
 
     def _wanted_type(self, spec: registry.OpSpec, pend: Pending) -> int | None:
@@ -1437,15 +1661,20 @@ class Tracker:
         ftype: int,
         size: int,
         rel: tuple[int, ...],
+        nlink: int = 1,
     ) -> None:
         node = self.nodes.get(nodeid)
         if node is None:
-            self.nodes[nodeid] = Node(1, generation, ftype, size)
+            self.nodes[nodeid] = Node(1, generation, ftype, size, nlink)
             self._forgotten.pop(nodeid)
             self._reported_nodes.pop(nodeid)
             return
         name = opcode_name(opcode)
-        if node.generation != generation:
+        if node.generation != generation and node.unlinked:
+            self._recycled(idx, unique, opcode, nodeid, node, generation, ftype, rel)
+            node.generation = generation
+            node.ftype = ftype
+        elif node.generation != generation:
             self._emit(
                 "FT206",
                 idx,
@@ -1469,6 +1698,64 @@ class Tracker:
             node.ftype = ftype
         node.count += 1
         node.size = size
+        node.nlink = nlink
+        node.unlinked = False
+
+    def _recycled(
+        self,
+        idx: int,
+        unique: int,
+        opcode: int,
+        nodeid: int,
+        node: Node,
+        generation: int,
+        ftype: int,
+        rel: tuple[int, ...],
+    ) -> None:
+        kind = "" if ftype == node.ftype else f" and file type {ftype:#o} (was {node.ftype:#o})"
+        self._emit(
+            "FT217",
+            idx,
+            f"{opcode_name(opcode)} recycles node id {nodeid} with generation {generation}"
+            f"{kind}; the old inode (generation {node.generation}) lost its last name, the "
+            "kernel makes it stale",
+            unique=unique,
+            opcode=opcode,
+            related=rel,
+        )
+
+    def _names_removed(self, pend: Pending) -> None:
+        """A successful UNLINK, RMDIR or RENAME(2): the names it removes or moves."""
+        op = pend.opcode
+        names = pend.names
+        parent = pend.nodeid
+        if op == Opcode.UNLINK or op == Opcode.RMDIR:
+            gone = self._names.pop((parent, names[0]))
+            if gone is not None:
+                self._lose_name(gone, op == Opcode.RMDIR)
+        elif (op == Opcode.RENAME or op == Opcode.RENAME2) and len(names) == 2:
+            src_key = (parent, names[0])
+            dst_key = (pend.info.get("newdir", parent), names[1])
+            src = self._names.pop(src_key)
+            dst = self._names.get(dst_key)
+            if pend.info.get("rename_flags", 0) & RENAME_EXCHANGE:
+                if dst is not None:
+                    self._names.add(src_key, dst)
+            elif dst is not None and dst != src:
+                self._lose_name(dst, False)
+            if src is not None:
+                self._names.add(dst_key, src)
+            else:
+                self._names.pop(dst_key)
+
+    def _lose_name(self, nodeid: int, is_dir: bool) -> None:
+        node = self.nodes.get(nodeid)
+        if node is None:
+            return
+        if is_dir or node.nlink <= 1 or node.ftype == S_IFDIR:
+            node.unlinked = True
+        else:
+            node.nlink -= 1
 
     def _attr_reply(
         self, idx: int, unique: int, opcode: int, pend: Pending, data: bytes, off: int
@@ -1492,25 +1779,29 @@ class Tracker:
             node.ftype = ftype
         node.size = f.u64.unpack_from(data, off + f.attr_out_size)[0]
 
-    def _open_reply(self, data: bytes, off: int) -> None:
+    def _open_reply(self, data: bytes, off: int, nodeid: int, is_dir: bool) -> None:
         f = self._f
         if len(data) < off + 12:
             return
         fh = f.u64.unpack_from(data, off + f.open_fh)[0]
         flags = f.u32.unpack_from(data, off + f.open_flags)[0]
-        self.handles[fh] = self.handles.get(fh, 0) + 1
-        self._released.pop(fh)
-        self._reported_fhs.pop(fh)
+        key = (nodeid, fh, is_dir)
+        self.handles[key] = self.handles.get(key, 0) + 1
+        self._fh_open[fh] = self._fh_open.get(fh, 0) + 1
+        self._released.pop(key)
+        self._reported_fhs.pop(key)
         if flags & FopenFlag.DIRECT_IO:
-            self.direct_io.add(fh)
+            self.direct_io.add(key)
 
-    def _dirents(self, idx: int, unique: int, opcode: int, data: bytes, *, plus: bool) -> None:
+    def _dirents(
+        self, idx: int, unique: int, opcode: int, data: bytes, *, plus: bool, parent: int = 0
+    ) -> None:
         f = self._f
         end = len(data)
         off = OUT_HEADER_SIZE
         head = f.direntplus_head if plus else f.dirent_head
         dirent_at = f.direntplus_dirent if plus else 0
-        name_max = self._name_max()
+        name_max = self._dirent_name_max()
         name = opcode_name(opcode)
         n = 0
         while off < end:
@@ -1561,14 +1852,35 @@ class Tracker:
                     mode = f.u32.unpack_from(data, off + f.entry_mode)[0]
                     size = f.u64.unpack_from(data, off + f.entry_size)[0]
                     ftype = mode & S_IFMT
-                    if nodeid == FUSE_ROOT_ID or ftype not in VALID_FILE_TYPES:
+                    if nodeid == FUSE_ROOT_ID or ftype not in VALID_FILE_TYPES or size > LLONG_MAX:
                         # rejected and balanced at once by FORGET(nodeid, 1)
+                        self._rejected_direntplus(idx, unique, n, ename, nodeid, mode, size)
                         node = self.nodes.setdefault(nodeid, Node(0, generation, ftype, size))
                         node.count += 1
                     else:
-                        self._count(idx, unique, opcode, nodeid, generation, ftype, size, ())
+                        nlink = f.u32.unpack_from(data, off + f.entry_nlink)[0]
+                        self._count(idx, unique, opcode, nodeid, generation, ftype, size, (), nlink)
+                        self._names.add((parent, ename), nodeid)
             off += rec_len
             n += 1
+
+    def _rejected_direntplus(
+        self, idx: int, unique: int, n: int, ename: bytes, nodeid: int, mode: int, size: int
+    ) -> None:
+        if nodeid == FUSE_ROOT_ID:
+            why = "names the root (node id 1)"
+        elif size > LLONG_MAX:
+            why = f"has size {size}, above LLONG_MAX"
+        else:
+            why = f"has mode {mode:#o}: not a file type"
+        self._emit(
+            "FT216",
+            idx,
+            f"READDIRPLUS entry {n} {ename!r} {why}; the kernel does not link it (EIO) and "
+            f"sends FORGET({nodeid}, 1)",
+            unique=unique,
+            opcode=Opcode.READDIRPLUS,
+        )
 
     def _listxattr(self, idx: int, unique: int, data: bytes) -> None:
         body = data[OUT_HEADER_SIZE:]
@@ -1593,7 +1905,7 @@ class Tracker:
         if self.negotiated.flags & InitFlag.WRITEBACK_CACHE:
             return
         fh = info.get("fh")
-        if fh is not None and fh in self.direct_io:
+        if fh is not None and (pend.nodeid, fh, False) in self.direct_io:
             return
         node = self.nodes.get(pend.nodeid)
         if node is None or node.size < 0:
@@ -1694,6 +2006,8 @@ class Tracker:
                     related=(p.frame,),
                     opcode=op,
                 )
+        if code == NotifyCode.RETRIEVE and not rec.result:
+            self._retrieve(idx, data)
         nspec = registry.NOTIFY.get(code)
         target = nspec.node_field if nspec is not None else None
         if target is not None and first is not None:
@@ -1706,6 +2020,89 @@ class Tracker:
                     "(the write() gets ENOENT)",
                     opcode=op,
                 )
+
+    def _retrieve(self, idx: int, data: bytes) -> None:
+        """A RETRIEVE the kernel took (or may have): one NOTIFY_REPLY may answer it."""
+        st = "fuse_notify_retrieve_out"
+        nu = self._notify_field(data, st, "notify_unique")
+        node = self._notify_field(data, st, "nodeid")
+        offset = self._notify_field(data, st, "offset")
+        size = self._notify_field(data, st, "size")
+        if nu is None or node is None or offset is None or size is None:
+            return
+        self._retrieves.setdefault(nu, []).append((idx, node, offset, size))
+        if len(self._retrieves) > MEMORY:
+            del self._retrieves[next(iter(self._retrieves))]
+
+    def _notify_reply(self, idx: int, unique: int, nodeid: int, data: bytes) -> None:
+        """NOTIFY_REPLY answers exactly one earlier RETRIEVE (protocol.md §6)."""
+        st = "fuse_notify_retrieve_in"
+        offset = self._request_field(data, st, "offset")
+        size = self._request_field(data, st, "size")
+        if offset is None or size is None:
+            return
+        waiting = self._retrieves.get(unique)
+        why = ""
+        related: tuple[int, ...] = ()
+        if waiting:
+            for i, (frame, node, off, asked) in enumerate(waiting):
+                if node == nodeid and off == offset:
+                    del waiting[i]
+                    if not waiting:
+                        del self._retrieves[unique]
+                    self._retrieved.add(unique, idx)
+                    if size <= asked:
+                        return
+                    why = f"carries {size} bytes; the RETRIEVE (frame {frame}) asked for {asked}"
+                    related = (frame,)
+                    break
+            else:
+                frame, node, off, asked = waiting[0]
+                why = (
+                    f"names node {nodeid} at offset {offset}; the RETRIEVE (frame {frame}) "
+                    f"asked for node {node} at offset {off}"
+                )
+                related = (frame,)
+        else:
+            done = self._retrieved.get(unique)
+            if done is not None:
+                why = f"is a second answer; the RETRIEVE was answered at frame {done}"
+                related = (done,)
+            else:
+                why = "answers no RETRIEVE with that notify_unique"
+        self._emit(
+            "FT509",
+            idx,
+            f"NOTIFY_REPLY {unique} {why}",
+            unique=unique,
+            opcode=Opcode.NOTIFY_REPLY,
+            related=related,
+        )
+
+    # ---- the kernel's answer to a daemon frame ----------------------------------------------
+    def _refused(self, rec: Record) -> None:
+        """The capture says the kernel refused this frame; report it unless a rule already
+        explained the refusal at this frame (protocol.md §5.3)."""
+        if self._explained or len(rec.data) < OUT_HEADER_SIZE:
+            return
+        _length, _error, unique = self._out.unpack_from(rec.data)
+        err = rec.result or 0
+        if unique == 0:
+            self._emit(
+                "FT511",
+                rec.index,
+                f"the kernel refused this notification with {errno_name(err)}",
+            )
+        elif unique & FUSE_INT_REQ_BIT and err == ENOENT:
+            key = unique & ~FUSE_INT_REQ_BIT
+            self._late_interrupt_reply(rec.index, unique, key, self._answered.get(key))
+        else:
+            self._emit(
+                "FT113",
+                rec.index,
+                f"the kernel refused this reply with {errno_name(err)}",
+                unique=unique,
+            )
 
     # ---- end of capture -------------------------------------------------------------------
     def _late(
@@ -1745,6 +2142,16 @@ class Tracker:
                 None,
                 f"... and {len(waiting) - LIST_AT_END} more requests never answered",
             )
+        for target, frame in self._int_waiting.items():
+            self._emit(
+                "FT510",
+                None,
+                f"INTERRUPT (frame {frame}) for id {target:#x}: no request with that id "
+                "appears in the capture",
+                unique=target | FUSE_INT_REQ_BIT,
+                opcode=Opcode.INTERRUPT,
+                related=(frame,),
+            )
         if self.nodes:
             total = sum(n.count for n in self.nodes.values())
             sample = ", ".join(str(n) for n in sorted(self.nodes)[:10])
@@ -1756,7 +2163,7 @@ class Tracker:
             )
         if self.handles:
             total = sum(self.handles.values())
-            sample = ", ".join(f"{fh:#x}" for fh in sorted(self.handles)[:10])
+            sample = ", ".join(f"{fh:#x}" for fh in sorted({k[1] for k in self.handles})[:10])
             self._emit(
                 "FT214",
                 None,

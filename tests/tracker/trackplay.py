@@ -70,7 +70,9 @@ class Play:
         *,
         channel: int = 0,
         orig_len: int | None = None,
+        result: int | None = None,
     ) -> list[Finding]:
+        """``result``: the kernel's answer to a daemon frame (0, an errno, None unknown)."""
         rec = Record(
             self.index,
             self.t_ns,
@@ -78,6 +80,7 @@ class Play:
             data,
             len(data) if orig_len is None else orig_len,
             channel,
+            result=result,
         )
         self.index += 1
         self.t_ns += 1000
@@ -124,12 +127,14 @@ class Play:
         error: int = 0,
         probe: bool = False,
         channel: int = 0,
+        result: int | None = None,
     ) -> list[Finding]:
         return self.d(
             encode_reply(
                 opcode, body, unique=unique, error=error, negotiated=self.neg, probe=probe
             ),
             channel=channel,
+            result=result,
         )
 
     def call(
@@ -146,8 +151,10 @@ class Play:
     def intr_reply(self, target: int, error: int = -11) -> None:
         self.d(encode_interrupt_reply(target | 1, error, self.neg))
 
-    def notify(self, code: int, body: dict[str, Any] | None = None) -> None:
-        self.d(encode_notify(code, body, negotiated=self.neg))
+    def notify(
+        self, code: int, body: dict[str, Any] | None = None, *, result: int | None = None
+    ) -> None:
+        self.d(encode_notify(code, body, negotiated=self.neg), result=result)
 
     def init(
         self,
