@@ -25,6 +25,7 @@ from fusetrace.report.findings import (
     TextReporter,
 )
 from fusetrace.tracker import FAMILIES, RULES, Finding, Severity, Tracker, select_rules
+from fusetrace.tracker.rules import raised_by
 
 #: show a progress display on a terminal once a capture has this many frames
 PROGRESS_EVERY = 20_000
@@ -254,6 +255,7 @@ def explain(codes: tuple[str, ...]) -> None:
             f"severity: {r.severity.label}; at fault: {r.culprit.value}; "
             f"family: {FAMILIES[r.family]}"
         )
+        click.echo(f"checked in: {raised_by(code)}")
         click.echo()
         import textwrap
 

@@ -64,7 +64,7 @@ from fusetrace.protocol.session import Negotiated
 from fusetrace.record import Direction, Record
 from fusetrace.tracker import _layout
 from fusetrace.tracker.findings import Finding, Severity
-from fusetrace.tracker.rules import RULES
+from fusetrace.tracker.rules import RULES, checks
 
 ENOSYS = 38
 ENOENT = 2
@@ -409,6 +409,28 @@ class Tracker:
             )
         )
 
+    @checks("FT316")
+    def _cut(self, rec: Record, unique: int, opcode: int | None) -> None:
+        self._cut_reported = True
+        self._emit(
+            "FT316",
+            rec.index,
+            f"frame stored with {len(rec.data)} of {rec.orig_len} bytes; body "
+            "checks skip cut frames",
+            unique=unique,
+            opcode=opcode,
+        )
+
+    @checks("FT212")
+    def _enosys_again(self, idx: int, unique: int, opcode: int, message: str) -> None:
+        self._emit("FT212", idx, message, unique=unique, opcode=opcode)
+
+    @checks("FT307")
+    def _bad_reply_size(
+        self, idx: int, unique: int, opcode: int, rel: tuple[int, ...], message: str
+    ) -> None:
+        self._emit("FT307", idx, message, unique=unique, opcode=opcode, related=rel)
+
     def _transition(self, event: SessionEvent) -> bool:
         new = SESSION_TRANSITIONS.get((self.state, event))
         if new is None:
@@ -452,6 +474,7 @@ class Tracker:
         return FUSE_NAME_MAX
 
     # ---- kernel -> daemon ---------------------------------------------------------------
+    @checks("FT103", "FT104", "FT303", "FT304", "FT315")
     def _kernel_frame(self, rec: Record) -> None:
         data = rec.data
         idx = rec.index
@@ -475,15 +498,7 @@ class Tracker:
             )
         cut = len(data) < rec.orig_len
         if cut and not self._cut_reported:
-            self._cut_reported = True
-            self._emit(
-                "FT316",
-                idx,
-                f"frame stored with {len(data)} of {rec.orig_len} bytes; body "
-                "checks skip cut frames",
-                unique=unique,
-                opcode=opcode,
-            )
+            self._cut(rec, unique, opcode)
         spec = _OPS.get(opcode)
         body_ok = self.bodies and not cut
         if (
@@ -540,12 +555,11 @@ class Tracker:
                 related=(old.frame,),
             )
         if opcode in self._enosys:
-            self._emit(
-                "FT212",
+            self._enosys_again(
                 idx,
+                unique,
+                opcode,
                 f"{opcode_name(opcode)} sent again after the daemon answered ENOSYS",
-                unique=unique,
-                opcode=opcode,
             )
         if (
             spec is not None
@@ -591,6 +605,7 @@ class Tracker:
                 return None
         return fixed, var
 
+    @checks("FT318")
     def _check_length(
         self,
         data: bytes,
@@ -675,6 +690,7 @@ class Tracker:
                 return 0
         return pos
 
+    @checks("FT402")
     def _before_init(self, idx: int, unique: int, opcode: int) -> None:
         if self._early_reported:
             return
@@ -687,6 +703,7 @@ class Tracker:
             opcode=opcode,
         )
 
+    @checks("FT105", "FT412")
     def _init_request(self, rec: Record, unique: int, opcode: int, data: bytes) -> None:
         idx = rec.index
         if self._init_seen:
@@ -716,6 +733,7 @@ class Tracker:
                 self._f.init_in(data[IN_HEADER_SIZE:])
             )
 
+    @checks("FT202", "FT203")
     def _check_nodeid(self, idx: int, unique: int, opcode: int, nodeid: int) -> None:
         if nodeid == FUSE_ROOT_ID or nodeid in self.nodes or self._counts_lost:
             return
@@ -815,6 +833,7 @@ class Tracker:
             pos = nul + 1
         return tuple(out)
 
+    @checks("FT321")
     def _long_lookup(self, idx: int, unique: int, n: int) -> None:
         self._emit(
             "FT321",
@@ -825,6 +844,7 @@ class Tracker:
             opcode=Opcode.LOOKUP,
         )
 
+    @checks("FT209")
     def _check_fh(
         self, idx: int, unique: int, opcode: int, nodeid: int, fh: int, kind: HandleKind
     ) -> None:
@@ -861,6 +881,7 @@ class Tracker:
         else:
             self._unknown_handle(idx, unique, opcode, fh, "uses")
 
+    @checks("FT208")
     def _unknown_handle(self, idx: int, unique: int, opcode: int, fh: int, verb: str) -> None:
         what = f"uses fh {fh:#x}," if verb == "uses" else f"of fh {fh:#x},"
         self._emit(
@@ -871,6 +892,7 @@ class Tracker:
             opcode=opcode,
         )
 
+    @checks("FT215")
     def _foreign_handle(
         self, idx: int, unique: int, opcode: int, nodeid: int, fh: int, kind: HandleKind
     ) -> None:
@@ -890,6 +912,7 @@ class Tracker:
             opcode=opcode,
         )
 
+    @checks("FT210", "FT211")
     def _release(
         self, idx: int, unique: int, opcode: int, nodeid: int, fh: int, is_dir: bool
     ) -> None:
@@ -936,6 +959,7 @@ class Tracker:
         else:
             self._unknown_handle(idx, unique, opcode, fh, "of")
 
+    @checks("FT201")
     def _forget(self, idx: int, unique: int, opcode: int, nodeid: int, n: int) -> None:
         node = self.nodes.get(nodeid)
         held = node.count if node is not None else 0
@@ -972,16 +996,13 @@ class Tracker:
             off += step
             self._forget(idx, unique, opcode, nodeid, n)
 
+    @checks("FT506", "FT507")
     def _interrupt(self, rec: Record, unique: int, data: bytes | None) -> None:
         idx = rec.index
         opcode = Opcode.INTERRUPT
         if self._interrupts_off:
-            self._emit(
-                "FT212",
-                idx,
-                "INTERRUPT sent after an interrupt reply answered ENOSYS",
-                unique=unique,
-                opcode=opcode,
+            self._enosys_again(
+                idx, unique, opcode, "INTERRUPT sent after an interrupt reply answered ENOSYS"
             )
         target = unique & ~FUSE_INT_REQ_BIT
         if data is not None:
@@ -1019,6 +1040,7 @@ class Tracker:
             )
 
     # ---- daemon -> kernel ---------------------------------------------------------------
+    @checks("FT107", "FT110", "FT301", "FT302", "FT305", "FT306")
     def _daemon_frame(self, rec: Record) -> None:
         data = rec.data
         idx = rec.index
@@ -1042,14 +1064,7 @@ class Tracker:
             return
         cut = len(data) < rec.orig_len
         if cut and not self._cut_reported:
-            self._cut_reported = True
-            self._emit(
-                "FT316",
-                idx,
-                f"frame stored with {len(data)} of {rec.orig_len} bytes; body "
-                "checks skip cut frames",
-                unique=unique,
-            )
+            self._cut(rec, unique, None)
         if unique == 0:
             self.summary.notifications += 1
             self._notification(rec, error, cut)
@@ -1131,6 +1146,7 @@ class Tracker:
         body_ok = self.bodies and not cut
         self._success(rec, unique, spec, pend, payload, body_ok)
 
+    @checks("FT101", "FT102", "FT106", "FT109", "FT401")
     def _unmatched(self, idx: int, unique: int, key: int) -> None:
         if (
             self.state is SessionState.AWAIT_INIT_REPLY or self.state is SessionState.UNINIT
@@ -1185,6 +1201,7 @@ class Tracker:
             unique=unique,
         )
 
+    @checks("FT108")
     def _late_interrupt_reply(self, idx: int, unique: int, key: int, first: int | None) -> None:
         when = f", answered at frame {first}" if first is not None else ", already answered"
         self._emit(
@@ -1196,6 +1213,7 @@ class Tracker:
             related=() if first is None else (first,),
         )
 
+    @checks("FT404")
     def _init_failed(self, idx: int, unique: int, opcode: int, pend: Pending, error: int) -> None:
         self._emit(
             "FT404",
@@ -1211,6 +1229,7 @@ class Tracker:
         self._transition(SessionEvent.INIT_REPLY_BAD)
 
     # ---- successful replies ---------------------------------------------------------------
+    @checks("FT310", "FT311")
     def _success(
         self,
         rec: Record,
@@ -1229,14 +1248,13 @@ class Tracker:
         name = opcode_name(opcode)
         if shape is ReplyShape.EMPTY:
             if payload:
-                self._emit(
-                    "FT307",
+                self._bad_reply_size(
                     idx,
+                    unique,
+                    opcode,
+                    rel,
                     f"{name} takes a header-only reply, got {payload} payload "
                     "bytes (EINVAL; the caller gets EIO)",
-                    unique=unique,
-                    opcode=opcode,
-                    related=rel,
                 )
             elif pend.names and body_ok:
                 self._names_removed(pend)
@@ -1244,14 +1262,13 @@ class Tracker:
         if shape is ReplyShape.FIXED:
             want = sum(_layout.size_of(a.struct or "", neg) for a in spec.reply_args)
             if payload != want:
-                self._emit(
-                    "FT307",
+                self._bad_reply_size(
                     idx,
+                    unique,
+                    opcode,
+                    rel,
                     f"{name} reply has {payload} payload bytes, must be {want} "
                     "(EINVAL; the caller gets EIO)",
-                    unique=unique,
-                    opcode=opcode,
-                    related=rel,
                 )
                 return
         elif shape is ReplyShape.VARIABLE and not self._variable_ok(
@@ -1322,6 +1339,7 @@ class Tracker:
     def _ioctl_out(self, data: bytes) -> dict[str, Any]:
         return _layout.unpack_padded(self._order, "fuse_ioctl_out", data[OUT_HEADER_SIZE:])
 
+    @checks("FT319")
     def _getlk_reply(self, idx: int, unique: int, pend: Pending, data: bytes) -> None:
         lk = _layout.unpack_padded(self._order, "fuse_lk_out", data[OUT_HEADER_SIZE:])["lk"]
         kind, start, end = lk["type"], lk["start"], lk["end"]
@@ -1344,6 +1362,7 @@ class Tracker:
             related=(pend.frame,),
         )
 
+    @checks("FT320")
     def _ioctl_reply(self, idx: int, unique: int, pend: Pending, data: bytes, payload: int) -> None:
         head = _layout.size_of("fuse_ioctl_out", self.negotiated)
         out = self._ioctl_out(data)
@@ -1378,6 +1397,7 @@ class Tracker:
             related=(pend.frame,),
         )
 
+    @checks("FT308", "FT309")
     def _variable_ok(
         self,
         idx: int,
@@ -1422,14 +1442,13 @@ class Tracker:
         elif opcode == Opcode.IOCTL:
             head = _layout.size_of("fuse_ioctl_out", self.negotiated)
             if payload < head:
-                self._emit(
-                    "FT307",
+                self._bad_reply_size(
                     idx,
+                    unique,
+                    opcode,
+                    rel,
                     f"IOCTL reply has {payload} payload bytes; the {head}-byte "
                     "fuse_ioctl_out must be present (the caller gets EIO)",
-                    unique=unique,
-                    opcode=opcode,
-                    related=rel,
                 )
                 return False
             out_size = info.get("out_size")
@@ -1452,6 +1471,7 @@ class Tracker:
             return False
         return True
 
+    @checks("FT403", "FT405", "FT406", "FT407", "FT408", "FT409", "FT410", "FT411")
     def _init_reply(self, rec: Record, unique: int, pend: Pending) -> None:
         idx = rec.index
         opcode = pend.opcode
@@ -1556,6 +1576,7 @@ class Tracker:
                     related=rel,
                 )
 
+    @checks("FT204", "FT205")
     def _entry_reply(
         self,
         idx: int,
@@ -1651,6 +1672,7 @@ class Tracker:
             return node.ftype if node is not None else None
         return None
 
+    @checks("FT206")
     def _count(
         self,
         idx: int,
@@ -1686,21 +1708,35 @@ class Tracker:
             )
             node.generation = generation
         if node.ftype != ftype:
-            self._emit(
-                "FT207",
-                idx,
-                f"{name} gives node id {nodeid} file type {ftype:#o}, earlier "
-                f"{node.ftype:#o} (the kernel marks the inode bad)",
-                unique=unique,
-                opcode=opcode,
-                related=rel,
-            )
-            node.ftype = ftype
+            self._type_changed(idx, unique, opcode, nodeid, node, ftype, rel)
         node.count += 1
         node.size = size
         node.nlink = nlink
         node.unlinked = False
 
+    @checks("FT207")
+    def _type_changed(
+        self,
+        idx: int,
+        unique: int,
+        opcode: int,
+        nodeid: int,
+        node: Node,
+        ftype: int,
+        rel: tuple[int, ...],
+    ) -> None:
+        self._emit(
+            "FT207",
+            idx,
+            f"{opcode_name(opcode)} gives node id {nodeid} file type {ftype:#o}, earlier "
+            f"{node.ftype:#o} (the kernel marks the inode bad)",
+            unique=unique,
+            opcode=opcode,
+            related=rel,
+        )
+        node.ftype = ftype
+
+    @checks("FT217")
     def _recycled(
         self,
         idx: int,
@@ -1767,16 +1803,7 @@ class Tracker:
         mode = f.u32.unpack_from(data, off + f.attr_out_mode)[0]
         ftype = mode & S_IFMT
         if ftype != node.ftype:
-            self._emit(
-                "FT207",
-                idx,
-                f"{opcode_name(opcode)} gives node id {pend.nodeid} file type "
-                f"{ftype:#o}, earlier {node.ftype:#o} (the kernel marks the inode bad)",
-                unique=unique,
-                opcode=opcode,
-                related=(pend.frame,),
-            )
-            node.ftype = ftype
+            self._type_changed(idx, unique, opcode, pend.nodeid, node, ftype, (pend.frame,))
         node.size = f.u64.unpack_from(data, off + f.attr_out_size)[0]
 
     def _open_reply(self, data: bytes, off: int, nodeid: int, is_dir: bool) -> None:
@@ -1793,6 +1820,7 @@ class Tracker:
         if flags & FopenFlag.DIRECT_IO:
             self.direct_io.add(key)
 
+    @checks("FT313", "FT317")
     def _dirents(
         self, idx: int, unique: int, opcode: int, data: bytes, *, plus: bool, parent: int = 0
     ) -> None:
@@ -1864,6 +1892,7 @@ class Tracker:
             off += rec_len
             n += 1
 
+    @checks("FT216")
     def _rejected_direntplus(
         self, idx: int, unique: int, n: int, ename: bytes, nodeid: int, mode: int, size: int
     ) -> None:
@@ -1882,6 +1911,7 @@ class Tracker:
             opcode=Opcode.READDIRPLUS,
         )
 
+    @checks("FT312")
     def _listxattr(self, idx: int, unique: int, data: bytes) -> None:
         body = data[OUT_HEADER_SIZE:]
         if not body:
@@ -1896,6 +1926,7 @@ class Tracker:
                 opcode=Opcode.LISTXATTR,
             )
 
+    @checks("FT314")
     def _short_read(self, idx: int, unique: int, pend: Pending, payload: int) -> None:
         info = pend.info
         asked = info.get("size")
@@ -1923,6 +1954,7 @@ class Tracker:
             )
 
     # ---- notifications --------------------------------------------------------------------
+    @checks("FT501", "FT502", "FT503", "FT504", "FT505", "FT508")
     def _notification(self, rec: Record, code: int, cut: bool) -> None:
         idx = rec.index
         data = rec.data
@@ -2034,6 +2066,7 @@ class Tracker:
         if len(self._retrieves) > MEMORY:
             del self._retrieves[next(iter(self._retrieves))]
 
+    @checks("FT509")
     def _notify_reply(self, idx: int, unique: int, nodeid: int, data: bytes) -> None:
         """NOTIFY_REPLY answers exactly one earlier RETRIEVE (protocol.md §6)."""
         st = "fuse_notify_retrieve_in"
@@ -2080,6 +2113,7 @@ class Tracker:
         )
 
     # ---- the kernel's answer to a daemon frame ----------------------------------------------
+    @checks("FT113", "FT511")
     def _refused(self, rec: Record) -> None:
         """The capture says the kernel refused this frame; report it unless a rule already
         explained the refusal at this frame (protocol.md §5.3)."""
@@ -2105,6 +2139,7 @@ class Tracker:
             )
 
     # ---- end of capture -------------------------------------------------------------------
+    @checks("FT112")
     def _late(
         self, idx: int | None, unique: int, pend: Pending, t_ns: int, *, answered: bool
     ) -> None:
@@ -2120,6 +2155,7 @@ class Tracker:
             related=(pend.frame,),
         )
 
+    @checks("FT111", "FT213", "FT214", "FT510")
     def _finish(self) -> None:
         waiting = sorted(self.pending.items(), key=lambda kv: kv[1].frame)
         timeout = self.negotiated.request_timeout

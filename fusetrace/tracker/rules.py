@@ -8,8 +8,9 @@ versions, ``FT5xx`` notifications and interrupts. ``fusetrace explain CODE`` pri
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from fusetrace.tracker.findings import Culprit, Severity
 
@@ -976,6 +977,40 @@ _CATALOGUE: tuple[Rule, ...] = (
 )
 
 RULES: dict[str, Rule] = {r.code: r for r in _CATALOGUE}
+
+#: rule code -> the function that raises it ("module.Class.method"), filled by :func:`checks`
+RAISED_BY: dict[str, str] = {}
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def checks(*codes: str) -> Callable[[_F], _F]:
+    """Bind rule codes to the function that raises them: ``@checks("FT310")``.
+
+    Each code is raised in exactly one place; binding a code twice, or one the catalogue
+    does not have, fails at import. The function is returned unchanged (no cost per call);
+    tests/tracker/test_rules.py proves every ``_emit`` in the tracker uses only its
+    function's codes, and ``fusetrace explain`` prints where a rule is checked.
+    """
+
+    def bind(fn: _F) -> _F:
+        where = f"{fn.__module__}.{fn.__qualname__}"
+        for code in codes:
+            if code not in RULES:
+                raise ValueError(f"{where} checks {code}, which is not in the catalogue")
+            other = RAISED_BY.get(code)
+            if other is not None and other != where:
+                raise ValueError(f"{code} is raised by {other} and by {where}")
+            RAISED_BY[code] = where
+        fn.__checks__ = codes  # type: ignore[attr-defined]
+        return fn
+
+    return bind
+
+
+def raised_by(code: str) -> str | None:
+    """The function that raises ``code`` (None before the tracker is imported)."""
+    return RAISED_BY.get(code)
 
 
 def matches(code: str, patterns: Iterable[str]) -> bool:
