@@ -353,12 +353,13 @@ def flag_names(value: int, flags: type[enum.IntFlag]) -> list[str]:
     return names
 
 
+#: opcode number -> name, for the hot paths (an enum lookup per frame is slow)
+_OPCODE_NAMES: dict[int, str] = {int(op): op.name for op in Opcode}
+
+
 def opcode_name(opcode: int) -> str:
     """The opcode's name, or ``OPCODE_<n>`` for one this package does not know."""
-    try:
-        return Opcode(opcode).name
-    except ValueError:
-        return f"OPCODE_{opcode}"
+    return _OPCODE_NAMES.get(opcode) or f"OPCODE_{opcode}"
 
 
 #: Linux's own names where Python's errno table picks an alias (ENOTSUP and EOPNOTSUPP are

@@ -572,8 +572,15 @@ _SPECS: list[OpSpec] = [
 #: opcode -> OpSpec, for every opcode of protocol.md §2.
 OPS: dict[int, OpSpec] = {spec.opcode: spec for spec in _SPECS}
 
-#: ops whose request has no reply at all (never paired, never kept outstanding).
+#: ops whose request has no reply at all (never paired, never kept outstanding): FORGET,
+#: BATCH_FORGET, NOTIFY_REPLY. INTERRUPT is not one of them: it may be answered (EAGAIN to
+#: have it re-sent, ENOSYS to stop interrupts), only the answer is optional.
 NO_REPLY_OPS = frozenset(op for op, spec in OPS.items() if not spec.has_reply)
+#: ops the kernel does not wait on: no reply at all, or an optional one (INTERRUPT: the
+#: target's own reply ends it). What a proxy must not count as outstanding.
+NOT_AWAITED_OPS = frozenset(
+    op for op, spec in OPS.items() if not spec.has_reply or spec.reply_optional
+)
 
 
 class NotifySize(enum.Enum):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,20 +178,24 @@ class Summary:
 
 
 class _Memory:
-    """A bounded insertion-ordered map: the oldest entry goes when it is full."""
+    """A bounded insertion-ordered map: the oldest entry goes when it is full.
+
+    An OrderedDict: evicting its oldest entry is O(1), where ``next(iter(dict))`` on a
+    plain dict slows down as deleted slots pile up at its front."""
 
     __slots__ = ("_cap", "_d")
 
     def __init__(self, cap: int = MEMORY) -> None:
-        self._d: dict[Hashable, int] = {}
+        self._d: OrderedDict[Hashable, int] = OrderedDict()
         self._cap = cap
 
     def add(self, key: Hashable, value: int) -> None:
         d = self._d
-        d.pop(key, None)
+        if key in d:
+            d.move_to_end(key)
         d[key] = value
         if len(d) > self._cap:
-            del d[next(iter(d))]
+            d.popitem(last=False)
 
     def get(self, key: Hashable) -> int | None:
         return self._d.get(key)
