@@ -52,6 +52,8 @@ INIT_OUT_MAX = 64
 EIO = 5
 
 _INIT = int(Opcode.INIT)
+_CUSE_INIT = int(Opcode.CUSE_INIT)
+_NO_REPLY = NO_REPLY_OPS
 _INTERRUPT = int(Opcode.INTERRUPT)
 _RESEND = int(NotifyCode.RESEND)
 _INBOUND = Direction.INBOUND
@@ -89,13 +91,18 @@ class Exchange:
     )
 
     def __init__(
-        self, record: Record, header: tuple[Any, ...], opcode: int | None, negotiated: Negotiated
+        self,
+        record: Record,
+        header: tuple[Any, ...],
+        opcode: int | None,
+        negotiated: Negotiated,
+        request: Exchange | None = None,
     ) -> None:
         self.record = record
         self.header = header
         self.opcode = opcode
         self.negotiated = negotiated
-        self.request: Exchange | None = None
+        self.request = request
         self.interrupt: Exchange | None = None
         self.replaced: Exchange | None = None
         self.view: Any = None
@@ -169,6 +176,7 @@ class Connection:
         self.interrupts: dict[int, Exchange] = {}
         #: channels seen (0 always)
         self.channels: set[int] = {0}
+        self._several = False
         #: the first INIT (or CUSE_INIT) request; later ones change nothing
         self.init: Exchange | None = None
         #: requests NOTIFY_RESEND put back on the kernel's queue (oldest dropped first)
@@ -203,12 +211,16 @@ class Connection:
             key = h[2] & _MASK
             if channel:
                 key |= channel << 64
-                self.channels.add(channel)
+                if channel not in self.channels:
+                    self.channels.add(channel)
+                    self._several = True
             if op == _INTERRUPT:
                 self.interrupts[key] = ex
-            elif op not in NO_REPLY_OPS:
+            elif op not in _NO_REPLY:
                 out = self.outstanding
                 old = out.get(key)
+                if old is None and self._several:
+                    old = self.find(h[2])  # ids are unique across the connection's fds
                 if old is not None:
                     ex.replaced = old
                 out[key] = ex
@@ -217,7 +229,7 @@ class Connection:
                     body = data[IN_HEADER_SIZE:]
                     if len(body) >= 8:
                         self.negotiated = neg.with_init_request(self._padded("fuse_init_in", body))
-                elif op == Opcode.CUSE_INIT and self.init is None:
+                elif op == _CUSE_INIT and self.init is None:
                     self.init = ex
             return ex
         # daemon -> kernel
@@ -225,29 +237,26 @@ class Connection:
             return Exchange(record, (), None, neg)
         h = self._out(data)
         length, error, unique = h
-        ex = Exchange(record, h, None, neg)
         if unique == 0:
             if error == _RESEND and length == record.orig_len:
                 self._resend()
-            return ex
+            return Exchange(record, h, None, neg)
         if length != record.orig_len or error > 0 or error <= ERRNO_FLOOR:
-            return ex  # refused before the kernel looks the id up (W3, W5)
+            # refused before the kernel looks the id up (W3, W5)
+            return Exchange(record, h, None, neg)
         key = unique & _MASK
         if channel:
             key |= channel << 64
         if unique & FUSE_INT_REQ_BIT:
+            ex = Exchange(record, h, _INTERRUPT, neg, self.outstanding.get(key))
             ex.interrupt = self.interrupts.pop(key, None)
-            req = self.outstanding.get(key)
-            ex.request = req
-            ex.opcode = _INTERRUPT
             return ex
         req = self.outstanding.pop(key, None)
         if req is None:
-            return ex
+            return Exchange(record, h, None, neg)
         if self.interrupts:
             self.interrupts.pop(key, None)
-        ex.request = req
-        ex.opcode = req.opcode
+        ex = Exchange(record, h, req.opcode, neg, req)
         if req is self.init and req.opcode == _INIT:
             payload = record.orig_len - OUT_HEADER_SIZE
             if error or payload > INIT_OUT_MAX:

@@ -50,9 +50,8 @@ from fusetrace.protocol.abi import (
     notify_name,
     opcode_name,
 )
+from fusetrace.protocol.connection import Connection, Exchange
 from fusetrace.protocol.header import IN_HEADER_SIZE, OUT_HEADER_SIZE
-from fusetrace.protocol.header import in_header_struct as _in_struct
-from fusetrace.protocol.header import out_header_struct as _out_struct
 from fusetrace.protocol.registry import (
     ArgKind,
     HandleEffect,
@@ -186,10 +185,10 @@ class _Memory:
     __slots__ = ("_cap", "_d")
 
     def __init__(self, cap: int = MEMORY) -> None:
-        self._d: OrderedDict[Hashable, int] = OrderedDict()
+        self._d: OrderedDict[Hashable, Any] = OrderedDict()
         self._cap = cap
 
-    def add(self, key: Hashable, value: int) -> None:
+    def add(self, key: Hashable, value: Any) -> None:
         d = self._d
         if key in d:
             d.move_to_end(key)
@@ -197,10 +196,10 @@ class _Memory:
         if len(d) > self._cap:
             d.popitem(last=False)
 
-    def get(self, key: Hashable) -> int | None:
+    def get(self, key: Hashable) -> Any:
         return self._d.get(key)
 
-    def pop(self, key: Hashable) -> int | None:
+    def pop(self, key: Hashable) -> Any:
         return self._d.pop(key, None)
 
     def __contains__(self, key: Hashable) -> bool:
@@ -209,7 +208,7 @@ class _Memory:
     def __len__(self) -> int:
         return len(self._d)
 
-    def items(self) -> list[tuple[Hashable, int]]:
+    def items(self) -> list[tuple[Hashable, Any]]:
         return list(self._d.items())
 
 
@@ -267,6 +266,12 @@ class Tracker:
     rule that reads a body beyond INIT (for cheap live checking). ``strict`` lets an internal
     error propagate instead of being counted (tests use it; a check run must not die of one
     rule's bug).
+
+    Pairing and the negotiated session come from the connection model
+    (:class:`~fusetrace.protocol.connection.Connection`): :meth:`feed` feeds the tracker's
+    own connection; :meth:`judge` takes an exchange from a connection someone else feeds
+    (``decode --check`` reads each frame once for the decoder and the tracker). The tracker
+    keeps its per-request state on the request's exchange (``Exchange.state``).
     """
 
     def __init__(
@@ -277,10 +282,10 @@ class Tracker:
         mount_options: Mapping[str, str | None] | None = None,
         header_only: bool = False,
         strict: bool = False,
+        connection: Connection | None = None,
     ) -> None:
         order = "<" if byte_order in ("little", "<") else ">"
-        self._in = _in_struct(order)
-        self._out = _out_struct(order)
+        self.connection = connection or Connection(byte_order)
         self._f = _layout.Readers(order)
         self._order = order
         self.enabled = frozenset(RULES) if rules is None else frozenset(rules)
@@ -290,13 +295,11 @@ class Tracker:
         #: unknown, so lookup counts and node-id announcements are no longer judged
         self._counts_lost = False
         self.strict = strict
-        self.negotiated = Negotiated.default(byte_order)
         self.state = SessionState.UNINIT
         self.summary = Summary()
         self.last_frame = -1
         self.last_t_ns = 0
-        # outstanding state
-        self.pending: dict[int, Pending] = {}
+        # outstanding state (requests: on the connection's exchanges)
         self.nodes: dict[int, Node] = {}
         #: open handles by identity (nodeid, fh, is_dir) -> opens (protocol.md §7.2)
         self.handles: dict[tuple[int, int, bool], int] = {}
@@ -317,7 +320,6 @@ class Tracker:
         # bounded memories
         self._answered = _Memory()
         #: answered id -> how many kernel frames had been seen when the answer came
-        self._answered_after = _Memory()
         self._no_reply = _Memory()
         self._forgotten = _Memory()
         self._released = _Memory()
@@ -326,8 +328,6 @@ class Tracker:
         #: opcode -> (fixed request bytes, variable parts) under the current negotiation
         self._info_readers: dict[str, list[tuple[str, struct.Struct, int]]] = {}
         self._len_rules: dict[int, tuple[int, list[tuple[str, str, int]]] | None] = {}
-        #: requests pending when NOTIFY_RESEND came: the kernel re-sends them with bit 63
-        self._resent: dict[int, Pending] = {}
         # connection-wide facts
         self._init_key: int | None = None
         self._init_frame: int | None = None
@@ -339,10 +339,30 @@ class Tracker:
         self._cut_reported = False
         self._early_reported = False
         self._findings: list[Finding] = []
+        self._before = self.connection.negotiated
 
     # ---- public API -------------------------------------------------------------------
+    @property
+    def negotiated(self) -> Negotiated:
+        """The session in force (learnt by the connection model from the INIT pair)."""
+        return self.connection.negotiated
+
+    @property
+    def pending(self) -> dict[int, Pending]:
+        """Requests read and not yet answered: unique (bit 0 masked) -> state."""
+        return {
+            ex.header[2] & ~FUSE_INT_REQ_BIT: ex.state
+            for ex in self.connection.outstanding.values()
+            if ex.state is not None
+        }
+
     def feed(self, record: Record) -> list[Finding]:
         """Judge one frame; returns the findings it shows (often none). Never raises."""
+        return self.judge(self.connection.feed(record))
+
+    def judge(self, ex: Exchange) -> list[Finding]:
+        """Judge the exchange a connection made of one frame (fed in capture order)."""
+        record = ex.record
         found: list[Finding] = []
         self._findings = found
         self.summary.frames += 1
@@ -350,12 +370,12 @@ class Tracker:
         self.last_t_ns = record.t_ns
         try:
             if record.direction is Direction.INBOUND:
-                self._kernel_frame(record)
+                self._kernel_frame(ex)
             else:
                 self._explained = False
-                self._daemon_frame(record)
+                self._daemon_frame(ex)
                 if record.result:
-                    self._refused(record)
+                    self._refused(ex)
         except Exception:
             if self.strict:
                 raise
@@ -379,7 +399,7 @@ class Tracker:
                 raise
             self.summary.internal_errors += 1
         s = self.summary
-        s.outstanding = len(self.pending)
+        s.outstanding = sum(ex.state is not None for ex in self.connection.outstanding.values())
         s.nodeids_held = len(self.nodes)
         s.handles_open = sum(self.handles.values())
         return found
@@ -480,10 +500,11 @@ class Tracker:
 
     # ---- kernel -> daemon ---------------------------------------------------------------
     @checks("FT103", "FT104", "FT303", "FT304", "FT315")
-    def _kernel_frame(self, rec: Record) -> None:
+    def _kernel_frame(self, ex: Exchange) -> None:
+        rec = ex.record
         data = rec.data
         idx = rec.index
-        if rec.orig_len < IN_HEADER_SIZE or len(data) < IN_HEADER_SIZE:
+        if rec.orig_len < IN_HEADER_SIZE or not ex.header:
             self._emit(
                 "FT303",
                 idx,
@@ -491,7 +512,7 @@ class Tracker:
                 f"{IN_HEADER_SIZE}-byte fuse_in_header",
             )
             return
-        length, opcode, unique, nodeid, _uid, _gid, _pid, extlen, _pad = self._in.unpack_from(data)
+        length, opcode, unique, nodeid, _uid, _gid, _pid, extlen, _pad = ex.header
         self.summary.requests += 1
         if length != rec.orig_len:
             self._emit(
@@ -548,7 +569,7 @@ class Tracker:
             self._init_request(rec, unique, opcode, data)
         elif self.state is not SessionState.READY and self.state is not SessionState.FAILED:
             self._before_init(idx, unique, opcode)
-        old = self.pending.get(key)
+        old = ex.replaced.state if ex.replaced is not None else None
         if old is not None:
             self._emit(
                 "FT104",
@@ -589,7 +610,7 @@ class Tracker:
             if nodeid and spec.header_nodeid:
                 self._check_nodeid(idx, unique, opcode, nodeid)
             self._request_body(rec, unique, spec, pend)
-        self.pending[key] = pend
+        ex.state = pend
 
     def _length_rule(self, spec: registry.OpSpec) -> tuple[int, list[tuple[str, str, int]]] | None:
         """(fixed bytes, [(struct, count field, unit)]) of a request; None if it has strings
@@ -733,10 +754,7 @@ class Tracker:
             )
         self._transition(SessionEvent.INIT_REQUEST)
         if opcode == Opcode.INIT:
-            self._len_rules.clear()
-            self.negotiated = self.negotiated.with_init_request(
-                self._f.init_in(data[IN_HEADER_SIZE:])
-            )
+            self._len_rules.clear()  # the connection learnt the kernel's side
 
     @checks("FT202", "FT203")
     def _check_nodeid(self, idx: int, unique: int, opcode: int, nodeid: int) -> None:
@@ -1022,9 +1040,9 @@ class Tracker:
                         opcode=opcode,
                     )
                 target = body_target
-        if target not in self.pending:
-            answered = self._answered.get(target)
-            after = self._answered_after.get(target)
+        if self.connection.find(target) is None:
+            hit = self._answered.get(target)
+            answered, after = hit if hit is not None else (None, None)
             # this INTERRUPT is already counted in summary.requests
             if after is not None and self.summary.requests - 1 - after <= CROSSING_KERNEL_FRAMES:
                 return  # sent while the request was outstanding; crossed its reply
@@ -1046,10 +1064,11 @@ class Tracker:
 
     # ---- daemon -> kernel ---------------------------------------------------------------
     @checks("FT107", "FT110", "FT301", "FT302", "FT305", "FT306")
-    def _daemon_frame(self, rec: Record) -> None:
+    def _daemon_frame(self, ex: Exchange) -> None:
+        rec = ex.record
         data = rec.data
         idx = rec.index
-        if rec.orig_len < OUT_HEADER_SIZE or len(data) < OUT_HEADER_SIZE:
+        if rec.orig_len < OUT_HEADER_SIZE or not ex.header:
             self._emit(
                 "FT301",
                 idx,
@@ -1057,7 +1076,7 @@ class Tracker:
                 f"{OUT_HEADER_SIZE}-byte fuse_out_header",
             )
             return
-        length, error, unique = self._out.unpack_from(data)
+        length, error, unique = ex.header
         if length != rec.orig_len:
             self._emit(
                 "FT302",
@@ -1086,10 +1105,15 @@ class Tracker:
             return
         key = unique & ~FUSE_INT_REQ_BIT
         payload = rec.orig_len - OUT_HEADER_SIZE
-        pend = self.pending.get(key)
+        req = ex.request
+        pend = req.state if req is not None else None
         if pend is None:
-            self._unmatched(idx, unique, key)
-            return
+            # not on this channel's table; on another one, it is the wrong fd (W6)
+            other = self.connection.find(unique)
+            if other is None or other.state is None:
+                self._unmatched(idx, unique, key, rec.channel)
+                return
+            pend = other.state
         opcode = pend.opcode
         if pend.channel != rec.channel:
             self._emit(
@@ -1116,10 +1140,9 @@ class Tracker:
             elif error == -ENOSYS:
                 self._interrupts_off = True
             return
-        del self.pending[key]
-        self._answered.add(key, idx)
-        self._answered_after.add(key, self.summary.requests)
-        timeout = self.negotiated.request_timeout
+        self._answered.add(key, (idx, self.summary.requests))
+        self._before = ex.negotiated  # the session in force before this reply
+        timeout = ex.negotiated.request_timeout
         if timeout and rec.t_ns - pend.t_ns > timeout * 1_000_000_000:
             self._late(idx, unique, pend, rec.t_ns, answered=True)
         spec = _OPS.get(opcode)
@@ -1152,7 +1175,7 @@ class Tracker:
         self._success(rec, unique, spec, pend, payload, body_ok)
 
     @checks("FT101", "FT102", "FT106", "FT109", "FT401")
-    def _unmatched(self, idx: int, unique: int, key: int) -> None:
+    def _unmatched(self, idx: int, unique: int, key: int, channel: int) -> None:
         if (
             self.state is SessionState.AWAIT_INIT_REPLY or self.state is SessionState.UNINIT
         ) and key != self._init_key:
@@ -1163,7 +1186,8 @@ class Tracker:
                 unique=unique,
             )
             return
-        old = self._resent.get(key)
+        was = self.connection.resent.get(key | channel << 64 if channel else key)
+        old = was.state if was is not None else None
         if old is not None:
             self._emit(
                 "FT109",
@@ -1175,7 +1199,8 @@ class Tracker:
                 related=(old.frame,),
             )
             return
-        first = self._answered.get(key)
+        hit = self._answered.get(key)
+        first = hit[0] if hit is not None else None
         if unique & FUSE_INT_REQ_BIT:
             if first is not None:
                 self._late_interrupt_reply(idx, unique, key, first)
@@ -1229,8 +1254,7 @@ class Tracker:
             opcode=opcode,
             related=(pend.frame,),
         )
-        self.negotiated = self.negotiated.with_init_reply({}, error)
-        self._len_rules.clear()
+        self._len_rules.clear()  # the connection marked the session failed
         self._transition(SessionEvent.INIT_REPLY_BAD)
 
     # ---- successful replies ---------------------------------------------------------------
@@ -1250,7 +1274,7 @@ class Tracker:
         info = pend.info
         shape = spec.reply
         rel = (pend.frame,)
-        name = opcode_name(opcode)
+        name = spec.name  # for messages
         if shape is ReplyShape.EMPTY:
             if payload:
                 self._bad_reply_size(
@@ -1484,9 +1508,8 @@ class Tracker:
             self._transition(SessionEvent.INIT_REPLY_OK)
             return
         out = self._f.init_out(rec.data[OUT_HEADER_SIZE:])
-        before = self.negotiated
-        neg = before.with_init_reply(out)
-        self.negotiated = neg
+        before = self._before
+        neg = self.negotiated  # the connection learnt it from this reply
         self._len_rules.clear()
         rel = (pend.frame,)
         if out["major"] != 7:
@@ -1983,13 +2006,7 @@ class Tracker:
         base = base or 0
         kind = nspec.size
         if kind is NotifySize.ANY:
-            if code == NotifyCode.RESEND:
-                for key, p in self.pending.items():
-                    self._resent[key] = p
-                    if len(self._resent) > MEMORY:
-                        del self._resent[next(iter(self._resent))]
-                self.pending.clear()
-            return
+            return  # RESEND: the connection put every outstanding request back
         if payload < base:
             self._emit(
                 "FT502",
@@ -2033,8 +2050,9 @@ class Tracker:
             return
         if code == NotifyCode.RETRIEVE:
             nu = self._notify_field(data, "fuse_notify_retrieve_out", "notify_unique")
-            if nu is not None and nu & ~FUSE_INT_REQ_BIT in self.pending:
-                p = self.pending[nu & ~FUSE_INT_REQ_BIT]
+            hit = self.connection.find(nu) if nu is not None else None
+            if hit is not None and hit.state is not None:
+                p = hit.state
                 self._emit(
                     "FT505",
                     idx,
@@ -2119,12 +2137,13 @@ class Tracker:
 
     # ---- the kernel's answer to a daemon frame ----------------------------------------------
     @checks("FT113", "FT511")
-    def _refused(self, rec: Record) -> None:
+    def _refused(self, ex: Exchange) -> None:
         """The capture says the kernel refused this frame; report it unless a rule already
         explained the refusal at this frame (protocol.md §5.3)."""
-        if self._explained or len(rec.data) < OUT_HEADER_SIZE:
+        rec = ex.record
+        if self._explained or not ex.header:
             return
-        _length, _error, unique = self._out.unpack_from(rec.data)
+        _length, _error, unique = ex.header
         err = rec.result or 0
         if unique == 0:
             self._emit(
@@ -2134,7 +2153,8 @@ class Tracker:
             )
         elif unique & FUSE_INT_REQ_BIT and err == ENOENT:
             key = unique & ~FUSE_INT_REQ_BIT
-            self._late_interrupt_reply(rec.index, unique, key, self._answered.get(key))
+            hit = self._answered.get(key)
+            self._late_interrupt_reply(rec.index, unique, key, hit[0] if hit else None)
         else:
             self._emit(
                 "FT113",
@@ -2162,7 +2182,7 @@ class Tracker:
 
     @checks("FT111", "FT213", "FT214", "FT510")
     def _finish(self) -> None:
-        waiting = sorted(self.pending.items(), key=lambda kv: kv[1].frame)
+        waiting = sorted(self.pending.items(), key=lambda kv: kv[1].frame)  # by frame
         timeout = self.negotiated.request_timeout
         if timeout:
             for key, p in waiting:
