@@ -675,7 +675,7 @@ def ft505(bad: bool) -> Play:
 
 
 def ft506(bad: bool) -> Play:
-    from fusetrace.tracker.machine import CROSSING_KERNEL_FRAMES
+    from fusetrace.tracker.state import CROSSING_KERNEL_FRAMES
 
     p = Play.session()
     old = getattr_call(p)
@@ -1138,7 +1138,7 @@ def test_interrupt_crossing_its_reply_in_a_recording_is_not_flagged() -> None:
 
 
 def test_interrupt_for_a_request_answered_long_before_is_flagged() -> None:
-    from fusetrace.tracker.machine import CROSSING_KERNEL_FRAMES
+    from fusetrace.tracker.state import CROSSING_KERNEL_FRAMES
 
     p = Play.session()
     u = getattr_call(p)
