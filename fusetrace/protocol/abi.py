@@ -353,6 +353,10 @@ def flag_names(value: int, flags: type[enum.IntFlag]) -> list[str]:
     return names
 
 
+#: opcodes of the first protocol versions that no kernel sends any more (GETDIR went in 2.6.x,
+#: INVALIDATE was never used); named only so old or odd captures read well
+RETIRED_OPCODES: dict[int, str] = {7: "GETDIR", 19: "INVALIDATE"}
+
 #: opcode number -> name, for the hot paths (an enum lookup per frame is slow)
 _OPCODE_NAMES: dict[int, str] = {int(op): op.name for op in Opcode}
 
@@ -364,8 +368,8 @@ def opcode_name(opcode: int) -> str:
 
 #: Linux's own names where Python's errno table picks an alias (ENOTSUP and EOPNOTSUPP are
 #: both 95 on Linux; the kernel, strerror's man page, conform and Wireshark say EOPNOTSUPP;
-#: 35 is EDEADLK, EDEADLOCK being its alias)
-_LINUX_ERRNO_NAMES = {_errno.EOPNOTSUPP: "EOPNOTSUPP", _errno.EDEADLK: "EDEADLK"}
+#: 35 is EDEADLK, EDEADLOCK being its alias) or lacks one (133, EHWPOISON)
+_LINUX_ERRNO_NAMES = {_errno.EOPNOTSUPP: "EOPNOTSUPP", _errno.EDEADLK: "EDEADLK", 133: "EHWPOISON"}
 
 
 def errno_name(number: int) -> str:
