@@ -10,13 +10,10 @@ from fusetrace.protocol.encode import (
     encode_reply,
     encode_request,
 )
-from fusetrace.record import Direction, Record
+from fusetrace.record import Direction
+from fusetrace.testing import record as rec
 
 K, D = Direction.INBOUND, Direction.OUTBOUND
-
-
-def rec(i: int, d: Direction, data: bytes, channel: int = 0) -> Record:
-    return Record(i, 1000 * i, d, data, len(data), channel)
 
 
 def test_reply_pairs_by_channel_and_masked_unique() -> None:

@@ -26,8 +26,8 @@ from fusetrace.protocol.abi import (
 )
 from fusetrace.protocol.encode import encode_reply, encode_request
 from fusetrace.record import Direction, Record
+from fusetrace.testing import ACCEPTED, OFFERED, Play, attr, entry
 from fusetrace.tracker import RULES, Culprit, Severity, Tracker
-from tests.tracker.trackplay import ACCEPTED, OFFERED, Play, attr, entry
 
 Op = Opcode
 ATTR_REPLY = {"attr_valid": 1, "attr": attr(S_IFDIR | 0o755)}
