@@ -7,7 +7,6 @@ a terminal.
 
 from __future__ import annotations
 
-import errno
 import json
 from array import array
 from collections.abc import Callable, Iterator
@@ -33,7 +32,11 @@ _O = Opcode
 
 def errno_name(error: int) -> str:
     """``-2`` -> ``-ENOENT``; unknown numbers stay numeric (names: protocol.abi.errno_name)."""
-    return f"-{abi_errno_name(-error)}" if -error in errno.errorcode else str(error)
+    if error < 0:
+        name = abi_errno_name(-error)
+        if not name.isdigit():
+            return f"-{name}"
+    return str(error)
 
 
 def init_flags(body: dict[str, Any]) -> InitFlag:

@@ -15,6 +15,13 @@ Modelling follows the kernel's order of checks on a daemon write (protocol.md §
 frame the kernel would reject before matching (bad length, error out of range) changes no
 state; a reply the kernel accepts but rejects in its body (W8) ends the request without its
 effects (no lookup counted, no handle opened).
+
+Shape: the connection model (:mod:`fusetrace.protocol.connection`) reads each header, pairs
+replies with requests and learns the session; this module dispatches each exchange to the
+rule families, each in its own module and each raising only its own codes: :mod:`.ids`
+(FT1), :mod:`.lifecycle` (FT2), :mod:`.sizes` (FT3, with the per-opcode reply table
+``REPLY_CHECKS``), :mod:`.init` (FT4), :mod:`.notify` (FT5); what they keep is declared in
+:mod:`.state`. Their functions are bound into :class:`Tracker`'s class body as methods.
 """
 
 from __future__ import annotations
