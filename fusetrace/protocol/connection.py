@@ -58,8 +58,8 @@ _INTERRUPT = int(Opcode.INTERRUPT)
 _RESEND = int(NotifyCode.RESEND)
 _INBOUND = Direction.INBOUND
 _MASK = ~FUSE_INT_REQ_BIT
-#: ops whose reply body depends on the request body (GETXATTR/LISTXATTR size probe)
-_NEEDS_REQUEST_BODY = frozenset(op for op, spec in OPS.items() if spec.reply_probe is not None)
+#: ops whose reply shape depends on the request body (GETXATTR/LISTXATTR size probe)
+NEEDS_REQUEST_BODY = frozenset(op for op, spec in OPS.items() if spec.reply_probe is not None)
 
 
 class Exchange:
@@ -145,7 +145,7 @@ class Exchange:
             else:
                 req = self.request if self.interrupt is None else self.interrupt
                 body = None
-                if req is not None and req.opcode in _NEEDS_REQUEST_BODY:
+                if req is not None and req.opcode in NEEDS_REQUEST_BODY:
                     body = req.decoded(engine).body
                 d = decode_reply(
                     data,
@@ -199,10 +199,9 @@ class Connection:
 
     # ---- feeding ----------------------------------------------------------------------------
     def feed(self, record: Record) -> Exchange:
-        data = record.data
+        _index, _t_ns, direction, data, orig_len, channel, _comment, _result = record
         neg = self.negotiated
-        channel = record.channel
-        if record.direction is _INBOUND:
+        if direction is _INBOUND:
             if len(data) < IN_HEADER_SIZE:
                 return Exchange(record, (), None, neg)
             h = self._in(data)
@@ -238,10 +237,10 @@ class Connection:
         h = self._out(data)
         length, error, unique = h
         if unique == 0:
-            if error == _RESEND and length == record.orig_len:
+            if error == _RESEND and length == orig_len:
                 self._resend()
             return Exchange(record, h, None, neg)
-        if length != record.orig_len or error > 0 or error <= ERRNO_FLOOR:
+        if length != orig_len or error > 0 or error <= ERRNO_FLOOR:
             # refused before the kernel looks the id up (W3, W5)
             return Exchange(record, h, None, neg)
         key = unique & _MASK
@@ -258,7 +257,7 @@ class Connection:
             self.interrupts.pop(key, None)
         ex = Exchange(record, h, req.opcode, neg, req)
         if req is self.init and req.opcode == _INIT:
-            payload = record.orig_len - OUT_HEADER_SIZE
+            payload = orig_len - OUT_HEADER_SIZE
             if error or payload > INIT_OUT_MAX:
                 self.negotiated = neg.with_init_reply({}, error or -EIO)
             else:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fusetrace.errors import DecodeError
-from fusetrace.protocol.connection import Connection, Exchange
-from fusetrace.protocol.decode import Decoded, Engine, decode_request
-from fusetrace.protocol.header import InHeader
+from fusetrace.protocol.connection import NEEDS_REQUEST_BODY, Connection, Exchange
+from fusetrace.protocol.decode import Decoded, Engine, decode_reply, decode_request
+from fusetrace.protocol.header import InHeader, OutHeader
 from fusetrace.protocol.session import Negotiated
 from fusetrace.record import Direction, Record
 
@@ -78,13 +78,33 @@ class FrameDecoder:
         the connection once and hands each exchange to the decoder and the tracker)."""
         record = ex.record
         h = ex.header
-        if h and record.direction is _INBOUND and record.orig_len == len(record.data):
-            # the common case inline: a whole request (the hot path of decode)
-            d = decode_request(record.data, ex.negotiated, engine=self.engine, header=_in(h))
-            ex._decoded = d
-            ex._engine = self.engine
-            frame = ex.view = DecodedFrame(record, d)
-            return frame
+        if h and record.orig_len == len(record.data):
+            # the common cases inline (the hot path of decode): a whole request, and a whole
+            # reply to a request whose body its shape does not depend on
+            if record.direction is _INBOUND:
+                d = decode_request(record.data, ex.negotiated, engine=self.engine, header=_in(h))
+                ex._decoded = d
+                ex._engine = self.engine
+                frame = ex.view = DecodedFrame(record, d)
+                return frame
+            req = ex.request
+            if (
+                req is not None
+                and ex.interrupt is None
+                and not h[2] & 1
+                and req.opcode not in NEEDS_REQUEST_BODY
+            ):
+                rf = req.view
+                d = decode_reply(
+                    record.data, req.opcode, ex.negotiated, engine=self.engine, header=_out(h)
+                )
+                ex._decoded = d
+                ex._engine = self.engine
+                if rf is None or rf.decoded is None:
+                    frame = ex.view = DecodedFrame(record, d)
+                else:
+                    frame = ex.view = DecodedFrame(record, d, rf, record.t_ns - req.record.t_ns)
+                return frame
         try:
             d = ex.decoded(self.engine)
         except DecodeError as e:
@@ -104,3 +124,4 @@ class FrameDecoder:
 
 _INBOUND = Direction.INBOUND
 _in = InHeader._make
+_out = OutHeader._make
