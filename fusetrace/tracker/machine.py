@@ -74,6 +74,11 @@ from fusetrace.tracker.state import (
     _Memory,
 )
 
+_OP_INIT = int(Opcode.INIT)
+_OP_CUSE_INIT = int(Opcode.CUSE_INIT)
+_OP_INTERRUPT = int(Opcode.INTERRUPT)
+_OP_NOTIFY_REPLY = int(Opcode.NOTIFY_REPLY)
+
 
 class Tracker:
     """Checks one FUSE connection frame by frame.
@@ -158,13 +163,11 @@ class Tracker:
         self._early_reported = False
         self._findings: list[Finding] = []
         self._before = self.connection.negotiated
+        #: the session in force (learnt by the connection model from the INIT pair; the
+        #: tracker takes the connection's after each frame)
+        self.negotiated: Negotiated = self.connection.negotiated
 
     # ---- public API -------------------------------------------------------------------
-    @property
-    def negotiated(self) -> Negotiated:
-        """The session in force (learnt by the connection model from the INIT pair)."""
-        return self.connection.negotiated
-
     @property
     def pending(self) -> dict[int, Pending]:
         """Requests read and not yet answered: unique (bit 0 masked) -> state."""
@@ -181,6 +184,7 @@ class Tracker:
     def judge(self, ex: Exchange) -> list[Finding]:
         """Judge the exchange a connection made of one frame (fed in capture order)."""
         record = ex.record
+        self.negotiated = self.connection.negotiated
         found: list[Finding] = []
         self._findings = found
         self.summary.frames += 1
@@ -329,12 +333,12 @@ class Tracker:
         if (
             spec is not None
             and length == rec.orig_len
-            and opcode != Opcode.INIT
-            and opcode != Opcode.CUSE_INIT
+            and opcode != _OP_INIT
+            and opcode != _OP_CUSE_INIT
         ):
             self._check_length(data, idx, unique, spec, length, extlen, body_ok)
 
-        if opcode == Opcode.INTERRUPT:
+        if opcode == _OP_INTERRUPT:
             self._interrupt(rec, unique, data if body_ok else None)
             return
         if spec is not None and not spec.has_reply:
@@ -348,7 +352,7 @@ class Tracker:
                     self._forget(idx, unique, opcode, nodeid, n)
             elif body_ok and spec.lookup is LookupEffect.BATCH_FORGET:
                 self._batch_forget(idx, unique, opcode, data)
-            elif body_ok and opcode == Opcode.NOTIFY_REPLY:
+            elif body_ok and opcode == _OP_NOTIFY_REPLY:
                 self._notify_reply(idx, unique, nodeid, data)
             return
 
@@ -363,7 +367,7 @@ class Tracker:
         key = unique & ~FUSE_INT_REQ_BIT
         if self._int_waiting:
             self._int_waiting.pop(key, None)
-        if opcode == Opcode.INIT or opcode == Opcode.CUSE_INIT:
+        if opcode in (_OP_INIT, _OP_CUSE_INIT):
             self._init_request(rec, unique, opcode, data)
         elif self.state is not SessionState.READY and self.state is not SessionState.FAILED:
             self._before_init(idx, unique, opcode)
