@@ -25,8 +25,16 @@ from fusetrace.report.findings import (
     JunitReporter,
     TextReporter,
 )
-from fusetrace.tracker import FAMILIES, RULES, Finding, Severity, Tracker, select_rules
-from fusetrace.tracker.machine import SessionState
+from fusetrace.tracker import (
+    FAMILIES,
+    RULES,
+    Finding,
+    SessionState,
+    Severity,
+    Tracker,
+    select_rules,
+)
+from fusetrace.tracker.rules import raised_by
 
 #: show a progress display on a terminal once a capture has this many frames
 PROGRESS_EVERY = 20_000
@@ -252,6 +260,7 @@ def explain(codes: tuple[str, ...]) -> None:
             f"severity: {r.severity.label}; at fault: {r.culprit.value}; "
             f"family: {FAMILIES[r.family]}"
         )
+        click.echo(f"checked in: {raised_by(code)}")
         click.echo()
         click.echo(textwrap.fill(r.doc, width=78))
         for cite in citations(r.doc):

@@ -133,10 +133,10 @@ def _build_filter(
     return lambda f: all(t(f) for t in tests)
 
 
-def _tracker(byte_order: str) -> Any:
+def _tracker(byte_order: str, connection: Any) -> Any:
     from fusetrace.tracker import Tracker
 
-    return Tracker(byte_order=byte_order)
+    return Tracker(byte_order=byte_order, connection=connection)
 
 
 def _severity(name: str) -> Any:
@@ -271,7 +271,10 @@ def decode(
     with open_capture(path) as reader:
         info = reader.info
         decoder = FrameDecoder(info.byte_order, engine=engine)  # type: ignore[arg-type]
-        tracker = _tracker(info.byte_order) if check else None
+        # one pass: the connection model reads each frame once for the decoder and the tracker
+        tracker = _tracker(info.byte_order, decoder.connection) if check else None
+        connection_feed = decoder.connection.feed
+        decoded_frame = decoder.frame
         t0 = [0]
         keep = _build_filter(op_names, nodeid, unique, errors, since, until, t0, frames)
         # with only --frame N-M and nothing that needs the rest, stop after M
@@ -304,8 +307,9 @@ def decode(
                     lines.clear()
             records = iter(())
         for rec in records:
-            frame = feed(rec)
-            findings = tracker.feed(rec) if tracker is not None else ()
+            ex = connection_feed(rec)
+            frame = decoded_frame(ex)
+            findings = tracker.judge(ex) if tracker is not None else ()
             if keep is not None and not keep(frame):
                 if last is not None and rec.index + 1 >= last:
                     break

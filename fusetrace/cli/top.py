@@ -9,7 +9,6 @@ the writer thread as ``--live`` does), and the kernel's fuse tracepoints (``--at
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import signal
@@ -25,6 +24,7 @@ from fusetrace.cli import Result, options
 from fusetrace.errors import EnvironmentProblem, ExitCode
 from fusetrace.observe.aggregate import Aggregate
 from fusetrace.protocol.abi import InitFlag, flag_names
+from fusetrace.protocol.abi import errno_name as abi_errno_name
 from fusetrace.record import Direction, Record
 
 #: what the tracepoints cannot show, said on the screen and in the JSON
@@ -60,7 +60,7 @@ def _errors(errors: dict[str, int]) -> str:
         return ""
     parts = []
     for e, n in sorted(errors.items(), key=lambda kv: -kv[1]):
-        name = errno.errorcode.get(int(e), f"E{e}")
+        name = abi_errno_name(int(e))
         parts.append(f"{name} {n}")
     return ", ".join(parts)
 

@@ -16,6 +16,7 @@ import enum
 import errno
 from dataclasses import dataclass
 
+from fusetrace.protocol import abi
 from fusetrace.protocol.abi import Opcode
 
 #: the directory the workload creates (and removes again) under the directory it tests
@@ -51,10 +52,8 @@ def data_pattern(size: int = DATA_SIZE) -> bytes:
 
 
 def errno_name(number: int) -> str:
-    """``ENOENT`` for 2; Linux's own name EOPNOTSUPP for 95 (Python says ENOTSUP)."""
-    if number == errno.EOPNOTSUPP:
-        return "EOPNOTSUPP"
-    return errno.errorcode.get(number, str(number))
+    """``ENOENT`` for 2; Linux's own name EOPNOTSUPP for 95 (the one namer, protocol.abi)."""
+    return abi.errno_name(number)
 
 
 def marker_name(index: int, name: str) -> str:

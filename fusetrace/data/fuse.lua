@@ -59,6 +59,9 @@ local fuse = Proto("fuse", "Linux FUSE Protocol")
 -- Value tables
 ---------------------------------------------------------------------------------------
 
+-- BEGIN generated tables (fusetrace.protocol.lua; regenerate with scripts/regen-lua)
+
+-- opcode -> name (abi; GETDIR and INVALIDATE are retired)
 local OPCODES = {
     [1] = "LOOKUP", [2] = "FORGET", [3] = "GETATTR", [4] = "SETATTR", [5] = "READLINK",
     [6] = "SYMLINK", [7] = "GETDIR", [8] = "MKNOD", [9] = "MKDIR", [10] = "UNLINK",
@@ -77,14 +80,13 @@ local OPCODES = {
 -- requests the daemon must not answer: they never enter the pairing table
 local NO_REPLY = { [2] = true, [41] = true, [42] = true }
 
+-- notification codes
 local NOTIFY_CODES = {
     [1] = "POLL", [2] = "INVAL_INODE", [3] = "INVAL_ENTRY", [4] = "STORE", [5] = "RETRIEVE",
     [6] = "DELETE", [7] = "RESEND", [8] = "INC_EPOCH", [9] = "PRUNE",
 }
 
-local TYPES = { [1] = "Request", [2] = "Reply", [3] = "Notification" }
-
--- Linux errno names
+-- Linux errno names (protocol.abi.errno_name)
 local ERRNO = {
     [1] = "EPERM", [2] = "ENOENT", [3] = "ESRCH", [4] = "EINTR", [5] = "EIO", [6] = "ENXIO",
     [7] = "E2BIG", [8] = "ENOEXEC", [9] = "EBADF", [10] = "ECHILD", [11] = "EAGAIN",
@@ -117,14 +119,6 @@ local ERRNO = {
     [133] = "EHWPOISON",
 }
 
-local ERRORS = { [0] = "OK" }
-for n, name in pairs(ERRNO) do ERRORS[-n] = name end
-
-local function errname(e)
-    if e == 0 then return "OK" end
-    return ERRNO[-e] or tostring(e)
-end
-
 -- INIT flag bits: bit n of `flags` is n, bit n of `flags2` is 32 + n
 local INIT_FLAGS = {
     [0] = "ASYNC_READ", "POSIX_LOCKS", "FILE_OPS", "ATOMIC_O_TRUNC", "EXPORT_SUPPORT",
@@ -138,15 +132,346 @@ local INIT_FLAGS = {
     "OVER_IO_URING", "REQUEST_TIMEOUT",
 }
 
+-- setattr valid bits
 local FATTR = {
     [0] = "MODE", "UID", "GID", "SIZE", "ATIME", "MTIME", "FH", "ATIME_NOW", "MTIME_NOW",
     "LOCKOWNER", "CTIME", "KILL_SUIDGID",
 }
 
+-- open reply flags
 local FOPEN = {
     [0] = "DIRECT_IO", "KEEP_CACHE", "NONSEEKABLE", "CACHE_DIR", "STREAM", "NOFLUSH",
     "PARALLEL_DIRECT_WRITES", "PASSTHROUGH",
 }
+
+-- struct sizes on the wire (schemas; *_compat: the size for old minors)
+local SIZES = {
+    cuse_init_in = 16, cuse_init_out = 72, fuse_access_in = 8, fuse_attr = 88,
+    fuse_attr_compat = 80, fuse_attr_out = 104, fuse_attr_out_compat = 96,
+    fuse_backing_map = 16, fuse_batch_forget_in = 8, fuse_bmap_in = 16, fuse_bmap_out = 8,
+    fuse_copy_file_range_in = 56, fuse_copy_file_range_out = 8, fuse_create_in = 16,
+    fuse_create_in_compat = 8, fuse_dirent = 24, fuse_direntplus = 152, fuse_entry_out = 128,
+    fuse_entry_out_compat = 120, fuse_ext_header = 8, fuse_fallocate_in = 32,
+    fuse_file_lock = 24, fuse_flush_in = 24, fuse_forget_in = 8, fuse_forget_one = 16,
+    fuse_fsync_in = 16, fuse_getattr_in = 16, fuse_getxattr_in = 8, fuse_getxattr_out = 8,
+    fuse_in_header = 40, fuse_init_in = 64, fuse_init_in_compat = 16, fuse_init_out = 64,
+    fuse_init_out_compat = 8, fuse_init_out_compat22 = 24, fuse_interrupt_in = 8,
+    fuse_ioctl_in = 32, fuse_ioctl_iovec = 16, fuse_ioctl_out = 16, fuse_kstatfs = 80,
+    fuse_kstatfs_compat = 48, fuse_link_in = 8, fuse_lk_in = 48, fuse_lk_out = 24,
+    fuse_lseek_in = 24, fuse_lseek_out = 8, fuse_mkdir_in = 8, fuse_mknod_in = 16,
+    fuse_mknod_in_compat = 8, fuse_notify_delete_out = 24, fuse_notify_inval_entry_out = 16,
+    fuse_notify_inval_inode_out = 24, fuse_notify_poll_wakeup_out = 8,
+    fuse_notify_prune_out = 16, fuse_notify_retrieve_in = 40, fuse_notify_retrieve_out = 32,
+    fuse_notify_store_out = 24, fuse_open_in = 8, fuse_open_out = 16, fuse_out_header = 16,
+    fuse_poll_in = 24, fuse_poll_out = 8, fuse_read_in = 40, fuse_release_in = 24,
+    fuse_removemapping_in = 4, fuse_removemapping_one = 16, fuse_rename2_in = 16,
+    fuse_rename_in = 8, fuse_secctx = 8, fuse_secctx_header = 8, fuse_setattr_in = 88,
+    fuse_setupmapping_in = 40, fuse_setxattr_in = 16, fuse_setxattr_in_compat = 8,
+    fuse_statfs_out = 80, fuse_statfs_out_compat = 48, fuse_statx = 256, fuse_statx_in = 24,
+    fuse_statx_out = 288, fuse_sx_time = 16, fuse_syncfs_in = 8, fuse_uring_cmd_req = 24,
+    fuse_uring_ent_in_out = 32, fuse_uring_req_header = 288, fuse_write_in = 40,
+    fuse_write_in_compat = 24, fuse_write_out = 8, u64 = 8,
+}
+
+-- offsets of each struct's top-level fields
+local OFFSETS = {
+    cuse_init_in = {
+        major = 0, minor = 4, unused = 8, flags = 12,
+    },
+    cuse_init_out = {
+        major = 0, minor = 4, unused = 8, flags = 12, max_read = 16, max_write = 20,
+        dev_major = 24, dev_minor = 28, spare = 32,
+    },
+    fuse_access_in = {
+        mask = 0, padding = 4,
+    },
+    fuse_attr = {
+        ino = 0, size = 8, blocks = 16, atime = 24, mtime = 32, ctime = 40, atimensec = 48,
+        mtimensec = 52, ctimensec = 56, mode = 60, nlink = 64, uid = 68, gid = 72, rdev = 76,
+        blksize = 80, flags = 84,
+    },
+    fuse_attr_compat = {
+        ino = 0, size = 8, blocks = 16, atime = 24, mtime = 32, ctime = 40, atimensec = 48,
+        mtimensec = 52, ctimensec = 56, mode = 60, nlink = 64, uid = 68, gid = 72, rdev = 76,
+    },
+    fuse_attr_out = {
+        attr_valid = 0, attr_valid_nsec = 8, dummy = 12, attr = 16,
+    },
+    fuse_attr_out_compat = {
+        attr_valid = 0, attr_valid_nsec = 8, dummy = 12, attr = 16,
+    },
+    fuse_backing_map = {
+        fd = 0, flags = 4, padding = 8,
+    },
+    fuse_batch_forget_in = {
+        count = 0, dummy = 4,
+    },
+    fuse_bmap_in = {
+        block = 0, blocksize = 8, padding = 12,
+    },
+    fuse_bmap_out = {
+        block = 0,
+    },
+    fuse_copy_file_range_in = {
+        fh_in = 0, off_in = 8, nodeid_out = 16, fh_out = 24, off_out = 32, len = 40, flags = 48,
+    },
+    fuse_copy_file_range_out = {
+        bytes_copied = 0,
+    },
+    fuse_create_in = {
+        flags = 0, mode = 4, umask = 8, open_flags = 12,
+    },
+    fuse_create_in_compat = {
+        flags = 0, mode = 4,
+    },
+    fuse_dirent = {
+        ino = 0, off = 8, namelen = 16, type = 20,
+    },
+    fuse_direntplus = {
+        entry_out = 0, dirent = 128,
+    },
+    fuse_entry_out = {
+        nodeid = 0, generation = 8, entry_valid = 16, attr_valid = 24, entry_valid_nsec = 32,
+        attr_valid_nsec = 36, attr = 40,
+    },
+    fuse_entry_out_compat = {
+        nodeid = 0, generation = 8, entry_valid = 16, attr_valid = 24, entry_valid_nsec = 32,
+        attr_valid_nsec = 36, attr = 40,
+    },
+    fuse_ext_header = {
+        size = 0, type = 4,
+    },
+    fuse_fallocate_in = {
+        fh = 0, offset = 8, length = 16, mode = 24, padding = 28,
+    },
+    fuse_file_lock = {
+        start = 0, ["end"] = 8, type = 16, pid = 20,
+    },
+    fuse_flush_in = {
+        fh = 0, unused = 8, padding = 12, lock_owner = 16,
+    },
+    fuse_forget_in = {
+        nlookup = 0,
+    },
+    fuse_forget_one = {
+        nodeid = 0, nlookup = 8,
+    },
+    fuse_fsync_in = {
+        fh = 0, fsync_flags = 8, padding = 12,
+    },
+    fuse_getattr_in = {
+        getattr_flags = 0, dummy = 4, fh = 8,
+    },
+    fuse_getxattr_in = {
+        size = 0, padding = 4,
+    },
+    fuse_getxattr_out = {
+        size = 0, padding = 4,
+    },
+    fuse_in_header = {
+        len = 0, opcode = 4, unique = 8, nodeid = 16, uid = 24, gid = 28, pid = 32,
+        total_extlen = 36, padding = 38,
+    },
+    fuse_init_in = {
+        major = 0, minor = 4, max_readahead = 8, flags = 12, flags2 = 16, unused = 20,
+    },
+    fuse_init_in_compat = {
+        major = 0, minor = 4, max_readahead = 8, flags = 12,
+    },
+    fuse_init_out = {
+        major = 0, minor = 4, max_readahead = 8, flags = 12, max_background = 16,
+        congestion_threshold = 18, max_write = 20, time_gran = 24, max_pages = 28,
+        map_alignment = 30, flags2 = 32, max_stack_depth = 36, request_timeout = 40,
+        unused = 42,
+    },
+    fuse_init_out_compat = {
+        major = 0, minor = 4,
+    },
+    fuse_init_out_compat22 = {
+        major = 0, minor = 4, max_readahead = 8, flags = 12, max_background = 16,
+        congestion_threshold = 18, max_write = 20,
+    },
+    fuse_interrupt_in = {
+        unique = 0,
+    },
+    fuse_ioctl_in = {
+        fh = 0, flags = 8, cmd = 12, arg = 16, in_size = 24, out_size = 28,
+    },
+    fuse_ioctl_iovec = {
+        base = 0, len = 8,
+    },
+    fuse_ioctl_out = {
+        result = 0, flags = 4, in_iovs = 8, out_iovs = 12,
+    },
+    fuse_kstatfs = {
+        blocks = 0, bfree = 8, bavail = 16, files = 24, ffree = 32, bsize = 40, namelen = 44,
+        frsize = 48, padding = 52, spare = 56,
+    },
+    fuse_kstatfs_compat = {
+        blocks = 0, bfree = 8, bavail = 16, files = 24, ffree = 32, bsize = 40, namelen = 44,
+    },
+    fuse_link_in = {
+        oldnodeid = 0,
+    },
+    fuse_lk_in = {
+        fh = 0, owner = 8, lk = 16, lk_flags = 40, padding = 44,
+    },
+    fuse_lk_out = {
+        lk = 0,
+    },
+    fuse_lseek_in = {
+        fh = 0, offset = 8, whence = 16, padding = 20,
+    },
+    fuse_lseek_out = {
+        offset = 0,
+    },
+    fuse_mkdir_in = {
+        mode = 0, umask = 4,
+    },
+    fuse_mknod_in = {
+        mode = 0, rdev = 4, umask = 8, padding = 12,
+    },
+    fuse_mknod_in_compat = {
+        mode = 0, rdev = 4,
+    },
+    fuse_notify_delete_out = {
+        parent = 0, child = 8, namelen = 16, padding = 20,
+    },
+    fuse_notify_inval_entry_out = {
+        parent = 0, namelen = 8, flags = 12,
+    },
+    fuse_notify_inval_inode_out = {
+        ino = 0, off = 8, len = 16,
+    },
+    fuse_notify_poll_wakeup_out = {
+        kh = 0,
+    },
+    fuse_notify_prune_out = {
+        count = 0, padding = 4, spare = 8,
+    },
+    fuse_notify_retrieve_in = {
+        dummy1 = 0, offset = 8, size = 16, dummy2 = 20, dummy3 = 24, dummy4 = 32,
+    },
+    fuse_notify_retrieve_out = {
+        notify_unique = 0, nodeid = 8, offset = 16, size = 24, padding = 28,
+    },
+    fuse_notify_store_out = {
+        nodeid = 0, offset = 8, size = 16, padding = 20,
+    },
+    fuse_open_in = {
+        flags = 0, open_flags = 4,
+    },
+    fuse_open_out = {
+        fh = 0, open_flags = 8, backing_id = 12,
+    },
+    fuse_out_header = {
+        len = 0, error = 4, unique = 8,
+    },
+    fuse_poll_in = {
+        fh = 0, kh = 8, flags = 16, events = 20,
+    },
+    fuse_poll_out = {
+        revents = 0, padding = 4,
+    },
+    fuse_read_in = {
+        fh = 0, offset = 8, size = 16, read_flags = 20, lock_owner = 24, flags = 32,
+        padding = 36,
+    },
+    fuse_release_in = {
+        fh = 0, flags = 8, release_flags = 12, lock_owner = 16,
+    },
+    fuse_removemapping_in = {
+        count = 0,
+    },
+    fuse_removemapping_one = {
+        moffset = 0, len = 8,
+    },
+    fuse_rename2_in = {
+        newdir = 0, flags = 8, padding = 12,
+    },
+    fuse_rename_in = {
+        newdir = 0,
+    },
+    fuse_secctx = {
+        size = 0, padding = 4,
+    },
+    fuse_secctx_header = {
+        size = 0, nr_secctx = 4,
+    },
+    fuse_setattr_in = {
+        valid = 0, padding = 4, fh = 8, size = 16, lock_owner = 24, atime = 32, mtime = 40,
+        ctime = 48, atimensec = 56, mtimensec = 60, ctimensec = 64, mode = 68, unused4 = 72,
+        uid = 76, gid = 80, unused5 = 84,
+    },
+    fuse_setupmapping_in = {
+        fh = 0, foffset = 8, len = 16, flags = 24, moffset = 32,
+    },
+    fuse_setxattr_in = {
+        size = 0, flags = 4, setxattr_flags = 8, padding = 12,
+    },
+    fuse_setxattr_in_compat = {
+        size = 0, flags = 4,
+    },
+    fuse_statfs_out = {
+        st = 0,
+    },
+    fuse_statfs_out_compat = {
+        st = 0,
+    },
+    fuse_statx = {
+        mask = 0, blksize = 4, attributes = 8, nlink = 16, uid = 20, gid = 24, mode = 28,
+        spare0 = 30, ino = 32, size = 40, blocks = 48, attributes_mask = 56, atime = 64,
+        btime = 80, ctime = 96, mtime = 112, rdev_major = 128, rdev_minor = 132,
+        dev_major = 136, dev_minor = 140, spare2 = 144,
+    },
+    fuse_statx_in = {
+        getattr_flags = 0, reserved = 4, fh = 8, sx_flags = 16, sx_mask = 20,
+    },
+    fuse_statx_out = {
+        attr_valid = 0, attr_valid_nsec = 8, flags = 12, spare = 16, stat = 32,
+    },
+    fuse_sx_time = {
+        tv_sec = 0, tv_nsec = 8, reserved = 12,
+    },
+    fuse_syncfs_in = {
+        padding = 0,
+    },
+    fuse_uring_cmd_req = {
+        flags = 0, commit_id = 8, qid = 16, padding = 18,
+    },
+    fuse_uring_ent_in_out = {
+        flags = 0, commit_id = 8, payload_sz = 16, padding = 20, reserved = 24,
+    },
+    fuse_uring_req_header = {
+        in_out = 0, op_in = 128, ring_ent_in_out = 256,
+    },
+    fuse_write_in = {
+        fh = 0, offset = 8, size = 16, write_flags = 20, lock_owner = 24, flags = 32,
+        padding = 36,
+    },
+    fuse_write_in_compat = {
+        fh = 0, offset = 8, size = 16, write_flags = 20,
+    },
+    fuse_write_out = {
+        size = 0, padding = 4,
+    },
+    u64 = {
+    },
+}
+
+-- END generated tables
+
+local ENTRY_OUT, ENTRY_OUT_COMPAT = SIZES.fuse_entry_out, SIZES.fuse_entry_out_compat
+
+local TYPES = { [1] = "Request", [2] = "Reply", [3] = "Notification" }
+
+local ERRORS = { [0] = "OK" }
+for n, name in pairs(ERRNO) do ERRORS[-n] = name end
+
+local function errname(e)
+    if e == 0 then return "OK" end
+    return ERRNO[-e] or tostring(e)
+end
 
 -- open(2) flags, Linux generic values (x86, arm, riscv)
 local OPEN_FLAGS = {
@@ -672,13 +997,13 @@ end
 
 local function entry_out(tree, off, stop)
     -- fuse_entry_out: 128 bytes (120 before 7.9)
-    local st = subtree(tree, off, math.min(stop - off, 128), "Entry")
+    local st = subtree(tree, off, math.min(stop - off, ENTRY_OUT), "Entry")
     local nodeid = u64(off)
     add(st, F.entry_nodeid, off, 8)
     add(st, F.entry_generation, off + 8, 8)
     add_valid(st, F.entry_valid, off + 16, off + 32)
     add_valid(st, F.attr_valid, off + 24, off + 36)
-    local entry_size = (stop - off >= 128) and 128 or 120
+    local entry_size = (stop - off >= ENTRY_OUT) and ENTRY_OUT or ENTRY_OUT_COMPAT
     attr(st, off + 40, off + entry_size)
     if nodeid then st:append_text(": nodeid " .. tostring(nodeid)) end
     return off + entry_size, nodeid and ("nodeid " .. tostring(nodeid)) or nil
@@ -739,16 +1064,16 @@ local function dirents(tree, off, stop, plus)
     -- READDIRPLUS: fuse_entry_out + fuse_dirent + name, padded to 8
     local count = 0
     local names = {}
-    local head = plus and 152 or 24
+    local head = plus and SIZES.fuse_direntplus or SIZES.fuse_dirent
     while off + head <= stop do
-        local doff = plus and off + 128 or off
+        local doff = plus and off + OFFSETS.fuse_direntplus.dirent or off
         local namelen = u32(doff + 16)
         if not namelen then break end
         local reclen = head + namelen
         reclen = reclen + (8 - reclen % 8) % 8
         if off + head + namelen > stop then break end
         local st = tree:add(F.dirent, T(off, math.max(1, math.min(reclen, CAP - off))))
-        if plus then entry_out(st, off, off + 128) end
+        if plus then entry_out(st, off, off + ENTRY_OUT) end
         add(st, F.dirent_ino, doff, 8)
         add(st, F.dirent_off, doff + 8, 8)
         add(st, F.dirent_namelen, doff + 16, 4)
@@ -1283,8 +1608,8 @@ REPLY[31] = function(tree, off) -- GETLK: lk_out
 end
 
 local function create_reply(tree, off, stop)
-    local nxt, text = entry_out(tree, off, math.min(stop, off + 128))
-    if stop - off == 136 then nxt = off + 120 end
+    local nxt, text = entry_out(tree, off, math.min(stop, off + ENTRY_OUT))
+    if stop - off == ENTRY_OUT_COMPAT + SIZES.fuse_open_out then nxt = off + ENTRY_OUT_COMPAT end
     local _, fh = open_out(tree, nxt)
     return (text or "") .. ", " .. (fh or "")
 end

@@ -10,7 +10,6 @@ Pure: builds a string; the command writes it.
 
 from __future__ import annotations
 
-import errno as errno_mod
 import html
 import math
 from collections.abc import Sequence
@@ -18,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fusetrace.observe.aggregate import Aggregate
-from fusetrace.protocol.abi import InitFlag, flag_names
+from fusetrace.protocol.abi import InitFlag, errno_name, flag_names
 from fusetrace.tracker import RULES, Finding
 
 #: opcodes drawn one by one; the rest are summed as "other"
@@ -54,7 +53,7 @@ def _latency(ns: int | None) -> str:
 
 
 def _errno(e: int) -> str:
-    return errno_mod.errorcode.get(e, f"E{e}")
+    return errno_name(e)
 
 
 def _busiest(agg: Aggregate, *, answered: bool) -> list[str]:

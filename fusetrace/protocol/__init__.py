@@ -20,7 +20,8 @@ Public API (other packages use only these names; all are importable from their m
   (``ReplyShape`` EMPTY/FIXED/VARIABLE/NONE), ``reply_probe`` (GETXATTR/LISTXATTR size 0),
   ``reply_optional`` (INTERRUPT), ``since`` (minor), ``lookup`` (``LookupEffect``),
   ``handle`` (``HandleEffect``), ``fh_fields`` and ``fh_when``, ``creates`` and
-  ``file_type``, ``enosys_remembered``, ``extensions``. ``NO_REPLY_OPS``. ``NOTIFY: dict[int,
+  ``file_type``, ``enosys_remembered``, ``extensions``, ``fh_kind``, ``fh_nodes``.
+  ``NO_REPLY_OPS`` (never answered) and ``NOT_AWAITED_OPS`` (also INTERRUPT). ``NOTIFY: dict[int,
   NotifySpec]`` (args, ``NotifySize`` rule) for notification codes. Nothing else in
   fusetrace lists opcodes.
 * ``schemas``: ``schemas(order)`` -> ``{kernel struct name: construct schema}`` (with the
@@ -41,11 +42,16 @@ Public API (other packages use only these names; all are importable from their m
   header can be read. ``engine="fast"`` reads structs with the derived layouts and takes
   short cuts for well-formed common shapes; ``engine="construct"`` is the reference (construct
   schemas, general interpreter); both give equal results.
+* ``connection``: ``Connection(byte_order).feed(record) -> Exchange``: the one pairer and
+  session builder. The header is read once (``.header``); a reply is paired with its request
+  by (channel, unique with bit 0 masked) when the kernel would look it up (``.request``;
+  ``.interrupt`` for an interrupt reply); ``.negotiated`` is learnt from the first INIT pair;
+  ``Exchange.decoded(engine)`` decodes the body lazily, once.
 * ``stream``: ``FrameDecoder(byte_order="little", *, engine="fast").feed(record) ->
   DecodedFrame`` (``record``, ``decoded`` (None if the header is unreadable, then
-  ``error``), ``request`` (the paired request frame of a reply), ``latency_ns``); learns
-  ``Negotiated`` from the INIT pair (``.negotiated``), keeps only outstanding requests
-  (``.outstanding``, keyed by (channel, unique)).
+  ``error``), ``request`` (the paired request frame of a reply), ``latency_ns``), on a
+  ``Connection`` (``.connection``, ``.negotiated``, ``.outstanding``); ``.frame(exchange)``
+  for an exchange someone else fed.
 * ``encode``: ``encode_request(opcode, body, *, unique, nodeid=0, uid=0, gid=0, pid=0,
   total_extlen=None, negotiated=None)``, ``encode_reply(opcode, body, *, unique, error=0,
   negotiated=None, probe=False)``, ``encode_interrupt_reply(unique, error)``,

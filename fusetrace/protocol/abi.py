@@ -7,6 +7,7 @@ than ABI 7.8 carries its minor in a comment (``# 7.N``). Pure: no I/O.
 from __future__ import annotations
 
 import enum
+import errno as _errno
 import functools
 
 #: The protocol major every Linux kernel speaks.
@@ -352,12 +353,31 @@ def flag_names(value: int, flags: type[enum.IntFlag]) -> list[str]:
     return names
 
 
+#: opcodes of the first protocol versions that no kernel sends any more (GETDIR went in 2.6.x,
+#: INVALIDATE was never used); named only so old or odd captures read well
+RETIRED_OPCODES: dict[int, str] = {7: "GETDIR", 19: "INVALIDATE"}
+
+#: opcode number -> name, for the hot paths (an enum lookup per frame is slow)
+_OPCODE_NAMES: dict[int, str] = {int(op): op.name for op in Opcode}
+
+
 def opcode_name(opcode: int) -> str:
     """The opcode's name, or ``OPCODE_<n>`` for one this package does not know."""
-    try:
-        return Opcode(opcode).name
-    except ValueError:
-        return f"OPCODE_{opcode}"
+    return _OPCODE_NAMES.get(opcode) or f"OPCODE_{opcode}"
+
+
+#: Linux's own names where Python's errno table picks an alias (ENOTSUP and EOPNOTSUPP are
+#: both 95 on Linux; the kernel, strerror's man page, conform and Wireshark say EOPNOTSUPP;
+#: 35 is EDEADLK, EDEADLOCK being its alias) or lacks one (133, EHWPOISON)
+_LINUX_ERRNO_NAMES = {_errno.EOPNOTSUPP: "EOPNOTSUPP", _errno.EDEADLK: "EDEADLK", 133: "EHWPOISON"}
+
+
+def errno_name(number: int) -> str:
+    """The Linux name of a positive errno (``ENOENT`` for 2, ``EOPNOTSUPP`` for 95); unknown
+    numbers stay numeric. The one errno namer: decode, check, conform and the Wireshark
+    dissector's table all use these names."""
+    name = _LINUX_ERRNO_NAMES.get(number) or _errno.errorcode.get(number)
+    return name if name else str(number)
 
 
 def notify_name(code: int) -> str:

@@ -190,9 +190,6 @@ def _layout(args: tuple[Arg, ...], neg: Negotiated, engine: Engine) -> _Plan:
     return plan
 
 
-_OP_NAMES = {int(op): op.name for op in Opcode}
-
-
 # ---- the body interpreter --------------------------------------------------------------
 
 
@@ -456,20 +453,23 @@ def decode_request(
     *,
     engine: Engine = "fast",
     orig_len: int | None = None,
+    header: InHeader | None = None,
 ) -> Decoded:
     """Decode a kernel → daemon frame (request, FORGET, INTERRUPT, NOTIFY_REPLY).
 
     ``orig_len``: the frame's real length when the stored ``data`` was cut to a snap length.
+    ``header``: the header when the caller has read it already (the connection model).
     Raises DecodeError only if ``data`` is shorter than the 40-byte header.
     """
     neg = negotiated or _DEFAULT
     order = neg._order
-    try:
-        header = _in_make(_IN_UNPACK[order](data))
-    except struct.error:
-        raise DecodeError(
-            f"request header cut short: {len(data)} of {IN_HEADER_SIZE} bytes"
-        ) from None
+    if header is None:
+        try:
+            header = _in_make(_IN_UNPACK[order](data))
+        except struct.error:
+            raise DecodeError(
+                f"request header cut short: {len(data)} of {IN_HEADER_SIZE} bytes"
+            ) from None
     op = header.opcode
     n = len(data)
     if header.len == n and not header.total_extlen and engine == "fast":
@@ -478,7 +478,7 @@ def decode_request(
         if fast is None:
             spec = OPS.get(op)
             fast = neg._cache[op] = (
-                (_layout(spec.request, neg, engine), _OP_NAMES[op]) if spec else (None, "")
+                (_layout(spec.request, neg, engine), opcode_name(op)) if spec else (None, "")
             )
         plan, name = fast
         if plan is not None:
@@ -492,7 +492,7 @@ def decode_request(
     spec = OPS.get(op)
     out = _Out(IN_HEADER_SIZE)
     end = _bounds(data, header.len, IN_HEADER_SIZE, orig_len, out)
-    name = _OP_NAMES.get(header.opcode) or opcode_name(header.opcode)
+    name = opcode_name(header.opcode)
     if spec is None:
         out.problem("unknown-opcode", f"opcode {header.opcode} is not a FUSE opcode")
         out.stopped = True
@@ -546,6 +546,7 @@ def decode_reply(
     request_body: Mapping[str, Any] | None = None,
     engine: Engine = "fast",
     orig_len: int | None = None,
+    header: OutHeader | None = None,
 ) -> Decoded:
     """Decode a daemon → kernel reply to a request of ``request_opcode``.
 
@@ -558,7 +559,8 @@ def decode_reply(
     """
     neg = negotiated or _DEFAULT
     order = neg._order
-    header = _out_header(data, order)
+    if header is None:
+        header = _out_header(data, order)
     n = len(data)
     if (
         engine == "fast"
@@ -597,7 +599,7 @@ def decode_reply(
         out.stopped = True
         return _finish("reply", header, None, "?", data, out, end)
     request_opcode = int(request_opcode)
-    name = _OP_NAMES.get(request_opcode) or opcode_name(request_opcode)
+    name = opcode_name(request_opcode)
     spec = OPS.get(request_opcode)
     if header.error:
         if payload:
@@ -645,7 +647,7 @@ def _fast_reply_plan(op: int, neg: Negotiated) -> tuple[str, _Plan, bool] | tupl
     spec = OPS.get(op)
     if spec is None or spec.reply is ReplyShape.NONE or spec.reply_probe is not None:
         return ()
-    return _OP_NAMES[op], _layout(spec.reply_args, neg, "fast"), spec.reply is ReplyShape.EMPTY
+    return opcode_name(op), _layout(spec.reply_args, neg, "fast"), spec.reply is ReplyShape.EMPTY
 
 
 def _reply_args(
@@ -666,11 +668,13 @@ def decode_notify(
     *,
     engine: Engine = "fast",
     orig_len: int | None = None,
+    header: OutHeader | None = None,
 ) -> Decoded:
     """Decode a notification (daemon → kernel, ``unique`` 0, ``error`` = notify code)."""
     neg = negotiated or _DEFAULT
     order = neg.order
-    header = _out_header(data, order)
+    if header is None:
+        header = _out_header(data, order)
     out = _Out(OUT_HEADER_SIZE)
     end = _bounds(data, header.len, OUT_HEADER_SIZE, orig_len, out)
     code = header.error

@@ -126,6 +126,22 @@ class HandleEffect(enum.Enum):
     RELEASES_DIR = "releases_dir"
 
 
+class HandleKind(enum.Enum):
+    """Which kind of handle an operation's ``fh`` names (protocol.md §7.2).
+
+    File handles (OPEN, CREATE, TMPFILE) and directory handles (OPENDIR) are separate: the
+    kernel keeps each in a ``struct fuse_file`` opened on one node, and only the file
+    operations of that kind send it.
+    """
+
+    #: a file handle (READ, WRITE, FLUSH, RELEASE, ...)
+    FILE = "file"
+    #: a directory handle (READDIR, READDIRPLUS, FSYNCDIR, RELEASEDIR)
+    DIR = "dir"
+    #: either (IOCTL: ``fuse_dir_ioctl`` sends the directory's handle)
+    EITHER = "either"
+
+
 @dataclass(frozen=True)
 class OpSpec:
     """Everything fusetrace knows about one opcode."""
@@ -148,6 +164,11 @@ class OpSpec:
     fh_fields: tuple[str, ...] = ()
     #: (field, mask): the fh fields mean something only when ``body[field] & mask``
     fh_when: tuple[str, int] | None = None
+    #: the kind of handle the fh fields name
+    fh_kind: HandleKind = HandleKind.FILE
+    #: per fh field, the body field naming the node it was opened on ("" = the header's
+    #: nodeid; COPY_FILE_RANGE's fh_out belongs to nodeid_out)
+    fh_nodes: tuple[str, ...] = ()
     #: the op creates a directory entry (MKNOD, MKDIR, SYMLINK, LINK, CREATE, TMPFILE):
     #: the kernel rejects a reply with nodeid 0 or 1
     creates: bool = False
@@ -352,6 +373,7 @@ _SPECS: list[OpSpec] = [
         (Arg(ArgKind.DIRENTS, "entries"),),
         handle=HandleEffect.USES_FH,
         fh_fields=_FH,
+        fh_kind=HandleKind.DIR,
     ),
     _op(
         _O.RELEASEDIR,
@@ -360,6 +382,7 @@ _SPECS: list[OpSpec] = [
         _E,
         handle=HandleEffect.RELEASES_DIR,
         fh_fields=_FH,
+        fh_kind=HandleKind.DIR,
     ),
     _op(
         _O.FSYNCDIR,
@@ -368,6 +391,7 @@ _SPECS: list[OpSpec] = [
         _E,
         handle=HandleEffect.USES_FH,
         fh_fields=_FH,
+        fh_kind=HandleKind.DIR,
         enosys_remembered=True,
     ),
     _op(
@@ -414,6 +438,7 @@ _SPECS: list[OpSpec] = [
         (S("fuse_ioctl_out"), REST),
         handle=HandleEffect.USES_FH,
         fh_fields=_FH,
+        fh_kind=HandleKind.EITHER,
     ),
     _op(
         _O.POLL,
@@ -452,6 +477,7 @@ _SPECS: list[OpSpec] = [
         lookup=LookupEffect.READDIRPLUS,
         handle=HandleEffect.USES_FH,
         fh_fields=_FH,
+        fh_kind=HandleKind.DIR,
     ),
     _op(
         _O.RENAME2,
@@ -479,6 +505,7 @@ _SPECS: list[OpSpec] = [
         (S("fuse_write_out"),),
         handle=HandleEffect.USES_FH,
         fh_fields=("fh_in", "fh_out"),
+        fh_nodes=("", "nodeid_out"),
         enosys_remembered=True,
         node_fields=("nodeid_out",),
     ),
@@ -529,6 +556,7 @@ _SPECS: list[OpSpec] = [
         (S("fuse_copy_file_range_out"),),
         handle=HandleEffect.USES_FH,
         fh_fields=("fh_in", "fh_out"),
+        fh_nodes=("", "nodeid_out"),
         enosys_remembered=True,
         node_fields=("nodeid_out",),
     ),
@@ -545,8 +573,15 @@ _SPECS: list[OpSpec] = [
 #: opcode -> OpSpec, for every opcode of protocol.md §2.
 OPS: dict[int, OpSpec] = {spec.opcode: spec for spec in _SPECS}
 
-#: ops whose request has no reply at all (never paired, never kept outstanding).
+#: ops whose request has no reply at all (never paired, never kept outstanding): FORGET,
+#: BATCH_FORGET, NOTIFY_REPLY. INTERRUPT is not one of them: it may be answered (EAGAIN to
+#: have it re-sent, ENOSYS to stop interrupts), only the answer is optional.
 NO_REPLY_OPS = frozenset(op for op, spec in OPS.items() if not spec.has_reply)
+#: ops the kernel does not wait on: no reply at all, or an optional one (INTERRUPT: the
+#: target's own reply ends it). What a proxy must not count as outstanding.
+NOT_AWAITED_OPS = frozenset(
+    op for op, spec in OPS.items() if not spec.has_reply or spec.reply_optional
+)
 
 
 class NotifySize(enum.Enum):

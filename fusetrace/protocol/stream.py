@@ -1,8 +1,9 @@
-"""Decoding a whole capture: pairing replies with requests, learning the INIT pair.
+"""Decoding a whole capture, frame by frame, on the connection model.
 
 :class:`FrameDecoder` is fed :class:`fusetrace.record.Record` in capture order and gives one
-:class:`DecodedFrame` per record. It keeps only the requests still waiting for a reply
-(FORGET, BATCH_FORGET and NOTIFY_REPLY never are), so memory does not grow with the capture.
+:class:`DecodedFrame` per record. Pairing and the INIT session come from
+:class:`fusetrace.protocol.connection.Connection`, which keeps only the requests still waiting
+for a reply, so memory does not grow with the capture.
 """
 
 from __future__ import annotations
@@ -10,15 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fusetrace.errors import DecodeError
-from fusetrace.protocol.abi import FUSE_INT_REQ_BIT, Opcode
-from fusetrace.protocol.decode import (
-    Decoded,
-    Engine,
-    decode_outbound,
-    decode_reply,
-    decode_request,
-)
-from fusetrace.protocol.registry import NO_REPLY_OPS
+from fusetrace.protocol.connection import NEEDS_REQUEST_BODY, Connection, Exchange
+from fusetrace.protocol.decode import Decoded, Engine, decode_reply, decode_request
+from fusetrace.protocol.header import InHeader, OutHeader
 from fusetrace.protocol.session import Negotiated
 from fusetrace.record import Direction, Record
 
@@ -29,8 +24,8 @@ class DecodedFrame:
 
     ``decoded`` is None only when not even the header could be read (``error`` says why).
     For a reply, ``request`` is the frame of the request it answers (paired by channel and
-    exact unique; an interrupt reply pairs with its INTERRUPT) and ``latency_ns`` the time
-    between them.
+    unique with bit 0 masked, as the kernel does; an interrupt reply pairs with its
+    INTERRUPT) and ``latency_ns`` the time between them.
     """
 
     record: Record
@@ -45,7 +40,12 @@ class DecodedFrame:
 
 
 class FrameDecoder:
-    """Stateful decoder over one capture."""
+    """Stateful decoder over one capture, on the connection model (:mod:`.connection`).
+
+    The connection reads each header once, pairs replies with requests and learns the
+    session from INIT; this class decodes each exchange's body and keeps the
+    :class:`DecodedFrame` of each request on it, so a reply can point at its request.
+    """
 
     def __init__(
         self,
@@ -53,61 +53,75 @@ class FrameDecoder:
         *,
         engine: Engine = "fast",
         negotiated: Negotiated | None = None,
+        connection: Connection | None = None,
     ) -> None:
-        self.negotiated = negotiated or Negotiated.default(byte_order)
+        self.connection = connection or Connection(byte_order, negotiated)
         self.engine: Engine = engine
-        #: (channel, unique) -> request frame still waiting for its reply
-        self.outstanding: dict[tuple[int, int], DecodedFrame] = {}
-        self._interrupts: set[tuple[int, int]] = set()
+
+    @property
+    def negotiated(self) -> Negotiated:
+        return self.connection.negotiated
+
+    @property
+    def outstanding(self) -> dict[int, DecodedFrame]:
+        """Requests (and INTERRUPTs) still waiting for a reply, by connection key."""
+        conn = self.connection
+        out = {k: ex.view for k, ex in conn.outstanding.items()}
+        out.update({~k: ex.view for k, ex in conn.interrupts.items()})
+        return out
 
     def feed(self, record: Record) -> DecodedFrame:
-        neg = self.negotiated
-        data = record.data
-        orig = record.orig_len if record.orig_len > len(data) else None
-        if record.direction is _INBOUND:
-            try:
-                d = decode_request(data, neg, engine=self.engine, orig_len=orig)
-            except DecodeError as e:
-                return DecodedFrame(record, None, error=str(e))
-            frame = DecodedFrame(record, d)
-            op = d.opcode
-            if op not in NO_REPLY_OPS:
-                key = (record.channel, d.header.unique)
-                self.outstanding[key] = frame
-                if op == _INTERRUPT:
-                    self._interrupts.add(key)
-                elif op == _INIT and not d.problems:
-                    self.negotiated = neg.with_init_request(d.body)
-            return frame
-        # daemon -> kernel
+        return self.frame(self.connection.feed(record))
+
+    def frame(self, ex: Exchange) -> DecodedFrame:
+        """The decoded frame of an exchange the connection produced (decode --check feeds
+        the connection once and hands each exchange to the decoder and the tracker)."""
+        record = ex.record
+        h = ex.header
+        if h and record.orig_len == len(record.data):
+            # the common cases inline (the hot path of decode): a whole request, and a whole
+            # reply to a request whose body its shape does not depend on
+            if record.direction is _INBOUND:
+                d = decode_request(record.data, ex.negotiated, engine=self.engine, header=_in(h))
+                ex._decoded = d
+                ex._engine = self.engine
+                frame = ex.view = DecodedFrame(record, d)
+                return frame
+            req = ex.request
+            if (
+                req is not None
+                and ex.interrupt is None
+                and not h[2] & 1
+                and req.opcode not in NEEDS_REQUEST_BODY
+            ):
+                rf = req.view
+                d = decode_reply(
+                    record.data, req.opcode, ex.negotiated, engine=self.engine, header=_out(h)
+                )
+                ex._decoded = d
+                ex._engine = self.engine
+                if rf is None or rf.decoded is None:
+                    frame = ex.view = DecodedFrame(record, d)
+                else:
+                    frame = ex.view = DecodedFrame(record, d, rf, record.t_ns - req.record.t_ns)
+                return frame
         try:
-            unique = int.from_bytes(data[8:16], neg.byte_order)  # type: ignore[arg-type]
-            if unique == 0:
-                d = decode_outbound(data, None, neg, engine=self.engine, orig_len=orig)
-                return DecodedFrame(record, d)
-            key = (record.channel, unique)
-            req = self.outstanding.pop(key, None)
-            if req is None or req.decoded is None:
-                d = decode_reply(data, None, neg, engine=self.engine, orig_len=orig)
-                return DecodedFrame(record, d)
-            rd = req.decoded
-            d = decode_reply(data, rd.opcode, neg, request_body=rd.body, engine=self.engine,
-                             orig_len=orig)  # fmt: skip
+            d = ex.decoded(self.engine)
         except DecodeError as e:
-            return DecodedFrame(record, None, error=str(e))
-        if self._interrupts:
-            # the reply ends the request; an INTERRUPT still waiting for it is over too
-            self._interrupts.discard(key)
-            if not unique & FUSE_INT_REQ_BIT:
-                ikey = (record.channel, unique | FUSE_INT_REQ_BIT)
-                if ikey in self._interrupts:
-                    self._interrupts.discard(ikey)
-                    self.outstanding.pop(ikey, None)
-        if rd.opcode == _INIT and d.kind == "reply":
-            self.negotiated = neg.with_init_reply(d.body, d.error or 0)
-        return DecodedFrame(record, d, req, record.t_ns - req.record.t_ns)
+            frame = ex.view = DecodedFrame(record, None, error=str(e))
+            return frame
+        req = ex.interrupt or ex.request
+        if req is None:
+            frame = ex.view = DecodedFrame(record, d)
+            return frame
+        rf = req.view
+        if rf is None or rf.decoded is None:
+            frame = ex.view = DecodedFrame(record, d)
+        else:
+            frame = ex.view = DecodedFrame(record, d, rf, record.t_ns - req.record.t_ns)
+        return frame
 
 
 _INBOUND = Direction.INBOUND
-_INIT = int(Opcode.INIT)
-_INTERRUPT = int(Opcode.INTERRUPT)
+_in = InHeader._make
+_out = OutHeader._make

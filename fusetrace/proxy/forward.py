@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+from fusetrace.protocol.abi import errno_name
 from fusetrace.proxy import wire
 from fusetrace.record import Direction
 
@@ -342,7 +343,7 @@ class Forwarder:
             if err in (errno.ENODEV, errno.ECONNABORTED):
                 self.end("unmounted")
             else:
-                name = errno.errorcode.get(err, str(err))
+                name = errno_name(err)
                 self.stats.refused[name] = self.stats.refused.get(name, 0) + 1
             return err
         item[4] = 0
@@ -415,7 +416,7 @@ class Forwarder:
                     if e.errno in (errno.ENODEV, errno.ECONNABORTED):
                         self.end("unmounted")
                         return
-                    name = errno.errorcode.get(e.errno or 0, str(e.errno))
+                    name = errno_name(e.errno or 0)
                     refused[name] = refused.get(name, 0) + 1
         finally:
             self.stats.outbound = n

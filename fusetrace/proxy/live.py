@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TextIO
 
+from fusetrace.protocol.abi import opcode_name
 from fusetrace.proxy import wire
 from fusetrace.proxy.forward import Item
 from fusetrace.record import Direction, Record
@@ -20,19 +21,6 @@ from fusetrace.tracker.findings import Finding
 
 #: lines waiting for the terminal before new ones are dropped
 QUEUE_LINES = 10_000
-
-_OPCODE_NAMES: dict[int, str] = {}
-
-
-def _opcode_name(opcode: int) -> str:
-    if not _OPCODE_NAMES:
-        try:
-            from fusetrace.protocol.abi import Opcode  # type: ignore[import-not-found,unused-ignore]
-
-            _OPCODE_NAMES.update({int(op): op.name for op in Opcode})
-        except ImportError:
-            _OPCODE_NAMES[wire.OP_INIT] = "INIT"
-    return _OPCODE_NAMES.get(opcode, f"OPCODE_{opcode}")
 
 
 def summary(item: Item, t0: int) -> str:
@@ -43,7 +31,7 @@ def summary(item: Item, t0: int) -> str:
     if direction is Direction.INBOUND and len(data) >= wire.IN_HEADER_LEN:
         length, opcode, unique, nodeid = wire.IN_HEADER.unpack_from(data)[:4]
         return (
-            f"{secs:12.6f} K>D unique={unique} {_opcode_name(opcode)} nodeid={nodeid} "
+            f"{secs:12.6f} K>D unique={unique} {opcode_name(opcode)} nodeid={nodeid} "
             f"len={length}{note}"
         )
     if len(data) >= wire.OUT_HEADER_LEN:

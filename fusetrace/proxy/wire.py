@@ -17,6 +17,7 @@ from fusetrace.protocol.header import (
     in_header_struct,
     out_header_struct,
 )
+from fusetrace.protocol.registry import NOT_AWAITED_OPS
 
 #: frames cross /dev/fuse in host byte order
 HOST = sys.byteorder
@@ -39,8 +40,9 @@ OP_INTERRUPT = int(Opcode.INTERRUPT)
 OP_NOTIFY_REPLY = int(Opcode.NOTIFY_REPLY)
 OP_BATCH_FORGET = int(Opcode.BATCH_FORGET)
 
-#: requests the daemon must not answer (protocol.md §2, "NR")
-NO_REPLY_OPCODES = frozenset({OP_FORGET, OP_BATCH_FORGET, OP_NOTIFY_REPLY, OP_INTERRUPT})
+#: requests the kernel waits on no reply for: FORGET, BATCH_FORGET, NOTIFY_REPLY, and
+#: INTERRUPT, whose reply is optional (protocol.md §2, "NR"; §5.4)
+NO_REPLY_OPCODES = NOT_AWAITED_OPS
 
 #: bit 0 of a reply's unique marks the answer to an INTERRUPT
 INT_REQ_BIT = FUSE_INT_REQ_BIT

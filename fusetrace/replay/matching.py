@@ -18,13 +18,13 @@ default.
 
 from __future__ import annotations
 
-import errno
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from fusetrace.protocol.abi import errno_name
 from fusetrace.replay.codec import Dirent, ReplyBody
 
 #: pattern -> why it differs between runs of the same daemon on the same data.
@@ -112,8 +112,8 @@ def error_name(error: int) -> str:
     """``0`` → ``"0"``; ``-2`` → ``"-2 ENOENT"``."""
     if error == 0:
         return "0"
-    name = errno.errorcode.get(-error)
-    return f"{error} {name}" if name else str(error)
+    name = errno_name(-error)
+    return f"{error} {name}" if not name.isdigit() else str(error)
 
 
 def render(value: Any) -> str:

@@ -7,7 +7,6 @@ a terminal.
 
 from __future__ import annotations
 
-import errno
 import json
 from array import array
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from fusetrace.protocol.abi import (
     Opcode,
     flag_names,
 )
+from fusetrace.protocol.abi import errno_name as abi_errno_name
 from fusetrace.protocol.decode import Decoded
 from fusetrace.protocol.stream import DecodedFrame
 from fusetrace.record import Direction
@@ -31,9 +31,12 @@ _O = Opcode
 
 
 def errno_name(error: int) -> str:
-    """``-2`` -> ``-ENOENT``; unknown numbers stay numeric."""
-    name = errno.errorcode.get(-error)
-    return f"-{name}" if name else str(error)
+    """``-2`` -> ``-ENOENT``; unknown numbers stay numeric (names: protocol.abi.errno_name)."""
+    if error < 0:
+        name = abi_errno_name(-error)
+        if not name.isdigit():
+            return f"-{name}"
+    return str(error)
 
 
 def init_flags(body: dict[str, Any]) -> InitFlag:
@@ -329,7 +332,7 @@ _ARROW = {Direction.INBOUND: "K>D", Direction.OUTBOUND: "D>K"}
 def result_name(result: int) -> str:
     """The kernel's answer to a daemon → kernel frame (``Record.result``): ``ok``, or the
     errno name of the refused write (``ENOENT``; unknown numbers stay numeric)."""
-    return "ok" if not result else errno.errorcode.get(result, str(result))
+    return "ok" if not result else abi_errno_name(result)
 
 
 def summary_line(frame: DecodedFrame, t0_ns: int) -> str:

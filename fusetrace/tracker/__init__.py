@@ -20,8 +20,9 @@ explain`` prints.
 """
 
 from fusetrace.tracker.findings import Culprit, Finding, Severity
-from fusetrace.tracker.machine import SESSION_TRANSITIONS, SessionState, Summary, Tracker
+from fusetrace.tracker.machine import Tracker
 from fusetrace.tracker.rules import FAMILIES, RULES, Rule, select_rules
+from fusetrace.tracker.state import SESSION_TRANSITIONS, SessionState, Summary
 
 __all__ = [
     "FAMILIES",

@@ -55,6 +55,7 @@ class Readers:
         self.entry_generation = offset(o, ent, "generation")
         self.entry_mode = offset(o, ent, "attr.mode")
         self.entry_size = offset(o, ent, "attr.size")
+        self.entry_nlink = offset(o, ent, "attr.nlink")
         self.attr_out_mode = offset(o, "fuse_attr_out", "attr.mode")
         self.attr_out_size = offset(o, "fuse_attr_out", "attr.size")
         self.open_fh = offset(o, "fuse_open_out", "fh")

@@ -15,196 +15,69 @@ Modelling follows the kernel's order of checks on a daemon write (protocol.md §
 frame the kernel would reject before matching (bad length, error out of range) changes no
 state; a reply the kernel accepts but rejects in its body (W8) ends the request without its
 effects (no lookup counted, no handle opened).
+
+Shape: the connection model (:mod:`fusetrace.protocol.connection`) reads each header, pairs
+replies with requests and learns the session; this module dispatches each exchange to the
+rule families, each in its own module and each raising only its own codes: :mod:`.ids`
+(FT1), :mod:`.lifecycle` (FT2), :mod:`.sizes` (FT3, with the per-opcode reply table
+``REPLY_CHECKS``), :mod:`.init` (FT4), :mod:`.notify` (FT5); what they keep is declared in
+:mod:`.state`. Their functions are bound into :class:`Tracker`'s class body as methods.
 """
 
 from __future__ import annotations
 
-import enum
 import struct
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from fusetrace.protocol import registry
 from fusetrace.protocol.abi import (
-    F_RDLCK,
-    F_UNLCK,
-    F_WRLCK,
     FUSE_INT_REQ_BIT,
-    FUSE_IOCTL_MAX_IOV,
-    FUSE_MIN_MAX_WRITE,
     FUSE_NAME_MAX,
     FUSE_NAME_MAX_LARGE,
-    FUSE_ROOT_ID,
-    FUSE_UNIQUE_RESEND,
+    S_IFDIR,
     S_IFMT,
-    VALID_FILE_TYPES,
     FopenFlag,
-    InitFlag,
-    IoctlFlag,
-    NotifyCode,
     Opcode,
-    notify_name,
+    errno_name,
     opcode_name,
 )
+from fusetrace.protocol.connection import Connection, Exchange
 from fusetrace.protocol.header import IN_HEADER_SIZE, OUT_HEADER_SIZE
-from fusetrace.protocol.header import in_header_struct as _in_struct
-from fusetrace.protocol.header import out_header_struct as _out_struct
 from fusetrace.protocol.registry import (
     ArgKind,
     HandleEffect,
     LookupEffect,
-    NotifySize,
-    ReplyShape,
 )
 from fusetrace.protocol.session import Negotiated
 from fusetrace.record import Direction, Record
-from fusetrace.tracker import _layout
+from fusetrace.tracker import _layout, ids, init, lifecycle, notify, sizes
 from fusetrace.tracker.findings import Finding, Severity
 from fusetrace.tracker.rules import RULES
-
-ENOSYS = 38
-LLONG_MAX = (1 << 63) - 1
-ERRNO_FLOOR = -512
-#: READLINK replies are bounded by PAGE_SIZE - 1; captures do not record the page size
-PAGE_SIZE = 4096
-#: INIT reply payload bound (sizeof fuse_init_out)
-INIT_OUT_MAX = 64
-CUSE_DEVINFO_MAX = 4096
-#: how many answered ids, forgotten node ids and released handles are remembered
-MEMORY = 4096
-#: unanswered requests listed one by one at the end (the rest are counted)
-LIST_AT_END = 20
-#: kernel frames that may come between a reply and an INTERRUPT for the same request when
-#: the two crossed in a recording. The recorder captures a reply before it writes it to
-#: /dev/fuse and a kernel frame after it read it, from two threads: an INTERRUPT the kernel
-#: handed out while the request was still outstanding (it drops a queued one as soon as
-#: the reply is written) can land after the reply in the file. Only frames the recorder
-#: read during that one write() can come between; more than this is no crossing.
-CROSSING_KERNEL_FRAMES = 4
-
-
-class SessionState(enum.Enum):
-    """Connection state as the INIT exchange moves it (protocol.md §4.1)."""
-
-    UNINIT = "uninit"
-    AWAIT_INIT_REPLY = "await-init-reply"
-    READY = "ready"
-    FAILED = "failed"
-
-
-class SessionEvent(enum.Enum):
-    INIT_REQUEST = "init-request"
-    INIT_REPLY_OK = "init-reply-ok"
-    INIT_REPLY_BAD = "init-reply-bad"
-
-
-#: the session transitions, as data (h11 style): (state, event) -> new state. An event not in
-#: the table leaves the state unchanged; the rules flag it (FT402, FT412, FT401).
-SESSION_TRANSITIONS: Mapping[tuple[SessionState, SessionEvent], SessionState] = {
-    (SessionState.UNINIT, SessionEvent.INIT_REQUEST): SessionState.AWAIT_INIT_REPLY,
-    (SessionState.AWAIT_INIT_REPLY, SessionEvent.INIT_REPLY_OK): SessionState.READY,
-    (SessionState.AWAIT_INIT_REPLY, SessionEvent.INIT_REPLY_BAD): SessionState.FAILED,
-}
-
-
-@dataclass(slots=True)
-class Pending:
-    """A request read by the daemon and not yet answered."""
-
-    opcode: int
-    frame: int
-    channel: int
-    nodeid: int
-    #: the request body fields reply checks need (size, offset, fh, mode, ...)
-    info: dict[str, int] = field(default_factory=dict)
-    #: capture timestamp of the request (ns)
-    t_ns: int = 0
-
-
-@dataclass(slots=True)
-class Node:
-    """A node id the kernel holds lookups on."""
-
-    count: int
-    generation: int
-    ftype: int
-    #: last file size the daemon reported (-1 unknown)
-    size: int = -1
-
-
-@dataclass
-class Summary:
-    """Counts over one tracked connection, for reports."""
-
-    frames: int = 0
-    requests: int = 0
-    replies: int = 0
-    notifications: int = 0
-    findings: dict[str, int] = field(
-        default_factory=lambda: {s.label: 0 for s in reversed(Severity)}
-    )
-    outstanding: int = 0
-    nodeids_held: int = 0
-    handles_open: int = 0
-    #: frames the tracker could not judge because of an internal error (a bug)
-    internal_errors: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "frames": self.frames,
-            "requests": self.requests,
-            "replies": self.replies,
-            "notifications": self.notifications,
-            "findings": dict(self.findings),
-            "open": {
-                "outstanding_requests": self.outstanding,
-                "nodeids_held": self.nodeids_held,
-                "handles_open": self.handles_open,
-            },
-            "internal_errors": self.internal_errors,
-        }
-
-
-class _Memory:
-    """A bounded insertion-ordered map: the oldest entry goes when it is full."""
-
-    __slots__ = ("_cap", "_d")
-
-    def __init__(self, cap: int = MEMORY) -> None:
-        self._d: dict[int, int] = {}
-        self._cap = cap
-
-    def add(self, key: int, value: int) -> None:
-        d = self._d
-        d.pop(key, None)
-        d[key] = value
-        if len(d) > self._cap:
-            del d[next(iter(d))]
-
-    def get(self, key: int) -> int | None:
-        return self._d.get(key)
-
-    def pop(self, key: int) -> int | None:
-        return self._d.pop(key, None)
-
-    def __contains__(self, key: int) -> bool:
-        return key in self._d
-
-
-_OPS = registry.OPS
-_NOTIFY = registry.NOTIFY
-#: notification code -> the field naming the node the kernel must have cached
-#: request fields the reply checks need, read when the request's first struct has them
-_INFO_FIELDS = (
-    "size",
-    "offset",
-    "out_size",
-    "len",
-    "mode",
-    *sorted({f for spec in registry.OPS.values() for f in spec.node_fields}),
+from fusetrace.tracker.state import (
+    _INFO_FIELDS,
+    _NAMED,
+    _OPS,
+    _PREDICTS_REFUSAL,
+    ENOENT,
+    ENOSYS,
+    ERRNO_FLOOR,
+    LIST_AT_END,
+    MEMORY,
+    RENAME_EXCHANGE,
+    SESSION_TRANSITIONS,
+    Node,
+    Pending,
+    SessionEvent,
+    SessionState,
+    Summary,
+    _Memory,
 )
-#: body fields naming a node id the kernel must hold (LINK, RENAME(2), COPY_FILE_RANGE)
+
+_OP_INIT = int(Opcode.INIT)
+_OP_CUSE_INIT = int(Opcode.CUSE_INIT)
+_OP_INTERRUPT = int(Opcode.INTERRUPT)
+_OP_NOTIFY_REPLY = int(Opcode.NOTIFY_REPLY)
 
 
 class Tracker:
@@ -216,6 +89,12 @@ class Tracker:
     rule that reads a body beyond INIT (for cheap live checking). ``strict`` lets an internal
     error propagate instead of being counted (tests use it; a check run must not die of one
     rule's bug).
+
+    Pairing and the negotiated session come from the connection model
+    (:class:`~fusetrace.protocol.connection.Connection`): :meth:`feed` feeds the tracker's
+    own connection; :meth:`judge` takes an exchange from a connection someone else feeds
+    (``decode --check`` reads each frame once for the decoder and the tracker). The tracker
+    keeps its per-request state on the request's exchange (``Exchange.state``).
     """
 
     def __init__(
@@ -226,10 +105,10 @@ class Tracker:
         mount_options: Mapping[str, str | None] | None = None,
         header_only: bool = False,
         strict: bool = False,
+        connection: Connection | None = None,
     ) -> None:
         order = "<" if byte_order in ("little", "<") else ">"
-        self._in = _in_struct(order)
-        self._out = _out_struct(order)
+        self.connection = connection or Connection(byte_order)
         self._f = _layout.Readers(order)
         self._order = order
         self.enabled = frozenset(RULES) if rules is None else frozenset(rules)
@@ -239,20 +118,31 @@ class Tracker:
         #: unknown, so lookup counts and node-id announcements are no longer judged
         self._counts_lost = False
         self.strict = strict
-        self.negotiated = Negotiated.default(byte_order)
         self.state = SessionState.UNINIT
         self.summary = Summary()
         self.last_frame = -1
         self.last_t_ns = 0
-        # outstanding state
-        self.pending: dict[int, Pending] = {}
+        # outstanding state (requests: on the connection's exchanges)
         self.nodes: dict[int, Node] = {}
-        self.handles: dict[int, int] = {}
-        self.direct_io: set[int] = set()
+        #: open handles by identity (nodeid, fh, is_dir) -> opens (protocol.md §7.2)
+        self.handles: dict[tuple[int, int, bool], int] = {}
+        #: fh value -> how many handles with that value are open, on any node, of any kind
+        self._fh_open: dict[int, int] = {}
+        self.direct_io: set[tuple[int, int, bool]] = set()
+        #: (parent, name) -> node id, from entry replies: how an UNLINK finds its node
+        self._names = _Memory()
+        #: RETRIEVE notify_unique -> [(frame, nodeid, offset, size)] not yet answered
+        self._retrieves: dict[int, list[tuple[int, int, int, int]]] = {}
+        #: notify_unique -> frame of the NOTIFY_REPLY that answered its RETRIEVE
+        self._retrieved = _Memory()
+        #: INTERRUPT target id -> INTERRUPT frame, for targets not seen (yet)
+        self._int_waiting: dict[int, int] = {}
+        #: an error or warning finding was produced for the frame being fed (enabled or
+        #: not): it explains a refusal the capture recorded
+        self._explained = False
         # bounded memories
         self._answered = _Memory()
         #: answered id -> how many kernel frames had been seen when the answer came
-        self._answered_after = _Memory()
         self._no_reply = _Memory()
         self._forgotten = _Memory()
         self._released = _Memory()
@@ -261,8 +151,6 @@ class Tracker:
         #: opcode -> (fixed request bytes, variable parts) under the current negotiation
         self._info_readers: dict[str, list[tuple[str, struct.Struct, int]]] = {}
         self._len_rules: dict[int, tuple[int, list[tuple[str, str, int]]] | None] = {}
-        #: requests pending when NOTIFY_RESEND came: the kernel re-sends them with bit 63
-        self._resent: dict[int, Pending] = {}
         # connection-wide facts
         self._init_key: int | None = None
         self._init_frame: int | None = None
@@ -274,10 +162,29 @@ class Tracker:
         self._cut_reported = False
         self._early_reported = False
         self._findings: list[Finding] = []
+        self._before = self.connection.negotiated
+        #: the session in force (learnt by the connection model from the INIT pair; the
+        #: tracker takes the connection's after each frame)
+        self.negotiated: Negotiated = self.connection.negotiated
 
     # ---- public API -------------------------------------------------------------------
+    @property
+    def pending(self) -> dict[int, Pending]:
+        """Requests read and not yet answered: unique (bit 0 masked) -> state."""
+        return {
+            ex.header[2] & ~FUSE_INT_REQ_BIT: ex.state
+            for ex in self.connection.outstanding.values()
+            if ex.state is not None
+        }
+
     def feed(self, record: Record) -> list[Finding]:
         """Judge one frame; returns the findings it shows (often none). Never raises."""
+        return self.judge(self.connection.feed(record))
+
+    def judge(self, ex: Exchange) -> list[Finding]:
+        """Judge the exchange a connection made of one frame (fed in capture order)."""
+        record = ex.record
+        self.negotiated = self.connection.negotiated
         found: list[Finding] = []
         self._findings = found
         self.summary.frames += 1
@@ -285,9 +192,12 @@ class Tracker:
         self.last_t_ns = record.t_ns
         try:
             if record.direction is Direction.INBOUND:
-                self._kernel_frame(record)
+                self._kernel_frame(ex)
             else:
-                self._daemon_frame(record)
+                self._explained = False
+                self._daemon_frame(ex)
+                if record.result:
+                    self._refused(ex)
         except Exception:
             if self.strict:
                 raise
@@ -311,7 +221,7 @@ class Tracker:
                 raise
             self.summary.internal_errors += 1
         s = self.summary
-        s.outstanding = len(self.pending)
+        s.outstanding = sum(ex.state is not None for ex in self.connection.outstanding.values())
         s.nodeids_held = len(self.nodes)
         s.handles_open = sum(self.handles.values())
         return found
@@ -327,9 +237,11 @@ class Tracker:
         opcode: int | str | None = None,
         related: tuple[int, ...] = (),
     ) -> None:
+        rule = RULES[code]
+        if rule.severity is not Severity.INFO or code in _PREDICTS_REFUSAL:
+            self._explained = True
         if code not in self.enabled:
             return
-        rule = RULES[code]
         self.summary.findings[rule.severity.label] += 1
         self._findings.append(
             Finding(
@@ -343,6 +255,12 @@ class Tracker:
                 related,
             )
         )
+
+    _cut = sizes._cut
+
+    _enosys_again = lifecycle._enosys_again
+
+    _bad_reply_size = sizes._bad_reply_size
 
     def _transition(self, event: SessionEvent) -> bool:
         new = SESSION_TRANSITIONS.get((self.state, event))
@@ -373,28 +291,35 @@ class Tracker:
         return int(s.unpack_from(data, off)[0])
 
     def _name_max(self) -> int:
+        """The connection's fc->name_max: LOOKUP and notification names (protocol.md §8.1)."""
         n = self.negotiated
         if n.max_pages > 1 and n.kernel_minor >= 43:
             return FUSE_NAME_MAX_LARGE
         return FUSE_NAME_MAX
 
+    def _dirent_name_max(self) -> int:
+        """The constant FUSE_NAME_MAX parse_dirfile/parse_dirplusfile apply to a directory
+        entry: 4095 since 6.15 (7.43), 1024 before, whatever the connection's name_max."""
+        if self.negotiated.kernel_minor >= 43:
+            return FUSE_NAME_MAX_LARGE
+        return FUSE_NAME_MAX
+
     # ---- kernel -> daemon ---------------------------------------------------------------
-    def _kernel_frame(self, rec: Record) -> None:
+    def _kernel_frame(self, ex: Exchange) -> None:
+        rec = ex.record
         data = rec.data
         idx = rec.index
-        if rec.orig_len < IN_HEADER_SIZE or len(data) < IN_HEADER_SIZE:
-            self._emit(
-                "FT303",
+        if rec.orig_len < IN_HEADER_SIZE or not ex.header:
+            self._request_too_short(
                 idx,
                 f"kernel frame of {rec.orig_len} bytes, shorter than the "
                 f"{IN_HEADER_SIZE}-byte fuse_in_header",
             )
             return
-        length, opcode, unique, nodeid, _uid, _gid, _pid, extlen, _pad = self._in.unpack_from(data)
+        length, opcode, unique, nodeid, _uid, _gid, _pid, extlen, _pad = ex.header
         self.summary.requests += 1
         if length != rec.orig_len:
-            self._emit(
-                "FT304",
+            self._in_len_mismatch(
                 idx,
                 f"in.len is {length} but the frame is {rec.orig_len} bytes",
                 unique=unique,
@@ -402,26 +327,18 @@ class Tracker:
             )
         cut = len(data) < rec.orig_len
         if cut and not self._cut_reported:
-            self._cut_reported = True
-            self._emit(
-                "FT316",
-                idx,
-                f"frame stored with {len(data)} of {rec.orig_len} bytes; body "
-                "checks skip cut frames",
-                unique=unique,
-                opcode=opcode,
-            )
+            self._cut(rec, unique, opcode)
         spec = _OPS.get(opcode)
         body_ok = self.bodies and not cut
         if (
             spec is not None
             and length == rec.orig_len
-            and opcode != Opcode.INIT
-            and opcode != Opcode.CUSE_INIT
+            and opcode != _OP_INIT
+            and opcode != _OP_CUSE_INIT
         ):
             self._check_length(data, idx, unique, spec, length, extlen, body_ok)
 
-        if opcode == Opcode.INTERRUPT:
+        if opcode == _OP_INTERRUPT:
             self._interrupt(rec, unique, data if body_ok else None)
             return
         if spec is not None and not spec.has_reply:
@@ -435,26 +352,28 @@ class Tracker:
                     self._forget(idx, unique, opcode, nodeid, n)
             elif body_ok and spec.lookup is LookupEffect.BATCH_FORGET:
                 self._batch_forget(idx, unique, opcode, data)
+            elif body_ok and opcode == _OP_NOTIFY_REPLY:
+                self._notify_reply(idx, unique, nodeid, data)
             return
 
         # an ordinary request
         if unique == 0 or unique & FUSE_INT_REQ_BIT:
-            self._emit(
-                "FT103",
+            self._request_id_odd_or_zero(
                 idx,
                 f"request id {unique:#x} is {'zero' if not unique else 'odd'}",
                 unique=unique,
                 opcode=opcode,
             )
         key = unique & ~FUSE_INT_REQ_BIT
-        if opcode == Opcode.INIT or opcode == Opcode.CUSE_INIT:
+        if self._int_waiting:
+            self._int_waiting.pop(key, None)
+        if opcode in (_OP_INIT, _OP_CUSE_INIT):
             self._init_request(rec, unique, opcode, data)
         elif self.state is not SessionState.READY and self.state is not SessionState.FAILED:
             self._before_init(idx, unique, opcode)
-        old = self.pending.get(key)
+        old = ex.replaced.state if ex.replaced is not None else None
         if old is not None:
-            self._emit(
-                "FT104",
+            self._request_id_reused(
                 idx,
                 f"id {unique:#x} reused while {opcode_name(old.opcode)} "
                 f"(frame {old.frame}) is outstanding",
@@ -463,12 +382,11 @@ class Tracker:
                 related=(old.frame,),
             )
         if opcode in self._enosys:
-            self._emit(
-                "FT212",
+            self._enosys_again(
                 idx,
+                unique,
+                opcode,
                 f"{opcode_name(opcode)} sent again after the daemon answered ENOSYS",
-                unique=unique,
-                opcode=opcode,
             )
         if (
             spec is not None
@@ -480,8 +398,7 @@ class Tracker:
                 if not spec.extensions
                 else f"a 7.{self.negotiated.kernel_minor} kernel"
             )
-            self._emit(
-                "FT315",
+            self._extension_on_wrong_op(
                 idx,
                 f"total_extlen {extlen} on {opcode_name(opcode)}: {why} cannot "
                 "carry an extension block",
@@ -493,10 +410,11 @@ class Tracker:
             if nodeid and spec.header_nodeid:
                 self._check_nodeid(idx, unique, opcode, nodeid)
             self._request_body(rec, unique, spec, pend)
-        self.pending[key] = pend
+        ex.state = pend
 
     def _length_rule(self, spec: registry.OpSpec) -> tuple[int, list[tuple[str, str, int]]] | None:
-        """(fixed bytes, [(struct, count field, unit)]) of a request; None if it has strings."""
+        """(fixed bytes, [(struct, count field, unit)]) of a request; None if it has strings
+        (those are measured by :meth:`_walk_length`)."""
         fixed = 0
         var: list[tuple[str, str, int]] = []
         first = ""
@@ -513,106 +431,46 @@ class Tracker:
                 return None
         return fixed, var
 
-    def _check_length(
-        self,
-        data: bytes,
-        idx: int,
-        unique: int,
-        spec: registry.OpSpec,
-        length: int,
-        extlen: int,
-        body_ok: bool,
-    ) -> None:
-        opcode = spec.opcode
-        if opcode in self._len_rules:
-            rule = self._len_rules[opcode]
-        else:
-            rule = self._len_rules[opcode] = self._length_rule(spec)
-        if rule is None:
-            return
-        fixed, var = rule
-        want = IN_HEADER_SIZE + fixed + (8 * extlen if spec.extensions else 0)
-        for struct_name, fname, unit in var:
-            if not body_ok:
-                return
-            n = self._request_field(data, struct_name, fname)
-            if n is None:
-                return
-            want += n * unit
-        if length != want:
-            self._emit(
-                "FT318",
-                idx,
-                f"{opcode_name(opcode)} has in.len {length}; its arguments make {want}",
-                unique=unique,
-                opcode=opcode,
-            )
+    _check_length = sizes._check_length
 
-    def _before_init(self, idx: int, unique: int, opcode: int) -> None:
-        if self._early_reported:
-            return
-        self._early_reported = True
-        self._emit(
-            "FT402",
-            idx,
-            f"{opcode_name(opcode)} arrives before INIT was answered (further ones not reported)",
-            unique=unique,
-            opcode=opcode,
-        )
+    def _walk_length(self, data: bytes, spec: registry.OpSpec, length: int, extlen: int) -> int:
+        """The length a request's arguments make, strings measured up to their NUL (-1: a
+        string without one; 0: not measurable)."""
+        pos = IN_HEADER_SIZE
+        first = ""
+        neg = self.negotiated
+        for a in spec.request:
+            kind = a.kind
+            if kind is ArgKind.STRUCT and a.struct:
+                pos += _layout.size_of(a.struct, neg)
+                first = first or a.struct
+            elif kind is ArgKind.CSTRING:
+                nul = data.find(b"\0", pos, length)
+                if nul < 0:
+                    return -1
+                pos = nul + 1
+            elif kind is ArgKind.BYTES and a.length_from:
+                n = self._request_field(data, first, a.length_from)
+                if n is None:
+                    return 0
+                pos += n
+            elif kind is ArgKind.ARRAY and a.length_from and a.struct:
+                n = self._request_field(data, first, a.length_from)
+                if n is None:
+                    return 0
+                unit = 8 if a.struct == "u64" else _layout.plain_size(self._order, a.struct)
+                pos += n * unit
+            elif kind is ArgKind.EXT:
+                pos += 8 * extlen
+            else:
+                return 0
+        return pos
 
-    def _init_request(self, rec: Record, unique: int, opcode: int, data: bytes) -> None:
-        idx = rec.index
-        if self._init_seen:
-            self._emit(
-                "FT412",
-                idx,
-                f"second {opcode_name(opcode)} on the connection",
-                unique=unique,
-                opcode=opcode,
-            )
-            return
-        self._init_seen = True
-        self._init_key = unique & ~FUSE_INT_REQ_BIT
-        self._init_frame = idx
-        if unique != 2:
-            self._emit(
-                "FT105",
-                idx,
-                f"{opcode_name(opcode)} has id {unique:#x}, not 2",
-                unique=unique,
-                opcode=opcode,
-            )
-        self._transition(SessionEvent.INIT_REQUEST)
-        if opcode == Opcode.INIT:
-            self._len_rules.clear()
-            self.negotiated = self.negotiated.with_init_request(
-                self._f.init_in(data[IN_HEADER_SIZE:])
-            )
+    _before_init = init._before_init
 
-    def _check_nodeid(self, idx: int, unique: int, opcode: int, nodeid: int) -> None:
-        if nodeid == FUSE_ROOT_ID or nodeid in self.nodes or self._counts_lost:
-            return
-        if self._reported_nodes.get(nodeid) is not None:
-            return
-        self._reported_nodes.add(nodeid, idx)
-        gone = self._forgotten.get(nodeid)
-        if gone is not None:
-            self._emit(
-                "FT202",
-                idx,
-                f"{opcode_name(opcode)} names node id {nodeid}, forgotten at frame {gone}",
-                unique=unique,
-                opcode=opcode,
-                related=(gone,),
-            )
-        else:
-            self._emit(
-                "FT203",
-                idx,
-                f"{opcode_name(opcode)} names node id {nodeid}, which no entry reply announced",
-                unique=unique,
-                opcode=opcode,
-            )
+    _init_request = init._init_request
+
+    _check_nodeid = lifecycle._check_nodeid
 
     def _request_body(self, rec: Record, unique: int, spec: registry.OpSpec, pend: Pending) -> None:
         data = rec.data
@@ -637,9 +495,17 @@ class Tracker:
             other = info.get(fname)
             if other:
                 self._check_nodeid(idx, unique, opcode, other)
-        if opcode == Opcode.LOOKUP:
-            name_bytes = data[IN_HEADER_SIZE : IN_HEADER_SIZE + 3]
-            info["dot"] = int(name_bytes[:2] == b".\0" or name_bytes == b"..\0")
+        if opcode in _NAMED:
+            pend.names = names = self._names_in(data, opcode)
+            if opcode == Opcode.LOOKUP and names:
+                looked = names[0]
+                info["dot"] = int(looked == b"." or looked == b"..")
+                if len(looked) > self._name_max():
+                    self._long_lookup(idx, unique, len(looked))
+            if opcode == Opcode.RENAME2:
+                rflags = self._request_field(data, sname, "flags")
+                if rflags is not None:
+                    info["rename_flags"] = rflags
         elif opcode == Opcode.IOCTL:
             ioctl_flags = self._request_field(data, sname, "flags")
             if ioctl_flags is not None:
@@ -651,104 +517,46 @@ class Tracker:
                 flags = self._request_field(data, sname, spec.fh_when[0])
                 if flags is None or not flags & spec.fh_when[1]:
                     return
-            for fname in spec.fh_fields:
+            kind = spec.fh_kind
+            for i, fname in enumerate(spec.fh_fields):
                 fh = self._request_field(data, sname, fname)
                 if fh is None:
                     continue
                 if fname == "fh":
                     info["fh"] = fh
-                self._check_fh(idx, unique, opcode, fh)
+                node = pend.nodeid
+                if spec.fh_nodes and spec.fh_nodes[i]:
+                    node = info.get(spec.fh_nodes[i], node)
+                self._check_fh(idx, unique, opcode, node, fh, kind)
         elif h in (HandleEffect.RELEASES, HandleEffect.RELEASES_DIR):
             fh = self._request_field(data, sname, "fh")
             if fh is not None:
-                self._release(idx, unique, opcode, fh, h is HandleEffect.RELEASES_DIR)
+                self._release(idx, unique, opcode, pend.nodeid, fh, h is HandleEffect.RELEASES_DIR)
 
-    def _check_fh(self, idx: int, unique: int, opcode: int, fh: int) -> None:
-        if self.handles.get(fh):
-            return
-        if fh == 0 and (self.no_open or self.no_opendir):
-            return
-        if fh in self._reported_fhs:
-            return  # one finding per unknown handle, not one per request using it
-        self._reported_fhs.add(fh, idx)
-        gone = self._released.get(fh)
-        if gone is not None:
-            self._emit(
-                "FT209",
-                idx,
-                f"{opcode_name(opcode)} uses fh {fh:#x}, released at frame {gone}",
-                unique=unique,
-                opcode=opcode,
-                related=(gone,),
-            )
-        else:
-            self._emit(
-                "FT208",
-                idx,
-                f"{opcode_name(opcode)} uses fh {fh:#x}, which no open reply returned",
-                unique=unique,
-                opcode=opcode,
-            )
+    def _names_in(self, data: bytes, opcode: int) -> tuple[bytes, ...]:
+        """The NUL-terminated names a request carries (at most two), in wire order."""
+        start, count = _NAMED[opcode]
+        pos = IN_HEADER_SIZE + _layout.size_of(start, self.negotiated) if start else IN_HEADER_SIZE
+        out = []
+        for _ in range(count):
+            nul = data.find(b"\0", pos)
+            if nul < 0:
+                break
+            out.append(data[pos:nul])
+            pos = nul + 1
+        return tuple(out)
 
-    def _release(self, idx: int, unique: int, opcode: int, fh: int, is_dir: bool) -> None:
-        n = self.handles.get(fh, 0)
-        if n:
-            if n == 1:
-                del self.handles[fh]
-                self.direct_io.discard(fh)
-            else:
-                self.handles[fh] = n - 1
-            self._released.add(fh, idx)
-            return
-        gone = self._released.get(fh)
-        if gone is not None:
-            self._emit(
-                "FT210",
-                idx,
-                f"{opcode_name(opcode)} of fh {fh:#x}, already released at frame {gone}",
-                unique=unique,
-                opcode=opcode,
-                related=(gone,),
-            )
-        elif self.no_opendir if is_dir else self.no_open:
-            self._emit(
-                "FT211",
-                idx,
-                f"{opcode_name(opcode)} of fh {fh:#x} although "
-                f"{'OPENDIR' if is_dir else 'OPEN'} answered ENOSYS (no-open mode)",
-                unique=unique,
-                opcode=opcode,
-            )
-        else:
-            self._emit(
-                "FT208",
-                idx,
-                f"{opcode_name(opcode)} of fh {fh:#x}, which no open reply returned",
-                unique=unique,
-                opcode=opcode,
-            )
+    _long_lookup = sizes._long_lookup
 
-    def _forget(self, idx: int, unique: int, opcode: int, nodeid: int, n: int) -> None:
-        node = self.nodes.get(nodeid)
-        held = node.count if node is not None else 0
-        if n > held and not self._counts_lost:
-            if nodeid == FUSE_ROOT_ID and node is None:
-                what = "the root, which the kernel never forgets"
-            else:
-                what = f"node id {nodeid}, which holds {held}"
-            self._emit(
-                "FT201",
-                idx,
-                f"{opcode_name(opcode)} drops {n} lookups of {what}",
-                unique=unique,
-                opcode=opcode,
-            )
-        if node is None:
-            return
-        node.count -= n
-        if node.count <= 0:
-            del self.nodes[nodeid]
-            self._forgotten.add(nodeid, idx)
+    _check_fh = lifecycle._check_fh
+
+    _unknown_handle = lifecycle._unknown_handle
+
+    _foreign_handle = lifecycle._foreign_handle
+
+    _release = lifecycle._release
+
+    _forget = lifecycle._forget
 
     def _batch_forget(self, idx: int, unique: int, opcode: int, data: bytes) -> None:
         count = self._request_field(data, "fuse_batch_forget_in", "count")
@@ -764,62 +572,23 @@ class Tracker:
             off += step
             self._forget(idx, unique, opcode, nodeid, n)
 
-    def _interrupt(self, rec: Record, unique: int, data: bytes | None) -> None:
-        idx = rec.index
-        opcode = Opcode.INTERRUPT
-        if self._interrupts_off:
-            self._emit(
-                "FT212",
-                idx,
-                "INTERRUPT sent after an interrupt reply answered ENOSYS",
-                unique=unique,
-                opcode=opcode,
-            )
-        target = unique & ~FUSE_INT_REQ_BIT
-        if data is not None:
-            body_target = self._request_field(data, "fuse_interrupt_in", "unique")
-            if body_target is not None:
-                if unique != body_target | FUSE_INT_REQ_BIT:
-                    self._emit(
-                        "FT507",
-                        idx,
-                        f"INTERRUPT header id {unique:#x}, target {body_target:#x}",
-                        unique=unique,
-                        opcode=opcode,
-                    )
-                target = body_target
-        if target not in self.pending:
-            answered = self._answered.get(target)
-            after = self._answered_after.get(target)
-            # this INTERRUPT is already counted in summary.requests
-            if after is not None and self.summary.requests - 1 - after <= CROSSING_KERNEL_FRAMES:
-                return  # sent while the request was outstanding; crossed its reply
-            when = f" (answered at frame {answered})" if answered is not None else ""
-            self._emit(
-                "FT506",
-                idx,
-                f"INTERRUPT for id {target:#x}, which is not outstanding{when}",
-                unique=unique,
-                opcode=opcode,
-                related=() if answered is None else (answered,),
-            )
+    _interrupt = notify._interrupt
 
     # ---- daemon -> kernel ---------------------------------------------------------------
-    def _daemon_frame(self, rec: Record) -> None:
+    def _daemon_frame(self, ex: Exchange) -> None:
+        rec = ex.record
         data = rec.data
         idx = rec.index
-        if rec.orig_len < OUT_HEADER_SIZE or len(data) < OUT_HEADER_SIZE:
-            self._emit(
-                "FT301",
+        if rec.orig_len < OUT_HEADER_SIZE or not ex.header:
+            self._reply_too_short(
                 idx,
                 f"daemon message of {rec.orig_len} bytes, shorter than the "
                 f"{OUT_HEADER_SIZE}-byte fuse_out_header",
             )
             return
-        length, error, unique = self._out.unpack_from(data)
+        length, error, unique = ex.header
         if length != rec.orig_len:
-            self._emit(
-                "FT302",
+            self._out_len_mismatch(
                 idx,
                 f"out.len is {length} but {rec.orig_len} bytes were written "
                 "(write() fails with EINVAL)",
@@ -828,22 +597,14 @@ class Tracker:
             return
         cut = len(data) < rec.orig_len
         if cut and not self._cut_reported:
-            self._cut_reported = True
-            self._emit(
-                "FT316",
-                idx,
-                f"frame stored with {len(data)} of {rec.orig_len} bytes; body "
-                "checks skip cut frames",
-                unique=unique,
-            )
+            self._cut(rec, unique, None)
         if unique == 0:
             self.summary.notifications += 1
             self._notification(rec, error, cut)
             return
         self.summary.replies += 1
         if error > 0 or error <= ERRNO_FLOOR:
-            self._emit(
-                "FT305",
+            self._error_out_of_range(
                 idx,
                 f"error {error} is outside (-512, 0] (write() fails with "
                 "EINVAL, the request stays pending)",
@@ -852,14 +613,18 @@ class Tracker:
             return
         key = unique & ~FUSE_INT_REQ_BIT
         payload = rec.orig_len - OUT_HEADER_SIZE
-        pend = self.pending.get(key)
+        req = ex.request
+        pend = req.state if req is not None else None
         if pend is None:
-            self._unmatched(idx, unique, key)
-            return
+            # not on this channel's table; on another one, it is the wrong fd (W6)
+            other = self.connection.find(unique)
+            if other is None or other.state is None:
+                self._unmatched(idx, unique, key, rec.channel)
+                return
+            pend = other.state
         opcode = pend.opcode
         if pend.channel != rec.channel:
-            self._emit(
-                "FT110",
+            self._reply_on_wrong_channel(
                 idx,
                 f"reply on channel {rec.channel} to {opcode_name(opcode)} read "
                 f"on channel {pend.channel} (ENOENT; the request keeps waiting)",
@@ -871,8 +636,7 @@ class Tracker:
         if unique & FUSE_INT_REQ_BIT:
             # an interrupt reply: the target stays outstanding
             if payload:
-                self._emit(
-                    "FT107",
+                self._interrupt_reply_with_payload(
                     idx,
                     f"interrupt reply with {payload} payload bytes (EINVAL)",
                     unique=unique,
@@ -882,17 +646,15 @@ class Tracker:
             elif error == -ENOSYS:
                 self._interrupts_off = True
             return
-        del self.pending[key]
-        self._answered.add(key, idx)
-        self._answered_after.add(key, self.summary.requests)
-        timeout = self.negotiated.request_timeout
+        self._answered.add(key, (idx, self.summary.requests))
+        self._before = ex.negotiated  # the session in force before this reply
+        timeout = ex.negotiated.request_timeout
         if timeout and rec.t_ns - pend.t_ns > timeout * 1_000_000_000:
             self._late(idx, unique, pend, rec.t_ns, answered=True)
         spec = _OPS.get(opcode)
         if error:
             if payload:
-                self._emit(
-                    "FT306",
+                self._error_reply_with_payload(
                     idx,
                     f"{opcode_name(opcode)} error reply {error} carries "
                     f"{payload} payload bytes (the caller gets EIO)",
@@ -917,502 +679,27 @@ class Tracker:
         body_ok = self.bodies and not cut
         self._success(rec, unique, spec, pend, payload, body_ok)
 
-    def _unmatched(self, idx: int, unique: int, key: int) -> None:
-        if (
-            self.state is SessionState.AWAIT_INIT_REPLY or self.state is SessionState.UNINIT
-        ) and key != self._init_key:
-            self._emit(
-                "FT401",
-                idx,
-                f"reply to id {unique:#x} before the INIT reply (ENOENT)",
-                unique=unique,
-            )
-            return
-        old = self._resent.get(key)
-        if old is not None:
-            self._emit(
-                "FT109",
-                idx,
-                f"reply to {opcode_name(old.opcode)} under id {unique:#x} "
-                f"after NOTIFY_RESEND; the kernel expects {unique | FUSE_UNIQUE_RESEND:#x}",
-                unique=unique,
-                opcode=old.opcode,
-                related=(old.frame,),
-            )
-            return
-        first = self._answered.get(key)
-        if unique & FUSE_INT_REQ_BIT:
-            if first is not None:
-                self._emit(
-                    "FT108",
-                    idx,
-                    f"interrupt reply for id {key:#x}, answered at frame {first} (ENOENT)",
-                    unique=unique,
-                    opcode=Opcode.INTERRUPT,
-                    related=(first,),
-                )
-                return
-        elif first is not None:
-            self._emit(
-                "FT102",
-                idx,
-                f"second reply to id {unique:#x}, first answered at frame {first} (ENOENT)",
-                unique=unique,
-                related=(first,),
-            )
-            return
-        nr = self._no_reply.get(key)
-        if nr is not None:
-            self._emit(
-                "FT106",
-                idx,
-                f"reply to id {unique:#x}, a message that takes no reply (frame {nr}; ENOENT)",
-                unique=unique,
-                related=(nr,),
-            )
-            return
-        self._emit(
-            "FT101",
-            idx,
-            f"reply to id {unique:#x}, which no outstanding request has (ENOENT)",
-            unique=unique,
-        )
+    _unmatched = ids._unmatched
 
-    def _init_failed(self, idx: int, unique: int, opcode: int, pend: Pending, error: int) -> None:
-        self._emit(
-            "FT404",
-            idx,
-            f"{opcode_name(opcode)} answered with error {error}: every later "
-            "request fails with ECONNREFUSED",
-            unique=unique,
-            opcode=opcode,
-            related=(pend.frame,),
-        )
-        self.negotiated = self.negotiated.with_init_reply({}, error)
-        self._len_rules.clear()
-        self._transition(SessionEvent.INIT_REPLY_BAD)
+    _late_interrupt_reply = ids._late_interrupt_reply
+
+    _init_failed = init._init_failed
 
     # ---- successful replies ---------------------------------------------------------------
-    def _success(
-        self,
-        rec: Record,
-        unique: int,
-        spec: registry.OpSpec,
-        pend: Pending,
-        payload: int,
-        body_ok: bool,
-    ) -> None:
-        idx = rec.index
-        opcode = spec.opcode
-        neg = self.negotiated
-        info = pend.info
-        shape = spec.reply
-        rel = (pend.frame,)
-        name = opcode_name(opcode)
-        if shape is ReplyShape.EMPTY:
-            if payload:
-                self._emit(
-                    "FT307",
-                    idx,
-                    f"{name} takes a header-only reply, got {payload} payload "
-                    "bytes (EINVAL; the caller gets EIO)",
-                    unique=unique,
-                    opcode=opcode,
-                    related=rel,
-                )
-            return
-        if shape is ReplyShape.FIXED:
-            want = sum(_layout.size_of(a.struct or "", neg) for a in spec.reply_args)
-            if payload != want:
-                self._emit(
-                    "FT307",
-                    idx,
-                    f"{name} reply has {payload} payload bytes, must be {want} "
-                    "(EINVAL; the caller gets EIO)",
-                    unique=unique,
-                    opcode=opcode,
-                    related=rel,
-                )
-                return
-        elif shape is ReplyShape.VARIABLE and not self._variable_ok(
-            idx, unique, spec, pend, payload, rec.data
-        ):
-            return
-        if opcode == Opcode.INIT or opcode == Opcode.CUSE_INIT:
-            if pend.frame == self._init_frame:
-                self._init_reply(rec, unique, pend)
-            return
-        if not body_ok:
-            if self.bodies and spec.lookup in (LookupEffect.ENTRY, LookupEffect.READDIRPLUS):
-                self._counts_lost = True
-            return
-        data = rec.data
-        if spec.lookup is LookupEffect.ENTRY:
-            accepted = self._entry_reply(idx, unique, spec, pend, data, OUT_HEADER_SIZE)
-            if accepted and spec.handle is HandleEffect.OPENS:
-                esize = _layout.size_of("fuse_entry_out", neg)
-                self._open_reply(data, OUT_HEADER_SIZE + esize)
-            return
-        h = spec.handle
-        if h is HandleEffect.OPENS or h is HandleEffect.OPENS_DIR:
-            self._open_reply(data, OUT_HEADER_SIZE)
-        elif opcode == Opcode.GETATTR or opcode == Opcode.SETATTR:
-            self._attr_reply(idx, unique, opcode, pend, data, OUT_HEADER_SIZE)
-        elif opcode == Opcode.READDIR:
-            self._dirents(idx, unique, opcode, data, plus=False)
-        elif opcode == Opcode.READDIRPLUS:
-            self._dirents(idx, unique, opcode, data, plus=True)
-        elif opcode == Opcode.WRITE:
-            got = self._f.u32.unpack_from(data, OUT_HEADER_SIZE + self._f.write_out_size)[0]
-            asked = info.get("size")
-            if asked is not None and got > asked:
-                self._emit(
-                    "FT310",
-                    idx,
-                    f"WRITE reply says {got} bytes written of {asked} sent (the caller gets EIO)",
-                    unique=unique,
-                    opcode=opcode,
-                    related=rel,
-                )
-        elif opcode == Opcode.COPY_FILE_RANGE or opcode == Opcode.COPY_FILE_RANGE_64:
-            if opcode == Opcode.COPY_FILE_RANGE:
-                got = self._f.u32.unpack_from(data, OUT_HEADER_SIZE)[0]
-            else:
-                got = self._f.u64.unpack_from(data, OUT_HEADER_SIZE)[0]
-            asked = info.get("len")
-            if asked is not None and got > asked:
-                self._emit(
-                    "FT311",
-                    idx,
-                    f"{name} reply says {got} bytes copied of {asked} asked (the caller gets EIO)",
-                    unique=unique,
-                    opcode=opcode,
-                    related=rel,
-                )
-        elif opcode == Opcode.LISTXATTR and info.get("size"):
-            self._listxattr(idx, unique, data)
-        elif opcode == Opcode.READ:
-            self._short_read(idx, unique, pend, payload)
-        elif opcode == Opcode.GETLK:
-            self._getlk_reply(idx, unique, pend, data)
-        elif opcode == Opcode.IOCTL:
-            self._ioctl_reply(idx, unique, pend, data, payload)
+    _success = sizes._success
 
     def _ioctl_out(self, data: bytes) -> dict[str, Any]:
         return _layout.unpack_padded(self._order, "fuse_ioctl_out", data[OUT_HEADER_SIZE:])
 
-    def _getlk_reply(self, idx: int, unique: int, pend: Pending, data: bytes) -> None:
-        lk = _layout.unpack_padded(self._order, "fuse_lk_out", data[OUT_HEADER_SIZE:])["lk"]
-        kind, start, end = lk["type"], lk["start"], lk["end"]
-        if kind == F_UNLCK:
-            return
-        if kind not in (F_RDLCK, F_WRLCK):
-            why = f"lock type {kind} (F_RDLCK {F_RDLCK}, F_WRLCK {F_WRLCK}, F_UNLCK {F_UNLCK})"
-        elif start > LLONG_MAX or end > LLONG_MAX:
-            why = f"range {start}..{end} beyond LLONG_MAX"
-        elif end < start:
-            why = f"range {start}..{end} ends before it starts"
-        else:
-            return
-        self._emit(
-            "FT319",
-            idx,
-            f"GETLK reply with {why} (the caller gets EIO)",
-            unique=unique,
-            opcode=Opcode.GETLK,
-            related=(pend.frame,),
-        )
+    _getlk_reply = sizes._getlk_reply
 
-    def _ioctl_reply(self, idx: int, unique: int, pend: Pending, data: bytes, payload: int) -> None:
-        head = _layout.size_of("fuse_ioctl_out", self.negotiated)
-        out = self._ioctl_out(data)
-        if not out["flags"] & IoctlFlag.RETRY:
-            return
-        asked = pend.info.get("ioctl_flags")
-        in_iovs, out_iovs = out["in_iovs"], out["out_iovs"]
-        if asked is not None and not asked & IoctlFlag.UNRESTRICTED:
-            why = "asks for a retry of a restricted ioctl (no FUSE_IOCTL_UNRESTRICTED)"
-        elif in_iovs + out_iovs > FUSE_IOCTL_MAX_IOV:
-            why = (
-                f"asks for a retry with {in_iovs} + {out_iovs} iovecs, more than "
-                f"{FUSE_IOCTL_MAX_IOV} (the caller gets ENOMEM)"
-            )
-        else:
-            size = 8 if asked is not None and asked & IoctlFlag.COMPAT else 16
-            want = (in_iovs + out_iovs) * size
-            if payload - head == want:
-                return
-            why = (
-                f"asks for a retry with {in_iovs} + {out_iovs} iovecs but carries "
-                f"{payload - head} bytes of them, not {want}"
-            )
-        if "ENOMEM" not in why:
-            why += " (the caller gets EIO)"
-        self._emit(
-            "FT320",
-            idx,
-            f"IOCTL reply {why}",
-            unique=unique,
-            opcode=Opcode.IOCTL,
-            related=(pend.frame,),
-        )
+    _ioctl_reply = sizes._ioctl_reply
 
-    def _variable_ok(
-        self,
-        idx: int,
-        unique: int,
-        spec: registry.OpSpec,
-        pend: Pending,
-        payload: int,
-        data: bytes,
-    ) -> bool:
-        opcode = spec.opcode
-        info = pend.info
-        name = opcode_name(opcode)
-        rel = (pend.frame,)
-        bound: int | None
-        if spec.reply_probe is not None:
-            asked = info.get("size")
-            if asked is None:
-                return True
-            if asked == 0:
-                want = sum(
-                    _layout.size_of(a.struct or "", self.negotiated) for a in spec.reply_probe
-                )
-                if payload != want:
-                    self._emit(
-                        "FT309",
-                        idx,
-                        f"{name} with size 0 asks for the length; the reply "
-                        f"must be {want} bytes, got {payload} (the caller gets EIO)",
-                        unique=unique,
-                        opcode=opcode,
-                        related=rel,
-                    )
-                    return False
-                return True
-            bound = asked
-        elif opcode == Opcode.READLINK:
-            bound = PAGE_SIZE - 1
-        elif opcode == Opcode.INIT:
-            bound = INIT_OUT_MAX
-        elif opcode == Opcode.CUSE_INIT:
-            bound = _layout.size_of("cuse_init_out", self.negotiated) + CUSE_DEVINFO_MAX
-        elif opcode == Opcode.IOCTL:
-            head = _layout.size_of("fuse_ioctl_out", self.negotiated)
-            if payload < head:
-                self._emit(
-                    "FT307",
-                    idx,
-                    f"IOCTL reply has {payload} payload bytes; the {head}-byte "
-                    "fuse_ioctl_out must be present (the caller gets EIO)",
-                    unique=unique,
-                    opcode=opcode,
-                    related=rel,
-                )
-                return False
-            out_size = info.get("out_size")
-            bound = None if out_size is None else head + out_size
-            if bound is not None and self._ioctl_out(data)["flags"] & IoctlFlag.RETRY:
-                # the iovecs of a retry may fill the page the kernel always provides
-                bound = head + max(out_size or 0, PAGE_SIZE)
-        else:
-            bound = info.get("size")
-        if bound is not None and payload > bound:
-            self._emit(
-                "FT308",
-                idx,
-                f"{name} reply has {payload} payload bytes, more than the "
-                f"{bound} allowed (EINVAL; the caller gets EIO)",
-                unique=unique,
-                opcode=opcode,
-                related=rel,
-            )
-            return False
-        return True
+    _variable_ok = sizes._variable_ok
 
-    def _init_reply(self, rec: Record, unique: int, pend: Pending) -> None:
-        idx = rec.index
-        opcode = pend.opcode
-        if opcode == Opcode.CUSE_INIT:
-            self._transition(SessionEvent.INIT_REPLY_OK)
-            return
-        out = self._f.init_out(rec.data[OUT_HEADER_SIZE:])
-        before = self.negotiated
-        neg = before.with_init_reply(out)
-        self.negotiated = neg
-        self._len_rules.clear()
-        rel = (pend.frame,)
-        if out["major"] != 7:
-            self._emit(
-                "FT403",
-                idx,
-                f"INIT reply major {out['major']}, not 7: INIT fails and every "
-                "request gets ECONNREFUSED",
-                unique=unique,
-                opcode=opcode,
-                related=rel,
-            )
-            self._transition(SessionEvent.INIT_REPLY_BAD)
-            return
-        self._transition(SessionEvent.INIT_REPLY_OK)
-        if out["minor"] > before.kernel_minor:
-            self._emit(
-                "FT406",
-                idx,
-                f"INIT reply minor 7.{out['minor']} above the kernel's 7.{before.kernel_minor}",
-                unique=unique,
-                opcode=opcode,
-                related=rel,
-            )
-        if out["minor"] >= 6:
-            ext = bool(out["flags"] & InitFlag.INIT_EXT)
-            if out["flags2"] and not ext:
-                self._emit(
-                    "FT407",
-                    idx,
-                    f"INIT reply flags2 {out['flags2']:#x} without INIT_EXT: "
-                    "the kernel ignores them",
-                    unique=unique,
-                    opcode=opcode,
-                    related=rel,
-                )
-            extra = neg.flags & ~before.offered
-            if extra:
-                names = ", ".join(_flag_names(extra))
-                self._emit(
-                    "FT405",
-                    idx,
-                    f"INIT reply accepts flags the kernel did not offer: {names}",
-                    unique=unique,
-                    opcode=opcode,
-                    related=rel,
-                )
-        if out["minor"] >= 5 and out["max_write"] < FUSE_MIN_MAX_WRITE:
-            self._emit(
-                "FT408",
-                idx,
-                f"max_write {out['max_write']} below 4096 (the kernel uses 4096)",
-                unique=unique,
-                opcode=opcode,
-                related=rel,
-            )
-        if neg.flags & InitFlag.MAX_PAGES and out["max_pages"] == 0:
-            self._emit(
-                "FT409",
-                idx,
-                "MAX_PAGES accepted with max_pages 0",
-                unique=unique,
-                opcode=opcode,
-                related=rel,
-            )
-        if (
-            neg.flags & InitFlag.ALLOW_IDMAP
-            and self.mount_options is not None
-            and "default_permissions" not in self.mount_options
-        ):
-            self._emit(
-                "FT410",
-                idx,
-                "ALLOW_IDMAP accepted but the mount has no default_permissions: INIT fails",
-                unique=unique,
-                opcode=opcode,
-                related=rel,
-            )
-        if neg.flags & InitFlag.PASSTHROUGH:
-            why = []
-            if neg.flags & InitFlag.WRITEBACK_CACHE:
-                why.append("WRITEBACK_CACHE is also set")
-            if not 1 <= out["max_stack_depth"] <= 2:
-                why.append(f"max_stack_depth is {out['max_stack_depth']}, not 1..2")
-            if why:
-                self._emit(
-                    "FT411",
-                    idx,
-                    "PASSTHROUGH is disabled: " + " and ".join(why),
-                    unique=unique,
-                    opcode=opcode,
-                    related=rel,
-                )
+    _init_reply = init._init_reply
 
-    def _entry_reply(
-        self,
-        idx: int,
-        unique: int,
-        spec: registry.OpSpec,
-        pend: Pending,
-        data: bytes,
-        off: int,
-    ) -> bool:
-        """Judge an entry_out; count the lookup if the kernel would accept it."""
-        f = self._f
-        opcode = spec.opcode
-        name = opcode_name(opcode)
-        nodeid = f.u64.unpack_from(data, off + f.entry_nodeid)[0]
-        generation = f.u64.unpack_from(data, off + f.entry_generation)[0]
-        mode = f.u32.unpack_from(data, off + f.entry_mode)[0]
-        size = f.u64.unpack_from(data, off + f.entry_size)[0]
-        rel = (pend.frame,)
-        if size > LLONG_MAX:
-            self._emit(
-                "FT205",
-                idx,
-                f"{name} reply with size {size}, above LLONG_MAX (EIO)",
-                unique=unique,
-                opcode=opcode,
-                related=rel,
-            )
-            return False
-        if spec.creates:
-            if nodeid == 0 or nodeid == FUSE_ROOT_ID:
-                self._emit(
-                    "FT204",
-                    idx,
-                    f"{name} reply with node id {nodeid} (the kernel rejects it; "
-                    "the caller gets EIO)",
-                    unique=unique,
-                    opcode=opcode,
-                    related=rel,
-                )
-                return False
-        elif nodeid == 0:
-            return False  # a negative LOOKUP entry
-        elif nodeid == FUSE_ROOT_ID and not pend.info.get("dot"):
-            self._emit(
-                "FT204",
-                idx,
-                "LOOKUP of a name returned the root (1); the kernel rejects it with EIO",
-                unique=unique,
-                opcode=opcode,
-                related=rel,
-            )
-            return False
-        ftype = mode & S_IFMT
-        if ftype not in VALID_FILE_TYPES:
-            self._emit(
-                "FT205",
-                idx,
-                f"{name} reply with mode {mode:#o}: not a file type (EIO)",
-                unique=unique,
-                opcode=opcode,
-                related=rel,
-            )
-            return False
-        want = self._wanted_type(spec, pend)
-        if want is not None and ftype != want:
-            self._emit(
-                "FT205",
-                idx,
-                f"{name} reply with file type {ftype:#o}, {want:#o} was asked for (EIO)",
-                unique=unique,
-                opcode=opcode,
-                related=rel,
-            )
-            return False
-        if nodeid == FUSE_ROOT_ID:
-            return True
-        self._count(idx, unique, opcode, nodeid, generation, ftype, size, rel)
-        return True
+    _entry_reply = lifecycle._entry_reply
 
     def _wanted_type(self, spec: registry.OpSpec, pend: Pending) -> int | None:
         if not spec.creates:
@@ -1427,48 +714,44 @@ class Tracker:
             return node.ftype if node is not None else None
         return None
 
-    def _count(
-        self,
-        idx: int,
-        unique: int,
-        opcode: int,
-        nodeid: int,
-        generation: int,
-        ftype: int,
-        size: int,
-        rel: tuple[int, ...],
-    ) -> None:
+    _count = lifecycle._count
+
+    _type_changed = lifecycle._type_changed
+
+    _recycled = lifecycle._recycled
+
+    def _names_removed(self, pend: Pending) -> None:
+        """A successful UNLINK, RMDIR or RENAME(2): the names it removes or moves."""
+        op = pend.opcode
+        names = pend.names
+        parent = pend.nodeid
+        if op == Opcode.UNLINK or op == Opcode.RMDIR:
+            gone = self._names.pop((parent, names[0]))
+            if gone is not None:
+                self._lose_name(gone, op == Opcode.RMDIR)
+        elif (op == Opcode.RENAME or op == Opcode.RENAME2) and len(names) == 2:
+            src_key = (parent, names[0])
+            dst_key = (pend.info.get("newdir", parent), names[1])
+            src = self._names.pop(src_key)
+            dst = self._names.get(dst_key)
+            if pend.info.get("rename_flags", 0) & RENAME_EXCHANGE:
+                if dst is not None:
+                    self._names.add(src_key, dst)
+            elif dst is not None and dst != src:
+                self._lose_name(dst, False)
+            if src is not None:
+                self._names.add(dst_key, src)
+            else:
+                self._names.pop(dst_key)
+
+    def _lose_name(self, nodeid: int, is_dir: bool) -> None:
         node = self.nodes.get(nodeid)
         if node is None:
-            self.nodes[nodeid] = Node(1, generation, ftype, size)
-            self._forgotten.pop(nodeid)
-            self._reported_nodes.pop(nodeid)
             return
-        name = opcode_name(opcode)
-        if node.generation != generation:
-            self._emit(
-                "FT206",
-                idx,
-                f"{name} returns node id {nodeid} with generation {generation}; "
-                f"the kernel still holds it with generation {node.generation}",
-                unique=unique,
-                opcode=opcode,
-                related=rel,
-            )
-            node.generation = generation
-        if node.ftype != ftype:
-            self._emit(
-                "FT207",
-                idx,
-                f"{name} gives node id {nodeid} file type {ftype:#o}, earlier "
-                f"{node.ftype:#o} (the kernel marks the inode bad)",
-                unique=unique,
-                opcode=opcode,
-                related=rel,
-            )
-            node.ftype = ftype
-        node.count += 1
-        node.size = size
+        if is_dir or node.nlink <= 1 or node.ftype == S_IFDIR:
+            node.unlinked = True
+        else:
+            node.nlink -= 1
 
     def _attr_reply(
         self, idx: int, unique: int, opcode: int, pend: Pending, data: bytes, off: int
@@ -1480,259 +763,124 @@ class Tracker:
         mode = f.u32.unpack_from(data, off + f.attr_out_mode)[0]
         ftype = mode & S_IFMT
         if ftype != node.ftype:
-            self._emit(
-                "FT207",
-                idx,
-                f"{opcode_name(opcode)} gives node id {pend.nodeid} file type "
-                f"{ftype:#o}, earlier {node.ftype:#o} (the kernel marks the inode bad)",
-                unique=unique,
-                opcode=opcode,
-                related=(pend.frame,),
-            )
-            node.ftype = ftype
+            self._type_changed(idx, unique, opcode, pend.nodeid, node, ftype, (pend.frame,))
         node.size = f.u64.unpack_from(data, off + f.attr_out_size)[0]
 
-    def _open_reply(self, data: bytes, off: int) -> None:
+    def _open_reply(self, data: bytes, off: int, nodeid: int, is_dir: bool) -> None:
         f = self._f
         if len(data) < off + 12:
             return
         fh = f.u64.unpack_from(data, off + f.open_fh)[0]
         flags = f.u32.unpack_from(data, off + f.open_flags)[0]
-        self.handles[fh] = self.handles.get(fh, 0) + 1
-        self._released.pop(fh)
-        self._reported_fhs.pop(fh)
+        key = (nodeid, fh, is_dir)
+        self.handles[key] = self.handles.get(key, 0) + 1
+        self._fh_open[fh] = self._fh_open.get(fh, 0) + 1
+        self._released.pop(key)
+        self._reported_fhs.pop(key)
         if flags & FopenFlag.DIRECT_IO:
-            self.direct_io.add(fh)
+            self.direct_io.add(key)
 
-    def _dirents(self, idx: int, unique: int, opcode: int, data: bytes, *, plus: bool) -> None:
-        f = self._f
-        end = len(data)
-        off = OUT_HEADER_SIZE
-        head = f.direntplus_head if plus else f.dirent_head
-        dirent_at = f.direntplus_dirent if plus else 0
-        name_max = self._name_max()
-        name = opcode_name(opcode)
-        n = 0
-        while off < end:
-            if off + head > end:
-                self._emit(
-                    "FT317",
-                    idx,
-                    f"{name} reply ends with {end - off} bytes that do not "
-                    "hold a record header (ignored by the kernel)",
-                    unique=unique,
-                    opcode=opcode,
-                )
-                return
-            _ino, _cookie, namelen, _type = f.dirent.unpack_from(data, off + dirent_at)
-            rec_len = (head + namelen + 7) & ~7
-            if namelen == 0 or namelen > name_max:
-                self._emit(
-                    "FT313",
-                    idx,
-                    f"{name} entry {n} has namelen {namelen} (getdents fails with EIO)",
-                    unique=unique,
-                    opcode=opcode,
-                )
-                return
-            if off + head + namelen > end:
-                self._emit(
-                    "FT317",
-                    idx,
-                    f"{name} entry {n} overruns the reply (ignored by the kernel)",
-                    unique=unique,
-                    opcode=opcode,
-                )
-                return
-            ename = data[off + head : off + head + namelen]
-            if b"/" in ename:
-                self._emit(
-                    "FT313",
-                    idx,
-                    f"{name} entry {n} name {ename!r} contains '/' (getdents fails with EIO)",
-                    unique=unique,
-                    opcode=opcode,
-                )
-                return
-            if plus and ename not in (b".", b".."):
-                nodeid = f.u64.unpack_from(data, off + f.entry_nodeid)[0]
-                if nodeid:
-                    generation = f.u64.unpack_from(data, off + f.entry_generation)[0]
-                    mode = f.u32.unpack_from(data, off + f.entry_mode)[0]
-                    size = f.u64.unpack_from(data, off + f.entry_size)[0]
-                    ftype = mode & S_IFMT
-                    if nodeid == FUSE_ROOT_ID or ftype not in VALID_FILE_TYPES:
-                        # rejected and balanced at once by FORGET(nodeid, 1)
-                        node = self.nodes.setdefault(nodeid, Node(0, generation, ftype, size))
-                        node.count += 1
-                    else:
-                        self._count(idx, unique, opcode, nodeid, generation, ftype, size, ())
-            off += rec_len
-            n += 1
+    _dirents = sizes._dirents
 
-    def _listxattr(self, idx: int, unique: int, data: bytes) -> None:
-        body = data[OUT_HEADER_SIZE:]
-        if not body:
-            return
-        if not body.endswith(b"\0") or b"\0\0" in body or body.startswith(b"\0"):
-            self._emit(
-                "FT312",
-                idx,
-                f"LISTXATTR data {body[:40]!r} is not a list of non-empty "
-                "NUL-terminated names (the caller gets EIO)",
-                unique=unique,
-                opcode=Opcode.LISTXATTR,
-            )
+    _rejected_direntplus = lifecycle._rejected_direntplus
 
-    def _short_read(self, idx: int, unique: int, pend: Pending, payload: int) -> None:
-        info = pend.info
-        asked = info.get("size")
-        offset = info.get("offset")
-        if asked is None or offset is None or payload >= asked:
-            return
-        if self.negotiated.flags & InitFlag.WRITEBACK_CACHE:
-            return
-        fh = info.get("fh")
-        if fh is not None and fh in self.direct_io:
-            return
-        node = self.nodes.get(pend.nodeid)
-        if node is None or node.size < 0:
-            return
-        end = offset + payload
-        if end < node.size:
-            self._emit(
-                "FT314",
-                idx,
-                f"READ of {asked} bytes at {offset} returned {payload}, but the "
-                f"file is {node.size} bytes (the kernel will shrink its size to {end})",
-                unique=unique,
-                opcode=Opcode.READ,
-                related=(pend.frame,),
-            )
+    _listxattr = sizes._listxattr
+
+    _short_read = sizes._short_read
 
     # ---- notifications --------------------------------------------------------------------
-    def _notification(self, rec: Record, code: int, cut: bool) -> None:
-        idx = rec.index
-        data = rec.data
-        op = notify_name(code)
-        op = op if op.startswith("NOTIFY_") else f"NOTIFY_{op}"
-        if self.state is not SessionState.READY:
-            self._emit(
-                "FT504",
-                idx,
-                f"notification {notify_name(code)} before the INIT reply (newest kernels: EINVAL)",
-                opcode=op,
+    _notification = notify._notification
+
+    def _retrieve(self, idx: int, data: bytes) -> None:
+        """A RETRIEVE the kernel took (or may have): one NOTIFY_REPLY may answer it."""
+        st = "fuse_notify_retrieve_out"
+        nu = self._notify_field(data, st, "notify_unique")
+        node = self._notify_field(data, st, "nodeid")
+        offset = self._notify_field(data, st, "offset")
+        size = self._notify_field(data, st, "size")
+        if nu is None or node is None or offset is None or size is None:
+            return
+        self._retrieves.setdefault(nu, []).append((idx, node, offset, size))
+        if len(self._retrieves) > MEMORY:
+            del self._retrieves[next(iter(self._retrieves))]
+
+    _notify_reply = notify._notify_reply
+
+    # ---- the kernel's answer to a daemon frame ----------------------------------------------
+    def _refused(self, ex: Exchange) -> None:
+        """The capture says the kernel refused this frame; report it unless a rule already
+        explained the refusal at this frame (protocol.md §5.3)."""
+        rec = ex.record
+        if self._explained or not ex.header:
+            return
+        _length, _error, unique = ex.header
+        err = rec.result or 0
+        if unique == 0:
+            self._notify_refused(
+                rec.index,
+                f"the kernel refused this notification with {errno_name(err)}",
             )
-        nspec = _NOTIFY.get(code)
-        if nspec is None:
-            self._emit("FT501", idx, f"notification code {code} is unknown (EINVAL)", opcode=op)
-            return
-        payload = rec.orig_len - OUT_HEADER_SIZE
-        name = nspec.name
-        first = nspec.args[0].struct if nspec.args else None
-        base = _layout.size_of(first, self.negotiated) if first else 0
-        base = base or 0
-        kind = nspec.size
-        if kind is NotifySize.ANY:
-            if code == NotifyCode.RESEND:
-                for key, p in self.pending.items():
-                    self._resent[key] = p
-                    if len(self._resent) > MEMORY:
-                        del self._resent[next(iter(self._resent))]
-                self.pending.clear()
-            return
-        if payload < base:
-            self._emit(
-                "FT502",
-                idx,
-                f"{name} payload is {payload} bytes, shorter than its {base}-byte struct (EINVAL)",
-                opcode=op,
+        elif unique & FUSE_INT_REQ_BIT and err == ENOENT:
+            key = unique & ~FUSE_INT_REQ_BIT
+            hit = self._answered.get(key)
+            self._late_interrupt_reply(rec.index, unique, key, hit[0] if hit else None)
+        else:
+            self._reply_refused(
+                rec.index,
+                f"the kernel refused this reply with {errno_name(err)}",
+                unique=unique,
             )
-            return
-        if cut or not self.bodies:
-            if kind is NotifySize.EXACT and payload != base:
-                self._emit(
-                    "FT502", idx, f"{name} payload is {payload} bytes, must be {base}", opcode=op
-                )
-            return
-        want = base
-        if kind is NotifySize.NAME:
-            assert first is not None
-            namelen = self._notify_field(data, first, "namelen") or 0
-            if namelen > self._name_max():
-                self._emit(
-                    "FT503",
-                    idx,
-                    f"{name} namelen {namelen} above the limit {self._name_max()} (ENAMETOOLONG)",
-                    opcode=op,
-                )
-                return
-            want = base + namelen + 1
-        elif kind is NotifySize.DATA:
-            assert first is not None
-            want = base + (self._notify_field(data, first, "size") or 0)
-        elif kind is NotifySize.ARRAY:
-            assert first is not None
-            want = base + 8 * (self._notify_field(data, first, "count") or 0)
-        if payload != want:
-            self._emit(
-                "FT502",
-                idx,
-                f"{name} payload is {payload} bytes, must be {want} (EINVAL)",
-                opcode=op,
-            )
-            return
-        if code == NotifyCode.RETRIEVE:
-            nu = self._notify_field(data, "fuse_notify_retrieve_out", "notify_unique")
-            if nu is not None and nu & ~FUSE_INT_REQ_BIT in self.pending:
-                p = self.pending[nu & ~FUSE_INT_REQ_BIT]
-                self._emit(
-                    "FT505",
-                    idx,
-                    f"RETRIEVE notify_unique {nu:#x} equals the id of "
-                    f"outstanding {opcode_name(p.opcode)} (frame {p.frame})",
-                    related=(p.frame,),
-                    opcode=op,
-                )
-        nspec = registry.NOTIFY.get(code)
-        target = nspec.node_field if nspec is not None else None
-        if target is not None and first is not None:
-            node = self._notify_field(data, first, target)
-            if node is not None and node != FUSE_ROOT_ID and node not in self.nodes:
-                self._emit(
-                    "FT508",
-                    idx,
-                    f"{name} names node id {node}, which the kernel does not hold "
-                    "(the write() gets ENOENT)",
-                    opcode=op,
-                )
+
+    _request_id_odd_or_zero = ids._request_id_odd_or_zero
+
+    _request_id_reused = ids._request_id_reused
+
+    _request_too_short = sizes._request_too_short
+
+    _in_len_mismatch = sizes._in_len_mismatch
+
+    _extension_on_wrong_op = sizes._extension_on_wrong_op
+
+    _init_not_unique_2 = ids._init_not_unique_2
+
+    _interrupt_reply_with_payload = ids._interrupt_reply_with_payload
+
+    _reply_on_wrong_channel = ids._reply_on_wrong_channel
+
+    _reply_too_short = sizes._reply_too_short
+
+    _out_len_mismatch = sizes._out_len_mismatch
+
+    _error_out_of_range = sizes._error_out_of_range
+
+    _error_reply_with_payload = sizes._error_reply_with_payload
+
+    _reply_before_init = init._reply_before_init
+
+    _reply_refused = ids._reply_refused
+
+    _notify_refused = notify._notify_refused
+
+    _request_never_answered = ids._request_never_answered
+
+    _lookups_held_at_end = lifecycle._lookups_held_at_end
+
+    _handles_open_at_end = lifecycle._handles_open_at_end
+
+    _interrupt_target_missing = notify._interrupt_target_missing
 
     # ---- end of capture -------------------------------------------------------------------
-    def _late(
-        self, idx: int | None, unique: int, pend: Pending, t_ns: int, *, answered: bool
-    ) -> None:
-        age = (t_ns - pend.t_ns) / 1e9
-        what = "answered after" if answered else "still unanswered after"
-        self._emit(
-            "FT112",
-            idx,
-            f"{opcode_name(pend.opcode)} (frame {pend.frame}) {what} {age:.1f} s; the "
-            f"negotiated request timeout is {self.negotiated.request_timeout} s",
-            unique=unique,
-            opcode=pend.opcode,
-            related=(pend.frame,),
-        )
+    _late = ids._late
 
     def _finish(self) -> None:
-        waiting = sorted(self.pending.items(), key=lambda kv: kv[1].frame)
+        waiting = sorted(self.pending.items(), key=lambda kv: kv[1].frame)  # by frame
         timeout = self.negotiated.request_timeout
         if timeout:
             for key, p in waiting:
                 if self.last_t_ns - p.t_ns > timeout * 1_000_000_000:
                     self._late(None, key, p, self.last_t_ns, answered=False)
         for key, p in waiting[:LIST_AT_END]:
-            self._emit(
-                "FT111",
+            self._request_never_answered(
                 None,
                 f"{opcode_name(p.opcode)} (frame {p.frame}) never answered",
                 unique=key,
@@ -1740,31 +888,31 @@ class Tracker:
                 related=(p.frame,),
             )
         if len(waiting) > LIST_AT_END:
-            self._emit(
-                "FT111",
+            self._request_never_answered(
                 None,
                 f"... and {len(waiting) - LIST_AT_END} more requests never answered",
+            )
+        for target, frame in self._int_waiting.items():
+            self._interrupt_target_missing(
+                None,
+                f"INTERRUPT (frame {frame}) for id {target:#x}: no request with that id "
+                "appears in the capture",
+                unique=target | FUSE_INT_REQ_BIT,
+                opcode=Opcode.INTERRUPT,
+                related=(frame,),
             )
         if self.nodes:
             total = sum(n.count for n in self.nodes.values())
             sample = ", ".join(str(n) for n in sorted(self.nodes)[:10])
-            self._emit(
-                "FT213",
+            self._lookups_held_at_end(
                 None,
                 f"{len(self.nodes)} node ids still hold {total} lookups "
                 f"(e.g. {sample}); the kernel sends no FORGET at unmount",
             )
         if self.handles:
             total = sum(self.handles.values())
-            sample = ", ".join(f"{fh:#x}" for fh in sorted(self.handles)[:10])
-            self._emit(
-                "FT214",
+            sample = ", ".join(f"{fh:#x}" for fh in sorted({k[1] for k in self.handles})[:10])
+            self._handles_open_at_end(
                 None,
                 f"{total} file handles never released (e.g. {sample})",
             )
-
-
-def _flag_names(flags: int) -> list[str]:
-    from fusetrace.protocol.abi import flag_names
-
-    return flag_names(int(flags), InitFlag)

@@ -8,8 +8,9 @@ versions, ``FT5xx`` notifications and interrupts. ``fusetrace explain CODE`` pri
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from fusetrace.tracker.findings import Culprit, Severity
 
@@ -202,6 +203,21 @@ _CATALOGUE: tuple[Rule, ...] = (
         (request to reply, or to the last frame), never from the clock. docs/protocol.md §4.2,
         §10 (24).""",
     ),
+    _r(
+        "FT113",
+        "reply-refused",
+        E,
+        D,
+        "the kernel refused a reply",
+        """
+        The recorder wrote this reply to /dev/fuse and the kernel's write() failed with the
+        errno named in the finding (the capture stores the kernel's answer per frame). The
+        kernel checks a reply in a fixed order: length, error range, the id in this file
+        descriptor's processing table, then the body (EINVAL, ENOENT, the request failing
+        with EIO). Reported only when no other rule already explains the refusal at that
+        frame; a late interrupt reply refused with ENOENT is FT108. docs/protocol.md §5.3
+        (W1-W9), §10 (5).""",
+    ),
     # ---- FT2: lifecycle --------------------------------------------------------------------
     _r(
         "FT201",
@@ -272,12 +288,16 @@ _CATALOGUE: tuple[Rule, ...] = (
         "generation-reuse",
         E,
         D,
-        "node id reused with a different generation while still looked up",
+        "node id reused with a different generation while its inode is live",
         """
         (nodeid, generation) must be unique for the life of the filesystem. If an entry
-        reply returns a node id the kernel still holds with another generation, the kernel
-        marks the cached inode bad (its I/O fails with EIO) and creates a new one.
-        docs/protocol.md §7.1.""",
+        reply returns a node id the kernel still holds with another generation while the
+        old inode is still live under a name, the kernel marks the cached inode bad
+        (fuse_iget -> fuse_stale_inode: every open descriptor of a live file gets EIO) and
+        creates a new one. A LINK reply that forgets the generation (0 for a node at
+        generation 1 or more) is the classic case. The same reuse after the old inode's
+        last name was removed is how daemons recycle ids: FT217, information only.
+        docs/protocol.md §7.1, §10 (17).""",
     ),
     _r(
         "FT207",
@@ -288,7 +308,9 @@ _CATALOGUE: tuple[Rule, ...] = (
         """
         An entry or attribute reply gives a node id a different file type than earlier
         replies while the kernel still holds it. The kernel marks the inode bad: every later
-        operation on it fails with EIO. docs/protocol.md §7.1.""",
+        operation on it fails with EIO. (A new type together with a new generation after
+        the old inode's last name was removed is a recycled id, FT217.) docs/protocol.md
+        §7.1, §10 (17).""",
     ),
     _r(
         "FT208",
@@ -372,6 +394,56 @@ _CATALOGUE: tuple[Rule, ...] = (
         recording stopped while files were open or before unmount; RELEASE is sent in the
         background and may come after the close() that caused it. docs/protocol.md §7.2,
         §7.3.""",
+    ),
+    _r(
+        "FT215",
+        "fh-wrong-node-or-kind",
+        E,
+        K,
+        "request names a handle with another node's id or of the other kind",
+        """
+        A handle is (nodeid, fh, kind), not the bare fh: the kernel keeps the daemon's fh in a
+        struct fuse_file together with the node it was opened on, and every request that
+        carries the fh carries that node's id (fuse_prepare_release, fuse_read_args_fill;
+        COPY_FILE_RANGE's fh_out goes with nodeid_out). File handles (OPEN, CREATE, TMPFILE)
+        and directory handles (OPENDIR) are separate: READ, WRITE, RELEASE, ... name only a
+        file handle, READDIR(PLUS), FSYNCDIR and RELEASEDIR only a directory handle (IOCTL
+        either). An fh that is open, but only on another node or as the other kind, is a
+        frame the kernel cannot send; it is blamed on that frame and changes no handle, so
+        later valid uses of the real handle are not reported. docs/protocol.md §7.2, §10
+        (19).""",
+    ),
+    _r(
+        "FT216",
+        "readdirplus-entry-rejected",
+        E,
+        D,
+        "READDIRPLUS entry the kernel rejects (node id 1 or invalid attributes)",
+        """
+        Each READDIRPLUS entry other than '.' and '..' with a non-zero node id is linked into
+        the dcache (fuse_direntplus_link). Node id 1 is the root and cannot be a directory
+        entry (invalid_nodeid gives EIO), and attributes with an invalid file type or a size
+        above LLONG_MAX are rejected likewise (fuse_invalid_attr); parse_dirplusfile then
+        sends FORGET(nodeid, 1) for the entry, even FORGET(1, 1). The entry never appears as
+        an inode; the same fault in a LOOKUP reply is FT204/FT205. Reported at the reply.
+        docs/protocol.md §7.1, §8.1, §10 (16).""",
+    ),
+    _r(
+        "FT217",
+        "nodeid-recycled",
+        N,
+        D,
+        "node id reused with a new generation after its last name was removed",
+        """
+        An entry reply names a node id the kernel still holds, with another generation (and
+        possibly another file type), after the old inode's last name was unlinked, removed
+        or renamed over. The kernel treats the old inode as stale (fuse_iget ->
+        fuse_stale_inode, 5.14): it is made bad and unhashed and a new inode is created;
+        only descriptors still open on the removed file see EIO. This is how libfuse's
+        passthrough_hp recycles ids (libfuse's test_syscalls -u checks it), so it is
+        information only. Lookup counts belong to the (nodeid, generation) pair; the old
+        inode's count is still forgotten under the same node id. The same reuse while the
+        old inode is still live under a name is FT206. docs/protocol.md §7.1, §10 (17).""",
     ),
     # ---- FT3: framing and sizes -----------------------------------------------------------
     _r(
@@ -612,6 +684,20 @@ _CATALOGUE: tuple[Rule, ...] = (
         each; 8 with FUSE_IOCTL_COMPAT). Otherwise the kernel fails the ioctl(2) with EIO
         (ENOMEM for too many iovecs). docs/protocol.md §5.3, §8.2, §10 (13).""",
     ),
+    _r(
+        "FT321",
+        "lookup-name-too-long",
+        E,
+        K,
+        "LOOKUP of a name longer than the connection's name limit",
+        """
+        fuse_lookup_name refuses a name longer than the connection's name_max with
+        ENAMETOOLONG before any request is sent. name_max is 1024 (FUSE_NAME_LOW_MAX), or
+        4095 (FUSE_NAME_MAX, PATH_MAX - 1) on 6.15+ kernels when the daemon accepted
+        MAX_PAGES with max_pages > 1. A longer LOOKUP name is a frame the kernel cannot
+        send. (Directory entries are bounded by the constant FUSE_NAME_MAX instead, FT313;
+        notification names by name_max, FT503.) docs/protocol.md §8.1, §10 (15).""",
+    ),
     # ---- FT4: INIT and versions -----------------------------------------------------------
     _r(
         "FT401",
@@ -813,8 +899,9 @@ _CATALOGUE: tuple[Rule, ...] = (
         answered. In a recording an INTERRUPT may follow its request's reply when the two
         crossed in the recorder (the reply is captured before it is written to /dev/fuse);
         that is not reported while at most a few kernel frames lie between them. One naming
-        an unknown request, or one answered longer ago, is a missing frame or a kernel
-        fault. docs/protocol.md §5.4.""",
+        a request answered longer ago is a missing frame or a kernel fault. (One whose
+        target never appears in the capture is FT510, judged at the end.) docs/protocol.md
+        §5.4.""",
     ),
     _r(
         "FT507",
@@ -842,9 +929,88 @@ _CATALOGUE: tuple[Rule, ...] = (
         invalidating forgotten nodes is doing useless work, and one that expects the
         notification to take effect is wrong. docs/protocol.md §6, §10 (22).""",
     ),
+    _r(
+        "FT509",
+        "notify-reply-unmatched",
+        E,
+        K,
+        "NOTIFY_REPLY that answers no earlier RETRIEVE",
+        """
+        The kernel sends NOTIFY_REPLY only to answer a RETRIEVE notification it accepted
+        (fuse_retrieve -> fuse_simple_notify_reply(fm, outarg->notify_unique, ...)): its
+        unique is that RETRIEVE's notify_unique, its nodeid and offset are the RETRIEVE's,
+        its size at most the RETRIEVE's size (the bytes it found cached), and each RETRIEVE
+        is answered at most once. A NOTIFY_REPLY with another id, node or offset, more bytes
+        than asked, or a second one for the same RETRIEVE points at a damaged capture or a
+        kernel fault. A RETRIEVE the kernel refused (the capture's result) is answered by
+        nothing. docs/protocol.md §6, §10 (22).""",
+    ),
+    _r(
+        "FT510",
+        "interrupt-target-missing",
+        E,
+        K,
+        "INTERRUPT whose target never appears in the capture",
+        """
+        An INTERRUPT always names a request the kernel already handed to a reader (FR_SENT,
+        checked in request_wait_answer and in fuse_dev_do_read). FR_SENT is set before the
+        target's read() returns, so with several reader threads the INTERRUPT can be
+        recorded just before its target; the check is therefore made at the end of the
+        capture: an INTERRUPT whose target request never appeared anywhere in it means the
+        capture is corrupt or lost frames. (An INTERRUPT for a request answered long before
+        is FT506.) docs/protocol.md §5.4, §10 (4, 22).""",
+    ),
+    _r(
+        "FT511",
+        "notify-refused",
+        W,
+        D,
+        "the kernel refused a notification",
+        """
+        The recorder wrote this notification to /dev/fuse and the kernel's write() failed
+        with the errno named in the finding. ENOENT is the common, benign case: the node
+        or entry is not cached (any more), which a daemon cannot know. Other errors (EINVAL,
+        ENOTDIR, EBUSY, ENOTEMPTY) mean the notification was malformed or asked for
+        something impossible. Reported only when no other rule explains the refusal at
+        that frame. docs/protocol.md §5.3 (W4), §6, §10 (22).""",
+    ),
 )
 
 RULES: dict[str, Rule] = {r.code: r for r in _CATALOGUE}
+
+#: rule code -> the function that raises it ("module.Class.method"), filled by :func:`checks`
+RAISED_BY: dict[str, str] = {}
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def checks(*codes: str) -> Callable[[_F], _F]:
+    """Bind rule codes to the function that raises them: ``@checks("FT310")``.
+
+    Each code is raised in exactly one place; binding a code twice, or one the catalogue
+    does not have, fails at import. The function is returned unchanged (no cost per call);
+    tests/tracker/test_rules.py proves every ``_emit`` in the tracker uses only its
+    function's codes, and ``fusetrace explain`` prints where a rule is checked.
+    """
+
+    def bind(fn: _F) -> _F:
+        where = f"{fn.__module__}.{fn.__qualname__}"
+        for code in codes:
+            if code not in RULES:
+                raise ValueError(f"{where} checks {code}, which is not in the catalogue")
+            other = RAISED_BY.get(code)
+            if other is not None and other != where:
+                raise ValueError(f"{code} is raised by {other} and by {where}")
+            RAISED_BY[code] = where
+        fn.__checks__ = codes  # type: ignore[attr-defined]
+        return fn
+
+    return bind
+
+
+def raised_by(code: str) -> str | None:
+    """The function that raises ``code`` (None before the tracker is imported)."""
+    return RAISED_BY.get(code)
 
 
 def matches(code: str, patterns: Iterable[str]) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,9 +26,12 @@ from fusetrace.protocol.encode import (
     encode_request,
 )
 from fusetrace.protocol.session import Negotiated
-from tests.protocol.frame_fixtures import Fixture, all_fixtures, lookup
+from fusetrace.testing import Fixture, all_fixtures, lookup
 
-FIXTURES = all_fixtures()
+FRAMES = Path(__file__).resolve().parent.parent / "data" / "frames"
+
+
+FIXTURES = all_fixtures(FRAMES)
 
 
 def decode_fixture(fx: Fixture, engine: str = "fast", data: bytes | None = None) -> Decoded:

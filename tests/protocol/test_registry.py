@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fusetrace.protocol.abi import S_IFDIR, S_IFLNK, S_IFREG, NotifyCode, Opcode
@@ -15,12 +17,13 @@ from fusetrace.protocol.registry import (
     ReplyShape,
 )
 from fusetrace.protocol.schemas import schemas
-from tests.protocol.frame_fixtures import FRAMES
 
 #: protocol.md §2: every opcode the kernel can send (7 GETDIR and 19 INVALIDATE are gone)
 PROTOCOL_OPCODES = [*range(1, 7), *range(8, 19), *range(20, 54), 4096]
 #: protocol.md §6
 PROTOCOL_NOTIFY = list(range(1, 10))
+
+FRAMES = Path(__file__).resolve().parent.parent / "data" / "frames"
 
 
 def test_every_protocol_opcode_is_an_opcode_and_in_the_registry() -> None:

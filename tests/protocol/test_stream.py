@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fusetrace.protocol.abi import NotifyCode, Opcode
 from fusetrace.protocol.encode import (
     encode_interrupt_reply,
@@ -11,14 +13,9 @@ from fusetrace.protocol.encode import (
 )
 from fusetrace.protocol.stream import FrameDecoder
 from fusetrace.record import Direction, Record
+from fusetrace.testing import record as rec
 
 K, D = Direction.INBOUND, Direction.OUTBOUND
-
-
-def rec(i: int, direction: Direction, data: bytes, channel: int = 0, t: int | None = None,
-        orig: int | None = None) -> Record:  # fmt: skip
-    return Record(i, t if t is not None else i * 1000, direction, data,
-                  orig if orig is not None else len(data), channel)  # fmt: skip
 
 
 def init_pair(minor: int) -> list[Record]:
@@ -126,9 +123,9 @@ def test_fuzz_streams_never_raise() -> None:
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from tests.protocol.frame_fixtures import all_fixtures
+    from fusetrace.testing import all_fixtures
 
-    fixtures = all_fixtures()
+    fixtures = all_fixtures(Path(__file__).resolve().parent.parent / "data" / "frames")
 
     @settings(max_examples=100, deadline=None)
     @given(st.lists(st.tuples(st.sampled_from(fixtures), st.integers(0, 64), st.binary(max_size=8),

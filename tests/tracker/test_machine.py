@@ -26,8 +26,8 @@ from fusetrace.protocol.abi import (
 )
 from fusetrace.protocol.encode import encode_reply, encode_request
 from fusetrace.record import Direction, Record
+from fusetrace.testing import ACCEPTED, OFFERED, Play, attr, entry
 from fusetrace.tracker import RULES, Culprit, Severity, Tracker
-from tests.tracker.trackplay import ACCEPTED, OFFERED, Play, attr, entry
 
 Op = Opcode
 ATTR_REPLY = {"attr_valid": 1, "attr": attr(S_IFDIR | 0o755)}
@@ -158,6 +158,14 @@ def ft112(bad: bool) -> Play:
     return done(p)
 
 
+def ft113(bad: bool) -> Play:
+    p = Play.session()
+    u = p.req(Op.GETATTR)
+    # the capture records the kernel's answer; nothing in the model explains an EINVAL here
+    p.rep(Op.GETATTR, ATTR_REPLY, unique=u, result=22 if bad else 0)
+    return done(p)
+
+
 # ---- FT2 -----------------------------------------------------------------------------------
 def ft201(bad: bool) -> Play:
     p = Play.session()
@@ -278,6 +286,54 @@ def ft214(bad: bool) -> Play:
     p.open(1, 3)
     if not bad:
         p.release(1, 3)
+    return done(p)
+
+
+def ft215(bad: bool) -> Play:
+    p = Play.session()
+    p.lookup(5, "a")
+    p.lookup(6, "b")
+    p.open(5, 9)
+    # fh 9 is open on node 5 as a file handle: named with node 6, or by READDIR, it is not
+    p.call(Op.READ, {"fh": 9, "size": 10}, {"data": bytes(10)}, nodeid=6 if bad else 5)
+    if bad:
+        p.call(Op.READDIR, {"fh": 9, "size": 4096}, {"entries": []}, nodeid=5)
+        p.release(6, 9)  # the wrong node: releases nothing
+    p.call(Op.READ, {"fh": 9, "size": 10}, {"data": bytes(10)}, nodeid=5)
+    p.release(5, 9)
+    p.forget(5)
+    p.forget(6)
+    return done(p)
+
+
+def ft216(bad: bool) -> Play:
+    p = Play.session()
+    p.call(Op.OPENDIR, {"flags": 0}, {"fh": 4})
+    node = 1 if bad else 7
+    ents = [
+        {**entry(0), "ino": 1, "off": 1, "type": 4, "name": "."},
+        {**entry(node), "ino": node, "off": 2, "type": 8, "name": "a"},
+    ]
+    p.call(Op.READDIRPLUS, {"fh": 4, "size": 4096}, {"entries": ents})
+    p.release(1, 4, Op.RELEASEDIR)
+    p.forget(node)  # the kernel's FORGET(1, 1) for the rejected entry, or the real one
+    return done(p)
+
+
+def ft217(bad: bool) -> Play:
+    p = Play.session()
+    p.lookup(5, "a", generation=1)
+    p.call(Op.UNLINK, {"name": "a"}, None)
+    # the daemon recycles node id 5 for a new file while the kernel still holds the old one
+    p.call(
+        Op.CREATE,
+        {"flags": 0, "mode": 0o644, "name": "b"},
+        {**entry(5 if bad else 6, generation=2), "fh": 3},
+    )
+    p.release(5 if bad else 6, 3)
+    p.forget(5, 2 if bad else 1)
+    if not bad:
+        p.forget(6)
     return done(p)
 
 
@@ -455,6 +511,12 @@ def ft318(bad: bool) -> Play:
     return done(p)
 
 
+def ft321(bad: bool) -> Play:
+    p = Play.session()  # max_pages 32 on a 7.45 kernel: name_max is 4095
+    p.call(Op.LOOKUP, {"name": "x" * (4096 if bad else 4095)}, -36)
+    return done(p)
+
+
 # ---- FT4 -----------------------------------------------------------------------------------
 def ft319(bad: bool) -> Play:
     p = Play.session()
@@ -613,9 +675,14 @@ def ft505(bad: bool) -> Play:
 
 
 def ft506(bad: bool) -> Play:
+    from fusetrace.tracker.state import CROSSING_KERNEL_FRAMES
+
     p = Play.session()
+    old = getattr_call(p)
+    for _ in range(CROSSING_KERNEL_FRAMES + 1):
+        getattr_call(p)
     u = p.req(Op.GETATTR)
-    target = u + 40 if bad else u
+    target = old if bad else u  # answered long ago, or outstanding
     p.req(Op.INTERRUPT, {"unique": target}, unique=target | 1, nodeid=0)
     p.rep(Op.GETATTR, unique=u, error=-4)
     return done(p)
@@ -634,6 +701,38 @@ def ft508(bad: bool) -> Play:
     p.lookup(5)
     p.notify(NotifyCode.INVAL_INODE, {"ino": 12345 if bad else 5})
     p.notify(NotifyCode.INVAL_ENTRY, {"parent": 1, "name": "a"})
+    p.forget(5)
+    return done(p)
+
+
+def ft509(bad: bool) -> Play:
+    p = Play.session()
+    p.lookup(5)
+    p.notify(NotifyCode.RETRIEVE, {"notify_unique": 100, "nodeid": 5, "offset": 4096, "size": 10})
+    n = 20 if bad else 10
+    body = {"offset": 4096, "size": n, "data": bytes(n)}
+    p.req(Op.NOTIFY_REPLY, body, unique=100, nodeid=5)
+    if bad:
+        p.req(Op.NOTIFY_REPLY, body, unique=100, nodeid=5)  # a second answer
+        p.req(Op.NOTIFY_REPLY, body, unique=102, nodeid=5)  # no RETRIEVE
+    p.forget(5)
+    return done(p)
+
+
+def ft510(bad: bool) -> Play:
+    p = Play.session()
+    u = p.req(Op.GETATTR)
+    target = u + 40 if bad else u
+    p.req(Op.INTERRUPT, {"unique": target}, unique=target | 1, nodeid=0)
+    p.rep(Op.GETATTR, unique=u, error=-4)
+    return done(p)
+
+
+def ft511(bad: bool) -> Play:
+    p = Play.session()
+    p.lookup(5)
+    # the kernel had evicted node 5 meanwhile: ENOENT, benign
+    p.notify(NotifyCode.INVAL_INODE, {"ino": 5}, result=2 if bad else 0)
     p.forget(5)
     return done(p)
 
@@ -1039,7 +1138,7 @@ def test_interrupt_crossing_its_reply_in_a_recording_is_not_flagged() -> None:
 
 
 def test_interrupt_for_a_request_answered_long_before_is_flagged() -> None:
-    from fusetrace.tracker.machine import CROSSING_KERNEL_FRAMES
+    from fusetrace.tracker.state import CROSSING_KERNEL_FRAMES
 
     p = Play.session()
     u = getattr_call(p)
@@ -1106,3 +1205,186 @@ def test_getlk_reply_unlocked_range_is_not_judged() -> None:
     p.open(1, 3)
     p.call(Op.GETLK, {"fh": 3}, {"lk": {"start": 9, "end": 3, "type": 2, "pid": 0}})
     assert not p.findings
+
+
+# ---- the connection-wide facts of protocol.md §5.4, §6, §7, §8.1 --------------------------
+def test_handle_fault_is_blamed_on_the_impossible_frame_only() -> None:
+    p = Play.session()
+    p.lookup(5, "a")
+    p.lookup(6, "b")
+    p.open(5, 9)
+    bad = p.index
+    p.release(6, 9)  # names fh 9 with node 6: impossible, and releases nothing
+    p.call(Op.READ, {"fh": 9, "size": 10}, {"data": bytes(10)}, nodeid=5)
+    p.release(5, 9)
+    p.forget(5)
+    p.forget(6)
+    p.finish()
+    assert [(f.rule, f.frame) for f in p.findings] == [("FT215", bad)]
+    assert "open only as file handle on node 5" in p.findings[0].message
+
+
+def test_same_fh_on_many_nodes_and_both_kinds_is_fine() -> None:
+    p = Play.session()
+    p.lookup(5, "a")
+    p.lookup(6, "b")
+    p.open(5, 0)
+    p.open(6, 0)
+    p.call(Op.OPENDIR, {"flags": 0}, {"fh": 0}, nodeid=1)
+    p.call(Op.READDIR, {"fh": 0, "size": 4096}, {"entries": []}, nodeid=1)
+    p.call(Op.READ, {"fh": 0, "size": 10}, {"data": bytes(10)}, nodeid=6)
+    p.call(Op.IOCTL, {"fh": 0, "out_size": 0}, {"result": 0}, nodeid=1)  # a directory's
+    p.release(5, 0)
+    p.release(6, 0)
+    p.release(1, 0, Op.RELEASEDIR)
+    p.forget(5)
+    p.forget(6)
+    p.finish()
+    assert p.findings == []
+
+
+def test_copy_file_range_fh_out_belongs_to_nodeid_out() -> None:
+    p = Play.session()
+    p.lookup(5, "a")
+    p.lookup(6, "b")
+    p.open(5, 1)
+    p.open(6, 2)
+    body = {"fh_in": 1, "fh_out": 2, "nodeid_out": 6, "len": 10}
+    p.call(Op.COPY_FILE_RANGE, body, {"size": 10}, nodeid=5)
+    assert p.findings == []
+    p.call(Op.COPY_FILE_RANGE, {**body, "nodeid_out": 5}, {"size": 10}, nodeid=5)
+    assert [f.rule for f in p.findings] == ["FT215"]
+
+
+def test_interrupt_recorded_before_its_target_is_fine() -> None:
+    """With several reader threads the INTERRUPT may be recorded just before its target."""
+    p = Play.session()
+    u = p.alloc()
+    p.req(Op.INTERRUPT, {"unique": u}, unique=u | 1, nodeid=0)
+    p.req(Op.GETATTR, unique=u)
+    p.rep(Op.GETATTR, unique=u, error=-4)
+    p.finish()
+    assert p.findings == []
+
+
+def test_missing_interrupt_target_is_reported_at_the_end() -> None:
+    p = Play.session()
+    intr = p.index
+    p.req(Op.INTERRUPT, {"unique": 1000}, unique=1001, nodeid=0)
+    assert p.findings == []
+    (f,) = p.finish()
+    assert (f.rule, f.frame, f.related) == ("FT510", None, (intr,))
+
+
+def test_notify_reply_must_match_its_retrieve() -> None:
+    def run(**reply: int) -> list[str]:
+        p = Play.session()
+        p.lookup(5)
+        p.notify(NotifyCode.RETRIEVE, {"notify_unique": 7, "nodeid": 5, "offset": 0, "size": 10})
+        hdr = {"unique": 7, "nodeid": 5, **{k: v for k, v in reply.items() if k != "offset"}}
+        body = {"offset": reply.get("offset", 0), "size": 4, "data": bytes(4)}
+        p.req(Op.NOTIFY_REPLY, body, **hdr)  # type: ignore[arg-type]
+        return [f.rule for f in p.findings]
+
+    assert run() == []
+    assert run(unique=9) == ["FT509"]
+    assert run(nodeid=1) == ["FT509"]
+    assert run(offset=4096) == ["FT509"]
+
+
+def test_refused_retrieve_is_answered_by_nothing() -> None:
+    p = Play.session()
+    p.lookup(5)
+    p.notify(
+        NotifyCode.RETRIEVE, {"notify_unique": 7, "nodeid": 5, "offset": 0, "size": 10}, result=2
+    )
+    p.req(Op.NOTIFY_REPLY, {"offset": 0, "size": 0}, unique=7, nodeid=5)
+    assert [f.rule for f in p.findings] == ["FT511", "FT509"]
+
+
+def test_readdirplus_entry_with_bad_attributes_is_rejected() -> None:
+    p = Play.session()
+    p.call(Op.OPENDIR, {"flags": 0}, {"fh": 4})
+    ents = [{**entry(7, mode=0o170000), "ino": 7, "off": 1, "type": 8, "name": "a"}]
+    p.call(Op.READDIRPLUS, {"fh": 4, "size": 4096}, {"entries": ents})
+    p.release(1, 4, Op.RELEASEDIR)
+    p.forget(7)  # the kernel's FORGET(7, 1) balances the rejected entry
+    p.finish()
+    assert [f.rule for f in p.findings] == ["FT216"]
+
+
+def test_request_length_counts_strings_under_the_negotiated_layout() -> None:
+    import dataclasses
+
+    p = Play.session()  # SETXATTR_EXT not accepted: the kernel sends the 8-byte setxattr_in
+    ext = dataclasses.replace(p.neg, flags=p.neg.flags | InitFlag.SETXATTR_EXT)
+    body = {"size": 3, "flags": 0, "name": "user.a", "value": b"abc"}
+    u = p.alloc()
+    p.k(encode_request(Op.SETXATTR, body, unique=u, nodeid=1, negotiated=ext))
+    p.rep(Op.SETXATTR, unique=u)
+    assert [f.rule for f in p.findings] == ["FT318"]
+    p.call(Op.SETXATTR, body, None)  # the 8-byte layout: fine
+    u = p.alloc()
+    cut = bytearray(encode_request(Op.LOOKUP, {"name": "a"}, unique=u, nodeid=1)[:-1])
+    struct.pack_into("<I", cut, 0, len(cut))  # the name lost its NUL, in.len agrees
+    p.k(bytes(cut))
+    assert [f.rule for f in p.findings] == ["FT318", "FT318"]
+    assert "no NUL" in p.findings[-1].message
+
+
+def test_name_limits_follow_the_kernel_code_path() -> None:
+    # max_pages 1: name_max is 1024, but directory entries are bounded by FUSE_NAME_MAX
+    p = Play()
+    p.init(reply={"max_pages": 1})
+    p.call(Op.OPENDIR, {"flags": 0}, {"fh": 4})
+    ents = [{"ino": 9, "off": 1, "type": 8, "name": "n" * 2000}]
+    p.call(Op.READDIR, {"fh": 4, "size": 4096}, {"entries": ents})
+    assert p.findings == []
+    p.call(Op.LOOKUP, {"name": "n" * 2000}, -36)
+    assert [f.rule for f in p.findings] == ["FT321"]
+    p.notify(NotifyCode.INVAL_ENTRY, {"parent": 1, "name": "n" * 2000})
+    assert [f.rule for f in p.findings] == ["FT321", "FT503"]
+    ents = [{"ino": 9, "off": 1, "type": 8, "name": "n" * 4096}]
+    p.call(Op.READDIR, {"fh": 4, "size": 8192}, {"entries": ents})
+    assert [f.rule for f in p.findings] == ["FT321", "FT503", "FT313"]
+
+
+def test_link_reply_without_generation_breaks_a_live_inode() -> None:
+    """passthrough_hp's LINK reply carries generation 0 for a node at generation 1."""
+    p = Play.session()
+    p.lookup(5, "a", generation=1)
+    p.call(Op.LINK, {"oldnodeid": 5, "newname": "b"}, entry(5, generation=0))
+    assert [f.rule for f in p.findings] == ["FT206"]
+
+
+def test_rename_over_a_file_lets_its_id_be_recycled() -> None:
+    p = Play.session()
+    p.lookup(5, "a", generation=1)
+    p.lookup(6, "b", generation=1)
+    p.call(Op.RENAME, {"newdir": 1, "oldname": "b", "newname": "a"}, None)
+    p.lookup(5, "c", generation=2, mode=S_IFDIR | 0o755)
+    assert [f.rule for f in p.findings] == ["FT217"]
+    assert RULES["FT217"].severity is Severity.INFO
+    # a hard link keeps the inode live: unlinking one of two names is no recycling
+    p.lookup(8, "x", generation=1)
+    linked = {**entry(8, generation=1), "attr": {**attr(ino=8), "nlink": 2}}
+    p.call(Op.LINK, {"oldnodeid": 8, "newname": "y"}, linked)
+    p.call(Op.UNLINK, {"name": "x"}, None)
+    p.lookup(8, "z", generation=2)
+    assert [f.rule for f in p.findings] == ["FT217", "FT206"]
+
+
+def test_refused_late_interrupt_reply_stays_ft108() -> None:
+    p = Play.session()
+    u = getattr_call(p)
+    p.d(out(16, -11, u | 1), result=2)
+    assert [f.rule for f in p.findings] == ["FT108"]
+
+
+def test_refusal_already_explained_is_not_reported_twice() -> None:
+    p = Play.session()
+    u = getattr_call(p)
+    p.rep(Op.GETATTR, ATTR_REPLY, unique=u, result=2)  # FT102 explains the ENOENT
+    p.notify(NotifyCode.INVAL_INODE, {"ino": 77}, result=2)  # FT508 explains it
+    assert [f.rule for f in p.findings] == ["FT102", "FT508"]
+    assert "ENOENT" in RULES["FT511"].doc

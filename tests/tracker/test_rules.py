@@ -237,3 +237,84 @@ def test_faults_recorded_then_checked(tmp_path: Path) -> None:
     assert {f.rule for f in result.findings if f.frame is not None} == {
         fault["rule"] for fault in faults.values()
     }
+
+
+# ---- each code raised in exactly one place ----------------------------------------------
+def _emits_by_function() -> dict[str, tuple[set[str], set[str]]]:
+    """qualname -> (codes its @checks declares, codes its _emit calls name), over the
+    tracker's modules, read from the source."""
+    import ast
+    import importlib
+    import pkgutil
+
+    import fusetrace.tracker as pkg
+
+    out: dict[str, tuple[set[str], set[str]]] = {}
+    for info in pkgutil.iter_modules(pkg.__path__):
+        mod = importlib.import_module(f"fusetrace.tracker.{info.name}")
+        tree = ast.parse(Path(mod.__file__ or "").read_text())
+
+        def visit(node: ast.AST, prefix: str, mod_name: str = mod.__name__) -> None:
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.ClassDef):
+                    visit(child, f"{prefix}{child.name}.")
+                elif isinstance(child, ast.FunctionDef):
+                    declared = {
+                        a.value
+                        for d in child.decorator_list
+                        if isinstance(d, ast.Call) and getattr(d.func, "id", "") == "checks"
+                        for a in d.args
+                        if isinstance(a, ast.Constant)
+                    }
+                    emitted = set()
+                    for c in ast.walk(child):
+                        if (
+                            isinstance(c, ast.Call)
+                            and getattr(c.func, "attr", "") == "_emit"
+                            and c.args
+                        ):
+                            first = c.args[0]
+                            assert isinstance(first, ast.Constant), (
+                                f"{child.name}: _emit with a computed code"
+                            )
+                            emitted.add(first.value)
+                    if declared or emitted:
+                        out[f"{mod_name}.{prefix}{child.name}"] = (declared, emitted)
+
+        visit(tree, "")
+    return out
+
+
+def test_every_code_is_raised_in_exactly_one_place() -> None:
+    from fusetrace.tracker.rules import RAISED_BY
+
+    functions = _emits_by_function()
+    where: dict[str, list[str]] = {}
+    for name, (declared, emitted) in functions.items():
+        assert declared == emitted, f"{name} declares {declared} but emits {emitted}"
+        for code in emitted:
+            where.setdefault(code, []).append(name)
+    assert set(where) == set(RULES), sorted(set(RULES) ^ set(where))
+    for code, names in where.items():
+        assert len(names) == 1, f"{code} is raised in {names}"
+        assert RAISED_BY[code] == names[0]
+
+
+def test_explain_names_where_a_rule_is_checked() -> None:
+    from click.testing import CliRunner
+
+    from fusetrace.cli.check import explain
+    from fusetrace.tracker.rules import RAISED_BY
+
+    out = CliRunner().invoke(explain, ["FT310"], catch_exceptions=False).output
+    assert f"checked in: {RAISED_BY['FT310']}\n" in out
+    assert RAISED_BY["FT310"].startswith("fusetrace.tracker.")
+
+
+def test_checks_refuses_a_second_place_or_an_unknown_code() -> None:
+    from fusetrace.tracker.rules import checks
+
+    with pytest.raises(ValueError, match="raised by"):
+        checks("FT310")(lambda: None)
+    with pytest.raises(ValueError, match="not in the catalogue"):
+        checks("FT999")(lambda: None)

@@ -1,16 +1,25 @@
-"""Playbooks for the tracker: send frames in, collect the findings that come out.
+"""Frame factories for tests: one shipped set, used by fusetrace's own tests and by anyone
+testing a checker rule or a decoder against hand-made conversations.
 
-Frames are built with the protocol encoders (the same definitions the decoder uses), so a
-playbook reads like the conversation it models::
+* :func:`record` wraps raw frame bytes as a :class:`~fusetrace.record.Record`.
+* :class:`Play` drives a :class:`~fusetrace.tracker.Tracker` through a conversation built with
+  the protocol encoders (the same definitions the decoder uses), so a playbook reads like the
+  conversation it models::
 
-    p = Play.session()               # INIT answered, as a real mount starts
-    u = p.req(Opcode.LOOKUP, {"name": "a"}, nodeid=1)
-    p.rep(Opcode.LOOKUP, entry(5), unique=u)
-    p.rep(Opcode.LOOKUP, entry(5), unique=u)   # -> FT102
+      p = Play.session()               # INIT answered, as a real mount starts
+      u = p.req(Opcode.LOOKUP, {"name": "a"}, nodeid=1)
+      p.rep(Opcode.LOOKUP, entry(5), unique=u)
+      p.rep(Opcode.LOOKUP, entry(5), unique=u)   # -> FT102
+
+* :class:`Fixture`, :func:`load`, :func:`all_fixtures`: raw-frame fixtures in the ``.hex``
+  format of tests/data/frames (``#!key: value`` metadata, ``#=path: json`` expectations, hex).
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fusetrace.protocol.abi import S_IFDIR, S_IFREG, InitFlag, Opcode
@@ -23,6 +32,28 @@ from fusetrace.protocol.encode import (
 from fusetrace.protocol.session import Negotiated
 from fusetrace.record import Direction, Record
 from fusetrace.tracker import Finding, Tracker
+
+
+def record(
+    index: int,
+    direction: Direction,
+    data: bytes,
+    channel: int = 0,
+    t: int | None = None,
+    orig: int | None = None,
+    result: int | None = None,
+) -> Record:
+    """A captured frame: ``t`` defaults to 1000 ns per index, ``orig`` to the data's length."""
+    return Record(
+        index,
+        t if t is not None else index * 1000,
+        direction,
+        data,
+        orig if orig is not None else len(data),
+        channel,
+        result=result,
+    )
+
 
 #: what a 6.18 kernel offers (every flag it knows but the DAX/io_uring/virtiofs ones)
 OFFERED = InitFlag.from_words(0xFFFFFFFF & ~(1 << 31) & ~(1 << 26) & ~(1 << 27), 0x7FD)
@@ -70,7 +101,9 @@ class Play:
         *,
         channel: int = 0,
         orig_len: int | None = None,
+        result: int | None = None,
     ) -> list[Finding]:
+        """``result``: the kernel's answer to a daemon frame (0, an errno, None unknown)."""
         rec = Record(
             self.index,
             self.t_ns,
@@ -78,6 +111,7 @@ class Play:
             data,
             len(data) if orig_len is None else orig_len,
             channel,
+            result=result,
         )
         self.index += 1
         self.t_ns += 1000
@@ -124,12 +158,14 @@ class Play:
         error: int = 0,
         probe: bool = False,
         channel: int = 0,
+        result: int | None = None,
     ) -> list[Finding]:
         return self.d(
             encode_reply(
                 opcode, body, unique=unique, error=error, negotiated=self.neg, probe=probe
             ),
             channel=channel,
+            result=result,
         )
 
     def call(
@@ -146,8 +182,10 @@ class Play:
     def intr_reply(self, target: int, error: int = -11) -> None:
         self.d(encode_interrupt_reply(target | 1, error, self.neg))
 
-    def notify(self, code: int, body: dict[str, Any] | None = None) -> None:
-        self.d(encode_notify(code, body, negotiated=self.neg))
+    def notify(
+        self, code: int, body: dict[str, Any] | None = None, *, result: int | None = None
+    ) -> None:
+        self.d(encode_notify(code, body, negotiated=self.neg), result=result)
 
     def init(
         self,
@@ -215,3 +253,55 @@ class Play:
     @property
     def codes(self) -> set[str]:
         return {f.rule for f in self.findings}
+
+
+# ---- raw-frame fixtures -------------------------------------------------------------------
+@dataclass
+class Fixture:
+    stem: str
+    kind: str
+    op: int
+    negotiated: Negotiated
+    data: bytes
+    expect: dict[str, Any]
+
+
+def load(path: Path) -> Fixture:
+    meta: dict[str, str] = {}
+    expect: dict[str, Any] = {}
+    hexes: list[str] = []
+    for line in path.read_text().splitlines():
+        if line.startswith("#!"):
+            key, value = line[2:].split(":", 1)
+            meta[key.strip()] = value.strip()
+        elif line.startswith("#="):
+            key, value = line[2:].split(":", 1)
+            expect[key.strip()] = json.loads(value)
+        else:
+            hexes.append(line.split("#", 1)[0])
+    neg = Negotiated(
+        byte_order=meta["byte_order"],
+        minor=int(meta["minor"]),
+        flags=InitFlag(int(meta["flags"])),
+    )
+    data = bytes.fromhex("".join(hexes))
+    return Fixture(path.stem, meta["kind"], int(meta["op"]), neg, data, expect)
+
+
+def all_fixtures(directory: Path) -> list[Fixture]:
+    """Every ``*.hex`` fixture in ``directory`` (the project's are in tests/data/frames)."""
+    return [load(p) for p in sorted(directory.glob("*.hex"))]
+
+
+def lookup(decoded: Any, path: str) -> Any:
+    """A value by dotted path: 'header.unique', 'attr.mode', 'entries.1.name'."""
+    obj: Any = decoded
+    parts = path.split(".")
+    if parts[0] == "header":
+        obj = decoded.header._asdict()
+        parts = parts[1:]
+    else:
+        obj = decoded.body
+    for part in parts:
+        obj = obj[int(part)] if isinstance(obj, list) else obj[part]
+    return obj

@@ -1,0 +1,625 @@
+"""The tracker's FT3: framing and sizes (design.md §5).
+
+Functions here are methods of :class:`fusetrace.tracker.machine.Tracker` (bound in its
+class body); each raises only its family's rule codes (``@checks``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from fusetrace.protocol import registry
+from fusetrace.protocol.abi import (
+    F_RDLCK,
+    F_UNLCK,
+    F_WRLCK,
+    FUSE_IOCTL_MAX_IOV,
+    FUSE_ROOT_ID,
+    S_IFMT,
+    VALID_FILE_TYPES,
+    InitFlag,
+    IoctlFlag,
+    Opcode,
+    opcode_name,
+)
+from fusetrace.protocol.header import IN_HEADER_SIZE, OUT_HEADER_SIZE
+from fusetrace.protocol.registry import (
+    HandleEffect,
+    LookupEffect,
+    ReplyShape,
+)
+from fusetrace.record import Record
+from fusetrace.tracker import _layout
+from fusetrace.tracker.rules import checks
+from fusetrace.tracker.state import (
+    CUSE_DEVINFO_MAX,
+    INIT_OUT_MAX,
+    LLONG_MAX,
+    PAGE_SIZE,
+    Node,
+    Pending,
+)
+
+if TYPE_CHECKING:
+    from fusetrace.tracker.machine import Tracker
+
+
+@checks("FT316")
+def _cut(self: Tracker, rec: Record, unique: int, opcode: int | None) -> None:
+    self._cut_reported = True
+    self._emit(
+        "FT316",
+        rec.index,
+        f"frame stored with {len(rec.data)} of {rec.orig_len} bytes; body checks skip cut frames",
+        unique=unique,
+        opcode=opcode,
+    )
+
+
+@checks("FT307")
+def _bad_reply_size(
+    self: Tracker, idx: int, unique: int, opcode: int, rel: tuple[int, ...], message: str
+) -> None:
+    self._emit("FT307", idx, message, unique=unique, opcode=opcode, related=rel)
+
+
+@checks("FT318")
+def _check_length(
+    self: Tracker,
+    data: bytes,
+    idx: int,
+    unique: int,
+    spec: registry.OpSpec,
+    length: int,
+    extlen: int,
+    body_ok: bool,
+) -> None:
+    opcode = spec.opcode
+    if opcode in self._len_rules:
+        rule = self._len_rules[opcode]
+    else:
+        rule = self._len_rules[opcode] = self._length_rule(spec)
+    if rule is None:
+        # strings: measured up to their NUL, by the layout the negotiation selects
+        if not body_ok:
+            return
+        want = self._walk_length(data, spec, length, extlen)
+        if want == 0:
+            return
+        if want < 0:
+            self._emit(
+                "FT318",
+                idx,
+                f"{opcode_name(opcode)} has in.len {length}; a string argument has no "
+                "NUL before it ends",
+                unique=unique,
+                opcode=opcode,
+            )
+            return
+    else:
+        fixed, var = rule
+        want = IN_HEADER_SIZE + fixed + (8 * extlen if spec.extensions else 0)
+        for struct_name, fname, unit in var:
+            if not body_ok:
+                return
+            n = self._request_field(data, struct_name, fname)
+            if n is None:
+                return
+            want += n * unit
+    if length != want:
+        self._emit(
+            "FT318",
+            idx,
+            f"{opcode_name(opcode)} has in.len {length}; its arguments make {want}",
+            unique=unique,
+            opcode=opcode,
+        )
+
+
+@checks("FT321")
+def _long_lookup(self: Tracker, idx: int, unique: int, n: int) -> None:
+    self._emit(
+        "FT321",
+        idx,
+        f"LOOKUP of a {n}-byte name; the connection's name_max is {self._name_max()} "
+        "(the kernel answers ENAMETOOLONG without sending it)",
+        unique=unique,
+        opcode=Opcode.LOOKUP,
+    )
+
+
+def _success(
+    self: Tracker,
+    rec: Record,
+    unique: int,
+    spec: registry.OpSpec,
+    pend: Pending,
+    payload: int,
+    body_ok: bool,
+) -> None:
+    idx = rec.index
+    opcode = spec.opcode
+    neg = self.negotiated
+    shape = spec.reply
+    rel = (pend.frame,)
+    name = spec.name  # for messages
+    if shape is ReplyShape.EMPTY:
+        if payload:
+            self._bad_reply_size(
+                idx,
+                unique,
+                opcode,
+                rel,
+                f"{name} takes a header-only reply, got {payload} payload "
+                "bytes (EINVAL; the caller gets EIO)",
+            )
+        elif pend.names and body_ok:
+            self._names_removed(pend)
+        return
+    if shape is ReplyShape.FIXED:
+        want = sum(_layout.size_of(a.struct or "", neg) for a in spec.reply_args)
+        if payload != want:
+            self._bad_reply_size(
+                idx,
+                unique,
+                opcode,
+                rel,
+                f"{name} reply has {payload} payload bytes, must be {want} "
+                "(EINVAL; the caller gets EIO)",
+            )
+            return
+    elif shape is ReplyShape.VARIABLE and not self._variable_ok(
+        idx, unique, spec, pend, payload, rec.data
+    ):
+        return
+    if opcode == Opcode.INIT or opcode == Opcode.CUSE_INIT:
+        if pend.frame == self._init_frame:
+            self._init_reply(rec, unique, pend)
+        return
+    if not body_ok:
+        if self.bodies and spec.lookup in (LookupEffect.ENTRY, LookupEffect.READDIRPLUS):
+            self._counts_lost = True
+        return
+    data = rec.data
+    if spec.lookup is LookupEffect.ENTRY:
+        accepted = self._entry_reply(idx, unique, spec, pend, data, OUT_HEADER_SIZE)
+        if accepted and spec.handle is HandleEffect.OPENS:
+            esize = _layout.size_of("fuse_entry_out", neg)
+            node = self._f.u64.unpack_from(data, OUT_HEADER_SIZE + self._f.entry_nodeid)[0]
+            self._open_reply(data, OUT_HEADER_SIZE + esize, node, False)
+        return
+    h = spec.handle
+    if h is HandleEffect.OPENS or h is HandleEffect.OPENS_DIR:
+        self._open_reply(data, OUT_HEADER_SIZE, pend.nodeid, h is HandleEffect.OPENS_DIR)
+    else:
+        check = REPLY_CHECKS.get(opcode)
+        if check is not None:
+            check(self, idx, unique, pend, data, payload)
+
+
+@checks("FT319")
+def _getlk_reply(
+    self: Tracker, idx: int, unique: int, pend: Pending, data: bytes, payload: int
+) -> None:
+    lk = _layout.unpack_padded(self._order, "fuse_lk_out", data[OUT_HEADER_SIZE:])["lk"]
+    kind, start, end = lk["type"], lk["start"], lk["end"]
+    if kind == F_UNLCK:
+        return
+    if kind not in (F_RDLCK, F_WRLCK):
+        why = f"lock type {kind} (F_RDLCK {F_RDLCK}, F_WRLCK {F_WRLCK}, F_UNLCK {F_UNLCK})"
+    elif start > LLONG_MAX or end > LLONG_MAX:
+        why = f"range {start}..{end} beyond LLONG_MAX"
+    elif end < start:
+        why = f"range {start}..{end} ends before it starts"
+    else:
+        return
+    self._emit(
+        "FT319",
+        idx,
+        f"GETLK reply with {why} (the caller gets EIO)",
+        unique=unique,
+        opcode=Opcode.GETLK,
+        related=(pend.frame,),
+    )
+
+
+@checks("FT320")
+def _ioctl_reply(
+    self: Tracker, idx: int, unique: int, pend: Pending, data: bytes, payload: int
+) -> None:
+    head = _layout.size_of("fuse_ioctl_out", self.negotiated)
+    out = self._ioctl_out(data)
+    if not out["flags"] & IoctlFlag.RETRY:
+        return
+    asked = pend.info.get("ioctl_flags")
+    in_iovs, out_iovs = out["in_iovs"], out["out_iovs"]
+    if asked is not None and not asked & IoctlFlag.UNRESTRICTED:
+        why = "asks for a retry of a restricted ioctl (no FUSE_IOCTL_UNRESTRICTED)"
+    elif in_iovs + out_iovs > FUSE_IOCTL_MAX_IOV:
+        why = (
+            f"asks for a retry with {in_iovs} + {out_iovs} iovecs, more than "
+            f"{FUSE_IOCTL_MAX_IOV} (the caller gets ENOMEM)"
+        )
+    else:
+        size = 8 if asked is not None and asked & IoctlFlag.COMPAT else 16
+        want = (in_iovs + out_iovs) * size
+        if payload - head == want:
+            return
+        why = (
+            f"asks for a retry with {in_iovs} + {out_iovs} iovecs but carries "
+            f"{payload - head} bytes of them, not {want}"
+        )
+    if "ENOMEM" not in why:
+        why += " (the caller gets EIO)"
+    self._emit(
+        "FT320",
+        idx,
+        f"IOCTL reply {why}",
+        unique=unique,
+        opcode=Opcode.IOCTL,
+        related=(pend.frame,),
+    )
+
+
+@checks("FT308", "FT309")
+def _variable_ok(
+    self: Tracker,
+    idx: int,
+    unique: int,
+    spec: registry.OpSpec,
+    pend: Pending,
+    payload: int,
+    data: bytes,
+) -> bool:
+    opcode = spec.opcode
+    info = pend.info
+    name = opcode_name(opcode)
+    rel = (pend.frame,)
+    bound: int | None
+    if spec.reply_probe is not None:
+        asked = info.get("size")
+        if asked is None:
+            return True
+        if asked == 0:
+            want = sum(_layout.size_of(a.struct or "", self.negotiated) for a in spec.reply_probe)
+            if payload != want:
+                self._emit(
+                    "FT309",
+                    idx,
+                    f"{name} with size 0 asks for the length; the reply "
+                    f"must be {want} bytes, got {payload} (the caller gets EIO)",
+                    unique=unique,
+                    opcode=opcode,
+                    related=rel,
+                )
+                return False
+            return True
+        bound = asked
+    elif opcode == Opcode.READLINK:
+        bound = PAGE_SIZE - 1
+    elif opcode == Opcode.INIT:
+        bound = INIT_OUT_MAX
+    elif opcode == Opcode.CUSE_INIT:
+        bound = _layout.size_of("cuse_init_out", self.negotiated) + CUSE_DEVINFO_MAX
+    elif opcode == Opcode.IOCTL:
+        head = _layout.size_of("fuse_ioctl_out", self.negotiated)
+        if payload < head:
+            self._bad_reply_size(
+                idx,
+                unique,
+                opcode,
+                rel,
+                f"IOCTL reply has {payload} payload bytes; the {head}-byte "
+                "fuse_ioctl_out must be present (the caller gets EIO)",
+            )
+            return False
+        out_size = info.get("out_size")
+        bound = None if out_size is None else head + out_size
+        if bound is not None and self._ioctl_out(data)["flags"] & IoctlFlag.RETRY:
+            # the iovecs of a retry may fill the page the kernel always provides
+            bound = head + max(out_size or 0, PAGE_SIZE)
+    else:
+        bound = info.get("size")
+    if bound is not None and payload > bound:
+        self._emit(
+            "FT308",
+            idx,
+            f"{name} reply has {payload} payload bytes, more than the "
+            f"{bound} allowed (EINVAL; the caller gets EIO)",
+            unique=unique,
+            opcode=opcode,
+            related=rel,
+        )
+        return False
+    return True
+
+
+@checks("FT313", "FT317")
+def _dirents(
+    self: Tracker, idx: int, unique: int, opcode: int, data: bytes, *, plus: bool, parent: int = 0
+) -> None:
+    f = self._f
+    end = len(data)
+    off = OUT_HEADER_SIZE
+    head = f.direntplus_head if plus else f.dirent_head
+    dirent_at = f.direntplus_dirent if plus else 0
+    name_max = self._dirent_name_max()
+    name = opcode_name(opcode)
+    n = 0
+    while off < end:
+        if off + head > end:
+            self._emit(
+                "FT317",
+                idx,
+                f"{name} reply ends with {end - off} bytes that do not "
+                "hold a record header (ignored by the kernel)",
+                unique=unique,
+                opcode=opcode,
+            )
+            return
+        _ino, _cookie, namelen, _type = f.dirent.unpack_from(data, off + dirent_at)
+        rec_len = (head + namelen + 7) & ~7
+        if namelen == 0 or namelen > name_max:
+            self._emit(
+                "FT313",
+                idx,
+                f"{name} entry {n} has namelen {namelen} (getdents fails with EIO)",
+                unique=unique,
+                opcode=opcode,
+            )
+            return
+        if off + head + namelen > end:
+            self._emit(
+                "FT317",
+                idx,
+                f"{name} entry {n} overruns the reply (ignored by the kernel)",
+                unique=unique,
+                opcode=opcode,
+            )
+            return
+        ename = data[off + head : off + head + namelen]
+        if b"/" in ename:
+            self._emit(
+                "FT313",
+                idx,
+                f"{name} entry {n} name {ename!r} contains '/' (getdents fails with EIO)",
+                unique=unique,
+                opcode=opcode,
+            )
+            return
+        if plus and ename not in (b".", b".."):
+            nodeid = f.u64.unpack_from(data, off + f.entry_nodeid)[0]
+            if nodeid:
+                generation = f.u64.unpack_from(data, off + f.entry_generation)[0]
+                mode = f.u32.unpack_from(data, off + f.entry_mode)[0]
+                size = f.u64.unpack_from(data, off + f.entry_size)[0]
+                ftype = mode & S_IFMT
+                if nodeid == FUSE_ROOT_ID or ftype not in VALID_FILE_TYPES or size > LLONG_MAX:
+                    # rejected and balanced at once by FORGET(nodeid, 1)
+                    self._rejected_direntplus(idx, unique, n, ename, nodeid, mode, size)
+                    node = self.nodes.setdefault(nodeid, Node(0, generation, ftype, size))
+                    node.count += 1
+                else:
+                    nlink = f.u32.unpack_from(data, off + f.entry_nlink)[0]
+                    self._count(idx, unique, opcode, nodeid, generation, ftype, size, (), nlink)
+                    self._names.add((parent, ename), nodeid)
+        off += rec_len
+        n += 1
+
+
+@checks("FT312")
+def _listxattr(
+    self: Tracker, idx: int, unique: int, pend: Pending, data: bytes, payload: int
+) -> None:
+    if not pend.info.get("size"):
+        return  # the size probe: answered with getxattr_out, checked by FT309
+    body = data[OUT_HEADER_SIZE:]
+    if not body:
+        return
+    if not body.endswith(b"\0") or b"\0\0" in body or body.startswith(b"\0"):
+        self._emit(
+            "FT312",
+            idx,
+            f"LISTXATTR data {body[:40]!r} is not a list of non-empty "
+            "NUL-terminated names (the caller gets EIO)",
+            unique=unique,
+            opcode=Opcode.LISTXATTR,
+        )
+
+
+@checks("FT314")
+def _short_read(
+    self: Tracker, idx: int, unique: int, pend: Pending, data: bytes, payload: int
+) -> None:
+    info = pend.info
+    asked = info.get("size")
+    offset = info.get("offset")
+    if asked is None or offset is None or payload >= asked:
+        return
+    if self.negotiated.flags & InitFlag.WRITEBACK_CACHE:
+        return
+    fh = info.get("fh")
+    if fh is not None and (pend.nodeid, fh, False) in self.direct_io:
+        return
+    node = self.nodes.get(pend.nodeid)
+    if node is None or node.size < 0:
+        return
+    end = offset + payload
+    if end < node.size:
+        self._emit(
+            "FT314",
+            idx,
+            f"READ of {asked} bytes at {offset} returned {payload}, but the "
+            f"file is {node.size} bytes (the kernel will shrink its size to {end})",
+            unique=unique,
+            opcode=Opcode.READ,
+            related=(pend.frame,),
+        )
+
+
+@checks("FT303")
+def _request_too_short(
+    self: Tracker,
+    frame: int | None,
+    message: str,
+    *,
+    unique: int | None = None,
+    opcode: int | str | None = None,
+    related: tuple[int, ...] = (),
+) -> None:
+    self._emit("FT303", frame, message, unique=unique, opcode=opcode, related=related)
+
+
+@checks("FT304")
+def _in_len_mismatch(
+    self: Tracker,
+    frame: int | None,
+    message: str,
+    *,
+    unique: int | None = None,
+    opcode: int | str | None = None,
+    related: tuple[int, ...] = (),
+) -> None:
+    self._emit("FT304", frame, message, unique=unique, opcode=opcode, related=related)
+
+
+@checks("FT315")
+def _extension_on_wrong_op(
+    self: Tracker,
+    frame: int | None,
+    message: str,
+    *,
+    unique: int | None = None,
+    opcode: int | str | None = None,
+    related: tuple[int, ...] = (),
+) -> None:
+    self._emit("FT315", frame, message, unique=unique, opcode=opcode, related=related)
+
+
+@checks("FT301")
+def _reply_too_short(
+    self: Tracker,
+    frame: int | None,
+    message: str,
+    *,
+    unique: int | None = None,
+    opcode: int | str | None = None,
+    related: tuple[int, ...] = (),
+) -> None:
+    self._emit("FT301", frame, message, unique=unique, opcode=opcode, related=related)
+
+
+@checks("FT302")
+def _out_len_mismatch(
+    self: Tracker,
+    frame: int | None,
+    message: str,
+    *,
+    unique: int | None = None,
+    opcode: int | str | None = None,
+    related: tuple[int, ...] = (),
+) -> None:
+    self._emit("FT302", frame, message, unique=unique, opcode=opcode, related=related)
+
+
+@checks("FT305")
+def _error_out_of_range(
+    self: Tracker,
+    frame: int | None,
+    message: str,
+    *,
+    unique: int | None = None,
+    opcode: int | str | None = None,
+    related: tuple[int, ...] = (),
+) -> None:
+    self._emit("FT305", frame, message, unique=unique, opcode=opcode, related=related)
+
+
+@checks("FT306")
+def _error_reply_with_payload(
+    self: Tracker,
+    frame: int | None,
+    message: str,
+    *,
+    unique: int | None = None,
+    opcode: int | str | None = None,
+    related: tuple[int, ...] = (),
+) -> None:
+    self._emit("FT306", frame, message, unique=unique, opcode=opcode, related=related)
+
+
+def _attr(self: Tracker, idx: int, unique: int, pend: Pending, data: bytes, payload: int) -> None:
+    self._attr_reply(idx, unique, pend.opcode, pend, data, OUT_HEADER_SIZE)
+
+
+def _readdir(
+    self: Tracker, idx: int, unique: int, pend: Pending, data: bytes, payload: int
+) -> None:
+    self._dirents(idx, unique, Opcode.READDIR, data, plus=False)
+
+
+def _readdirplus(
+    self: Tracker, idx: int, unique: int, pend: Pending, data: bytes, payload: int
+) -> None:
+    self._dirents(idx, unique, Opcode.READDIRPLUS, data, plus=True, parent=pend.nodeid)
+
+
+@checks("FT310")
+def _write_reply(
+    self: Tracker, idx: int, unique: int, pend: Pending, data: bytes, payload: int
+) -> None:
+    got = self._f.u32.unpack_from(data, OUT_HEADER_SIZE + self._f.write_out_size)[0]
+    asked = pend.info.get("size")
+    if asked is not None and got > asked:
+        self._emit(
+            "FT310",
+            idx,
+            f"WRITE reply says {got} bytes written of {asked} sent (the caller gets EIO)",
+            unique=unique,
+            opcode=Opcode.WRITE,
+            related=(pend.frame,),
+        )
+
+
+@checks("FT311")
+def _copy_reply(
+    self: Tracker, idx: int, unique: int, pend: Pending, data: bytes, payload: int
+) -> None:
+    opcode = pend.opcode
+    if opcode == Opcode.COPY_FILE_RANGE:
+        got = self._f.u32.unpack_from(data, OUT_HEADER_SIZE)[0]
+    else:
+        got = self._f.u64.unpack_from(data, OUT_HEADER_SIZE)[0]
+    asked = pend.info.get("len")
+    if asked is not None and got > asked:
+        self._emit(
+            "FT311",
+            idx,
+            f"{opcode_name(opcode)} reply says {got} bytes copied of {asked} asked "
+            "(the caller gets EIO)",
+            unique=unique,
+            opcode=opcode,
+            related=(pend.frame,),
+        )
+
+
+#: one successful reply's check, after its size was judged: (tracker, frame, unique, the
+#: request's state, the frame's bytes, payload length)
+ReplyCheck = Callable[["Tracker", int, int, Pending, bytes, int], None]
+
+#: what a successful reply is checked for beyond its size, per opcode (protocol.md §7, §8;
+#: §10 rules 13-17). Entry replies and open replies are handled before the table.
+REPLY_CHECKS: dict[int, ReplyCheck] = {
+    Opcode.GETATTR: _attr,
+    Opcode.SETATTR: _attr,
+    Opcode.READDIR: _readdir,
+    Opcode.READDIRPLUS: _readdirplus,
+    Opcode.WRITE: _write_reply,
+    Opcode.COPY_FILE_RANGE: _copy_reply,
+    Opcode.COPY_FILE_RANGE_64: _copy_reply,
+    Opcode.LISTXATTR: _listxattr,
+    Opcode.READ: _short_read,
+    Opcode.GETLK: _getlk_reply,
+    Opcode.IOCTL: _ioctl_reply,
+}

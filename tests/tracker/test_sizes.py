@@ -1,0 +1,11 @@
+"""The FT3 family (framing and sizes) lives in fusetrace/tracker/sizes.py, and nowhere else."""
+
+from __future__ import annotations
+
+from fusetrace.tracker import RULES
+from fusetrace.tracker.rules import RAISED_BY
+
+
+def test_the_family_is_raised_here_and_only_here() -> None:
+    here = {c for c, where in RAISED_BY.items() if where.startswith("fusetrace.tracker.sizes.")}
+    assert here == {c for c in RULES if c.startswith("FT3")}
