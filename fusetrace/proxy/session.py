@@ -39,8 +39,8 @@ from typing import Any, BinaryIO
 from fusetrace.capture.files import host_writer, open_output
 from fusetrace.capture.pcapng import BLOCK_EPB, CaptureWriter, Channel
 from fusetrace.errors import CaptureError, DaemonError, EnvironmentProblem, ExitCode
+from fusetrace.proxy import core, fusermount
 from fusetrace.proxy import daemon as daemons
-from fusetrace.proxy import fusermount
 from fusetrace.proxy import mount as mounts
 from fusetrace.proxy.forward import (
     Ending,
@@ -406,6 +406,7 @@ class CaptureThread:
         live: Callable[[Item], None] | None = None,
         interval: float = FLUSH_INTERVAL,
         buffers: FrameBuffers | None = None,
+        source: Callable[[bool], list[core.CoreFrame]] | None = None,
     ) -> None:
         self._blocks = _Blocks()
         self.writer = make_writer(self._blocks)  # type: ignore[arg-type]
@@ -417,6 +418,8 @@ class CaptureThread:
         self._live = live
         self._interval = interval
         self._buffers = buffers
+        #: where frames come from when not put into the deque: the compiled core's ring
+        self._source = source
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
         self._thread.start()
@@ -427,7 +430,7 @@ class CaptureThread:
             try:
                 self._drain()
                 if stopping:
-                    self._drain()
+                    self._drain(final=True)
             except Exception as e:  # a bug here must end the session, not the capture alone
                 self.error = f"the capture writer failed: {e!r}"
                 self._on_error(self.error)
@@ -435,8 +438,10 @@ class CaptureThread:
             if stopping:
                 return
 
-    def _drain(self) -> None:
+    def _drain(self, final: bool = False) -> None:
         items = self._items
+        if self._source is not None:
+            items.extend(self._source(final))  # type: ignore[arg-type]
         pop = items.popleft
         block = self.writer.block
         live = self._live
@@ -444,7 +449,7 @@ class CaptureThread:
         self._blocks.blocks = []
         lent: list[tuple[Direction, memoryview]] = []
         while items:
-            direction, t_ns, data, comment = pop()
+            direction, t_ns, data, comment = pop()[:4]
             if type(data) is memoryview:
                 lent.append((direction, data))
             if self.error is None:
@@ -550,6 +555,8 @@ class Session:
         self._mp_args: list[int] = []
         self._unmount_requested = False
         self.handoff = config.handoff
+        #: "c" (the compiled core) or "python", as FUSETRACE_FORWARD chose (proxy/core.py)
+        self.forwarding = "python"
 
     # ---- signals ----------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: object) -> None:
@@ -576,6 +583,7 @@ class Session:
     def run(self) -> RecordResult:
         cfg = self.config
         check_environment()
+        self.forwarding = core.choose()
         mountpoint, rootmode = mounts.check_mountpoint(cfg.mountpoint)
         self.mountpoint = mountpoint
         program = daemons.resolve_program(cfg.daemon_argv[0])
@@ -633,6 +641,7 @@ class Session:
             "handoff": self.handoff,
             "kernel_release": platform.release(),
             "connection": self.conn,
+            "forwarding": self.forwarding,
         }
 
         def make_writer(sink: BinaryIO) -> CaptureWriter:
@@ -640,18 +649,23 @@ class Session:
                 sink, meta, channels=[Channel(description=self.mountpoint)], snaplen=cfg.snaplen
             )
 
-        buffers = FrameBuffers(frame + 1)
-        self.capture = CaptureThread(
-            fileobj, make_writer, self._on_capture_error, cfg.live, buffers=buffers
-        )
-        self.forwarder = Forwarder(
-            devfd,
-            ours,
-            self.capture.put,
-            bufsize=frame,
-            track_outstanding=cfg.daemon_timeout is not None,
-            buffers=buffers,
-        )
+        track = cfg.daemon_timeout is not None
+        if self.forwarding == "c":  # the compiled core (proxy/core.py)
+            fast = core.CoreForwarder(devfd, ours, bufsize=frame, track_outstanding=track)
+            self.capture = CaptureThread(
+                fileobj, make_writer, self._on_capture_error, cfg.live,
+                buffers=fast.buffers, source=fast.take,
+            )  # fmt: skip
+            self.forwarder = fast
+        else:
+            buffers = FrameBuffers(frame + 1)
+            self.capture = CaptureThread(
+                fileobj, make_writer, self._on_capture_error, cfg.live, buffers=buffers
+            )
+            self.forwarder = Forwarder(
+                devfd, ours, self.capture.put, bufsize=frame, track_outstanding=track,
+                buffers=buffers,
+            )  # fmt: skip
         self.forwarder.start()
         return ours, theirs
 

@@ -56,7 +56,7 @@ def tshark_count(path: Path) -> int:
 
 @pytest.mark.parametrize("daemon", ["squashfuse_ll", "squashfuse"])
 def test_squashfuse_workload_is_captured_whole(
-    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path, daemon: str
+    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path, daemon: str, forwarding: str
 ) -> None:
     """Low-level (squashfuse_ll) and high-level (squashfuse) libfuse 3 daemons."""
     src, img = image
@@ -111,12 +111,13 @@ def test_squashfuse_workload_is_captured_whole(
     assert meta["mountpoint"] == str(mountpoint)
     assert meta["daemon"] == [daemon, "-f", str(img), "{}"]
     assert meta["handoff"] == "fd"
+    assert meta["forwarding"] == forwarding
     assert meta["kernel_release"] == os.uname().release
     assert oct(capture.stat().st_mode & 0o777) == oct(0o600)
 
 
 def test_sigint_unmounts_and_leaves_a_readable_capture(
-    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path
+    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path, forwarding: str
 ) -> None:
     _src, img = image
     capture = tmp_path / "int.pcapng"
@@ -134,7 +135,7 @@ def test_sigint_unmounts_and_leaves_a_readable_capture(
 
 
 def test_sigint_while_a_reader_is_busy_detaches_and_aborts(
-    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path
+    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path, forwarding: str
 ) -> None:
     _src, img = image
     capture = tmp_path / "busy.pcapng"
@@ -157,7 +158,7 @@ def test_sigint_while_a_reader_is_busy_detaches_and_aborts(
 
 
 def test_external_umount_variants_end_the_recording(
-    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path
+    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path, forwarding: str
 ) -> None:
     _src, img = image
     for n, command in enumerate((["fusermount3", "-u"], ["umount", "-l"])):
@@ -171,7 +172,7 @@ def test_external_umount_variants_end_the_recording(
 
 
 def test_daemon_killed_mid_workload_releases_the_mount(
-    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path
+    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path, forwarding: str
 ) -> None:
     _src, img = image
     capture = tmp_path / "kill.pcapng"
@@ -188,7 +189,7 @@ def test_daemon_killed_mid_workload_releases_the_mount(
 
 
 def test_recorder_killed_leaves_a_capture_valid_to_its_last_frame(
-    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path
+    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path, forwarding: str
 ) -> None:
     _src, img = image
     capture = tmp_path / "k9.pcapng"
@@ -217,7 +218,7 @@ def test_recorder_killed_leaves_a_capture_valid_to_its_last_frame(
 
 
 def test_daemon_timeout_aborts_a_hung_daemon(
-    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path
+    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path, forwarding: str
 ) -> None:
     _src, img = image
     capture = tmp_path / "hung.pcapng"
