@@ -72,6 +72,11 @@ typedef struct {
 	pthread_cond_t space;
 	int waiting, discard;
 	uint64_t init_unique;
+	/* pcapng Enhanced Packet Blocks the core encodes itself (Core.set_blocks): the block
+	 * type, and per direction the options (flags, end of options) of a plain frame */
+	uint32_t block_type;
+	PyObject *block_opts[2];
+	Py_ssize_t snaplen;
 	uint64_t inbound, outbound, joined, waits;
 	uint64_t refused[NERRNO];
 } Core;
@@ -408,15 +413,42 @@ static PyObject *Core_run_d2k(Core *c, PyObject *Py_UNUSED(ignored))
 	return ending(reason, what, err);
 }
 
+/* A copied frame as a whole Enhanced Packet Block, laid out as CaptureWriter.block lays
+ * it out (channel 0; data cut to the snap length; options as set_blocks gave them). */
+static PyObject *encode_block(Core *c, Slot *s)
+{
+	PyObject *opts = c->block_opts[s->dir];
+	Py_ssize_t cap = s->len;
+	if (c->snaplen > 0 && cap > c->snaplen)
+		cap = c->snaplen;
+	Py_ssize_t pad = (4 - cap % 4) % 4;
+	Py_ssize_t olen = PyBytes_GET_SIZE(opts);
+	uint32_t total = (uint32_t)(28 + cap + pad + olen + 4);
+	uint32_t head[7] = {c->block_type, total, 0, (uint32_t)(s->t_ns >> 32),
+			    (uint32_t)(s->t_ns & 0xffffffffu), (uint32_t)cap, (uint32_t)s->len};
+	PyObject *b = PyBytes_FromStringAndSize(NULL, total);
+	if (b == NULL)
+		return NULL;
+	char *p = PyBytes_AS_STRING(b);
+	memcpy(p, head, sizeof head);
+	memcpy(p + 28, arena_at(c, s->arena_pos), cap);
+	memset(p + 28 + cap, 0, pad);
+	memcpy(p + 28 + cap + pad, PyBytes_AS_STRING(opts), olen);
+	memcpy(p + total - 4, &total, 4);
+	return b;
+}
+
 /* The frames ready so far, in order: [(direction, t_ns, data, comment, result), ...].
  * With final (the loops have ended), a reply whose write never returned comes with
- * result None. One thread takes at a time. */
+ * result None. With blocks (and set_blocks called), a small frame without a comment,
+ * accepted by the kernel if it is a reply, comes as its Enhanced Packet Block (bytes)
+ * instead. One thread takes at a time. */
 static PyObject *Core_take(Core *c, PyObject *args)
 {
-	int final = 0;
+	int final = 0, blocks = 0;
 	uint64_t head, i, freed_to = 0;
 	PyObject *out;
-	if (!PyArg_ParseTuple(args, "|p", &final))
+	if (!PyArg_ParseTuple(args, "|pp", &final, &blocks))
 		return NULL;
 	out = PyList_New(0);
 	if (out == NULL)
@@ -429,6 +461,18 @@ static PyObject *Core_take(Core *c, PyObject *args)
 		int state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
 		if (state == FILLING || (state == DATA && !final))
 			break;
+		if (blocks && c->block_opts[s->dir] != NULL && s->obj == NULL && s->buf < 0 &&
+		    s->comment == NULL && !s->cut &&
+		    (s->dir == IN || (state == READY && s->result == 0))) {
+			PyObject *b = encode_block(c, s);
+			if (b == NULL || PyList_Append(out, b) < 0) {
+				Py_XDECREF(b);
+				goto error;
+			}
+			Py_DECREF(b);
+			freed_to = s->arena_end;
+			continue;
+		}
 		PyObject *data;
 		if (s->obj != NULL) {
 			data = s->obj;
@@ -477,6 +521,23 @@ static PyObject *Core_take(Core *c, PyObject *args)
 error:
 	Py_DECREF(out);
 	return NULL;
+}
+
+static PyObject *Core_set_blocks(Core *c, PyObject *args)
+{
+	PyObject *type, *opts_in, *opts_out;
+	Py_ssize_t snaplen;
+	if (!PyArg_ParseTuple(args, "SSOn", &type, &opts_in, &opts_out, &snaplen))
+		return NULL;
+	if (PyBytes_GET_SIZE(type) != 4 || (opts_out != Py_None && !PyBytes_Check(opts_out))) {
+		PyErr_SetString(PyExc_ValueError, "set_blocks(type: 4 bytes, opts, opts|None, snaplen)");
+		return NULL;
+	}
+	memcpy(&c->block_type, PyBytes_AS_STRING(type), 4);
+	Py_XSETREF(c->block_opts[IN], Py_NewRef(opts_in));
+	Py_XSETREF(c->block_opts[OUT], opts_out == Py_None ? NULL : Py_NewRef(opts_out));
+	c->snaplen = snaplen;
+	Py_RETURN_NONE;
 }
 
 static PyObject *Core_give(Core *c, PyObject *args)
@@ -558,6 +619,8 @@ static void Core_dealloc(Core *c)
 	Py_XDECREF(c->on_init_reply);
 	Py_XDECREF(c->dirs[0]);
 	Py_XDECREF(c->dirs[1]);
+	Py_XDECREF(c->block_opts[0]);
+	Py_XDECREF(c->block_opts[1]);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->space);
 	Py_TYPE(c)->tp_free((PyObject *)c);
@@ -661,6 +724,8 @@ static PyMethodDef Core_methods[] = {
 	{"take", (PyCFunction)Core_take, METH_VARARGS,
 	 "take(final=False): the frames ready, in order, as "
 	 "(direction, t_ns, data, comment, result)."},
+	{"set_blocks", (PyCFunction)Core_set_blocks, METH_VARARGS,
+	 "set_blocks(type, opts_in, opts_out, snaplen): how take(blocks=True) encodes."},
 	{"give", (PyCFunction)Core_give, METH_VARARGS, "give(index): a lent buffer comes back."},
 	{"handed", (PyCFunction)Core_handed, METH_NOARGS,
 	 "How many frames the loops have handed over so far (taken or not)."},

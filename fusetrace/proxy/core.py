@@ -16,13 +16,16 @@ chooses: ``auto`` (the default: the core when it is built), ``c`` (the core, or 
 from __future__ import annotations
 
 import errno
+import inspect
 import mmap
 import os
 import socket
+import sys
 from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
+from fusetrace.capture.pcapng import CaptureWriter
 from fusetrace.errors import EnvironmentProblem
 from fusetrace.proxy import wire
 from fusetrace.proxy.forward import (
@@ -50,10 +53,18 @@ RING_SLOTS = 1 << 14
 #: bytes for the copies of small frames in the ring (large frames are lent, not copied)
 RING_ARENA = 16 << 20
 
+#: set to 0: the core hands over frames only, never packet blocks it encoded (to measure
+#: what encoding in C saves; see bench/bench_record.py)
+BLOCKS_ENV = "FUSETRACE_CORE_BLOCKS"
+
 #: one frame as the core hands it over: (direction, t_ns, data, comment, result), where
 #: result is the kernel's answer to a daemon → kernel frame (0, or the errno it refused the
 #: write with; None for requests)
 CoreFrame = tuple[Direction, int, "bytes | memoryview", "str | None", "int | None"]
+#: what :meth:`CoreForwarder.take` gives: frames, and (asked for) whole packet blocks
+Taken = list["CoreFrame | bytes"]
+#: :meth:`CoreForwarder.take` as the capture thread calls it: (final, blocks) → taken
+Source = Callable[[bool, bool], Taken]
 
 
 def available() -> bool:
@@ -189,16 +200,43 @@ class CoreForwarder(Forwarder):
             self._core.discard()
         super().end(reason, detail)
 
-    def take(self, final: bool = False) -> list[CoreFrame]:
+    def encode_blocks(self, writer: CaptureWriter) -> bool:
+        """Let the core hand over small plain frames (no comment; a reply the kernel took)
+        as whole Enhanced Packet Blocks laid out as ``writer.block`` lays them out, with the
+        options ``writer`` gives such a frame: the capture thread then only writes them.
+        Not when requests are tracked (``--daemon-timeout``: :meth:`take` reads frames),
+        nor for a capture in the other byte order. True when it does."""
+        host = "<" if sys.byteorder == "little" else ">"
+        if self.outstanding is not None or writer.order != host:
+            return False
+        if os.environ.get(BLOCKS_ENV, "1") == "0":
+            return False
+        # a block of an empty frame of each kind: the block type and the options
+        accepted: dict[str, Any] = (
+            {"result": 0} if "result" in inspect.signature(writer.block).parameters else {}
+        )
+        counted = writer.frames
+        head, _empty, tail_in = writer.block(INBOUND, 0, b"")
+        _head, _empty, tail_out = writer.block(OUTBOUND, 0, b"", **accepted)
+        writer.frames = counted
+        self._core.set_blocks(bytes(head[:4]), tail_in[:-4], tail_out[:-4], writer.snaplen or 0)
+        return True
+
+    def take(self, final: bool = False, blocks: bool = False) -> Taken:
         """The frames handed over since the last call, in the order they crossed
         /dev/fuse. A reply is handed over once its write returned, with its result; with
-        ``final`` (the loops have ended) whatever is left. One caller at a time."""
-        items: list[CoreFrame] = self._core.take(final)
+        ``final`` (the loops have ended) whatever is left. With ``blocks`` (and
+        :meth:`encode_blocks`), small plain frames come as their packet blocks (bytes).
+        One caller at a time."""
+        items: Taken = self._core.take(final, blocks)
         pending = self.outstanding
         if pending is not None:
             header = wire.IN_HEADER.unpack_from
             no_reply = wire.NO_REPLY_OPCODES
-            for direction, t, data, _comment, _result in items:
+            for item in items:
+                if isinstance(item, bytes):  # (not while tracking: see encode_blocks)
+                    continue
+                direction, t, data, _comment, _result = item
                 if len(data) < wire.OUT_HEADER_LEN:
                     continue
                 if direction is INBOUND:

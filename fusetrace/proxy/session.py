@@ -21,6 +21,7 @@ import collections
 import contextlib
 import errno
 import fcntl
+import inspect
 import itertools
 import mmap
 import os
@@ -406,7 +407,7 @@ class CaptureThread:
         live: Callable[[Item], None] | None = None,
         interval: float = FLUSH_INTERVAL,
         buffers: FrameBuffers | None = None,
-        source: Callable[[bool], list[core.CoreFrame]] | None = None,
+        source: core.Source | None = None,
     ) -> None:
         self._blocks = _Blocks()
         self.writer = make_writer(self._blocks)  # type: ignore[arg-type]
@@ -439,9 +440,10 @@ class CaptureThread:
                 return
 
     def _drain(self, final: bool = False) -> None:
-        items = self._items
         if self._source is not None:
-            items.extend(self._source(final))  # type: ignore[arg-type]
+            self._drain_source(self._source, final)
+            return
+        items = self._items
         pop = items.popleft
         block = self.writer.block
         live = self._live
@@ -449,7 +451,7 @@ class CaptureThread:
         self._blocks.blocks = []
         lent: list[tuple[Direction, memoryview]] = []
         while items:
-            direction, t_ns, data, comment = pop()[:4]
+            direction, t_ns, data, comment = pop()
             if type(data) is memoryview:
                 lent.append((direction, data))
             if self.error is None:
@@ -459,6 +461,38 @@ class CaptureThread:
                 if live is not None:
                     # the live consumers may keep the frame: never a lent buffer
                     live((direction, t_ns, bytes(data), comment))
+        self._write_out(blocks, lent)
+
+    def _drain_source(self, source: core.Source, final: bool) -> None:
+        """:meth:`_drain` for frames taken from the compiled core's ring: there, a small
+        frame usually comes as its packet block, encoded by the core (not with ``--live``,
+        whose consumers want frames)."""
+        block = self.writer.block
+        with_result = "result" in inspect.signature(block).parameters
+        live = self._live
+        blocks = self._blocks.blocks
+        self._blocks.blocks = []
+        lent: list[tuple[Direction, memoryview]] = []
+        encoded = 0
+        for item in source(final, live is None):
+            if isinstance(item, bytes):
+                blocks.append((item,))
+                encoded += 1
+                continue
+            direction, t_ns, data, comment, result = item
+            if type(data) is memoryview:
+                lent.append((direction, data))
+            if self.error is None:
+                kw = {"result": result} if with_result and result is not None else {}
+                parts = block(direction, t_ns, data, comment=comment, **kw)
+                blocks.append((b"".join(parts),) if len(data) <= JOIN_MAX else parts)
+                if live is not None:
+                    live((direction, t_ns, bytes(data), comment))
+        self.writer.frames += encoded
+        self._write_out(blocks, lent)
+
+    def _write_out(self, blocks: list[Block], lent: list[tuple[Direction, memoryview]]) -> None:
+        """Write the drained blocks; give the lent buffers back."""
         try:
             if blocks and self.error is None:
                 self._out.write(blocks)
@@ -656,6 +690,7 @@ class Session:
                 fileobj, make_writer, self._on_capture_error, cfg.live,
                 buffers=fast.buffers, source=fast.take,
             )  # fmt: skip
+            fast.encode_blocks(self.capture.writer)
             self.forwarder = fast
         else:
             buffers = FrameBuffers(frame + 1)

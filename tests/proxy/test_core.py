@@ -8,6 +8,7 @@ tests look at what only the core has.
 from __future__ import annotations
 
 import errno
+import io
 import random
 import socket
 import struct
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from fusetrace.capture.pcapng import CaptureWriter
 from fusetrace.errors import EnvironmentProblem
 from fusetrace.proxy import core
 from fusetrace.record import Direction
@@ -171,3 +173,41 @@ def test_forward_env_chooses_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
     assert core.choose({core.ENV: "auto"}) == "python"
     with pytest.raises(EnvironmentProblem, match="was not built"):
         core.choose({core.ENV: "c"})
+
+
+@needs_core
+@pytest.mark.parametrize("snaplen", [None, 100])
+def test_small_frames_come_as_the_packet_blocks_the_writer_would_make(snaplen: int | None) -> None:
+    """With encode_blocks, a small plain frame comes from the core as its whole Enhanced
+    Packet Block, byte for byte what CaptureWriter.block makes of it (snap length too);
+    a frame with a comment (the INIT pair, when changed) and a refused reply still come
+    as frames, for the writer to encode."""
+    ring = SmallRing()
+    writer = CaptureWriter(io.BytesIO(), {}, snaplen=snaplen)
+    assert ring.fwd.encode_blocks(writer)
+    rng = random.Random(7)
+    sent = []
+    taken = []
+    for u in range(2, 60, 2):
+        taken += ring.fwd.take(False, True)  # (the ring is small)
+        req, rep = request(u, rng.randrange(40, 400)), reply(u, rng.randrange(16, 400))
+        ring.kernel.send(req)
+        assert ring.daemon.recv(1 << 16) == req
+        ring.daemon.send(rep)
+        assert ring.kernel.recv(1 << 16) == rep
+        sent += [(Direction.INBOUND, req), (Direction.OUTBOUND, rep)]
+    ring.kernel.close()  # the last reply is refused (EPIPE): a frame, with its result
+    assert ring.fwd.ended.wait(5)
+    ring.daemon.send(reply(99, 20))
+    ring.daemon.shutdown(socket.SHUT_RDWR)
+    assert ring.fwd.join(5)
+    taken += ring.fwd.take(True, True)
+    assert len(taken) == len(sent) + 1
+    for (direction, frame), block in zip(sent, taken, strict=False):
+        assert isinstance(block, bytes)
+        t_hi, t_lo = struct.unpack_from("=II", block, 12)
+        assert block == b"".join(writer.block(direction, t_hi << 32 | t_lo, frame))
+    assert taken[-1][0] is Direction.OUTBOUND and taken[-1][4] == errno.EPIPE
+    ring.daemon.close()
+    ring.dev.close()
+    ring.ours.close()
