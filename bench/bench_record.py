@@ -363,6 +363,18 @@ def paired(base: Path, names: list[str], mib: int, files: int, rounds: int) -> N
                 cells.append(f"{max(v):11.0f} {statistics.median(v):7.0f} {ratio:>9}")
         print(f"{name:<15} " + " ".join(cells))
     print("x native: the median of the per-round ratios (time for (a), throughput for dd)")
+    if "relay" in mounts:
+        print(
+            f"\n{'configuration':<17} {'(a) x relay':>12}"
+            f" {'write x relay':>14} {'read x relay':>13}"
+        )
+        for name in mounts:
+            cells = []
+            for rates, width in ((metas, 12), (writes, 14), (reads, 13)):
+                pairs = zip(rates[name], rates["relay"], strict=True)
+                cells.append(f"{statistics.median(a / b for a, b in pairs):>{width}.2f}")
+            print(f"{name:<17} " + " ".join(cells))
+        print("x relay: the median of the per-round ratios (time for (a), throughput for dd)")
     per_round = statistics.median(meta_frames) if meta_frames else float("nan")
     print(
         f"\nCPU of the proxy process (all threads), median per round; (a): "

@@ -12,6 +12,7 @@ import io
 import random
 import socket
 import struct
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from fusetrace.capture.pcapng import CaptureWriter
 from fusetrace.errors import EnvironmentProblem
 from fusetrace.proxy import core
 from fusetrace.record import Direction
+from tests.support.mount import fusetrace_cmd, fusetrace_env
 
 needs_core = pytest.mark.skipif(not core.available(), reason="core not built")
 ROOT = Path(__file__).resolve().parents[2]
@@ -211,3 +213,21 @@ def test_small_frames_come_as_the_packet_blocks_the_writer_would_make(snaplen: i
     ring.daemon.close()
     ring.dev.close()
     ring.ours.close()
+
+
+def test_an_unknown_choice_is_one_line_and_exit_status_4(tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    done = subprocess.run(
+        fusetrace_cmd("record", "-w", str(tmp_path / "c.pcapng"), str(mnt), "--", "true", "{}"),
+        capture_output=True,
+        text=True,
+        env=fusetrace_env({core.ENV: "rust"}),
+        timeout=60,
+    )
+    assert done.returncode == 4
+    assert done.stderr.splitlines() == [
+        "fusetrace: error: FUSETRACE_FORWARD='rust' is not one of auto, c, python "
+        "(unset it to let fusetrace choose)"
+    ]
+    assert not (tmp_path / "c.pcapng").exists()
