@@ -77,7 +77,7 @@ typedef struct {
 	uint32_t block_type;
 	PyObject *block_opts[2];
 	Py_ssize_t snaplen;
-	uint64_t inbound, outbound, joined, waits;
+	uint64_t inbound, outbound, joined, waits, encoded;
 	uint64_t refused[NERRNO];
 } Core;
 
@@ -413,9 +413,17 @@ static PyObject *Core_run_d2k(Core *c, PyObject *Py_UNUSED(ignored))
 	return ending(reason, what, err);
 }
 
-/* A copied frame as a whole Enhanced Packet Block, laid out as CaptureWriter.block lays
- * it out (channel 0; data cut to the snap length; options as set_blocks gave them). */
-static PyObject *encode_block(Core *c, Slot *s)
+/* The size of a copied frame's Enhanced Packet Block, laid out as CaptureWriter.block
+ * lays it out (channel 0; data cut to the snap length; options as set_blocks gave them). */
+static Py_ssize_t block_size(Core *c, Slot *s)
+{
+	Py_ssize_t cap = s->len;
+	if (c->snaplen > 0 && cap > c->snaplen)
+		cap = c->snaplen;
+	return 28 + cap + (4 - cap % 4) % 4 + PyBytes_GET_SIZE(c->block_opts[s->dir]) + 4;
+}
+
+static void encode_block(Core *c, Slot *s, char *p)
 {
 	PyObject *opts = c->block_opts[s->dir];
 	Py_ssize_t cap = s->len;
@@ -426,23 +434,27 @@ static PyObject *encode_block(Core *c, Slot *s)
 	uint32_t total = (uint32_t)(28 + cap + pad + olen + 4);
 	uint32_t head[7] = {c->block_type, total, 0, (uint32_t)(s->t_ns >> 32),
 			    (uint32_t)(s->t_ns & 0xffffffffu), (uint32_t)cap, (uint32_t)s->len};
-	PyObject *b = PyBytes_FromStringAndSize(NULL, total);
-	if (b == NULL)
-		return NULL;
-	char *p = PyBytes_AS_STRING(b);
 	memcpy(p, head, sizeof head);
 	memcpy(p + 28, arena_at(c, s->arena_pos), cap);
 	memset(p + 28 + cap, 0, pad);
 	memcpy(p + 28 + cap + pad, PyBytes_AS_STRING(opts), olen);
 	memcpy(p + total - 4, &total, 4);
-	return b;
+}
+
+/* Whether take(blocks=True) hands this slot over as a packet block. */
+static int encodable(Core *c, Slot *s, int state)
+{
+	return c->block_opts[s->dir] != NULL && s->obj == NULL && s->buf < 0 &&
+	       s->comment == NULL && !s->cut &&
+	       (s->dir == IN || (state == READY && s->result == 0));
 }
 
 /* The frames ready so far, in order: [(direction, t_ns, data, comment, result), ...].
  * With final (the loops have ended), a reply whose write never returned comes with
- * result None. With blocks (and set_blocks called), a small frame without a comment,
- * accepted by the kernel if it is a reply, comes as its Enhanced Packet Block (bytes)
- * instead. One thread takes at a time. */
+ * result None. With blocks (and set_blocks called), small frames without a comment,
+ * accepted by the kernel if they are replies, come as their Enhanced Packet Blocks
+ * instead: each run of such frames as one bytes object, the blocks one after the other
+ * (Core.encoded counts them). One thread takes at a time. */
 static PyObject *Core_take(Core *c, PyObject *args)
 {
 	int final = 0, blocks = 0;
@@ -461,16 +473,35 @@ static PyObject *Core_take(Core *c, PyObject *args)
 		int state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
 		if (state == FILLING || (state == DATA && !final))
 			break;
-		if (blocks && c->block_opts[s->dir] != NULL && s->obj == NULL && s->buf < 0 &&
-		    s->comment == NULL && !s->cut &&
-		    (s->dir == IN || (state == READY && s->result == 0))) {
-			PyObject *b = encode_block(c, s);
-			if (b == NULL || PyList_Append(out, b) < 0) {
-				Py_XDECREF(b);
+		if (blocks && encodable(c, s, state)) {
+			/* the run of frames that go as blocks, from this one on */
+			uint64_t j = i, end;
+			Py_ssize_t size = 0;
+			for (; j < head; j++) {
+				Slot *r = &c->slots[j % c->nslots];
+				int st = __atomic_load_n(&r->state, __ATOMIC_ACQUIRE);
+				if (st == FILLING || (st == DATA && !final) || !encodable(c, r, st))
+					break;
+				size += block_size(c, r);
+			}
+			end = j;
+			PyObject *b = PyBytes_FromStringAndSize(NULL, size);
+			if (b == NULL)
+				goto error;
+			char *p = PyBytes_AS_STRING(b);
+			for (j = i; j < end; j++) {
+				Slot *r = &c->slots[j % c->nslots];
+				encode_block(c, r, p);
+				p += block_size(c, r);
+				freed_to = r->arena_end;
+			}
+			c->encoded += end - i;
+			if (PyList_Append(out, b) < 0) {
+				Py_DECREF(b);
 				goto error;
 			}
 			Py_DECREF(b);
-			freed_to = s->arena_end;
+			i = end - 1;
 			continue;
 		}
 		PyObject *data;
@@ -551,6 +582,11 @@ static PyObject *Core_give(Core *c, PyObject *args)
 	}
 	put_free(c, b);
 	Py_RETURN_NONE;
+}
+
+static PyObject *Core_encoded(Core *c, PyObject *Py_UNUSED(ignored))
+{
+	return PyLong_FromUnsignedLongLong(c->encoded);
 }
 
 static PyObject *Core_handed(Core *c, PyObject *Py_UNUSED(ignored))
@@ -727,6 +763,8 @@ static PyMethodDef Core_methods[] = {
 	{"set_blocks", (PyCFunction)Core_set_blocks, METH_VARARGS,
 	 "set_blocks(type, opts_in, opts_out, snaplen): how take(blocks=True) encodes."},
 	{"give", (PyCFunction)Core_give, METH_VARARGS, "give(index): a lent buffer comes back."},
+	{"encoded", (PyCFunction)Core_encoded, METH_NOARGS,
+	 "How many frames take() has handed over as packet blocks so far."},
 	{"handed", (PyCFunction)Core_handed, METH_NOARGS,
 	 "How many frames the loops have handed over so far (taken or not)."},
 	{"discard", (PyCFunction)Core_discard, METH_NOARGS,

@@ -23,7 +23,7 @@ import socket
 import sys
 from collections.abc import Callable, Mapping
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 from fusetrace.capture.pcapng import CaptureWriter
 from fusetrace.errors import EnvironmentProblem
@@ -61,10 +61,17 @@ BLOCKS_ENV = "FUSETRACE_CORE_BLOCKS"
 #: result is the kernel's answer to a daemon → kernel frame (0, or the errno it refused the
 #: write with; None for requests)
 CoreFrame = tuple[Direction, int, "bytes | memoryview", "str | None", "int | None"]
-#: what :meth:`CoreForwarder.take` gives: frames, and (asked for) whole packet blocks
+#: what :meth:`CoreForwarder.take` gives: frames, and (asked for) runs of whole packet
+#: blocks, each run one bytes object
 Taken = list["CoreFrame | bytes"]
-#: :meth:`CoreForwarder.take` as the capture thread calls it: (final, blocks) → taken
-Source = Callable[[bool, bool], Taken]
+
+
+class Source(Protocol):
+    """Where the capture thread takes frames from (a :class:`CoreForwarder`)."""
+
+    def take(self, final: bool = False, blocks: bool = False) -> Taken: ...
+
+    def encoded(self) -> int: ...
 
 
 def available() -> bool:
@@ -226,8 +233,9 @@ class CoreForwarder(Forwarder):
         """The frames handed over since the last call, in the order they crossed
         /dev/fuse. A reply is handed over once its write returned, with its result; with
         ``final`` (the loops have ended) whatever is left. With ``blocks`` (and
-        :meth:`encode_blocks`), small plain frames come as their packet blocks (bytes).
-        One caller at a time."""
+        :meth:`encode_blocks`), small plain frames come as their packet blocks, each run
+        of them one bytes object (:meth:`encoded` counts the frames). One caller at a
+        time."""
         items: Taken = self._core.take(final, blocks)
         pending = self.outstanding
         if pending is not None:
@@ -249,6 +257,11 @@ class CoreForwarder(Forwarder):
                     if unique:
                         pending.pop(unique & ~wire.INT_REQ_BIT, None)
         return items
+
+    def encoded(self) -> int:
+        """How many frames :meth:`take` has handed over as packet blocks so far."""
+        n: int = self._core.encoded()
+        return n
 
     def handed(self) -> int:
         """How many frames the loops have handed over so far, taken or not."""

@@ -187,9 +187,17 @@ PAD_OPTION = 0x8F17
 
 def _pad_block(block: Block | None, pad: int, order: str) -> Block | None:
     """``block`` (an Enhanced Packet Block) made ``pad`` bytes longer with a padding
-    option; None when it cannot be (no block, not an EPB, or not a whole block)."""
+    option; None when it cannot be (no block, not an EPB, or not a whole block). A block
+    of one part may be a run of blocks (as the compiled core hands them over): its last
+    block is padded."""
     if block is None or pad < 4 or pad % 4:
         return None
+    if len(block) == 1 and len(block[0]) >= 12:
+        (last,) = struct.unpack(order + "I", bytes(block[0][-4:]))
+        if 12 <= last < len(block[0]):
+            before = bytes(block[0][:-last])
+            padded = _pad_block((bytes(block[0][-last:]),), pad, order)
+            return None if padded is None else (before + padded[0], *padded[1:])
     first = bytes(block[0][:8])
     last = bytes(block[-1][-8:])
     if len(first) < 8 or len(last) < 8:
@@ -421,6 +429,10 @@ class CaptureThread:
         self._buffers = buffers
         #: where frames come from when not put into the deque: the compiled core's ring
         self._source = source
+        #: frames the source handed over as packet blocks, counted into writer.frames
+        self._encoded = 0
+        #: the writer stores the kernel's answer to a daemon frame
+        self._with_result = "result" in inspect.signature(self.writer.block).parameters
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
         self._thread.start()
@@ -464,20 +476,18 @@ class CaptureThread:
         self._write_out(blocks, lent)
 
     def _drain_source(self, source: core.Source, final: bool) -> None:
-        """:meth:`_drain` for frames taken from the compiled core's ring: there, a small
-        frame usually comes as its packet block, encoded by the core (not with ``--live``,
-        whose consumers want frames)."""
+        """:meth:`_drain` for frames taken from the compiled core's ring: there, small
+        frames usually come as their packet blocks, encoded by the core, a run of them in
+        one part (not with ``--live``, whose consumers want frames)."""
         block = self.writer.block
-        with_result = "result" in inspect.signature(block).parameters
+        with_result = self._with_result
         live = self._live
         blocks = self._blocks.blocks
         self._blocks.blocks = []
         lent: list[tuple[Direction, memoryview]] = []
-        encoded = 0
-        for item in source(final, live is None):
+        for item in source.take(final, live is None):
             if isinstance(item, bytes):
                 blocks.append((item,))
-                encoded += 1
                 continue
             direction, t_ns, data, comment, result = item
             if type(data) is memoryview:
@@ -488,7 +498,9 @@ class CaptureThread:
                 blocks.append((b"".join(parts),) if len(data) <= JOIN_MAX else parts)
                 if live is not None:
                     live((direction, t_ns, bytes(data), comment))
-        self.writer.frames += encoded
+        encoded = source.encoded()
+        self.writer.frames += encoded - self._encoded
+        self._encoded = encoded
         self._write_out(blocks, lent)
 
     def _write_out(self, blocks: list[Block], lent: list[tuple[Direction, memoryview]]) -> None:
@@ -688,7 +700,7 @@ class Session:
             fast = core.CoreForwarder(devfd, ours, bufsize=frame, track_outstanding=track)
             self.capture = CaptureThread(
                 fileobj, make_writer, self._on_capture_error, cfg.live,
-                buffers=fast.buffers, source=fast.take,
+                buffers=fast.buffers, source=fast,
             )  # fmt: skip
             fast.encode_blocks(self.capture.writer)
             self.forwarder = fast

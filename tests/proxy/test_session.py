@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import re
@@ -312,23 +313,57 @@ def test_capture_output_writes_large_drains_direct_and_keeps_the_file_whole(
     assert path.read_bytes() == expected
 
 
+class RunSource:
+    """Frames handed over as the compiled core hands them: small frames without a comment
+    as their packet blocks, each run of them in one bytes object; the others as frames."""
+
+    def __init__(self) -> None:
+        self.writer = CaptureWriter(io.BytesIO(), {})
+        self.queue: list[object] = []
+        self.blocks = 0
+
+    def put(self, item: tuple[Direction, int, bytes | memoryview, str | None]) -> None:
+        direction, t, data, comment = item
+        if comment is None and isinstance(data, bytes):
+            block = b"".join(self.writer.block(direction, t, data))
+            if self.queue and isinstance(self.queue[-1], bytes):
+                self.queue[-1] += block
+            else:
+                self.queue.append(block)
+            self.blocks += 1
+        else:
+            self.queue.append((*item, None))
+
+    def take(self, final: bool = False, blocks: bool = False) -> list[object]:
+        assert blocks
+        out, self.queue = self.queue, []
+        return out
+
+    def encoded(self) -> int:
+        return self.blocks
+
+
+@pytest.mark.parametrize("runs", [False, True], ids=["frames", "runs"])
 @pytest.mark.parametrize("largest", [262_144, 1_048_656])
 def test_lent_frames_are_written_direct_from_their_buffers_and_read_back_whole(
-    tmp_path: Path, largest: int
+    tmp_path: Path, largest: int, runs: bool
 ) -> None:
     """Large frames lent in page-aligned receive buffers go to the file from there, the
-    block before each padded so that the frame lands on an alignment unit. The file must
-    read back frame for frame, whole after every drain, and tshark must read it the same
-    (tshark takes frames up to 256 KiB on this link type, hence the two sizes)."""
+    block before each padded so that the frame lands on an alignment unit (the last block
+    of a run, where small frames come in runs of blocks as from the compiled core). The
+    file must read back frame for frame, whole after every drain, and tshark must read it
+    the same (tshark takes frames up to 256 KiB on this link type, hence the two sizes)."""
     rng = random.Random(largest)
     buffers = FrameBuffers((1 << 20) + 4097)
     path = tmp_path / "lent.pcapng"
     errors: list[str] = []
+    source = RunSource() if runs else None
     with open(path, "wb", buffering=0) as f:
         thread = CaptureThread(
             f, lambda sink: CaptureWriter(sink, {}), errors.append, interval=3600,
-            buffers=buffers,
+            buffers=buffers, source=source,  # type: ignore[arg-type]
         )  # fmt: skip
+        put = source.put if source is not None else thread.put
         sent: list[tuple[Direction, int, bytes, str | None]] = []
         t = 1_000
         for _ in range(12):
@@ -338,14 +373,14 @@ def test_lent_frames_are_written_direct_from_their_buffers_and_read_back_whole(
                 comment = "changed" if rng.random() < 0.1 else None
                 if rng.random() < 0.5:
                     data = rng.randbytes(rng.randrange(16, 300))
-                    thread.put((direction, t, data, comment))
+                    put((direction, t, data, comment))
                 else:
                     n = rng.choice([32 << 10, 131_088, largest, rng.randrange(32 << 10, largest)])
                     buf = buffers.take(direction)
                     assert buf is not None
                     data = rng.randbytes(n)
                     buf[:n] = data
-                    thread.put((direction, t, memoryview(buf)[:n], comment))
+                    put((direction, t, memoryview(buf)[:n], comment))
                 sent.append((direction, t, data, comment))
             thread._drain()
             with open_capture(str(path)) as reader:  # whole after every drain
