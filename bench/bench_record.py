@@ -30,10 +30,10 @@ writes (nothing dirty before each), so that each ratio compares runs made second
 virtual machine native throughput varies several-fold from one minute to the next; the
 paired ratios do not. (s) squashfuse_ll over an image of N files (--files; 5,000 is the
 usual figure) in directories of 100, every configuration mounted at once: R rounds of a
-walk that lstat()s every entry, caches dropped before each, going round the
-configurations. Besides the times, the CPU seconds the proxy process (fusetrace, or the
+walk that lstat()s every entry, each round of a tree of its own (nothing cached), going
+round the configurations. Besides the times, the CPU seconds the proxy process (fusetrace, or the
 relay) spent per 1,000 frames; frames are counted in the ``recorded`` capture and taken
-to be the same for every configuration (same daemon, same walk, caches dropped).
+to be the same for every configuration (same daemon, same walk of an uncached tree).
 
     .venv/bin/python bench/bench_record.py [--files N] [--mib M] [--repeat R] [--only NAME,...]
                                            [--workloads a,b,c,r,s]
@@ -418,14 +418,16 @@ def count_frames(capture: Path) -> int:
         return sum(1 for _ in reader)
 
 
-def squash_image(base: Path, files: int) -> Path:
-    """A squashfs image of ``files`` small files, 100 to a directory."""
+def squash_image(base: Path, files: int, rounds: int) -> Path:
+    """A squashfs image of ``rounds`` trees (r0, r1, ...) of ``files`` small files each,
+    100 to a directory: each round walks a tree nothing has looked up yet."""
     src = base / "squash-src"
-    for i in range(files):
-        d = src / f"d{i // 100:03d}"
-        if i % 100 == 0:
-            d.mkdir(parents=True, exist_ok=True)
-        (d / f"f{i:05d}").write_bytes(b"x" * (i % 300))
+    for r in range(rounds):
+        for i in range(files):
+            d = src / f"r{r}" / f"d{i // 100:03d}"
+            if i % 100 == 0:
+                d.mkdir(parents=True, exist_ok=True)
+            (d / f"f{i:05d}").write_bytes(b"x" * (i % 300))
     image = base / "tree.sqfs"
     subprocess.run(
         ["mksquashfs", str(src), str(image), "-quiet", "-noappend", "-no-progress"],
@@ -436,11 +438,11 @@ def squash_image(base: Path, files: int) -> Path:
     return image
 
 
-def walk_stat(mnt: Path) -> float:
-    """Seconds to walk the tree and lstat() every entry, dentries and inodes dropped first."""
-    drop_caches()
+def walk_stat(tree: Path) -> float:
+    """Seconds to walk ``tree`` (not looked up before: every lookup reaches the daemon)
+    and lstat() every entry."""
     t0 = time.perf_counter()
-    for dirpath, dirnames, filenames in os.walk(mnt):
+    for dirpath, dirnames, filenames in os.walk(tree):
         for name in dirnames + filenames:
             os.lstat(os.path.join(dirpath, name))
     return time.perf_counter() - t0
@@ -449,7 +451,7 @@ def walk_stat(mnt: Path) -> float:
 def paired_walk(base: Path, names: list[str], files: int, rounds: int) -> None:
     """Workload (s): squashfuse_ll behind every configuration at once, rounds of walk+stat."""
     DAEMON[0] = squash_argv
-    IMAGE[:] = [squash_image(base, files)]
+    IMAGE[:] = [squash_image(base, files, rounds)]
     mounts: dict[str, Path] = {}
     pids: dict[str, int] = {}
     times: dict[str, list[float]] = {}
@@ -476,7 +478,7 @@ def paired_walk(base: Path, names: list[str], files: int, rounds: int) -> None:
                 pid = pids.get(name)
                 before = cpu_seconds(pid) if pid else 0.0
                 n0 = count_frames(capture) if counted and name == "recorded" else 0
-                times[name].append(walk_stat(mounts[name]))
+                times[name].append(walk_stat(mounts[name] / f"r{r}"))
                 if pid:
                     cpus[name].append(cpu_seconds(pid) - before)
                 if counted and name == "recorded":
@@ -490,8 +492,8 @@ def paired_walk(base: Path, names: list[str], files: int, rounds: int) -> None:
             )
     per_round = statistics.median(frames) if frames else float("nan")
     print(
-        f"\n(s) paired: squashfuse_ll, {files} files, {rounds} rounds of walk+lstat (caches "
-        f"dropped before each); {per_round:.0f} frames per round (median, counted in the "
+        f"\n(s) paired: squashfuse_ll, {files} files, {rounds} rounds of walk+lstat (each of a "
+        f"tree not walked before); {per_round:.0f} frames per round (median, counted in the "
         f"recorded capture); load average {os.getloadavg()[0]:.1f}"
     )
     print(
