@@ -36,7 +36,7 @@ relay) spent per 1,000 frames; frames are counted in the ``recorded`` capture an
 to be the same for every configuration (same daemon, same walk of an uncached tree).
 
     .venv/bin/python bench/bench_record.py [--files N] [--mib M] [--repeat R] [--only NAME,...]
-                                           [--workloads a,b,c,r,s]
+                                           [--workloads a,b,c,r,s] [--drop global|file]
 
 Each figure is the best of R runs (default 3): the machine is shared, noise only slows. The
 median follows in brackets. Runs go round the configurations (native, recorded, native, ...)
