@@ -11,9 +11,9 @@ LINTED := $(wildcard fusetrace tests bench captures)
 deps:
 	@scripts/install-deps
 
-# The virtualenv is rebuilt when pyproject.toml changes. pyfuse3 compiles against
-# libfuse3-dev, so system packages come first.
-$(STAMP): pyproject.toml | deps
+# The virtualenv is rebuilt when pyproject.toml (or the compiled forwarding core, built by
+# the install) changes. pyfuse3 compiles against libfuse3-dev, so system packages come first.
+$(STAMP): pyproject.toml fusetrace/proxy/_core.c | deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'

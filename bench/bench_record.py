@@ -1,6 +1,7 @@
 """Benchmark ``fusetrace record`` against the same daemon mounted natively.
 
-Daemon: fuse-overlayfs (multithreaded, writable) over a fresh upper directory per run.
+Daemon: fuse-overlayfs (multithreaded, writable) over a fresh upper directory per run;
+squashfuse_ll (a fast read-only daemon, where the proxy's own cost shows) for workload (s).
 Configurations, each mounted fresh:
 
 * native          fuse-overlayfs mounts itself
@@ -10,6 +11,12 @@ Configurations, each mounted fresh:
 * recorded snap   behind ``fusetrace record -w FILE --snaplen 256``
 * recorded null   behind ``fusetrace record -w /dev/null``: the forwarding and the capture
                   thread, without the disk
+* recorded py, recorded py null
+                  the same two with FUSETRACE_FORWARD=python: the Python forwarding loops
+                  instead of the compiled core
+* recorded frames, recorded frames null
+                  the compiled core handing over frames only (FUSETRACE_CORE_BLOCKS=0), not
+                  the packet blocks it encodes itself for small frames
 * relay           behind bench/relay.c, a forwarding-only proxy in C that captures nothing:
                   what interposition alone costs on this machine (built with cc; skipped
                   when there is no C compiler)
@@ -21,10 +28,15 @@ then read of M MiB (default 1024) with dd bs=1M (page cache dropped before the r
 configurations (from a different one each round), then of reads of an M MiB file, then of
 writes (nothing dirty before each), so that each ratio compares runs made seconds apart. On a
 virtual machine native throughput varies several-fold from one minute to the next; the
-paired ratios do not.
+paired ratios do not. (s) squashfuse_ll over an image of N files (--files; 5,000 is the
+usual figure) in directories of 100, every configuration mounted at once: R rounds of a
+walk that lstat()s every entry, each round of a tree of its own (nothing cached), going
+round the configurations. Besides the times, the CPU seconds the proxy process (fusetrace, or the
+relay) spent per 1,000 frames; frames are counted in the ``recorded`` capture and taken
+to be the same for every configuration (same daemon, same walk of an uncached tree).
 
     .venv/bin/python bench/bench_record.py [--files N] [--mib M] [--repeat R] [--only NAME,...]
-                                           [--workloads a,b,c,r]
+                                           [--workloads a,b,c,r,s] [--drop global|file]
 
 Each figure is the best of R runs (default 3): the machine is shared, noise only slows. The
 median follows in brackets. Runs go round the configurations (native, recorded, native, ...)
@@ -37,6 +49,7 @@ native.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import shutil
 import statistics
@@ -54,6 +67,16 @@ sys.path.insert(0, str(ROOT))
 from tests.support.mount import native_mount, recording  # noqa: E402
 
 
+def daemon_argv(base: Path, mountpoint: str, *extra: str) -> list[str]:
+    """The daemon the configurations mount: fuse-overlayfs, or squashfuse_ll for (s)."""
+    return DAEMON[0](base, mountpoint, *extra)
+
+
+def squash_argv(base: Path, mountpoint: str, *extra: str) -> list[str]:
+    assert IMAGE, "no image"
+    return ["squashfuse_ll", "-f", *extra, str(IMAGE[0]), mountpoint]
+
+
 def overlay_argv(base: Path, mountpoint: str, *extra: str) -> list[str]:
     lower, upper, work = (base / n for n in ("lower", "upper", "work"))
     for d in (lower, upper, work):
@@ -67,17 +90,21 @@ def overlay_argv(base: Path, mountpoint: str, *extra: str) -> list[str]:
 
 
 Mounter = Callable[[Path, Path], AbstractContextManager[object]]
+ArgvOf = Callable[..., list[str]]
+#: the daemon's command line (set by the workload) and, for (s), its image
+DAEMON: list[ArgvOf] = [overlay_argv]
+IMAGE: list[Path] = []
 
 
 @contextmanager
 def native(base: Path, mnt: Path) -> Iterator[object]:
-    with native_mount(overlay_argv(base, str(mnt)), mnt) as m:
+    with native_mount(daemon_argv(base, str(mnt)), mnt) as m:
         yield m
 
 
 @contextmanager
 def native_debug(base: Path, mnt: Path) -> Iterator[object]:
-    with native_mount(overlay_argv(base, str(mnt), "-d"), mnt) as m:
+    with native_mount(daemon_argv(base, str(mnt), "-d"), mnt) as m:
         yield m
 
 
@@ -90,17 +117,19 @@ def native_strace(base: Path, mnt: Path) -> Iterator[object]:
         "trace=read,write,writev",
         "-o",
         "/dev/null",
-        *overlay_argv(base, str(mnt)),
+        *daemon_argv(base, str(mnt)),
     ]
     with native_mount(argv, mnt) as m:
         yield m
 
 
-def recorded_with(*record_args: str) -> Mounter:
+def recorded_with(*record_args: str, env: dict[str, str] | None = None) -> Mounter:
     @contextmanager
     def mounter(base: Path, mnt: Path) -> Iterator[object]:
         capture = base / "bench.pcapng"
-        with recording(overlay_argv(base, "{}"), mnt, capture, record_args=record_args) as rec:
+        with recording(
+            daemon_argv(base, "{}"), mnt, capture, record_args=record_args, env=env
+        ) as rec:
             yield rec
         rec_size = capture.stat().st_size if capture.exists() else 0
         print(
@@ -112,14 +141,24 @@ def recorded_with(*record_args: str) -> Mounter:
     return mounter
 
 
-@contextmanager
-def recorded_null(base: Path, mnt: Path) -> Iterator[object]:
-    """Recorded with the capture written to /dev/null: fusetrace's forwarding and capture
-    thread without the disk (nothing to check afterwards)."""
-    log = base / "null.stderr"
-    with recording(overlay_argv(base, "{}"), mnt, "/dev/null", log=log, check_clean=False) as rec:
-        yield rec
-    print(f"    {rec.stderr.strip().splitlines()[-1]}", file=sys.stderr)
+def recorded_null_with(env: dict[str, str] | None = None) -> Mounter:
+    @contextmanager
+    def mounter(base: Path, mnt: Path) -> Iterator[object]:
+        """Recorded with the capture written to /dev/null: fusetrace's forwarding and capture
+        thread without the disk (nothing to check afterwards)."""
+        log = base / "null.stderr"
+        with recording(
+            daemon_argv(base, "{}"), mnt, "/dev/null", log=log, check_clean=False, env=env
+        ) as rec:
+            yield rec
+        print(f"    {rec.stderr.strip().splitlines()[-1]}", file=sys.stderr)
+
+    return mounter
+
+
+recorded_null = recorded_null_with()
+PYTHON_LOOPS = {"FUSETRACE_FORWARD": "python"}
+FRAMES_ONLY = {"FUSETRACE_CORE_BLOCKS": "0"}
 
 
 RELAY_SOURCE = Path(__file__).with_name("relay.c")
@@ -151,7 +190,7 @@ def relay(base: Path, mnt: Path) -> Iterator[object]:
     binary = build_relay(base.parent / "relay-build")
     if binary is None:
         raise Skip
-    with native_mount([str(binary), str(mnt), *overlay_argv(base, "{}")], mnt) as m:
+    with native_mount([str(binary), str(mnt), *daemon_argv(base, "{}")], mnt) as m:
         yield m
 
 
@@ -166,6 +205,10 @@ CONFIGS: dict[str, Mounter] = {
     "recorded": recorded_with(),
     "recorded snap": recorded_with("--snaplen", "256"),
     "recorded null": recorded_null,
+    "recorded py": recorded_with(env=PYTHON_LOOPS),
+    "recorded py null": recorded_null_with(PYTHON_LOOPS),
+    "recorded frames": recorded_with(env=FRAMES_ONLY),
+    "recorded frames null": recorded_null_with(FRAMES_ONLY),
     "relay": relay,
 }
 
@@ -185,7 +228,24 @@ def metadata(mnt: Path, files: int) -> float:
     return elapsed
 
 
-def drop_caches() -> None:
+#: "global": sync and drop every cache of the machine; "file": write out and drop the
+#: cached pages of the file read or written (and of its copy in fuse-overlayfs' upper
+#: directory) only, where a sync would wait for another filesystem of the machine
+DROP = ["global"]
+
+
+def drop_caches(target: Path | None = None) -> None:
+    if DROP[0] == "file":
+        if target is not None:
+            for path in (target, target.parent.parent / "upper" / target.name):
+                if path.exists():
+                    fd = os.open(path, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                    finally:
+                        os.close(fd)
+        return
     os.sync()
     with open("/proc/sys/vm/drop_caches", "w") as f:
         f.write("3")
@@ -202,7 +262,7 @@ def sequential(mnt: Path, mib: int) -> tuple[float, float]:
 def dd_write(target: Path, mib: int) -> float:
     """MiB/s of a dd bs=1M write of ``mib`` MiB (fsync'd) to ``target``, started with
     nothing dirty (what an earlier run left is written out first, untimed)."""
-    drop_caches()
+    drop_caches(target)
     t0 = time.perf_counter()
     subprocess.run(
         ["dd", "if=/dev/zero", f"of={target}", "bs=1M", f"count={mib}", "conv=fsync",
@@ -214,7 +274,7 @@ def dd_write(target: Path, mib: int) -> float:
 
 def dd_read(target: Path, mib: int) -> float:
     """MiB/s of a dd bs=1M read of ``target`` (``mib`` MiB), page cache dropped first."""
-    drop_caches()
+    drop_caches(target)
     t0 = time.perf_counter()
     subprocess.run(["dd", f"if={target}", "of=/dev/null", "bs=1M", "status=none"], check=True)
     return mib / (time.perf_counter() - t0)
@@ -236,24 +296,45 @@ def paired(base: Path, names: list[str], mib: int, files: int, rounds: int) -> N
     metas: dict[str, list[float]] = {}
     writes: dict[str, list[float]] = {}
     reads: dict[str, list[float]] = {}
+    pids: dict[str, int] = {}
+    #: the proxy process's CPU seconds per round, per phase
+    cpus: dict[str, dict[str, list[float]]] = {"a": {}, "read": {}, "write": {}}
+    meta_frames: list[int] = []
+    capture = (
+        base / f"paired-{names.index('recorded')}" / "bench.pcapng" if "recorded" in names else None
+    )
     with ExitStack() as stack:
         for i, name in enumerate(names):
             cfg_base = base / f"paired-{i}"
             mnt = cfg_base / "mnt"
             mnt.mkdir(parents=True, exist_ok=True)
             try:
-                stack.enter_context(CONFIGS[name](cfg_base, mnt))
+                ctx = stack.enter_context(CONFIGS[name](cfg_base, mnt))
             except Skip:
                 continue
             mounts[name] = mnt
             metas[name] = []
             writes[name] = []
             reads[name] = []
+            if name.startswith(("recorded", "relay")):
+                pids[name] = ctx.proc.pid  # type: ignore[attr-defined]
+                for phase in cpus.values():
+                    phase[name] = []
 
         def rounds_of(what: str, results: dict[str, list[float]], run: RunOne) -> None:
+            phase = cpus[what.split(",")[0].replace("metadata", "a")]
             for r in range(rounds):
                 for name in _rotated(list(mounts), r):
+                    pid = pids.get(name)
+                    before = cpu_seconds(pid) if pid else 0.0
+                    counting = phase is cpus["a"] and name == "recorded" and capture
+                    n0 = count_frames(capture) if counting and capture else 0
                     results[name].append(run(mounts[name]))
+                    if pid:
+                        phase[name].append(cpu_seconds(pid) - before)
+                    if counting and capture:
+                        time.sleep(0.05)  # the capture thread's last drain
+                        meta_frames.append(count_frames(capture) - n0)
                 print(
                     f"round {r + 1}: "
                     + ", ".join(f"{n} {results[n][-1]:.2f}" for n in mounts)
@@ -300,11 +381,185 @@ def paired(base: Path, names: list[str], mib: int, files: int, rounds: int) -> N
                 cells.append(f"{max(v):11.0f} {statistics.median(v):7.0f} {ratio:>9}")
         print(f"{name:<15} " + " ".join(cells))
     print("x native: the median of the per-round ratios (time for (a), throughput for dd)")
+    if "relay" in mounts:
+        print(
+            f"\n{'configuration':<17} {'(a) x relay':>12}"
+            f" {'write x relay':>14} {'read x relay':>13}"
+        )
+        for name in mounts:
+            cells = []
+            for rates, width in ((metas, 12), (writes, 14), (reads, 13)):
+                pairs = zip(rates[name], rates["relay"], strict=True)
+                cells.append(f"{statistics.median(a / b for a, b in pairs):>{width}.2f}")
+            print(f"{name:<17} " + " ".join(cells))
+        print("x relay: the median of the per-round ratios (time for (a), throughput for dd)")
+    per_round = statistics.median(meta_frames) if meta_frames else float("nan")
+    print(
+        f"\nCPU of the proxy process (all threads), median per round; (a): "
+        f"{per_round:.0f} frames per round, counted in the recorded capture"
+    )
+    print(
+        f"{'configuration':<17} {'(a) CPU s/1000 frames':>22} {'x relay':>8}"
+        f" {'read CPU s':>11} {'x relay':>8} {'write CPU s':>12} {'x relay':>8}"
+    )
+    for name in pids:
+        cells = []
+        for phase, width in (("a", 22), ("read", 11), ("write", 12)):
+            v, ref = cpus[phase][name], cpus[phase].get("relay")
+            scale = 1000 / per_round if phase == "a" else 1.0
+            fig = f"{statistics.median(v) * scale:.4f}" if v else "-"
+            ratio = (
+                f"{statistics.median(a / b for a, b in zip(v, ref, strict=True) if b):.2f}"
+                if ref and v
+                else "-"
+            )
+            cells.append(f"{fig:>{width}} {ratio:>8}")
+        print(f"{name:<17} " + " ".join(cells))
 
 
-def capture_thread_cost(frames: int = 180_000, drain: int = 500) -> float:
+def cpu_seconds(pid: int) -> float:
+    """CPU time of every thread of process ``pid`` so far (schedstat: nanoseconds)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # a thread that just ended
+    return total / 1e9
+
+
+def count_frames(capture: Path) -> int:
+    """Whole frames in a capture file (one being written is whole up to its last drain)."""
+    from fusetrace.capture.files import open_capture
+
+    with open_capture(str(capture)) as reader:
+        return sum(1 for _ in reader)
+
+
+def squash_image(base: Path, files: int, rounds: int) -> Path:
+    """A squashfs image of ``rounds`` trees (r0, r1, ...) of ``files`` small files each,
+    100 to a directory: each round walks a tree nothing has looked up yet."""
+    src = base / "squash-src"
+    for r in range(rounds):
+        for i in range(files):
+            d = src / f"r{r}" / f"d{i // 100:03d}"
+            if i % 100 == 0:
+                d.mkdir(parents=True, exist_ok=True)
+            (d / f"f{i:05d}").write_bytes(b"x" * (i % 300))
+    image = base / "tree.sqfs"
+    subprocess.run(
+        ["mksquashfs", str(src), str(image), "-quiet", "-noappend", "-no-progress"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    shutil.rmtree(src)
+    return image
+
+
+def walk_stat(tree: Path) -> float:
+    """Seconds to walk ``tree`` (not looked up before: every lookup reaches the daemon)
+    and lstat() every entry."""
+    t0 = time.perf_counter()
+    for dirpath, dirnames, filenames in os.walk(tree):
+        for name in dirnames + filenames:
+            os.lstat(os.path.join(dirpath, name))
+    return time.perf_counter() - t0
+
+
+def paired_walk(base: Path, names: list[str], files: int, rounds: int) -> None:
+    """Workload (s): squashfuse_ll behind every configuration at once, rounds of walk+stat."""
+    DAEMON[0] = squash_argv
+    IMAGE[:] = [squash_image(base, files, rounds)]
+    mounts: dict[str, Path] = {}
+    pids: dict[str, int] = {}
+    times: dict[str, list[float]] = {}
+    cpus: dict[str, list[float]] = {}
+    frames: list[int] = []
+    with ExitStack() as stack:
+        for i, name in enumerate(names):
+            cfg_base = base / f"walk-{i}"
+            mnt = cfg_base / "mnt"
+            mnt.mkdir(parents=True, exist_ok=True)
+            try:
+                ctx = stack.enter_context(CONFIGS[name](cfg_base, mnt))
+            except Skip:
+                continue
+            mounts[name] = mnt
+            times[name] = []
+            cpus[name] = []
+            if name.startswith(("recorded", "relay")):
+                pids[name] = ctx.proc.pid  # type: ignore[attr-defined]
+        capture = base / f"walk-{names.index('recorded')}" / "bench.pcapng"
+        counted = "recorded" in mounts
+        for r in range(rounds):
+            for name in _rotated(list(mounts), r):
+                pid = pids.get(name)
+                before = cpu_seconds(pid) if pid else 0.0
+                n0 = count_frames(capture) if counted and name == "recorded" else 0
+                times[name].append(walk_stat(mounts[name] / f"r{r}"))
+                if pid:
+                    cpus[name].append(cpu_seconds(pid) - before)
+                if counted and name == "recorded":
+                    time.sleep(0.05)  # the capture thread's last drain
+                    frames.append(count_frames(capture) - n0)
+            print(
+                f"round {r + 1}: "
+                + ", ".join(f"{n} {times[n][-1]:.3f}" for n in mounts)
+                + " (walk+stat, s)",
+                file=sys.stderr,
+            )
+    per_round = statistics.median(frames) if frames else float("nan")
+    print(
+        f"\n(s) paired: squashfuse_ll, {files} files, {rounds} rounds of walk+lstat (each of a "
+        f"tree not walked before); {per_round:.0f} frames per round (median, counted in the "
+        f"recorded capture); load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"{'configuration':<17} {'s (best)':>9} {'median':>7} {'x native':>9} {'x relay':>8}"
+        f" {'CPU s/1000 frames':>18} {'x relay':>8}"
+    )
+
+    def ratio(name: str, ref: str, v: dict[str, list[float]]) -> str:
+        if not v.get(ref) or not v.get(name):
+            return "-"
+        return f"{statistics.median(a / b for a, b in zip(v[name], v[ref], strict=True)):.2f}"
+
+    for name in mounts:
+        v = times[name]
+        cpu = f"{statistics.median(cpus[name]) / per_round * 1000:.4f}" if cpus[name] else "-"
+        print(
+            f"{name:<17} {min(v):9.3f} {statistics.median(v):7.3f} "
+            f"{ratio(name, 'native', times):>9} {ratio(name, 'relay', times):>8}"
+            f" {cpu:>18} {ratio(name, 'relay', cpus):>8}"
+        )
+    print(
+        "x native, x relay: the median of the per-round ratios; CPU: the proxy process's "
+        "(all threads), median per round"
+    )
+
+
+class _Runs:
+    """Small frames as the compiled core hands them over: runs of encoded blocks."""
+
+    def __init__(self, runs: list[bytes], per_run: int) -> None:
+        self.runs = runs
+        self.per_run = per_run
+        self.next = 0
+
+    def take(self, final: bool = False, blocks: bool = False) -> list[bytes]:
+        run = self.runs[self.next % len(self.runs)]
+        self.next += 1
+        return [run]
+
+    def encoded(self) -> int:
+        return self.next * self.per_run
+
+
+def capture_thread_cost(frames: int = 180_000, drain: int = 500, core: bool = False) -> float:
     """Microseconds of the capture writer thread per small frame (80-200 bytes), drains of
-    ``drain`` frames as the 5 ms interval gives under workload (a); no mount. Best of 5."""
+    ``drain`` frames as the 5 ms interval gives under workload (a); no mount. Best of 5.
+    With ``core``, the frames come as the compiled core hands them over (each drain's
+    frames one run of packet blocks the core encoded), and only the writing is timed."""
     from fusetrace.capture.pcapng import CaptureWriter
     from fusetrace.proxy.session import CaptureThread
     from fusetrace.record import Direction
@@ -314,16 +569,24 @@ def capture_thread_cost(frames: int = 180_000, drain: int = 500) -> float:
          i, bytes(80 + i % 7 * 20), None)
         for i in range(frames)
     ]  # fmt: skip
+    encoder = CaptureWriter(io.BytesIO(), {})
+    runs = [
+        b"".join(b"".join(encoder.block(d, t, data)) for d, t, data, _c in items[i : i + drain])
+        for i in range(0, frames, drain)
+    ]
     best = float("inf")
     for _ in range(5):
         with tempfile.NamedTemporaryFile() as f:
+            source = _Runs(runs, drain) if core else None
             thread = CaptureThread(
-                f, lambda sink: CaptureWriter(sink, {}), lambda _msg: None, interval=3600
-            )
+                f, lambda sink: CaptureWriter(sink, {}), lambda _msg: None, interval=3600,
+                source=source,  # type: ignore[arg-type]
+            )  # fmt: skip
             t0 = time.perf_counter()
             for i in range(0, frames, drain):
-                for item in items[i : i + drain]:
-                    thread.put(item)
+                if not core:
+                    for item in items[i : i + drain]:
+                        thread.put(item)
                 thread._drain()
             best = min(best, time.perf_counter() - t0)
             thread.close()
@@ -341,13 +604,26 @@ def main() -> None:
         default="a,b",
         help="a: create+stat+unlink, b: dd write and read; "
         "c: the capture thread's cost per small frame (no mount, no configurations); "
-        "r: (b) paired across configurations mounted at once (--repeat rounds)",
+        "r: (b) paired across configurations mounted at once (--repeat rounds); "
+        "s: squashfuse_ll walk+stat of --files files, paired (--repeat rounds)",
+    )
+    ap.add_argument(
+        "--drop",
+        choices=["global", "file"],
+        default="global",
+        help="before each dd: sync and drop all caches (global), or write out and drop "
+        "the pages of the file itself (file: for a machine where sync hangs or takes long)",
     )
     ap.add_argument("--keep", type=Path, help="work in DIR (default: a temporary directory)")
     args = ap.parse_args()
+    DROP[0] = args.drop
     workloads = set(args.workloads.split(","))
     if "c" in workloads:
         print(f"capture thread: {capture_thread_cost():.2f} us per small frame (best of 5)")
+        print(
+            f"capture thread, frames from the compiled core: "
+            f"{capture_thread_cost(core=True):.2f} us per small frame (best of 5)"
+        )
         workloads.discard("c")
         if not workloads:
             return
@@ -357,6 +633,16 @@ def main() -> None:
     mnt = base / "mnt"
     mnt.mkdir(parents=True, exist_ok=True)
     names = args.only.split(",")
+    if "s" in workloads:
+        try:
+            paired_walk(base, names, args.files, args.repeat)
+        finally:
+            if args.keep is None and workloads == {"s"}:
+                shutil.rmtree(base, ignore_errors=True)
+        workloads.discard("s")
+        DAEMON[0] = overlay_argv
+        if not workloads:
+            return
     if "r" in workloads:
         try:
             paired(base, names, args.mib, args.files, args.repeat)

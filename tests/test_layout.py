@@ -108,12 +108,7 @@ def reachable_banned(path: Path) -> dict[str, list[str]]:
 
 
 #: known impure imports of modules listed as pure, each with the work that removes it
-KNOWN_IMPURE = {
-    # conform/report.py imports conform/workload.py, which loads libc (ctypes, os) and starts
-    # threads; the conform package is being split into a pure step catalogue, its syscalls
-    # and a runner, which ends this case.
-    "conform/report.py",
-}
+KNOWN_IMPURE: set[str] = set()
 
 
 @pytest.mark.parametrize("path", pure_files(), ids=lambda p: str(p.relative_to(PACKAGE)))
@@ -133,12 +128,12 @@ def test_pure_modules_reach_no_io_through_other_modules(path: Path) -> None:
 
 
 def test_the_transitive_check_follows_imports() -> None:
-    """conform/report.py imports no os itself but reaches it (conform/workload.py loads
-    libc): the check must see it, with the chain of modules that leads there."""
-    path = PACKAGE / "conform" / "report.py"
+    """cli/conform.py imports no os itself but reaches it (conform/session.py mounts and
+    starts processes): the check must see it, with the chain of modules that leads there."""
+    path = PACKAGE / "cli" / "conform.py"
     assert "os" not in imported_modules(path)
     found = reachable_banned(path)
-    assert "os" in found and found["os"][0] == "fusetrace/conform/report.py"
+    assert "os" in found and found["os"][0] == "fusetrace/cli/conform.py"
     assert len(found["os"]) > 1
 
 

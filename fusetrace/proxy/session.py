@@ -21,6 +21,7 @@ import collections
 import contextlib
 import errno
 import fcntl
+import inspect
 import itertools
 import mmap
 import os
@@ -45,8 +46,8 @@ from fusetrace.errors import (
     ExitCode,
     UsageProblem,
 )
+from fusetrace.proxy import core, fusermount, seccomp, wire
 from fusetrace.proxy import daemon as daemons
-from fusetrace.proxy import fusermount, seccomp, wire
 from fusetrace.proxy import mount as mounts
 from fusetrace.proxy.forward import (
     PENDING,
@@ -238,9 +239,17 @@ PAD_OPTION = 0x8F17
 
 def _pad_block(block: Block | None, pad: int, order: str) -> Block | None:
     """``block`` (an Enhanced Packet Block) made ``pad`` bytes longer with a padding
-    option; None when it cannot be (no block, not an EPB, or not a whole block)."""
+    option; None when it cannot be (no block, not an EPB, or not a whole block). A block
+    of one part may be a run of blocks (as the compiled core hands them over): its last
+    block is padded."""
     if block is None or pad < 4 or pad % 4:
         return None
+    if len(block) == 1 and len(block[0]) >= 12:
+        (last,) = struct.unpack(order + "I", bytes(block[0][-4:]))
+        if 12 <= last < len(block[0]):
+            before = bytes(block[0][:-last])
+            padded = _pad_block((bytes(block[0][-last:]),), pad, order)
+            return None if padded is None else (before + padded[0], *padded[1:])
     first = bytes(block[0][:8])
     last = bytes(block[-1][-8:])
     if len(first) < 8 or len(last) < 8:
@@ -458,6 +467,7 @@ class CaptureThread:
         live: Callable[[Item], None] | None = None,
         interval: float = FLUSH_INTERVAL,
         buffers: FrameBuffers | None = None,
+        source: core.Source | None = None,
     ) -> None:
         self._blocks = _Blocks()
         self.writer = make_writer(self._blocks)  # type: ignore[arg-type]
@@ -469,6 +479,12 @@ class CaptureThread:
         self._live = live
         self._interval = interval
         self._buffers = buffers
+        #: where frames come from when not put into the deque: the compiled core's ring
+        self._source = source
+        #: frames the source handed over as packet blocks, counted into writer.frames
+        self._encoded = 0
+        #: the writer stores the kernel's answer to a daemon frame
+        self._with_result = "result" in inspect.signature(self.writer.block).parameters
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
         self._thread.start()
@@ -492,6 +508,9 @@ class CaptureThread:
         whose write to /dev/fuse has not returned yet (its result still ``PENDING``) waits
         for the next drain, with everything after it; the ``final`` drain writes it with
         its result unknown."""
+        if self._source is not None:
+            self._drain_source(self._source, final)
+            return
         items = self._items
         pop = items.popleft
         block = self.writer.block
@@ -515,6 +534,38 @@ class CaptureThread:
                 if live is not None:
                     # the live consumers may keep the frame: never a lent buffer
                     live((direction, t_ns, bytes(data), comment))
+        self._write_out(blocks, lent)
+
+    def _drain_source(self, source: core.Source, final: bool) -> None:
+        """:meth:`_drain` for frames taken from the compiled core's ring: there, small
+        frames usually come as their packet blocks, encoded by the core, a run of them in
+        one part (not with ``--live``, whose consumers want frames)."""
+        block = self.writer.block
+        with_result = self._with_result
+        live = self._live
+        blocks = self._blocks.blocks
+        self._blocks.blocks = []
+        lent: list[tuple[Direction, memoryview]] = []
+        for item in source.take(final, live is None):
+            if isinstance(item, bytes):
+                blocks.append((item,))
+                continue
+            direction, t_ns, data, comment, result = item
+            if type(data) is memoryview:
+                lent.append((direction, data))
+            if self.error is None:
+                kw = {"result": result} if with_result and result is not None else {}
+                parts = block(direction, t_ns, data, comment=comment, **kw)
+                blocks.append((b"".join(parts),) if len(data) <= JOIN_MAX else parts)
+                if live is not None:
+                    live((direction, t_ns, bytes(data), comment))
+        encoded = source.encoded()
+        self.writer.frames += encoded - self._encoded
+        self._encoded = encoded
+        self._write_out(blocks, lent)
+
+    def _write_out(self, blocks: list[Block], lent: list[tuple[Direction, memoryview]]) -> None:
+        """Write the drained blocks; give the lent buffers back."""
         try:
             if blocks and self.error is None:
                 self._out.write(blocks)
@@ -621,6 +672,8 @@ class Session:
         #: the filesystem is also mounted in the daemon's namespace (fusermount hand-off on
         #: a private mount): an unmount here does not end the connection by itself
         self._watch_mount = False
+        #: "c" (the compiled core) or "python", as FUSETRACE_FORWARD chose (proxy/core.py)
+        self.forwarding = "python"
 
     # ---- signals ----------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: object) -> None:
@@ -649,6 +702,9 @@ class Session:
         # the INIT offsets need the schemas (construct): imported while the session sets up
         threading.Thread(target=wire.load_init_offsets, name="schemas", daemon=True).start()
         check_environment()
+        # --sync-writes hands frames to the capture from the seccomp thread, which only the
+        # Python forwarding path takes (Forwarder.deliver)
+        self.forwarding = "python" if cfg.sync_writes else core.choose()
         mountpoint, rootmode = mounts.check_mountpoint(cfg.mountpoint)
         self.mountpoint = mountpoint
         program = daemons.resolve_program(cfg.daemon_argv[0])
@@ -745,6 +801,7 @@ class Session:
             "handoff": self.handoff,
             "kernel_release": platform.release(),
             "connection": self.conn,
+            "forwarding": self.forwarding,
         }
 
         def make_writer(sink: BinaryIO) -> CaptureWriter:
@@ -752,18 +809,24 @@ class Session:
                 sink, meta, channels=[Channel(description=self.mountpoint)], snaplen=cfg.snaplen
             )
 
-        buffers = FrameBuffers(frame + 1)
-        self.capture = CaptureThread(
-            fileobj, make_writer, self._on_capture_error, cfg.live, buffers=buffers
-        )
-        self.forwarder = Forwarder(
-            devfd,
-            ours,
-            self.capture.put,
-            bufsize=frame,
-            track_outstanding=cfg.daemon_timeout is not None,
-            buffers=buffers,
-        )
+        track = cfg.daemon_timeout is not None
+        if self.forwarding == "c":  # the compiled core (proxy/core.py)
+            fast = core.CoreForwarder(devfd, ours, bufsize=frame, track_outstanding=track)
+            self.capture = CaptureThread(
+                fileobj, make_writer, self._on_capture_error, cfg.live,
+                buffers=fast.buffers, source=fast,
+            )  # fmt: skip
+            fast.encode_blocks(self.capture.writer)
+            self.forwarder = fast
+        else:
+            buffers = FrameBuffers(frame + 1)
+            self.capture = CaptureThread(
+                fileobj, make_writer, self._on_capture_error, cfg.live, buffers=buffers
+            )
+            self.forwarder = Forwarder(
+                devfd, ours, self.capture.put, bufsize=frame, track_outstanding=track,
+                buffers=buffers,
+            )  # fmt: skip
         self.forwarder.start()
 
     def _run(

@@ -1,7 +1,8 @@
 """The forwarding loops, with a SEQPACKET socket standing in for /dev/fuse.
 
 A socket gives the same one-frame-per-read semantics as the device, so these tests drive
-the real loops (INIT rewriting, reassembly, ordering, endings) without a mount.
+the real loops (INIT rewriting, reassembly, ordering, endings) without a mount. Each runs
+on both forwarding paths: the Python loops and the compiled core (proxy/core.py).
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from fusetrace.protocol.abi import InitFlag
-from fusetrace.proxy import wire
-from fusetrace.proxy.forward import LEND_MIN, PENDING, Forwarder, Frame, FrameBuffers
+from fusetrace.proxy import core, wire
+from fusetrace.proxy.forward import LEND_MIN, PENDING, Forwarder, Frame, FrameBuffers, Item
 from fusetrace.record import Direction
 from tests.conform.helpers import overlay_argv
 from tests.support.mount import recording
@@ -51,9 +51,10 @@ def reply(unique: int, payload: bytes = b"", error: int = 0) -> bytes:
 
 
 class Rig:
-    """kernel socket ⇄ Forwarder ⇄ daemon socket, frames captured into a queue."""
+    """kernel socket ⇄ Forwarder ⇄ daemon socket, frames captured into a queue (the Python
+    loops) or taken from the core's ring (the compiled core)."""
 
-    def __init__(self, **kw: object) -> None:
+    def __init__(self, path: str = "python", lend_limit: int | None = None, **kw: object) -> None:
         self.kernel, dev = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ours, self.daemon = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         for s in (self.kernel, dev, ours, self.daemon):
@@ -63,20 +64,54 @@ class Rig:
         self.daemon.settimeout(5)
         self._dev = dev
         self.captured: queue.SimpleQueue[Frame] = queue.SimpleQueue()
+        self.core: core.CoreForwarder | None = None
+        self.fwd: Forwarder
+        if path == "c":
+            limit = {} if lend_limit is None else {"lend_limit": lend_limit}
+            self.core = core.CoreForwarder(dev.fileno(), ours, bufsize=1 << 20, **limit, **kw)  # type: ignore[arg-type]
+            self.fwd = self.core
+            self.buffers: FrameBuffers | None = self.core.buffers
+        else:
+            self.buffers = None if lend_limit is None else FrameBuffers((1 << 20) + 1, lend_limit)
+            self.fwd = Forwarder(
+                dev.fileno(), ours, self.captured.put, bufsize=1 << 20, buffers=self.buffers, **kw
+            )  # type: ignore[arg-type]
+        self.taken = 0
         #: the result of each outbound frame taken by items(), in order
         self.results: list[int | None] = []
-        self.fwd = Forwarder(dev.fileno(), ours, self.captured.put, bufsize=1 << 20, **kw)  # type: ignore[arg-type]
         self.fwd.start()
 
-    def items(self) -> list[tuple[Direction, int, Any, str | None]]:
-        """The frames captured so far, as (direction, t_ns, data, comment)."""
-        out: list[tuple[Direction, int, Any, str | None]] = []
+    def items(self) -> list[Item]:
+        """The frames captured so far, as (direction, t_ns, data, comment); the results of
+        the outbound ones go to :attr:`results`."""
+        if self.core is not None:
+            # a reply is handed over once its write returned, just after the test's end
+            # of the "device" received it: take until all handed over are taken
+            out = []
+            deadline = time.monotonic() + 5
+            while self.taken < self.core.handed() and time.monotonic() < deadline:
+                got = self.core.take()
+                self.taken += len(got)
+                self.results += [f[4] for f in got if f[0] is Direction.OUTBOUND]
+                out += [f[:4] for f in got]
+                if self.taken < self.core.handed():
+                    time.sleep(0.001)
+            self.core.collect_stats()
+            return out  # type: ignore[return-value]
+        out = []
         while not self.captured.empty():
             direction, t, data, comment, result = self.captured.get()
             if direction is Direction.OUTBOUND:
                 self.results.append(result)
             out.append((direction, t, data, comment))
         return out
+
+    def refused(self) -> dict[str, int]:
+        """The forwarder's count of refused writes so far (the core's counters are copied
+        on request)."""
+        if self.core is not None:
+            self.core.collect_stats()
+        return self.fwd.stats.refused
 
     def close(self) -> None:
         self.kernel.close()
@@ -87,8 +122,8 @@ class Rig:
 
 
 @pytest.fixture
-def rig() -> Rig:
-    r = Rig()
+def rig(path: str) -> Rig:
+    r = Rig(path)
     yield r
     r.close()
 
@@ -174,9 +209,9 @@ def test_a_refused_write_is_the_frames_result(rig: Rig) -> None:
     rig._dev.shutdown(socket.SHUT_WR)
     rig.daemon.send(reply(6, b"late"))
     deadline = time.monotonic() + 5
-    while not rig.fwd.stats.refused and time.monotonic() < deadline:
+    while not rig.refused() and time.monotonic() < deadline:
         time.sleep(0.005)
-    assert rig.fwd.stats.refused == {"EPIPE": 1}
+    assert rig.refused() == {"EPIPE": 1}
     rig.items()
     assert rig.results == [0, errno.EPIPE]
     assert PENDING not in rig.results
@@ -200,25 +235,28 @@ def test_daemon_closing_its_socket_ends_forwarding(rig: Rig) -> None:
     assert rig.fwd.ending is not None and rig.fwd.ending.reason == "daemon closed"
 
 
-def test_outstanding_requests_are_tracked_until_answered() -> None:
-    r = Rig(track_outstanding=True)
+def test_outstanding_requests_are_tracked_until_answered(path: str) -> None:
+    r = Rig(path, track_outstanding=True)
     try:
         r.kernel.send(request(10))
         r.kernel.send(request(12, opcode=wire.OP_FORGET))  # no reply expected
         r.daemon.recv(1 << 16)
         r.daemon.recv(1 << 16)
+        r.items()  # (the core's frames are tracked as the capture thread takes them)
         assert r.fwd.outstanding is not None and set(r.fwd.outstanding) == {10}
         assert r.fwd.oldest_outstanding() is not None
         r.daemon.send(reply(10))
         r.kernel.recv(1 << 16)
+        r.items()
         assert r.fwd.outstanding == {}
     finally:
         r.close()
 
 
-def test_large_frames_are_lent_in_their_buffers_and_arrive_byte_exact() -> None:
-    buffers = FrameBuffers((1 << 20) + 1, limit=3)
-    r = Rig(buffers=buffers)
+def test_large_frames_are_lent_in_their_buffers_and_arrive_byte_exact(path: str) -> None:
+    r = Rig(path, lend_limit=3)
+    buffers = r.buffers
+    assert buffers is not None
     try:
         r.kernel.send(init_request())
         r.daemon.recv(1 << 16)
@@ -255,8 +293,8 @@ def test_large_frames_are_lent_in_their_buffers_and_arrive_byte_exact() -> None:
         r.close()
 
 
-def test_small_frames_are_copied_even_with_frame_buffers() -> None:
-    r = Rig(buffers=FrameBuffers((1 << 20) + 1))
+def test_small_frames_are_copied_even_with_frame_buffers(path: str) -> None:
+    r = Rig(path, lend_limit=64)
     try:
         r.kernel.send(request(6))
         assert r.daemon.recv(1 << 16) == request(6)
@@ -275,7 +313,7 @@ def drop_caches() -> None:
 
 @pytest.mark.mount
 def test_replies_spliced_by_a_real_daemon_are_joined_under_concurrent_reads(
-    mountpoint: Path, tmp_path: Path
+    mountpoint: Path, tmp_path: Path, forwarding: str
 ) -> None:
     """fuse-overlayfs (libfuse 3) splices READ replies into the socket, one reply in several
     messages; with twelve readers at once several daemon threads do so side by side. Every

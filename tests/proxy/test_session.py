@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
 import random
 import re
@@ -57,7 +58,7 @@ def tshark_count(path: Path) -> int:
 
 @pytest.mark.parametrize("daemon", ["squashfuse_ll", "squashfuse"])
 def test_squashfuse_workload_is_captured_whole(
-    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path, daemon: str
+    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path, daemon: str, forwarding: str
 ) -> None:
     """Low-level (squashfuse_ll) and high-level (squashfuse) libfuse 3 daemons."""
     src, img = image
@@ -117,12 +118,13 @@ def test_squashfuse_workload_is_captured_whole(
     assert meta["mountpoint"] == str(mountpoint)
     assert meta["daemon"] == [daemon, "-f", str(img), "{}"]
     assert meta["handoff"] == "fd"
+    assert meta["forwarding"] == forwarding
     assert meta["kernel_release"] == os.uname().release
     assert oct(capture.stat().st_mode & 0o777) == oct(0o600)
 
 
 def test_sigint_unmounts_and_leaves_a_readable_capture(
-    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path
+    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path, forwarding: str
 ) -> None:
     _src, img = image
     capture = tmp_path / "int.pcapng"
@@ -140,7 +142,7 @@ def test_sigint_unmounts_and_leaves_a_readable_capture(
 
 
 def test_sigint_while_a_reader_is_busy_detaches_and_aborts(
-    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path
+    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path, forwarding: str
 ) -> None:
     _src, img = image
     capture = tmp_path / "busy.pcapng"
@@ -163,7 +165,7 @@ def test_sigint_while_a_reader_is_busy_detaches_and_aborts(
 
 
 def test_external_umount_variants_end_the_recording(
-    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path
+    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path, forwarding: str
 ) -> None:
     _src, img = image
     for n, command in enumerate((["fusermount3", "-u"], ["umount", "-l"])):
@@ -177,7 +179,7 @@ def test_external_umount_variants_end_the_recording(
 
 
 def test_daemon_killed_mid_workload_releases_the_mount(
-    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path
+    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path, forwarding: str
 ) -> None:
     _src, img = image
     capture = tmp_path / "kill.pcapng"
@@ -194,7 +196,7 @@ def test_daemon_killed_mid_workload_releases_the_mount(
 
 
 def test_recorder_killed_leaves_a_capture_valid_to_its_last_frame(
-    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path
+    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path, forwarding: str
 ) -> None:
     _src, img = image
     capture = tmp_path / "k9.pcapng"
@@ -223,7 +225,7 @@ def test_recorder_killed_leaves_a_capture_valid_to_its_last_frame(
 
 
 def test_daemon_timeout_aborts_a_hung_daemon(
-    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path
+    image: tuple[Path, Path], mountpoint: Path, tmp_path: Path, forwarding: str
 ) -> None:
     _src, img = image
     capture = tmp_path / "hung.pcapng"
@@ -317,23 +319,57 @@ def test_capture_output_writes_large_drains_direct_and_keeps_the_file_whole(
     assert path.read_bytes() == expected
 
 
+class RunSource:
+    """Frames handed over as the compiled core hands them: small frames without a comment
+    as their packet blocks, each run of them in one bytes object; the others as frames."""
+
+    def __init__(self) -> None:
+        self.writer = CaptureWriter(io.BytesIO(), {})
+        self.queue: list[object] = []
+        self.blocks = 0
+
+    def put(self, item: tuple[Direction, int, bytes | memoryview, str | None, int | None]) -> None:
+        direction, t, data, comment, result = item
+        if comment is None and isinstance(data, bytes):
+            block = b"".join(self.writer.block(direction, t, data, result=result))
+            if self.queue and isinstance(self.queue[-1], bytes):
+                self.queue[-1] += block
+            else:
+                self.queue.append(block)
+            self.blocks += 1
+        else:
+            self.queue.append(item)
+
+    def take(self, final: bool = False, blocks: bool = False) -> list[object]:
+        assert blocks
+        out, self.queue = self.queue, []
+        return out
+
+    def encoded(self) -> int:
+        return self.blocks
+
+
+@pytest.mark.parametrize("runs", [False, True], ids=["frames", "runs"])
 @pytest.mark.parametrize("largest", [262_144, 1_048_656])
 def test_lent_frames_are_written_direct_from_their_buffers_and_read_back_whole(
-    tmp_path: Path, largest: int
+    tmp_path: Path, largest: int, runs: bool
 ) -> None:
     """Large frames lent in page-aligned receive buffers go to the file from there, the
-    block before each padded so that the frame lands on an alignment unit. The file must
-    read back frame for frame, whole after every drain, and tshark must read it the same
-    (tshark takes frames up to 256 KiB on this link type, hence the two sizes)."""
+    block before each padded so that the frame lands on an alignment unit (the last block
+    of a run, where small frames come in runs of blocks as from the compiled core). The
+    file must read back frame for frame, whole after every drain, and tshark must read it
+    the same (tshark takes frames up to 256 KiB on this link type, hence the two sizes)."""
     rng = random.Random(largest)
     buffers = FrameBuffers((1 << 20) + 4097)
     path = tmp_path / "lent.pcapng"
     errors: list[str] = []
+    source = RunSource() if runs else None
     with open(path, "wb", buffering=0) as f:
         thread = CaptureThread(
             f, lambda sink: CaptureWriter(sink, {}), errors.append, interval=3600,
-            buffers=buffers,
+            buffers=buffers, source=source,  # type: ignore[arg-type]
         )  # fmt: skip
+        put = source.put if source is not None else thread.put
         sent: list[tuple[Direction, int, bytes, str | None, int | None]] = []
         t = 1_000
         for _ in range(12):
@@ -346,14 +382,14 @@ def test_lent_frames_are_written_direct_from_their_buffers_and_read_back_whole(
                     result = rng.choice([0, 0, 0, errno.ENOENT, errno.EINVAL])
                 if rng.random() < 0.5:
                     data = rng.randbytes(rng.randrange(16, 300))
-                    thread.put((direction, t, data, comment, result))
+                    put((direction, t, data, comment, result))
                 else:
                     n = rng.choice([32 << 10, 131_088, largest, rng.randrange(32 << 10, largest)])
                     buf = buffers.take(direction)
                     assert buf is not None
                     data = rng.randbytes(n)
                     buf[:n] = data
-                    thread.put((direction, t, memoryview(buf)[:n], comment, result))
+                    put((direction, t, memoryview(buf)[:n], comment, result))
                 sent.append((direction, t, data, comment, result))
             thread._drain()
             with open_capture(str(path)) as reader:  # whole after every drain

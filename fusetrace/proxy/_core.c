@@ -1,0 +1,807 @@
+/*
+ * fusetrace's compiled forwarding core: the two forwarding loops and the ring that hands
+ * frames to the capture thread, without the interpreter lock.
+ *
+ * The Python side (fusetrace/proxy/core.py) runs each loop in a thread of its own
+ * (Core.run_k2d, Core.run_d2k); a loop holds no GIL while it reads, forwards and hands
+ * frames on, and takes it only for the INIT pair, once per mount, to let the Python code
+ * in forward.py rewrite it. The capture thread takes whatever is ready in one call
+ * (Core.take), as a list of (direction, t_ns, data, comment, result) in the order the
+ * frames crossed /dev/fuse.
+ *
+ * The ring: slots in a fixed array and the bytes of small frames in an arena, both used
+ * in order. A loop reserves its slot under a mutex before it forwards the frame (so the
+ * capture's order is the order of the device), fills it, and marks it ready: a request
+ * at once, a reply once its write to /dev/fuse returned and the result (0, or the errno
+ * the kernel refused it with) is in the slot. The capture thread takes slots up to the
+ * first that is not ready. A full ring makes the loops wait: a frame is never dropped,
+ * unless the capture has failed (Core.discard). Large frames are not copied: the loop
+ * lends the buffer it read the frame into (a page-aligned mmap the Python side owns) and
+ * reads the next frame into a free one; the capture thread gives it back (Core.give).
+ *
+ * Wire facts used here, as in bench/relay.c: a reply's len (u32 at 0) and unique (u64 at
+ * 8); a request's unique (u64 at 8). Everything else about the protocol stays in Python.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { IN = 0, OUT = 1 };
+enum { FILLING = 0, DATA = 1, READY = 2 };
+#define NO_RESULT (-1)
+#define NERRNO 256
+
+typedef struct {
+	uint64_t t_ns;
+	uint64_t arena_pos; /* where the frame's bytes are (a position, not an offset) */
+	uint64_t arena_end; /* the arena position after this slot */
+	Py_ssize_t len;
+	PyObject *obj;     /* the captured frame as a callback made it (owned), or NULL */
+	PyObject *comment; /* owned, or NULL */
+	int buf;           /* the lent buffer holding the frame, or -1 */
+	int dir;
+	int result;
+	int cut;
+	int state;
+} Slot;
+
+typedef struct {
+	PyObject_HEAD
+	int devfd, sockfd;
+	Py_ssize_t bufsize;
+	Py_ssize_t lend_min;
+	int nbufs; /* per direction */
+	PyObject *views; /* tuple: a memoryview of each buffer */
+	Py_buffer *held;
+	char **addr;
+	int *free_stack[2];
+	int nfree[2];
+	PyObject *on_request, *on_init_reply, *dirs[2];
+	Slot *slots;
+	uint64_t nslots, head, tail;
+	char *arena;
+	uint64_t arena_size, arena_head, arena_tail;
+	pthread_mutex_t lock;
+	pthread_cond_t space;
+	int waiting, discard;
+	uint64_t init_unique;
+	/* pcapng Enhanced Packet Blocks the core encodes itself (Core.set_blocks): the block
+	 * type, and per direction the options (flags, end of options) of a plain frame */
+	uint32_t block_type;
+	PyObject *block_opts[2];
+	Py_ssize_t snaplen;
+	uint64_t inbound, outbound, joined, waits, encoded;
+	uint64_t refused[NERRNO];
+} Core;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int take_free(Core *c, int dir)
+{
+	int b = -1;
+	pthread_mutex_lock(&c->lock);
+	if (c->nfree[dir] > 0)
+		b = c->free_stack[dir][--c->nfree[dir]];
+	pthread_mutex_unlock(&c->lock);
+	return b;
+}
+
+static void put_free(Core *c, int b)
+{
+	int dir = b / c->nbufs;
+	pthread_mutex_lock(&c->lock);
+	if (c->nfree[dir] < c->nbufs)
+		c->free_stack[dir][c->nfree[dir]++] = b;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* A slot for the next frame, with `copy` bytes of arena reserved for it; NULL when the
+ * capture has failed and frames are dropped. Waits while the ring is full. */
+static Slot *reserve(Core *c, Py_ssize_t copy)
+{
+	Slot *s;
+	uint64_t pos = 0;
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		if (c->discard) {
+			pthread_mutex_unlock(&c->lock);
+			return NULL;
+		}
+		if (c->head - c->tail < c->nslots) {
+			if (!copy)
+				break;
+			pos = c->arena_head;
+			uint64_t phys = pos % c->arena_size;
+			if (phys + (uint64_t)copy > c->arena_size)
+				pos += c->arena_size - phys; /* never across the end: start over */
+			if (pos + (uint64_t)copy - c->arena_tail <= c->arena_size)
+				break;
+		}
+		c->waiting++;
+		c->waits++;
+		pthread_cond_wait(&c->space, &c->lock);
+		c->waiting--;
+	}
+	s = &c->slots[c->head % c->nslots];
+	c->head++;
+	__atomic_store_n(&s->state, FILLING, __ATOMIC_RELAXED);
+	s->obj = NULL;
+	s->comment = NULL;
+	s->buf = -1;
+	s->cut = 0;
+	s->result = NO_RESULT;
+	if (copy) {
+		s->arena_pos = pos;
+		c->arena_head = pos + (uint64_t)copy;
+	}
+	s->arena_end = c->arena_head;
+	pthread_mutex_unlock(&c->lock);
+	return s;
+}
+
+static char *arena_at(Core *c, uint64_t pos)
+{
+	return c->arena + pos % c->arena_size;
+}
+
+/* A loop's ending, as (reason, detail); NULL with an exception set when that fails. */
+static PyObject *ending(const char *reason, const char *what, int err)
+{
+	PyObject *detail;
+	if (what == NULL)
+		return Py_BuildValue("(ss)", reason, "");
+	if (err == 0)
+		return Py_BuildValue("(ss)", reason, what);
+	detail = PyUnicode_FromFormat("%s: %s", what, strerror(err));
+	if (detail == NULL)
+		return NULL;
+	return Py_BuildValue("(sN)", reason, detail);
+}
+
+/* The exception a callback raised, as the detail of a "forwarding failed" ending. */
+static PyObject *failed(void)
+{
+	PyObject *type, *value, *tb, *text;
+	PyErr_Fetch(&type, &value, &tb);
+	text = value ? PyObject_Repr(value) : PyUnicode_FromString("unknown error");
+	Py_XDECREF(type);
+	Py_XDECREF(value);
+	Py_XDECREF(tb);
+	if (text == NULL)
+		return NULL;
+	return Py_BuildValue("(sN)", "forwarding failed", text);
+}
+
+static PyObject *Core_run_k2d(Core *c, PyObject *Py_UNUSED(ignored))
+{
+	int cur = take_free(c, IN);
+	int first = 1;
+	const char *reason = NULL, *what = NULL;
+	int err = 0;
+	PyObject *fail = NULL;
+	if (cur < 0) {
+		PyErr_SetString(PyExc_RuntimeError, "no receive buffer");
+		return NULL;
+	}
+	Py_BEGIN_ALLOW_THREADS
+	for (;;) {
+		char *buf = c->addr[cur];
+		ssize_t n = read(c->devfd, buf, c->bufsize);
+		if (n < 0) {
+			if (errno == ENOENT || errno == EINTR)
+				continue; /* interrupted before we read it */
+			if (errno == ENODEV || errno == ECONNABORTED) {
+				reason = "unmounted";
+			} else {
+				reason = "device error";
+				what = "reading /dev/fuse";
+				err = errno;
+			}
+			break;
+		}
+		if (n == 0) { /* never from /dev/fuse; a test double's end of file */
+			reason = "unmounted";
+			break;
+		}
+		uint64_t t = now_ns();
+		PyObject *forward = NULL, *comment = NULL;
+		if (first) {
+			/* the INIT request: rewritten in Python (forward.py), captured as read */
+			first = 0;
+			Py_BLOCK_THREADS
+			PyObject *r = PyObject_CallFunction(c->on_request, "y#", buf, (Py_ssize_t)n);
+			unsigned long long unique = 0;
+			if (r == NULL || !PyArg_ParseTuple(r, "SOK", &forward, &comment, &unique)) {
+				Py_XDECREF(r);
+				fail = failed();
+				Py_UNBLOCK_THREADS
+				break;
+			}
+			Py_INCREF(forward);
+			if (comment == Py_None)
+				comment = NULL;
+			else
+				Py_INCREF(comment);
+			Py_DECREF(r);
+			__atomic_store_n(&c->init_unique, (uint64_t)unique, __ATOMIC_RELEASE);
+			Py_UNBLOCK_THREADS
+		}
+		int spare = n >= c->lend_min ? take_free(c, IN) : -1;
+		Slot *s = reserve(c, spare < 0 ? n : 0);
+		if (s != NULL) {
+			s->t_ns = t;
+			s->dir = IN;
+			s->len = n;
+			s->comment = comment;
+			if (spare >= 0)
+				s->buf = cur;
+			else
+				memcpy(arena_at(c, s->arena_pos), buf, n);
+			__atomic_store_n(&s->state, READY, __ATOMIC_RELEASE);
+		} else if (spare >= 0) {
+			put_free(c, spare);
+			spare = -1;
+		}
+		c->inbound++;
+		const char *data = forward ? PyBytes_AS_STRING(forward) : buf;
+		Py_ssize_t len = forward ? PyBytes_GET_SIZE(forward) : n;
+		ssize_t sent = send(c->sockfd, data, len, MSG_NOSIGNAL);
+		int send_err = errno;
+		if (forward != NULL || (s == NULL && comment != NULL)) {
+			Py_BLOCK_THREADS
+			Py_XDECREF(forward);
+			if (s == NULL)
+				Py_XDECREF(comment);
+			Py_UNBLOCK_THREADS
+		}
+		if (spare >= 0)
+			cur = spare;
+		if (sent < 0) {
+			/* EPIPE / ECONNRESET: the daemon closed its end */
+			reason = "daemon closed";
+			what = "sending to the daemon";
+			err = send_err;
+			break;
+		}
+	}
+	Py_END_ALLOW_THREADS
+	if (fail != NULL || PyErr_Occurred())
+		return fail;
+	return ending(reason, what, err);
+}
+
+static PyObject *Core_run_d2k(Core *c, PyObject *Py_UNUSED(ignored))
+{
+	int cur = take_free(c, OUT);
+	int init_pending = 1;
+	Py_ssize_t size = c->bufsize; /* one byte more than any frame may have */
+	const char *reason = NULL, *what = NULL;
+	int err = 0;
+	PyObject *fail = NULL;
+	if (cur < 0) {
+		PyErr_SetString(PyExc_RuntimeError, "no receive buffer");
+		return NULL;
+	}
+	Py_BEGIN_ALLOW_THREADS
+	for (;;) {
+		char *buf = c->addr[cur];
+		ssize_t got = recv(c->sockfd, buf, size, 0);
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			reason = "daemon closed";
+			what = "receiving from the daemon";
+			err = errno;
+			break;
+		}
+		if (got == 0) {
+			reason = "daemon closed";
+			break;
+		}
+		uint64_t t = now_ns();
+		uint64_t unique = 0;
+		int cut = 0;
+		if (got >= 16) {
+			uint32_t length;
+			memcpy(&length, buf, 4);
+			memcpy(&unique, buf + 8, 8);
+			if ((ssize_t)length > got && got < size) {
+				/* spliced by the daemon: the rest follows in more messages (see
+				 * Forwarder._reassemble) */
+				ssize_t end = (ssize_t)length < size - 1 ? (ssize_t)length : size - 1;
+				c->joined++;
+				while (got < end) {
+					ssize_t more = recv(c->sockfd, buf + got, size - got, 0);
+					if (more < 0 && errno == EINTR)
+						continue;
+					if (more <= 0) {
+						reason = "daemon closed";
+						what = more < 0 ? "receiving from the daemon"
+								: "the daemon closed its socket inside a reply";
+						err = more < 0 ? errno : 0;
+						break;
+					}
+					got += more;
+				}
+				if (reason != NULL)
+					break;
+			}
+		}
+		if (got >= size) {
+			got = size - 1;
+			cut = 1;
+		}
+		PyObject *obj = NULL, *comment = NULL;
+		if (init_pending && unique != 0 &&
+		    unique == __atomic_load_n(&c->init_unique, __ATOMIC_ACQUIRE)) {
+			/* the INIT reply: rewritten in Python, captured as the kernel sees it */
+			init_pending = 0;
+			Py_BLOCK_THREADS
+			PyObject *r = PyObject_CallFunction(c->on_init_reply, "y#", buf, (Py_ssize_t)got);
+			if (r == NULL || !PyArg_ParseTuple(r, "SO", &obj, &comment)) {
+				Py_XDECREF(r);
+				fail = failed();
+				Py_UNBLOCK_THREADS
+				break;
+			}
+			Py_INCREF(obj);
+			if (comment == Py_None)
+				comment = NULL;
+			else
+				Py_INCREF(comment);
+			Py_DECREF(r);
+			Py_UNBLOCK_THREADS
+			cut = 0;
+		}
+		int spare = obj == NULL && got >= c->lend_min ? take_free(c, OUT) : -1;
+		Slot *s = reserve(c, obj == NULL && spare < 0 ? got : 0);
+		const char *data = obj ? PyBytes_AS_STRING(obj) : buf;
+		Py_ssize_t len = obj ? PyBytes_GET_SIZE(obj) : got;
+		if (s != NULL) {
+			s->t_ns = t;
+			s->dir = OUT;
+			s->len = len;
+			s->obj = obj;
+			s->comment = comment;
+			s->cut = cut;
+			if (spare >= 0)
+				s->buf = cur;
+			else if (obj == NULL)
+				memcpy(arena_at(c, s->arena_pos), buf, got);
+			__atomic_store_n(&s->state, DATA, __ATOMIC_RELEASE);
+		} else if (spare >= 0) {
+			put_free(c, spare);
+			spare = -1;
+		}
+		c->outbound++;
+		ssize_t w = write(c->devfd, data, len);
+		int result = w < 0 ? errno : 0;
+		if (s != NULL) {
+			s->result = result;
+			__atomic_store_n(&s->state, READY, __ATOMIC_RELEASE);
+		} else if (obj != NULL || comment != NULL) {
+			Py_BLOCK_THREADS
+			Py_XDECREF(obj);
+			Py_XDECREF(comment);
+			Py_UNBLOCK_THREADS
+		}
+		if (spare >= 0)
+			cur = spare;
+		if (w < 0) {
+			if (result == ENODEV || result == ECONNABORTED) {
+				reason = "unmounted";
+				break;
+			}
+			c->refused[result < NERRNO ? result : 0]++;
+		}
+	}
+	Py_END_ALLOW_THREADS
+	if (fail != NULL || PyErr_Occurred())
+		return fail;
+	return ending(reason, what, err);
+}
+
+/* The size of a copied frame's Enhanced Packet Block, laid out as CaptureWriter.block
+ * lays it out (channel 0; data cut to the snap length; options as set_blocks gave them). */
+static Py_ssize_t block_size(Core *c, Slot *s)
+{
+	Py_ssize_t cap = s->len;
+	if (c->snaplen > 0 && cap > c->snaplen)
+		cap = c->snaplen;
+	return 28 + cap + (4 - cap % 4) % 4 + PyBytes_GET_SIZE(c->block_opts[s->dir]) + 4;
+}
+
+static void encode_block(Core *c, Slot *s, char *p)
+{
+	PyObject *opts = c->block_opts[s->dir];
+	Py_ssize_t cap = s->len;
+	if (c->snaplen > 0 && cap > c->snaplen)
+		cap = c->snaplen;
+	Py_ssize_t pad = (4 - cap % 4) % 4;
+	Py_ssize_t olen = PyBytes_GET_SIZE(opts);
+	uint32_t total = (uint32_t)(28 + cap + pad + olen + 4);
+	uint32_t head[7] = {c->block_type, total, 0, (uint32_t)(s->t_ns >> 32),
+			    (uint32_t)(s->t_ns & 0xffffffffu), (uint32_t)cap, (uint32_t)s->len};
+	memcpy(p, head, sizeof head);
+	memcpy(p + 28, arena_at(c, s->arena_pos), cap);
+	memset(p + 28 + cap, 0, pad);
+	memcpy(p + 28 + cap + pad, PyBytes_AS_STRING(opts), olen);
+	memcpy(p + total - 4, &total, 4);
+}
+
+/* Whether take(blocks=True) hands this slot over as a packet block. */
+static int encodable(Core *c, Slot *s, int state)
+{
+	return c->block_opts[s->dir] != NULL && s->obj == NULL && s->buf < 0 &&
+	       s->comment == NULL && !s->cut &&
+	       (s->dir == IN || (state == READY && s->result == 0));
+}
+
+/* The frames ready so far, in order: [(direction, t_ns, data, comment, result), ...].
+ * With final (the loops have ended), a reply whose write never returned comes with
+ * result None. With blocks (and set_blocks called), small frames without a comment,
+ * accepted by the kernel if they are replies, come as their Enhanced Packet Blocks
+ * instead: each run of such frames as one bytes object, the blocks one after the other
+ * (Core.encoded counts them). One thread takes at a time. */
+static PyObject *Core_take(Core *c, PyObject *args)
+{
+	int final = 0, blocks = 0;
+	uint64_t head, i, freed_to = 0;
+	PyObject *out;
+	if (!PyArg_ParseTuple(args, "|pp", &final, &blocks))
+		return NULL;
+	out = PyList_New(0);
+	if (out == NULL)
+		return NULL;
+	pthread_mutex_lock(&c->lock);
+	head = c->head;
+	pthread_mutex_unlock(&c->lock);
+	for (i = c->tail; i < head; i++) {
+		Slot *s = &c->slots[i % c->nslots];
+		int state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+		if (state == FILLING || (state == DATA && !final))
+			break;
+		if (blocks && encodable(c, s, state)) {
+			/* the run of frames that go as blocks, from this one on */
+			uint64_t j = i, end;
+			Py_ssize_t size = 0;
+			for (; j < head; j++) {
+				Slot *r = &c->slots[j % c->nslots];
+				int st = __atomic_load_n(&r->state, __ATOMIC_ACQUIRE);
+				if (st == FILLING || (st == DATA && !final) || !encodable(c, r, st))
+					break;
+				size += block_size(c, r);
+			}
+			end = j;
+			PyObject *b = PyBytes_FromStringAndSize(NULL, size);
+			if (b == NULL)
+				goto error;
+			char *p = PyBytes_AS_STRING(b);
+			for (j = i; j < end; j++) {
+				Slot *r = &c->slots[j % c->nslots];
+				encode_block(c, r, p);
+				p += block_size(c, r);
+				freed_to = r->arena_end;
+			}
+			c->encoded += end - i;
+			if (PyList_Append(out, b) < 0) {
+				Py_DECREF(b);
+				goto error;
+			}
+			Py_DECREF(b);
+			i = end - 1;
+			continue;
+		}
+		PyObject *data;
+		if (s->obj != NULL) {
+			data = s->obj;
+			s->obj = NULL;
+		} else if (s->buf >= 0) {
+			data = PySequence_GetSlice(PyTuple_GET_ITEM(c->views, s->buf), 0, s->len);
+		} else {
+			data = PyBytes_FromStringAndSize(arena_at(c, s->arena_pos), s->len);
+		}
+		if (data == NULL)
+			goto error;
+		PyObject *comment = s->comment;
+		s->comment = NULL;
+		if (comment == NULL && s->cut)
+			comment = PyUnicode_FromFormat("fusetrace: cut to %zd bytes, the daemon sent more",
+						       s->len);
+		if (comment == NULL && !PyErr_Occurred()) {
+			comment = Py_None;
+			Py_INCREF(comment);
+		}
+		PyObject *result;
+		if (s->dir == IN || state != READY) {
+			result = Py_None;
+			Py_INCREF(result);
+		} else {
+			result = PyLong_FromLong(s->result);
+		}
+		PyObject *item = Py_BuildValue("(OKNNN)", c->dirs[s->dir],
+					       (unsigned long long)s->t_ns, data, comment, result);
+		if (item == NULL || PyList_Append(out, item) < 0) {
+			Py_XDECREF(item);
+			goto error;
+		}
+		Py_DECREF(item);
+		freed_to = s->arena_end;
+	}
+	if (i != c->tail) {
+		pthread_mutex_lock(&c->lock);
+		c->tail = i;
+		c->arena_tail = freed_to;
+		if (c->waiting)
+			pthread_cond_broadcast(&c->space);
+		pthread_mutex_unlock(&c->lock);
+	}
+	return out;
+error:
+	Py_DECREF(out);
+	return NULL;
+}
+
+static PyObject *Core_set_blocks(Core *c, PyObject *args)
+{
+	PyObject *type, *opts_in, *opts_out;
+	Py_ssize_t snaplen;
+	if (!PyArg_ParseTuple(args, "SSOn", &type, &opts_in, &opts_out, &snaplen))
+		return NULL;
+	if (PyBytes_GET_SIZE(type) != 4 || (opts_out != Py_None && !PyBytes_Check(opts_out))) {
+		PyErr_SetString(PyExc_ValueError, "set_blocks(type: 4 bytes, opts, opts|None, snaplen)");
+		return NULL;
+	}
+	memcpy(&c->block_type, PyBytes_AS_STRING(type), 4);
+	Py_XSETREF(c->block_opts[IN], Py_NewRef(opts_in));
+	Py_XSETREF(c->block_opts[OUT], opts_out == Py_None ? NULL : Py_NewRef(opts_out));
+	c->snaplen = snaplen;
+	Py_RETURN_NONE;
+}
+
+static PyObject *Core_give(Core *c, PyObject *args)
+{
+	int b;
+	if (!PyArg_ParseTuple(args, "i", &b))
+		return NULL;
+	if (b < 0 || b >= 2 * c->nbufs) {
+		PyErr_SetString(PyExc_ValueError, "no such buffer");
+		return NULL;
+	}
+	put_free(c, b);
+	Py_RETURN_NONE;
+}
+
+static PyObject *Core_encoded(Core *c, PyObject *Py_UNUSED(ignored))
+{
+	return PyLong_FromUnsignedLongLong(c->encoded);
+}
+
+static PyObject *Core_handed(Core *c, PyObject *Py_UNUSED(ignored))
+{
+	uint64_t head;
+	pthread_mutex_lock(&c->lock);
+	head = c->head;
+	pthread_mutex_unlock(&c->lock);
+	return PyLong_FromUnsignedLongLong(head);
+}
+
+static PyObject *Core_discard(Core *c, PyObject *Py_UNUSED(ignored))
+{
+	pthread_mutex_lock(&c->lock);
+	c->discard = 1;
+	pthread_cond_broadcast(&c->space);
+	pthread_mutex_unlock(&c->lock);
+	Py_RETURN_NONE;
+}
+
+static PyObject *Core_stats(Core *c, PyObject *Py_UNUSED(ignored))
+{
+	PyObject *refused = PyDict_New();
+	if (refused == NULL)
+		return NULL;
+	for (int e = 0; e < NERRNO; e++) {
+		if (c->refused[e] == 0)
+			continue;
+		PyObject *k = PyLong_FromLong(e), *v = PyLong_FromUnsignedLongLong(c->refused[e]);
+		if (k == NULL || v == NULL || PyDict_SetItem(refused, k, v) < 0) {
+			Py_XDECREF(k);
+			Py_XDECREF(v);
+			Py_DECREF(refused);
+			return NULL;
+		}
+		Py_DECREF(k);
+		Py_DECREF(v);
+	}
+	return Py_BuildValue("{sKsKsKsKsN}", "inbound", (unsigned long long)c->inbound,
+			     "outbound", (unsigned long long)c->outbound, "joined",
+			     (unsigned long long)c->joined, "waits", (unsigned long long)c->waits,
+			     "refused", refused);
+}
+
+static void Core_dealloc(Core *c)
+{
+	if (c->slots != NULL) {
+		for (uint64_t i = 0; i < c->nslots; i++) {
+			Py_XDECREF(c->slots[i].obj);
+			Py_XDECREF(c->slots[i].comment);
+		}
+		PyMem_Free(c->slots);
+	}
+	if (c->held != NULL) {
+		for (int i = 0; i < 2 * c->nbufs; i++)
+			if (c->held[i].obj != NULL)
+				PyBuffer_Release(&c->held[i]);
+		PyMem_Free(c->held);
+	}
+	PyMem_Free(c->addr);
+	PyMem_Free(c->free_stack[0]);
+	PyMem_Free(c->free_stack[1]);
+	PyMem_Free(c->arena);
+	Py_XDECREF(c->views);
+	Py_XDECREF(c->on_request);
+	Py_XDECREF(c->on_init_reply);
+	Py_XDECREF(c->dirs[0]);
+	Py_XDECREF(c->dirs[1]);
+	Py_XDECREF(c->block_opts[0]);
+	Py_XDECREF(c->block_opts[1]);
+	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->space);
+	Py_TYPE(c)->tp_free((PyObject *)c);
+}
+
+static int Core_init(Core *c, PyObject *args, PyObject *kwds)
+{
+	static char *kwlist[] = {"devfd", "sockfd", "buffers", "directions", "on_request",
+				 "on_init_reply", "lend_min", "slots", "arena", NULL};
+	PyObject *buffers, *dirs, *on_request, *on_init_reply;
+	Py_ssize_t lend_min, slots = 1 << 14, arena = 16 << 20;
+	if (c->slots != NULL) {
+		PyErr_SetString(PyExc_RuntimeError, "Core is set up once");
+		return -1;
+	}
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "iiOOOOn|nn", kwlist, &c->devfd, &c->sockfd,
+					 &buffers, &dirs, &on_request, &on_init_reply, &lend_min,
+					 &slots, &arena))
+		return -1;
+	if (!PyList_Check(buffers) || PyList_GET_SIZE(buffers) < 2 ||
+	    PyList_GET_SIZE(buffers) % 2) {
+		PyErr_SetString(PyExc_ValueError, "buffers: an even number of buffers, two at least");
+		return -1;
+	}
+	if (!PyTuple_Check(dirs) || PyTuple_GET_SIZE(dirs) != 2) {
+		PyErr_SetString(PyExc_ValueError, "directions: (inbound, outbound)");
+		return -1;
+	}
+	Py_ssize_t nb = PyList_GET_SIZE(buffers);
+	c->nbufs = (int)(nb / 2);
+	c->lend_min = lend_min;
+	c->held = PyMem_Calloc(nb, sizeof(Py_buffer));
+	c->addr = PyMem_Calloc(nb, sizeof(char *));
+	c->free_stack[0] = PyMem_Calloc(c->nbufs, sizeof(int));
+	c->free_stack[1] = PyMem_Calloc(c->nbufs, sizeof(int));
+	c->views = PyTuple_New(nb);
+	if (!c->held || !c->addr || !c->free_stack[0] || !c->free_stack[1] || !c->views) {
+		PyErr_NoMemory();
+		return -1;
+	}
+	for (Py_ssize_t i = 0; i < nb; i++) {
+		PyObject *b = PyList_GET_ITEM(buffers, i);
+		if (PyObject_GetBuffer(b, &c->held[i], PyBUF_WRITABLE) < 0)
+			return -1;
+		if (i == 0)
+			c->bufsize = c->held[i].len;
+		else if (c->held[i].len != c->bufsize) {
+			PyErr_SetString(PyExc_ValueError, "buffers of different sizes");
+			return -1;
+		}
+		c->addr[i] = c->held[i].buf;
+		PyObject *v = PyMemoryView_FromObject(b);
+		if (v == NULL)
+			return -1;
+		PyTuple_SET_ITEM(c->views, i, v);
+		int dir = (int)(i / c->nbufs);
+		/* pushed in reverse: the first buffers are taken first (and reused most) */
+		c->free_stack[dir][c->nbufs - 1 - (i % c->nbufs)] = (int)i;
+	}
+	c->nfree[0] = c->nfree[1] = c->nbufs;
+	if (slots < 2 || arena < 2 * c->bufsize) {
+		PyErr_SetString(PyExc_ValueError, "the ring is too small (arena: two frames at least)");
+		return -1;
+	}
+	c->nslots = (uint64_t)slots;
+	c->arena_size = (uint64_t)arena;
+	c->arena = PyMem_Malloc(arena);
+	c->slots = PyMem_Calloc(slots, sizeof(Slot));
+	if (!c->arena || !c->slots) {
+		PyErr_NoMemory();
+		return -1;
+	}
+	Py_INCREF(on_request);
+	Py_INCREF(on_init_reply);
+	c->on_request = on_request;
+	c->on_init_reply = on_init_reply;
+	for (int d = 0; d < 2; d++) {
+		c->dirs[d] = PyTuple_GET_ITEM(dirs, d);
+		Py_INCREF(c->dirs[d]);
+	}
+	return 0;
+}
+
+static PyObject *Core_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+	Core *c = (Core *)type->tp_alloc(type, 0);
+	(void)args;
+	(void)kwds;
+	if (c == NULL)
+		return NULL;
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->space, NULL);
+	return (PyObject *)c;
+}
+
+static PyMethodDef Core_methods[] = {
+	{"run_k2d", (PyCFunction)Core_run_k2d, METH_NOARGS,
+	 "Forward kernel -> daemon until the end; returns (reason, detail)."},
+	{"run_d2k", (PyCFunction)Core_run_d2k, METH_NOARGS,
+	 "Forward daemon -> kernel until the end; returns (reason, detail)."},
+	{"take", (PyCFunction)Core_take, METH_VARARGS,
+	 "take(final=False): the frames ready, in order, as "
+	 "(direction, t_ns, data, comment, result)."},
+	{"set_blocks", (PyCFunction)Core_set_blocks, METH_VARARGS,
+	 "set_blocks(type, opts_in, opts_out, snaplen): how take(blocks=True) encodes."},
+	{"give", (PyCFunction)Core_give, METH_VARARGS, "give(index): a lent buffer comes back."},
+	{"encoded", (PyCFunction)Core_encoded, METH_NOARGS,
+	 "How many frames take() has handed over as packet blocks so far."},
+	{"handed", (PyCFunction)Core_handed, METH_NOARGS,
+	 "How many frames the loops have handed over so far (taken or not)."},
+	{"discard", (PyCFunction)Core_discard, METH_NOARGS,
+	 "The capture failed: drop frames from now on instead of waiting for room."},
+	{"stats", (PyCFunction)Core_stats, METH_NOARGS, "Counters of the loops."},
+	{NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject CoreType = {
+	PyVarObject_HEAD_INIT(NULL, 0).tp_name = "fusetrace.proxy._core.Core",
+	.tp_basicsize = sizeof(Core),
+	.tp_flags = Py_TPFLAGS_DEFAULT,
+	.tp_doc = "The forwarding loops and the capture ring (see fusetrace/proxy/core.py).",
+	.tp_new = Core_new,
+	.tp_init = (initproc)Core_init,
+	.tp_dealloc = (destructor)Core_dealloc,
+	.tp_methods = Core_methods,
+};
+
+static struct PyModuleDef module = {
+	PyModuleDef_HEAD_INIT, "_core", "fusetrace's compiled forwarding core.", -1, NULL,
+	NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__core(void)
+{
+	PyObject *m;
+	if (PyType_Ready(&CoreType) < 0)
+		return NULL;
+	m = PyModule_Create(&module);
+	if (m == NULL)
+		return NULL;
+	Py_INCREF(&CoreType);
+	if (PyModule_AddObject(m, "Core", (PyObject *)&CoreType) < 0) {
+		Py_DECREF(&CoreType);
+		Py_DECREF(m);
+		return NULL;
+	}
+	return m;
+}

@@ -1,0 +1,245 @@
+"""The compiled forwarding core: its ring, its results, how it is chosen and built.
+
+The loops themselves run under every test of tests/proxy/test_forward.py and the real
+mounts of tests/proxy/test_session.py (the ``path`` and ``forwarding`` fixtures); these
+tests look at what only the core has.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import random
+import socket
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from fusetrace.capture.pcapng import CaptureWriter
+from fusetrace.errors import EnvironmentProblem
+from fusetrace.proxy import core
+from fusetrace.record import Direction
+from tests.support.mount import fusetrace_cmd, fusetrace_env
+
+needs_core = pytest.mark.skipif(not core.available(), reason="core not built")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def request(unique: int, size: int) -> bytes:
+    payload = bytes([unique % 251]) * (size - 40)
+    return struct.pack("=IIQQIIIHH", size, 15, unique, 1, 0, 0, 0, 0, 0) + payload
+
+
+def reply(unique: int, size: int) -> bytes:
+    return struct.pack("=IiQ", size, 0, unique) + bytes([unique % 253]) * (size - 16)
+
+
+class SmallRing:
+    """kernel socket ⇄ core ⇄ daemon socket, with a ring of a few slots and the smallest
+    arena the core takes (four frames of 4 KiB), so that it fills and wraps often."""
+
+    def __init__(self, slots: int = 8) -> None:
+        self.kernel, self.dev = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.ours, self.daemon = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        for s in (self.kernel, self.daemon):
+            s.settimeout(10)
+        self.fwd = core.CoreForwarder(
+            self.dev.fileno(), self.ours, bufsize=4096, slots=slots, arena=0, lend_limit=0
+        )
+        self.fwd.start()
+
+    def close(self) -> None:
+        self.kernel.close()
+        self.fwd.close_daemon_side()
+        self.daemon.close()
+        assert self.fwd.join(5)
+        self.dev.close()
+        self.ours.close()
+
+
+@needs_core
+def test_the_ring_keeps_every_frame_in_order_through_wrap_around() -> None:
+    """Thousands of frames of random sizes both ways through 8 slots and a 16 KiB arena,
+    taken by a thread of its own as the capture thread does: none lost, none reordered,
+    each byte-exact, and the loops had to wait for room (the ring was full) many times."""
+    ring = SmallRing()
+    rng = random.Random(15)
+    n = 3000
+    reqs = [request(2 * u + 2, rng.randrange(40, 4000)) for u in range(n)]
+    reps = [reply(2 * u + 2, rng.randrange(16, 4000)) for u in range(n)]
+    taken: list[core.CoreFrame] = []
+    done = threading.Event()
+
+    def capture() -> None:
+        while not done.is_set() or len(taken) < 2 * n:
+            taken.extend(ring.fwd.take())
+            time.sleep(0.001)  # as the capture thread, which takes every few milliseconds
+            if done.is_set() and ring.fwd.handed() == len(taken):
+                break
+
+    def daemon() -> None:
+        for r in reps:
+            ring.daemon.recv(1 << 16)  # the request, then its answer
+            ring.daemon.send(r)
+
+    threads = [threading.Thread(target=capture), threading.Thread(target=daemon)]
+    for t in threads:
+        t.start()
+    try:
+        for r, rep in zip(reqs, reps, strict=True):
+            ring.kernel.send(r)
+            assert ring.kernel.recv(1 << 16) == rep
+    finally:
+        done.set()
+        for t in threads:
+            t.join(30)
+    ring.close()
+    taken.extend(ring.fwd.take(True))
+    assert len(taken) == 2 * n
+    inbound = [bytes(f[2]) for f in taken if f[0] is Direction.INBOUND]
+    outbound = [bytes(f[2]) for f in taken if f[0] is Direction.OUTBOUND]
+    assert inbound == reqs
+    assert outbound == reps
+    # each reply after its request, the order in which they crossed the "device"
+    assert [f[0] for f in taken] == [Direction.INBOUND, Direction.OUTBOUND] * n
+    assert [f[4] for f in taken] == [None, 0] * n  # requests: no result; replies: taken
+    times = [f[1] for f in taken]
+    assert times == sorted(times)
+    assert sum(map(len, reqs + reps)) > 50 * 4 * 4097  # the arena went round many times
+    assert ring.fwd.ring_waits > 0
+
+
+@needs_core
+def test_a_write_the_device_refuses_carries_its_errno() -> None:
+    """The result of each reply's write: 0, or the errno (here EPIPE: the "device" went)."""
+    ring = SmallRing()
+    ring.kernel.send(request(2, 64))
+    assert ring.daemon.recv(1 << 16) == request(2, 64)
+    ring.daemon.send(reply(2, 32))
+    assert ring.kernel.recv(1 << 16) == reply(2, 32)
+    ring.kernel.close()  # the next write fails
+    assert ring.fwd.ended.wait(5)  # (the kernel → daemon loop read end of file)
+    ring.daemon.send(reply(4, 48))
+    ring.daemon.shutdown(socket.SHUT_RDWR)
+    assert ring.fwd.join(5)
+    frames = ring.fwd.take(True)
+    assert [(f[0], bytes(f[2]), f[4]) for f in frames] == [
+        (Direction.INBOUND, request(2, 64), None),
+        (Direction.OUTBOUND, reply(2, 32), 0),
+        (Direction.OUTBOUND, reply(4, 48), errno.EPIPE),
+    ]
+    assert ring.fwd.stats.refused == {"EPIPE": 1}
+    ring.daemon.close()
+    ring.dev.close()
+    ring.ours.close()
+
+
+@needs_core
+def test_after_the_capture_failed_the_loops_forward_without_waiting_for_room() -> None:
+    """Nobody takes frames any more: the ring fills, and once the session says the capture
+    failed the loops drop frames instead of waiting for room that never comes."""
+    ring = SmallRing(slots=4)
+    try:
+        for u in range(2, 8):
+            ring.kernel.send(request(u, 100))
+        for u in range(2, 6):
+            assert ring.daemon.recv(1 << 16) == request(u, 100)
+        ring.fwd.end("capture failed", "test")
+        for u in range(6, 8):
+            assert ring.daemon.recv(1 << 16) == request(u, 100)
+    finally:
+        ring.close()
+    assert len(ring.fwd.take(True)) == 4
+
+
+def test_the_core_is_built_in_the_development_install() -> None:
+    """`pip install -e .` builds fusetrace/proxy/_core*.so next to its source (CI installs
+    so, with a compiler): the recorder forwards in C unless told otherwise."""
+    assert core.available(), "fusetrace.proxy._core was not built by the install"
+    assert core._core is not None
+    assert Path(core._core.__file__).parent == ROOT / "fusetrace" / "proxy"
+    assert core.choose({}) == "c"
+
+
+def test_forward_env_chooses_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert core.choose({core.ENV: "python"}) == "python"
+    assert core.choose({core.ENV: " Python "}) == "python"
+    with pytest.raises(EnvironmentProblem, match="is not one of auto, c, python"):
+        core.choose({core.ENV: "rust"})
+    monkeypatch.setattr(core, "_core", None)  # an installation without a C compiler
+    assert core.choose({}) == "python"
+    assert core.choose({core.ENV: "auto"}) == "python"
+    with pytest.raises(EnvironmentProblem, match="was not built"):
+        core.choose({core.ENV: "c"})
+
+
+@needs_core
+@pytest.mark.parametrize("snaplen", [None, 100])
+def test_small_frames_come_as_the_packet_blocks_the_writer_would_make(snaplen: int | None) -> None:
+    """With encode_blocks, small plain frames come from the core as their whole Enhanced
+    Packet Blocks, byte for byte what CaptureWriter.block makes of them (snap length too),
+    each run of them in one bytes object; a frame with a comment (the INIT pair, when
+    changed) and a refused reply still come as frames, for the writer to encode."""
+    ring = SmallRing()
+    writer = CaptureWriter(io.BytesIO(), {}, snaplen=snaplen)
+    assert ring.fwd.encode_blocks(writer)
+    rng = random.Random(7)
+    sent = []
+    taken = []
+    for u in range(2, 60, 2):
+        taken += ring.fwd.take(False, True)  # (the ring is small)
+        req, rep = request(u, rng.randrange(40, 400)), reply(u, rng.randrange(16, 400))
+        ring.kernel.send(req)
+        assert ring.daemon.recv(1 << 16) == req
+        ring.daemon.send(rep)
+        assert ring.kernel.recv(1 << 16) == rep
+        sent += [(Direction.INBOUND, req), (Direction.OUTBOUND, rep)]
+    ring.kernel.close()  # the last reply is refused (EPIPE): a frame, with its result
+    assert ring.fwd.ended.wait(5)
+    ring.daemon.send(reply(99, 20))
+    ring.daemon.shutdown(socket.SHUT_RDWR)
+    assert ring.fwd.join(5)
+    taken += ring.fwd.take(True, True)
+    runs, last = taken[:-1], taken[-1]
+    assert all(isinstance(run, bytes) for run in runs)
+    assert len(runs) < len(sent)  # some runs hold several blocks
+    blocks = []
+    for run in runs:
+        assert isinstance(run, bytes)
+        at = 0
+        while at < len(run):
+            (total,) = struct.unpack_from("=I", run, at + 4)
+            blocks.append(run[at : at + total])
+            at += total
+    assert len(blocks) == len(sent) == ring.fwd.encoded()
+    for (direction, frame), block in zip(sent, blocks, strict=True):
+        t_hi, t_lo = struct.unpack_from("=II", block, 12)
+        # a reply the device took carries its result (0), as the writer records it
+        result = 0 if direction is Direction.OUTBOUND else None
+        assert block == b"".join(writer.block(direction, t_hi << 32 | t_lo, frame, result=result))
+    assert last[0] is Direction.OUTBOUND and last[4] == errno.EPIPE
+    ring.daemon.close()
+    ring.dev.close()
+    ring.ours.close()
+
+
+def test_an_unknown_choice_is_one_line_and_exit_status_4(tmp_path: Path) -> None:
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    done = subprocess.run(
+        fusetrace_cmd("record", "-w", str(tmp_path / "c.pcapng"), str(mnt), "--", "true", "{}"),
+        capture_output=True,
+        text=True,
+        env=fusetrace_env({core.ENV: "rust"}),
+        timeout=60,
+    )
+    assert done.returncode == 4
+    assert done.stderr.splitlines() == [
+        "fusetrace: error: FUSETRACE_FORWARD='rust' is not one of auto, c, python "
+        "(unset it to let fusetrace choose)"
+    ]
+    assert not (tmp_path / "c.pcapng").exists()
