@@ -31,7 +31,7 @@ def _unmatched(self: Tracker, idx: int, unique: int, key: int, channel: int) -> 
     ) and key != self._init_key:
         self._reply_before_init(
             idx,
-            f"reply to id {unique:#x} before the INIT reply (ENOENT)",
+            f"reply to id {unique} before the INIT reply (ENOENT)",
             unique=unique,
         )
         return
@@ -41,8 +41,8 @@ def _unmatched(self: Tracker, idx: int, unique: int, key: int, channel: int) -> 
         self._emit(
             "FT109",
             idx,
-            f"reply to {opcode_name(old.opcode)} under id {unique:#x} "
-            f"after NOTIFY_RESEND; the kernel expects {unique | FUSE_UNIQUE_RESEND:#x}",
+            f"reply to {opcode_name(old.opcode)} under id {unique} "
+            f"after NOTIFY_RESEND; the kernel expects {unique | FUSE_UNIQUE_RESEND}",
             unique=unique,
             opcode=old.opcode,
             related=(old.frame,),
@@ -58,7 +58,7 @@ def _unmatched(self: Tracker, idx: int, unique: int, key: int, channel: int) -> 
         self._emit(
             "FT102",
             idx,
-            f"second reply to id {unique:#x}, first answered at frame {first} (ENOENT)",
+            f"second reply to id {unique}, first answered at frame {first + 1} (ENOENT)",
             unique=unique,
             related=(first,),
         )
@@ -68,7 +68,7 @@ def _unmatched(self: Tracker, idx: int, unique: int, key: int, channel: int) -> 
         self._emit(
             "FT106",
             idx,
-            f"reply to id {unique:#x}, a message that takes no reply (frame {nr}; ENOENT)",
+            f"reply to id {unique}, a message that takes no reply (frame {nr + 1}; ENOENT)",
             unique=unique,
             related=(nr,),
         )
@@ -76,7 +76,7 @@ def _unmatched(self: Tracker, idx: int, unique: int, key: int, channel: int) -> 
     self._emit(
         "FT101",
         idx,
-        f"reply to id {unique:#x}, which no outstanding request has (ENOENT)",
+        f"reply to id {unique}, which no outstanding request has (ENOENT)",
         unique=unique,
     )
 
@@ -85,11 +85,11 @@ def _unmatched(self: Tracker, idx: int, unique: int, key: int, channel: int) -> 
 def _late_interrupt_reply(
     self: Tracker, idx: int, unique: int, key: int, first: int | None
 ) -> None:
-    when = f", answered at frame {first}" if first is not None else ", already answered"
+    when = f", answered at frame {first + 1}" if first is not None else ", already answered"
     self._emit(
         "FT108",
         idx,
-        f"interrupt reply for id {key:#x}{when} (ENOENT)",
+        f"interrupt reply for id {key}{when} (ENOENT)",
         unique=unique,
         opcode=Opcode.INTERRUPT,
         related=() if first is None else (first,),
@@ -196,7 +196,7 @@ def _late(
     self._emit(
         "FT112",
         idx,
-        f"{opcode_name(pend.opcode)} (frame {pend.frame}) {what} {age:.1f} s; the "
+        f"{opcode_name(pend.opcode)} (frame {pend.frame + 1}) {what} {age:.1f} s; the "
         f"negotiated request timeout is {self.negotiated.request_timeout} s",
         unique=unique,
         opcode=pend.opcode,

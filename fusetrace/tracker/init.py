@@ -60,7 +60,7 @@ def _init_request(self: Tracker, rec: Record, unique: int, opcode: int, data: by
     if unique != 2:
         self._init_not_unique_2(
             idx,
-            f"{opcode_name(opcode)} has id {unique:#x}, not 2",
+            f"{opcode_name(opcode)} has id {unique}, not 2",
             unique=unique,
             opcode=opcode,
         )

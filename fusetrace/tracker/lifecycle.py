@@ -47,7 +47,7 @@ def _check_nodeid(self: Tracker, idx: int, unique: int, opcode: int, nodeid: int
         self._emit(
             "FT202",
             idx,
-            f"{opcode_name(opcode)} names node id {nodeid}, forgotten at frame {gone}",
+            f"{opcode_name(opcode)} names node id {nodeid}, forgotten at frame {gone + 1}",
             unique=unique,
             opcode=opcode,
             related=(gone,),
@@ -91,7 +91,7 @@ def _check_fh(
         self._emit(
             "FT209",
             idx,
-            f"{opcode_name(opcode)} uses fh {fh:#x}, released at frame {gone}",
+            f"{opcode_name(opcode)} uses fh {fh}, released at frame {gone + 1}",
             unique=unique,
             opcode=opcode,
             related=(gone,),
@@ -102,7 +102,7 @@ def _check_fh(
 
 @checks("FT208")
 def _unknown_handle(self: Tracker, idx: int, unique: int, opcode: int, fh: int, verb: str) -> None:
-    what = f"uses fh {fh:#x}," if verb == "uses" else f"of fh {fh:#x},"
+    what = f"uses fh {fh}," if verb == "uses" else f"of fh {fh},"
     self._emit(
         "FT208",
         idx,
@@ -124,7 +124,7 @@ def _foreign_handle(
     self._emit(
         "FT215",
         idx,
-        f"{opcode_name(opcode)} names fh {fh:#x} on node {nodeid} as a {want} handle, "
+        f"{opcode_name(opcode)} names fh {fh} on node {nodeid} as a {want} handle, "
         f"but it is open only as {', '.join(where[:3])}",
         unique=unique,
         opcode=opcode,
@@ -161,7 +161,7 @@ def _release(
         self._emit(
             "FT210",
             idx,
-            f"{opcode_name(opcode)} of fh {fh:#x}, already released at frame {gone}",
+            f"{opcode_name(opcode)} of fh {fh}, already released at frame {gone + 1}",
             unique=unique,
             opcode=opcode,
             related=(gone,),
@@ -170,7 +170,7 @@ def _release(
         self._emit(
             "FT211",
             idx,
-            f"{opcode_name(opcode)} of fh {fh:#x} although "
+            f"{opcode_name(opcode)} of fh {fh} although "
             f"{'OPENDIR' if is_dir else 'OPEN'} answered ENOSYS (no-open mode)",
             unique=unique,
             opcode=opcode,

@@ -360,7 +360,7 @@ class Tracker:
         if unique == 0 or unique & FUSE_INT_REQ_BIT:
             self._request_id_odd_or_zero(
                 idx,
-                f"request id {unique:#x} is {'zero' if not unique else 'odd'}",
+                f"request id {unique} is {'zero' if not unique else 'odd'}",
                 unique=unique,
                 opcode=opcode,
             )
@@ -375,8 +375,8 @@ class Tracker:
         if old is not None:
             self._request_id_reused(
                 idx,
-                f"id {unique:#x} reused while {opcode_name(old.opcode)} "
-                f"(frame {old.frame}) is outstanding",
+                f"id {unique} reused while {opcode_name(old.opcode)} "
+                f"(frame {old.frame + 1}) is outstanding",
                 unique=unique,
                 opcode=opcode,
                 related=(old.frame,),
@@ -882,7 +882,7 @@ class Tracker:
         for key, p in waiting[:LIST_AT_END]:
             self._request_never_answered(
                 None,
-                f"{opcode_name(p.opcode)} (frame {p.frame}) never answered",
+                f"{opcode_name(p.opcode)} (frame {p.frame + 1}) never answered",
                 unique=key,
                 opcode=p.opcode,
                 related=(p.frame,),
@@ -895,7 +895,7 @@ class Tracker:
         for target, frame in self._int_waiting.items():
             self._interrupt_target_missing(
                 None,
-                f"INTERRUPT (frame {frame}) for id {target:#x}: no request with that id "
+                f"INTERRUPT (frame {frame + 1}) for id {target}: no request with that id "
                 "appears in the capture",
                 unique=target | FUSE_INT_REQ_BIT,
                 opcode=Opcode.INTERRUPT,
@@ -911,7 +911,7 @@ class Tracker:
             )
         if self.handles:
             total = sum(self.handles.values())
-            sample = ", ".join(f"{fh:#x}" for fh in sorted({k[1] for k in self.handles})[:10])
+            sample = ", ".join(f"{fh}" for fh in sorted({k[1] for k in self.handles})[:10])
             self._handles_open_at_end(
                 None,
                 f"{total} file handles never released (e.g. {sample})",

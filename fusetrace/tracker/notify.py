@@ -51,7 +51,7 @@ def _interrupt(self: Tracker, rec: Record, unique: int, data: bytes | None) -> N
                 self._emit(
                     "FT507",
                     idx,
-                    f"INTERRUPT header id {unique:#x}, target {body_target:#x}",
+                    f"INTERRUPT header id {unique}, target {body_target}",
                     unique=unique,
                     opcode=opcode,
                 )
@@ -68,11 +68,11 @@ def _interrupt(self: Tracker, rec: Record, unique: int, data: bytes | None) -> N
             if len(self._int_waiting) < MEMORY:
                 self._int_waiting[target] = idx
             return
-        when = f" (answered at frame {answered})"
+        when = f" (answered at frame {answered + 1})"
         self._emit(
             "FT506",
             idx,
-            f"INTERRUPT for id {target:#x}, which is not outstanding{when}",
+            f"INTERRUPT for id {target}, which is not outstanding{when}",
             unique=unique,
             opcode=opcode,
             related=() if answered is None else (answered,),
@@ -153,8 +153,8 @@ def _notification(self: Tracker, rec: Record, code: int, cut: bool) -> None:
             self._emit(
                 "FT505",
                 idx,
-                f"RETRIEVE notify_unique {nu:#x} equals the id of "
-                f"outstanding {opcode_name(p.opcode)} (frame {p.frame})",
+                f"RETRIEVE notify_unique {nu} equals the id of "
+                f"outstanding {opcode_name(p.opcode)} (frame {p.frame + 1})",
                 related=(p.frame,),
                 opcode=op,
             )
@@ -194,20 +194,20 @@ def _notify_reply(self: Tracker, idx: int, unique: int, nodeid: int, data: bytes
                 self._retrieved.add(unique, idx)
                 if size <= asked:
                     return
-                why = f"carries {size} bytes; the RETRIEVE (frame {frame}) asked for {asked}"
+                why = f"carries {size} bytes; the RETRIEVE (frame {frame + 1}) asked for {asked}"
                 related = (frame,)
                 break
         else:
             frame, node, off, asked = waiting[0]
             why = (
-                f"names node {nodeid} at offset {offset}; the RETRIEVE (frame {frame}) "
+                f"names node {nodeid} at offset {offset}; the RETRIEVE (frame {frame + 1}) "
                 f"asked for node {node} at offset {off}"
             )
             related = (frame,)
     else:
         done = self._retrieved.get(unique)
         if done is not None:
-            why = f"is a second answer; the RETRIEVE was answered at frame {done}"
+            why = f"is a second answer; the RETRIEVE was answered at frame {done + 1}"
             related = (done,)
         else:
             why = "answers no RETRIEVE with that notify_unique"
