@@ -174,6 +174,19 @@ def _reply_refused(
     self._emit("FT113", frame, message, unique=unique, opcode=opcode, related=related)
 
 
+@checks("FT114")
+def _reply_after_request_ended(
+    self: Tracker,
+    frame: int | None,
+    message: str,
+    *,
+    unique: int | None = None,
+    opcode: int | str | None = None,
+    related: tuple[int, ...] = (),
+) -> None:
+    self._emit("FT114", frame, message, unique=unique, opcode=opcode, related=related)
+
+
 @checks("FT111")
 def _request_never_answered(
     self: Tracker,

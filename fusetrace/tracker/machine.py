@@ -824,6 +824,18 @@ class Tracker:
             key = unique & ~FUSE_INT_REQ_BIT
             hit = self._answered.get(key)
             self._late_interrupt_reply(rec.index, unique, key, hit[0] if hit else None)
+        elif err == ENOENT and ex.request is not None:
+            # the daemon answered an outstanding request: the kernel had ended it (the
+            # connection ending at an unmount), not the daemon's fault
+            self._reply_after_request_ended(
+                rec.index,
+                f"the kernel refused this reply with ENOENT: it had already ended the "
+                f"request (frame {ex.request.record.index + 1}), as it does when the "
+                "connection ends",
+                unique=unique,
+                opcode=ex.opcode,
+                related=(ex.request.record.index,),
+            )
         else:
             self._reply_refused(
                 rec.index,
@@ -858,6 +870,8 @@ class Tracker:
     _reply_before_init = init._reply_before_init
 
     _reply_refused = ids._reply_refused
+
+    _reply_after_request_ended = ids._reply_after_request_ended
 
     _notify_refused = notify._notify_refused
 

@@ -218,6 +218,22 @@ _CATALOGUE: tuple[Rule, ...] = (
         frame; a late interrupt reply refused with ENOENT is FT108. docs/protocol.md §5.3
         (W1-W9), §10 (5).""",
     ),
+    _r(
+        "FT114",
+        "reply-after-request-ended",
+        N,
+        K,
+        "a reply the kernel refused because it had already ended the request",
+        """
+        The daemon answered a request that was still outstanding in the capture, and the
+        kernel refused the reply with ENOENT: it no longer had the request in its processing
+        table. The kernel ends every request it still holds when the connection ends (an
+        unmount, fuse_conn_destroy() then fuse_abort_conn(); a write after that finds no
+        request and fails with ENOENT), so a background request such as a RELEASE can be
+        overtaken by the unmount. Natively the daemon's write fails the same way (libfuse
+        ignores it); the daemon did nothing wrong. Any other refusal is FT113.
+        docs/protocol.md §5.3 (W3).""",
+    ),
     # ---- FT2: lifecycle --------------------------------------------------------------------
     _r(
         "FT201",

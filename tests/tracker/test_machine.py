@@ -166,6 +166,14 @@ def ft113(bad: bool) -> Play:
     return done(p)
 
 
+def ft114(bad: bool) -> Play:
+    p = Play.session()
+    u = p.req(Op.GETATTR)
+    # a reply to an outstanding request, refused: the kernel had ended the request
+    p.rep(Op.GETATTR, ATTR_REPLY, unique=u, result=2 if bad else 0)
+    return done(p)
+
+
 # ---- FT2 -----------------------------------------------------------------------------------
 def ft201(bad: bool) -> Play:
     p = Play.session()
