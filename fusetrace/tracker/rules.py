@@ -232,7 +232,7 @@ _CATALOGUE: tuple[Rule, ...] = (
         request and fails with ENOENT), so a background request such as a RELEASE can be
         overtaken by the unmount. Natively the daemon's write fails the same way (libfuse
         ignores it); the daemon did nothing wrong. Any other refusal is FT113.
-        docs/protocol.md §5.3 (W3).""",
+        docs/protocol.md §5.3 (W6).""",
     ),
     # ---- FT2: lifecycle --------------------------------------------------------------------
     _r(
