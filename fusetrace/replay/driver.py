@@ -268,7 +268,12 @@ def run(
         else:
             args = daemon_argv(argv, mountpoint, theirs.fileno())
             proc = daemons.spawn(
-                args, program, pass_fds=[theirs.fileno()], env=env, stdout_to_stderr=True
+                args,
+                program,
+                pass_fds=[theirs.fileno()],
+                env=env,
+                stdout_to_stderr=True,
+                stdin=None,
             )
     except BaseException:
         ours.close()
@@ -317,6 +322,7 @@ def _spawn_fusermount(
             env=shim.env(env),
             preexec=shim.preexec(),
             stdout_to_stderr=True,
+            stdin=None,
         )
     finally:
         shim.theirs.close()
@@ -380,7 +386,15 @@ def _spawn_seccomp(
     sup = seccomp.Supervisor("", lambda: make_socketpair(max_frame_size()), on_mount, lambda: 0)
     sup.start()
     try:
-        proc = daemons.spawn(argv, program, pass_fds=[], env=env, preexec=sup.preexec())
+        proc = daemons.spawn(
+            argv,
+            program,
+            pass_fds=[],
+            env=env,
+            preexec=sup.preexec(),
+            stdout_to_stderr=True,
+            stdin=None,
+        )
     finally:
         sup.spawned()
     deadline = time.monotonic() + 30

@@ -187,15 +187,18 @@ def plain_writes(tmp_path: Path, edit: bool = True) -> dict[str, str]:
     return snapshot(d)
 
 
-def replay(capture: Path, daemon: list[str], env: dict[str, str] | None = None) -> dict:
+def replay(
+    capture: Path, daemon: list[str], env: dict[str, str] | None = None, stdin: str = ""
+) -> dict:
     r = subprocess.run(
         fusetrace_cmd(
             "replay", "--handoff", "seccomp", "--format", "json", str(capture), "--", *daemon
         ),
+        input=stdin,
         capture_output=True,
         text=True,
         env=fusetrace_env(env),
-        timeout=120,
+        timeout=180,
     )
     assert r.returncode == 0, r.stdout + r.stderr
     report: dict = json.loads(r.stdout)
@@ -368,7 +371,8 @@ def test_fuse2fs_libfuse2_as_root(mountpoint: Path, tmp_path: Path) -> None:
 
 @pytest.mark.mount
 def test_cryfs_reads_its_password_from_stdin(mountpoint: Path, tmp_path: Path) -> None:
-    """cryfs asks for a password on stdin; piped to fusetrace, it reaches the daemon."""
+    """cryfs asks for a password on stdin; piped to fusetrace, it reaches the daemon, and
+    the capture replays against the same encrypted filesystem with no difference."""
     need("cryfs")
     base, home = tmp_path / "base", tmp_path / "home"
     base.mkdir()
@@ -380,6 +384,17 @@ def test_cryfs_reads_its_password_from_stdin(mountpoint: Path, tmp_path: Path) -
         "CRYFS_LOCAL_STATE_DIR": str(home / "state"),
     }
     daemon = ["cryfs", "-f", "--allow-replaced-filesystem", str(base), str(mountpoint)]
+    # an empty filesystem first, kept as it was for the replay
+    with recording(
+        daemon, mountpoint, tmp_path / "init.pcapng", env=env, stdin=b"pass phrase\n",
+        ready_timeout=180,
+    ):  # fmt: skip
+        pass
+    # cryfs keeps what it last saw of the blocks in its local state (rollback protection):
+    # both are kept as they were
+    before, before_home = tmp_path / "before", tmp_path / "before-home"
+    shutil.copytree(base, before)
+    shutil.copytree(home, before_home)
     with recording(
         daemon,
         mountpoint,
@@ -393,6 +408,13 @@ def test_cryfs_reads_its_password_from_stdin(mountpoint: Path, tmp_path: Path) -
     assert traced == plain_writes(tmp_path)
     assert (base / "cryfs.config").exists()
     assert meta(rec.capture)["handoff"] == "seccomp"
+    # the same session against the filesystem as it was before it: the password goes to
+    # replay's stdin, which the daemon reads as under record
+    for now, then in ((base, before), (home, before_home)):
+        shutil.rmtree(now)
+        shutil.copytree(then, now)
+    report = replay(rec.capture, daemon, env, stdin="pass phrase\n")
+    assert report["summary"]["differences"] == 0, report["differences"]
 
 
 # ---- endings ---------------------------------------------------------------------------

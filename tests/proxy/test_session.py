@@ -455,20 +455,13 @@ LIBFUSE_SUBSET = [
     "test_ctests.py::test_notify1[True-notify_inval_inode]",
     "test_ctests.py::test_notify1[True-notify_store_retrieve]",
 ]
-#: outcomes that differ for a known reason that fusetrace's socket hand-off cannot remove
-#: (test id → reason); such a difference is reported, not failed
-LIBFUSE_KNOWN_DIFFERENCES = {
-    "test_examples::test_notify_inval_entry[True-expire_entries]": (
-        "natively the daemon's NOTIFY_INVAL_ENTRY write fails with ENOENT and it aborts; "
-        "behind the socket its write succeeds (the kernel's answer is recorded, not returned)"
-    ),
-}
 
 
 def test_libfuse_suite_passes_and_fails_alike_when_traced(tmp_path: Path) -> None:
     """libfuse's own pytest suite (at the installed version, from Debian's source package,
     built with meson) runs natively, then with every example daemon replaced by a wrapper
-    that starts it through ``fusetrace record``: each test passes, fails or skips alike.
+    that starts it through ``fusetrace record --sync-writes`` with its own command line:
+    each test passes, fails or skips alike.
     A test whose outcome differs is run again in both ways; one whose native outcome
     changes between runs depends on this machine's timing, and is reported as such."""
     from tests.support.libfuse import Unavailable, libfuse_build, run_suite, traced_tree
@@ -502,8 +495,10 @@ def test_libfuse_suite_passes_and_fails_alike_when_traced(tmp_path: Path) -> Non
         print(f"libfuse suite: {t}: native outcome changes from run to run here (timing)")
     for t in real:
         print(f"libfuse suite: {t}: {native[t]} natively, {recorded[t]} traced")
-    unexplained = [t for t in real if t not in LIBFUSE_KNOWN_DIFFERENCES]
-    assert not unexplained, f"outcomes differ when traced: {unexplained}"
+    # with the daemons' own command lines and --sync-writes, a daemon whose notification
+    # the kernel refuses sees the refusal and fails as natively (notify_inval_entry with
+    # expire_entries aborts on ENOENT both ways)
+    assert not real, f"outcomes differ when traced: {real}"
     # the daemons really ran behind fusetrace: a capture of each traced example
     traced_names = {p.name.rsplit("-", 1)[0] for p in captures.glob("*.pcapng")}
     assert {"hello", "hello_ll", "null", "ioctl", "poll", "passthrough", "passthrough_fh",

@@ -52,9 +52,6 @@ TRACED_EXAMPLES = (
 
 #: examples that must be handed their socket through fusermount: null checks that its
 #: mountpoint argument is a regular file, which /dev/fd/N is not
-FUSERMOUNT_EXAMPLES = frozenset({"null"})
-
-
 class Unavailable(Exception):
     """The source cannot be had here (no network, no deb-src, no build tools)."""
 
@@ -218,11 +215,9 @@ def wrapper_main(argv: list[str]) -> int:
     mountpoint = args[at]
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if "PYTHONPATH" in env else "")
-    cmd = [sys.executable, "-m", "fusetrace", "record", "-w", capture]
-    if name in FUSERMOUNT_EXAMPLES:
-        cmd += ["--handoff", "fusermount"]
-    else:
-        args[at] = "{}"
+    # the daemon's own command line: it opens /dev/fuse and mounts as it does natively
+    # (the seccomp hand-off), and each of its writes returns the kernel's own answer
+    cmd = [sys.executable, "-m", "fusetrace", "record", "-w", capture, "--sync-writes"]
     cmd += [mountpoint, "--", real]
     proc = subprocess.Popen([*cmd, *args], env=env, stderr=subprocess.PIPE)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
