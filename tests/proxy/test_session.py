@@ -457,6 +457,17 @@ LIBFUSE_SUBSET = [
 ]
 
 
+#: tests whose outcome follows this machine's timing, natively and traced alike (test id →
+#: why); a difference in one of them is reported, and what the daemon saw is checked instead
+LIBFUSE_TIMING = {
+    "test_examples::test_notify_inval_entry[True-expire_entries]": (
+        "whether the kernel still holds the entry when the daemon notifies depends on how "
+        "fast the machine is: when it does not, NOTIFY_INVAL_ENTRY fails with ENOENT and the "
+        "daemon aborts (6 of 6 native runs on an idle machine; a loaded one passes natively)"
+    ),
+}
+
+
 def test_libfuse_suite_passes_and_fails_alike_when_traced(tmp_path: Path) -> None:
     """libfuse's own pytest suite (at the installed version, from Debian's source package,
     built with meson) runs natively, then with every example daemon replaced by a wrapper
@@ -495,11 +506,25 @@ def test_libfuse_suite_passes_and_fails_alike_when_traced(tmp_path: Path) -> Non
         print(f"libfuse suite: {t}: native outcome changes from run to run here (timing)")
     for t in real:
         print(f"libfuse suite: {t}: {native[t]} natively, {recorded[t]} traced")
-    # with the daemons' own command lines and --sync-writes, a daemon whose notification
-    # the kernel refuses sees the refusal and fails as natively (notify_inval_entry with
-    # expire_entries aborts on ENOENT both ways)
-    assert not real, f"outcomes differ when traced: {real}"
-    # the daemons really ran behind fusetrace: a capture of each traced example
+    assert not [t for t in real if t not in LIBFUSE_TIMING], f"outcomes differ: {real}"
+    # with the daemons' own command lines and --sync-writes, a daemon sees the kernel's
+    # answer to its notification as natively: notify_inval_entry aborts exactly when the
+    # kernel refused its NOTIFY_INVAL_ENTRY (ENOENT), and only then
+    for cap in sorted(captures.glob("notify_inval_entry-*.pcapng")):
+        log = Path(f"{cap}.log").read_text()
+        assert ("kernel refused 1 ENOENT" in log) == ("killed by SIGABRT" in log), log
+    # the daemons really ran behind fusetrace: a capture of each traced example, and the
+    # checker finds no error in any of them (the examples keep the protocol)
+    from fusetrace.cli.check import check_capture
+    from fusetrace.tracker import Severity
+
+    errors = []
+    for cap in sorted(captures.glob("*.pcapng")):
+        result = check_capture(str(cap))
+        assert not result.truncated, cap
+        errors += [f"{cap.name}: {f.describe()}" for f in result.findings
+                   if f.severity is Severity.ERROR]  # fmt: skip
+    assert not errors, "\n".join(errors)
     traced_names = {p.name.rsplit("-", 1)[0] for p in captures.glob("*.pcapng")}
     assert {"hello", "hello_ll", "null", "ioctl", "poll", "passthrough", "passthrough_fh",
             "passthrough_ll", "passthrough_hp", "notify_inval_entry", "invalidate_path",
