@@ -285,7 +285,8 @@ def _print_text(
     "daemon asks it to mount (libfuse 2 daemons; needs root, mounts nothing); 'seccomp' "
     "answers the daemon's own open of /dev/fuse and its mount(2) (daemons that mount by "
     "themselves, such as ntfs-3g and mergerfs; needs root, mounts nothing). 'auto' takes "
-    "seccomp for a capture recorded through it (as root), else fd or fusermount.",
+    "seccomp for a capture recorded through it (as root) unless {} names the mountpoint, "
+    "else fd or fusermount.",
 )
 @options.format_option("text", "json", help="Report format on stdout: text or json.")
 @options.fail_on_option(help="Exit 1 when a finding of this severity or worse is reported "
@@ -361,9 +362,15 @@ def replay(
             )
         engine = ReplayEngine(records, ProtocolCodec(byte_order), options)
         mountpoint = meta.get("mountpoint")
-        if handoff == "auto" and meta.get("handoff") == "seccomp" and os.geteuid() == 0:
+        if (
+            handoff == "auto"
+            and meta.get("handoff") == "seccomp"
+            and os.geteuid() == 0
+            and "{}" not in daemon[1:]
+        ):
             # recorded through the seccomp hand-off: the daemon mounts by itself (ntfs-3g,
-            # mergerfs, rclone), so it is replayed the same way
+            # mergerfs, rclone), so it is replayed the same way; {} on the command line
+            # asks for the /dev/fd/N hand-off, as in record
             handoff = "seccomp"
 
         sinks: list[FrameSink] = []
