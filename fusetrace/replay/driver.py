@@ -43,6 +43,8 @@ from fusetrace.replay.engine import (
 
 #: how often the driver looks at the daemon process while waiting (seconds)
 POLL_INTERVAL = 0.2
+#: at most this many frames waiting in the socket are handed to the engine at once
+MAX_BATCH = 64
 
 
 def daemon_argv(argv: Sequence[str], mountpoint: str | None, fd: int) -> list[str]:
@@ -409,8 +411,9 @@ def _loop(
     events: deque[Event] = deque([Start(time.monotonic_ns())])
     while True:
         while events:
-            event = events.popleft()
-            for cmd in engine.handle(event):
+            batch = list(events)
+            events.clear()
+            for cmd in engine.handle_all(batch):
                 if on_command is not None:
                     on_command(cmd)
                 if isinstance(cmd, SendFrame):
@@ -429,7 +432,8 @@ def _loop(
         timeout = POLL_INTERVAL
         if wake is not None:
             timeout = min(timeout, max(0.0, (wake - now) / 1e9))
-        # a frame already waiting is taken without a select() (replies come in bursts)
+        # frames already waiting are taken without a select() (replies come in bursts), all
+        # of them, and handed to the engine together
         try:
             frame = _receive(sock, view, socket.MSG_DONTWAIT)
             readable = True
@@ -437,13 +441,19 @@ def _loop(
             readable = bool(select.select([sock], [], [], timeout)[0])
             frame = _receive(sock, view) if readable else None
         if readable:
-            if frame is None:
-                events.append(DaemonGone(time.monotonic_ns(), _gone_reason(daemon)))
-            else:
+            while frame is not None:
                 t = time.monotonic_ns()
                 for sink in sinks:
                     sink(Direction.OUTBOUND, time.time_ns(), frame)
                 events.append(FrameReceived(frame, t))
+                if len(events) >= MAX_BATCH:
+                    break
+                try:
+                    frame = _receive(sock, view, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    break
+            else:
+                events.append(DaemonGone(time.monotonic_ns(), _gone_reason(daemon)))
         elif (status := proc.poll()) is not None and (status != 0 or not daemon.followers):
             if status == 0:
                 # a daemon that forked into the background, as libfuse daemons do without

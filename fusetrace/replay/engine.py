@@ -579,22 +579,33 @@ class ReplayEngine:
 
     def handle(self, event: Event) -> list[Command]:
         """Feed one event; returns the commands to carry out, in order."""
-        if self._finished:
-            return []
+        return self.handle_all((event,))
+
+    def handle_all(self, events: Iterable[Event]) -> list[Command]:
+        """Feed events that arrived together (replies already waiting in the socket), in
+        order; returns the commands to carry out, in order. What may be sent is looked at
+        once, after the last of them: the same requests go out as when the events are fed
+        one at a time, with fewer passes over the window."""
         out: list[Command] = []
-        if isinstance(event, Start):
-            self._t0_live = event.t_ns
-            self.result.started_ns = event.t_ns
-        elif isinstance(event, FrameReceived):
-            self._on_frame(event, out)
-        elif isinstance(event, DaemonGone):
-            self._end_early(Outcome.DAEMON_GONE, event.reason, event.t_ns, out)
+        if self._finished:
             return out
-        elif isinstance(event, Tick):
-            self._check_timeouts(event.t_ns, out)
+        now: int | None = None
+        for event in events:
+            now = event.t_ns
+            if isinstance(event, FrameReceived):
+                self._on_frame(event, out)
+            elif isinstance(event, Start):
+                self._t0_live = now
+                self.result.started_ns = now
+            elif isinstance(event, DaemonGone):
+                self._end_early(Outcome.DAEMON_GONE, event.reason, now, out)
+                return out
+            elif isinstance(event, Tick):
+                self._check_timeouts(now, out)
             if self._finished:
                 return out
-        self._pump(event.t_ns, out)
+        if now is not None:
+            self._pump(now, out)
         return out
 
     # ----------------------------------------------------------------- sending
