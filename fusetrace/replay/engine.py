@@ -349,6 +349,9 @@ class _Step:
     sent_data: bytes = b""
     #: the ids the request names (decoded once)
     refs: list[IdRef] | None = None
+    #: the node ids it names; what it ends or changes (node ids, handles) when passed
+    own: frozenset[int] | None = None
+    passed: tuple[frozenset[int], frozenset[int]] | None = None
     settled: bool = False
 
     @property
@@ -420,6 +423,7 @@ _READ_ONLY = frozenset(
 )  # fmt: skip
 #: requests that end or flush one id: a read-only request naming other ids may pass them
 _PASSABLE = frozenset({"RELEASE", "RELEASEDIR", "FLUSH", "FORGET", "BATCH_FORGET"})
+_OPENS = frozenset({"OPEN", "OPENDIR"})
 
 
 class _Blocked(Exception):
@@ -651,13 +655,35 @@ class ReplayEngine:
             step.refs = self.codec.request_ids(step.data, self._rec_session)
         return step.refs
 
+    def _own(self, step: _Step) -> frozenset[int]:
+        own = step.own
+        if own is None:
+            own = step.own = frozenset(r.value for r in self._refs(step) if r.kind is IdKind.NODEID)
+        return own
+
+    def _passed(self, step: _Step) -> tuple[frozenset[int], frozenset[int]]:
+        """The node ids and handles ``step`` ends or changes: a later request that names
+        one of them may not pass it."""
+        passed = step.passed
+        if passed is None:
+            nodes: set[int] = set()
+            fhs: set[int] = set()
+            if step.info.lookup in ("forget", "batch_forget"):
+                nodes.update(n for n, _ in self.codec.forget_counts(step.data, self._rec_session))
+            else:
+                for ref in self._refs(step):
+                    (nodes if ref.kind is IdKind.NODEID else fhs).add(ref.value)
+            passed = step.passed = (frozenset(nodes), frozenset(fhs))
+        return passed
+
     def _overtake(self, now: int, out: list[Command]) -> None:
         """Send read-only requests of the next ``window`` frames before their turn, when
         every id they name is known live and no frame they pass ends or changes it. The
         daemon sees them in another order than recorded, but they change nothing another
         request sees; what changes something (a WRITE, a RENAME) is never passed."""
         limit = self.options.window
-        if len(self._outstanding) >= limit:
+        outstanding = self._outstanding
+        if len(outstanding) >= limit:
             return
         while len(self._window) < limit and self._source is not None:
             if not self._read_one():
@@ -666,64 +692,61 @@ class ReplayEngine:
         fhs: set[int] = set()  # ends or changes them
         named: set[int] = set()  # nodes named by earlier frames still unsent
         busy: set[int] | None = None  # nodes named by requests outstanding live
-        for out_step in self._outstanding.values():
-            if out_step.info.name in _READ_ONLY:
+        for out_step in outstanding.values():
+            name = out_step.info.name
+            if name in _READ_ONLY:
                 continue
-            if out_step.info.name not in _PASSABLE and out_step.info.name not in (
-                "OPEN",
-                "OPENDIR",
-            ):
+            if name not in _PASSABLE and name not in _OPENS:
                 return  # a request that changes what others see is in flight
-            self._mark_passed(out_step, nodes, fhs)
+            n, f = self._passed(out_step)
+            nodes |= n
+            fhs |= f
         sent: list[_Step] = []
+        room = limit - len(outstanding)
         for i, step in enumerate(self._window):
-            if i >= limit or len(self._outstanding) + len(sent) >= limit:
+            if i >= limit or len(sent) >= room:
                 break
             info = step.info
             name = info.name
             if name in _PASSABLE:
-                self._mark_passed(step, nodes, fhs)
-                named.update(nodes)
+                n, f = self._passed(step)
+                nodes |= n
+                fhs |= f
+                named |= nodes
                 continue
             if info.kind is not StepKind.REQUEST:
                 break
-            refs = self._refs(step)
-            own = {r.value for r in refs if r.kind is IdKind.NODEID}
-            if name in ("OPEN", "OPENDIR"):
+            own = self._own(step)
+            if name in _OPENS:
                 # an OPEN may truncate its file: it goes early only when no earlier request
                 # names its node, and later requests on its node wait for it
                 if busy is None:
-                    busy = {
-                        r.value
-                        for s in self._outstanding.values()
-                        for r in s.refs or ()
-                        if r.kind is IdKind.NODEID
-                    }
-                ok = not (own & named or own & busy) and self._may_send(step, nodes, fhs)
+                    busy = set()
+                    for o in outstanding.values():
+                        if o.refs is not None:
+                            busy |= self._own(o)
+                ok = (
+                    own.isdisjoint(named)
+                    and own.isdisjoint(busy)
+                    and self._may_send(step, nodes, fhs)
+                )
                 if ok:
                     sent.append(step)
                 else:
-                    nodes.update(own)
-                named.update(own)
+                    nodes |= own
+                named |= own
                 continue
             if name not in _READ_ONLY:
                 break  # it changes what later requests see: nothing passes it
             if self._may_send(step, nodes, fhs):
                 sent.append(step)
-            named.update(own)
+            named |= own
         for step in sent:
             self._window.remove(step)
             self._send(step, now, out)
 
     def _may_send(self, step: _Step, nodes: set[int], fhs: set[int]) -> bool:
         return step.info.unique not in self._outstanding and self._known(step, nodes, fhs)
-
-    def _mark_passed(self, step: _Step, nodes: set[int], fhs: set[int]) -> None:
-        if step.info.lookup in ("forget", "batch_forget"):
-            nodes.update(n for n, _ in self.codec.forget_counts(step.data, self._rec_session))
-            return
-        for ref in self._refs(step):
-            (nodes if ref.kind is IdKind.NODEID else fhs).add(ref.value)
 
     def _known(self, step: _Step, nodes: set[int], fhs: set[int]) -> bool:
         """Every id ``step`` names is known live now and not ended by a frame it passes."""
