@@ -1028,7 +1028,13 @@ class ReplayEngine:
             or info.lookup in ("entry", "readdirplus")
             or info.handle in ("opens", "opens_dir")
         ):
-            rec = self.codec.decode_reply(step.reply, step.data, self._rec_session)
+            if step.live == step.reply and not info.listing and step.reply_len <= len(step.reply):
+                # byte for byte the recorded answer: only the ids it hands out matter
+                ids = self.codec.handed_ids(step.reply, step.data, self._rec_session)
+                if ids is not None:
+                    rec = ReplyBody(ids=ids)
+            if rec is None:
+                rec = self.codec.decode_reply(step.reply, step.data, self._rec_session)
         elif rec_err == 0:
             rec = _NO_IDS
         if not isinstance(step.live, bytes):
