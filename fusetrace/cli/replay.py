@@ -18,7 +18,7 @@ from fusetrace.cli import Result, options
 from fusetrace.errors import CaptureError
 from fusetrace.record import Direction, Record
 from fusetrace.replay.codec import ProtocolCodec
-from fusetrace.replay.driver import FrameSink, LiveRun, run
+from fusetrace.replay.driver import ChildSink, FrameSink, LiveRun, run
 from fusetrace.replay.engine import (
     Command,
     Outcome,
@@ -54,24 +54,34 @@ def _stream(path: str, reader: CaptureReader) -> tuple[Iterator[Record], dict[st
     return records(), meta
 
 
-def _tracker_sink(byte_order: str) -> tuple[FrameSink, Any] | None:
+def _tracker_sink(byte_order: str) -> tuple[FrameSink, Any, Any] | None:
+    """The tracker over the live run's frames: (sink, finish → findings, abandon). Where
+    the platform forks, it runs in a child process beside the replay."""
     try:
         from fusetrace.tracker import Tracker
     except ImportError:  # pragma: no cover - the tracker ships with fusetrace
         return None
-    tracker = Tracker(byte_order=byte_order)
-    count = [0]
-    findings: list[Any] = []
 
-    def sink(direction: Direction, t_ns: int, data: bytes) -> None:
-        findings.extend(tracker.feed(Record(count[0], t_ns, direction, data, len(data))))
-        count[0] += 1
+    def make() -> tuple[FrameSink, Any]:
+        tracker = Tracker(byte_order=byte_order)
+        count = [0]
+        findings: list[Any] = []
 
-    def finish() -> list[Any]:
-        findings.extend(tracker.finish())
-        return findings
+        def sink(direction: Direction, t_ns: int, data: bytes) -> None:
+            findings.extend(tracker.feed(Record(count[0], t_ns, direction, data, len(data))))
+            count[0] += 1
 
-    return sink, finish
+        def finish() -> list[Any]:
+            findings.extend(tracker.finish())
+            return findings
+
+        return sink, finish
+
+    if not hasattr(os, "fork"):  # pragma: no cover - Linux forks
+        sink, finish = make()
+        return sink, finish, lambda: None
+    child = ChildSink(make)
+    return child, child.finish, child.abandon
 
 
 def _frame_count(path: str) -> int:
@@ -377,6 +387,7 @@ def replay(
         tracked = _tracker_sink(byte_order)
         if tracked is not None:
             sinks.append(tracked[0])
+            stack.callback(tracked[2])  # a replay that fails ends the tracker's process
         if write_path is not None:
             writer_file = stack.enter_context(open_output(write_path))
             # the recorded mountpoint is kept, so the live run replays with the same command
@@ -406,7 +417,7 @@ def replay(
                 handoff=handoff,
             )
         cut_short = bool(reader.info.truncated)
-    findings = tracked[1]() if tracked is not None else []
+        findings = tracked[1]() if tracked is not None else []
     summary = _summary(result, live, speed)
     if fmt == "json":
         doc = {
