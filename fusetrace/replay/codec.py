@@ -144,6 +144,10 @@ class Codec(Protocol):
         self, data: bytes, request: bytes, session: Any
     ) -> list[tuple[IdKind, str, int]] | None: ...
 
+    def ids_apart(
+        self, recorded: bytes, live: bytes, request: bytes, rec_session: Any, live_session: Any
+    ) -> tuple[list[tuple[IdKind, str, int]], list[tuple[IdKind, str, int]]] | None: ...
+
     def patch(self, data: bytes, changes: list[tuple[IdRef, int]], session: Any) -> bytes: ...
 
     def notify_reply(self, notify_unique: int, nodeid: int, offset: int, data: bytes) -> bytes: ...
@@ -414,6 +418,32 @@ class ProtocolCodec:
         if plan is None or len(data) != plan[0]:
             return None
         return [(kind, path, r.unpack_from(data, off)[0]) for kind, path, off, r in plan[1]]
+
+    def ids_apart(
+        self, recorded: bytes, live: bytes, request: bytes, rec_session: Any, live_session: Any
+    ) -> tuple[list[tuple[IdKind, str, int]], list[tuple[IdKind, str, int]]] | None:
+        """Two well-formed replies of the same fixed layout that differ in nothing but the
+        ids they hand out: the ids of each, as :meth:`decode_reply` finds them. None when
+        anything else differs, or when it takes the full decode to tell."""
+        opcode = self._parse_in(request, self.order).opcode
+        plan = self._handed_plan(opcode, rec_session)
+        if plan is None or len(recorded) != plan[0] or len(live) != plan[0]:
+            return None
+        if live_session is not rec_session:
+            other = self._handed_plan(opcode, live_session)
+            if other is None or [i[:3] for i in other[1]] != [i[:3] for i in plan[1]]:
+                return None
+        start = 0
+        for _kind, _path, off, r in sorted(plan[1], key=lambda i: i[2]):
+            if recorded[start:off] != live[start:off]:
+                return None
+            start = off + r.size
+        if recorded[start:] != live[start:]:
+            return None
+        return (
+            [(kind, path, r.unpack_from(recorded, off)[0]) for kind, path, off, r in plan[1]],
+            [(kind, path, r.unpack_from(live, off)[0]) for kind, path, off, r in plan[1]],
+        )
 
     def _arg_structs(self, opcode: int, probe: bool) -> list[str]:
         from fusetrace.protocol.registry import OPS, ArgKind

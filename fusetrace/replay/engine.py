@@ -1022,17 +1022,30 @@ class ReplayEngine:
         rec_err = self.codec.reply_info(step.reply).error
         info = step.info
         rec: ReplyBody | None = None
+        #: the live reply differs from the recorded one in the ids it hands out only
+        apart: tuple[list[tuple[IdKind, str, int]], list[tuple[IdKind, str, int]]] | None = None
         if rec_err == 0 and (
             step.live != step.reply
             or info.listing
             or info.lookup in ("entry", "readdirplus")
             or info.handle in ("opens", "opens_dir")
         ):
-            if step.live == step.reply and not info.listing and step.reply_len <= len(step.reply):
-                # byte for byte the recorded answer: only the ids it hands out matter
-                ids = self.codec.handed_ids(step.reply, step.data, self._rec_session)
-                if ids is not None:
-                    rec = ReplyBody(ids=ids)
+            if not info.listing and step.reply_len <= len(step.reply):
+                if step.live == step.reply:
+                    # byte for byte the recorded answer: only the ids it hands out matter
+                    ids = self.codec.handed_ids(step.reply, step.data, self._rec_session)
+                    if ids is not None:
+                        rec = ReplyBody(ids=ids)
+                elif isinstance(step.live, bytes) and self._live_session is not None:
+                    apart = self.codec.ids_apart(
+                        step.reply,
+                        step.live,
+                        step.data,
+                        self._rec_session,
+                        self._live_session,
+                    )
+                    if apart is not None:
+                        rec = ReplyBody(ids=apart[0])
             if rec is None:
                 rec = self.codec.decode_reply(step.reply, step.data, self._rec_session)
         elif rec_err == 0:
@@ -1068,13 +1081,23 @@ class ReplayEngine:
             if rec is not None:
                 self._lose(step, rec, root)
             return
-        live = self.codec.decode_reply(step.live, step.sent_data or step.data, self._live_session)
+        if apart is not None:
+            # nothing but the ids differ: no field to compare, the ids go through the mapping
+            live = ReplyBody(ids=apart[1])
+        else:
+            live = self.codec.decode_reply(
+                step.live, step.sent_data or step.data, self._live_session
+            )
         negative = self._negative_entry(rec, live)
         if negative is not None:
             # a negative entry on one side only: the attributes beside it mean nothing
             neg = self._difference(step, negative.field, negative.recorded, negative.live, out)
             if negative.live.startswith("0 "):
                 self._lose(step, rec, neg)  # the node the recording found is not there live
+            return
+        if apart is not None:
+            for d in self._learn(step, rec, live):
+                self._difference(step, d.field, d.recorded, d.live, out)
             return
         cut = step.reply_len if step.reply_len > len(step.reply) else None
         recorded_len = None if cut is None else cut - 16
