@@ -352,6 +352,8 @@ class _Step:
     #: the node ids it names; what it ends or changes (node ids, handles) when passed
     own: frozenset[int] | None = None
     passed: tuple[frozenset[int], frozenset[int]] | None = None
+    #: what the window may do with it: one of the _C_* classes below
+    cls: int = 0
     settled: bool = False
 
     @property
@@ -424,6 +426,19 @@ _READ_ONLY = frozenset(
 #: requests that end or flush one id: a read-only request naming other ids may pass them
 _PASSABLE = frozenset({"RELEASE", "RELEASEDIR", "FLUSH", "FORGET", "BATCH_FORGET"})
 _OPENS = frozenset({"OPEN", "OPENDIR"})
+#: the window's classes of a frame: read-only, passable, an open, any other request, and
+#: frames that are no request (INTERRUPT, NOTIFY_REPLY, ...)
+_C_READ_ONLY, _C_PASSABLE, _C_OPEN, _C_OTHER, _C_NOT_REQUEST = range(5)
+
+
+def _window_class(info: RequestInfo) -> int:
+    if info.name in _PASSABLE:
+        return _C_PASSABLE
+    if info.kind is not StepKind.REQUEST:
+        return _C_NOT_REQUEST
+    if info.name in _OPENS:
+        return _C_OPEN
+    return _C_READ_ONLY if info.name in _READ_ONLY else _C_OTHER
 
 
 class _Blocked(Exception):
@@ -527,6 +542,7 @@ class ReplayEngine:
             data = data + bytes(rec.orig_len - len(data))
             self._zero_filled += 1
         step = _Step(rec.index, rec.t_ns, data, info, self._replies_read)
+        step.cls = _window_class(info)
         if self._first is None:
             self._first = step
         self._window.append(step)
@@ -692,32 +708,34 @@ class ReplayEngine:
         fhs: set[int] = set()  # ends or changes them
         named: set[int] = set()  # nodes named by earlier frames still unsent
         busy: set[int] | None = None  # nodes named by requests outstanding live
-        for out_step in outstanding.values():
-            name = out_step.info.name
-            if name in _READ_ONLY:
+        for o in outstanding.values():
+            c = o.cls
+            if c == _C_READ_ONLY:
                 continue
-            if name not in _PASSABLE and name not in _OPENS:
+            if c != _C_PASSABLE and c != _C_OPEN:
                 return  # a request that changes what others see is in flight
-            n, f = self._passed(out_step)
+            n, f = o.passed or self._passed(o)
             nodes |= n
             fhs |= f
         sent: list[_Step] = []
         room = limit - len(outstanding)
+        known = self._known
         for i, step in enumerate(self._window):
             if i >= limit or len(sent) >= room:
                 break
-            info = step.info
-            name = info.name
-            if name in _PASSABLE:
-                n, f = self._passed(step)
+            c = step.cls
+            if c == _C_PASSABLE:
+                n, f = step.passed or self._passed(step)
                 nodes |= n
                 fhs |= f
                 named |= nodes
                 continue
-            if info.kind is not StepKind.REQUEST:
+            if c == _C_NOT_REQUEST:
                 break
-            own = self._own(step)
-            if name in _OPENS:
+            own = step.own
+            if own is None:
+                own = self._own(step)
+            if c == _C_OPEN:
                 # an OPEN may truncate its file: it goes early only when no earlier request
                 # names its node, and later requests on its node wait for it
                 if busy is None:
@@ -725,39 +743,39 @@ class ReplayEngine:
                     for o in outstanding.values():
                         if o.refs is not None:
                             busy |= self._own(o)
-                ok = (
+                if (
                     own.isdisjoint(named)
                     and own.isdisjoint(busy)
-                    and self._may_send(step, nodes, fhs)
-                )
-                if ok:
+                    and step.info.unique not in outstanding
+                    and known(step, nodes, fhs)
+                ):
                     sent.append(step)
                 else:
                     nodes |= own
                 named |= own
                 continue
-            if name not in _READ_ONLY:
+            if c != _C_READ_ONLY:
                 break  # it changes what later requests see: nothing passes it
-            if self._may_send(step, nodes, fhs):
+            if step.info.unique not in outstanding and known(step, nodes, fhs):
                 sent.append(step)
             named |= own
         for step in sent:
             self._window.remove(step)
             self._send(step, now, out)
 
-    def _may_send(self, step: _Step, nodes: set[int], fhs: set[int]) -> bool:
-        return step.info.unique not in self._outstanding and self._known(step, nodes, fhs)
-
     def _known(self, step: _Step, nodes: set[int], fhs: set[int]) -> bool:
         """Every id ``step`` names is known live now and not ended by a frame it passes."""
-        for ref in self._refs(step):
-            if ref.kind is IdKind.NODEID:
-                if ref.value == 0:
+        get = self._nodes.get
+        for ref in step.refs if step.refs is not None else self._refs(step):
+            kind = ref.kind
+            if kind is IdKind.NODEID:
+                value = ref.value
+                if value == 0:
                     continue
-                node = self._nodes.get(ref.value)
-                if node is None or node.live is None or ref.value in nodes:
+                node = get(value)
+                if node is None or node.live is None or value in nodes:
                     return False
-            elif ref.kind is IdKind.FH:
+            elif kind is IdKind.FH:
                 found = self._handle_of(ref)
                 if found is None or found[1].refs <= 0 or ref.value in fhs:
                     return False
