@@ -18,7 +18,7 @@ from fusetrace.cli import Result, options
 from fusetrace.errors import CaptureError
 from fusetrace.record import Direction, Record
 from fusetrace.replay.codec import ProtocolCodec
-from fusetrace.replay.driver import FrameSink, LiveRun, run
+from fusetrace.replay.driver import ChildSink, FrameSink, LiveRun, run
 from fusetrace.replay.engine import (
     Command,
     Outcome,
@@ -54,24 +54,34 @@ def _stream(path: str, reader: CaptureReader) -> tuple[Iterator[Record], dict[st
     return records(), meta
 
 
-def _tracker_sink(byte_order: str) -> tuple[FrameSink, Any] | None:
+def _tracker_sink(byte_order: str) -> tuple[FrameSink, Any, Any] | None:
+    """The tracker over the live run's frames: (sink, finish → findings, abandon). Where
+    the platform forks, it runs in a child process beside the replay."""
     try:
         from fusetrace.tracker import Tracker
     except ImportError:  # pragma: no cover - the tracker ships with fusetrace
         return None
-    tracker = Tracker(byte_order=byte_order)
-    count = [0]
-    findings: list[Any] = []
 
-    def sink(direction: Direction, t_ns: int, data: bytes) -> None:
-        findings.extend(tracker.feed(Record(count[0], t_ns, direction, data, len(data))))
-        count[0] += 1
+    def make() -> tuple[FrameSink, Any]:
+        tracker = Tracker(byte_order=byte_order)
+        count = [0]
+        findings: list[Any] = []
 
-    def finish() -> list[Any]:
-        findings.extend(tracker.finish())
-        return findings
+        def sink(direction: Direction, t_ns: int, data: bytes) -> None:
+            findings.extend(tracker.feed(Record(count[0], t_ns, direction, data, len(data))))
+            count[0] += 1
 
-    return sink, finish
+        def finish() -> list[Any]:
+            findings.extend(tracker.finish())
+            return findings
+
+        return sink, finish
+
+    if not hasattr(os, "fork"):  # pragma: no cover - Linux forks
+        sink, finish = make()
+        return sink, finish, lambda: None
+    child = ChildSink(make)
+    return child, child.finish, child.abandon
 
 
 def _frame_count(path: str) -> int:
@@ -285,7 +295,8 @@ def _print_text(
     "daemon asks it to mount (libfuse 2 daemons; needs root, mounts nothing); 'seccomp' "
     "answers the daemon's own open of /dev/fuse and its mount(2) (daemons that mount by "
     "themselves, such as ntfs-3g and mergerfs; needs root, mounts nothing). 'auto' takes "
-    "seccomp for a capture recorded through it (as root), else fd or fusermount.",
+    "seccomp for a capture recorded through it (as root) unless {} names the mountpoint, "
+    "else fd or fusermount.",
 )
 @options.format_option("text", "json", help="Report format on stdout: text or json.")
 @options.fail_on_option(help="Exit 1 when a finding of this severity or worse is reported "
@@ -361,15 +372,22 @@ def replay(
             )
         engine = ReplayEngine(records, ProtocolCodec(byte_order), options)
         mountpoint = meta.get("mountpoint")
-        if handoff == "auto" and meta.get("handoff") == "seccomp" and os.geteuid() == 0:
+        if (
+            handoff == "auto"
+            and meta.get("handoff") == "seccomp"
+            and os.geteuid() == 0
+            and "{}" not in daemon[1:]
+        ):
             # recorded through the seccomp hand-off: the daemon mounts by itself (ntfs-3g,
-            # mergerfs, rclone), so it is replayed the same way
+            # mergerfs, rclone), so it is replayed the same way; {} on the command line
+            # asks for the /dev/fd/N hand-off, as in record
             handoff = "seccomp"
 
         sinks: list[FrameSink] = []
         tracked = _tracker_sink(byte_order)
         if tracked is not None:
             sinks.append(tracked[0])
+            stack.callback(tracked[2])  # a replay that fails ends the tracker's process
         if write_path is not None:
             writer_file = stack.enter_context(open_output(write_path))
             # the recorded mountpoint is kept, so the live run replays with the same command
@@ -399,7 +417,7 @@ def replay(
                 handoff=handoff,
             )
         cut_short = bool(reader.info.truncated)
-    findings = tracked[1]() if tracked is not None else []
+        findings = tracked[1]() if tracked is not None else []
     summary = _summary(result, live, speed)
     if fmt == "json":
         doc = {

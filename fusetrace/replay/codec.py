@@ -140,6 +140,14 @@ class Codec(Protocol):
 
     def request_ids(self, data: bytes, session: Any) -> list[IdRef]: ...
 
+    def handed_ids(
+        self, data: bytes, request: bytes, session: Any
+    ) -> list[tuple[IdKind, str, int]] | None: ...
+
+    def ids_apart(
+        self, recorded: bytes, live: bytes, request: bytes, rec_session: Any, live_session: Any
+    ) -> tuple[list[tuple[IdKind, str, int]], list[tuple[IdKind, str, int]]] | None: ...
+
     def patch(self, data: bytes, changes: list[tuple[IdRef, int]], session: Any) -> bytes: ...
 
     def notify_reply(self, notify_unique: int, nodeid: int, offset: int, data: bytes) -> bytes: ...
@@ -198,6 +206,7 @@ class ProtocolCodec:
 
         self._unpack_out = unpack_out
         self._id_plans: dict[tuple[int, int], tuple[Any, ...] | None] = {}
+        self._handed_plans: dict[tuple[int, int], tuple[Any, ...] | None] = {}
 
     # ---- small helpers
 
@@ -363,6 +372,79 @@ class ProtocolCodec:
             body.data = data[16 + fixed :]
         return body
 
+    def _handed_plan(self, opcode: int, session: Any) -> tuple[Any, ...] | None:
+        """Per opcode and session, for replies of fixed layout that hand out ids: (the
+        reply's length, [(kind, dotted field, offset, reader)]) in payload order; None
+        when the reply needs a full decode to tell (listings, probes, data after)."""
+        key = (opcode, id(session))
+        if key in self._handed_plans:
+            return self._handed_plans[key]
+        from fusetrace.protocol.registry import OPS, ArgKind
+        from fusetrace.protocol.schemas import field_reader
+
+        plan: tuple[Any, ...] | None = None
+        spec = OPS.get(opcode)
+        if spec is not None and spec.reply_probe is None:
+            structs, listing, raw = self._reply_plan(opcode, False)
+            names = [a.struct for a in spec.reply_args if a.kind is ArgKind.STRUCT]
+            if listing is None and not raw and len(names) == len(structs):
+                offset = self._flat["fuse_out_header"].size
+                ids = []
+                readable = True
+                for (prefix, _fields, gives_node, gives_fh), name in zip(
+                    structs, names, strict=True
+                ):
+                    assert name is not None
+                    wire = self._struct_name(name, session)
+                    for kind, f, gives in ((IdKind.NODEID, "nodeid", gives_node),
+                                           (IdKind.FH, "fh", gives_fh)):  # fmt: skip
+                        r = field_reader(self.order, wire, f) if gives else None
+                        if gives and r is None:
+                            readable = False
+                        elif r is not None:
+                            ids.append((kind, f"{prefix}.{f}", offset + r[1], r[0]))
+                    offset += self._flat[wire].size
+                plan = (offset, ids) if readable else None
+        self._handed_plans[key] = plan
+        return plan
+
+    def handed_ids(
+        self, data: bytes, request: bytes, session: Any
+    ) -> list[tuple[IdKind, str, int]] | None:
+        """The ids a reply hands out, as :meth:`decode_reply` finds them, read in place for
+        a well-formed reply of fixed layout; None when it needs the full decode."""
+        h = self._parse_in(request, self.order)
+        plan = self._handed_plan(h.opcode, session)
+        if plan is None or len(data) != plan[0]:
+            return None
+        return [(kind, path, r.unpack_from(data, off)[0]) for kind, path, off, r in plan[1]]
+
+    def ids_apart(
+        self, recorded: bytes, live: bytes, request: bytes, rec_session: Any, live_session: Any
+    ) -> tuple[list[tuple[IdKind, str, int]], list[tuple[IdKind, str, int]]] | None:
+        """Two well-formed replies of the same fixed layout that differ in nothing but the
+        ids they hand out: the ids of each, as :meth:`decode_reply` finds them. None when
+        anything else differs, or when it takes the full decode to tell."""
+        opcode = self._parse_in(request, self.order).opcode
+        plan = self._handed_plan(opcode, rec_session)
+        if plan is None or len(recorded) != plan[0] or len(live) != plan[0]:
+            return None
+        if live_session is not rec_session:
+            other = self._handed_plan(opcode, live_session)
+            if other is None or [i[:3] for i in other[1]] != [i[:3] for i in plan[1]]:
+                return None
+        start = 0
+        for _kind, _path, off, r in sorted(plan[1], key=lambda i: i[2]):
+            if recorded[start:off] != live[start:off]:
+                return None
+            start = off + r.size
+        if recorded[start:] != live[start:]:
+            return None
+        return (
+            [(kind, path, r.unpack_from(recorded, off)[0]) for kind, path, off, r in plan[1]],
+            [(kind, path, r.unpack_from(live, off)[0]) for kind, path, off, r in plan[1]],
+        )
+
     def _arg_structs(self, opcode: int, probe: bool) -> list[str]:
         from fusetrace.protocol.registry import OPS, ArgKind
 
@@ -397,13 +479,13 @@ class ProtocolCodec:
             def at(f: str) -> tuple[int, int]:
                 return start + field_offset(name, f), sizes[f]
 
-            fhs = []
+            fhs: list[tuple[str, int, int, str]] = []
             for f in spec.fh_fields:
                 if f in sizes:
                     # fh_out belongs to nodeid_out (COPY_FILE_RANGE), fh and fh_in to the
                     # header's node
                     owner = f"nodeid{f[2:]}" if f[2:] else ""
-                    fhs.append((f, *at(f), owner if owner in spec.node_fields else None))
+                    fhs.append((f, *at(f), owner if owner in spec.node_fields else ""))
             nodes = [(f, *at(f)) for f in spec.node_fields if f in sizes]
             listing = any(a.kind in (ArgKind.DIRENTS, ArgKind.DIRENTPLUS) for a in spec.reply_args)
             cookie = at("offset") if listing else None
@@ -412,7 +494,26 @@ class ProtocolCodec:
                 is_dir = True
             elif spec.handle is HandleEffect.RELEASES:
                 is_dir = False
-            plan = (name, _prefix(name), fhs, nodes, cookie, is_dir, spec.fh_when)
+            # the same fields read in place, for a request whose struct is all there
+            from fusetrace.protocol.schemas import field_reader
+
+            def reader(f: str) -> Any:
+                r = field_reader(self.order, name, f)
+                assert r is not None
+                return r[0]
+
+            when = spec.fh_when
+            fast: tuple[Any, ...] | None = (
+                start + self._flat[name].size,
+                (at(when[0])[0], reader(when[0]), when[1]) if when and when[0] in sizes else None,
+                [(f, off, size, reader(f), (at(o)[0], reader(o)) if o in sizes else None)
+                 for f, off, size, o in fhs],
+                [(f, off, size, reader(f)) for f, off, size in nodes],
+                (*cookie, reader("offset")) if cookie is not None else None,
+            )  # fmt: skip
+            if when and when[0] not in sizes:
+                fast = None
+            plan = (name, _prefix(name), fhs, nodes, cookie, is_dir, spec.fh_when, fast)
         self._id_plans[key] = plan
         return plan
 
@@ -427,7 +528,24 @@ class ProtocolCodec:
         plan = self._id_plan(h.opcode, session)
         if plan is None:
             return refs
-        _name, prefix, fhs, nodes, cookie, is_dir, fh_when = plan
+        _name, prefix, fhs, nodes, cookie, is_dir, fh_when, fast = plan
+        if fast is not None and len(data) >= fast[0]:
+            _end, when, fast_fhs, fast_nodes, fast_cookie = fast
+            if when is None or when[1].unpack_from(data, when[0])[0] & when[2]:
+                for f, off, size, r, owner in fast_fhs:
+                    node = owner[1].unpack_from(data, owner[0])[0] if owner else h.nodeid
+                    value = r.unpack_from(data, off)[0]
+                    refs.append(IdRef(IdKind.FH, f"{prefix}.{f}", off, size, value, node, is_dir))
+            for f, off, size, r in fast_nodes:
+                refs.append(
+                    IdRef(IdKind.NODEID, f"{prefix}.{f}", off, size, r.unpack_from(data, off)[0])
+                )
+            if fast_cookie is not None:
+                off, size, r = fast_cookie
+                refs.append(
+                    IdRef(IdKind.COOKIE, f"{prefix}.offset", off, size, r.unpack_from(data, off)[0])
+                )
+            return refs
         fields = self._request(data, session)
         fh_valid = fh_when is None or bool(fields.get(fh_when[0], 0) & fh_when[1])
         if fh_valid:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import pickle
 import select
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -43,6 +45,8 @@ from fusetrace.replay.engine import (
 
 #: how often the driver looks at the daemon process while waiting (seconds)
 POLL_INTERVAL = 0.2
+#: at most this many frames waiting in the socket are handed to the engine at once
+MAX_BATCH = 64
 
 
 def daemon_argv(argv: Sequence[str], mountpoint: str | None, fd: int) -> list[str]:
@@ -423,8 +427,9 @@ def _loop(
     events: deque[Event] = deque([Start(time.monotonic_ns())])
     while True:
         while events:
-            event = events.popleft()
-            for cmd in engine.handle(event):
+            batch = list(events)
+            events.clear()
+            for cmd in engine.handle_all(batch):
                 if on_command is not None:
                     on_command(cmd)
                 if isinstance(cmd, SendFrame):
@@ -443,7 +448,8 @@ def _loop(
         timeout = POLL_INTERVAL
         if wake is not None:
             timeout = min(timeout, max(0.0, (wake - now) / 1e9))
-        # a frame already waiting is taken without a select() (replies come in bursts)
+        # frames already waiting are taken without a select() (replies come in bursts), all
+        # of them, and handed to the engine together
         try:
             frame = _receive(sock, view, socket.MSG_DONTWAIT)
             readable = True
@@ -451,13 +457,19 @@ def _loop(
             readable = bool(select.select([sock], [], [], timeout)[0])
             frame = _receive(sock, view) if readable else None
         if readable:
-            if frame is None:
-                events.append(DaemonGone(time.monotonic_ns(), _gone_reason(daemon)))
-            else:
+            while frame is not None:
                 t = time.monotonic_ns()
                 for sink in sinks:
                     sink(Direction.OUTBOUND, time.time_ns(), frame)
                 events.append(FrameReceived(frame, t))
+                if len(events) >= MAX_BATCH:
+                    break
+                try:
+                    frame = _receive(sock, view, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    break
+            else:
+                events.append(DaemonGone(time.monotonic_ns(), _gone_reason(daemon)))
         elif (status := proc.poll()) is not None and (status != 0 or not daemon.followers):
             if status == 0:
                 # a daemon that forked into the background, as libfuse daemons do without
@@ -535,3 +547,108 @@ def _receive(sock: socket.socket, view: memoryview, flags: int = 0) -> bytes | N
     if n == 0:
         return None
     return bytes(view[:n])
+
+
+class ChildSink:
+    """A frame sink that runs in a forked child process: ``make()`` (called in the child)
+    returns ``(feed, finish)``; every frame handed to the sink reaches ``feed`` in order,
+    with the same arguments, and :meth:`finish` returns what the child's ``finish``
+    returned (pickled back). The replay's loop only appends the frame to a buffer, written
+    to the child in large pieces, so the work of ``feed`` runs beside the replay (on
+    another core) instead of between a reply and the next request."""
+
+    _HEAD = struct.Struct("=BqI")
+    FLUSH_AT = 1 << 16
+
+    def __init__(self, make: Callable[[], tuple[FrameSink, Callable[[], Any]]]) -> None:
+        frames_r, frames_w = os.pipe()
+        result_r, result_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            status = 1
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # it ends when the frames do
+                os.close(frames_w)
+                os.close(result_r)
+                status = _child_main(make, frames_r, result_w, self._HEAD)
+            finally:
+                os._exit(status)
+        os.close(frames_r)
+        os.close(result_w)
+        self.pid = pid
+        self._w: int | None = frames_w
+        self._r = result_r
+        self._buf = bytearray()
+
+    def __call__(self, direction: Direction, t_ns: int, data: bytes) -> None:
+        buf = self._buf
+        buf += self._HEAD.pack(direction is Direction.OUTBOUND, t_ns, len(data))
+        buf += data
+        if len(buf) >= self.FLUSH_AT:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._w is None:
+            return
+        view = memoryview(self._buf)
+        try:
+            while view:
+                view = view[os.write(self._w, view) :]
+        finally:
+            view.release()
+        self._buf.clear()
+
+    def finish(self) -> Any:
+        """Hand over the last frames, wait for the child, return its result."""
+        try:
+            self._flush()
+        finally:
+            self.close()
+        chunks = []
+        while chunk := os.read(self._r, 1 << 16):
+            chunks.append(chunk)
+        os.close(self._r)
+        self._r = -1
+        _, status = os.waitpid(self.pid, 0)
+        ok, value = pickle.loads(b"".join(chunks)) if chunks else (False, "no result")
+        if not ok or os.waitstatus_to_exitcode(status) != 0:
+            raise RuntimeError(f"the frame checker failed: {value}")
+        return value
+
+    def close(self) -> None:
+        """Stop handing frames (the child then ends); for a run that ends by an error."""
+        if self._w is not None:
+            os.close(self._w)
+            self._w = None
+
+    def abandon(self) -> None:
+        """End the child without waiting for its result (a replay that failed)."""
+        self.close()
+        if self._r >= 0:
+            os.close(self._r)  # the child's write fails: it ends
+            self._r = -1
+            os.waitpid(self.pid, 0)
+
+
+def _child_main(
+    make: Callable[[], tuple[FrameSink, Callable[[], Any]]],
+    frames: int,
+    result: int,
+    head: struct.Struct,
+) -> int:
+    try:
+        feed, finish = make()
+        with os.fdopen(frames, "rb", buffering=1 << 16) as f:
+            while h := f.read(head.size):
+                outbound, t_ns, n = head.unpack(h)
+                data = f.read(n)
+                feed(Direction.OUTBOUND if outbound else Direction.INBOUND, t_ns, data)
+        payload = pickle.dumps((True, finish()))
+    except BaseException as e:  # told to the parent, which raises
+        payload = pickle.dumps((False, f"{type(e).__name__}: {e}"))
+    try:
+        with os.fdopen(result, "wb") as out:
+            out.write(payload)
+    except OSError:
+        return 1
+    return 0

@@ -349,6 +349,11 @@ class _Step:
     sent_data: bytes = b""
     #: the ids the request names (decoded once)
     refs: list[IdRef] | None = None
+    #: the node ids it names; what it ends or changes (node ids, handles) when passed
+    own: frozenset[int] | None = None
+    passed: tuple[frozenset[int], frozenset[int]] | None = None
+    #: what the window may do with it: one of the _C_* classes below
+    cls: int = 0
     settled: bool = False
 
     @property
@@ -420,6 +425,20 @@ _READ_ONLY = frozenset(
 )  # fmt: skip
 #: requests that end or flush one id: a read-only request naming other ids may pass them
 _PASSABLE = frozenset({"RELEASE", "RELEASEDIR", "FLUSH", "FORGET", "BATCH_FORGET"})
+_OPENS = frozenset({"OPEN", "OPENDIR"})
+#: the window's classes of a frame: read-only, passable, an open, any other request, and
+#: frames that are no request (INTERRUPT, NOTIFY_REPLY, ...)
+_C_READ_ONLY, _C_PASSABLE, _C_OPEN, _C_OTHER, _C_NOT_REQUEST = range(5)
+
+
+def _window_class(info: RequestInfo) -> int:
+    if info.name in _PASSABLE:
+        return _C_PASSABLE
+    if info.kind is not StepKind.REQUEST:
+        return _C_NOT_REQUEST
+    if info.name in _OPENS:
+        return _C_OPEN
+    return _C_READ_ONLY if info.name in _READ_ONLY else _C_OTHER
 
 
 class _Blocked(Exception):
@@ -523,6 +542,7 @@ class ReplayEngine:
             data = data + bytes(rec.orig_len - len(data))
             self._zero_filled += 1
         step = _Step(rec.index, rec.t_ns, data, info, self._replies_read)
+        step.cls = _window_class(info)
         if self._first is None:
             self._first = step
         self._window.append(step)
@@ -579,22 +599,33 @@ class ReplayEngine:
 
     def handle(self, event: Event) -> list[Command]:
         """Feed one event; returns the commands to carry out, in order."""
-        if self._finished:
-            return []
+        return self.handle_all((event,))
+
+    def handle_all(self, events: Iterable[Event]) -> list[Command]:
+        """Feed events that arrived together (replies already waiting in the socket), in
+        order; returns the commands to carry out, in order. What may be sent is looked at
+        once, after the last of them: the same requests go out as when the events are fed
+        one at a time, with fewer passes over the window."""
         out: list[Command] = []
-        if isinstance(event, Start):
-            self._t0_live = event.t_ns
-            self.result.started_ns = event.t_ns
-        elif isinstance(event, FrameReceived):
-            self._on_frame(event, out)
-        elif isinstance(event, DaemonGone):
-            self._end_early(Outcome.DAEMON_GONE, event.reason, event.t_ns, out)
+        if self._finished:
             return out
-        elif isinstance(event, Tick):
-            self._check_timeouts(event.t_ns, out)
+        now: int | None = None
+        for event in events:
+            now = event.t_ns
+            if isinstance(event, FrameReceived):
+                self._on_frame(event, out)
+            elif isinstance(event, Start):
+                self._t0_live = now
+                self.result.started_ns = now
+            elif isinstance(event, DaemonGone):
+                self._end_early(Outcome.DAEMON_GONE, event.reason, now, out)
+                return out
+            elif isinstance(event, Tick):
+                self._check_timeouts(now, out)
             if self._finished:
                 return out
-        self._pump(event.t_ns, out)
+        if now is not None:
+            self._pump(now, out)
         return out
 
     # ----------------------------------------------------------------- sending
@@ -640,13 +671,35 @@ class ReplayEngine:
             step.refs = self.codec.request_ids(step.data, self._rec_session)
         return step.refs
 
+    def _own(self, step: _Step) -> frozenset[int]:
+        own = step.own
+        if own is None:
+            own = step.own = frozenset(r.value for r in self._refs(step) if r.kind is IdKind.NODEID)
+        return own
+
+    def _passed(self, step: _Step) -> tuple[frozenset[int], frozenset[int]]:
+        """The node ids and handles ``step`` ends or changes: a later request that names
+        one of them may not pass it."""
+        passed = step.passed
+        if passed is None:
+            nodes: set[int] = set()
+            fhs: set[int] = set()
+            if step.info.lookup in ("forget", "batch_forget"):
+                nodes.update(n for n, _ in self.codec.forget_counts(step.data, self._rec_session))
+            else:
+                for ref in self._refs(step):
+                    (nodes if ref.kind is IdKind.NODEID else fhs).add(ref.value)
+            passed = step.passed = (frozenset(nodes), frozenset(fhs))
+        return passed
+
     def _overtake(self, now: int, out: list[Command]) -> None:
         """Send read-only requests of the next ``window`` frames before their turn, when
         every id they name is known live and no frame they pass ends or changes it. The
         daemon sees them in another order than recorded, but they change nothing another
         request sees; what changes something (a WRITE, a RENAME) is never passed."""
         limit = self.options.window
-        if len(self._outstanding) >= limit:
+        outstanding = self._outstanding
+        if len(outstanding) >= limit:
             return
         while len(self._window) < limit and self._source is not None:
             if not self._read_one():
@@ -655,75 +708,74 @@ class ReplayEngine:
         fhs: set[int] = set()  # ends or changes them
         named: set[int] = set()  # nodes named by earlier frames still unsent
         busy: set[int] | None = None  # nodes named by requests outstanding live
-        for out_step in self._outstanding.values():
-            if out_step.info.name in _READ_ONLY:
+        for o in outstanding.values():
+            c = o.cls
+            if c == _C_READ_ONLY:
                 continue
-            if out_step.info.name not in _PASSABLE and out_step.info.name not in (
-                "OPEN",
-                "OPENDIR",
-            ):
+            if c != _C_PASSABLE and c != _C_OPEN:
                 return  # a request that changes what others see is in flight
-            self._mark_passed(out_step, nodes, fhs)
+            n, f = o.passed or self._passed(o)
+            nodes |= n
+            fhs |= f
         sent: list[_Step] = []
+        room = limit - len(outstanding)
+        known = self._known
         for i, step in enumerate(self._window):
-            if i >= limit or len(self._outstanding) + len(sent) >= limit:
+            if i >= limit or len(sent) >= room:
                 break
-            info = step.info
-            name = info.name
-            if name in _PASSABLE:
-                self._mark_passed(step, nodes, fhs)
-                named.update(nodes)
+            c = step.cls
+            if c == _C_PASSABLE:
+                n, f = step.passed or self._passed(step)
+                nodes |= n
+                fhs |= f
+                named |= nodes
                 continue
-            if info.kind is not StepKind.REQUEST:
+            if c == _C_NOT_REQUEST:
                 break
-            refs = self._refs(step)
-            own = {r.value for r in refs if r.kind is IdKind.NODEID}
-            if name in ("OPEN", "OPENDIR"):
+            own = step.own
+            if own is None:
+                own = self._own(step)
+            if c == _C_OPEN:
                 # an OPEN may truncate its file: it goes early only when no earlier request
                 # names its node, and later requests on its node wait for it
                 if busy is None:
-                    busy = {
-                        r.value
-                        for s in self._outstanding.values()
-                        for r in s.refs or ()
-                        if r.kind is IdKind.NODEID
-                    }
-                ok = not (own & named or own & busy) and self._may_send(step, nodes, fhs)
-                if ok:
+                    busy = set()
+                    for o in outstanding.values():
+                        if o.refs is not None:
+                            busy |= self._own(o)
+                if (
+                    own.isdisjoint(named)
+                    and own.isdisjoint(busy)
+                    and step.info.unique not in outstanding
+                    and known(step, nodes, fhs)
+                ):
                     sent.append(step)
                 else:
-                    nodes.update(own)
-                named.update(own)
+                    nodes |= own
+                named |= own
                 continue
-            if name not in _READ_ONLY:
+            if c != _C_READ_ONLY:
                 break  # it changes what later requests see: nothing passes it
-            if self._may_send(step, nodes, fhs):
+            if step.info.unique not in outstanding and known(step, nodes, fhs):
                 sent.append(step)
-            named.update(own)
+            named |= own
         for step in sent:
             self._window.remove(step)
             self._send(step, now, out)
 
-    def _may_send(self, step: _Step, nodes: set[int], fhs: set[int]) -> bool:
-        return step.info.unique not in self._outstanding and self._known(step, nodes, fhs)
-
-    def _mark_passed(self, step: _Step, nodes: set[int], fhs: set[int]) -> None:
-        if step.info.lookup in ("forget", "batch_forget"):
-            nodes.update(n for n, _ in self.codec.forget_counts(step.data, self._rec_session))
-            return
-        for ref in self._refs(step):
-            (nodes if ref.kind is IdKind.NODEID else fhs).add(ref.value)
-
     def _known(self, step: _Step, nodes: set[int], fhs: set[int]) -> bool:
         """Every id ``step`` names is known live now and not ended by a frame it passes."""
-        for ref in self._refs(step):
-            if ref.kind is IdKind.NODEID:
-                if ref.value == 0:
+        get = self._nodes.get
+        for ref in step.refs if step.refs is not None else self._refs(step):
+            kind = ref.kind
+            if kind is IdKind.NODEID:
+                value = ref.value
+                if value == 0:
                     continue
-                node = self._nodes.get(ref.value)
-                if node is None or node.live is None or ref.value in nodes:
+                node = get(value)
+                if node is None or node.live is None or value in nodes:
                     return False
-            elif ref.kind is IdKind.FH:
+            elif kind is IdKind.FH:
                 found = self._handle_of(ref)
                 if found is None or found[1].refs <= 0 or ref.value in fhs:
                     return False
@@ -988,13 +1040,32 @@ class ReplayEngine:
         rec_err = self.codec.reply_info(step.reply).error
         info = step.info
         rec: ReplyBody | None = None
+        #: the live reply differs from the recorded one in the ids it hands out only
+        apart: tuple[list[tuple[IdKind, str, int]], list[tuple[IdKind, str, int]]] | None = None
         if rec_err == 0 and (
             step.live != step.reply
             or info.listing
             or info.lookup in ("entry", "readdirplus")
             or info.handle in ("opens", "opens_dir")
         ):
-            rec = self.codec.decode_reply(step.reply, step.data, self._rec_session)
+            if not info.listing and step.reply_len <= len(step.reply):
+                if step.live == step.reply:
+                    # byte for byte the recorded answer: only the ids it hands out matter
+                    ids = self.codec.handed_ids(step.reply, step.data, self._rec_session)
+                    if ids is not None:
+                        rec = ReplyBody(ids=ids)
+                elif isinstance(step.live, bytes) and self._live_session is not None:
+                    apart = self.codec.ids_apart(
+                        step.reply,
+                        step.live,
+                        step.data,
+                        self._rec_session,
+                        self._live_session,
+                    )
+                    if apart is not None:
+                        rec = ReplyBody(ids=apart[0])
+            if rec is None:
+                rec = self.codec.decode_reply(step.reply, step.data, self._rec_session)
         elif rec_err == 0:
             rec = _NO_IDS
         if not isinstance(step.live, bytes):
@@ -1028,13 +1099,23 @@ class ReplayEngine:
             if rec is not None:
                 self._lose(step, rec, root)
             return
-        live = self.codec.decode_reply(step.live, step.sent_data or step.data, self._live_session)
+        if apart is not None:
+            # nothing but the ids differ: no field to compare, the ids go through the mapping
+            live = ReplyBody(ids=apart[1])
+        else:
+            live = self.codec.decode_reply(
+                step.live, step.sent_data or step.data, self._live_session
+            )
         negative = self._negative_entry(rec, live)
         if negative is not None:
             # a negative entry on one side only: the attributes beside it mean nothing
             neg = self._difference(step, negative.field, negative.recorded, negative.live, out)
             if negative.live.startswith("0 "):
                 self._lose(step, rec, neg)  # the node the recording found is not there live
+            return
+        if apart is not None:
+            for d in self._learn(step, rec, live):
+                self._difference(step, d.field, d.recorded, d.live, out)
             return
         cut = step.reply_len if step.reply_len > len(step.reply) else None
         recorded_len = None if cut is None else cut - 16

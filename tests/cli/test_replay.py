@@ -281,3 +281,27 @@ def test_a_removed_file_reads_as_one_diagnosis(recording: Path) -> None:
     assert d["opcode"] == "LOOKUP" and d["field"] == "error" and d["not_sent"] > 3
     assert {"OPEN", "READ", "FLUSH", "RELEASE"} <= set(d["dependents"])
     assert doc["summary"]["not_sent"] == sum(x["not_sent"] for x in doc["differences"])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="auto picks seccomp only as root")
+def test_braces_ask_for_the_fd_handoff_even_after_a_seccomp_recording(
+    recording: Path, world: Path
+) -> None:
+    """A capture recorded through the seccomp hand-off, replayed with {} on the command line:
+    the daemon gets /dev/fd/N, not a seccomp supervisor and a literal {} (the benchmark's
+    case: record squashfuse_ll natively, replay it with {})."""
+    from fusetrace.capture.files import host_writer
+
+    path = world / "seccomp.pcapng"
+    with open(recording, "rb") as f:
+        reader = CaptureReader(f)
+        records = list(reader)
+        meta = {**reader.info.meta, "handoff": "seccomp"}
+    with open(path, "wb") as out:
+        writer = host_writer(out, meta)
+        for rec in records:
+            writer.write(rec.direction, rec.t_ns, rec.data)
+    path.chmod(0o644)
+    r = fusetrace("replay", str(path), "--", *fake())
+    assert r.returncode == 0, r.stderr
+    assert "0 differences" in r.stdout

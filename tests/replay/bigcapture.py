@@ -80,7 +80,7 @@ def measure(path: str) -> tuple[int, int]:
 
     tracked = _tracker_sink(sys.byteorder)
     assert tracked is not None
-    sink, _finish = tracked
+    sink, finish, _abandon = tracked
     with open(path, "rb") as f:
         records, _meta = _stream(path, CaptureReader(f))
         engine = ReplayEngine(tee(records), ProtocolCodec(sys.byteorder))
@@ -100,7 +100,10 @@ def measure(path: str) -> tuple[int, int]:
                     t += 1
                     todo.extend(engine.handle(FrameReceived(reply, t)))
         assert engine.finished and engine.result.ok, engine.result.differences[:3]
-    return count[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    finish()  # the tracker runs in a child process: its peak counts once it is reaped
+    peak = max(resource.getrusage(who).ru_maxrss
+               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))  # fmt: skip
+    return count[0], peak
 
 
 if __name__ == "__main__":

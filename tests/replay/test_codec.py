@@ -91,6 +91,52 @@ def test_reply_ids_and_fields() -> None:
     assert probe.fields == {"getxattr.size": 12, "getxattr.padding": 0}
 
 
+def test_handed_ids_read_in_place_match_the_full_decode() -> None:
+    entry = {"nodeid": 5, "generation": 2, "attr": {"size": 3}}
+    cases = [
+        (encode_reply(Op.CREATE, {**entry, "fh": 9}, unique=4), req(Op.CREATE, 1, name="f")),
+        (encode_reply(Op.LOOKUP, entry, unique=4), req(Op.LOOKUP, 1, name="f")),
+        (encode_reply(Op.OPEN, {"fh": 11}, unique=4), req(Op.OPEN, 5)),
+        (encode_reply(Op.GETATTR, {"attr": {"ino": 5}}, unique=4), req(Op.GETATTR, 5)),
+    ]
+    for reply, request in cases:
+        handed = C.handed_ids(reply, request, NEG)
+        assert handed is not None and handed == C.decode_reply(reply, request, NEG).ids
+    assert C.handed_ids(cases[0][0], cases[0][1], NEG) == [
+        (IdKind.NODEID, "entry.nodeid", 5), (IdKind.FH, "open.fh", 9)
+    ]  # fmt: skip
+    # listings, probes and replies of another length than their layout: the full decode
+    plus = encode_reply(Op.READDIRPLUS, {"entries": []}, unique=4)
+    assert C.handed_ids(plus, req(Op.READDIRPLUS, 1, fh=3), NEG) is None
+    assert C.handed_ids(cases[1][0][:-8], cases[1][1], NEG) is None
+
+
+def test_ids_apart_only_when_nothing_but_the_ids_differ() -> None:
+    F, N = IdKind.FH, IdKind.NODEID
+    op = req(Op.OPEN, 5)
+    a = encode_reply(Op.OPEN, {"fh": 11, "open_flags": 1}, unique=4)
+    b = encode_reply(Op.OPEN, {"fh": 12, "open_flags": 1}, unique=4)
+    assert C.ids_apart(a, b, op, NEG, NEG) == ([(F, "open.fh", 11)], [(F, "open.fh", 12)])
+    flags = encode_reply(Op.OPEN, {"fh": 12, "open_flags": 2}, unique=4)
+    assert C.ids_apart(a, flags, op, NEG, NEG) is None
+    lk = req(Op.LOOKUP, 1, name="f")
+    e1 = encode_reply(Op.LOOKUP, {"nodeid": 5, "attr": {"size": 3}}, unique=4)
+    e2 = encode_reply(Op.LOOKUP, {"nodeid": 6, "attr": {"size": 3}}, unique=4)
+    e3 = encode_reply(Op.LOOKUP, {"nodeid": 6, "attr": {"size": 4}}, unique=4)
+    assert C.ids_apart(e1, e2, lk, NEG, NEG) == (
+        [(N, "entry.nodeid", 5)], [(N, "entry.nodeid", 6)]
+    )  # fmt: skip
+    assert C.ids_apart(e1, e3, lk, NEG, NEG) is None
+    assert C.ids_apart(e1, e2[:-8], lk, NEG, NEG) is None
+
+
+def test_request_ids_of_a_cut_request_come_from_the_decoder() -> None:
+    full = req(Op.READ, 5, fh=7, offset=9, size=4096)
+    assert ids(full) == [(IdKind.NODEID, "header.nodeid", 5), (IdKind.FH, "read.fh", 7)]
+    # a struct cut short is not read in place: the decoder gives none of its fields
+    assert ids(full[:48]) == [(IdKind.NODEID, "header.nodeid", 5)]
+
+
 def test_notifications_and_notify_reply() -> None:
     info = C.reply_info(
         encode_notify(

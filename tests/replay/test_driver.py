@@ -24,7 +24,7 @@ from fusetrace.errors import DaemonError
 from fusetrace.protocol.abi import Opcode
 from fusetrace.record import Direction, Record
 from fusetrace.replay.codec import ProtocolCodec
-from fusetrace.replay.driver import daemon_argv, run
+from fusetrace.replay.driver import ChildSink, FrameSink, daemon_argv, run
 from fusetrace.replay.engine import Outcome, ReplayEngine, ReplayOptions, ReplayResult
 from fusetrace.replay.matching import MatchPolicy
 from tests.replay.kernel import FAKEFS, MOUNTPOINT, Kernel, record_fakefs_session
@@ -583,3 +583,40 @@ def test_concurrent_stress_ng_session_replays_on_a_fresh_fuse_overlayfs(tmp_path
     assert result.not_sent == 0
     for op in ("WRITE", "RENAME", "LINK", "SETXATTR", "FALLOCATE"):
         assert result.by_opcode[op].answered > 0 or result.by_opcode[f"{op}2"].answered > 0, op
+
+
+def _collector() -> tuple[FrameSink, Any]:
+    got: list[tuple[Direction, int, bytes]] = []
+    return (lambda d, t, data: got.append((d, t, data))), (lambda: (os.getpid(), got))
+
+
+def test_child_sink_hands_every_frame_in_order_and_returns_the_child_result() -> None:
+    frames = [(Direction.INBOUND if i % 3 else Direction.OUTBOUND, 10**18 + i, bytes([i % 256]) * i)
+              for i in range(3000)]  # fmt: skip
+    child = ChildSink(_collector)
+    for f in frames:
+        child(*f)
+    pid, got = child.finish()
+    assert pid == child.pid != os.getpid()
+    assert got == frames
+    child.abandon()  # after finish: nothing left to end
+    with pytest.raises(ChildProcessError):
+        os.waitpid(child.pid, os.WNOHANG)  # reaped
+
+
+def test_child_sink_failure_is_told_and_an_abandoned_child_is_reaped() -> None:
+    def broken() -> tuple[FrameSink, Any]:
+        def feed(d: Direction, t: int, data: bytes) -> None:
+            raise ValueError("no such frame")
+
+        return feed, list
+
+    child = ChildSink(broken)
+    child(Direction.INBOUND, 1, b"x")
+    with pytest.raises(RuntimeError, match="ValueError: no such frame"):
+        child.finish()
+    child = ChildSink(_collector)
+    child(Direction.INBOUND, 1, b"x" * 100_000)
+    child.abandon()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(child.pid, os.WNOHANG)
