@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from fusetrace.errors import DecodeError
 from fusetrace.protocol.connection import NEEDS_REQUEST_BODY, Connection, Exchange
 from fusetrace.protocol.decode import Decoded, Engine, decode_reply, decode_request
-from fusetrace.protocol.header import InHeader, OutHeader
 from fusetrace.protocol.session import Negotiated
 from fusetrace.record import Direction, Record
 
@@ -82,7 +81,7 @@ class FrameDecoder:
             # the common cases inline (the hot path of decode): a whole request, and a whole
             # reply to a request whose body its shape does not depend on
             if record.direction is _INBOUND:
-                d = decode_request(record.data, ex.negotiated, engine=self.engine, header=_in(h))
+                d = decode_request(record.data, ex.negotiated, engine=self.engine, header=h)  # type: ignore[arg-type]
                 ex._decoded = d
                 ex._engine = self.engine
                 frame = ex.view = DecodedFrame(record, d)
@@ -96,7 +95,11 @@ class FrameDecoder:
             ):
                 rf = req.view
                 d = decode_reply(
-                    record.data, req.opcode, ex.negotiated, engine=self.engine, header=_out(h)
+                    record.data,
+                    req.opcode,
+                    ex.negotiated,
+                    engine=self.engine,
+                    header=h,  # type: ignore[arg-type]
                 )
                 ex._decoded = d
                 ex._engine = self.engine
@@ -123,5 +126,3 @@ class FrameDecoder:
 
 
 _INBOUND = Direction.INBOUND
-_in = InHeader._make
-_out = OutHeader._make

@@ -326,7 +326,8 @@ def _latency(ns: int | None) -> str:
     return f" ({ns / 1e6:.1f}ms)"
 
 
-_ARROW = {Direction.INBOUND: "K>D", Direction.OUTBOUND: "D>K"}
+_INBOUND = Direction.INBOUND
+_INIT = int(Opcode.INIT)
 
 
 def result_name(result: int) -> str:
@@ -339,16 +340,19 @@ def summary_line(frame: DecodedFrame, t0_ns: int) -> str:
     """One line per frame, like tshark and tcpdump: the frame number (Wireshark's
     ``frame.number``, from 1), time, direction, unique, opcode, nodeid, arguments;
     ``refused ERRNO`` at the end when the kernel refused the daemon's frame."""
-    line = _summary_line(frame, t0_ns)
-    result = frame.record.result
+    rec = frame.record
+    result = rec.result
     if result:
-        return f"{line} refused {result_name(result)}"
-    return line
+        return f"{_summary_line(frame, t0_ns)} refused {result_name(result)}"
+    return _summary_line(frame, t0_ns)
 
 
 def _summary_line(frame: DecodedFrame, t0_ns: int) -> str:
     rec = frame.record
-    head = f"{rec.index + 1:>5} {(rec.t_ns - t0_ns) / 1e9:.6f} {_ARROW[rec.direction]}"
+    head = (
+        f"{rec.index + 1:>5} {(rec.t_ns - t0_ns) / 1e9:.6f} "
+        f"{'K>D' if rec.direction is _INBOUND else 'D>K'}"
+    )
     if rec.channel:
         head += f" ch{rec.channel}"
     d = frame.decoded
@@ -358,28 +362,32 @@ def _summary_line(frame: DecodedFrame, t0_ns: int) -> str:
     tail = _problems(d) if d.problems else ""
     if kind == "request":
         h = d.header
+        body = d.body
         f = REQUEST_ARGS.get(d.opcode)  # type: ignore[arg-type]
-        args = f(d.body) if f is not None and d.body else ""
-        node = f" nodeid={h.nodeid}" if h.nodeid else ""  # type: ignore[union-attr]
+        args = f(body) if f is not None and body else ""
+        nodeid = h.nodeid  # type: ignore[union-attr]
+        node = f" nodeid={nodeid}" if nodeid else ""
         if args:
             return f"{head} {h.unique} {d.name}{node} {args}{tail}"
         return f"{head} {h.unique} {d.name}{node}{tail}"
     if kind == "notify":
         return f"{head} 0 NOTIFY_{d.name} {_notify_args(d.opcode, d.body)}{tail}"
-    err = d.header.error  # type: ignore[union-attr]
+    h = d.header
+    err = h.error  # type: ignore[union-attr]
     lat = frame.latency_ns
     if lat is not None:
         tail = _latency(lat) + tail
     if kind == "interrupt-reply":
         status = errno_name(err) if err else "ok"
-        return f"{head} {d.header.unique} INTERRUPT reply {status}{tail}"
+        return f"{head} {h.unique} INTERRUPT reply {status}{tail}"
     if err:
         status = errno_name(err)
     else:
+        body = d.body
         f = REPLY_ARGS.get(d.opcode)  # type: ignore[arg-type]
-        args = f(d.body) if f is not None and d.body else ""
+        args = f(body) if f is not None and body else ""
         status = "ok " + args if args else "ok"
-    return f"{head} {d.header.unique} {d.name} {status}{tail}"
+    return f"{head} {h.unique} {d.name} {status}{tail}"
 
 
 # ---- verbose ---------------------------------------------------------------------------
@@ -456,11 +464,12 @@ def json_object(frame: DecodedFrame, t0_ns: int) -> dict[str, Any]:
     """The stable JSON object of one frame (keys documented in fusetrace-decode(1))."""
     rec = frame.record
     d = frame.decoded
+    t_ns = rec.t_ns
     obj: dict[str, Any] = {
         "frame": rec.index + 1,
-        "time": round((rec.t_ns - t0_ns) / 1e9, 9),
-        "t_ns": rec.t_ns,
-        "dir": "K>D" if rec.direction is Direction.INBOUND else "D>K",
+        "time": round((t_ns - t0_ns) / 1e9, 9),
+        "t_ns": t_ns,
+        "dir": "K>D" if rec.direction is _INBOUND else "D>K",
         "channel": rec.channel,
         "len": rec.orig_len,
     }
@@ -472,33 +481,43 @@ def json_object(frame: DecodedFrame, t0_ns: int) -> dict[str, Any]:
                    latency_ns=None, body={}, problems=[frame.error])  # fmt: skip
         return obj
     req = frame.request
-    nodeid = d.nodeid
+    kind = d.kind
+    header = d.header
     # who asked: a request's own header; a reply carries its request's
-    asker = d.header if d.kind == "request" else None
-    if req is not None and req.decoded is not None:
-        if nodeid is None:
-            nodeid = req.decoded.nodeid
-        if asker is None and req.decoded.kind == "request":
-            asker = req.decoded.header
-    error = d.error
+    if kind == "request":
+        asker: Any = header
+        nodeid = header.nodeid  # type: ignore[union-attr]
+        error = None
+    else:
+        asker = None
+        nodeid = None
+        error = header.error if kind == "reply" or kind == "interrupt-reply" else None  # type: ignore[union-attr]
+    if req is not None:
+        rd = req.decoded
+        if rd is not None:
+            if nodeid is None:
+                nodeid = rd.nodeid
+            if asker is None and rd.kind == "request":
+                asker = rd.header
     body = d.body
-    if d.opcode == Opcode.INIT and d.kind in ("request", "reply") and "flags" in body:
+    if d.opcode == _INIT and kind in ("request", "reply") and "flags" in body:
         body = {**body, "flag_names": flag_names(int(init_flags(body)), InitFlag)}
-    obj.update(
-        kind=d.kind,
-        unique=d.unique,
-        opcode=("NOTIFY_" + d.name) if d.kind == "notify" else d.name,
-        nodeid=nodeid,
-        uid=asker.uid if asker is not None else None,  # type: ignore[union-attr]
-        gid=asker.gid if asker is not None else None,  # type: ignore[union-attr]
-        pid=asker.pid if asker is not None else None,  # type: ignore[union-attr]
-        error=error,
-        errno=errno_name(error)[1:] if error else None,
-        request_frame=req.index + 1 if req is not None else None,
-        latency_ns=frame.latency_ns,
-        body=body,
-        problems=[str(p) for p in d.problems],
-    )
+    obj["kind"] = kind
+    obj["unique"] = header.unique
+    obj["opcode"] = ("NOTIFY_" + d.name) if kind == "notify" else d.name
+    obj["nodeid"] = nodeid
+    if asker is not None:
+        obj["uid"] = asker.uid
+        obj["gid"] = asker.gid
+        obj["pid"] = asker.pid
+    else:
+        obj["uid"] = obj["gid"] = obj["pid"] = None
+    obj["error"] = error
+    obj["errno"] = errno_name(error)[1:] if error else None
+    obj["request_frame"] = req.record.index + 1 if req is not None else None
+    obj["latency_ns"] = frame.latency_ns
+    obj["body"] = body
+    obj["problems"] = [str(p) for p in d.problems] if d.problems else []
     if d.remainder:
         obj["remainder"] = d.remainder
     return obj

@@ -143,7 +143,6 @@ def _success(
     neg = self.negotiated
     shape = spec.reply
     rel = (pend.frame,)
-    name = spec.name  # for messages
     if shape is ReplyShape.EMPTY:
         if payload:
             self._bad_reply_size(
@@ -151,7 +150,7 @@ def _success(
                 unique,
                 opcode,
                 rel,
-                f"{name} takes a header-only reply, got {payload} payload "
+                f"{spec.name} takes a header-only reply, got {payload} payload "
                 "bytes (EINVAL; the caller gets EIO)",
             )
         elif pend.names and body_ok:
@@ -165,7 +164,7 @@ def _success(
                 unique,
                 opcode,
                 rel,
-                f"{name} reply has {payload} payload bytes, must be {want} "
+                f"{spec.name} reply has {payload} payload bytes, must be {want} "
                 "(EINVAL; the caller gets EIO)",
             )
             return
