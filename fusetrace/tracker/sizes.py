@@ -157,7 +157,14 @@ def _success(
             self._names_removed(pend)
         return
     if shape is ReplyShape.FIXED:
-        want = sum(_layout.size_of(a.struct or "", neg) for a in spec.reply_args)
+        # once per session, in the session's own cache (decode's keys are ints and
+        # (id, engine) tuples, so a (name, opcode) key cannot meet them)
+        key = ("reply-size", opcode)
+        want = neg._cache.get(key)
+        if want is None:
+            want = neg._cache[key] = sum(
+                _layout.size_of(a.struct or "", neg) for a in spec.reply_args
+            )
         if payload != want:
             self._bad_reply_size(
                 idx,
