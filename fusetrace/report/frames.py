@@ -628,11 +628,20 @@ class Stats:
         d = frame.decoded
         if d is None:
             return
-        name = ("NOTIFY_" + d.name) if d.kind == "notify" else d.name
-        if d.kind == "request" or d.kind == "notify":
-            self.requests[name] = self.requests.get(name, 0) + 1
+        kind = d.kind
+        if kind == "request":
+            name = d.name
+            requests = self.requests
+            requests[name] = requests.get(name, 0) + 1
             return
-        self.replies[name] = self.replies.get(name, 0) + 1
+        if kind == "notify":
+            name = "NOTIFY_" + d.name
+            requests = self.requests
+            requests[name] = requests.get(name, 0) + 1
+            return
+        name = d.name
+        replies = self.replies
+        replies[name] = replies.get(name, 0) + 1
         err = d.header.error  # type: ignore[union-attr]
         if err:
             self.errors[name] = self.errors.get(name, 0) + 1
@@ -641,11 +650,12 @@ class Stats:
                 by = self.errnos[name] = {}
             label = errno_name(err).lstrip("-")
             by[label] = by.get(label, 0) + 1
-        if frame.latency_ns is not None:
+        ns = frame.latency_ns
+        if ns is not None:
             lat = self.latencies.get(name)
             if lat is None:
                 lat = self.latencies[name] = array("q")
-            lat.append(frame.latency_ns)
+            lat.append(ns)
 
     def rows(self) -> list[dict[str, Any]]:
         names = sorted(set(self.requests) | set(self.replies),
