@@ -329,6 +329,8 @@ def _latency(ns: int | None) -> str:
 
 
 _INBOUND = Direction.INBOUND
+_HEAD_IN = "%5d %.6f K>D"
+_HEAD_OUT = "%5d %.6f D>K"
 _INIT = int(Opcode.INIT)
 
 
@@ -338,22 +340,18 @@ def result_name(result: int) -> str:
     return "ok" if not result else abi_errno_name(result)
 
 
-def summary_line(frame: DecodedFrame, t0_ns: int) -> str:
+def summary_line(frame: DecodedFrame, t0_ns: int, _bare: bool = False) -> str:
     """One line per frame, like tshark and tcpdump: the frame number (Wireshark's
     ``frame.number``, from 1), time, direction, unique, opcode, nodeid, arguments;
     ``refused ERRNO`` at the end when the kernel refused the daemon's frame."""
     rec = frame.record
     result = rec.result
-    if result:
-        return f"{_summary_line(frame, t0_ns)} refused {result_name(result)}"
-    return _summary_line(frame, t0_ns)
-
-
-def _summary_line(frame: DecodedFrame, t0_ns: int) -> str:
-    rec = frame.record
-    head = (
-        f"{rec.index + 1:>5} {(rec.t_ns - t0_ns) / 1e9:.6f} "
-        f"{'K>D' if rec.direction is _INBOUND else 'D>K'}"
+    if result and not _bare:
+        return f"{summary_line(frame, t0_ns, True)} refused {result_name(result)}"
+    # %-formatting: the same text as f"{n:>5} {t:.6f}", in about half the time
+    head = (_HEAD_IN if rec.direction is _INBOUND else _HEAD_OUT) % (
+        rec.index + 1,
+        (rec.t_ns - t0_ns) / 1e9,
     )
     if rec.channel:
         head += f" ch{rec.channel}"

@@ -222,3 +222,14 @@ def test_json_line_is_the_json_object_encoded() -> None:
         kinds.add(f.decoded.kind if f.decoded is not None else None)
         assert json_line(f, T0) == encoder.encode(json_object(f, T0))
     assert kinds >= {"request", "reply", "notify", None}
+
+
+def test_summary_refused_and_channel() -> None:
+    """A frame the kernel refused ends with the errno name; a second /dev/fuse fd shows."""
+    dec = FrameDecoder()
+    req = encode_request(Opcode.LOOKUP, {"name": "a"}, unique=4, nodeid=1)
+    rep = encode_reply(Opcode.LOOKUP, unique=4, error=-2)
+    a = dec.feed(Record(0, T0 + 1_000, K, req, len(req), 1))
+    b = dec.feed(Record(11_999, T0 + 2_500_000, D, rep, len(rep), 1, None, 2))
+    assert summary_line(a, T0) == '    1 0.000001 K>D ch1 4 LOOKUP nodeid=1 "a"'
+    assert summary_line(b, T0) == "12000 0.002500 D>K ch1 4 LOOKUP -ENOENT (2499us) refused ENOENT"
