@@ -431,7 +431,7 @@ class CaptureReader:
                 if avail:
                     self._cut(self._offset)
                 return
-            if buf[pos : pos + 4] == b"\x0a\x0d\x0d\x0a":
+            if buf.startswith(b"\x0a\x0d\x0d\x0a", pos):
                 # a section header: its byte-order magic decides how to read its lengths
                 self._order = "<" if buf[pos + 8 : pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
             if self._order != order:
