@@ -34,6 +34,8 @@ _SHB = 0x0A0D0D0A
 _IDB = 0x00000001
 _OPB = 0x00000002  # obsolete Packet Block
 _SPB = 0x00000003
+#: Record built without its Python-level __new__ (a million per large capture)
+_new_record = tuple.__new__
 _EPB = 0x00000006
 #: the Enhanced Packet Block type, for writers that adjust blocks they were given
 BLOCK_EPB = _EPB
@@ -429,7 +431,7 @@ class CaptureReader:
                 if avail:
                     self._cut(self._offset)
                 return
-            if buf[pos : pos + 4] == b"\x0a\x0d\x0d\x0a":
+            if buf.startswith(b"\x0a\x0d\x0d\x0a", pos):
                 # a section header: its byte-order magic decides how to read its lengths
                 self._order = "<" if buf[pos + 8 : pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
             if self._order != order:
@@ -459,7 +461,10 @@ class CaptureReader:
                     self._pending = None
                 continue
             _, _, iface_id, ts_hi, ts_lo, caplen, origlen = epb.unpack_from(buf, pos)
-            iface = self._interface(iface_id, start)
+            try:
+                iface = self.info.interfaces[iface_id]
+            except IndexError:
+                iface = self._interface(iface_id, start)  # raises the corrupt-capture error
             if iface.linktype != LINKTYPE_FUSE:
                 self.info.skipped += 1
                 continue
@@ -471,12 +476,12 @@ class CaptureReader:
             direction: Direction | None = None
             comment = None
             result = None
-            if tail - opts == 12 and buf[opts : opts + 4] == flags_head:
+            if tail - opts == 12 and buf.startswith(flags_head, opts):
                 direction = directions[u32.unpack_from(buf, opts + 4)[0] & 3]
             elif (
                 tail - opts == 20
-                and buf[opts : opts + 4] == flags_head
-                and buf[opts + 8 : opts + 12] == result_head
+                and buf.startswith(flags_head, opts)
+                and buf.startswith(result_head, opts + 8)
             ):
                 direction = directions[u32.unpack_from(buf, opts + 4)[0] & 3]
                 result = u32.unpack_from(buf, opts + 12)[0]
@@ -491,15 +496,19 @@ class CaptureReader:
             if direction is None:
                 direction = guess_direction(data, self._bo())
             ts = (ts_hi << 32) | ts_lo
-            yield Record(
-                self._index,
-                ts * iface.ts_num // iface.ts_den,
-                direction,
-                data,
-                origlen,
-                iface_id,
-                comment,
-                result,
+            # tuple.__new__ directly: Record's own __new__ is a Python function (hot path)
+            yield _new_record(
+                Record,
+                (
+                    self._index,
+                    ts * iface.ts_num // iface.ts_den,
+                    direction,
+                    data,
+                    origlen,
+                    iface_id,
+                    comment,
+                    result,
+                ),
             )
             self._index += 1
 

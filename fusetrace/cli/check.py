@@ -76,10 +76,12 @@ def check_capture(
         if attached:
             tracker.state = SessionState.READY
         findings: list[Finding] = []
-        feed = tracker.feed
+        # Tracker.feed, unrolled: the connection's exchange straight to the judge
+        connection_feed = tracker.connection.feed
+        judge = tracker.judge
         task = None
         for n, rec in enumerate(reader, 1):
-            found = feed(rec)
+            found = judge(connection_feed(rec))
             if found:
                 findings.extend(found)
             if progress is not None and n % PROGRESS_EVERY == 0:

@@ -300,11 +300,17 @@ def decode(
             base = t0[0]
             append = lines.append
             for rec in records:
-                append(render(feed(rec), base))
+                append(render(decoded_frame(connection_feed(rec)), base))
                 if len(lines) >= _FLUSH_LINES:
                     out.write("\n".join(lines))
                     out.write("\n")
                     lines.clear()
+            records = iter(())
+        elif keep is None and tracker is None and summary is not None:
+            # --stats over every frame: count, nothing to render
+            count = summary.feed
+            for rec in records:
+                count(decoded_frame(connection_feed(rec)))
             records = iter(())
         for rec in records:
             ex = connection_feed(rec)

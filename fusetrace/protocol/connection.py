@@ -58,6 +58,8 @@ _INTERRUPT = int(Opcode.INTERRUPT)
 _RESEND = int(NotifyCode.RESEND)
 _INBOUND = Direction.INBOUND
 _MASK = ~FUSE_INT_REQ_BIT
+#: headers built without NamedTuple's Python-level ``_make`` (the hot path)
+_new_tuple = tuple.__new__
 #: ops whose reply shape depends on the request body (GETXATTR/LISTXATTR size probe)
 NEEDS_REQUEST_BODY = frozenset(op for op, spec in OPS.items() if spec.reply_probe is not None)
 
@@ -65,10 +67,11 @@ NEEDS_REQUEST_BODY = frozenset(op for op, spec in OPS.items() if spec.reply_prob
 class Exchange:
     """One frame of a connection, with what the connection model knows about it.
 
-    ``header`` is the raw header tuple (request: len, opcode, unique, nodeid, uid, gid, pid,
-    total_extlen, padding; daemon frame: len, error, unique), empty when the frame is shorter
-    than its header. ``opcode`` is the request's opcode (for a reply: the opcode of the
-    request it answers, None if it answers none; for a notification: None). ``request`` is
+    ``header`` is the header (an :class:`InHeader` for a request: len, opcode, unique,
+    nodeid, uid, gid, pid, total_extlen, padding; an :class:`OutHeader` for a daemon frame:
+    len, error, unique), an empty tuple when the frame is shorter than its header.
+    ``opcode`` is the request's opcode (for a reply: the opcode of the request it answers,
+    None if it answers none; for a notification: None). ``request`` is
     the outstanding request a reply matched (for an odd unique: the interrupted request, still
     outstanding), ``interrupt`` the INTERRUPT an odd-unique reply answers, ``replaced`` the
     request a new one with the same key displaced (a reused id). ``negotiated`` is the session
@@ -135,11 +138,11 @@ class Exchange:
                 raise DecodeError(
                     f"request header cut short: {len(data)} of {IN_HEADER_SIZE} bytes"
                 )
-            d = decode_request(data, neg, engine=engine, orig_len=orig, header=InHeader._make(h))
+            d = decode_request(data, neg, engine=engine, orig_len=orig, header=h)  # type: ignore[arg-type]
         else:
             if not h:
                 raise DecodeError(f"reply header cut short: {len(data)} of {OUT_HEADER_SIZE} bytes")
-            oh = OutHeader._make(h)
+            oh: OutHeader = h  # type: ignore[assignment]
             if h[2] == 0:
                 d = decode_notify(data, neg, engine=engine, orig_len=orig, header=oh)
             else:
@@ -204,7 +207,7 @@ class Connection:
         if direction is _INBOUND:
             if len(data) < IN_HEADER_SIZE:
                 return Exchange(record, (), None, neg)
-            h = self._in(data)
+            h: tuple[Any, ...] = _new_tuple(InHeader, self._in(data))
             op = h[1]
             ex = Exchange(record, h, op, neg)
             key = h[2] & _MASK
@@ -234,8 +237,8 @@ class Connection:
         # daemon -> kernel
         if len(data) < OUT_HEADER_SIZE:
             return Exchange(record, (), None, neg)
-        h = self._out(data)
-        length, error, unique = h
+        oh: tuple[Any, ...] = _new_tuple(OutHeader, self._out(data))
+        length, error, unique = h = oh
         if unique == 0:
             if error == _RESEND and length == orig_len:
                 self._resend()

@@ -471,24 +471,10 @@ def decode_request(
                 f"request header cut short: {len(data)} of {IN_HEADER_SIZE} bytes"
             ) from None
     op = header.opcode
-    n = len(data)
-    if header.len == n and not header.total_extlen and engine == "fast":
-        # fast path, cached per session and opcode: fixed structs only, or one name
-        fast = neg._cache.get(op)  # int keys: requests; ~op: replies; tuples: layouts
-        if fast is None:
-            spec = OPS.get(op)
-            fast = neg._cache[op] = (
-                (_layout(spec.request, neg, engine), opcode_name(op)) if spec else (None, "")
-            )
-        plan, name = fast
-        if plan is not None:
-            if plan.fixed is not None and n - IN_HEADER_SIZE == plan.fixed_size:
-                one = plan.one
-                body = one(data, IN_HEADER_SIZE) if one else _fixed(plan.fixed, data, 40)
-                return Decoded("request", header, op, name, body)
-            if plan.cstring is not None and data.find(b"\0", IN_HEADER_SIZE) == n - 1:
-                return Decoded("request", header, op, name,
-                               {plan.cstring: _text(data[IN_HEADER_SIZE:-1])})  # fmt: skip
+    if engine == "fast":
+        d = request_fast(data, header, neg)
+        if d is not None:
+            return d
     spec = OPS.get(op)
     out = _Out(IN_HEADER_SIZE)
     end = _bounds(data, header.len, IN_HEADER_SIZE, orig_len, out)
@@ -521,6 +507,33 @@ def decode_request(
         out.problem("internal", f"{type(e).__name__}: {e}")
         out.stopped = True
     return _finish("request", header, header.opcode, name, data, out, end)
+
+
+def request_fast(data: bytes, header: InHeader, neg: Negotiated) -> Decoded | None:
+    """:func:`decode_request`'s fast path (engine "fast"; the header already read): a
+    request whose ``in.len`` is its length, without extensions, made of fixed structs only
+    or of one name, decoded by a plan cached per session and opcode. None for any other
+    frame (then :func:`decode_request` decodes it in full)."""
+    n = len(data)
+    if header[0] != n or header[7]:  # len, total_extlen
+        return None
+    op = header[1]
+    fast = neg._cache.get(op)  # int keys: requests; ~op: replies; tuples: layouts
+    if fast is None:
+        spec = OPS.get(op)
+        fast = neg._cache[op] = (
+            (_layout(spec.request, neg, "fast"), opcode_name(op)) if spec else (None, "")
+        )
+    plan, name = fast
+    if plan is not None:
+        if plan.fixed is not None and n - IN_HEADER_SIZE == plan.fixed_size:
+            one = plan.one
+            body = one(data, IN_HEADER_SIZE) if one else _fixed(plan.fixed, data, 40)
+            return Decoded("request", header, op, name, body)
+        if plan.cstring is not None and data.find(b"\0", IN_HEADER_SIZE) == n - 1:
+            return Decoded("request", header, op, name,
+                           {plan.cstring: _text(data[IN_HEADER_SIZE:-1])})  # fmt: skip
+    return None
 
 
 _IN_UNPACK = {o: in_header_struct(o).unpack_from for o in "<>"}
@@ -561,30 +574,10 @@ def decode_reply(
     order = neg._order
     if header is None:
         header = _out_header(data, order)
-    n = len(data)
-    if (
-        engine == "fast"
-        and request_opcode is not None
-        and header.len == n
-        and orig_len is None
-        and not header.unique & FUSE_INT_REQ_BIT
-    ):
-        # fast path for the common well-formed replies, cached per session and opcode
-        fast = neg._cache.get(~request_opcode)
-        if fast is None:
-            fast = neg._cache[~request_opcode] = _fast_reply_plan(int(request_opcode), neg)
-        if fast:
-            name, plan, empty = fast
-            if header.error:
-                if n == OUT_HEADER_SIZE:
-                    return Decoded("reply", header, request_opcode, name)
-            elif plan.fixed is not None and n - OUT_HEADER_SIZE == plan.fixed_size:
-                if plan.fixed or empty:
-                    one = plan.one
-                    body = one(data, 16) if one else _fixed(plan.fixed, data, 16)
-                    return Decoded("reply", header, request_opcode, name, body)
-            elif plan.rest is not None:
-                return Decoded("reply", header, request_opcode, name, {plan.rest: data[16:]})
+    if engine == "fast" and request_opcode is not None and orig_len is None:
+        d = reply_fast(data, request_opcode, header, neg)
+        if d is not None:
+            return d
     out = _Out(OUT_HEADER_SIZE)
     end = _bounds(data, header.len, OUT_HEADER_SIZE, orig_len, out)
     payload = end - OUT_HEADER_SIZE
@@ -627,6 +620,34 @@ def decode_reply(
         out.problem("internal", f"{type(e).__name__}: {e}")
         out.stopped = True
     return _finish("reply", header, request_opcode, name, data, out, end)
+
+
+def reply_fast(
+    data: bytes, request_opcode: int, header: OutHeader, neg: Negotiated
+) -> Decoded | None:
+    """:func:`decode_reply`'s fast path (engine "fast"; the header already read; the frame
+    whole): a well-formed reply to a request whose reply shape does not depend on its body,
+    decoded by a plan cached per session and opcode. None for any other frame (then
+    :func:`decode_reply` decodes it in full)."""
+    n = len(data)
+    if header[0] != n or header[2] & FUSE_INT_REQ_BIT:  # len, unique
+        return None
+    fast = neg._cache.get(~request_opcode)
+    if fast is None:
+        fast = neg._cache[~request_opcode] = _fast_reply_plan(int(request_opcode), neg)
+    if fast:
+        name, plan, empty = fast
+        if header[1]:  # error
+            if n == OUT_HEADER_SIZE:
+                return Decoded("reply", header, request_opcode, name)
+        elif plan.fixed is not None and n - OUT_HEADER_SIZE == plan.fixed_size:
+            if plan.fixed or empty:
+                one = plan.one
+                body = one(data, 16) if one else _fixed(plan.fixed, data, 16)
+                return Decoded("reply", header, request_opcode, name, body)
+        elif plan.rest is not None:
+            return Decoded("reply", header, request_opcode, name, {plan.rest: data[16:]})
+    return None
 
 
 def _ioctl_iovecs(out: _Out, order: str, engine: Engine) -> None:

@@ -12,8 +12,14 @@ from dataclasses import dataclass
 
 from fusetrace.errors import DecodeError
 from fusetrace.protocol.connection import NEEDS_REQUEST_BODY, Connection, Exchange
-from fusetrace.protocol.decode import Decoded, Engine, decode_reply, decode_request
-from fusetrace.protocol.header import InHeader, OutHeader
+from fusetrace.protocol.decode import (
+    Decoded,
+    Engine,
+    decode_reply,
+    decode_request,
+    reply_fast,
+    request_fast,
+)
 from fusetrace.protocol.session import Negotiated
 from fusetrace.record import Direction, Record
 
@@ -57,6 +63,7 @@ class FrameDecoder:
     ) -> None:
         self.connection = connection or Connection(byte_order, negotiated)
         self.engine: Engine = engine
+        self._fast = engine == "fast"
 
     @property
     def negotiated(self) -> Negotiated:
@@ -82,7 +89,9 @@ class FrameDecoder:
             # the common cases inline (the hot path of decode): a whole request, and a whole
             # reply to a request whose body its shape does not depend on
             if record.direction is _INBOUND:
-                d = decode_request(record.data, ex.negotiated, engine=self.engine, header=_in(h))
+                d = request_fast(record.data, h, ex.negotiated) if self._fast else None  # type: ignore[arg-type]
+                if d is None:
+                    d = decode_request(record.data, ex.negotiated, engine=self.engine, header=h)  # type: ignore[arg-type]
                 ex._decoded = d
                 ex._engine = self.engine
                 frame = ex.view = DecodedFrame(record, d)
@@ -95,9 +104,15 @@ class FrameDecoder:
                 and req.opcode not in NEEDS_REQUEST_BODY
             ):
                 rf = req.view
-                d = decode_reply(
-                    record.data, req.opcode, ex.negotiated, engine=self.engine, header=_out(h)
-                )
+                d = reply_fast(record.data, req.opcode, h, ex.negotiated) if self._fast else None  # type: ignore[arg-type]
+                if d is None:
+                    d = decode_reply(
+                        record.data,
+                        req.opcode,
+                        ex.negotiated,
+                        engine=self.engine,
+                        header=h,  # type: ignore[arg-type]
+                    )
                 ex._decoded = d
                 ex._engine = self.engine
                 if rf is None or rf.decoded is None:
@@ -123,5 +138,3 @@ class FrameDecoder:
 
 
 _INBOUND = Direction.INBOUND
-_in = InHeader._make
-_out = OutHeader._make

@@ -78,6 +78,8 @@ _OP_INIT = int(Opcode.INIT)
 _OP_CUSE_INIT = int(Opcode.CUSE_INIT)
 _OP_INTERRUPT = int(Opcode.INTERRUPT)
 _OP_NOTIFY_REPLY = int(Opcode.NOTIFY_REPLY)
+_NO_REPLY_SHAPE = registry.ReplyShape.NONE
+_INBOUND = Direction.INBOUND
 
 
 class Tracker:
@@ -191,7 +193,7 @@ class Tracker:
         self.last_frame = record.index
         self.last_t_ns = record.t_ns
         try:
-            if record.direction is Direction.INBOUND:
+            if record.direction is _INBOUND:
                 self._kernel_frame(ex)
             else:
                 self._explained = False
@@ -341,7 +343,7 @@ class Tracker:
         if opcode == _OP_INTERRUPT:
             self._interrupt(rec, unique, data if body_ok else None)
             return
-        if spec is not None and not spec.has_reply:
+        if spec is not None and spec.reply is _NO_REPLY_SHAPE:  # not spec.has_reply
             # FORGET, BATCH_FORGET, NOTIFY_REPLY: no id bookkeeping, never answered
             self._no_reply.add(unique & ~FUSE_INT_REQ_BIT, idx)
             if self.state is SessionState.UNINIT:

@@ -143,7 +143,6 @@ def _success(
     neg = self.negotiated
     shape = spec.reply
     rel = (pend.frame,)
-    name = spec.name  # for messages
     if shape is ReplyShape.EMPTY:
         if payload:
             self._bad_reply_size(
@@ -151,21 +150,28 @@ def _success(
                 unique,
                 opcode,
                 rel,
-                f"{name} takes a header-only reply, got {payload} payload "
+                f"{spec.name} takes a header-only reply, got {payload} payload "
                 "bytes (EINVAL; the caller gets EIO)",
             )
         elif pend.names and body_ok:
             self._names_removed(pend)
         return
     if shape is ReplyShape.FIXED:
-        want = sum(_layout.size_of(a.struct or "", neg) for a in spec.reply_args)
+        # once per session, in the session's own cache (decode's keys are ints and
+        # (id, engine) tuples, so a (name, opcode) key cannot meet them)
+        key = ("reply-size", opcode)
+        want = neg._cache.get(key)
+        if want is None:
+            want = neg._cache[key] = sum(
+                _layout.size_of(a.struct or "", neg) for a in spec.reply_args
+            )
         if payload != want:
             self._bad_reply_size(
                 idx,
                 unique,
                 opcode,
                 rel,
-                f"{name} reply has {payload} payload bytes, must be {want} "
+                f"{spec.name} reply has {payload} payload bytes, must be {want} "
                 "(EINVAL; the caller gets EIO)",
             )
             return

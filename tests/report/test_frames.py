@@ -179,3 +179,57 @@ def test_verbose_lists_of_names() -> None:
     )
     lines = verbose_lines(rep)
     assert '      [0] "user.a"' in lines and '      [1] "user.b"' in lines
+
+
+def test_json_line_is_the_json_object_encoded() -> None:
+    """json_line writes its fixed keys itself; the text must stay what the encoder makes of
+    json_object, on every kind of frame (and on the shipped real captures)."""
+    from pathlib import Path
+
+    from fusetrace.capture.files import open_capture
+
+    def hex_of(v: bytes) -> dict[str, object]:
+        cut = {"cut": True} if len(v) > 64 else {}
+        return {"len": len(v), "hex": v[:64].hex(), **cut}
+
+    encoder = json.JSONEncoder(separators=(",", ":"), default=hex_of)
+    name = encode_request(Opcode.LOOKUP, {"name": 'caf\u00e9 "q"'}, unique=8, nodeid=1)
+    refused = Record(9, T0 + 9, D, encode_reply(Opcode.LOOKUP, unique=8, error=-2), 16, 0,
+                     None, 2)  # fmt: skip
+    odd = encode_request(Opcode.READ, {"fh": 3, "size": 1}, unique=10, nodeid=7) + b"!!"
+    odd = len(odd).to_bytes(4, "little") + odd[4:]
+    made = [
+        *lookup_pair(),
+        *lookup_pair(error=-2),
+        *frames(
+            (K, encode_request(Opcode.INIT, {"major": 7, "minor": 45, "flags": 3}, unique=2), 0),
+            (D, encode_notify(NotifyCode.INVAL_ENTRY, {"parent": 1, "name": "x"}), 5),
+            (K, b"\x00" * 8, 6),
+            (K, name, 7),
+            (K, odd, 8),
+            (D, encode_reply(Opcode.READ, {"data": b"\x01" * 100}, unique=10), 9),
+        ),
+        FrameDecoder().feed(refused),
+    ]
+    root = Path(__file__).resolve().parents[2] / "captures"
+    for path in sorted(root.glob("*.pcapng")):
+        with open_capture(str(path)) as reader:
+            dec = FrameDecoder(reader.info.byte_order)
+            made.extend(dec.feed(r) for r in reader)
+    assert len(made) > 1000
+    kinds = set()
+    for f in made:
+        kinds.add(f.decoded.kind if f.decoded is not None else None)
+        assert json_line(f, T0) == encoder.encode(json_object(f, T0))
+    assert kinds >= {"request", "reply", "notify", None}
+
+
+def test_summary_refused_and_channel() -> None:
+    """A frame the kernel refused ends with the errno name; a second /dev/fuse fd shows."""
+    dec = FrameDecoder()
+    req = encode_request(Opcode.LOOKUP, {"name": "a"}, unique=4, nodeid=1)
+    rep = encode_reply(Opcode.LOOKUP, unique=4, error=-2)
+    a = dec.feed(Record(0, T0 + 1_000, K, req, len(req), 1))
+    b = dec.feed(Record(11_999, T0 + 2_500_000, D, rep, len(rep), 1, None, 2))
+    assert summary_line(a, T0) == '    1 0.000001 K>D ch1 4 LOOKUP nodeid=1 "a"'
+    assert summary_line(b, T0) == "12000 0.002500 D>K ch1 4 LOOKUP -ENOENT (2499us) refused ENOENT"
