@@ -55,3 +55,8 @@ class Record(NamedTuple):
     @property
     def truncated(self) -> bool:
         return len(self.data) < self.orig_len
+
+
+#: a frame as the recorder hands it to the capture and to the live consumers: direction,
+#: t_ns, the raw frame, and what the proxy changed in it (or None)
+Item = tuple[Direction, int, bytes, "str | None"]

@@ -137,7 +137,7 @@ def record(
         sinks.append(screen.put)
     checker = None
     if live or check:  # the tracker's import is not paid for by a plain recording
-        from fusetrace.proxy.live import LiveCheck, LiveView
+        from fusetrace.report.live import LiveCheck, LiveView
 
         if live:
             view = LiveView(sys.stderr)
@@ -146,7 +146,7 @@ def record(
             checker = LiveCheck(sys.stderr, mount_options=opts)
             sinks.append(checker.put)
     if sinks:
-        from fusetrace.proxy.live import both
+        from fusetrace.report.live import both
 
         live_sink = both(*sinks)
     config = RecordConfig(

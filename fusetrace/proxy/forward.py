@@ -28,8 +28,6 @@ from fusetrace.protocol.abi import errno_name
 from fusetrace.proxy import wire
 from fusetrace.record import Direction
 
-#: one captured frame: (direction, t_ns, raw frame, comment)
-Item = tuple[Direction, int, bytes, "str | None"]
 #: a frame on its way from the forwarding loops to the capture writer:
 #: ``[direction, t_ns, raw frame, comment, result]``, where a large frame may be a
 #: memoryview of a lent receive buffer (see :class:`FrameBuffers`) and ``result`` is the

@@ -55,10 +55,9 @@ from fusetrace.proxy.forward import (
     Forwarder,
     Frame,
     FrameBuffers,
-    Item,
     max_frame_size,
 )
-from fusetrace.record import Direction
+from fusetrace.record import Direction, Item
 
 SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)

@@ -22,8 +22,8 @@ import pytest
 
 from fusetrace.protocol.abi import InitFlag
 from fusetrace.proxy import core, wire
-from fusetrace.proxy.forward import LEND_MIN, PENDING, Forwarder, Frame, FrameBuffers, Item
-from fusetrace.record import Direction
+from fusetrace.proxy.forward import LEND_MIN, PENDING, Forwarder, Frame, FrameBuffers
+from fusetrace.record import Direction, Item
 from tests.conform.helpers import overlay_argv
 from tests.support.mount import recording
 

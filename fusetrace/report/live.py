@@ -14,13 +14,21 @@ from collections.abc import Callable
 from typing import TextIO
 
 from fusetrace.protocol.abi import opcode_name
-from fusetrace.proxy import wire
-from fusetrace.proxy.forward import Item
-from fusetrace.record import Direction, Record
+from fusetrace.protocol.header import (
+    IN_HEADER_SIZE,
+    OUT_HEADER_SIZE,
+    in_header_struct,
+    out_header_struct,
+)
+from fusetrace.record import Direction, Item, Record
 from fusetrace.tracker.findings import Finding
 
 #: lines waiting for the terminal before new ones are dropped
 QUEUE_LINES = 10_000
+
+#: frames cross /dev/fuse in host byte order
+_IN = in_header_struct(sys.byteorder)
+_OUT = out_header_struct(sys.byteorder)
 
 
 def summary(item: Item, t0: int) -> str:
@@ -28,14 +36,14 @@ def summary(item: Item, t0: int) -> str:
     direction, t_ns, data, comment = item
     secs = (t_ns - t0) / 1e9
     note = f"  # {comment}" if comment else ""
-    if direction is Direction.INBOUND and len(data) >= wire.IN_HEADER_LEN:
-        length, opcode, unique, nodeid = wire.IN_HEADER.unpack_from(data)[:4]
+    if direction is Direction.INBOUND and len(data) >= IN_HEADER_SIZE:
+        length, opcode, unique, nodeid = _IN.unpack_from(data)[:4]
         return (
             f"{secs:12.6f} K>D unique={unique} {opcode_name(opcode)} nodeid={nodeid} "
             f"len={length}{note}"
         )
-    if len(data) >= wire.OUT_HEADER_LEN:
-        length, error, unique = wire.OUT_HEADER.unpack_from(data)
+    if len(data) >= OUT_HEADER_SIZE:
+        length, error, unique = _OUT.unpack_from(data)
         what = f"notify code={error}" if unique == 0 else f"error={error}"
         return f"{secs:12.6f} D>K unique={unique} {what} len={length}{note}"
     return f"{secs:12.6f} {direction.arrow} short frame ({len(data)} bytes){note}"

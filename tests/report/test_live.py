@@ -6,8 +6,8 @@ import io
 
 from fusetrace.protocol.abi import Opcode
 from fusetrace.protocol.encode import encode_reply, encode_request
-from fusetrace.proxy.live import LiveCheck, summary
 from fusetrace.record import Direction
+from fusetrace.report.live import LiveCheck, summary
 
 K, D = Direction.INBOUND, Direction.OUTBOUND
 
