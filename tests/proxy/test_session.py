@@ -13,12 +13,14 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from fusetrace.capture.files import open_capture
 from fusetrace.capture.pcapng import CaptureWriter
+from fusetrace.errors import CaptureError
 from fusetrace.proxy.forward import FrameBuffers
 from fusetrace.proxy.session import PAD_OPTION, Block, CaptureOutput, CaptureThread, writev_all
 from fusetrace.record import Direction
@@ -204,6 +206,12 @@ def test_recorder_killed_leaves_a_capture_valid_to_its_last_frame(
         ["squashfuse_ll", "-f", str(img), "{}"], mountpoint, capture, check_clean=False
     ) as rec:
         assert len((mountpoint / "big.bin").read_bytes()) > 1 << 20
+        # the capture is written every few milliseconds (FLUSH_INTERVAL): once frames are
+        # on disk, a kill must leave every one of them readable
+        deadline = time.monotonic() + 10
+        while (written := _frames_on_disk(capture)) <= 10:
+            assert time.monotonic() < deadline, "no frames reached the capture file"
+            time.sleep(0.005)
         rec.signal(signal.SIGKILL)
         rec.wait(10)
         # the kernel aborted the connection when the device fd closed: nothing hangs
@@ -221,7 +229,16 @@ def test_recorder_killed_leaves_a_capture_valid_to_its_last_frame(
     # the fixture detached the dead mount and the daemon ended on end of file
     frames = rec.frames()
     assert frames[0].direction is Direction.INBOUND
-    assert len(frames) > 10
+    assert len(frames) >= written > 10
+
+
+def _frames_on_disk(capture: Path) -> int:
+    """The whole frames a capture file being written holds now."""
+    try:
+        with open_capture(str(capture)) as reader:
+            return sum(1 for _ in reader)
+    except CaptureError:
+        return 0
 
 
 def test_daemon_timeout_aborts_a_hung_daemon(
