@@ -460,6 +460,34 @@ def _json_default(v: Any) -> Any:
     raise TypeError(f"{type(v).__name__} is not JSON serialisable")
 
 
+def _asked(frame: DecodedFrame, d: Decoded) -> tuple[Any, int | None, int | None, dict[str, Any]]:
+    """What a decoded frame's JSON says beyond its own header: who asked (a request's own
+    header; a reply carries its request's), the node id, the error, and the body (an INIT's
+    with its flag names)."""
+    req = frame.request
+    kind = d.kind
+    header = d.header
+    if kind == "request":
+        asker: Any = header
+        nodeid = header.nodeid  # type: ignore[union-attr]
+        error = None
+    else:
+        asker = None
+        nodeid = None
+        error = header.error if kind == "reply" or kind == "interrupt-reply" else None  # type: ignore[union-attr]
+    if req is not None:
+        rd = req.decoded
+        if rd is not None:
+            if nodeid is None:
+                nodeid = rd.nodeid
+            if asker is None and rd.kind == "request":
+                asker = rd.header
+    body = d.body
+    if d.opcode == _INIT and kind in ("request", "reply") and "flags" in body:
+        body = {**body, "flag_names": flag_names(int(init_flags(body)), InitFlag)}
+    return asker, nodeid, error, body
+
+
 def json_object(frame: DecodedFrame, t0_ns: int) -> dict[str, Any]:
     """The stable JSON object of one frame (keys documented in fusetrace-decode(1))."""
     rec = frame.record
@@ -483,25 +511,7 @@ def json_object(frame: DecodedFrame, t0_ns: int) -> dict[str, Any]:
     req = frame.request
     kind = d.kind
     header = d.header
-    # who asked: a request's own header; a reply carries its request's
-    if kind == "request":
-        asker: Any = header
-        nodeid = header.nodeid  # type: ignore[union-attr]
-        error = None
-    else:
-        asker = None
-        nodeid = None
-        error = header.error if kind == "reply" or kind == "interrupt-reply" else None  # type: ignore[union-attr]
-    if req is not None:
-        rd = req.decoded
-        if rd is not None:
-            if nodeid is None:
-                nodeid = rd.nodeid
-            if asker is None and rd.kind == "request":
-                asker = rd.header
-    body = d.body
-    if d.opcode == _INIT and kind in ("request", "reply") and "flags" in body:
-        body = {**body, "flag_names": flag_names(int(init_flags(body)), InitFlag)}
+    asker, nodeid, error, body = _asked(frame, d)
     obj["kind"] = kind
     obj["unique"] = header.unique
     obj["opcode"] = ("NOTIFY_" + d.name) if kind == "notify" else d.name
@@ -555,24 +565,7 @@ def json_line(frame: DecodedFrame, t0_ns: int) -> str:
     req = frame.request
     kind = d.kind
     header = d.header
-    if kind == "request":
-        asker: Any = header
-        nodeid = header.nodeid  # type: ignore[union-attr]
-        error = None
-    else:
-        asker = None
-        nodeid = None
-        error = header.error if kind == "reply" or kind == "interrupt-reply" else None  # type: ignore[union-attr]
-    if req is not None:
-        rd = req.decoded
-        if rd is not None:
-            if nodeid is None:
-                nodeid = rd.nodeid
-            if asker is None and rd.kind == "request":
-                asker = rd.header
-    body = d.body
-    if d.opcode == _INIT and kind in ("request", "reply") and "flags" in body:
-        body = {**body, "flag_names": flag_names(int(init_flags(body)), InitFlag)}
+    asker, nodeid, error, body = _asked(frame, d)
     result = rec.result
     lat = frame.latency_ns
     problems = d.problems
