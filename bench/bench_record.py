@@ -289,14 +289,33 @@ def _rotated(names: list[str], r: int) -> list[str]:
     return names[k:] + names[:k]
 
 
+def mount_all(
+    stack: ExitStack, base: Path, prefix: str, names: list[str]
+) -> tuple[dict[str, Path], dict[str, int]]:
+    """Mount every configuration at once under base/PREFIX-i/mnt (those that cannot be had
+    are left out): the mountpoints, and the proxy's pid where there is a proxy."""
+    mounts: dict[str, Path] = {}
+    pids: dict[str, int] = {}
+    for i, name in enumerate(names):
+        cfg_base = base / f"{prefix}-{i}"
+        mnt = cfg_base / "mnt"
+        mnt.mkdir(parents=True, exist_ok=True)
+        try:
+            ctx = stack.enter_context(CONFIGS[name](cfg_base, mnt))
+        except Skip:
+            continue
+        mounts[name] = mnt
+        if name.startswith(("recorded", "relay")):
+            pids[name] = ctx.proc.pid  # type: ignore[attr-defined]
+    return mounts, pids
+
+
 def paired(base: Path, names: list[str], mib: int, files: int, rounds: int) -> None:
     """Workload (r): every configuration mounted at once; rounds of reads going round
     them, then rounds of writes."""
-    mounts: dict[str, Path] = {}
     metas: dict[str, list[float]] = {}
     writes: dict[str, list[float]] = {}
     reads: dict[str, list[float]] = {}
-    pids: dict[str, int] = {}
     #: the proxy process's CPU seconds per round, per phase
     cpus: dict[str, dict[str, list[float]]] = {"a": {}, "read": {}, "write": {}}
     meta_frames: list[int] = []
@@ -304,20 +323,12 @@ def paired(base: Path, names: list[str], mib: int, files: int, rounds: int) -> N
         base / f"paired-{names.index('recorded')}" / "bench.pcapng" if "recorded" in names else None
     )
     with ExitStack() as stack:
-        for i, name in enumerate(names):
-            cfg_base = base / f"paired-{i}"
-            mnt = cfg_base / "mnt"
-            mnt.mkdir(parents=True, exist_ok=True)
-            try:
-                ctx = stack.enter_context(CONFIGS[name](cfg_base, mnt))
-            except Skip:
-                continue
-            mounts[name] = mnt
+        mounts, pids = mount_all(stack, base, "paired", names)
+        for name in mounts:
             metas[name] = []
             writes[name] = []
             reads[name] = []
-            if name.startswith(("recorded", "relay")):
-                pids[name] = ctx.proc.pid  # type: ignore[attr-defined]
+            if name in pids:
                 for phase in cpus.values():
                     phase[name] = []
 
@@ -470,25 +481,14 @@ def paired_walk(base: Path, names: list[str], files: int, rounds: int) -> None:
     """Workload (s): squashfuse_ll behind every configuration at once, rounds of walk+stat."""
     DAEMON[0] = squash_argv
     IMAGE[:] = [squash_image(base, files, rounds)]
-    mounts: dict[str, Path] = {}
-    pids: dict[str, int] = {}
     times: dict[str, list[float]] = {}
     cpus: dict[str, list[float]] = {}
     frames: list[int] = []
     with ExitStack() as stack:
-        for i, name in enumerate(names):
-            cfg_base = base / f"walk-{i}"
-            mnt = cfg_base / "mnt"
-            mnt.mkdir(parents=True, exist_ok=True)
-            try:
-                ctx = stack.enter_context(CONFIGS[name](cfg_base, mnt))
-            except Skip:
-                continue
-            mounts[name] = mnt
+        mounts, pids = mount_all(stack, base, "walk", names)
+        for name in mounts:
             times[name] = []
             cpus[name] = []
-            if name.startswith(("recorded", "relay")):
-                pids[name] = ctx.proc.pid  # type: ignore[attr-defined]
         capture = base / f"walk-{names.index('recorded')}" / "bench.pcapng"
         counted = "recorded" in mounts
         for r in range(rounds):
