@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fusetrace.capture.pcapng import CaptureWriter  # noqa: E402
+from fusetrace.frame import Direction  # noqa: E402
 from fusetrace.protocol.abi import S_IFREG, InitFlag, Opcode  # noqa: E402
 from fusetrace.protocol.encode import encode_reply, encode_request  # noqa: E402
-from fusetrace.record import Direction  # noqa: E402
 
 K, D = Direction.INBOUND, Direction.OUTBOUND
 U64 = struct.Struct("<Q")

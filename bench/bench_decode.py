@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from fusetrace.capture.pcapng import CaptureWriter
+from fusetrace.frame import Direction
 from fusetrace.protocol.abi import S_IFDIR, S_IFREG, Opcode
 from fusetrace.protocol.encode import encode_reply, encode_request, with_unique
-from fusetrace.record import Direction
 
 O = Opcode  # noqa: E741 - short name for the template table
 

@@ -561,8 +561,8 @@ def capture_thread_cost(frames: int = 180_000, drain: int = 500, core: bool = Fa
     With ``core``, the frames come as the compiled core hands them over (each drain's
     frames one run of packet blocks the core encoded), and only the writing is timed."""
     from fusetrace.capture.pcapng import CaptureWriter
+    from fusetrace.frame import Direction
     from fusetrace.proxy.session import CaptureThread
-    from fusetrace.record import Direction
 
     items = [
         ((Direction.INBOUND, Direction.OUTBOUND)[i % 2],

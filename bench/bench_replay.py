@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fusetrace.capture import CaptureReader  # noqa: E402
-from fusetrace.record import Direction  # noqa: E402
+from fusetrace.frame import Direction  # noqa: E402
 from tests.support.mount import fusetrace_env, recording  # noqa: E402
 
 TARGET = 20_000

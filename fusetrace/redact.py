@@ -23,6 +23,7 @@ import string
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from fusetrace.frame import Frame
 from fusetrace.protocol.abi import FUSE_EXT_GROUPS, IoctlFlag, Opcode
 from fusetrace.protocol.decode import Decoded
 from fusetrace.protocol.header import IN_HEADER_SIZE, OUT_HEADER_SIZE, byte_order_char
@@ -38,7 +39,6 @@ from fusetrace.protocol.schemas import (
 )
 from fusetrace.protocol.session import Negotiated
 from fusetrace.protocol.stream import FrameDecoder
-from fusetrace.record import Record
 
 #: what redacted file data is made of (repeated, cut to length)
 DATA_PATTERN = b"fusetrace-redacted."
@@ -182,7 +182,7 @@ class Redactor:
         self.counts = {"names": 0, "data_bytes": 0, "ids": 0}
 
     # ---- public ------------------------------------------------------------------------
-    def record(self, rec: Record) -> Record:
+    def record(self, rec: Frame) -> Frame:
         """The redacted copy of ``rec``."""
         neg = self.decoder.negotiated
         df = self.decoder.feed(rec)
@@ -213,7 +213,7 @@ class Redactor:
             return rec
         return rec._replace(data=bytes(buf))
 
-    def records(self, records: Iterable[Record]) -> Iterator[Record]:
+    def records(self, records: Iterable[Frame]) -> Iterator[Frame]:
         for rec in records:
             yield self.record(rec)
 
@@ -390,7 +390,7 @@ class Redactor:
                 self.counts["ids"] += 1
 
 
-def names_in(records: Iterable[Record], byte_order: str = "little") -> set[bytes]:
+def names_in(records: Iterable[Frame], byte_order: str = "little") -> set[bytes]:
     """Every name the records carry (to keep pseudonyms clear of them)."""
     r = Redactor(byte_order)
     r.collected = set()

@@ -1,7 +1,7 @@
 """Frame factories for tests: one shipped set, used by fusetrace's own tests and by anyone
 testing a checker rule or a decoder against hand-made conversations.
 
-* :func:`record` wraps raw frame bytes as a :class:`~fusetrace.record.Record`.
+* :func:`record` wraps raw frame bytes as a :class:`~fusetrace.frame.Frame`.
 * :class:`Play` drives a :class:`~fusetrace.tracker.Tracker` through a conversation built with
   the protocol encoders (the same definitions the decoder uses), so a playbook reads like the
   conversation it models::
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fusetrace.frame import Direction, Frame
 from fusetrace.protocol.abi import S_IFDIR, S_IFREG, InitFlag, Opcode
 from fusetrace.protocol.encode import (
     encode_interrupt_reply,
@@ -30,7 +31,6 @@ from fusetrace.protocol.encode import (
     encode_request,
 )
 from fusetrace.protocol.session import Negotiated
-from fusetrace.record import Direction, Record
 from fusetrace.tracker import Finding, Tracker
 
 
@@ -42,9 +42,9 @@ def record(
     t: int | None = None,
     orig: int | None = None,
     result: int | None = None,
-) -> Record:
+) -> Frame:
     """A captured frame: ``t`` defaults to 1000 ns per index, ``orig`` to the data's length."""
-    return Record(
+    return Frame(
         index,
         t if t is not None else index * 1000,
         direction,
@@ -90,7 +90,7 @@ class Play:
         self.t_ns = 1_700_000_000_000_000_000
         self.next_unique = 2
         self.findings: list[Finding] = []
-        self.records: list[Record] = []
+        self.records: list[Frame] = []
         self.finished = False
 
     # ---- raw frames -------------------------------------------------------------------
@@ -104,7 +104,7 @@ class Play:
         result: int | None = None,
     ) -> list[Finding]:
         """``result``: the kernel's answer to a daemon frame (0, an errno, None unknown)."""
-        rec = Record(
+        rec = Frame(
             self.index,
             self.t_ns,
             direction,

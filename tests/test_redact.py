@@ -3,11 +3,11 @@ kept, pseudonyms stable and distinct, ids mapped, metadata scrubbed."""
 
 from __future__ import annotations
 
+from fusetrace.frame import Direction, Frame
 from fusetrace.protocol.abi import S_IFREG, NotifyCode, Opcode
 from fusetrace.protocol.decode import decode_request
 from fusetrace.protocol.header import IN_HEADER_SIZE, InHeader, pack_in_header
 from fusetrace.protocol.stream import FrameDecoder
-from fusetrace.record import Direction, Record
 from fusetrace.redact import Pseudonyms, Redactor, names_in, pattern, scrub_meta
 from fusetrace.tracker import Tracker
 from tests.reduce.session import Session
@@ -42,12 +42,12 @@ def session() -> Session:
     return s
 
 
-def redacted(s: Session, **kw: bool) -> list[Record]:
+def redacted(s: Session, **kw: bool) -> list[Frame]:
     r = Redactor(**kw)
     return [r.record(rec) for rec in s.records]
 
 
-def bodies(records: list[Record]) -> list[dict]:  # type: ignore[type-arg]
+def bodies(records: list[Frame]) -> list[dict]:  # type: ignore[type-arg]
     dec = FrameDecoder()
     out = []
     for rec in records:
@@ -85,7 +85,7 @@ def test_names_and_data_are_gone_and_lengths_stay() -> None:
 def test_the_checker_sees_the_same() -> None:
     s = session()
 
-    def found(records: list[Record]) -> list[str]:
+    def found(records: list[Frame]) -> list[str]:
         t = Tracker()
         return [f.describe() for r in records for f in t.feed(r)] + [
             f.describe() for f in t.finish()
@@ -173,7 +173,7 @@ def test_what_the_decoder_cannot_place_goes_too() -> None:
     # a request of an opcode nobody knows, the secret as its body
     body = SECRET.encode()
     head = pack_in_header(InHeader(IN_HEADER_SIZE + len(body), 4000, 99, 1, 0, 0, 0, 0, 0))
-    s.records.append(Record(len(s.records), 0, Direction.INBOUND, head + body, 40 + len(body)))
+    s.records.append(Frame(len(s.records), 0, Direction.INBOUND, head + body, 40 + len(body)))
     out = redacted(s)
     assert [len(r.data) for r in out] == [len(r.data) for r in s.records]
     assert SECRET.encode() not in b"".join(r.data for r in out)

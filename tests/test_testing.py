@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fusetrace.frame import Direction
 from fusetrace.protocol.abi import Opcode
-from fusetrace.record import Direction
 from fusetrace.testing import Play, all_fixtures, entry, lookup, record
 
 FRAMES = Path(__file__).resolve().parent / "data" / "frames"

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from fusetrace.errors import CaptureError
-from fusetrace.record import Direction, Record
+from fusetrace.frame import Direction, Frame
 
 LINKTYPE_FUSE = 147  # LINKTYPE_USER0
 CAPTURE_FORMAT = 1  # the "fusetrace_capture" value in the metadata
@@ -34,7 +34,7 @@ _SHB = 0x0A0D0D0A
 _IDB = 0x00000001
 _OPB = 0x00000002  # obsolete Packet Block
 _SPB = 0x00000003
-#: Record built without its Python-level __new__ (a million per large capture)
+#: Frame built without its Python-level __new__ (a million per large capture)
 _new_record = tuple.__new__
 _EPB = 0x00000006
 #: the Enhanced Packet Block type, for writers that adjust blocks they were given
@@ -283,13 +283,13 @@ class CaptureReader:
         self.info = CaptureInfo()
         self._order = "<"
         self._index = 0
-        self._pending: Record | None = None
+        self._pending: Frame | None = None
         magic = self._peek(4)
         if not magic:
             raise CaptureError("empty file: not a capture")
         if magic in _PCAP_MAGICS:
             self.info.format = "pcap"
-            self._iter: Iterator[Record] = self._read_pcap()
+            self._iter: Iterator[Frame] = self._read_pcap()
             return
         if len(magic) < 4 or struct.unpack("<I", magic)[0] != _SHB:
             raise CaptureError(
@@ -413,7 +413,7 @@ class CaptureReader:
                         iface.ts_num, iface.ts_den = 1, 10 ** (exp - 9)
         self.info.interfaces.append(iface)
 
-    def _read_pcapng(self) -> Iterator[Record]:
+    def _read_pcapng(self) -> Iterator[Frame]:
         """The block loop. Enhanced Packet Blocks are parsed in place in the read buffer (the
         hot path: one unpack for the fixed part, and a shortcut for the option layout our
         writer produces); other blocks are copied out and parsed at leisure."""
@@ -496,9 +496,9 @@ class CaptureReader:
             if direction is None:
                 direction = guess_direction(data, self._bo())
             ts = (ts_hi << 32) | ts_lo
-            # tuple.__new__ directly: Record's own __new__ is a Python function (hot path)
+            # tuple.__new__ directly: Frame's own __new__ is a Python function (hot path)
             yield _new_record(
-                Record,
+                Frame,
                 (
                     self._index,
                     ts * iface.ts_num // iface.ts_den,
@@ -526,7 +526,7 @@ class CaptureReader:
             cap = min(origlen, iface.snaplen or origlen, len(block) - 16)
             data = block[12 : 12 + cap]
             direction = guess_direction(data, self._bo())
-            self._pending = Record(self._index, 0, direction, data, origlen, 0, None)
+            self._pending = Frame(self._index, 0, direction, data, origlen, 0, None)
             self._index += 1
         elif btype == _OPB:
             iface_id, _drops, ts_hi, ts_lo, caplen, origlen = struct.unpack_from(
@@ -538,7 +538,7 @@ class CaptureReader:
                 return
             data = block[28 : 28 + caplen]
             ts = (ts_hi << 32) | ts_lo
-            self._pending = Record(
+            self._pending = Frame(
                 self._index,
                 ts * iface.ts_num // iface.ts_den,
                 guess_direction(data, self._bo()),
@@ -566,7 +566,7 @@ class CaptureReader:
             ) from None
 
     # ---- classic pcap -----------------------------------------------------------------
-    def _read_pcap(self) -> Iterator[Record]:
+    def _read_pcap(self) -> Iterator[Frame]:
         head = self._take(24)
         if head is None:
             raise CaptureError("truncated capture: the pcap file header is cut short")
@@ -595,7 +595,7 @@ class CaptureReader:
             if data is None:
                 self._cut(start)
                 return
-            yield Record(
+            yield Frame(
                 self._index,
                 sec * 1_000_000_000 + frac * ts_mult,
                 guess_direction(data, order),
@@ -606,7 +606,7 @@ class CaptureReader:
             )
             self._index += 1
 
-    def __iter__(self) -> Iterator[Record]:
+    def __iter__(self) -> Iterator[Frame]:
         yield from self._iter
         no_fuse = not any(i.linktype == LINKTYPE_FUSE for i in self.info.interfaces)
         if no_fuse and self._index == 0 and self.info.interfaces:

@@ -8,14 +8,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from fusetrace.errors import EnvironmentProblem
+from fusetrace.frame import Frame
 from fusetrace.protocol.stream import DecodedFrame
-from fusetrace.record import Record
 
 
 def write_parquet(
     path: str,
-    records: Iterator[Record],
-    feed: Callable[[Record], DecodedFrame],
+    records: Iterator[Frame],
+    feed: Callable[[Frame], DecodedFrame],
     keep: Callable[[DecodedFrame], bool] | None,
     t0: int,
     meta: dict[str, Any],

@@ -13,11 +13,11 @@ import click
 from fusetrace.capture.files import open_capture, open_output
 from fusetrace.capture.pcapng import CaptureInfo, CaptureWriter, Channel
 from fusetrace.cli import options
-from fusetrace.record import Record
+from fusetrace.frame import Frame
 from fusetrace.redact import Redactor, names_in, scrub_meta
 
 
-def load(path: str) -> tuple[list[Record], CaptureInfo]:
+def load(path: str) -> tuple[list[Frame], CaptureInfo]:
     """Every record of a capture and what the reader learned; warns when it is cut short."""
     with open_capture(path) as reader:
         records = list(reader)
@@ -34,7 +34,7 @@ def load(path: str) -> tuple[list[Record], CaptureInfo]:
 def write_like(
     path: str,
     info: CaptureInfo,
-    records: Iterable[Record],
+    records: Iterable[Frame],
     *,
     meta: dict[str, Any] | None = None,
     descriptions: Sequence[str] | None = None,

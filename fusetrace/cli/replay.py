@@ -16,7 +16,7 @@ from fusetrace.capture import CaptureReader, Channel
 from fusetrace.capture.files import host_writer, open_capture, open_output
 from fusetrace.cli import Result, options
 from fusetrace.errors import CaptureError
-from fusetrace.record import Direction, Record
+from fusetrace.frame import Direction, Frame
 from fusetrace.replay.codec import ProtocolCodec
 from fusetrace.replay.driver import ChildSink, FrameSink, LiveRun, run
 from fusetrace.replay.engine import (
@@ -30,7 +30,7 @@ from fusetrace.replay.engine import (
 from fusetrace.replay.matching import ALLOCATION, DEFAULT_IGNORE, MatchPolicy
 
 
-def _stream(path: str, reader: CaptureReader) -> tuple[Iterator[Record], dict[str, Any]]:
+def _stream(path: str, reader: CaptureReader) -> tuple[Iterator[Frame], dict[str, Any]]:
     """The capture's records as an iterator (read as the replay goes) and its metadata,
     known once the first record is read."""
     it = iter(reader)
@@ -39,7 +39,7 @@ def _stream(path: str, reader: CaptureReader) -> tuple[Iterator[Record], dict[st
     meta = dict(info.meta)
     meta.setdefault("byte_order", info.byte_order)
 
-    def records() -> Iterator[Record]:
+    def records() -> Iterator[Frame]:
         if first is None:
             return
         yield first
@@ -68,7 +68,7 @@ def _tracker_sink(byte_order: str) -> tuple[FrameSink, Any, Any] | None:
         findings: list[Any] = []
 
         def sink(direction: Direction, t_ns: int, data: bytes) -> None:
-            findings.extend(tracker.feed(Record(count[0], t_ns, direction, data, len(data))))
+            findings.extend(tracker.feed(Frame(count[0], t_ns, direction, data, len(data))))
             count[0] += 1
 
         def finish() -> list[Any]:

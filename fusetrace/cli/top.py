@@ -22,10 +22,10 @@ import click
 
 from fusetrace.cli import Result, options
 from fusetrace.errors import EnvironmentProblem, ExitCode
+from fusetrace.frame import Direction, Frame
 from fusetrace.observe.aggregate import Aggregate
 from fusetrace.protocol.abi import InitFlag, flag_names
 from fusetrace.protocol.abi import errno_name as abi_errno_name
-from fusetrace.record import Direction, Record
 
 #: what the tracepoints cannot show, said on the screen and in the JSON
 TRACEPOINT_GAPS = (
@@ -84,7 +84,7 @@ class Top:
         self._prev: tuple[float, dict[str, int]] | None = None
         self.dropped = 0
 
-    def feed(self, record: Record) -> None:
+    def feed(self, record: Frame) -> None:
         with self.lock:
             self.agg.feed(record)
 
@@ -237,7 +237,7 @@ class RecordTop:
     def put(self, item: tuple[Direction, int, bytes, str | None]) -> None:
         direction, t_ns, data, _comment = item
         try:
-            self.top.feed(Record(self._index, t_ns, direction, data, len(data)))
+            self.top.feed(Frame(self._index, t_ns, direction, data, len(data)))
         except Exception:  # the screen must never stop recording
             self.top.dropped += 1
         self._index += 1

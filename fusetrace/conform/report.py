@@ -30,10 +30,10 @@ from fusetrace.conform.steps import (
     StepResult,
     errno_name,
 )
+from fusetrace.frame import Direction, Frame
 from fusetrace.protocol.abi import Opcode
 from fusetrace.protocol.session import Negotiated
 from fusetrace.protocol.stream import FrameDecoder
-from fusetrace.record import Direction, Record
 from fusetrace.tracker.findings import Finding, Severity
 from fusetrace.tracker.rules import FAMILIES
 
@@ -159,7 +159,7 @@ def _section_of_marker(name: str) -> str | None:
 
 
 def analyze_capture(
-    records: Iterable[Record], byte_order: str = "little", meta: dict[str, Any] | None = None
+    records: Iterable[Frame], byte_order: str = "little", meta: dict[str, Any] | None = None
 ) -> CaptureAnalysis:
     """Split a capture of the workload into sections and count requests and reply errors;
     note the INIT exchange, the notifications and the ENOSYS answers for the coverage."""

@@ -32,8 +32,8 @@ from fusetrace.conform.report import ConformReport, analyze_capture, build_repor
 from fusetrace.conform.runner import run_workload
 from fusetrace.conform.steps import DEFAULT_TIMEOUT, LARGE_DIR_ENTRIES, StepResult
 from fusetrace.errors import DaemonError, EnvironmentProblem, FusetraceError
+from fusetrace.frame import Frame
 from fusetrace.proxy import mount as mounts
-from fusetrace.record import Record
 from fusetrace.tracker import Finding, Tracker
 
 #: how long the filesystem may take to appear after the recorder starts, seconds
@@ -235,7 +235,7 @@ def check_capture(
 ) -> tuple[Any, list[Finding], str]:
     """Decode and check a capture: (analysis, findings, kernel release)."""
     with open_capture(path) as reader:
-        records: list[Record] = list(reader)
+        records: list[Frame] = list(reader)
         info = reader.info
     tracker = Tracker(
         byte_order=info.byte_order, mount_options=_mount_option_map(options or []) or None

@@ -1,7 +1,7 @@
 """Per-opcode statistics over a stream of frame headers, in bounded memory.
 
 :class:`Aggregate` is fed either whole frames (:meth:`Aggregate.feed`, a
-:class:`~fusetrace.record.Record`: only its header is read, plus the INIT pair's bodies) or
+:class:`~fusetrace.frame.Frame`: only its header is read, plus the INIT pair's bodies) or
 bare events (:meth:`Aggregate.request` and :meth:`Aggregate.reply`, what the kernel's
 ``fuse_request_send`` / ``fuse_request_end`` tracepoints give). It pairs replies with
 requests by (channel, unique) and keeps, per opcode: requests, replies, errors by errno,
@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fusetrace.errors import DecodeError
+from fusetrace.frame import Direction, Frame
 from fusetrace.protocol.abi import FUSE_INT_REQ_BIT, Opcode, notify_name, opcode_name
 from fusetrace.protocol.decode import decode_reply, decode_request
 from fusetrace.protocol.header import IN_HEADER_SIZE, OUT_HEADER_SIZE
 from fusetrace.protocol.registry import NO_REPLY_OPS
 from fusetrace.protocol.session import Negotiated
-from fusetrace.record import Direction, Record
 
 _SUB_BITS = 4
 _SUB = 1 << _SUB_BITS  # steps per power of two
@@ -336,7 +336,7 @@ class Aggregate:
         self.bytes += length
         self.timeline.request(t_ns, name, length, self.in_flight)
 
-    def feed(self, record: Record) -> None:
+    def feed(self, record: Frame) -> None:
         """One captured frame (header read here; bodies only for the INIT pair)."""
         data = record.data
         t = record.t_ns
@@ -363,7 +363,7 @@ class Aggregate:
         if name == "INIT" and not unique & FUSE_INT_REQ_BIT:
             self._init_reply(data, error, record.orig_len)
 
-    def feed_all(self, records: Iterable[Record]) -> None:
+    def feed_all(self, records: Iterable[Frame]) -> None:
         for r in records:
             self.feed(r)
 

@@ -1,6 +1,6 @@
 """One FUSE connection as the kernel keeps it: the one pairer and session builder.
 
-:class:`Connection` is fed :class:`~fusetrace.record.Record` objects in capture order and
+:class:`Connection` is fed :class:`~fusetrace.frame.Frame` objects in capture order and
 answers each with an :class:`Exchange`: the frame's header, read once; for a reply, the
 request it answers; the negotiated session in force for the frame; and its body, decoded
 only when someone asks (:meth:`Exchange.decoded`, built on ``decode_request`` /
@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from fusetrace.errors import DecodeError
+from fusetrace.frame import Direction, Frame
 from fusetrace.protocol.abi import FUSE_INT_REQ_BIT, NotifyCode, Opcode
 from fusetrace.protocol.decode import Decoded, Engine, decode_notify, decode_reply, decode_request
 from fusetrace.protocol.header import (
@@ -43,7 +44,6 @@ from fusetrace.protocol.header import (
 from fusetrace.protocol.registry import NO_REPLY_OPS, OPS
 from fusetrace.protocol.schemas import flat
 from fusetrace.protocol.session import Negotiated
-from fusetrace.record import Direction, Record
 
 #: the lowest error a reply may carry (``-ERESTARTSYS`` and below are refused, W5)
 ERRNO_FLOOR = -512
@@ -95,7 +95,7 @@ class Exchange:
 
     def __init__(
         self,
-        record: Record,
+        record: Frame,
         header: tuple[Any, ...],
         opcode: int | None,
         negotiated: Negotiated,
@@ -201,7 +201,7 @@ class Connection:
         return iter(self.outstanding.values())
 
     # ---- feeding ----------------------------------------------------------------------------
-    def feed(self, record: Record) -> Exchange:
+    def feed(self, record: Frame) -> Exchange:
         _index, _t_ns, direction, data, orig_len, channel, _comment, _result = record
         neg = self.negotiated
         if direction is _INBOUND:

@@ -1,6 +1,6 @@
 """Decoding a whole capture, frame by frame, on the connection model.
 
-:class:`FrameDecoder` is fed :class:`fusetrace.record.Record` in capture order and gives one
+:class:`FrameDecoder` is fed :class:`fusetrace.frame.Frame` in capture order and gives one
 :class:`DecodedFrame` per record. Pairing and the INIT session come from
 :class:`fusetrace.protocol.connection.Connection`, which keeps only the requests still waiting
 for a reply, so memory does not grow with the capture.
@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fusetrace.errors import DecodeError
+from fusetrace.frame import Direction, Frame
 from fusetrace.protocol.connection import NEEDS_REQUEST_BODY, Connection, Exchange
 from fusetrace.protocol.decode import (
     Decoded,
@@ -21,7 +22,6 @@ from fusetrace.protocol.decode import (
     request_fast,
 )
 from fusetrace.protocol.session import Negotiated
-from fusetrace.record import Direction, Record
 
 
 @dataclass(slots=True)
@@ -34,7 +34,7 @@ class DecodedFrame:
     INTERRUPT) and ``latency_ns`` the time between them.
     """
 
-    record: Record
+    record: Frame
     decoded: Decoded | None
     request: DecodedFrame | None = None
     latency_ns: int | None = None
@@ -77,7 +77,7 @@ class FrameDecoder:
         out.update({~k: ex.view for k, ex in conn.interrupts.items()})
         return out
 
-    def feed(self, record: Record) -> DecodedFrame:
+    def feed(self, record: Frame) -> DecodedFrame:
         return self.frame(self.connection.feed(record))
 
     def frame(self, ex: Exchange) -> DecodedFrame:

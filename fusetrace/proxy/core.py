@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from fusetrace.capture.pcapng import CaptureWriter
 from fusetrace.errors import EnvironmentProblem
+from fusetrace.frame import Direction
 from fusetrace.protocol.abi import errno_name
 from fusetrace.proxy import wire
 from fusetrace.proxy.forward import (
@@ -37,7 +38,6 @@ from fusetrace.proxy.forward import (
     Forwarder,
     FrameBuffers,
 )
-from fusetrace.record import Direction
 
 _core: ModuleType | None
 try:

@@ -24,9 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+from fusetrace.frame import Direction
 from fusetrace.protocol.abi import errno_name
 from fusetrace.proxy import wire
-from fusetrace.record import Direction
 
 #: a frame on its way from the forwarding loops to the capture writer:
 #: ``[direction, t_ns, raw frame, comment, result]``, where a large frame may be a
@@ -36,12 +36,14 @@ from fusetrace.record import Direction
 #: the capture keeps the order in which frames crossed the device) with ``result``
 #: :data:`PENDING`; the forwarding thread stores the answer in the list once the write
 #: returned. Inbound frames are tuples.
-Frame: TypeAlias = "list[Any] | tuple[Direction, int, bytes | memoryview, str | None, int | None]"
-#: takes a :data:`Frame` (typically ``collections.deque.append``); must not block for long
+InFlight: TypeAlias = (
+    "list[Any] | tuple[Direction, int, bytes | memoryview, str | None, int | None]"
+)
+#: takes an :data:`InFlight` frame (typically ``collections.deque.append``); must not block for long
 Sink = Callable[[Any], None]
 #: an outbound frame's result before its write to /dev/fuse returned
 PENDING = -1
-#: the slot of ``result`` in a :data:`Frame`
+#: the slot of ``result`` in a :data:`InFlight`
 RESULT = 4
 
 INBOUND = Direction.INBOUND

@@ -46,6 +46,7 @@ from fusetrace.errors import (
     ExitCode,
     UsageProblem,
 )
+from fusetrace.frame import Direction, Item
 from fusetrace.proxy import core, fusermount, seccomp, wire
 from fusetrace.proxy import daemon as daemons
 from fusetrace.proxy import mount as mounts
@@ -53,11 +54,10 @@ from fusetrace.proxy.forward import (
     PENDING,
     Ending,
     Forwarder,
-    Frame,
     FrameBuffers,
+    InFlight,
     max_frame_size,
 )
-from fusetrace.record import Direction, Item
 
 SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
@@ -471,8 +471,8 @@ class CaptureThread:
         self._blocks = _Blocks()
         self.writer = make_writer(self._blocks)  # type: ignore[arg-type]
         self._out = CaptureOutput(fileobj.fileno(), self.writer.order)
-        self._items: collections.deque[Frame] = collections.deque()
-        self.put: Callable[[Frame], None] = self._items.append
+        self._items: collections.deque[InFlight] = collections.deque()
+        self.put: Callable[[InFlight], None] = self._items.append
         self.error: str | None = None
         self._on_error = on_error
         self._live = live

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from fusetrace.frame import Direction, Frame
 from fusetrace.protocol.abi import FUSE_INT_REQ_BIT, FUSE_ROOT_ID, NotifyCode, Opcode
 from fusetrace.protocol.encode import encode_request
 from fusetrace.protocol.header import IN_HEADER_SIZE
@@ -23,7 +24,6 @@ from fusetrace.protocol.registry import NOTIFY, OPS, HandleEffect, LookupEffect
 from fusetrace.protocol.schemas import field_reader
 from fusetrace.protocol.session import Negotiated
 from fusetrace.protocol.stream import FrameDecoder
-from fusetrace.record import Direction, Record
 
 _FORGET = int(Opcode.FORGET)
 _BATCH_FORGET = int(Opcode.BATCH_FORGET)
@@ -77,7 +77,7 @@ class _Forget:
 class Graph:
     """The units of a capture (see the module text)."""
 
-    records: list[Record]
+    records: list[Frame]
     units: list[Unit]
     byte_order: str = "little"
     #: units every result keeps (INIT, DESTROY)
@@ -111,7 +111,7 @@ class Graph:
         return frozenset(out)
 
     # ---- the records of a kept set ---------------------------------------------------------
-    def frames(self, kept: Iterable[int]) -> list[tuple[int, Record]]:
+    def frames(self, kept: Iterable[int]) -> list[tuple[int, Frame]]:
         """(original index, record) for a closed set of units, FORGETs included, in capture
         order; records keep their original index."""
         idx: list[int] = []
@@ -119,7 +119,7 @@ class Graph:
         for u in kept:
             idx.extend(self.units[u].frames)
             owed.update(self.units[u].lookups)
-        out: list[tuple[int, Record]] = [(i, self.records[i]) for i in idx]
+        out: list[tuple[int, Frame]] = [(i, self.records[i]) for i in idx]
         # lookups kept so far, node by node, walking the recording's forgets in order
         kept_lookups = self._kept_lookups_before(kept)
         held: Counter[int] = Counter()
@@ -155,7 +155,7 @@ class Graph:
         got.sort()
         return got
 
-    def _forget_frame(self, index: int, items: list[tuple[int, int]]) -> Record:
+    def _forget_frame(self, index: int, items: list[tuple[int, int]]) -> Frame:
         rec = self.records[index]
         order = "<" if self.byte_order == "little" else ">"
         hdr = rec.data[:IN_HEADER_SIZE]
@@ -179,7 +179,7 @@ class Graph:
         )
         return rec._replace(data=data, orig_len=len(data))
 
-    def records_for(self, kept: Iterable[int]) -> tuple[list[Record], list[int]]:
+    def records_for(self, kept: Iterable[int]) -> tuple[list[Frame], list[int]]:
         """The records of a closed set, renumbered from 0, and their original indexes."""
         pairs = self.frames(kept)
         recs = [r._replace(index=i) for i, (_, r) in enumerate(pairs)]
@@ -212,7 +212,7 @@ def _label(name: str, body: dict[str, object]) -> str:
     return name
 
 
-def build(records: list[Record], byte_order: str = "little") -> Graph:
+def build(records: list[Frame], byte_order: str = "little") -> Graph:
     """The units and dependencies of a whole capture."""
     dec = FrameDecoder(byte_order)
     g = Graph(records, [], byte_order)

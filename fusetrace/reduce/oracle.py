@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fusetrace.errors import CaptureError
-from fusetrace.record import Record
+from fusetrace.frame import Frame
 from fusetrace.tracker import Culprit, Finding, Tracker
 
 #: a difference: (0-based frame index in the replayed records, opcode name, field)
@@ -27,7 +27,7 @@ class ReplayOutcome:
 
 
 def replay_differences(
-    records: Sequence[Record],
+    records: Sequence[Frame],
     argv: Sequence[str],
     *,
     mountpoint: str | None = None,
@@ -48,7 +48,7 @@ def replay_differences(
     return ReplayOutcome(keys, stopped)
 
 
-def findings(records: Sequence[Record], byte_order: str = "little") -> list[Finding]:
+def findings(records: Sequence[Frame], byte_order: str = "little") -> list[Finding]:
     """Everything the tracker finds in ``records``."""
     t = Tracker(byte_order=byte_order)
     out: list[Finding] = []
@@ -66,7 +66,7 @@ class RuleOracle:
     culprit: Culprit
     byte_order: str = "little"
 
-    def __call__(self, records: Sequence[Record]) -> bool:
+    def __call__(self, records: Sequence[Frame]) -> bool:
         return any(
             f.rule == self.rule and f.culprit is self.culprit
             for f in findings(records, self.byte_order)
@@ -85,7 +85,7 @@ class DifferenceOracle:
     byte_order: str = "little"
     timeout_s: float = 10.0
 
-    def __call__(self, records: Sequence[Record]) -> bool:
+    def __call__(self, records: Sequence[Frame]) -> bool:
         try:
             out = replay_differences(
                 records,

@@ -16,12 +16,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
+from fusetrace.frame import Frame
 from fusetrace.protocol.abi import Opcode
-from fusetrace.record import Record
 from fusetrace.reduce.closure import Graph, build
 from fusetrace.reduce.ddmin import ddmin
 
-Oracle = Callable[[Sequence[Record]], bool]
+Oracle = Callable[[Sequence[Frame]], bool]
 _DESTROY = int(Opcode.DESTROY)
 _TIMES = "\u00d7"  # the multiplication sign of "FORGET ×2"  # noqa: RUF003
 
@@ -57,7 +57,7 @@ class Progress:
 class Reduction:
     """The result: the records to write and how they came about."""
 
-    records: list[Record]
+    records: list[Frame]
     #: original index of each kept record
     origin: list[int]
     kept: frozenset[int]
@@ -125,7 +125,7 @@ class Search:
 
     def __init__(
         self,
-        records: list[Record],
+        records: list[Frame],
         oracle: Oracle,
         *,
         byte_order: str = "little",

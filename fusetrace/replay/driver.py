@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fusetrace.errors import DaemonError, EnvironmentProblem
+from fusetrace.frame import Direction
 from fusetrace.proxy import daemon as daemons
 from fusetrace.proxy.forward import max_frame_size
 from fusetrace.proxy.session import make_socketpair
-from fusetrace.record import Direction
 from fusetrace.replay.engine import (
     Command,
     DaemonGone,

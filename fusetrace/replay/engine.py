@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fusetrace.errors import CaptureError, DecodeError
-from fusetrace.record import Direction, Record
+from fusetrace.frame import Direction, Frame
 from fusetrace.replay.codec import (
     Codec,
     Dirent,
@@ -364,7 +364,7 @@ class _Step:
 @dataclass
 class _Retrieve:
     notify_unique: int
-    reply: Record | None = None
+    reply: Frame | None = None
 
 
 @dataclass
@@ -454,12 +454,12 @@ class ReplayEngine:
     """
 
     def __init__(
-        self, records: Iterable[Record], codec: Codec, options: ReplayOptions | None = None
+        self, records: Iterable[Frame], codec: Codec, options: ReplayOptions | None = None
     ) -> None:
         self.codec = codec
         self.options = options or ReplayOptions()
         self.result = ReplayResult()
-        self._source: Iterator[Record] | None = iter(records)
+        self._source: Iterator[Frame] | None = iter(records)
         #: steps read but not yet sent, in recorded order
         self._window: deque[_Step] = deque()
         #: recorded requests whose recorded reply is not read yet, by unique
@@ -517,7 +517,7 @@ class ReplayEngine:
             self._read_reply(rec)
         return True
 
-    def _read_request(self, rec: Record) -> None:
+    def _read_request(self, rec: Frame) -> None:
         try:
             info = self.codec.request_info(rec.data)
         except DecodeError as e:
@@ -550,7 +550,7 @@ class ReplayEngine:
         if info.kind in (StepKind.REQUEST, StepKind.INIT):
             self._pending[info.unique] = step
 
-    def _read_reply(self, rec: Record) -> None:
+    def _read_reply(self, rec: Frame) -> None:
         try:
             out = self.codec.reply_info(rec.data)
         except DecodeError as e:

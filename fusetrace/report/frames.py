@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
+from fusetrace.frame import Direction
 from fusetrace.protocol.abi import (
     FILE_TYPE_NAMES,
     S_IFMT,
@@ -27,7 +28,6 @@ from fusetrace.protocol.abi import (
 from fusetrace.protocol.abi import errno_name as abi_errno_name
 from fusetrace.protocol.decode import Decoded
 from fusetrace.protocol.stream import DecodedFrame
-from fusetrace.record import Direction
 
 _O = Opcode
 
@@ -335,7 +335,7 @@ _INIT = int(Opcode.INIT)
 
 
 def result_name(result: int) -> str:
-    """The kernel's answer to a daemon → kernel frame (``Record.result``): ``ok``, or the
+    """The kernel's answer to a daemon → kernel frame (``Frame.result``): ``ok``, or the
     errno name of the refused write (``ENOENT``; unknown numbers stay numeric)."""
     return "ok" if not result else abi_errno_name(result)
 

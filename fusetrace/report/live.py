@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TextIO
 
+from fusetrace.frame import Direction, Frame, Item
 from fusetrace.protocol.abi import opcode_name
 from fusetrace.protocol.header import (
     IN_HEADER_SIZE,
@@ -20,7 +21,6 @@ from fusetrace.protocol.header import (
     in_header_struct,
     out_header_struct,
 )
-from fusetrace.record import Direction, Item, Record
 from fusetrace.tracker.findings import Finding
 
 #: lines waiting for the terminal before new ones are dropped
@@ -115,7 +115,7 @@ def _decoder_renderer() -> Callable[[Item, int, int], str] | None:
 
     def render(item: Item, index: int, t0: int) -> str:
         direction, t_ns, data, comment = item
-        frame = decoder.feed(Record(index, t_ns, direction, data, len(data), 0, comment))
+        frame = decoder.feed(Frame(index, t_ns, direction, data, len(data), 0, comment))
         return summary_line(frame, t0)
 
     return render
@@ -150,7 +150,7 @@ class LiveCheck:
 
     def put(self, item: Item) -> None:
         direction, t_ns, data, comment = item
-        record = Record(self._index, t_ns, direction, data, len(data), 0, comment)
+        record = Frame(self._index, t_ns, direction, data, len(data), 0, comment)
         self._index += 1
         self._report(self._tracker.feed(record))
 

@@ -1,6 +1,6 @@
 """The state tracker: a pure, sans-IO checker of FUSE connections (design.md §5).
 
-It is fed :class:`~fusetrace.record.Record` objects, the unit every part of fusetrace passes
+It is fed :class:`~fusetrace.frame.Frame` objects, the unit every part of fusetrace passes
 around, in the order frames crossed /dev/fuse, and decodes the few body fields its rules need
 itself (struct readers derived from the protocol schemas), so the same object works over a
 capture, live inside the recorder and over a replay::

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from fusetrace.frame import Frame
 from fusetrace.protocol.abi import (
     FUSE_INT_REQ_BIT,
     FUSE_MIN_MAX_WRITE,
@@ -16,7 +17,6 @@ from fusetrace.protocol.abi import (
     opcode_name,
 )
 from fusetrace.protocol.header import OUT_HEADER_SIZE
-from fusetrace.record import Record
 from fusetrace.tracker.rules import checks
 from fusetrace.tracker.state import (
     Pending,
@@ -43,7 +43,7 @@ def _before_init(self: Tracker, idx: int, unique: int, opcode: int) -> None:
 
 
 @checks("FT412")
-def _init_request(self: Tracker, rec: Record, unique: int, opcode: int, data: bytes) -> None:
+def _init_request(self: Tracker, rec: Frame, unique: int, opcode: int, data: bytes) -> None:
     idx = rec.index
     if self._init_seen:
         self._emit(
@@ -87,7 +87,7 @@ def _init_failed(
 
 
 @checks("FT403", "FT405", "FT406", "FT407", "FT408", "FT409", "FT410", "FT411")
-def _init_reply(self: Tracker, rec: Record, unique: int, pend: Pending) -> None:
+def _init_reply(self: Tracker, rec: Frame, unique: int, pend: Pending) -> None:
     idx = rec.index
     opcode = pend.opcode
     if opcode == Opcode.CUSE_INIT:

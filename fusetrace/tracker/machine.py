@@ -1,6 +1,6 @@
 """The tracker: a sans-IO model of one FUSE connection, judging every frame (design.md §5).
 
-Feed it :class:`~fusetrace.record.Record` objects in capture order; it answers each with the
+Feed it :class:`~fusetrace.frame.Frame` objects in capture order; it answers each with the
 findings that frame shows, and :meth:`Tracker.finish` with what is left at the end. The same
 object runs over a capture (``fusetrace check``), live inside ``fusetrace record --check``
 and over a replay: it never reads the clock, files or sockets, and it never raises on bad
@@ -30,6 +30,7 @@ import struct
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from fusetrace.frame import Direction, Frame
 from fusetrace.protocol import registry
 from fusetrace.protocol.abi import (
     FUSE_INT_REQ_BIT,
@@ -50,7 +51,6 @@ from fusetrace.protocol.registry import (
     LookupEffect,
 )
 from fusetrace.protocol.session import Negotiated
-from fusetrace.record import Direction, Record
 from fusetrace.tracker import _layout, ids, init, lifecycle, notify, sizes
 from fusetrace.tracker.findings import Finding, Severity
 from fusetrace.tracker.rules import RULES
@@ -179,7 +179,7 @@ class Tracker:
             if ex.state is not None
         }
 
-    def feed(self, record: Record) -> list[Finding]:
+    def feed(self, record: Frame) -> list[Finding]:
         """Judge one frame; returns the findings it shows (often none). Never raises."""
         return self.judge(self.connection.feed(record))
 
@@ -206,7 +206,7 @@ class Tracker:
             self.summary.internal_errors += 1
         return found
 
-    def feed_all(self, records: Iterable[Record]) -> list[Finding]:
+    def feed_all(self, records: Iterable[Frame]) -> list[Finding]:
         out: list[Finding] = []
         for r in records:
             out.extend(self.feed(r))
@@ -474,7 +474,7 @@ class Tracker:
 
     _check_nodeid = lifecycle._check_nodeid
 
-    def _request_body(self, rec: Record, unique: int, spec: registry.OpSpec, pend: Pending) -> None:
+    def _request_body(self, rec: Frame, unique: int, spec: registry.OpSpec, pend: Pending) -> None:
         data = rec.data
         idx = rec.index
         opcode = spec.opcode

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from fusetrace.frame import Frame
 from fusetrace.protocol import registry
 from fusetrace.protocol.abi import (
     FUSE_INT_REQ_BIT,
@@ -21,7 +22,6 @@ from fusetrace.protocol.header import OUT_HEADER_SIZE
 from fusetrace.protocol.registry import (
     NotifySize,
 )
-from fusetrace.record import Record
 from fusetrace.tracker import _layout
 from fusetrace.tracker.rules import checks
 from fusetrace.tracker.state import (
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 
 @checks("FT506", "FT507")
-def _interrupt(self: Tracker, rec: Record, unique: int, data: bytes | None) -> None:
+def _interrupt(self: Tracker, rec: Frame, unique: int, data: bytes | None) -> None:
     idx = rec.index
     opcode = Opcode.INTERRUPT
     if self._interrupts_off:
@@ -80,7 +80,7 @@ def _interrupt(self: Tracker, rec: Record, unique: int, data: bytes | None) -> N
 
 
 @checks("FT501", "FT502", "FT503", "FT504", "FT505", "FT508")
-def _notification(self: Tracker, rec: Record, code: int, cut: bool) -> None:
+def _notification(self: Tracker, rec: Frame, code: int, cut: bool) -> None:
     idx = rec.index
     data = rec.data
     op = notify_name(code)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from fusetrace.frame import Frame
 from fusetrace.protocol import registry
 from fusetrace.protocol.abi import (
     F_RDLCK,
@@ -29,7 +30,6 @@ from fusetrace.protocol.registry import (
     LookupEffect,
     ReplyShape,
 )
-from fusetrace.record import Record
 from fusetrace.tracker import _layout
 from fusetrace.tracker.rules import checks
 from fusetrace.tracker.state import (
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 
 @checks("FT316")
-def _cut(self: Tracker, rec: Record, unique: int, opcode: int | None) -> None:
+def _cut(self: Tracker, rec: Frame, unique: int, opcode: int | None) -> None:
     self._cut_reported = True
     self._emit(
         "FT316",
@@ -131,7 +131,7 @@ def _long_lookup(self: Tracker, idx: int, unique: int, n: int) -> None:
 
 def _success(
     self: Tracker,
-    rec: Record,
+    rec: Frame,
     unique: int,
     spec: registry.OpSpec,
     pend: Pending,

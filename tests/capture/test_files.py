@@ -10,7 +10,7 @@ import pytest
 
 from fusetrace.capture.files import host_writer, open_capture, open_output
 from fusetrace.errors import CaptureError
-from fusetrace.record import Direction
+from fusetrace.frame import Direction
 
 
 def test_output_is_private_and_reads_back(tmp_path: Path) -> None:

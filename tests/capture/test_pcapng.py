@@ -19,7 +19,7 @@ from fusetrace.capture.pcapng import (
     guess_direction,
 )
 from fusetrace.errors import CaptureError
-from fusetrace.record import Direction
+from fusetrace.frame import Direction
 
 T0 = 1_700_000_000_000_000_000
 

@@ -15,9 +15,9 @@ from click.testing import CliRunner
 
 from fusetrace.capture.pcapng import CaptureWriter
 from fusetrace.cli import cli, commands
+from fusetrace.frame import Direction
 from fusetrace.protocol.abi import S_IFDIR, InitFlag, Opcode
 from fusetrace.protocol.encode import encode_reply, encode_request
-from fusetrace.record import Direction
 from fusetrace.tracker import RULES
 
 for _c in commands.load():

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from fusetrace.capture.pcapng import CaptureWriter
 from fusetrace.cli import cli, commands
 from fusetrace.errors import CaptureError
+from fusetrace.frame import Direction
 from fusetrace.protocol.abi import S_IFREG, InitFlag, NotifyCode, Opcode
 from fusetrace.protocol.encode import encode_notify, encode_reply, encode_request
-from fusetrace.record import Direction
 
 for _c in commands.load():
     if _c.name not in cli.commands:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from fusetrace.capture import CaptureReader
+from fusetrace.frame import Direction
 from fusetrace.protocol.abi import Opcode
-from fusetrace.record import Direction
 from fusetrace.tracker import Tracker
 from tests.replay.kernel import FAKEFS, Kernel, record_fakefs_session
 

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from fusetrace.capture.pcapng import CaptureReader, CaptureWriter
+from fusetrace.frame import Direction
 from fusetrace.protocol.encode import (
     encode_interrupt_reply,
     encode_notify,
@@ -30,7 +31,6 @@ from fusetrace.protocol.encode import (
     encode_request,
 )
 from fusetrace.protocol.session import Negotiated
-from fusetrace.record import Direction
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "fusetrace" / "data" / "fuse.lua"

@@ -8,9 +8,9 @@ from xml.etree import ElementTree as ET
 
 from fusetrace.conform.report import analyze_capture, build_report, judge, render_junit, render_text
 from fusetrace.conform.steps import Status, StepResult, marker_name
+from fusetrace.frame import Direction, Frame
 from fusetrace.protocol.abi import Opcode
 from fusetrace.protocol.encode import encode_reply, encode_request
-from fusetrace.record import Direction, Record
 from fusetrace.tracker import Culprit, Finding, Severity
 
 INIT_IN = {"major": 7, "minor": 45, "max_readahead": 65536, "flags": 0}
@@ -21,13 +21,13 @@ class Session:
     """Builds a list of records: requests and their replies."""
 
     def __init__(self) -> None:
-        self.records: list[Record] = []
+        self.records: list[Frame] = []
         self.unique = 2
         self.call(Opcode.INIT, INIT_IN, body=INIT_OUT)
 
     def add(self, direction: Direction, data: bytes) -> None:
         i = len(self.records)
-        self.records.append(Record(i, i * 1000, direction, data, len(data)))
+        self.records.append(Frame(i, i * 1000, direction, data, len(data)))
 
     def call(self, op: int, req: dict | None = None, *, error: int = 0, body=None, node=1) -> None:  # type: ignore[no-untyped-def]
         u = self.unique

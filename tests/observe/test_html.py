@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from fusetrace.capture.files import open_capture
+from fusetrace.frame import Direction, Frame
 from fusetrace.observe.aggregate import Aggregate
-from fusetrace.record import Direction, Record
 from fusetrace.tracker import Tracker
 
 pytest.importorskip("plotly")
@@ -47,7 +47,7 @@ def test_many_frames_make_a_page_of_bounded_size() -> None:
     agg = Aggregate()
     for i in range(200_000):
         t = i * 50_000
-        req = Record(
+        req = Frame(
             2 * i,
             t,
             Direction.INBOUND,
@@ -57,7 +57,7 @@ def test_many_frames_make_a_page_of_bounded_size() -> None:
             + bytes(24),
             40,
         )
-        rep = Record(
+        rep = Frame(
             2 * i + 1,
             t + 20_000 + i % 997,
             Direction.OUTBOUND,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fusetrace.frame import Direction
 from fusetrace.protocol.abi import NotifyCode, Opcode
 from fusetrace.protocol.connection import Connection
 from fusetrace.protocol.encode import (
@@ -10,7 +11,6 @@ from fusetrace.protocol.encode import (
     encode_reply,
     encode_request,
 )
-from fusetrace.record import Direction
 from fusetrace.testing import record as rec
 
 K, D = Direction.INBOUND, Direction.OUTBOUND

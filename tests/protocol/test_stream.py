@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fusetrace.frame import Direction, Frame
 from fusetrace.protocol.abi import NotifyCode, Opcode
 from fusetrace.protocol.encode import (
     encode_interrupt_reply,
@@ -12,13 +13,12 @@ from fusetrace.protocol.encode import (
     encode_request,
 )
 from fusetrace.protocol.stream import FrameDecoder
-from fusetrace.record import Direction, Record
 from fusetrace.testing import record as rec
 
 K, D = Direction.INBOUND, Direction.OUTBOUND
 
 
-def init_pair(minor: int) -> list[Record]:
+def init_pair(minor: int) -> list[Frame]:
     return [
         rec(0, K, encode_request(Opcode.INIT, {"major": 7, "minor": 45}, unique=2)),
         rec(1, D, encode_reply(Opcode.INIT, {"major": 7, "minor": minor}, unique=2)),

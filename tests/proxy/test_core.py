@@ -21,8 +21,8 @@ import pytest
 
 from fusetrace.capture.pcapng import CaptureWriter
 from fusetrace.errors import EnvironmentProblem
+from fusetrace.frame import Direction
 from fusetrace.proxy import core
-from fusetrace.record import Direction
 from tests.support.mount import fusetrace_cmd, fusetrace_env
 
 needs_core = pytest.mark.skipif(not core.available(), reason="core not built")

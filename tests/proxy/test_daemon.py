@@ -25,15 +25,15 @@ from pathlib import Path
 import pytest
 
 from fusetrace.capture.files import open_capture
+from fusetrace.frame import Direction, Frame
 from fusetrace.proxy import daemon as daemons
 from fusetrace.proxy.session import choose_handoff, record_handoff
-from fusetrace.record import Direction, Record
 from tests.support.mount import is_mounted, native_mount, recording
 
 SUPPORT = Path(__file__).resolve().parent.parent / "support"
 
 
-def check_capture(frames: list[Record]) -> None:
+def check_capture(frames: list[Frame]) -> None:
     """Frame lengths right, INIT first, every reply answering an earlier request."""
     assert frames[0].direction is Direction.INBOUND
     assert struct.unpack_from("=I", frames[0].data, 4)[0] == 26
@@ -603,7 +603,7 @@ def test_interrupted_io(name: str, mountpoint: Path, tmp_path: Path) -> None:
         assert struct.unpack_from("=Q", frames[answered].data, 8)[0] == unique & ~1
 
 
-def opcode_of(frame: Record) -> int:
+def opcode_of(frame: Frame) -> int:
     return int(struct.unpack_from("=I", frame.data, 4)[0])
 
 

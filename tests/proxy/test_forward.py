@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from fusetrace.frame import Direction, Item
 from fusetrace.protocol.abi import InitFlag
 from fusetrace.proxy import core, wire
-from fusetrace.proxy.forward import LEND_MIN, PENDING, Forwarder, Frame, FrameBuffers
-from fusetrace.record import Direction, Item
+from fusetrace.proxy.forward import LEND_MIN, PENDING, Forwarder, FrameBuffers, InFlight
 from tests.conform.helpers import overlay_argv
 from tests.support.mount import recording
 
@@ -63,7 +63,7 @@ class Rig:
         self.kernel.settimeout(5)
         self.daemon.settimeout(5)
         self._dev = dev
-        self.captured: queue.SimpleQueue[Frame] = queue.SimpleQueue()
+        self.captured: queue.SimpleQueue[InFlight] = queue.SimpleQueue()
         self.core: core.CoreForwarder | None = None
         self.fwd: Forwarder
         if path == "c":

@@ -21,9 +21,9 @@ import pytest
 from fusetrace.capture.files import open_capture
 from fusetrace.capture.pcapng import CaptureWriter
 from fusetrace.errors import CaptureError
+from fusetrace.frame import Direction
 from fusetrace.proxy.forward import FrameBuffers
 from fusetrace.proxy.session import PAD_OPTION, Block, CaptureOutput, CaptureThread, writev_all
-from fusetrace.record import Direction
 from tests.support.mount import is_mounted, recording
 from tests.support.trees import digest_tree, make_squashfs, make_tree
 

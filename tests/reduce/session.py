@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from fusetrace.frame import Direction, Frame
 from fusetrace.protocol.abi import S_IFDIR, S_IFREG, Opcode
 from fusetrace.protocol.encode import encode_notify, encode_reply, encode_request
-from fusetrace.record import Direction, Record
 
 INIT_IN = {"major": 7, "minor": 45, "max_readahead": 131072, "flags": 0, "flags2": 0}
 INIT_OUT = {"major": 7, "minor": 45, "max_readahead": 131072, "max_write": 65536}
@@ -17,12 +17,12 @@ class Session:
     """Appends frames in order; ``call`` writes a request and its reply."""
 
     def __init__(self) -> None:
-        self.records: list[Record] = []
+        self.records: list[Frame] = []
         self.unique = 0
 
     def _add(self, direction: Direction, data: bytes) -> int:
         i = len(self.records)
-        self.records.append(Record(i, 1_000_000 * (i + 1), direction, data, len(data)))
+        self.records.append(Frame(i, 1_000_000 * (i + 1), direction, data, len(data)))
         return i
 
     def send(self, op: int, body: dict[str, Any] | None = None, nodeid: int = 0, **kw: Any) -> int:

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from fusetrace.capture import CaptureReader
+from fusetrace.frame import Frame
 from fusetrace.protocol.abi import Opcode
-from fusetrace.record import Record
 from fusetrace.reduce.oracle import DifferenceOracle, RuleOracle, replay_differences
 from fusetrace.tracker import Culprit
 from tests.reduce.session import Session
@@ -17,7 +17,7 @@ from tests.replay.kernel import FAKEFS, MOUNTPOINT, record_fakefs_session
 
 
 @pytest.fixture(scope="module")
-def fake_recording(tmp_path_factory: pytest.TempPathFactory) -> list[Record]:
+def fake_recording(tmp_path_factory: pytest.TempPathFactory) -> list[Frame]:
     path = tmp_path_factory.mktemp("rec") / "fake.pcapng"
     record_fakefs_session(str(path))
     with open(path, "rb") as f:
@@ -28,7 +28,7 @@ def fakefs(*flags: str) -> tuple[str, ...]:
     return (sys.executable, FAKEFS, *flags, "{}")
 
 
-def test_replay_differences_as_keys(fake_recording: list[Record]) -> None:
+def test_replay_differences_as_keys(fake_recording: list[Frame]) -> None:
     same = replay_differences(fake_recording, fakefs(), mountpoint=MOUNTPOINT)
     assert same.differences == () and same.stopped == ""
     changed = replay_differences(fake_recording, fakefs("--change"), mountpoint=MOUNTPOINT)
@@ -38,7 +38,7 @@ def test_replay_differences_as_keys(fake_recording: list[Record]) -> None:
     assert fake_recording[frame].direction.name == "INBOUND"
 
 
-def test_difference_oracle(fake_recording: list[Record]) -> None:
+def test_difference_oracle(fake_recording: list[Frame]) -> None:
     oracle = DifferenceOracle(fakefs("--change"), "READ", "data", MOUNTPOINT, sys.byteorder)
     assert oracle(fake_recording)
     assert not DifferenceOracle(fakefs(), "READ", "data", MOUNTPOINT, sys.byteorder)(fake_recording)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from fusetrace.frame import Frame
 from fusetrace.protocol.abi import Opcode
-from fusetrace.record import Record
 from fusetrace.reduce.oracle import DifferenceOracle, RuleOracle
 from fusetrace.reduce.runner import Progress, Search
 from fusetrace.tracker import Culprit
@@ -62,7 +62,7 @@ def test_time_budget_returns_a_passing_result() -> None:
     assert oracle(result.records)
 
 
-def test_difference_reduced_to_the_read(fake_recording: list[Record]) -> None:  # noqa: F811
+def test_difference_reduced_to_the_read(fake_recording: list[Frame]) -> None:  # noqa: F811
     oracle = DifferenceOracle(fakefs("--change"), "READ", "data", MOUNTPOINT, sys.byteorder)
     target = next(
         i

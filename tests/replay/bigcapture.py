@@ -21,13 +21,13 @@ from collections.abc import Iterator
 
 from fusetrace.capture import CaptureReader, Channel
 from fusetrace.capture.files import host_writer
+from fusetrace.frame import Direction, Frame
 from fusetrace.protocol.abi import Opcode
 from fusetrace.protocol.encode import with_unique
-from fusetrace.record import Direction, Record
 from tests.replay.kernel import FAKEFS, Kernel
 
 
-def _session(argv: list[str]) -> list[Record]:
+def _session(argv: list[str]) -> list[Frame]:
     k = Kernel(argv)
     k.init()
     node = k.lookup(1, "hello.txt") if FAKEFS in argv else 1
@@ -71,7 +71,7 @@ def measure(path: str) -> tuple[int, int]:
     replies: dict[int, bytes] = {}
     count = [0]
 
-    def tee(records: Iterator[Record]) -> Iterator[Record]:
+    def tee(records: Iterator[Frame]) -> Iterator[Frame]:
         for rec in records:
             count[0] += 1
             if rec.direction is Direction.OUTBOUND:

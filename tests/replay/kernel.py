@@ -16,11 +16,11 @@ import time
 from typing import Any
 
 from fusetrace.capture import CaptureWriter
+from fusetrace.frame import Direction
 from fusetrace.protocol.abi import InitFlag, Opcode
 from fusetrace.protocol.decode import decode_reply
 from fusetrace.protocol.encode import encode_request
 from fusetrace.protocol.session import Negotiated
-from fusetrace.record import Direction
 
 FAKEFS = __file__.rsplit("/", 1)[0] + "/fakefs.py"
 MOUNTPOINT = "/mnt/recorded"

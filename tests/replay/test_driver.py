@@ -21,8 +21,8 @@ import pytest
 
 from fusetrace.capture import CaptureReader
 from fusetrace.errors import DaemonError
+from fusetrace.frame import Direction, Frame
 from fusetrace.protocol.abi import Opcode
-from fusetrace.record import Direction, Record
 from fusetrace.replay.codec import ProtocolCodec
 from fusetrace.replay.driver import ChildSink, FrameSink, daemon_argv, run
 from fusetrace.replay.engine import Outcome, ReplayEngine, ReplayOptions, ReplayResult
@@ -32,7 +32,7 @@ from tests.support.mount import is_mounted, recording
 
 
 @pytest.fixture(scope="module")
-def fake_recording(tmp_path_factory: pytest.TempPathFactory) -> list[Record]:
+def fake_recording(tmp_path_factory: pytest.TempPathFactory) -> list[Frame]:
     path = tmp_path_factory.mktemp("rec") / "fake.pcapng"
     record_fakefs_session(str(path))
     with open(path, "rb") as f:
@@ -40,7 +40,7 @@ def fake_recording(tmp_path_factory: pytest.TempPathFactory) -> list[Record]:
 
 
 def replay(
-    records: list[Record], argv: list[str], mountpoint: str = MOUNTPOINT, **opts: object
+    records: list[Frame], argv: list[str], mountpoint: str = MOUNTPOINT, **opts: object
 ) -> tuple[ReplayResult, list[tuple[Direction, bytes]]]:
     frames: list[tuple[Direction, bytes]] = []
     engine = ReplayEngine(records, ProtocolCodec(sys.byteorder), ReplayOptions(**opts))  # type: ignore[arg-type]
@@ -55,7 +55,7 @@ def fakefs(*flags: str) -> list[str]:
 
 
 def test_fresh_daemon_with_other_ids_replays_without_differences(
-    fake_recording: list[Record],
+    fake_recording: list[Frame],
 ) -> None:
     result, frames = replay(fake_recording, fakefs())
     assert result.outcome is Outcome.COMPLETED, result.reason
@@ -71,13 +71,13 @@ def test_fresh_daemon_with_other_ids_replays_without_differences(
     assert sum(a != b.data for a, b in zip(live_requests, requests, strict=True)) > 10
 
 
-def test_serial_replay_also_matches(fake_recording: list[Record]) -> None:
+def test_serial_replay_also_matches(fake_recording: list[Frame]) -> None:
     result, _ = replay(fake_recording, fakefs(), serial=True)
     assert result.outcome is Outcome.COMPLETED and result.differences == []
 
 
 def test_one_behaviour_change_gives_exactly_that_difference(
-    fake_recording: list[Record],
+    fake_recording: list[Frame],
 ) -> None:
     result, _ = replay(fake_recording, fakefs("--change"))
     assert result.outcome is Outcome.COMPLETED
@@ -85,7 +85,7 @@ def test_one_behaviour_change_gives_exactly_that_difference(
     assert "first difference at offset 6" in result.differences[0].live
 
 
-def test_daemon_killed_mid_replay_reports_where(fake_recording: list[Record]) -> None:
+def test_daemon_killed_mid_replay_reports_where(fake_recording: list[Frame]) -> None:
     result, _ = replay(fake_recording, fakefs("--die-on", "READDIRPLUS"))
     assert result.outcome is Outcome.DAEMON_GONE
     assert "SIGKILL" in result.reason
@@ -94,13 +94,13 @@ def test_daemon_killed_mid_replay_reports_where(fake_recording: list[Record]) ->
     assert result.differences == []
 
 
-def test_daemon_that_stops_answering_is_timed_out(fake_recording: list[Record]) -> None:
+def test_daemon_that_stops_answering_is_timed_out(fake_recording: list[Frame]) -> None:
     result, _ = replay(fake_recording, fakefs("--hang-on", "STATFS"), timeout_ns=1_500_000_000)
     assert result.outcome is Outcome.DAEMON_HUNG
     assert result.died_on is not None and result.died_on[1] == "STATFS"
 
 
-def test_retrieve_notification_is_answered(fake_recording: list[Record]) -> None:
+def test_retrieve_notification_is_answered(fake_recording: list[Frame]) -> None:
     result, frames = replay(fake_recording, fakefs("--retrieve"))
     assert result.live_notifications["RETRIEVE"] == 1
     answers = [d for direction, d in frames if direction is Direction.INBOUND
@@ -108,7 +108,7 @@ def test_retrieve_notification_is_answered(fake_recording: list[Record]) -> None
     assert len(answers) == 1 and int.from_bytes(answers[0][8:16], sys.byteorder) == 77
 
 
-def test_daemon_that_forks_into_the_background_is_served(fake_recording: list[Record]) -> None:
+def test_daemon_that_forks_into_the_background_is_served(fake_recording: list[Frame]) -> None:
     result, _ = replay(fake_recording, fakefs("--fork"))
     assert result.outcome is Outcome.COMPLETED, result.reason
     assert result.differences == []
@@ -121,7 +121,7 @@ def test_daemon_argv_substitution() -> None:
         daemon_argv(["d", "/elsewhere"], "/mnt/x", 7)
 
 
-def test_missing_daemon_is_a_daemon_error(fake_recording: list[Record]) -> None:
+def test_missing_daemon_is_a_daemon_error(fake_recording: list[Frame]) -> None:
     with pytest.raises(DaemonError, match="not found"):
         replay(fake_recording, ["/nonexistent/daemon", "{}"])
 
@@ -144,7 +144,7 @@ def make_image(src: Path, image: Path, tail: str) -> None:
     )
 
 
-def squash_workload(image: Path) -> list[Record]:
+def squash_workload(image: Path) -> list[Frame]:
     k = Kernel(["squashfuse_ll", str(image), "{}"])
     k.init()
     k.listdir(1)
@@ -173,7 +173,7 @@ def squash_workload(image: Path) -> list[Record]:
 
 
 @pytest.fixture(scope="module")
-def squash(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[Record]]:
+def squash(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[Frame]]:
     base = tmp_path_factory.mktemp("squash")
     same, other = base / "same.sqfs", base / "other.sqfs"
     make_image(base / "a", same, "")
@@ -182,7 +182,7 @@ def squash(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[R
 
 
 @needs_squashfuse
-def test_squashfuse_same_image_no_differences(squash: tuple[Path, Path, list[Record]]) -> None:
+def test_squashfuse_same_image_no_differences(squash: tuple[Path, Path, list[Frame]]) -> None:
     same, _, records = squash
     result, _ = replay(records, ["squashfuse_ll", str(same), "{}"])
     assert result.outcome is Outcome.COMPLETED, result.reason
@@ -191,7 +191,7 @@ def test_squashfuse_same_image_no_differences(squash: tuple[Path, Path, list[Rec
 
 
 @needs_squashfuse
-def test_squashfuse_one_file_differs(squash: tuple[Path, Path, list[Record]]) -> None:
+def test_squashfuse_one_file_differs(squash: tuple[Path, Path, list[Frame]]) -> None:
     _, other, records = squash
     result, _ = replay(records, ["squashfuse_ll", str(other), "{}"])
     assert result.outcome is Outcome.COMPLETED
@@ -371,7 +371,7 @@ NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 
 def diverged(
-    records: list[Record], argv: list[str], mountpoint: str, handoff: str = "fd"
+    records: list[Frame], argv: list[str], mountpoint: str, handoff: str = "fd"
 ) -> tuple[ReplayResult, str]:
     engine = ReplayEngine(records, ProtocolCodec(sys.byteorder))
     result, live = run(engine, argv, mountpoint=mountpoint, handoff=handoff)
@@ -394,7 +394,7 @@ def _ext4(tree: Path, image: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def fuse2fs_session() -> Iterator[tuple[Path, list[Record], str]]:
+def fuse2fs_session() -> Iterator[tuple[Path, list[Frame], str]]:
     """fuse2fs (libfuse 2 high-level API) on a small ext4 image, recorded while user nobody
     reads a file, lists a directory and reads a file in it; plus three changed images."""
     # a directory user nobody can reach (pytest's tmp_path is private to root)
@@ -406,7 +406,7 @@ def fuse2fs_session() -> Iterator[tuple[Path, list[Record], str]]:
         shutil.rmtree(base)
 
 
-def _fuse2fs_session(base: Path) -> tuple[Path, list[Record], str]:
+def _fuse2fs_session(base: Path) -> tuple[Path, list[Frame], str]:
     tree = base / "tree"
     (tree / "d").mkdir(parents=True)
     (tree / "one").write_text("one\n")
@@ -443,7 +443,7 @@ def _fuse2fs_session(base: Path) -> tuple[Path, list[Record], str]:
 @needs_root
 @pytest.mark.skipif(shutil.which("fuse2fs") is None, reason="fuse2fs not installed")
 def test_fuse2fs_removed_file_is_one_difference_and_its_dependents(
-    fuse2fs_session: tuple[Path, list[Record], str],
+    fuse2fs_session: tuple[Path, list[Frame], str],
 ) -> None:
     base, records, m = fuse2fs_session
     argv = ["fuse2fs", str(base / "removed.ext4"), m, "-f"]
@@ -460,7 +460,7 @@ def test_fuse2fs_removed_file_is_one_difference_and_its_dependents(
 @needs_root
 @pytest.mark.skipif(shutil.which("fuse2fs") is None, reason="fuse2fs not installed")
 def test_fuse2fs_file_that_became_a_directory(
-    fuse2fs_session: tuple[Path, list[Record], str],
+    fuse2fs_session: tuple[Path, list[Frame], str],
 ) -> None:
     base, records, m = fuse2fs_session
     result, _ = diverged(records, ["fuse2fs", str(base / "isdir.ext4"), m, "-f"], m, "auto")
@@ -476,7 +476,7 @@ def test_fuse2fs_file_that_became_a_directory(
 @pytest.mark.mount
 @needs_root
 @pytest.mark.skipif(shutil.which("fuse2fs") is None, reason="fuse2fs not installed")
-def test_fuse2fs_unreadable_directory(fuse2fs_session: tuple[Path, list[Record], str]) -> None:
+def test_fuse2fs_unreadable_directory(fuse2fs_session: tuple[Path, list[Frame], str]) -> None:
     base, records, m = fuse2fs_session
     result, _ = diverged(records, ["fuse2fs", str(base / "closed.ext4"), m, "-f"], m, "auto")
     assert (result.differences[0].opcode, result.differences[0].label) == ("LOOKUP", '"d"')
@@ -499,7 +499,7 @@ def _squash_variant(base: Path, name: str, change: Any) -> Path:
 
 @needs_squashfuse
 def test_squashfuse_removed_file_and_file_that_became_a_directory(
-    squash: tuple[Path, Path, list[Record]], tmp_path: Path
+    squash: tuple[Path, Path, list[Frame]], tmp_path: Path
 ) -> None:
     _, _, records = squash
     removed = _squash_variant(tmp_path, "removed", lambda t: (t / "hello.txt").unlink())

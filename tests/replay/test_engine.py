@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from fusetrace.errors import CaptureError
+from fusetrace.frame import Direction, Frame
 from fusetrace.protocol.abi import NotifyCode, Opcode
 from fusetrace.protocol.decode import decode_request
 from fusetrace.protocol.encode import encode_notify, encode_reply, encode_request
-from fusetrace.record import Direction, Record
 from fusetrace.replay.codec import ProtocolCodec
 from fusetrace.replay.engine import (
     Command,
@@ -62,10 +62,10 @@ def entry(nodeid: int, size: int = 10, atime: int = 5, mode: int = 0o100644) -> 
     }
 
 
-def recording(*frames: tuple[Direction, bytes]) -> list[Record]:
+def recording(*frames: tuple[Direction, bytes]) -> list[Frame]:
     """(direction, frame) pairs, INIT pair first, timestamps 1 ms apart."""
     all_frames = [(K, INIT_REQ), (D, INIT_REP), *frames]
-    return [Record(i, i * 1_000_000, d, data, len(data)) for i, (d, data) in enumerate(all_frames)]
+    return [Frame(i, i * 1_000_000, d, data, len(data)) for i, (d, data) in enumerate(all_frames)]
 
 
 def sent(cmds: list[Command]) -> list[tuple[str, int, int, dict[str, Any]]]:
@@ -90,7 +90,7 @@ def finish(cmds: list[Command]) -> Finish | None:
     return next((c for c in cmds if isinstance(c, Finish)), None)
 
 
-def started(records: list[Record], **opts: Any) -> ReplayEngine:
+def started(records: list[Frame], **opts: Any) -> ReplayEngine:
     """An engine past Start and the INIT exchange; in the recorded order exactly unless a
     ``window`` is given."""
     opts.setdefault("window", 0)
@@ -379,9 +379,9 @@ def test_daemon_ending_after_everything_was_answered_is_a_clean_end() -> None:
 def test_capture_must_start_with_init() -> None:
     data = req(Op.GETATTR, 4, 1)
     with pytest.raises(CaptureError, match="does not start with INIT"):
-        ReplayEngine([Record(0, 0, K, data, len(data))], ProtocolCodec())
+        ReplayEngine([Frame(0, 0, K, data, len(data))], ProtocolCodec())
     with pytest.raises(CaptureError, match="never answered"):
-        ReplayEngine([Record(0, 0, K, INIT_REQ, len(INIT_REQ))], ProtocolCodec())
+        ReplayEngine([Frame(0, 0, K, INIT_REQ, len(INIT_REQ))], ProtocolCodec())
 
 
 def test_frames_cut_by_the_snap_length() -> None:

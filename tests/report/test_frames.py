@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
+from fusetrace.frame import Direction, Frame
 from fusetrace.protocol.abi import S_IFREG, NotifyCode, Opcode
 from fusetrace.protocol.encode import encode_notify, encode_reply, encode_request
 from fusetrace.protocol.stream import DecodedFrame, FrameDecoder
-from fusetrace.record import Direction, Record
 from fusetrace.report.frames import (
     Stats,
     errno_name,
@@ -23,7 +23,7 @@ T0 = 1_700_000_000_000_000_000
 
 def frames(*items: tuple[Direction, bytes, int]) -> list[DecodedFrame]:
     dec = FrameDecoder()
-    return [dec.feed(Record(i, T0 + t, d, b, len(b))) for i, (d, b, t) in enumerate(items)]
+    return [dec.feed(Frame(i, T0 + t, d, b, len(b))) for i, (d, b, t) in enumerate(items)]
 
 
 def lookup_pair(error: int = 0) -> list[DecodedFrame]:
@@ -194,7 +194,7 @@ def test_json_line_is_the_json_object_encoded() -> None:
 
     encoder = json.JSONEncoder(separators=(",", ":"), default=hex_of)
     name = encode_request(Opcode.LOOKUP, {"name": 'caf\u00e9 "q"'}, unique=8, nodeid=1)
-    refused = Record(9, T0 + 9, D, encode_reply(Opcode.LOOKUP, unique=8, error=-2), 16, 0,
+    refused = Frame(9, T0 + 9, D, encode_reply(Opcode.LOOKUP, unique=8, error=-2), 16, 0,
                      None, 2)  # fmt: skip
     odd = encode_request(Opcode.READ, {"fh": 3, "size": 1}, unique=10, nodeid=7) + b"!!"
     odd = len(odd).to_bytes(4, "little") + odd[4:]
@@ -229,7 +229,7 @@ def test_summary_refused_and_channel() -> None:
     dec = FrameDecoder()
     req = encode_request(Opcode.LOOKUP, {"name": "a"}, unique=4, nodeid=1)
     rep = encode_reply(Opcode.LOOKUP, unique=4, error=-2)
-    a = dec.feed(Record(0, T0 + 1_000, K, req, len(req), 1))
-    b = dec.feed(Record(11_999, T0 + 2_500_000, D, rep, len(rep), 1, None, 2))
+    a = dec.feed(Frame(0, T0 + 1_000, K, req, len(req), 1))
+    b = dec.feed(Frame(11_999, T0 + 2_500_000, D, rep, len(rep), 1, None, 2))
     assert summary_line(a, T0) == '    1 0.000001 K>D ch1 4 LOOKUP nodeid=1 "a"'
     assert summary_line(b, T0) == "12000 0.002500 D>K ch1 4 LOOKUP -ENOENT (2499us) refused ENOENT"

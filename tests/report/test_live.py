@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import io
 
+from fusetrace.frame import Direction
 from fusetrace.protocol.abi import Opcode
 from fusetrace.protocol.encode import encode_reply, encode_request
-from fusetrace.record import Direction
 from fusetrace.report.live import LiveCheck, summary
 
 K, D = Direction.INBOUND, Direction.OUTBOUND

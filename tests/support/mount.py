@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import IO
 
 from fusetrace.capture.files import open_capture
+from fusetrace.frame import Frame
 from fusetrace.proxy import mount as mounts
-from fusetrace.record import Record
 from fusetrace.tracker import Finding, Severity
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -197,7 +197,7 @@ class Recording:
         self.returncode = self.proc.wait(timeout)
         return self.returncode
 
-    def frames(self) -> list[Record]:
+    def frames(self) -> list[Frame]:
         with open_capture(str(self.capture)) as reader:
             return list(reader)
 

@@ -3,7 +3,7 @@
 It mounts a file system itself (mount(2) with ``fd=N``), answers the kernel from one thread,
 and, for certain names, writes a faulty reply first and records what the kernel's write()
 said (the errno) before sending a proper reply so the caller is not left waiting. Every
-frame read or written is kept as a :class:`~fusetrace.record.Record` in crossing order, so
+frame read or written is kept as a :class:`~fusetrace.frame.Frame` in crossing order, so
 the tracker can be fed exactly what a recorder between the two would have seen.
 
 Faults, by name looked up (``FAULTS``) or created with mkdir (``MKDIR_FAULTS``); notification
@@ -20,10 +20,10 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fusetrace.frame import Direction, Frame
 from fusetrace.protocol.abi import S_IFDIR, S_IFREG, InitFlag, Opcode
 from fusetrace.protocol.encode import encode_reply
 from fusetrace.protocol.header import parse_in_header
-from fusetrace.record import Direction, Record
 
 OUT = struct.Struct("<IiQ")
 ENOENT = -errno.ENOENT
@@ -58,7 +58,7 @@ class Fault:
 @dataclass
 class Misbehaving:
     mountpoint: Path
-    records: list[Record] = field(default_factory=list)
+    records: list[Frame] = field(default_factory=list)
     faults: dict[str, Fault] = field(default_factory=dict)
     forget_seen: threading.Event = field(default_factory=threading.Event)
     errors: list[BaseException] = field(default_factory=list)
@@ -116,7 +116,7 @@ class Misbehaving:
     def _record(self, direction: Direction, data: bytes) -> int:
         with self._lock:
             i = len(self.records)
-            self.records.append(Record(i, i * 1000, direction, data, len(data)))
+            self.records.append(Frame(i, i * 1000, direction, data, len(data)))
             return i
 
     def write(self, data: bytes) -> tuple[int, int]:

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fusetrace.frame import Direction, Frame
 from fusetrace.protocol.abi import (
     S_IFDIR,
     S_IFREG,
@@ -25,7 +26,6 @@ from fusetrace.protocol.abi import (
     Opcode,
 )
 from fusetrace.protocol.encode import encode_reply, encode_request
-from fusetrace.record import Direction, Record
 from fusetrace.testing import ACCEPTED, OFFERED, Play, attr, entry
 from fusetrace.tracker import RULES, Culprit, Severity, Tracker
 
@@ -866,7 +866,7 @@ def test_garbage_never_raises() -> None:
     t = Tracker()  # not strict: what a check run uses
     p = Play.session()
     frames = [
-        Record(
+        Frame(
             i,
             0,
             rng.choice([Direction.INBOUND, Direction.OUTBOUND]),
@@ -890,20 +890,18 @@ def test_a_bug_in_a_rule_does_not_stop_the_run(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(t, "_kernel_frame", boom)
     data = encode_request(Op.GETATTR, {}, unique=4, nodeid=1)
-    assert t.feed(Record(0, 0, Direction.INBOUND, data, len(data))) == []
+    assert t.feed(Frame(0, 0, Direction.INBOUND, data, len(data))) == []
     assert t.summary.internal_errors == 1
     reply = encode_reply(Op.GETATTR, ATTR_REPLY, unique=8)
     # the next frame is judged normally (no INIT was seen: a reply before INIT)
-    assert [f.rule for f in t.feed(Record(1, 0, Direction.OUTBOUND, reply, len(reply)))] == [
-        "FT401"
-    ]
+    assert [f.rule for f in t.feed(Frame(1, 0, Direction.OUTBOUND, reply, len(reply)))] == ["FT401"]
 
 
 def test_strict_mode_lets_bugs_through(monkeypatch: pytest.MonkeyPatch) -> None:
     t = Tracker(strict=True)
     monkeypatch.setattr(t, "_daemon_frame", lambda r: 1 / 0)
     with pytest.raises(ZeroDivisionError):
-        t.feed(Record(0, 0, Direction.OUTBOUND, out(16, 0, 4), 16))
+        t.feed(Frame(0, 0, Direction.OUTBOUND, out(16, 0, 4), 16))
 
 
 def test_memory_is_bounded_by_open_state() -> None:
@@ -1048,7 +1046,7 @@ def test_body_node_ids_must_be_known() -> None:
     assert [(f.rule, "42" in f.message) for f in p.findings] == [("FT203", True)]
 
 
-def _session_records() -> list[Record]:
+def _session_records() -> list[Frame]:
     """A varied, valid session to mutate."""
     p = Play.session()
     p.lookup(5, size=100)
@@ -1077,7 +1075,7 @@ def _session_records() -> list[Record]:
     return p.records
 
 
-SESSION: list[Record] = []
+SESSION: list[Frame] = []
 
 
 def test_the_session_to_mutate_is_clean() -> None:

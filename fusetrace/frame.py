@@ -23,7 +23,7 @@ class Direction(enum.IntEnum):
         return "K>D" if self is Direction.INBOUND else "D>K"
 
 
-class Record(NamedTuple):
+class Frame(NamedTuple):
     """A captured frame.
 
     ``index`` is the 0-based position in the capture's packet order (what findings cite as
