@@ -562,7 +562,7 @@ def capture_thread_cost(frames: int = 180_000, drain: int = 500, core: bool = Fa
     frames one run of packet blocks the core encoded), and only the writing is timed."""
     from fusetrace.capture.pcapng import CaptureWriter
     from fusetrace.frame import Direction
-    from fusetrace.proxy.session import CaptureThread
+    from fusetrace.proxy.output import CaptureThread
 
     items = [
         ((Direction.INBOUND, Direction.OUTBOUND)[i % 2],

@@ -80,7 +80,7 @@ class FrameBuffers:
     forwarded. Buffers are allocated once (up to ``limit`` per direction) and reused, so
     large frames cost neither a copy nor freshly faulted-in memory. They are anonymous
     mappings, so a lent frame starts on a page boundary: the capture writer can hand its
-    whole pages to direct I/O as they are (see ``CaptureOutput``).
+    whole pages to direct I/O as they are (see ``proxy.output.CaptureOutput``).
     """
 
     def __init__(self, size: int, limit: int = LEND_LIMIT) -> None:

@@ -1,0 +1,467 @@
+"""The capture output: captured frames into pcapng blocks and onto the file, off the
+forwarding path.
+
+The forwarding threads hand every frame to a :class:`CaptureThread` (a deque append, or the
+compiled core's ring); the thread turns what arrived into pcapng blocks every
+:data:`FLUSH_INTERVAL` and writes them with :class:`CaptureOutput`: writev() to a pipe,
+explicit offsets to a file, with O_DIRECT for large drains.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import errno
+import fcntl
+import inspect
+import itertools
+import mmap
+import os
+import stat
+import struct
+import threading
+from collections.abc import Callable
+from typing import BinaryIO
+
+from fusetrace.capture.pcapng import BLOCK_EPB, CaptureWriter
+from fusetrace.frame import Direction, Item
+from fusetrace.proxy import core
+from fusetrace.proxy.forward import PENDING, FrameBuffers, InFlight
+
+#: how often the capture thread writes what the forwarding threads handed it (design.md
+#: §4: a killed recorder loses at most the frames of the last interval)
+FLUSH_INTERVAL = 0.005
+
+
+#: one pcapng block as the parts to write one after the other
+Block = tuple["bytes | memoryview", ...]
+
+
+class _Blocks:
+    """A file-like sink collecting the writer's own blocks (section and interface headers)."""
+
+    def __init__(self) -> None:
+        self.blocks: list[Block] = []
+
+    def write(self, data: bytes) -> int:
+        self.blocks.append((data,))
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
+
+
+def writev_all(fd: int, blocks: list[Block], iov_max: int = IOV_MAX, pos: int | None = None) -> int:
+    """Write every block, in order, with as few writev() calls as the kernel allows (at
+    ``pos`` with pwritev() when given). A call carries whole blocks only (unless one block
+    alone has more parts than ``iov_max``); when a pipe takes part of a call, the rest
+    follows before anything else. Returns the bytes written."""
+    i = 0
+    written = 0
+    while i < len(blocks):
+        parts: list[bytes | memoryview] = list(blocks[i])
+        i += 1
+        while i < len(blocks) and len(parts) + len(blocks[i]) <= iov_max:
+            parts.extend(blocks[i])
+            i += 1
+        while parts:
+            call = parts[:iov_max]
+            done = os.writev(fd, call) if pos is None else os.pwritev(fd, call, pos + written)
+            written += done
+            if len(call) == len(parts) and done == sum(map(len, call)):
+                break  # all of it, as nearly always
+            k = 0
+            while k < len(parts) and done >= len(parts[k]):
+                done -= len(parts[k])
+                k += 1
+            del parts[:k]
+            if done:
+                parts[0] = parts[0][done:]
+    return written
+
+
+def pwrite_all(fd: int, data: bytes | memoryview, pos: int) -> None:
+    view = memoryview(data)
+    while view:
+        done = os.pwrite(fd, view, pos)
+        if not done:
+            raise OSError(errno.EIO, "no progress writing the capture")
+        view = view[done:]
+        pos += done
+
+
+def pwritev_all(fd: int, parts: list[memoryview], pos: int) -> int:
+    """pwritev() every part at ``pos``, going on after a short write; the bytes written."""
+    total = sum(map(len, parts))
+    done = os.pwritev(fd, parts, pos)
+    if done < total:  # rare (a full disk is an error of its own): the rest, part by part
+        rest = b"".join(bytes(p) for p in parts)[done:]
+        pwrite_all(fd, rest, pos + done)
+    return total
+
+
+#: the page size direct writes are aligned to (a multiple of any logical block size)
+PAGE = 4096
+#: a drain at least this large goes to a capture file with O_DIRECT
+DIRECT_MIN = 256 << 10
+#: the buffer direct writes are gathered in
+DIRECT_STAGE = 8 << 20
+#: a frame at least this long, lent in its receive buffer, is written from there
+DIRECT_FRAME_MIN = 32 << 10
+#: unknown option code (local use, which readers skip) that pads a block for alignment
+PAD_OPTION = 0x8F17
+
+
+def _pad_block(block: Block | None, pad: int, order: str) -> Block | None:
+    """``block`` (an Enhanced Packet Block) made ``pad`` bytes longer with a padding
+    option; None when it cannot be (no block, not an EPB, or not a whole block). A block
+    of one part may be a run of blocks (as the compiled core hands them over): its last
+    block is padded."""
+    if block is None or pad < 4 or pad % 4:
+        return None
+    if len(block) == 1 and len(block[0]) >= 12:
+        (last,) = struct.unpack(order + "I", bytes(block[0][-4:]))
+        if 12 <= last < len(block[0]):
+            before = bytes(block[0][:-last])
+            padded = _pad_block((bytes(block[0][-last:]),), pad, order)
+            return None if padded is None else (before + padded[0], *padded[1:])
+    first = bytes(block[0][:8])
+    last = bytes(block[-1][-8:])
+    if len(first) < 8 or len(last) < 8:
+        return None
+    btype, total = struct.unpack(order + "II", first)
+    if btype != BLOCK_EPB or struct.unpack(order + "HHI", last)[:2] != (0, 0):
+        return None
+    grown = total + pad
+    option = struct.pack(order + "HH", PAD_OPTION, pad - 4) + bytes(pad - 4)
+    tail = struct.pack(order + "HHI", 0, 0, grown)
+    if len(block) == 1:  # a small block joined into one part: its header and trailer
+        whole = bytes(block[0])
+        block = (whole[:8], whole[8:-8], whole[-8:])
+    head, *middle, end = block
+    return (
+        bytes(head[:4]) + struct.pack(order + "I", grown) + bytes(head[8:]),
+        *middle,
+        bytes(end[:-8]) + option + tail,
+    )
+
+
+class CaptureOutput:
+    """The capture file (or pipe) seen from the capture thread.
+
+    A pipe, or a file fusetrace did not start at offset 0, is written with writev() as it
+    comes. A capture file is written at explicit offsets, and large drains (a 1 MiB WRITE
+    or READ stream) bypass the page cache: they are written with O_DIRECT through a second
+    descriptor, small blocks gathered in an aligned buffer, large frames straight from the
+    receive buffers they were lent in (see :meth:`_write_direct`). Copying gigabytes into
+    freshly allocated page cache costs more CPU than the whole forwarding path (see
+    bench/bench_record.py), and the page cache would only have to write it out again. The
+    last, partial unit of every drain is written through the page cache, so the file is
+    whole after every drain; the next direct write reads it back and rewrites it with the
+    same bytes (the kernel writes the cached page back and drops it first).
+    """
+
+    def __init__(self, fd: int, order: str = "<") -> None:
+        self.fd = fd
+        self.pos: int | None = None  # None: a stream, written with writev()
+        self._dfd: int | None = None
+        self._rfd: int | None = None
+        #: what direct writes are aligned to: the usual logical block size, or a page
+        #: where the file's device wants more (learnt from a write that failed)
+        self._unit = 512
+        self._order = order  # the capture's byte order, for padding its blocks
+        self._stage: mmap.mmap | None = None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND:
+                return
+            self.pos = os.lseek(fd, 0, os.SEEK_CUR)
+        except OSError:
+            return
+        if self.pos == 0 and hasattr(os, "O_DIRECT"):
+            path = f"/proc/self/fd/{fd}"
+            try:
+                self._dfd = os.open(path, os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
+                # to read back the last partial unit, which a direct write rewrites
+                self._rfd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:  # a filesystem without direct I/O: the page cache it is
+                self._stop_direct()
+
+    def write(self, blocks: list[Block]) -> None:
+        if self.pos is None:
+            writev_all(self.fd, blocks)
+            return
+        total = sum(map(len, itertools.chain.from_iterable(blocks)))
+        if self._dfd is not None and total >= DIRECT_MIN:
+            try:
+                self._write_direct(blocks)
+                return
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                # not aligned enough for this file's device, or no direct I/O at all: this
+                # drain again through the cache (over whatever the direct writes left)
+                if self._unit < PAGE:
+                    self._unit = PAGE
+                else:
+                    self._stop_direct()
+                redo = True
+        else:
+            redo = False
+        start = self.pos
+        self.pos += writev_all(self.fd, blocks, pos=start)
+        if redo:  # the direct writes may have gone past the end (padding)
+            os.ftruncate(self.fd, self.pos)
+
+    def _write_direct(self, blocks: list[Block]) -> None:
+        """Write ``blocks`` at ``pos`` with O_DIRECT, but for the last partial unit.
+
+        Everything is gathered in the aligned stage, except the packet data of a large
+        frame lent in its page-aligned receive buffer (see ``FrameBuffers``): the block
+        before it gets a padding option (a local-use code, which readers skip) so that the
+        frame's data starts on an alignment unit in the file, and its whole units are
+        written from the receive buffer itself. Only the frame's last partial unit, its
+        trailer and the small blocks around are copied."""
+        assert self._dfd is not None and self._rfd is not None and self.pos is not None
+        if self._stage is None:
+            self._stage = mmap.mmap(-1, DIRECT_STAGE)  # page aligned, as O_DIRECT wants
+        stage = self._stage
+        size = len(stage)
+        unit = self._unit
+        dfd = self._dfd
+        keep = self.pos % unit
+        base = self.pos - keep
+        start = base
+        # the last partial unit, written through the page cache by the drain before
+        first = os.pread(self._rfd, keep, base) if keep else b""
+        if len(first) != keep:
+            raise OSError(errno.EIO, "the capture file is shorter than written")
+        fill = 0  # the stage is used from its start; [seg, fill) is the open segment
+        seg = 0
+        fpos = base  # the file offset of stage[fill]
+        iov: list[memoryview] = []
+        view = memoryview(stage)
+
+        def flush() -> None:
+            nonlocal start
+            if iov:
+                start += pwritev_all(dfd, iov, start)
+                iov.clear()
+
+        def put(*parts: bytes | memoryview) -> None:
+            nonlocal fill, seg, fpos
+            for part in parts:
+                src = memoryview(part)
+                off, n = 0, len(src)
+                while off < n:
+                    k = min(n - off, size - fill)
+                    stage[fill : fill + k] = src[off : off + k]
+                    fill += k
+                    off += k
+                    fpos += k
+                    if fill == size:  # the stage is full: out with everything gathered
+                        iov.append(view[seg:fill])
+                        flush()
+                        fill = seg = 0
+
+        put(first)
+        pending: Block | None = None
+        for block in blocks:
+            data = block[1] if len(block) == 3 else None
+            if (
+                data is not None
+                and type(data) is memoryview
+                and len(data) >= DIRECT_FRAME_MIN
+                and isinstance(data.obj, mmap.mmap)
+            ):
+                head = block[0]
+                pad = -(fpos + sum(map(len, pending or ())) + len(head)) % unit
+                padded = (pending or ()) if not pad else _pad_block(pending, pad, self._order)
+                if padded is not None:
+                    put(*padded, head)
+                    whole = len(data) - len(data) % unit
+                    iov.append(view[seg:fill])
+                    iov.append(data[:whole])
+                    fpos += whole
+                    seg = fill
+                    if len(iov) >= IOV_MAX - 2:
+                        flush()
+                    put(data[whole:], block[2])
+                    pending = None
+                    continue
+            put(*(pending or ()))
+            pending = block
+        put(*(pending or ()))
+        whole = (fill - seg) - (fpos % unit)
+        if whole:
+            iov.append(view[seg : seg + whole])
+        flush()
+        rest = bytes(view[seg + whole : fill])
+        if rest:
+            pwrite_all(self.fd, rest, start)
+        self.pos = start + len(rest)
+
+    def _stop_direct(self) -> None:
+        for fd in (self._dfd, self._rfd):
+            if fd is not None:
+                os.close(fd)
+        self._dfd = self._rfd = None
+
+    def close(self) -> None:
+        """Leave the descriptor's offset at the end of what was written."""
+        self._stop_direct()
+        if self._stage is not None:
+            self._stage.close()
+            self._stage = None
+        if self.pos is not None:
+            with contextlib.suppress(OSError):
+                os.lseek(self.fd, self.pos, os.SEEK_SET)
+
+
+#: frames up to this long are joined with their block header and trailer before writev()
+JOIN_MAX = 4096
+
+
+class CaptureThread:
+    """Writes captured frames off the forwarding path.
+
+    The forwarding threads only append to a deque (no lock, no wake-up); this thread wakes
+    every :data:`FLUSH_INTERVAL`, turns what arrived into pcapng blocks and writes them
+    with one writev(). Whole blocks only, so the file is valid up to its last block even
+    if fusetrace is killed. Frame data is not copied on the way: a block's packet data is
+    the frame as the forwarding thread handed it over, and a frame lent in a receive buffer
+    (a memoryview, see :class:`~fusetrace.proxy.forward.FrameBuffers`) is given back once
+    written.
+    """
+
+    def __init__(
+        self,
+        fileobj: BinaryIO,
+        make_writer: Callable[[BinaryIO], CaptureWriter],
+        on_error: Callable[[str], None],
+        live: Callable[[Item], None] | None = None,
+        interval: float = FLUSH_INTERVAL,
+        buffers: FrameBuffers | None = None,
+        source: core.Source | None = None,
+    ) -> None:
+        self._blocks = _Blocks()
+        self.writer = make_writer(self._blocks)  # type: ignore[arg-type]
+        self._out = CaptureOutput(fileobj.fileno(), self.writer.order)
+        self._items: collections.deque[InFlight] = collections.deque()
+        self.put: Callable[[InFlight], None] = self._items.append
+        self.error: str | None = None
+        self._on_error = on_error
+        self._live = live
+        self._interval = interval
+        self._buffers = buffers
+        #: where frames come from when not put into the deque: the compiled core's ring
+        self._source = source
+        #: frames the source handed over as packet blocks, counted into writer.frames
+        self._encoded = 0
+        #: the writer stores the kernel's answer to a daemon frame
+        self._with_result = "result" in inspect.signature(self.writer.block).parameters
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            stopping = self._stop.wait(self._interval)
+            try:
+                self._drain()
+                if stopping:
+                    self._drain(final=True)
+            except Exception as e:  # a bug here must end the session, not the capture alone
+                self.error = f"the capture writer failed: {e!r}"
+                self._on_error(self.error)
+                stopping = True
+            if stopping:
+                return
+
+    def _drain(self, final: bool = False) -> None:
+        """Turn the frames handed over so far into blocks and write them. An outbound frame
+        whose write to /dev/fuse has not returned yet (its result still ``PENDING``) waits
+        for the next drain, with everything after it; the ``final`` drain writes it with
+        its result unknown."""
+        if self._source is not None:
+            self._drain_source(self._source, final)
+            return
+        items = self._items
+        pop = items.popleft
+        block = self.writer.block
+        live = self._live
+        blocks = self._blocks.blocks
+        self._blocks.blocks = []
+        lent: list[tuple[Direction, memoryview]] = []
+        while items:
+            direction, t_ns, data, comment, result = items[0]
+            if result == PENDING:
+                if not final:
+                    break
+                result = None
+            pop()
+            if type(data) is memoryview:
+                lent.append((direction, data))
+            if self.error is None:
+                parts = block(direction, t_ns, data, comment=comment, result=result)
+                # a small frame is cheaper to write as one part than as three
+                blocks.append((b"".join(parts),) if len(data) <= JOIN_MAX else parts)
+                if live is not None:
+                    # the live consumers may keep the frame: never a lent buffer
+                    live((direction, t_ns, bytes(data), comment))
+        self._write_out(blocks, lent)
+
+    def _drain_source(self, source: core.Source, final: bool) -> None:
+        """:meth:`_drain` for frames taken from the compiled core's ring: there, small
+        frames usually come as their packet blocks, encoded by the core, a run of them in
+        one part (not with ``--live``, whose consumers want frames)."""
+        block = self.writer.block
+        with_result = self._with_result
+        live = self._live
+        blocks = self._blocks.blocks
+        self._blocks.blocks = []
+        lent: list[tuple[Direction, memoryview]] = []
+        for item in source.take(final, live is None):
+            if isinstance(item, bytes):
+                blocks.append((item,))
+                continue
+            direction, t_ns, data, comment, result = item
+            if type(data) is memoryview:
+                lent.append((direction, data))
+            if self.error is None:
+                kw = {"result": result} if with_result and result is not None else {}
+                parts = block(direction, t_ns, data, comment=comment, **kw)
+                blocks.append((b"".join(parts),) if len(data) <= JOIN_MAX else parts)
+                if live is not None:
+                    live((direction, t_ns, bytes(data), comment))
+        encoded = source.encoded()
+        self.writer.frames += encoded - self._encoded
+        self._encoded = encoded
+        self._write_out(blocks, lent)
+
+    def _write_out(self, blocks: list[Block], lent: list[tuple[Direction, memoryview]]) -> None:
+        """Write the drained blocks; give the lent buffers back."""
+        try:
+            if blocks and self.error is None:
+                self._out.write(blocks)
+        except OSError as e:
+            if isinstance(e, BrokenPipeError):
+                self.error = "the reader of the capture went away"
+            else:
+                self.error = f"writing the capture failed: {e.strerror}"
+            self._on_error(self.error)
+        finally:
+            blocks.clear()
+            give = self._buffers.give if self._buffers is not None else None
+            if give is not None:
+                for direction, frame in lent:
+                    give(direction, frame)
+
+    def close(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._out.close()
