@@ -30,6 +30,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -77,7 +78,9 @@ typedef struct {
 	uint32_t block_type;
 	PyObject *block_opts[2];
 	Py_ssize_t snaplen;
-	uint64_t inbound, outbound, joined, waits, encoded;
+	uint64_t inbound, outbound, joined, waits, encoded, lent[2];
+	char *stage;       /* Core.write's blocks and parts of blocks */
+	struct iovec *iov; /* and its parts */
 	uint64_t refused[NERRNO];
 } Core;
 
@@ -245,10 +248,12 @@ static PyObject *Core_run_k2d(Core *c, PyObject *Py_UNUSED(ignored))
 			s->dir = IN;
 			s->len = n;
 			s->comment = comment;
-			if (spare >= 0)
+			if (spare >= 0) {
 				s->buf = cur;
-			else
+				c->lent[IN]++;
+			} else {
 				memcpy(arena_at(c, s->arena_pos), buf, n);
+			}
 			__atomic_store_n(&s->state, READY, __ATOMIC_RELEASE);
 		} else if (spare >= 0) {
 			put_free(c, spare);
@@ -376,9 +381,10 @@ static PyObject *Core_run_d2k(Core *c, PyObject *Py_UNUSED(ignored))
 			s->obj = obj;
 			s->comment = comment;
 			s->cut = cut;
-			if (spare >= 0)
+			if (spare >= 0) {
 				s->buf = cur;
-			else if (obj == NULL)
+				c->lent[OUT]++;
+			} else if (obj == NULL)
 				memcpy(arena_at(c, s->arena_pos), buf, got);
 			__atomic_store_n(&s->state, DATA, __ATOMIC_RELEASE);
 		} else if (spare >= 0) {
@@ -554,6 +560,178 @@ error:
 	return NULL;
 }
 
+/* Core.write: frames up to this long are copied into the block with their header and
+ * trailer (one part); longer ones are written from where they are (the arena, or the
+ * buffer they were lent in), between a header and a trailer of their own */
+#define WRITE_JOIN_MAX 4096
+#define WRITE_STAGE (1 << 20)
+#define WRITE_IOV 1024
+
+/* Whether Core.write writes this slot itself: as encodable, a lent frame too. */
+static int writable(Core *c, Slot *s, int state)
+{
+	return c->block_opts[s->dir] != NULL && s->obj == NULL && s->comment == NULL && !s->cut &&
+	       (s->dir == IN || (state == READY && s->result == 0));
+}
+
+/* All of iov[0..n) to fd (at *pos with pwritev when pos is not NULL), going on after a
+ * short write; 0, or the errno. */
+static int write_all(int fd, struct iovec *iov, int n, long long *pos, Py_ssize_t *written)
+{
+	while (n > 0) {
+		ssize_t done = pos ? pwritev(fd, iov, n, (off_t)*pos) : writev(fd, iov, n);
+		if (done < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno;
+		}
+		if (done == 0)
+			return EIO;
+		*written += done;
+		if (pos)
+			*pos += done;
+		while (n > 0 && (size_t)done >= iov->iov_len) {
+			done -= (ssize_t)iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (char *)iov->iov_base + done;
+			iov->iov_len -= (size_t)done;
+		}
+	}
+	return 0;
+}
+
+/* Core.write(fd, pos=-1, limit=0) -> (frames, bytes, errno): the capture writer's fast
+ * path. The frames ready at the head of the queue that go as plain packet blocks (as
+ * take(blocks=True) would hand them over, and lent frames as well) are written to fd in
+ * order, without the interpreter lock: with writev() (pos -1: a pipe, or a file at its
+ * offset) or pwritev() at pos, whole blocks in each call, the rest of a short write before
+ * anything else. Their slots are freed and their lent buffers go back to the loops at
+ * once. Stops at the first frame that is not ready, or that needs Python (a comment, a cut
+ * frame, a refused reply: take() hands it over); with limit (and pos), writes nothing when
+ * the frames ready come to limit bytes or more (the caller writes those its own way).
+ * Counted in encoded(). On an error the frames of the failed call are dropped with it. */
+static PyObject *Core_write(Core *c, PyObject *args)
+{
+	int fd, err = 0;
+	long long pos = -1;
+	Py_ssize_t limit = 0, written = 0;
+	uint64_t head, i, frames = 0;
+	if (!PyArg_ParseTuple(args, "i|Ln", &fd, &pos, &limit))
+		return NULL;
+	if (c->block_opts[IN] == NULL)
+		return Py_BuildValue("(KnO)", 0ULL, (Py_ssize_t)0, Py_None);
+	if (c->stage == NULL) {
+		c->stage = PyMem_Malloc(WRITE_STAGE);
+		c->iov = PyMem_Malloc(WRITE_IOV * sizeof(struct iovec));
+		if (c->stage == NULL || c->iov == NULL)
+			return PyErr_NoMemory();
+	}
+	pthread_mutex_lock(&c->lock);
+	head = c->head;
+	pthread_mutex_unlock(&c->lock);
+	if (pos >= 0 && limit > 0) {
+		Py_ssize_t total = 0;
+		for (i = c->tail; i < head && total < limit; i++) {
+			Slot *s = &c->slots[i % c->nslots];
+			int state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+			if (state == FILLING || !writable(c, s, state))
+				break;
+			total += block_size(c, s);
+		}
+		if (total >= limit)
+			return Py_BuildValue("(KnO)", 0ULL, (Py_ssize_t)0, Py_None);
+	}
+	Py_BEGIN_ALLOW_THREADS
+	i = c->tail;
+	int more = 1;
+	while (more && err == 0) {
+		/* one call's worth: whole blocks, parts gathered in the stage or pointed at */
+		struct iovec *iov = c->iov;
+		int n = 0;
+		Py_ssize_t fill = 0;
+		uint64_t start = i;
+		char *stage = c->stage;
+		for (; i < head; i++) {
+			Slot *s = &c->slots[i % c->nslots];
+			int state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+			if (state == FILLING || !writable(c, s, state)) {
+				more = 0;
+				break;
+			}
+			Py_ssize_t cap = s->len;
+			if (c->snaplen > 0 && cap > c->snaplen)
+				cap = c->snaplen;
+			Py_ssize_t size = block_size(c, s);
+			int joined = cap <= WRITE_JOIN_MAX;
+			Py_ssize_t need = joined ? size : size - cap;
+			if (n + 3 > WRITE_IOV || fill + need > WRITE_STAGE)
+				break; /* this call is full */
+			const char *data = s->buf >= 0 ? c->addr[s->buf] : arena_at(c, s->arena_pos);
+			char *p = stage + fill;
+			uint32_t total = (uint32_t)size;
+			uint32_t hd[7] = {c->block_type, total, 0, (uint32_t)(s->t_ns >> 32),
+					  (uint32_t)(s->t_ns & 0xffffffffu), (uint32_t)cap,
+					  (uint32_t)s->len};
+			PyObject *opts = c->block_opts[s->dir];
+			Py_ssize_t pad = (4 - cap % 4) % 4, olen = PyBytes_GET_SIZE(opts);
+			memcpy(p, hd, sizeof hd);
+			if (joined) {
+				memcpy(p + 28, data, cap);
+				p += 28 + cap;
+			} else {
+				p += 28;
+			}
+			memset(p, 0, pad);
+			memcpy(p + pad, PyBytes_AS_STRING(opts), olen);
+			memcpy(p + pad + olen, &total, 4);
+			if (joined) {
+				if (n > 0 && (char *)iov[n - 1].iov_base + iov[n - 1].iov_len == stage + fill)
+					iov[n - 1].iov_len += size;
+				else
+					iov[n++] = (struct iovec){stage + fill, (size_t)size};
+			} else {
+				if (n > 0 && (char *)iov[n - 1].iov_base + iov[n - 1].iov_len == stage + fill)
+					iov[n - 1].iov_len += 28;
+				else
+					iov[n++] = (struct iovec){stage + fill, 28};
+				iov[n++] = (struct iovec){(char *)data, (size_t)cap};
+				iov[n++] = (struct iovec){stage + fill + 28, (size_t)(pad + olen + 4)};
+			}
+			fill += need;
+		}
+		if (i == start)
+			break;
+		err = write_all(fd, c->iov, n, pos >= 0 ? &pos : NULL, &written);
+		/* the slots written (or dropped with a failed call) are free */
+		pthread_mutex_lock(&c->lock);
+		for (uint64_t j = start; j < i; j++) {
+			Slot *s = &c->slots[j % c->nslots];
+			if (s->buf >= 0) {
+				int dir = s->buf / c->nbufs;
+				if (c->nfree[dir] < c->nbufs)
+					c->free_stack[dir][c->nfree[dir]++] = s->buf;
+				s->buf = -1;
+			}
+		}
+		c->tail = i;
+		c->arena_tail = c->slots[(i - 1) % c->nslots].arena_end;
+		if (c->waiting)
+			pthread_cond_broadcast(&c->space);
+		pthread_mutex_unlock(&c->lock);
+		if (err == 0) {
+			frames += i - start;
+			c->encoded += i - start;
+		}
+	}
+	Py_END_ALLOW_THREADS
+	if (err == 0)
+		return Py_BuildValue("(KnO)", (unsigned long long)frames, written, Py_None);
+	return Py_BuildValue("(Kni)", (unsigned long long)frames, written, err);
+}
+
 static PyObject *Core_set_blocks(Core *c, PyObject *args)
 {
 	PyObject *type, *opts_in, *opts_out;
@@ -625,10 +803,11 @@ static PyObject *Core_stats(Core *c, PyObject *Py_UNUSED(ignored))
 		Py_DECREF(k);
 		Py_DECREF(v);
 	}
-	return Py_BuildValue("{sKsKsKsKsN}", "inbound", (unsigned long long)c->inbound,
+	return Py_BuildValue("{sKsKsKsKsKsN}", "inbound", (unsigned long long)c->inbound,
 			     "outbound", (unsigned long long)c->outbound, "joined",
 			     (unsigned long long)c->joined, "waits", (unsigned long long)c->waits,
-			     "refused", refused);
+			     "lent", (unsigned long long)(c->lent[IN] + c->lent[OUT]), "refused",
+			     refused);
 }
 
 static void Core_dealloc(Core *c)
@@ -650,6 +829,8 @@ static void Core_dealloc(Core *c)
 	PyMem_Free(c->free_stack[0]);
 	PyMem_Free(c->free_stack[1]);
 	PyMem_Free(c->arena);
+	PyMem_Free(c->stage);
+	PyMem_Free(c->iov);
 	Py_XDECREF(c->views);
 	Py_XDECREF(c->on_request);
 	Py_XDECREF(c->on_init_reply);
@@ -762,6 +943,9 @@ static PyMethodDef Core_methods[] = {
 	 "(direction, t_ns, data, comment, result)."},
 	{"set_blocks", (PyCFunction)Core_set_blocks, METH_VARARGS,
 	 "set_blocks(type, opts_in, opts_out, snaplen): how take(blocks=True) encodes."},
+	{"write", (PyCFunction)Core_write, METH_VARARGS,
+	 "write(fd, pos=-1, limit=0): write the plain frames ready as packet blocks; "
+	 "(frames, bytes, errno or None)."},
 	{"give", (PyCFunction)Core_give, METH_VARARGS, "give(index): a lent buffer comes back."},
 	{"encoded", (PyCFunction)Core_encoded, METH_NOARGS,
 	 "How many frames take() has handed over as packet blocks so far."},

@@ -73,6 +73,8 @@ class Source(Protocol):
 
     def encoded(self) -> int: ...
 
+    def write(self, fd: int, pos: int = -1, limit: int = 0) -> tuple[int, int, int | None]: ...
+
 
 def available() -> bool:
     """True when the compiled core was built with this installation."""
@@ -256,8 +258,23 @@ class CoreForwarder(Forwarder):
                         pending.pop(unique & ~wire.INT_REQ_BIT, None)
         return items
 
+    def write(self, fd: int, pos: int = -1, limit: int = 0) -> tuple[int, int, int | None]:
+        """Write the plain frames ready at the head of the ring (those :meth:`take` would
+        hand over as packet blocks, and large lent frames too) to ``fd`` as their packet
+        blocks, in C and without the interpreter lock: with writev() (``pos`` -1) or
+        pwritev() at ``pos``, whole blocks in each call; their lent buffers go straight
+        back to the loops. Stops at the first frame that is not ready or that needs the
+        writer (a comment, a cut frame, a refused reply), which :meth:`take` then hands
+        over. With ``pos`` and ``limit``, writes nothing when the frames ready come to
+        ``limit`` bytes or more. Only after :meth:`encode_blocks` said yes (else writes
+        nothing). Returns (frames, bytes written, errno of a failed write or None); the
+        frames count in :meth:`encoded`."""
+        frames, written, err = self._core.write(fd, pos, limit)
+        return frames, written, err
+
     def encoded(self) -> int:
-        """How many frames :meth:`take` has handed over as packet blocks so far."""
+        """How many frames :meth:`take` (or :meth:`write`) has handed over as packet
+        blocks so far."""
         n: int = self._core.encoded()
         return n
 

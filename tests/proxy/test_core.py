@@ -8,6 +8,7 @@ tests look at what only the core has.
 from __future__ import annotations
 
 import errno
+import os
 import io
 import random
 import socket
@@ -22,7 +23,7 @@ import pytest
 from fusetrace.capture.pcapng import CaptureWriter
 from fusetrace.errors import EnvironmentProblem
 from fusetrace.frame import Direction
-from fusetrace.proxy import core
+from fusetrace.proxy import core, forward
 from tests.support.mount import fusetrace_cmd, fusetrace_env
 
 needs_core = pytest.mark.skipif(not core.available(), reason="core not built")
@@ -243,3 +244,75 @@ def test_an_unknown_choice_is_one_line_and_exit_status_4(tmp_path: Path) -> None
         "(unset it to let fusetrace choose)"
     ]
     assert not (tmp_path / "c.pcapng").exists()
+
+
+@needs_core
+@pytest.mark.parametrize("snaplen", [None, 100])
+def test_write_puts_plain_frames_small_and_lent_in_the_file_as_the_writer_would(
+    tmp_path: Path, snaplen: int | None
+) -> None:
+    """Core.write writes the frames ready, small (copied in the ring) and large (lent in
+    their receive buffers, which go back to the loops), as the packet blocks the writer
+    makes of them, in order; it stops at a frame that needs the writer (a refused reply),
+    which take() then hands over. Two buffers to lend per direction: without them coming
+    back, large frames would be copied instead, and the ring would fill."""
+    kernel, dev = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours, daemon = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    for s in (kernel, dev, ours, daemon):
+        for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            s.setsockopt(socket.SOL_SOCKET, opt, 1 << 20)
+    for s in (kernel, daemon):
+        s.settimeout(10)
+    fwd = core.CoreForwarder(dev.fileno(), ours, bufsize=256 << 10, lend_limit=2)
+    fwd.start()
+    writer = CaptureWriter(io.BytesIO(), {}, snaplen=snaplen)
+    assert fwd.encode_blocks(writer)
+    out = tmp_path / "blocks"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    rng = random.Random(11)
+    sent = []
+    lent = 0
+    written = 0
+    for u in range(2, 80, 2):
+        big = u % 3 == 0
+        req = request(u, rng.randrange(40, 400) if not big else rng.randrange(40 << 10, 200 << 10))
+        rep = reply(u, rng.randrange(16, 400) if big else rng.randrange(33 << 10, 250 << 10))
+        kernel.send(req)
+        assert daemon.recv(1 << 20) == req
+        daemon.send(rep)
+        assert kernel.recv(1 << 20) == rep
+        sent += [(Direction.INBOUND, req), (Direction.OUTBOUND, rep)]
+        lent += (len(req) >= forward.LEND_MIN) + (len(rep) >= forward.LEND_MIN)
+        if u == 40:  # from here on, at the descriptor's offset (as to a pipe)
+            os.lseek(fd, written, os.SEEK_SET)
+        frames, nbytes, err = fwd.write(fd, written if u < 40 else -1)
+        assert err is None
+        written += nbytes
+        assert not fwd.take()  # nothing left behind
+    assert fwd.encoded() == len(sent) > 0 and lent > 20
+    kernel.close()  # the next reply is refused (EPIPE): the writer's, as a frame
+    assert fwd.ended.wait(5)
+    daemon.send(reply(99, 20))
+    daemon.shutdown(socket.SHUT_RDWR)
+    assert fwd.join(5)
+    assert fwd.write(fd) == (0, 0, None)
+    (last,) = fwd.take(True, True)
+    assert last[0] is Direction.OUTBOUND and last[4] == errno.EPIPE
+    os.close(fd)
+    data = out.read_bytes()
+    assert len(data) == written
+    blocks = []
+    at = 0
+    while at < len(data):
+        (total,) = struct.unpack_from("=I", data, at + 4)
+        blocks.append(data[at : at + total])
+        at += total
+    assert len(blocks) == len(sent)
+    for (direction, frame), block in zip(sent, blocks, strict=True):
+        t_hi, t_lo = struct.unpack_from("=II", block, 12)
+        result = 0 if direction is Direction.OUTBOUND else None
+        assert block == b"".join(writer.block(direction, t_hi << 32 | t_lo, frame, result=result))
+    assert fwd.ring_waits == 0
+    assert fwd._core.stats()["lent"] == lent  # every one: the buffers came back each time
+    for s in (daemon, dev, ours):
+        s.close()
