@@ -17,6 +17,10 @@ Configurations, each mounted fresh:
 * recorded frames, recorded frames null
                   the compiled core handing over frames only (FUSETRACE_CORE_BLOCKS=0), not
                   the packet blocks it encodes itself for small frames
+* recorded take, recorded take null
+                  the compiled core handing over every frame to the capture thread, which
+                  writes them (FUSETRACE_CORE_WRITE=0), instead of writing the plain ones
+                  itself
 * relay           behind bench/relay.c, a forwarding-only proxy in C that captures nothing:
                   what interposition alone costs on this machine (built with cc; skipped
                   when there is no C compiler)
@@ -159,6 +163,7 @@ def recorded_null_with(env: dict[str, str] | None = None) -> Mounter:
 recorded_null = recorded_null_with()
 PYTHON_LOOPS = {"FUSETRACE_FORWARD": "python"}
 FRAMES_ONLY = {"FUSETRACE_CORE_BLOCKS": "0"}
+NO_CORE_WRITE = {"FUSETRACE_CORE_WRITE": "0"}
 
 
 RELAY_SOURCE = Path(__file__).with_name("relay.c")
@@ -209,6 +214,8 @@ CONFIGS: dict[str, Mounter] = {
     "recorded py null": recorded_null_with(PYTHON_LOOPS),
     "recorded frames": recorded_with(env=FRAMES_ONLY),
     "recorded frames null": recorded_null_with(FRAMES_ONLY),
+    "recorded take": recorded_with(env=NO_CORE_WRITE),
+    "recorded take null": recorded_null_with(NO_CORE_WRITE),
     "relay": relay,
 }
 
@@ -553,6 +560,9 @@ class _Runs:
 
     def encoded(self) -> int:
         return self.next * self.per_run
+
+    def write(self, fd: int, pos: int = -1, limit: int = 0) -> tuple[int, int, None]:
+        return 0, 0, None  # (the Python side's cost alone)
 
 
 def capture_thread_cost(frames: int = 180_000, drain: int = 500, core: bool = False) -> float:

@@ -56,6 +56,9 @@ RING_ARENA = 16 << 20
 #: set to 0: the core hands over frames only, never packet blocks it encoded (to measure
 #: what encoding in C saves; see bench/bench_record.py)
 BLOCKS_ENV = "FUSETRACE_CORE_BLOCKS"
+#: set to 0: the core never writes the capture itself (:meth:`CoreForwarder.write`), the
+#: capture thread writes everything it takes (to measure what writing in C saves)
+WRITE_ENV = "FUSETRACE_CORE_WRITE"
 
 #: one frame as the core hands it over: (direction, t_ns, data, comment, result), where
 #: result is the kernel's answer to a daemon → kernel frame (0, or the errno it refused the
@@ -167,6 +170,7 @@ class CoreForwarder(Forwarder):
             max(arena, 4 * (self.bufsize + 1)),
         )
         self.core_buffers.give_back = self._core.give
+        self._writes = os.environ.get(WRITE_ENV, "1") != "0"
         #: how often a loop waited for room in the ring (the capture thread lagged)
         self.ring_waits = 0
 
@@ -269,6 +273,8 @@ class CoreForwarder(Forwarder):
         ``limit`` bytes or more. Only after :meth:`encode_blocks` said yes (else writes
         nothing). Returns (frames, bytes written, errno of a failed write or None); the
         frames count in :meth:`encoded`."""
+        if not self._writes:
+            return 0, 0, None
         frames, written, err = self._core.write(fd, pos, limit)
         return frames, written, err
 

@@ -216,6 +216,20 @@ class CaptureOutput:
         if redo:  # the direct writes may have gone past the end (padding)
             os.ftruncate(self.fd, self.pos)
 
+    def write_from(self, source: core.Source) -> None:
+        """Let ``source`` (the compiled core) write the plain frames ready at the head of
+        its ring itself, without the interpreter lock (``Core.write``): to a stream at the
+        descriptor's offset, to a file at :attr:`pos`, but not frames enough for a direct
+        write (``DIRECT_MIN``), which :meth:`write` writes when they are taken."""
+        if self.pos is None:
+            _frames, _written, err = source.write(self.fd)
+        else:
+            limit = DIRECT_MIN if self._dfd is not None else 0
+            _frames, written, err = source.write(self.fd, self.pos, limit)
+            self.pos += written
+        if err is not None:
+            raise OSError(err, os.strerror(err))
+
     def _write_direct(self, blocks: list[Block]) -> None:
         """Write ``blocks`` at ``pos`` with O_DIRECT, but for the last partial unit.
 
@@ -415,12 +429,19 @@ class CaptureThread:
         self._write_out(blocks, lent)
 
     def _drain_source(self, source: core.Source, final: bool) -> None:
-        """:meth:`_drain` for frames taken from the compiled core's ring: there, small
-        frames usually come as their packet blocks, encoded by the core, a run of them in
-        one part (not with ``--live``, whose consumers want frames)."""
+        """:meth:`_drain` for frames taken from the compiled core's ring: there, the plain
+        frames at the head (nearly all of them) are written by the core itself, in C
+        (:meth:`CaptureOutput.write_from`); what is left is taken from it, small frames
+        usually as the packet blocks it encoded, a run of them in one part. Neither with
+        ``--live``, whose consumers want frames."""
         block = self.writer.block
         with_result = self._with_result
         live = self._live
+        if live is None and self.error is None and not self._blocks.blocks:
+            try:
+                self._out.write_from(source)
+            except OSError as e:
+                self._failed(e)
         blocks = self._blocks.blocks
         self._blocks.blocks = []
         lent: list[tuple[Direction, memoryview]] = []
@@ -448,17 +469,20 @@ class CaptureThread:
             if blocks and self.error is None:
                 self._out.write(blocks)
         except OSError as e:
-            if isinstance(e, BrokenPipeError):
-                self.error = "the reader of the capture went away"
-            else:
-                self.error = f"writing the capture failed: {e.strerror}"
-            self._on_error(self.error)
+            self._failed(e)
         finally:
             blocks.clear()
             give = self._buffers.give if self._buffers is not None else None
             if give is not None:
                 for direction, frame in lent:
                     give(direction, frame)
+
+    def _failed(self, e: OSError) -> None:
+        if isinstance(e, BrokenPipeError):
+            self.error = "the reader of the capture went away"
+        else:
+            self.error = f"writing the capture failed: {e.strerror}"
+        self._on_error(self.error)
 
     def close(self, timeout: float = 30.0) -> None:
         self._stop.set()
