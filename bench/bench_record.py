@@ -561,8 +561,8 @@ class _Runs:
     def encoded(self) -> int:
         return self.next * self.per_run
 
-    def write(self, fd: int, pos: int = -1, limit: int = 0) -> tuple[int, int, None]:
-        return 0, 0, None  # (the Python side's cost alone)
+    def write(self, fd: int, pos: int = -1, limit: int = 0) -> tuple[int, int, None, bool]:
+        return 0, 0, None, True  # (the Python side's cost alone)
 
 
 def capture_thread_cost(frames: int = 180_000, drain: int = 500, core: bool = False) -> float:

@@ -613,7 +613,7 @@ static int write_all(int fd, struct iovec *iov, int n, long long *pos, Py_ssize_
 	return 0;
 }
 
-/* Core.write(fd, pos=-1, limit=0) -> (frames, bytes, errno): the capture writer's fast
+/* Core.write(fd, pos=-1, limit=0) -> (frames, bytes, errno, left): the capture writer's fast
  * path. The frames ready at the head of the queue that go as plain packet blocks (as
  * take(blocks=True) would hand them over, and lent frames as well) are written to fd in
  * order, without the interpreter lock: with writev() (pos -1: a pipe, or a file at its
@@ -622,7 +622,9 @@ static int write_all(int fd, struct iovec *iov, int n, long long *pos, Py_ssize_
  * once. Stops at the first frame that is not ready, or that needs Python (a comment, a cut
  * frame, a refused reply: take() hands it over); with limit (and pos), writes nothing when
  * the frames ready come to limit bytes or more (the caller writes those its own way).
- * Counted in encoded(). On an error the frames of the failed call are dropped with it. */
+ * Counted in encoded(). On an error the frames of the failed call are dropped with it.
+ * left: whether take() has frames to hand over now (a frame that needs Python, the frames
+ * over limit, or an error). */
 static PyObject *Core_write(Core *c, PyObject *args)
 {
 	int fd, err = 0;
@@ -631,8 +633,9 @@ static PyObject *Core_write(Core *c, PyObject *args)
 	uint64_t head, i, frames = 0;
 	if (!PyArg_ParseTuple(args, "i|Ln", &fd, &pos, &limit))
 		return NULL;
+	int left = 0; /* stopped at a frame that take() hands over */
 	if (c->block_opts[IN] == NULL)
-		return Py_BuildValue("(KnO)", 0ULL, (Py_ssize_t)0, Py_None);
+		return Py_BuildValue("(KnOi)", 0ULL, (Py_ssize_t)0, Py_None, 1);
 	if (c->stage == NULL) {
 		c->stage = PyMem_Malloc(WRITE_STAGE);
 		c->iov = PyMem_Malloc(WRITE_IOV * sizeof(struct iovec));
@@ -652,7 +655,7 @@ static PyObject *Core_write(Core *c, PyObject *args)
 			total += block_size(c, s);
 		}
 		if (total >= limit)
-			return Py_BuildValue("(KnO)", 0ULL, (Py_ssize_t)0, Py_None);
+			return Py_BuildValue("(KnOi)", 0ULL, (Py_ssize_t)0, Py_None, 1);
 	}
 	Py_BEGIN_ALLOW_THREADS
 	i = c->tail;
@@ -668,6 +671,8 @@ static PyObject *Core_write(Core *c, PyObject *args)
 			Slot *s = &c->slots[i % c->nslots];
 			int state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
 			if (state == FILLING || !writable(c, s, state)) {
+				/* (a reply whose write has not returned is written next time) */
+				left = state == READY;
 				more = 0;
 				break;
 			}
@@ -738,8 +743,8 @@ static PyObject *Core_write(Core *c, PyObject *args)
 	}
 	Py_END_ALLOW_THREADS
 	if (err == 0)
-		return Py_BuildValue("(KnO)", (unsigned long long)frames, written, Py_None);
-	return Py_BuildValue("(Kni)", (unsigned long long)frames, written, err);
+		return Py_BuildValue("(KnOi)", (unsigned long long)frames, written, Py_None, left);
+	return Py_BuildValue("(Knii)", (unsigned long long)frames, written, err, 1);
 }
 
 static PyObject *Core_set_blocks(Core *c, PyObject *args)
@@ -955,7 +960,7 @@ static PyMethodDef Core_methods[] = {
 	 "set_blocks(type, opts_in, opts_out, snaplen): how take(blocks=True) encodes."},
 	{"write", (PyCFunction)Core_write, METH_VARARGS,
 	 "write(fd, pos=-1, limit=0): write the plain frames ready as packet blocks; "
-	 "(frames, bytes, errno or None)."},
+	 "(frames, bytes, errno or None, left for take)."},
 	{"give", (PyCFunction)Core_give, METH_VARARGS, "give(index): a lent buffer comes back."},
 	{"encoded", (PyCFunction)Core_encoded, METH_NOARGS,
 	 "How many frames take() has handed over as packet blocks so far."},

@@ -76,7 +76,9 @@ class Source(Protocol):
 
     def encoded(self) -> int: ...
 
-    def write(self, fd: int, pos: int = -1, limit: int = 0) -> tuple[int, int, int | None]: ...
+    def write(
+        self, fd: int, pos: int = -1, limit: int = 0
+    ) -> tuple[int, int, int | None, bool]: ...
 
 
 def available() -> bool:
@@ -262,7 +264,9 @@ class CoreForwarder(Forwarder):
                         pending.pop(unique & ~wire.INT_REQ_BIT, None)
         return items
 
-    def write(self, fd: int, pos: int = -1, limit: int = 0) -> tuple[int, int, int | None]:
+    def write(
+        self, fd: int, pos: int = -1, limit: int = 0
+    ) -> tuple[int, int, int | None, bool]:
         """Write the plain frames ready at the head of the ring (those :meth:`take` would
         hand over as packet blocks, and large lent frames too) to ``fd`` as their packet
         blocks, in C and without the interpreter lock: with writev() (``pos`` -1) or
@@ -271,12 +275,13 @@ class CoreForwarder(Forwarder):
         writer (a comment, a cut frame, a refused reply), which :meth:`take` then hands
         over. With ``pos`` and ``limit``, writes nothing when the frames ready come to
         ``limit`` bytes or more. Only after :meth:`encode_blocks` said yes (else writes
-        nothing). Returns (frames, bytes written, errno of a failed write or None); the
-        frames count in :meth:`encoded`."""
+        nothing). Returns (frames, bytes written, errno of a failed write or None, whether
+        :meth:`take` has frames to hand over now); the frames count in :meth:`encoded`. A
+        reply whose write to /dev/fuse has not returned yet waits for the next call."""
         if not self._writes:
-            return 0, 0, None
-        frames, written, err = self._core.write(fd, pos, limit)
-        return frames, written, err
+            return 0, 0, None, True
+        frames, written, err, left = self._core.write(fd, pos, limit)
+        return frames, written, err, bool(left)
 
     def encoded(self) -> int:
         """How many frames :meth:`take` (or :meth:`write`) has handed over as packet

@@ -216,19 +216,21 @@ class CaptureOutput:
         if redo:  # the direct writes may have gone past the end (padding)
             os.ftruncate(self.fd, self.pos)
 
-    def write_from(self, source: core.Source) -> None:
+    def write_from(self, source: core.Source) -> bool:
         """Let ``source`` (the compiled core) write the plain frames ready at the head of
         its ring itself, without the interpreter lock (``Core.write``): to a stream at the
         descriptor's offset, to a file at :attr:`pos`, but not frames enough for a direct
-        write (``DIRECT_MIN``), which :meth:`write` writes when they are taken."""
+        write (``DIRECT_MIN``), which :meth:`write` writes when they are taken. True when
+        the source has frames left to take now."""
         if self.pos is None:
-            _frames, _written, err = source.write(self.fd)
+            _frames, _written, err, left = source.write(self.fd)
         else:
             limit = DIRECT_MIN if self._dfd is not None else 0
-            _frames, written, err = source.write(self.fd, self.pos, limit)
+            _frames, written, err, left = source.write(self.fd, self.pos, limit)
             self.pos += written
         if err is not None:
             raise OSError(err, os.strerror(err))
+        return left
 
     def _write_direct(self, blocks: list[Block]) -> None:
         """Write ``blocks`` at ``pos`` with O_DIRECT, but for the last partial unit.
@@ -437,11 +439,16 @@ class CaptureThread:
         block = self.writer.block
         with_result = self._with_result
         live = self._live
+        left = True
         if live is None and self.error is None and not self._blocks.blocks:
             try:
-                self._out.write_from(source)
+                left = self._out.write_from(source)
             except OSError as e:
                 self._failed(e)
+        if not left and not final:
+            # all written (but replies whose write has not returned: the next drain's)
+            self._count_encoded(source)
+            return
         blocks = self._blocks.blocks
         self._blocks.blocks = []
         lent: list[tuple[Direction, memoryview]] = []
@@ -458,10 +465,14 @@ class CaptureThread:
                 blocks.append((b"".join(parts),) if len(data) <= JOIN_MAX else parts)
                 if live is not None:
                     live((direction, t_ns, bytes(data), comment))
+        self._count_encoded(source)
+        self._write_out(blocks, lent)
+
+    def _count_encoded(self, source: core.Source) -> None:
+        """Count the frames the source handed over as blocks (or wrote) in the writer's."""
         encoded = source.encoded()
         self.writer.frames += encoded - self._encoded
         self._encoded = encoded
-        self._write_out(blocks, lent)
 
     def _write_out(self, blocks: list[Block], lent: list[tuple[Direction, memoryview]]) -> None:
         """Write the drained blocks; give the lent buffers back."""

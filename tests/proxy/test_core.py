@@ -285,8 +285,8 @@ def test_write_puts_plain_frames_small_and_lent_in_the_file_as_the_writer_would(
         lent += (len(req) >= forward.LEND_MIN) + (len(rep) >= forward.LEND_MIN)
         if u == 40:  # from here on, at the descriptor's offset (as to a pipe)
             os.lseek(fd, written, os.SEEK_SET)
-        frames, nbytes, err = fwd.write(fd, written if u < 40 else -1)
-        assert err is None
+        frames, nbytes, err, left = fwd.write(fd, written if u < 40 else -1)
+        assert err is None and not left
         written += nbytes
     kernel.close()  # the next reply is refused (EPIPE): the writer's, as a frame
     assert fwd.ended.wait(5)
@@ -294,8 +294,8 @@ def test_write_puts_plain_frames_small_and_lent_in_the_file_as_the_writer_would(
     daemon.shutdown(socket.SHUT_RDWR)
     assert fwd.join(5)
     # the last reply (written once its write to the "device" returned), not the refused one
-    frames, nbytes, err = fwd.write(fd)
-    assert frames <= 1 and err is None
+    frames, nbytes, err, left = fwd.write(fd)
+    assert frames <= 1 and err is None and left  # (the refused reply)
     written += nbytes
     assert fwd.encoded() == len(sent) and lent > 20
     (last,) = fwd.take(True, True)

@@ -118,8 +118,8 @@ class RunSource:
     def encoded(self) -> int:
         return self.blocks
 
-    def write(self, fd: int, pos: int = -1, limit: int = 0) -> tuple[int, int, None]:
-        return 0, 0, None  # (what the compiled core writes itself is not tested here)
+    def write(self, fd: int, pos: int = -1, limit: int = 0) -> tuple[int, int, None, bool]:
+        return 0, 0, None, True  # (what the compiled core writes itself is not tested here)
 
 
 @pytest.mark.parametrize("runs", [False, True], ids=["frames", "runs"])
