@@ -264,9 +264,7 @@ class CoreForwarder(Forwarder):
                         pending.pop(unique & ~wire.INT_REQ_BIT, None)
         return items
 
-    def write(
-        self, fd: int, pos: int = -1, limit: int = 0
-    ) -> tuple[int, int, int | None, bool]:
+    def write(self, fd: int, pos: int = -1, limit: int = 0) -> tuple[int, int, int | None, bool]:
         """Write the plain frames ready at the head of the ring (those :meth:`take` would
         hand over as packet blocks, and large lent frames too) to ``fd`` as their packet
         blocks, in C and without the interpreter lock: with writev() (``pos`` -1) or

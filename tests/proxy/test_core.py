@@ -8,8 +8,8 @@ tests look at what only the core has.
 from __future__ import annotations
 
 import errno
-import os
 import io
+import os
 import random
 import socket
 import struct
