@@ -72,6 +72,9 @@ typedef struct {
 	pthread_mutex_t lock;
 	pthread_cond_t space;
 	int waiting, discard;
+	/* the capture thread's wait between drains (Core.wait), and Core.wake's flag */
+	pthread_cond_t drain;
+	int woken;
 	uint64_t init_unique;
 	/* pcapng Enhanced Packet Blocks the core encodes itself (Core.set_blocks): the block
 	 * type, and per direction the options (flags, end of options) of a plain frame */
@@ -747,6 +750,41 @@ static PyObject *Core_write(Core *c, PyObject *args)
 	return Py_BuildValue("(Knii)", (unsigned long long)frames, written, err, 1);
 }
 
+/* Core.wait(timeout): the capture thread's pause between drains, without the interpreter
+ * lock and without Python's own timed waits (a Condition and a fresh lock each time);
+ * True when Core.wake ended it early. */
+static PyObject *Core_wait(Core *c, PyObject *args)
+{
+	double timeout;
+	int woken;
+	struct timespec until;
+	if (!PyArg_ParseTuple(args, "d", &timeout))
+		return NULL;
+	Py_BEGIN_ALLOW_THREADS
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	long long ns = (long long)until.tv_nsec + (long long)(timeout * 1e9);
+	until.tv_sec += (time_t)(ns / 1000000000);
+	until.tv_nsec = (long)(ns % 1000000000);
+	pthread_mutex_lock(&c->lock);
+	while (!c->woken)
+		if (pthread_cond_timedwait(&c->drain, &c->lock, &until) == ETIMEDOUT)
+			break;
+	woken = c->woken;
+	c->woken = 0;
+	pthread_mutex_unlock(&c->lock);
+	Py_END_ALLOW_THREADS
+	return PyBool_FromLong(woken);
+}
+
+static PyObject *Core_wake(Core *c, PyObject *Py_UNUSED(ignored))
+{
+	pthread_mutex_lock(&c->lock);
+	c->woken = 1;
+	pthread_cond_signal(&c->drain);
+	pthread_mutex_unlock(&c->lock);
+	Py_RETURN_NONE;
+}
+
 static PyObject *Core_set_blocks(Core *c, PyObject *args)
 {
 	PyObject *type, *opts_in, *opts_out;
@@ -855,6 +893,7 @@ static void Core_dealloc(Core *c)
 	Py_XDECREF(c->block_opts[1]);
 	pthread_mutex_destroy(&c->lock);
 	pthread_cond_destroy(&c->space);
+	pthread_cond_destroy(&c->drain);
 	Py_TYPE(c)->tp_free((PyObject *)c);
 }
 
@@ -945,6 +984,11 @@ static PyObject *Core_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 		return NULL;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->space, NULL);
+	pthread_condattr_t attr;
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->drain, &attr);
+	pthread_condattr_destroy(&attr);
 	return (PyObject *)c;
 }
 
@@ -961,6 +1005,9 @@ static PyMethodDef Core_methods[] = {
 	{"write", (PyCFunction)Core_write, METH_VARARGS,
 	 "write(fd, pos=-1, limit=0): write the plain frames ready as packet blocks; "
 	 "(frames, bytes, errno or None, left for take)."},
+	{"wait", (PyCFunction)Core_wait, METH_VARARGS,
+	 "wait(timeout): pause without the GIL; True when wake() ended it early."},
+	{"wake", (PyCFunction)Core_wake, METH_NOARGS, "End a wait() now (or the next one)."},
 	{"give", (PyCFunction)Core_give, METH_VARARGS, "give(index): a lent buffer comes back."},
 	{"encoded", (PyCFunction)Core_encoded, METH_NOARGS,
 	 "How many frames take() has handed over as packet blocks so far."},

@@ -22,7 +22,7 @@ import socket
 import sys
 from collections.abc import Callable, Mapping
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from fusetrace.capture.pcapng import CaptureWriter
 from fusetrace.errors import EnvironmentProblem
@@ -79,6 +79,15 @@ class Source(Protocol):
     def write(
         self, fd: int, pos: int = -1, limit: int = 0
     ) -> tuple[int, int, int | None, bool]: ...
+
+
+@runtime_checkable
+class Waker(Protocol):
+    """A source the capture thread pauses on between drains (a :class:`CoreForwarder`)."""
+
+    def wait(self, timeout: float) -> bool: ...
+
+    def wake(self) -> None: ...
 
 
 def available() -> bool:
@@ -280,6 +289,17 @@ class CoreForwarder(Forwarder):
             return 0, 0, None, True
         frames, written, err, left = self._core.write(fd, pos, limit)
         return frames, written, err, bool(left)
+
+    def wait(self, timeout: float) -> bool:
+        """The capture thread's pause between drains: ``timeout`` seconds without the
+        interpreter lock, in C (a Python ``Event.wait`` costs as much CPU again as the pause
+        itself); True when :meth:`wake` ended it early."""
+        woken: bool = self._core.wait(timeout)
+        return woken
+
+    def wake(self) -> None:
+        """End the capture thread's :meth:`wait` now (or its next one)."""
+        self._core.wake()
 
     def encoded(self) -> int:
         """How many frames :meth:`take` (or :meth:`write`) has handed over as packet

@@ -380,12 +380,20 @@ class CaptureThread:
         #: the writer stores the kernel's answer to a daemon frame
         self._with_result = "result" in inspect.signature(self.writer.block).parameters
         self._stop = threading.Event()
+        #: what the thread pauses on between drains: the compiled core's wait, when it is
+        #: the source (cheaper than the Event's)
+        self._waker = source if isinstance(source, core.Waker) else None
         self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        waker = self._waker
         while True:
-            stopping = self._stop.wait(self._interval)
+            if waker is not None:
+                waker.wait(self._interval)
+                stopping = self._stop.is_set()
+            else:
+                stopping = self._stop.wait(self._interval)
             try:
                 self._drain()
                 if stopping:
@@ -497,6 +505,8 @@ class CaptureThread:
 
     def close(self, timeout: float = 30.0) -> None:
         self._stop.set()
+        if self._waker is not None:
+            self._waker.wake()
         self._thread.join(timeout)
         if not self._thread.is_alive():
             self._out.close()

@@ -318,3 +318,23 @@ def test_write_puts_plain_frames_small_and_lent_in_the_file_as_the_writer_would(
     assert fwd._core.stats()["lent"] == lent  # every one: the buffers came back each time
     for s in (daemon, dev, ours):
         s.close()
+
+
+@needs_core
+def test_wait_pauses_until_its_timeout_or_until_woken() -> None:
+    """The capture thread's pause: wait() ends on its own (False), or at once when wake()
+    was called, before or during it (True); a wake ends one wait only."""
+    ring = SmallRing()
+    try:
+        assert ring.fwd.wait(0.001) is False
+        ring.fwd.wake()
+        assert ring.fwd.wait(60) is True  # woken before: ends at once
+        assert ring.fwd.wait(0) is False
+        woken: list[bool] = []
+        waiter = threading.Thread(target=lambda: woken.append(ring.fwd.wait(60)))
+        waiter.start()
+        ring.fwd.wake()
+        waiter.join(30)
+        assert woken == [True]
+    finally:
+        ring.close()
