@@ -40,7 +40,7 @@ relay) spent per 1,000 frames; frames are counted in the ``recorded`` capture an
 to be the same for every configuration (same daemon, same walk of an uncached tree).
 
     .venv/bin/python bench/bench_record.py [--files N] [--mib M] [--repeat R] [--only NAME,...]
-                                           [--workloads a,b,c,r,s] [--drop global|file]
+                                           [--workloads a,b,c,r,s] [--drop global|file|fuse]
 
 Each figure is the best of R runs (default 3): the machine is shared, noise only slows. The
 median follows in brackets. Runs go round the configurations (native, recorded, native, ...)
@@ -237,14 +237,17 @@ def metadata(mnt: Path, files: int) -> float:
 
 #: "global": sync and drop every cache of the machine; "file": write out and drop the
 #: cached pages of the file read or written (and of its copy in fuse-overlayfs' upper
-#: directory) only, where a sync would wait for another filesystem of the machine
+#: directory) only, where a sync would wait for another filesystem of the machine; "fuse":
+#: those of the file in the mount only, so that the daemon reads its copy from the page
+#: cache (no disk: the proxy's own cost, with less noise)
 DROP = ["global"]
 
 
 def drop_caches(target: Path | None = None) -> None:
-    if DROP[0] == "file":
+    if DROP[0] in ("file", "fuse"):
         if target is not None:
-            for path in (target, target.parent.parent / "upper" / target.name):
+            upper = target.parent.parent / "upper" / target.name
+            for path in (target, upper) if DROP[0] == "file" else (target,):
                 if path.exists():
                     fd = os.open(path, os.O_RDONLY)
                     try:
@@ -619,10 +622,12 @@ def main() -> None:
     )
     ap.add_argument(
         "--drop",
-        choices=["global", "file"],
+        choices=["global", "file", "fuse"],
         default="global",
         help="before each dd: sync and drop all caches (global), or write out and drop "
-        "the pages of the file itself (file: for a machine where sync hangs or takes long)",
+        "the pages of the file itself (file: for a machine where sync hangs or takes long), "
+        "or only those of the file in the mount (fuse: the daemon reads from the page "
+        "cache, no disk)",
     )
     ap.add_argument("--keep", type=Path, help="work in DIR (default: a temporary directory)")
     args = ap.parse_args()
