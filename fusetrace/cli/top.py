@@ -221,7 +221,6 @@ class RecordTop:
         self._output = output
         self._daemon = " ".join(daemon)
         self._mountpoint = mountpoint
-        self._index = 0
         self._stack = contextlib.ExitStack()
         self._stack.enter_context(screen(self.top, out, 1.0))
 
@@ -234,13 +233,11 @@ class RecordTop:
         where = "standard output" if self._output == "-" else self._output
         return [f"{self._mountpoint}: {self._daemon}", f"capture: {where}{size}"]
 
-    def put(self, item: tuple[Direction, int, bytes, str | None]) -> None:
-        direction, t_ns, data, _comment = item
+    def put(self, frame: Frame) -> None:
         try:
-            self.top.feed(Frame(self._index, t_ns, direction, data, len(data)))
+            self.top.feed(frame)
         except Exception:  # the screen must never stop recording
             self.top.dropped += 1
-        self._index += 1
 
     def close(self) -> None:
         self._stack.close()

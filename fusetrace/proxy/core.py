@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from fusetrace.capture.pcapng import CaptureWriter
 from fusetrace.errors import EnvironmentProblem
-from fusetrace.frame import Direction
+from fusetrace.frame import Direction, InFlight
 from fusetrace.protocol.abi import errno_name
 from fusetrace.proxy import wire
 from fusetrace.proxy.forward import (
@@ -57,13 +57,10 @@ RING_ARENA = 16 << 20
 #: what encoding in C saves; see bench/bench_record.py)
 BLOCKS_ENV = "FUSETRACE_CORE_BLOCKS"
 
-#: one frame as the core hands it over: (direction, t_ns, data, comment, result), where
-#: result is the kernel's answer to a daemon → kernel frame (0, or the errno it refused the
-#: write with; None for requests)
-CoreFrame = tuple[Direction, int, "bytes | memoryview", "str | None", "int | None"]
-#: what :meth:`CoreForwarder.take` gives: frames, and (asked for) runs of whole packet
-#: blocks, each run one bytes object
-Taken = list["CoreFrame | bytes"]
+#: what :meth:`CoreForwarder.take` gives: in-flight frames (tuples, with their result:
+#: the core hands a reply over once its write returned), and (asked for) runs of whole
+#: packet blocks, each run one bytes object
+Taken = list["InFlight | bytes"]
 
 
 class Source(Protocol):

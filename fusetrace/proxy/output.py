@@ -24,9 +24,9 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from fusetrace.capture.pcapng import BLOCK_EPB, CaptureWriter
-from fusetrace.frame import Direction, Item
+from fusetrace.frame import PENDING, Direction, Frame, InFlight, landed
 from fusetrace.proxy import core
-from fusetrace.proxy.forward import PENDING, FrameBuffers, InFlight
+from fusetrace.proxy.forward import FrameBuffers
 
 #: how often the capture thread writes what the forwarding threads handed it (design.md
 #: §4: a killed recorder loses at most the frames of the last interval)
@@ -342,7 +342,7 @@ class CaptureThread:
         fileobj: BinaryIO,
         make_writer: Callable[[BinaryIO], CaptureWriter],
         on_error: Callable[[str], None],
-        live: Callable[[Item], None] | None = None,
+        live: Callable[[Frame], None] | None = None,
         interval: float = FLUSH_INTERVAL,
         buffers: FrameBuffers | None = None,
         source: core.Source | None = None,
@@ -397,7 +397,8 @@ class CaptureThread:
         self._blocks.blocks = []
         lent: list[tuple[Direction, memoryview]] = []
         while items:
-            direction, t_ns, data, comment, result = items[0]
+            item = items[0]
+            direction, t_ns, data, comment, result = item
             if result == PENDING:
                 if not final:
                     break
@@ -410,8 +411,8 @@ class CaptureThread:
                 # a small frame is cheaper to write as one part than as three
                 blocks.append((b"".join(parts),) if len(data) <= JOIN_MAX else parts)
                 if live is not None:
-                    # the live consumers may keep the frame: never a lent buffer
-                    live((direction, t_ns, bytes(data), comment))
+                    # numbered as in the file; a copy (the consumers may keep it)
+                    live(landed(item, self.writer.frames - 1))
         self._write_out(blocks, lent)
 
     def _drain_source(self, source: core.Source, final: bool) -> None:
@@ -436,7 +437,7 @@ class CaptureThread:
                 parts = block(direction, t_ns, data, comment=comment, **kw)
                 blocks.append((b"".join(parts),) if len(data) <= JOIN_MAX else parts)
                 if live is not None:
-                    live((direction, t_ns, bytes(data), comment))
+                    live(landed(item, self.writer.frames - 1))
         encoded = source.encoded()
         self.writer.frames += encoded - self._encoded
         self._encoded = encoded

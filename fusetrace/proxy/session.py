@@ -39,7 +39,7 @@ from fusetrace.errors import (
     ExitCode,
     UsageProblem,
 )
-from fusetrace.frame import Item
+from fusetrace.frame import Frame
 from fusetrace.proxy import core, fusermount, seccomp, wire
 from fusetrace.proxy import daemon as daemons
 from fusetrace.proxy import mount as mounts
@@ -70,8 +70,9 @@ class RecordConfig:
     handoff: str = "fd"
     #: the daemon's writes to its FUSE descriptor return the kernel's answer (seccomp only)
     sync_writes: bool = False
-    #: called (off the forwarding path) with every captured frame, for ``--live``
-    live: Callable[[Item], None] | None = None
+    #: called (off the forwarding path) with every captured frame, numbered as in the
+    #: capture, for ``--live``, ``--check`` and ``--top``
+    live: Callable[[Frame], None] | None = None
 
 
 @dataclass
