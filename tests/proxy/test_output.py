@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from fusetrace.capture.files import open_capture
-from fusetrace.capture.pcapng import CaptureWriter
+from fusetrace.capture.pcapng import PAD_OPTION, CaptureWriter
 from fusetrace.frame import PENDING, RESULT, Direction, Frame
 from fusetrace.proxy.forward import FrameBuffers
-from fusetrace.proxy.output import PAD_OPTION, Block, CaptureOutput, CaptureThread, writev_all
+from fusetrace.proxy.output import Block, CaptureOutput, CaptureThread, writev_all
 
 
 def test_writev_all_writes_whole_blocks_per_call_and_finishes_partial_writes(
