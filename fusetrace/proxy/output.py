@@ -110,6 +110,8 @@ DIRECT_MIN = 256 << 10
 DIRECT_STAGE = 8 << 20
 #: a frame at least this long, lent in its receive buffer, is written from there
 DIRECT_FRAME_MIN = 32 << 10
+
+
 class CaptureOutput:
     """The capture file (or pipe) seen from the capture thread.
 

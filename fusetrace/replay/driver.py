@@ -17,7 +17,6 @@ import signal
 import socket
 import struct
 import subprocess
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -28,7 +27,14 @@ from fusetrace.errors import DaemonError, EnvironmentProblem
 from fusetrace.frame import Direction
 from fusetrace.proxy import daemon as daemons
 from fusetrace.proxy.forward import max_frame_size
-from fusetrace.proxy.session import make_socketpair
+from fusetrace.proxy.handoff import (
+    FusermountHandoff,
+    SeccompHandoff,
+    choose_handoff,
+    make_socketpair,
+    spawn_on_socket,
+)
+from fusetrace.proxy.seccomp import MountCall
 from fusetrace.replay.engine import (
     Command,
     DaemonGone,
@@ -249,8 +255,6 @@ def run(
     """
     program = daemons.resolve_program(argv[0])
     if handoff == "auto":
-        from fusetrace.proxy.session import choose_handoff
-
         indexes = daemons.mountpoint_arguments(argv, mountpoint or daemons.PLACEHOLDER)
         handoff = choose_handoff("auto", list(argv), indexes, program)
         if handoff == "fusermount" and not indexes and os.geteuid() != 0:
@@ -260,30 +264,23 @@ def run(
     ours, theirs = make_socketpair(max_frame_size())
     inode = os.fstat(theirs.fileno()).st_ino
     live = LiveRun()
-    shim = None
+    served: FusermountHandoff | SeccompHandoff | None = None
     reaper = _Subreaper().__enter__()
     try:
         if handoff == "fusermount":
-            shim, proc = _spawn_fusermount(list(argv), program, theirs, env)
+            served, proc = _spawn_fusermount(list(argv), program, theirs, env)
         elif handoff == "seccomp":
-            shim, proc, live_sock = _spawn_seccomp(list(argv), program, env)
+            served, proc, live_sock = _spawn_seccomp(list(argv), program, env)
             ours.close()
             ours = live_sock
         else:
             args = daemon_argv(argv, mountpoint, theirs.fileno())
-            proc = daemons.spawn(
-                args,
-                program,
-                pass_fds=[theirs.fileno()],
-                env=env,
-                stdout_to_stderr=True,
-                stdin=None,
-            )
+            proc = spawn_on_socket(args, program, theirs, env=env, stdout_to_stderr=True)
     except BaseException:
         ours.close()
         theirs.close()
-        if shim is not None:
-            shim.close()
+        if served is not None:
+            served.close()
         reaper.__exit__()
         raise
     theirs.close()
@@ -298,8 +295,8 @@ def run(
         finally:
             reaper.__exit__()
         proc.relay.join(1.0)
-        if shim is not None:
-            shim.close()
+        if served is not None:
+            served.close()
         live.daemon_status = daemon.follower_status() or daemons.describe_status(status)
         live.wall_ns = time.monotonic_ns() - started
     return result, live
@@ -307,75 +304,38 @@ def run(
 
 def _spawn_fusermount(
     argv: list[str], program: str, theirs: socket.socket, env: dict[str, str] | None
-) -> tuple[Any, daemons.DaemonProcess]:
+) -> tuple[FusermountHandoff, daemons.DaemonProcess]:
     """Start the daemon with fusetrace in place of fusermount; when it asks to mount, hand
     it ``theirs`` (nothing is mounted). Later requests (``fusermount -u``) get "ok"."""
-    from fusetrace.proxy import fusermount
-
     if os.geteuid() != 0:
         raise EnvironmentProblem(
             "the fusermount handoff needs root (a mount namespace for the stand-in)",
             hint="use a daemon that accepts /dev/fd/N (libfuse >= 3.3) to replay unprivileged",
         )
-    shim = fusermount.Shim()
-    try:
-        proc = daemons.spawn(
-            argv,
-            program,
-            pass_fds=[shim.theirs.fileno()],
-            env=shim.env(env),
-            preexec=shim.preexec(),
-            stdout_to_stderr=True,
-            stdin=None,
-        )
-    finally:
-        shim.theirs.close()
-    ctl = shim.ours
-    ctl.settimeout(0.25)
+    handoff = FusermountHandoff()
+    proc = handoff.spawn(argv, program, env=env, stdout_to_stderr=True)
     deadline = time.monotonic() + 30
-    while True:
-        if proc.poll() not in (None, 0) or time.monotonic() > deadline:
-            proc.stop(grace=0)
-            shim.close()
-            raise DaemonError(
-                "the daemon ended or gave up before asking fusermount to mount"
-                + (f": {proc.relay.last_line}" if proc.relay.last_line else "")
-            )
-        try:
-            req = fusermount.next_request(ctl)
-        except TimeoutError:
-            continue
-        if req is None:
-            continue
-        if req.unmount:
-            fusermount.reply(ctl, "ok")
-            continue
-        fusermount.reply(ctl, "ok", theirs.fileno())
-        break
-    ctl.settimeout(None)
-
-    def later() -> None:
-        while True:
-            try:
-                payload = ctl.recv(65536)
-            except OSError:
-                return
-            if not payload:
-                return
-            fusermount.reply(ctl, "ok")
-
-    threading.Thread(target=later, name="fusermount", daemon=True).start()
-    return shim, proc
+    req = handoff.next_mount(
+        lambda: proc.poll() not in (None, 0) or time.monotonic() > deadline, skip_malformed=True
+    )
+    if req is None:
+        proc.stop(grace=0)
+        handoff.close()
+        raise DaemonError(
+            "the daemon ended or gave up before asking fusermount to mount"
+            + (f": {proc.relay.last_line}" if proc.relay.last_line else "")
+        )
+    handoff.hand_over(theirs)
+    handoff.serve_later(lambda _request: "ok")
+    return handoff, proc
 
 
 def _spawn_seccomp(
     argv: list[str], program: str, env: dict[str, str] | None
-) -> tuple[Any, daemons.DaemonProcess, socket.socket]:
+) -> tuple[SeccompHandoff, daemons.DaemonProcess, socket.socket]:
     """Start the daemon under the seccomp hand-off: its open of /dev/fuse gets a socket and
-    its mount(2) on it succeeds without mounting anything. Returns the supervisor, the
+    its mount(2) on it succeeds without mounting anything. Returns the hand-off, the
     daemon and fusetrace's end of the socket the daemon mounted."""
-    from fusetrace.proxy import seccomp
-
     if os.geteuid() != 0:
         raise EnvironmentProblem(
             "the seccomp handoff needs root",
@@ -383,34 +343,21 @@ def _spawn_seccomp(
         )
     got: list[socket.socket] = []
 
-    def on_mount(_call: seccomp.MountCall, sock: socket.socket) -> int:
+    def on_mount(_call: MountCall, sock: socket.socket) -> int:
         got.append(sock)
         return 0
 
-    sup = seccomp.Supervisor("", lambda: make_socketpair(max_frame_size()), on_mount, lambda: 0)
-    sup.start()
-    try:
-        proc = daemons.spawn(
-            argv,
-            program,
-            pass_fds=[],
-            env=env,
-            preexec=sup.preexec(),
-            stdout_to_stderr=True,
-            stdin=None,
-        )
-    finally:
-        sup.spawned()
+    handoff = SeccompHandoff("", on_mount, lambda: 0)
+    proc = handoff.spawn(argv, program, env=env, stdout_to_stderr=True)
     deadline = time.monotonic() + 30
-    while not sup.mounted.wait(0.05):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.stop(grace=0)
-            sup.close()
-            raise DaemonError(
-                "the daemon ended or gave up before mounting"
-                + (f": {proc.relay.last_line}" if proc.relay.last_line else "")
-            )
-    return sup, proc, got[0]
+    if not handoff.wait_for_mount(lambda: proc.poll() is not None or time.monotonic() > deadline):
+        proc.stop(grace=0)
+        handoff.close()
+        raise DaemonError(
+            "the daemon ended or gave up before mounting"
+            + (f": {proc.relay.last_line}" if proc.relay.last_line else "")
+        )
+    return handoff, proc, got[0]
 
 
 def _loop(
