@@ -26,6 +26,7 @@ from fusetrace.frame import Direction, Frame
 from fusetrace.observe.aggregate import Aggregate
 from fusetrace.protocol.abi import InitFlag, flag_names
 from fusetrace.protocol.abi import errno_name as abi_errno_name
+from fusetrace.report.units import latency
 
 #: what the tracepoints cannot show, said on the screen and in the JSON
 TRACEPOINT_GAPS = (
@@ -35,16 +36,6 @@ TRACEPOINT_GAPS = (
     "notifications",
     "INIT flags (INIT came before the attach)",
 )
-
-
-def _latency(ns: int | None) -> str:
-    if ns is None:
-        return "-"
-    if ns < 10_000:
-        return f"{ns / 1000:.1f}us"
-    if ns < 10_000_000:
-        return f"{ns // 1000}us"
-    return f"{ns / 1e6:.1f}ms"
 
 
 def _size(n: int) -> str:
@@ -132,8 +123,8 @@ class Top:
                     str(r["requests"]),
                     "-" if rate is None else f"{rate:.1f}",
                     str(r["in_flight"]),
-                    _latency(r["p50_ns"]),
-                    _latency(r["p99_ns"]),
+                    latency(r["p50_ns"]),
+                    latency(r["p99_ns"]),
                     _errors(r["errors"]),
                     _size(r["bytes_in"]),
                     _size(r["bytes_out"]),
