@@ -413,7 +413,7 @@ def replay(
                 list(daemon),
                 mountpoint=mountpoint if isinstance(mountpoint, str) else None,
                 sinks=sinks,
-                on_command=on_command,
+                on_command=on_command if progress is not None else None,
                 handoff=handoff,
             )
         cut_short = bool(reader.info.truncated)

@@ -81,7 +81,7 @@ class Start:
     t_ns: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made for every frame
 class FrameReceived:
     """The daemon wrote one frame (a reply or a notification)."""
 
@@ -107,7 +107,7 @@ class DaemonGone:
 # --------------------------------------------------------------------------- commands
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made for every frame
 class SendFrame:
     """Write ``data`` to the daemon. ``index`` is the recorded frame it replays (0-based
     position; None for frames the engine made up, such as an empty NOTIFY_REPLY)."""
@@ -326,7 +326,7 @@ class _Live(enum.Enum):
     NONE = "none"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Step:
     index: int
     t_ns: int
@@ -335,6 +335,8 @@ class _Step:
     #: number of recorded replies that preceded this frame in the recording
     need: int
     reply: bytes | None = None
+    #: the recorded reply's error field (read once, with the reply)
+    rec_err: int = 0
     reply_len: int = 0
     reply_index: int | None = None
     #: position of the recorded reply among all recorded replies (None: not read yet)
@@ -431,7 +433,18 @@ _OPENS = frozenset({"OPEN", "OPENDIR"})
 _C_READ_ONLY, _C_PASSABLE, _C_OPEN, _C_OTHER, _C_NOT_REQUEST = range(5)
 
 
+_CLASSES: dict[tuple[str, StepKind], int] = {}
+
+
 def _window_class(info: RequestInfo) -> int:
+    key = (info.name, info.kind)
+    c = _CLASSES.get(key)
+    if c is None:
+        c = _CLASSES[key] = _classify(info)
+    return c
+
+
+def _classify(info: RequestInfo) -> int:
     if info.name in _PASSABLE:
         return _C_PASSABLE
     if info.kind is not StepKind.REQUEST:
@@ -567,6 +580,7 @@ class ReplayEngine:
         if step is None:
             return  # an INTERRUPT's answer, or a reply to nothing
         step.reply = rec.data
+        step.rec_err = out.error
         step.reply_len = rec.orig_len
         step.reply_index = rec.index
         step.reply_seq = self._replies_read
@@ -662,9 +676,12 @@ class ReplayEngine:
             and self._live_session is not None
         ):
             self._overtake(now, out)
-        deadlines = [s.deadline for s in self._outstanding.values() if s.deadline is not None]
-        if deadlines:
-            out.append(WakeAt(min(deadlines)))
+        if self._outstanding:
+            # requests are sent in time order with the same timeout: the first one
+            # outstanding has the earliest deadline
+            first = next(iter(self._outstanding.values())).deadline
+            if first is not None:
+                out.append(WakeAt(first))
 
     def _refs(self, step: _Step) -> list[IdRef]:
         if step.refs is None:
@@ -1037,7 +1054,7 @@ class ReplayEngine:
             return
         step.settled = True
         assert step.reply is not None
-        rec_err = self.codec.reply_info(step.reply).error
+        rec_err = step.rec_err
         info = step.info
         rec: ReplyBody | None = None
         #: the live reply differs from the recorded one in the ids it hands out only
