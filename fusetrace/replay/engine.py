@@ -353,7 +353,7 @@ class _Step:
     refs: list[IdRef] | None = None
     #: the node ids it names; what it ends or changes (node ids, handles) when passed
     own: frozenset[int] | None = None
-    passed: tuple[frozenset[int], frozenset[int]] | None = None
+    passed: tuple[frozenset[int], frozenset[tuple[int, int]]] | None = None
     #: what the window may do with it: one of the _C_* classes below
     cls: int = 0
     settled: bool = False
@@ -694,18 +694,23 @@ class ReplayEngine:
             own = step.own = frozenset(r.value for r in self._refs(step) if r.kind is IdKind.NODEID)
         return own
 
-    def _passed(self, step: _Step) -> tuple[frozenset[int], frozenset[int]]:
+    def _passed(self, step: _Step) -> tuple[frozenset[int], frozenset[tuple[int, int]]]:
         """The node ids and handles ``step`` ends or changes: a later request that names
-        one of them may not pass it."""
+        one of them may not pass it. A handle is its node and its fh (protocol.md §7.2):
+        daemons that hand out a pointer as fh give a released file's value to the next
+        file opened, and a READ of that file may pass the RELEASE of the other."""
         passed = step.passed
         if passed is None:
             nodes: set[int] = set()
-            fhs: set[int] = set()
+            fhs: set[tuple[int, int]] = set()
             if step.info.lookup in ("forget", "batch_forget"):
                 nodes.update(n for n, _ in self.codec.forget_counts(step.data, self._rec_session))
             else:
                 for ref in self._refs(step):
-                    (nodes if ref.kind is IdKind.NODEID else fhs).add(ref.value)
+                    if ref.kind is IdKind.NODEID:
+                        nodes.add(ref.value)
+                    elif ref.kind is IdKind.FH:
+                        fhs.add((ref.node, ref.value))
             passed = step.passed = (frozenset(nodes), frozenset(fhs))
         return passed
 
@@ -713,7 +718,8 @@ class ReplayEngine:
         """Send read-only requests of the next ``window`` frames before their turn, when
         every id they name is known live and no frame they pass ends or changes it. The
         daemon sees them in another order than recorded, but they change nothing another
-        request sees; what changes something (a WRITE, a RENAME) is never passed."""
+        request sees; what changes something (a WRITE, a RENAME) is never passed. OPENs and
+        a file's RELEASE go early too when no earlier request names their node."""
         limit = self.options.window
         outstanding = self._outstanding
         if len(outstanding) >= limit:
@@ -722,7 +728,7 @@ class ReplayEngine:
             if not self._read_one():
                 break
         nodes: set[int] = set()  # ids a later request may not name: a frame it passes
-        fhs: set[int] = set()  # ends or changes them
+        fhs: set[tuple[int, int]] = set()  # ends or changes them
         named: set[int] = set()  # nodes named by earlier frames still unsent
         busy: set[int] | None = None  # nodes named by requests outstanding live
         for o in outstanding.values():
@@ -742,6 +748,24 @@ class ReplayEngine:
                 break
             c = step.cls
             if c == _C_PASSABLE:
+                if step.info.handle == "releases":
+                    # a file's RELEASE goes early too, once nothing before it names its
+                    # node (all its READs answered): it frees a handle no one uses again,
+                    # so the recording's next files are not kept waiting behind it
+                    if busy is None:
+                        busy = self._busy()
+                    own = step.own
+                    if own is None:
+                        own = self._own(step)
+                    if (
+                        own.isdisjoint(named)
+                        and own.isdisjoint(busy)
+                        and step.info.unique not in outstanding
+                        and known(step, nodes, fhs)
+                    ):
+                        sent.append(step)
+                        named |= own
+                        continue
                 n, f = step.passed or self._passed(step)
                 nodes |= n
                 fhs |= f
@@ -756,10 +780,7 @@ class ReplayEngine:
                 # an OPEN may truncate its file: it goes early only when no earlier request
                 # names its node, and later requests on its node wait for it
                 if busy is None:
-                    busy = set()
-                    for o in outstanding.values():
-                        if o.refs is not None:
-                            busy |= self._own(o)
+                    busy = self._busy()
                 if (
                     own.isdisjoint(named)
                     and own.isdisjoint(busy)
@@ -780,7 +801,15 @@ class ReplayEngine:
             self._window.remove(step)
             self._send(step, now, out)
 
-    def _known(self, step: _Step, nodes: set[int], fhs: set[int]) -> bool:
+    def _busy(self) -> set[int]:
+        """The node ids named by requests outstanding live."""
+        busy: set[int] = set()
+        for o in self._outstanding.values():
+            if o.refs is not None:
+                busy |= self._own(o)
+        return busy
+
+    def _known(self, step: _Step, nodes: set[int], fhs: set[tuple[int, int]]) -> bool:
         """Every id ``step`` names is known live now and not ended by a frame it passes."""
         get = self._nodes.get
         for ref in step.refs if step.refs is not None else self._refs(step):
@@ -794,7 +823,7 @@ class ReplayEngine:
                     return False
             elif kind is IdKind.FH:
                 found = self._handle_of(ref)
-                if found is None or found[1].refs <= 0 or ref.value in fhs:
+                if found is None or found[1].refs <= 0 or (ref.node, ref.value) in fhs:
                     return False
             else:
                 return False
