@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import pickle
 import select
@@ -18,7 +19,6 @@ import socket
 import struct
 import subprocess
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +53,7 @@ from fusetrace.replay.engine import (
 POLL_INTERVAL = 0.2
 #: at most this many frames waiting in the socket are handed to the engine at once
 MAX_BATCH = 64
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
 def daemon_argv(argv: Sequence[str], mountpoint: str | None, fd: int) -> list[str]:
@@ -367,56 +368,78 @@ def _loop(
     sinks: Sequence[FrameSink],
     on_command: Callable[[Command], None] | None,
 ) -> ReplayResult:
+    # the hot path, once per frame: methods and constants bound to locals, the common
+    # commands told by their exact type, one clock reading per batch of replies
     proc = daemon.proc
     buf = bytearray(max_frame_size() + 4096)
     view = memoryview(buf)
     wake: int | None = None
-    events: deque[Event] = deque([Start(time.monotonic_ns())])
+    events: list[Event] = [Start(time.monotonic_ns())]
+    handle_all = engine.handle_all
+    send = sock.send
+    recv_into = sock.recv_into
+    monotonic_ns = time.monotonic_ns
+    time_ns = time.time_ns
+    dontwait = socket.MSG_DONTWAIT
+    inbound, outbound = Direction.INBOUND, Direction.OUTBOUND
+    sinks = tuple(sinks)
     while True:
         while events:
-            batch = list(events)
-            events.clear()
-            for cmd in engine.handle_all(batch):
+            batch, events = events, []
+            for cmd in handle_all(batch):
                 if on_command is not None:
                     on_command(cmd)
-                if isinstance(cmd, SendFrame):
-                    gone = _send(sock, cmd.data, sinks)
-                    if gone is not None:
-                        events.append(DaemonGone(time.monotonic_ns(), gone))
-                elif isinstance(cmd, WakeAt):
-                    wake = cmd.t_ns if wake is None else min(wake, cmd.t_ns)
-                elif isinstance(cmd, Finish):
-                    return cmd.result
-        now = time.monotonic_ns()
+                kind = type(cmd)
+                if kind is SendFrame:
+                    data = cmd.data  # type: ignore[union-attr]
+                    try:
+                        send(data)
+                    except OSError as e:
+                        events.append(DaemonGone(monotonic_ns(), _send_failed(sock, data, e)))
+                        continue
+                    if sinks:
+                        t = time_ns()
+                        for sink in sinks:
+                            sink(inbound, t, data)
+                elif kind is WakeAt:
+                    t_ns = cmd.t_ns  # type: ignore[union-attr]
+                    wake = t_ns if wake is None else min(wake, t_ns)
+                elif kind is Finish:
+                    return cmd.result  # type: ignore[union-attr]
+        now = monotonic_ns()
         if wake is not None and now >= wake:
             wake = None
             events.append(Tick(now))
             continue
-        timeout = POLL_INTERVAL
-        if wake is not None:
-            timeout = min(timeout, max(0.0, (wake - now) / 1e9))
         # frames already waiting are taken without a select() (replies come in bursts), all
         # of them, and handed to the engine together
         try:
-            frame = _receive(sock, view, socket.MSG_DONTWAIT)
-            readable = True
+            n = recv_into(view, 0, dontwait)
         except BlockingIOError:
-            readable = bool(select.select([sock], [], [], timeout)[0])
-            frame = _receive(sock, view) if readable else None
-        if readable:
-            while frame is not None:
-                t = time.monotonic_ns()
+            timeout = POLL_INTERVAL
+            if wake is not None:
+                timeout = min(timeout, max(0.0, (wake - now) / 1e9))
+            n = -1 if not select.select([sock], [], [], timeout)[0] else _recv(sock, view)
+        except (ConnectionResetError, BrokenPipeError):
+            n = 0
+        if n >= 0:
+            t = monotonic_ns()
+            stamp = time_ns() if sinks else 0
+            while n > 0:
+                frame = bytes(view[:n])
                 for sink in sinks:
-                    sink(Direction.OUTBOUND, time.time_ns(), frame)
+                    sink(outbound, stamp, frame)
                 events.append(FrameReceived(frame, t))
                 if len(events) >= MAX_BATCH:
                     break
                 try:
-                    frame = _receive(sock, view, socket.MSG_DONTWAIT)
+                    n = recv_into(view, 0, dontwait)
                 except BlockingIOError:
                     break
+                except (ConnectionResetError, BrokenPipeError):
+                    n = 0
             else:
-                events.append(DaemonGone(time.monotonic_ns(), _gone_reason(daemon)))
+                events.append(DaemonGone(monotonic_ns(), _gone_reason(daemon)))
         elif (status := proc.poll()) is not None and (status != 0 or not daemon.followers):
             if status == 0:
                 # a daemon that forked into the background, as libfuse daemons do without
@@ -426,14 +449,22 @@ def _loop(
                     continue
             # drain what the daemon wrote before it went away, then report
             sock.setblocking(False)
-            while (frame := _receive(sock, view)) is not None:
+            while (frame_or_none := _receive(sock, view)) is not None:
                 for sink in sinks:
-                    sink(Direction.OUTBOUND, time.time_ns(), frame)
-                events.append(FrameReceived(frame, time.monotonic_ns()))
+                    sink(outbound, time_ns(), frame_or_none)
+                events.append(FrameReceived(frame_or_none, monotonic_ns()))
             sock.setblocking(True)
-            events.append(DaemonGone(time.monotonic_ns(), _gone_reason(daemon)))
+            events.append(DaemonGone(monotonic_ns(), _gone_reason(daemon)))
         elif wake is None:
-            events.append(Tick(time.monotonic_ns()))
+            events.append(Tick(monotonic_ns()))
+
+
+def _recv(sock: socket.socket, view: memoryview) -> int:
+    """One blocking receive after select() said readable: its length, 0 at the end."""
+    try:
+        return sock.recv_into(view)
+    except (BlockingIOError, ConnectionResetError, BrokenPipeError):
+        return 0
 
 
 def _gone_reason(daemon: _Daemon) -> str:
@@ -461,23 +492,17 @@ def _gone_reason(daemon: _Daemon) -> str:
     return text
 
 
-def _send(sock: socket.socket, data: bytes, sinks: Sequence[FrameSink]) -> str | None:
-    try:
-        sock.send(data)
-    except (BrokenPipeError, ConnectionResetError):
+def _send_failed(sock: socket.socket, data: bytes, e: OSError) -> str:
+    """Why sending ``data`` failed, in words; raises what is no daemon's doing."""
+    if isinstance(e, (BrokenPipeError, ConnectionResetError)):
         return "the daemon closed its end of the socket"
-    except OSError as e:
-        if e.errno == errno.EMSGSIZE:
-            return (
-                f"a {len(data)}-byte frame does not fit the socket buffer "
-                f"({sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)} bytes); raise "
-                "net.core.wmem_max and net.core.rmem_max, or replay as root"
-            )
-        raise
-    t = time.time_ns()
-    for sink in sinks:
-        sink(Direction.INBOUND, t, data)
-    return None
+    if e.errno == errno.EMSGSIZE:
+        return (
+            f"a {len(data)}-byte frame does not fit the socket buffer "
+            f"({sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)} bytes); raise "
+            "net.core.wmem_max and net.core.rmem_max, or replay as root"
+        )
+    raise e
 
 
 def _receive(sock: socket.socket, view: memoryview, flags: int = 0) -> bytes | None:
@@ -506,6 +531,7 @@ class ChildSink:
 
     _HEAD = struct.Struct("=BqI")
     FLUSH_AT = 1 << 16
+    PIPE_SIZE = 1 << 20
 
     def __init__(self, make: Callable[[], tuple[FrameSink, Callable[[], Any]]]) -> None:
         frames_r, frames_w = os.pipe()
@@ -522,6 +548,12 @@ class ChildSink:
                 os._exit(status)
         os.close(frames_r)
         os.close(result_w)
+        try:
+            # room for a burst while the child is busy (or not scheduled): the replay's
+            # write does not wait for it
+            fcntl.fcntl(frames_w, F_SETPIPE_SZ, self.PIPE_SIZE)
+        except OSError:
+            pass
         self.pid = pid
         self._w: int | None = frames_w
         self._r = result_r
