@@ -40,7 +40,7 @@ from fusetrace.errors import (
     UsageProblem,
 )
 from fusetrace.frame import Frame
-from fusetrace.proxy import core, fusermount, seccomp, wire
+from fusetrace.proxy import core, fusermount, seccomp
 from fusetrace.proxy import daemon as daemons
 from fusetrace.proxy import mount as mounts
 from fusetrace.proxy.forward import (
@@ -215,8 +215,6 @@ class Session:
     # ---- the session ------------------------------------------------------------------
     def run(self) -> RecordResult:
         cfg = self.config
-        # the INIT offsets need the schemas (construct): imported while the session sets up
-        threading.Thread(target=wire.load_init_offsets, name="schemas", daemon=True).start()
         check_environment()
         # --sync-writes hands frames to the capture from the seccomp thread, which only the
         # Python forwarding path takes (Forwarder.deliver)
