@@ -652,3 +652,22 @@ def test_sshfs_over_a_loopback_sshd(
     assert not rec.warnings, [w.describe() for w in rec.warnings]
     assert (src / "kept").read_text() == "kept\n"
     check_capture(rec.frames())
+
+
+def test_which_finds_programs_as_shutil_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """resolve_program's PATH search: the first executable file of that name, skipping
+    directories and files that cannot be run."""
+    from fusetrace.proxy.daemon import which
+
+    for d in ("a", "b", "c"):
+        (tmp_path / d).mkdir()
+    (tmp_path / "a" / "prog").mkdir()  # a directory
+    (tmp_path / "b" / "prog").write_text("")  # not executable
+    (tmp_path / "c" / "prog").write_text("#!/bin/sh\n")
+    (tmp_path / "c" / "prog").chmod(0o755)
+    path = os.pathsep.join(str(tmp_path / d) for d in ("a", "b", "c"))
+    monkeypatch.setenv("PATH", path)
+    assert which("prog") == shutil.which("prog") == str(tmp_path / "c" / "prog")
+    assert which("absent") is shutil.which("absent") is None
