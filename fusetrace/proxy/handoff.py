@@ -21,11 +21,13 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from fusetrace.proxy import daemon as daemons
-from fusetrace.proxy import fusermount, seccomp
 from fusetrace.proxy import mount as mounts
-from fusetrace.proxy.forward import max_frame_size
+
+if TYPE_CHECKING:  # each hand-off's module is imported when that hand-off is used
+    from fusetrace.proxy import fusermount, seccomp
 
 SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
@@ -45,6 +47,13 @@ def make_socketpair(frame: int) -> tuple[socket.socket, socket.socket]:
             except OSError:
                 s.setsockopt(socket.SOL_SOCKET, plain, size)
     return ours, theirs
+
+
+def frame_socketpair() -> tuple[socket.socket, socket.socket]:
+    """A socket pair for the largest frame this kernel's connections may carry."""
+    from fusetrace.proxy.forward import max_frame_size
+
+    return make_socketpair(max_frame_size())
 
 
 def choose_handoff(asked: str, argv: list[str], mp_args: list[int], program: str) -> str:
@@ -71,6 +80,8 @@ def record_handoff(asked: str, argv: list[str], mp_args: list[int], program: str
         return asked
     if daemons.PLACEHOLDER in argv[1:]:
         return "fd"
+    from fusetrace.proxy import seccomp
+
     if seccomp.available() is None:
         return "seccomp"
     return choose_handoff(asked, argv, mp_args, program)
@@ -110,6 +121,8 @@ class FusermountHandoff:
     """
 
     def __init__(self) -> None:
+        from fusetrace.proxy import fusermount
+
         self.shim = fusermount.Shim()
 
     def spawn(
@@ -141,6 +154,8 @@ class FusermountHandoff:
         a malformed one gets the error as its answer, and is skipped (``skip_malformed``)
         or raised (ValueError). None when ``give_up()`` says so (asked every quarter
         second) or every process that could ask has closed the control socket."""
+        from fusetrace.proxy import fusermount
+
         ctl = self.shim.ours
         ctl.settimeout(REQUEST_POLL)
         while True:
@@ -166,6 +181,8 @@ class FusermountHandoff:
 
     def hand_over(self, theirs: socket.socket) -> None:
         """Answer the mount request with the daemon's end of the socket (then closed)."""
+        from fusetrace.proxy import fusermount
+
         try:
             fusermount.reply(self.shim.ours, "ok", theirs.fileno())
         finally:
@@ -173,11 +190,15 @@ class FusermountHandoff:
 
     def refuse(self, message: str) -> None:
         """Answer the request with an error, which the daemon's fusermount prints."""
+        from fusetrace.proxy import fusermount
+
         fusermount.reply(self.shim.ours, message)
 
     def serve_later(self, answer: Callable[[bytes], str]) -> None:
         """Answer every later request, in a thread of its own, with ``answer(request)``
         (the request as the stand-in sent it), until the daemon closes its end."""
+        from fusetrace.proxy import fusermount
+
         ctl = self.shim.ours
         ctl.settimeout(None)
 
@@ -214,9 +235,11 @@ class SeccompHandoff:
         sync_fd: int | None = None,
         on_write: Callable[[bytes], int] | None = None,
     ) -> None:
+        from fusetrace.proxy import seccomp
+
         self.supervisor = seccomp.Supervisor(
             mountpoint,
-            lambda: make_socketpair(max_frame_size()),
+            frame_socketpair,
             on_mount,
             on_umount,
             sync_fd=sync_fd,

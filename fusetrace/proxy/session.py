@@ -28,10 +28,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from fusetrace.capture.files import host_writer, open_output
-from fusetrace.capture.pcapng import CaptureWriter, Channel
+from fusetrace.capture.files import open_output
 from fusetrace.errors import (
     CaptureError,
     DaemonError,
@@ -40,23 +39,25 @@ from fusetrace.errors import (
     UsageProblem,
 )
 from fusetrace.frame import Frame
-from fusetrace.proxy import core, fusermount, seccomp
+from fusetrace.proxy import choice
 from fusetrace.proxy import daemon as daemons
 from fusetrace.proxy import mount as mounts
-from fusetrace.proxy.forward import (
-    Ending,
-    Forwarder,
-    FrameBuffers,
-    max_frame_size,
-)
 from fusetrace.proxy.handoff import (
     FusermountHandoff,
     SeccompHandoff,
-    make_socketpair,
+    frame_socketpair,
     record_handoff,
     spawn_on_socket,
 )
-from fusetrace.proxy.output import CaptureThread
+
+if TYPE_CHECKING:
+    # each hand-off's module is imported where that hand-off is used; the forwarding path
+    # and the capture writer while the daemon starts, or just before the mount (the fd
+    # hand-off): see load_forwarding
+    from fusetrace.capture.pcapng import CaptureWriter
+    from fusetrace.proxy import seccomp
+    from fusetrace.proxy.forward import Ending, Forwarder
+    from fusetrace.proxy.output import CaptureThread
 
 #: seconds a daemon gets to exit after its socket closed, before SIGTERM
 DAEMON_GRACE = 10.0
@@ -142,6 +143,14 @@ def tune_malloc() -> None:
     mallopt(M_TOP_PAD, 64 << 20)
 
 
+def load_forwarding() -> None:
+    """Import the forwarding paths and the capture writer, a good part of a recorder's
+    start-up: while the daemon starts (the seccomp and fusermount hand-offs: it needs none
+    of it before it mounts), or just before the mount (the fd hand-off)."""
+    import fusetrace.capture.files
+    import fusetrace.proxy.output  # noqa: F401  (with it core.py, forward.py, the writer)
+
+
 def check_environment() -> None:
     """Root and /dev/fuse, before anything is created."""
     if os.geteuid() != 0:
@@ -218,15 +227,18 @@ class Session:
         check_environment()
         # --sync-writes hands frames to the capture from the seccomp thread, which only the
         # Python forwarding path takes (Forwarder.deliver)
-        self.forwarding = "python" if cfg.sync_writes else core.choose()
+        self.forwarding = "python" if cfg.sync_writes else choice.choose()
         mountpoint, rootmode = mounts.check_mountpoint(cfg.mountpoint)
         self.mountpoint = mountpoint
         program = daemons.resolve_program(cfg.daemon_argv[0])
         spec = mounts.parse_options(cfg.options)
         self._mp_args = daemons.mountpoint_arguments(cfg.daemon_argv, cfg.mountpoint)
         self.handoff = record_handoff(cfg.handoff, cfg.daemon_argv, self._mp_args, program)
-        if self.handoff == "seccomp" and (why := seccomp.available()) is not None:
-            raise EnvironmentProblem(why, hint="try --handoff fd or --handoff fusermount")
+        if self.handoff == "seccomp":
+            from fusetrace.proxy import seccomp
+
+            if (why := seccomp.available()) is not None:
+                raise EnvironmentProblem(why, hint="try --handoff fd or --handoff fusermount")
         if cfg.sync_writes and self.handoff != "seccomp":
             raise UsageProblem(
                 f"--sync-writes needs the seccomp hand-off (this is the {self.handoff} one)",
@@ -279,13 +291,14 @@ class Session:
     ) -> tuple[socket.socket, socket.socket]:
         """mount(2) as fusetrace builds it, the socket pair, the capture and the
         forwarding threads."""
+        load_forwarding()  # before the mount: the kernel's INIT comes at once
         source = spec.source()
         data = spec.data_string(devfd, rootmode, os.getuid(), os.getgid())
         try:
             mounts.sys_mount(source, self.mountpoint, spec.fstype, spec.flags, data)
         except OSError as e:
             raise EnvironmentProblem(f"cannot mount {self.mountpoint}: {e.strerror}") from None
-        ours, theirs = make_socketpair(max_frame_size())
+        ours, theirs = frame_socketpair()
         self._mounted(source, spec.fstype, spec.given)
         self._forward(fileobj, devfd, ours, meta)
         return ours, theirs
@@ -305,6 +318,12 @@ class Session:
         self, fileobj: BinaryIO, devfd: int, ours: socket.socket, meta: dict[str, Any]
     ) -> None:
         """The capture and the forwarding threads, for a mounted filesystem."""
+        from fusetrace.capture.files import host_writer
+        from fusetrace.capture.pcapng import Channel
+        from fusetrace.proxy import core
+        from fusetrace.proxy.forward import Forwarder, FrameBuffers, max_frame_size
+        from fusetrace.proxy.output import CaptureThread
+
         cfg = self.config
         frame = max_frame_size()
         meta = {
@@ -375,6 +394,7 @@ class Session:
                 self.daemon = handoff.spawn(
                     list(cfg.daemon_argv), program, stdout_to_stderr=stdout_to_stderr
                 )
+                load_forwarding()  # while the daemon starts: it asks for none of it yet
                 ours = self._wait_for_seccomp_mount(handoff)
                 if ours is None:
                     return self._ended_before_mount(handoff.supervisor)
@@ -383,6 +403,7 @@ class Session:
                 self.daemon = handoff.spawn(
                     list(cfg.daemon_argv), program, stdout_to_stderr=stdout_to_stderr
                 )
+                load_forwarding()  # while the daemon starts
                 ours = self._serve_fusermount(handoff, fileobj, devfd, spec, rootmode)
                 if ours is None:
                     return self._ended_before_mount()
@@ -481,6 +502,8 @@ class Session:
         Returns the proxy's socket end, or None if the daemon ended (or a signal came)
         before asking.
         """
+        from fusetrace.proxy import fusermount
+
         daemon = self.daemon
         assert daemon is not None
         # (read before mounting: a mount on a shared mount reaches the daemon's namespace)
@@ -531,6 +554,8 @@ class Session:
 
     def _answer_later(self, payload: bytes) -> str:
         """Later requests: ``fusermount -u`` from the daemon asks fusetrace to unmount."""
+        from fusetrace.proxy import fusermount
+
         try:
             req = fusermount.parse_request(payload)
         except ValueError as e:
