@@ -295,10 +295,11 @@ LIBFUSE_TIMING = {
         "looked up: the kernel answers ENOENT and the daemon's assert aborts it, 1 s after the "
         "first notification, a moment before the test's stat 2 s after its lookup (the test "
         "polls for the mount every 0.1 s, so its lookup lags the daemon's 1 s loop by up to "
-        "0.1 s). Failed in 8 of 8 native and 7 of 8 traced (--sync-writes) runs here; the "
-        "traced pass saw the kernel FORGET the entry 0.97 s in (a system-wide drop_caches), "
-        "after which the daemon stops notifying. It passes natively too where the daemon's "
-        "sleeps overrun by more than the test's lag (a heavily loaded machine)"
+        "0.1 s). Failed in 9 of 10 native and 8 of 10 traced (--sync-writes) runs here; "
+        "both traced passes came with system-wide cache drops (one shows the kernel's "
+        "FORGET of the entry 0.97 s in, after which the daemon stops notifying), the native "
+        "pass with none, on a machine loaded at 5: where the daemon's sleeps overrun by more "
+        "than the test's lag, the stat comes first"
     ),
     "test_ctests::test_notify_file_size[False]": (
         "without notifications the test relies on the kernel keeping the entry and its "
