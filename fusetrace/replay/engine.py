@@ -1262,15 +1262,7 @@ class ReplayEngine:
                 rec_entry, live_entry = value, lv
                 diffs += self._learn_nodeid(path, value, lv)
             elif kind is IdKind.FH and lv is not None:
-                owner = rec_entry if rec_entry is not None else step.info.nodeid
-                key = (owner, value, step.info.handle == "opens_dir")
-                h = self._handles.get(key)
-                if h is None:
-                    h = self._handles[key] = _Handle(lv)
-                h.live = lv
-                h.refs += 1
-                if key[2]:
-                    self._close_listing(key)
+                self._learn_handle(step, rec_entry, value, lv)
         del live_entry
         if rec.dirents is not None and live.dirents is not None:
             diffs += self._learn_dirents(step, rec.dirents, live.dirents)
@@ -1285,15 +1277,20 @@ class ReplayEngine:
                 rec_entry = value
                 self._learn_nodeid(path, value, value)
             elif kind is IdKind.FH:
-                owner = rec_entry if rec_entry is not None else step.info.nodeid
-                key = (owner, value, step.info.handle == "opens_dir")
-                h = self._handles.get(key)
-                if h is None:
-                    h = self._handles[key] = _Handle(value)
-                h.live = value
-                h.refs += 1
-                if key[2]:
-                    self._close_listing(key)
+                self._learn_handle(step, rec_entry, value, value)
+
+    def _learn_handle(self, step: _Step, entry: int | None, rec: int, live: int) -> None:
+        """A handle the live daemon gave (``live``) for the recorded ``rec``: keyed by its node
+        (the reply's entry, else the request's node), its recorded value and its kind."""
+        owner = entry if entry is not None else step.info.nodeid
+        key = (owner, rec, step.info.handle == "opens_dir")
+        h = self._handles.get(key)
+        if h is None:
+            h = self._handles[key] = _Handle(live)
+        h.live = live
+        h.refs += 1
+        if key[2]:
+            self._close_listing(key)
 
     def _learn_nodeid(self, path: str, rec: int, live: int | None) -> list[FieldDiff]:
         if rec == 0 or not live:
