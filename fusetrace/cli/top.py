@@ -312,7 +312,10 @@ def _run_attach(
     def on_term(signum: int, frame: Any) -> None:
         done.set()
 
+    # Ctrl-C and SIGTERM end the wait from the moment the tracepoints are set up, so a
+    # signal that comes right after "attached" still prints the figures
     old_term = signal.signal(signal.SIGTERM, on_term)
+    old_int = signal.signal(signal.SIGINT, on_term)
     try:
         with session:
             click.echo(
@@ -356,6 +359,7 @@ def _run_attach(
             reader.join(30)
     finally:
         signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
         if sink is not None:
             with contextlib.suppress(OSError):
                 sink.close()
