@@ -577,14 +577,18 @@ def capture_thread_cost(frames: int = 180_000, drain: int = 500, core: bool = Fa
     from fusetrace.frame import Direction
     from fusetrace.proxy.output import CaptureThread
 
+    # in-flight frames as the forwarding loops hand them over: a reply with its result
     items = [
         ((Direction.INBOUND, Direction.OUTBOUND)[i % 2],
-         i, bytes(80 + i % 7 * 20), None)
+         i, bytes(80 + i % 7 * 20), None, (None, 0)[i % 2])
         for i in range(frames)
     ]  # fmt: skip
     encoder = CaptureWriter(io.BytesIO(), {})
     runs = [
-        b"".join(b"".join(encoder.block(d, t, data)) for d, t, data, _c in items[i : i + drain])
+        b"".join(
+            b"".join(encoder.block(d, t, data, result=r))
+            for d, t, data, _c, r in items[i : i + drain]
+        )
         for i in range(0, frames, drain)
     ]
     best = float("inf")

@@ -13,13 +13,20 @@ One run:
    drops and the start-up of each command, left out), and over the whole recording;
 4. ``fusetrace replay --speed 0 --format json`` of that capture against a fresh
    squashfuse_ll on the same image: its requests/s, as replay reports it (requests answered
-   live per second of the replay), and the wall time of the whole command.
+   live per second of the replay), the wall time of the whole command, and the CPU time
+   (user + system) per 1,000 requests sent, split between fusetrace (the replay process and
+   its tracker child, start-up included) and the daemon (counted by the shell that runs
+   it, ``times``).
 
     .venv/bin/python bench/bench_replay.py [--files N] [--passes R] [--repeat K]
+                                           [--against CHECKOUT]
 
-The replay is run K times (default 3); best and median are printed. Target: replay at
-least 20,000 requests/s. The kernel's rate includes the workload's own processes (stat and
-cat, one per file), so it is a floor for what the daemon can do, not a ceiling.
+The replay is run K times (default 3); best and median are printed. With ``--against``, the
+replay of another checkout of fusetrace (say, main before a change) takes turns with this
+one on the same capture, and both are printed: on a loaded machine only such paired figures,
+and the CPU time, compare. Target: replay at least 20,000 requests/s. The kernel's rate
+includes the workload's own processes (stat and cat, one per file), so it is a floor for
+what the daemon can do, not a ceiling.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -115,16 +124,59 @@ def kernel_rate(capture: Path) -> tuple[int, float, float, dict[str, int]]:
     return answered, overall, answered / (busy / 1e9) if busy else 0.0, ops
 
 
-def replay(capture: Path, image: Path) -> tuple[float, float, dict[str, object]]:
+#: the daemon in the foreground under a shell that then tells its CPU time (``times``: the
+#: shell's own, then its children's)
+DAEMON = 'squashfuse_ll -f "$1" "$2"; times >&2'
+TIMES = re.compile(r"^(\d+)m([\d.]+)s (\d+)m([\d.]+)s$", re.M)
+
+
+class Run:
+    """One replay: its rate, wall time, and CPU seconds (fusetrace's and the daemon's)."""
+
+    def __init__(self, rate: float, wall: float, sent: int, cpu: float, daemon: float) -> None:
+        self.rate, self.wall, self.sent = rate, wall, sent
+        self.fusetrace, self.daemon = cpu - daemon, daemon
+
+
+def replay(capture: Path, image: Path, root: Path = ROOT) -> Run:
     cmd = [sys.executable, "-m", "fusetrace", "replay", "--speed", "0", "--format", "json",
-           str(capture), "--", "squashfuse_ll", str(image), "{}"]  # fmt: skip
+           str(capture), "--", "sh", "-c", DAEMON, "sh", str(image), "{}"]  # fmt: skip
+    env = fusetrace_env()
+    env["PYTHONPATH"] = str(root)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.monotonic()
-    r = subprocess.run(cmd, capture_output=True, text=True, env=fusetrace_env(), check=False)
+    # run from the checkout: ``python -m`` looks in the working directory first
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root, check=False)
     wall = time.monotonic() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
         raise SystemExit(f"replay exited {r.returncode}:\n{r.stderr[-2000:]}")
     summary = json.loads(r.stdout)["summary"]
-    return float(summary["requests_per_second"]), wall, summary
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    times = TIMES.findall(r.stderr)
+    daemon = 0.0
+    if len(times) >= 2:  # the second line: the daemon's user and system time
+        um, us, sm, ss = times[-1]
+        daemon = 60 * int(um) + float(us) + 60 * int(sm) + float(ss)
+    return Run(
+        float(summary["requests_per_second"]), wall, int(summary["requests_sent"]), cpu, daemon
+    )
+
+
+def report(label: str, runs: list[Run], krate: float) -> None:
+    rates = [r.rate for r in runs]
+    best, median = max(rates), statistics.median(rates)
+    per_k = [1000 * (r.fusetrace + r.daemon) / r.sent for r in runs]
+    ours = min(1000 * r.fusetrace / r.sent for r in runs)
+    theirs = min(1000 * r.daemon / r.sent for r in runs)
+    share = ours / (ours + theirs) if ours + theirs else 0.0
+    wall = min(r.wall for r in runs)
+    print(f"{label}replay --speed 0: {best:,.0f} requests/s best, {median:,.0f} median "
+          f"({len(runs)} runs; command wall time {wall:.2f} s best)")  # fmt: skip
+    print(f"{label}  CPU s per 1,000 requests: {min(per_k):.4f} (best run): fusetrace "
+          f"{ours:.4f}, daemon {theirs:.4f} (fusetrace {share:.0%} of the CPU)")  # fmt: skip
+    print(f"{label}  replay / kernel: {best / krate:.2f}x (best), {median / krate:.2f}x (median)")
+    print(f"{label}  target >= {TARGET:,} requests/s: {'met' if best >= TARGET else 'NOT met'}")
 
 
 def main() -> None:
@@ -132,6 +184,7 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=2000)
     ap.add_argument("--passes", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--against", type=Path, help="another fusetrace checkout, replayed in turn")
     args = ap.parse_args()
     if os.geteuid() != 0 or shutil.which("squashfuse_ll") is None:
         raise SystemExit("needs root and squashfuse_ll (recording mounts)")
@@ -145,16 +198,18 @@ def main() -> None:
         print(f"kernel-driven rate in the recording: {krate:,.0f} requests/s while busy "
               f"(pauses > {GAP_NS / 1e6:g} ms left out); {overall:,.0f} over the whole "
               "recording")  # fmt: skip
-        rates, walls = [], []
+        ours: list[Run] = []
+        theirs: list[Run] = []
         for _ in range(args.repeat):
-            rate, wall, _summary = replay(capture, image)
-            rates.append(rate)
-            walls.append(wall)
-        best, median = max(rates), statistics.median(rates)
-        print(f"replay --speed 0: {best:,.0f} requests/s best, {median:,.0f} median "
-              f"({args.repeat} runs; command wall time {min(walls):.2f} s best)")  # fmt: skip
-        print(f"replay / kernel: {best / krate:.2f}x (best), {median / krate:.2f}x (median)")
-        print(f"target >= {TARGET:,} requests/s: {'met' if best >= TARGET else 'NOT met'}")
+            ours.append(replay(capture, image))
+            if args.against is not None:
+                theirs.append(replay(capture, image, args.against.resolve()))
+        if args.against is not None:
+            report(f"[{args.against}] ", theirs, krate)
+            report(f"[{ROOT}] ", ours, krate)
+        else:
+            report("", ours, krate)
+        print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

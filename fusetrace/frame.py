@@ -1,13 +1,14 @@
 """One frame as it crossed /dev/fuse: the unit every part of fusetrace passes around.
 
-Pure: capture readers produce records, the proxy produces records, the decoder and tracker
-consume them.
+Pure: capture readers produce frames, the recorder hands frames to its live consumers, the
+decoder and tracker consume them. On its way from the forwarding loops to the capture
+output a frame travels in a lighter form, :data:`InFlight`.
 """
 
 from __future__ import annotations
 
 import enum
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 
 class Direction(enum.IntEnum):
@@ -57,6 +58,37 @@ class Frame(NamedTuple):
         return len(self.data) < self.orig_len
 
 
-#: a frame as the recorder hands it to the capture and to the live consumers: direction,
-#: t_ns, the raw frame, and what the proxy changed in it (or None)
-Item = tuple[Direction, int, bytes, "str | None"]
+#: a frame on its way from the forwarding loops to the capture output:
+#: ``[direction, t_ns, raw frame, comment, result]``. A large frame may be a memoryview of
+#: a lent receive buffer (see ``proxy.forward.FrameBuffers``); ``result`` is the kernel's
+#: answer to a daemon → kernel frame (0, or the errno of a refused write; None for
+#: requests). An outbound frame is handed over before it is written to /dev/fuse (so the
+#: capture keeps the order in which frames crossed the device), as a list whose ``result``
+#: is :data:`PENDING`; the forwarding thread stores the answer in slot :data:`RESULT` once
+#: the write returned. Other frames (requests, and every frame the compiled core hands
+#: over) are tuples. Not a Frame: two of these are made per request on the forwarding
+#: threads, where every attribute costs.
+InFlight: TypeAlias = (
+    "list[Any] | tuple[Direction, int, bytes | memoryview, str | None, int | None]"
+)
+#: an outbound in-flight frame's result before its write to /dev/fuse returned
+PENDING = -1
+#: the slot of ``result`` in an :data:`InFlight` frame
+RESULT = 4
+
+
+def landed(item: InFlight, index: int, channel: int = 0) -> Frame:
+    """The :class:`Frame` an in-flight frame is at position ``index`` of the capture: its
+    data copied (a lent buffer goes back once written), a result still :data:`PENDING`
+    unknown."""
+    direction, t_ns, data, comment, result = item
+    return Frame(
+        index,
+        t_ns,
+        direction,
+        bytes(data),
+        len(data),
+        channel,
+        comment,
+        None if result == PENDING else result,
+    )

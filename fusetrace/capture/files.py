@@ -8,16 +8,20 @@ import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from fusetrace import __version__
-from fusetrace.capture.pcapng import CaptureReader, CaptureWriter, Channel
 from fusetrace.errors import CaptureError
+
+if TYPE_CHECKING:  # imported where used: a recorder creates its file before it needs them
+    from fusetrace.capture.pcapng import CaptureReader, CaptureWriter, Channel
 
 
 @contextmanager
 def open_capture(path: str) -> Iterator[CaptureReader]:
     """Open a capture for reading; ``-`` reads standard input."""
+    from fusetrace.capture.pcapng import CaptureReader
+
     if path == "-":
         yield CaptureReader(sys.stdin.buffer)
         return
@@ -66,6 +70,8 @@ def host_writer(
     snaplen: int | None = None,
 ) -> CaptureWriter:
     """A writer whose section header describes this machine (kernel, architecture)."""
+    from fusetrace.capture.pcapng import CaptureWriter
+
     uname = platform.uname()
     return CaptureWriter(
         fileobj,

@@ -37,8 +37,6 @@ _SPB = 0x00000003
 #: Frame built without its Python-level __new__ (a million per large capture)
 _new_record = tuple.__new__
 _EPB = 0x00000006
-#: the Enhanced Packet Block type, for writers that adjust blocks they were given
-BLOCK_EPB = _EPB
 _BOM = 0x1A2B3C4D
 
 _OPT_END = 0
@@ -56,6 +54,10 @@ _EPB_FLAGS = 2
 #: order, 0 when the kernel took the frame, else the positive errno of the refused write.
 #: (0x8F17 is the writer's padding option.)
 EPB_RESULT = 0x8F18
+#: local-use option code that pads an Enhanced Packet Block (:meth:`BlockEncoder.padded`):
+#: the recorder grows the block before a large frame so that the frame's data starts on an
+#: alignment boundary of the file, to be written from its receive buffer with direct I/O
+PAD_OPTION = 0x8F17
 
 _PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1_000),  # microseconds, little endian
@@ -99,41 +101,22 @@ class Channel:
     name: str = "fuse"
 
 
-class CaptureWriter:
-    """Appends FUSE frames to a pcapng stream.
+class BlockEncoder:
+    """pcapng blocks as bytes, sans I/O: the section header, interface descriptions and
+    Enhanced Packet Blocks of one section, in its byte order and with its snap length.
 
-    Each frame becomes exactly one ``write()`` of one whole block on ``fileobj``, so an
-    unbuffered file holds every frame written so far even if the process is killed; with a
-    buffered file, ``flush()`` decides what is safe.
+    :meth:`packet` gives a block as parts to write one after the other (``os.writev``
+    takes them as they are: the packet data is never copied); :meth:`padded` makes such a
+    block longer by a padding option, from the parts' lengths alone, for a writer that
+    wants the next block to start on an alignment boundary. :attr:`frames` counts the
+    packet blocks encoded.
     """
 
-    def __init__(
-        self,
-        fileobj: BinaryIO,
-        meta: dict[str, Any],
-        *,
-        channels: list[Channel] | None = None,
-        snaplen: int | None = None,
-        userappl: str = "fusetrace",
-        os_name: str = "",
-        hardware: str = "",
-        byte_order: str = "little",
-    ) -> None:
-        self._f = fileobj
-        self._order = "<" if byte_order == "little" else ">"
+    def __init__(self, byte_order: str = "little", snaplen: int | None = None) -> None:
+        self._order = o = "<" if byte_order == "little" else ">"
+        self.byte_order = byte_order
         self.snaplen = snaplen
         self.frames = 0
-        meta = {"fusetrace_capture": CAPTURE_FORMAT, "byte_order": byte_order, **meta}
-        o = self._order
-        opts: list[tuple[int, bytes]] = [(_OPT_COMMENT, json.dumps(meta).encode())]
-        if hardware:
-            opts.append((_SHB_HARDWARE, hardware.encode()))
-        if os_name:
-            opts.append((_SHB_OS, os_name.encode()))
-        opts.append((_SHB_USERAPPL, userappl.encode()))
-        body = struct.pack(o + "IHHq", _BOM, 1, 0, -1) + _options(opts, o)
-        self._f.write(_block(_SHB, body, o))
-        self._channels = 0
         self._epb_head = struct.Struct(o + "IIIIIII")
         self._flags_opt = {
             d: struct.pack(o + "HHI", _EPB_FLAGS, 4, int(d))
@@ -143,27 +126,44 @@ class CaptureWriter:
         self._result_opt = struct.Struct(o + "HHI")
         self._accepted = self._result_opt.pack(EPB_RESULT, 4, 0)
         self._tail = struct.Struct(o + "I")
-        for ch in channels or [Channel()]:
-            self.add_channel(ch)
-
-    def add_channel(self, channel: Channel) -> int:
-        """Write an Interface Description Block; returns the new channel number."""
-        o = self._order
-        snap = self.snaplen or 0
-        opts = [(_IF_NAME, channel.name.encode()), (_IF_TSRESOL, b"\x09")]
-        if channel.description:
-            opts.insert(1, (_IF_DESCRIPTION, channel.description.encode()))
-        body = struct.pack(o + "HHI", LINKTYPE_FUSE, 0, snap) + _options(opts, o)
-        self._f.write(_block(_IDB, body, o))
-        self._channels += 1
-        return self._channels - 1
+        self._opt_head = struct.Struct(o + "HH")
 
     @property
     def order(self) -> str:
         """The struct byte-order prefix of the section ("<" or ">")."""
         return self._order
 
-    def block(
+    def section(
+        self,
+        meta: dict[str, Any],
+        *,
+        userappl: str = "fusetrace",
+        os_name: str = "",
+        hardware: str = "",
+    ) -> bytes:
+        """The Section Header Block: the capture metadata (``meta``, with the format
+        version and byte order added) as a JSON comment, and who wrote it."""
+        o = self._order
+        meta = {"fusetrace_capture": CAPTURE_FORMAT, "byte_order": self.byte_order, **meta}
+        opts: list[tuple[int, bytes]] = [(_OPT_COMMENT, json.dumps(meta).encode())]
+        if hardware:
+            opts.append((_SHB_HARDWARE, hardware.encode()))
+        if os_name:
+            opts.append((_SHB_OS, os_name.encode()))
+        opts.append((_SHB_USERAPPL, userappl.encode()))
+        body = struct.pack(o + "IHHq", _BOM, 1, 0, -1) + _options(opts, o)
+        return _block(_SHB, body, o)
+
+    def interface(self, channel: Channel) -> bytes:
+        """An Interface Description Block for one /dev/fuse channel."""
+        o = self._order
+        opts = [(_IF_NAME, channel.name.encode()), (_IF_TSRESOL, b"\x09")]
+        if channel.description:
+            opts.insert(1, (_IF_DESCRIPTION, channel.description.encode()))
+        body = struct.pack(o + "HHI", LINKTYPE_FUSE, 0, self.snaplen or 0) + _options(opts, o)
+        return _block(_IDB, body, o)
+
+    def packet(
         self,
         direction: Direction,
         t_ns: int,
@@ -176,9 +176,9 @@ class CaptureWriter:
     ) -> tuple[bytes, bytes | memoryview, bytes]:
         """One frame's Enhanced Packet Block as three parts to be written in order: the
         block header, the packet data (``data`` itself, or a slice of it with a snap length:
-        never copied) and the trailer (padding, options, total length). ``result`` (0 or a
-        positive errno; None: unknown) becomes the :data:`EPB_RESULT` option. Counts the
-        frame; the caller writes the parts (``os.writev`` takes them as they are)."""
+        never copied) and the trailer (padding to 4 bytes, options, total length): the
+        direction in ``epb_flags``, ``result`` (0 or a positive errno; None: unknown) as
+        the :data:`EPB_RESULT` option, ``comment`` as ``opt_comment``. Counts the frame."""
         if orig_len is None:
             orig_len = len(data)
         if self.snaplen is not None and len(data) > self.snaplen:
@@ -198,6 +198,76 @@ class CaptureWriter:
         self.frames += 1
         return head, data, tail
 
+    def padded(
+        self, block: tuple[bytes | memoryview, ...], pad: int
+    ) -> tuple[bytes | memoryview, ...]:
+        """``block``, an Enhanced Packet Block as :meth:`packet` lays it out (its three
+        parts, or joined in one), made ``pad`` bytes longer (a multiple of 4, at least 4):
+        a :data:`PAD_OPTION` before its end of options, and the new length in its header
+        and trailer. The packet data is not copied."""
+        if pad < 4 or pad % 4:
+            raise ValueError(f"a block grows by a multiple of 4 bytes, at least 4, not {pad}")
+        grown = sum(map(len, block)) + pad
+        if len(block) == 1:  # joined: header, the rest, end of options and length
+            whole = block[0]
+            head, middle, end = whole[:8], whole[8:-8], whole[-8:]
+            parts: tuple[bytes | memoryview, ...] = (middle,)
+        else:
+            head, *rest, end = block
+            parts = tuple(rest)
+        option = self._opt_head.pack(PAD_OPTION, pad - 4) + bytes(pad - 4)
+        return (
+            bytes(head[:4]) + self._tail.pack(grown) + bytes(head[8:]),
+            *parts,
+            bytes(end[:-8]) + option + self._end_opt + self._tail.pack(grown),
+        )
+
+    def last_block(self, run: bytes | memoryview) -> int:
+        """Where the last block of ``run`` (whole blocks, one after the other, as another
+        encoder of this layout made them: the compiled core) starts, read from its
+        trailing length: pcapng repeats every block's length at its end for this."""
+        (total,) = self._tail.unpack_from(run, len(run) - 4)
+        return len(run) - total
+
+
+class CaptureWriter(BlockEncoder):
+    """Appends FUSE frames to a pcapng stream: a :class:`BlockEncoder` with a file object.
+
+    The section header and the interface descriptions are written at once. Each frame
+    becomes exactly one ``write()`` of one whole block on ``fileobj`` (:meth:`write`), so
+    an unbuffered file holds every frame written so far even if the process is killed;
+    with a buffered file, ``flush()`` decides what is safe. :meth:`block` gives the block
+    for the caller to write (:meth:`BlockEncoder.packet`).
+    """
+
+    def __init__(
+        self,
+        fileobj: BinaryIO,
+        meta: dict[str, Any],
+        *,
+        channels: list[Channel] | None = None,
+        snaplen: int | None = None,
+        userappl: str = "fusetrace",
+        os_name: str = "",
+        hardware: str = "",
+        byte_order: str = "little",
+    ) -> None:
+        super().__init__(byte_order, snaplen)
+        self._f = fileobj
+        self._f.write(self.section(meta, userappl=userappl, os_name=os_name, hardware=hardware))
+        self._channels = 0
+        for ch in channels or [Channel()]:
+            self.add_channel(ch)
+
+    def add_channel(self, channel: Channel) -> int:
+        """Write an Interface Description Block; returns the new channel number."""
+        self._f.write(self.interface(channel))
+        self._channels += 1
+        return self._channels - 1
+
+    #: one frame's Enhanced Packet Block as parts, counted (see :meth:`BlockEncoder.packet`)
+    block = BlockEncoder.packet
+
     def write(
         self,
         direction: Direction,
@@ -210,7 +280,7 @@ class CaptureWriter:
         result: int | None = None,
     ) -> None:
         """Append one frame as an Enhanced Packet Block, in one ``write()``."""
-        parts = self.block(
+        parts = self.packet(
             direction,
             t_ns,
             data,

@@ -249,9 +249,9 @@ def _print_text(
     default=16,
     show_default=True,
     metavar="N",
-    help="With --speed 0: read-only requests (LOOKUP, GETATTR, READ, ...) of the next N "
-    "frames may go before their turn once the ids they name are known; 0 keeps the "
-    "recorded order exactly.",
+    help="With --speed 0: read-only requests (LOOKUP, GETATTR, READ, ...), OPENs and a "
+    "file's RELEASE of the next N frames may go before their turn once the ids they name "
+    "are known; 0 keeps the recorded order exactly.",
 )
 @options.timeout_option(
     default=10.0,
@@ -413,7 +413,7 @@ def replay(
                 list(daemon),
                 mountpoint=mountpoint if isinstance(mountpoint, str) else None,
                 sinks=sinks,
-                on_command=on_command,
+                on_command=on_command if progress is not None else None,
                 handoff=handoff,
             )
         cut_short = bool(reader.info.truncated)

@@ -26,6 +26,7 @@ from fusetrace.frame import Direction, Frame
 from fusetrace.observe.aggregate import Aggregate
 from fusetrace.protocol.abi import InitFlag, flag_names
 from fusetrace.protocol.abi import errno_name as abi_errno_name
+from fusetrace.report.units import latency
 
 #: what the tracepoints cannot show, said on the screen and in the JSON
 TRACEPOINT_GAPS = (
@@ -35,16 +36,6 @@ TRACEPOINT_GAPS = (
     "notifications",
     "INIT flags (INIT came before the attach)",
 )
-
-
-def _latency(ns: int | None) -> str:
-    if ns is None:
-        return "-"
-    if ns < 10_000:
-        return f"{ns / 1000:.1f}us"
-    if ns < 10_000_000:
-        return f"{ns // 1000}us"
-    return f"{ns / 1e6:.1f}ms"
 
 
 def _size(n: int) -> str:
@@ -132,8 +123,8 @@ class Top:
                     str(r["requests"]),
                     "-" if rate is None else f"{rate:.1f}",
                     str(r["in_flight"]),
-                    _latency(r["p50_ns"]),
-                    _latency(r["p99_ns"]),
+                    latency(r["p50_ns"]),
+                    latency(r["p99_ns"]),
                     _errors(r["errors"]),
                     _size(r["bytes_in"]),
                     _size(r["bytes_out"]),
@@ -221,7 +212,6 @@ class RecordTop:
         self._output = output
         self._daemon = " ".join(daemon)
         self._mountpoint = mountpoint
-        self._index = 0
         self._stack = contextlib.ExitStack()
         self._stack.enter_context(screen(self.top, out, 1.0))
 
@@ -234,13 +224,11 @@ class RecordTop:
         where = "standard output" if self._output == "-" else self._output
         return [f"{self._mountpoint}: {self._daemon}", f"capture: {where}{size}"]
 
-    def put(self, item: tuple[Direction, int, bytes, str | None]) -> None:
-        direction, t_ns, data, _comment = item
+    def put(self, frame: Frame) -> None:
         try:
-            self.top.feed(Frame(self._index, t_ns, direction, data, len(data)))
+            self.top.feed(frame)
         except Exception:  # the screen must never stop recording
             self.top.dropped += 1
-        self._index += 1
 
     def close(self) -> None:
         self._stack.close()
@@ -324,7 +312,10 @@ def _run_attach(
     def on_term(signum: int, frame: Any) -> None:
         done.set()
 
+    # Ctrl-C and SIGTERM end the wait from the moment the tracepoints are set up, so a
+    # signal that comes right after "attached" still prints the figures
     old_term = signal.signal(signal.SIGTERM, on_term)
+    old_int = signal.signal(signal.SIGINT, on_term)
     try:
         with session:
             click.echo(
@@ -368,6 +359,7 @@ def _run_attach(
             reader.join(30)
     finally:
         signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
         if sink is not None:
             with contextlib.suppress(OSError):
                 sink.close()

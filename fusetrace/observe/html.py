@@ -18,6 +18,7 @@ from typing import Any
 
 from fusetrace.observe.aggregate import Aggregate
 from fusetrace.protocol.abi import InitFlag, errno_name, flag_names
+from fusetrace.report.units import latency
 from fusetrace.tracker import RULES, Finding
 
 #: opcodes drawn one by one; the rest are summed as "other"
@@ -43,13 +44,7 @@ def _esc(v: object) -> str:
 
 
 def _latency(ns: int | None) -> str:
-    if ns is None:
-        return "-"
-    if ns < 10_000:
-        return f"{ns / 1000:.1f} µs"
-    if ns < 10_000_000:
-        return f"{ns // 1000} µs"
-    return f"{ns / 1e6:.1f} ms"
+    return latency(ns, sep=" ", micro="µs")
 
 
 def _errno(e: int) -> str:

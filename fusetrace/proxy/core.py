@@ -25,10 +25,11 @@ from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
 from fusetrace.capture.pcapng import CaptureWriter
-from fusetrace.errors import EnvironmentProblem
-from fusetrace.frame import Direction
+from fusetrace.frame import Direction, InFlight
 from fusetrace.protocol.abi import errno_name
-from fusetrace.proxy import wire
+from fusetrace.proxy import choice, wire
+from fusetrace.proxy.choice import CHOICES as CHOICES
+from fusetrace.proxy.choice import ENV as ENV
 from fusetrace.proxy.forward import (
     INBOUND,
     LEND_LIMIT,
@@ -45,9 +46,6 @@ try:
 except ImportError:  # installed without a C compiler
     _core = None
 
-#: the environment variable that chooses the forwarding path
-ENV = "FUSETRACE_FORWARD"
-CHOICES = ("auto", "c", "python")
 #: slots in the ring: frames handed over and not yet taken by the capture thread
 RING_SLOTS = 1 << 14
 #: bytes for the copies of small frames in the ring (large frames are lent, not copied)
@@ -60,13 +58,10 @@ BLOCKS_ENV = "FUSETRACE_CORE_BLOCKS"
 #: capture thread writes everything it takes (to measure what writing in C saves)
 WRITE_ENV = "FUSETRACE_CORE_WRITE"
 
-#: one frame as the core hands it over: (direction, t_ns, data, comment, result), where
-#: result is the kernel's answer to a daemon → kernel frame (0, or the errno it refused the
-#: write with; None for requests)
-CoreFrame = tuple[Direction, int, "bytes | memoryview", "str | None", "int | None"]
-#: what :meth:`CoreForwarder.take` gives: frames, and (asked for) runs of whole packet
-#: blocks, each run one bytes object
-Taken = list["CoreFrame | bytes"]
+#: what :meth:`CoreForwarder.take` gives: in-flight frames (tuples, with their result:
+#: the core hands a reply over once its write returned), and (asked for) runs of whole
+#: packet blocks, each run one bytes object
+Taken = list["InFlight | bytes"]
 
 
 class Source(Protocol):
@@ -96,23 +91,8 @@ def available() -> bool:
 
 
 def choose(env: Mapping[str, str] = os.environ) -> str:
-    """``c`` or ``python``, as ``FUSETRACE_FORWARD`` asks (see the module docstring)."""
-    asked = env.get(ENV, "auto").strip().lower() or "auto"
-    if asked not in CHOICES:
-        raise EnvironmentProblem(
-            f"{ENV}={asked!r} is not one of {', '.join(CHOICES)}",
-            hint="unset it to let fusetrace choose",
-        )
-    if asked == "python":
-        return "python"
-    if available():
-        return "c"
-    if asked == "c":
-        raise EnvironmentProblem(
-            f"{ENV}=c, but the compiled forwarding core was not built with this installation",
-            hint=f"reinstall with a C compiler and the Python headers, or use {ENV}=python",
-        )
-    return "python"
+    """``c`` or ``python``, as ``FUSETRACE_FORWARD`` asks (see :mod:`fusetrace.proxy.choice`)."""
+    return choice.choose(env, available())
 
 
 class CoreBuffers(FrameBuffers):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,13 +24,23 @@ def resolve_program(argv0: str) -> str:
         if not os.path.exists(path):
             raise DaemonError(f"daemon {argv0} not found")
     else:
-        found = shutil.which(argv0)
+        found = which(argv0)
         if found is None:
             raise DaemonError(f"daemon {argv0} not found in PATH")
         path = found
     if os.path.isdir(path) or not os.access(path, os.X_OK):
         raise DaemonError(f"daemon {path} is not executable")
     return path
+
+
+def which(name: str) -> str | None:
+    """The first executable ``name`` on PATH, as ``shutil.which`` finds it on Linux (without
+    importing shutil, and the archive modules it loads, into every recording)."""
+    for directory in os.get_exec_path():
+        path = os.path.join(directory, name)
+        if os.access(path, os.X_OK) and not os.path.isdir(path):
+            return path
+    return None
 
 
 def mountpoint_arguments(argv: Sequence[str], mountpoint: str) -> list[int]:

@@ -22,29 +22,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
 
-from fusetrace.frame import Direction
+from fusetrace.frame import PENDING, RESULT, Direction, InFlight
 from fusetrace.protocol.abi import errno_name
 from fusetrace.proxy import wire
 
-#: a frame on its way from the forwarding loops to the capture writer:
-#: ``[direction, t_ns, raw frame, comment, result]``, where a large frame may be a
-#: memoryview of a lent receive buffer (see :class:`FrameBuffers`) and ``result`` is the
-#: kernel's answer to a daemon → kernel frame (0, or the errno of a refused write; None
-#: for requests). An outbound frame is handed over before it is written to /dev/fuse (so
-#: the capture keeps the order in which frames crossed the device) with ``result``
-#: :data:`PENDING`; the forwarding thread stores the answer in the list once the write
-#: returned. Inbound frames are tuples.
-InFlight: TypeAlias = (
-    "list[Any] | tuple[Direction, int, bytes | memoryview, str | None, int | None]"
-)
-#: takes an :data:`InFlight` frame (typically ``collections.deque.append``); must not block for long
-Sink = Callable[[Any], None]
-#: an outbound frame's result before its write to /dev/fuse returned
-PENDING = -1
-#: the slot of ``result`` in a :data:`InFlight`
-RESULT = 4
+#: takes an :data:`~fusetrace.frame.InFlight` frame (typically ``collections.deque.append``);
+#: must not block for long
+Sink = Callable[[InFlight], None]
 
 INBOUND = Direction.INBOUND
 OUTBOUND = Direction.OUTBOUND
@@ -339,14 +324,14 @@ class Forwarder:
             os.write(self.devfd, data)
         except OSError as e:
             err = e.errno or errno.EIO
-            item[4] = err
+            item[RESULT] = err
             if err in (errno.ENODEV, errno.ECONNABORTED):
                 self.end("unmounted")
             else:
                 name = errno_name(err)
                 self.stats.refused[name] = self.stats.refused.get(name, 0) + 1
             return err
-        item[4] = 0
+        item[RESULT] = 0
         return 0
 
     def _daemon_to_kernel(self) -> None:
@@ -365,6 +350,7 @@ class Forwarder:
         pending = self.outstanding
         out_header = wire.OUT_HEADER.unpack_from
         refused = self.stats.refused
+        slot = RESULT  # (a local: the loop stores every reply's result)
         init_pending = True
         n = 0
         try:
@@ -410,9 +396,9 @@ class Forwarder:
                     pending.pop(unique & ~wire.INT_REQ_BIT, None)
                 try:
                     write(fd, data)
-                    item[4] = 0
+                    item[slot] = 0
                 except OSError as e:
-                    item[4] = e.errno or errno.EIO
+                    item[slot] = e.errno or errno.EIO
                     if e.errno in (errno.ENODEV, errno.ECONNABORTED):
                         self.end("unmounted")
                         return

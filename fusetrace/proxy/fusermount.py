@@ -197,22 +197,6 @@ def kernel_options(options: list[str]) -> list[str]:
     return [o for o in options if o not in IGNORED_OPTIONS and not o.startswith(IGNORED_PREFIXES)]
 
 
-def next_request(ctl: socket.socket) -> Request | None:
-    """The daemon's next well-formed fusermount request; None once it closed the socket.
-
-    A malformed request is answered with the error and skipped. A timeout set on ``ctl``
-    propagates (TimeoutError), so a caller can look at other things between requests.
-    """
-    while True:
-        payload = ctl.recv(65536)
-        if not payload:
-            return None
-        try:
-            return parse_request(payload)
-        except ValueError as e:
-            reply(ctl, f"fusetrace: {e}")
-
-
 def reply(ctl: socket.socket, message: str, fd: int | None = None) -> None:
     anc = []
     if fd is not None:

@@ -8,7 +8,6 @@ options the kernel understands. The daemon then talks to fusetrace, never to the
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import re
@@ -345,7 +344,9 @@ def libc() -> ctypes.CDLL:
             # by name: find_library() would run ldconfig -p, a process per recording
             _libc = ctypes.CDLL("libc.so.6", use_errno=True)
         except OSError:  # not glibc
-            _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+            from ctypes.util import find_library
+
+            _libc = ctypes.CDLL(find_library("c"), use_errno=True)
         _libc.mount.argtypes = [
             ctypes.c_char_p,
             ctypes.c_char_p,

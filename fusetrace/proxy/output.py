@@ -18,15 +18,14 @@ import itertools
 import mmap
 import os
 import stat
-import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import BinaryIO
 
-from fusetrace.capture.pcapng import BLOCK_EPB, CaptureWriter
-from fusetrace.frame import Direction, Item
+from fusetrace.capture.pcapng import BlockEncoder, CaptureWriter
+from fusetrace.frame import PENDING, Direction, Frame, InFlight, landed
 from fusetrace.proxy import core
-from fusetrace.proxy.forward import PENDING, FrameBuffers, InFlight
+from fusetrace.proxy.forward import FrameBuffers
 
 #: how often the capture thread writes what the forwarding threads handed it (design.md
 #: §4: a killed recorder loses at most the frames of the last interval)
@@ -111,42 +110,6 @@ DIRECT_MIN = 256 << 10
 DIRECT_STAGE = 8 << 20
 #: a frame at least this long, lent in its receive buffer, is written from there
 DIRECT_FRAME_MIN = 32 << 10
-#: unknown option code (local use, which readers skip) that pads a block for alignment
-PAD_OPTION = 0x8F17
-
-
-def _pad_block(block: Block | None, pad: int, order: str) -> Block | None:
-    """``block`` (an Enhanced Packet Block) made ``pad`` bytes longer with a padding
-    option; None when it cannot be (no block, not an EPB, or not a whole block). A block
-    of one part may be a run of blocks (as the compiled core hands them over): its last
-    block is padded."""
-    if block is None or pad < 4 or pad % 4:
-        return None
-    if len(block) == 1 and len(block[0]) >= 12:
-        (last,) = struct.unpack(order + "I", bytes(block[0][-4:]))
-        if 12 <= last < len(block[0]):
-            before = bytes(block[0][:-last])
-            padded = _pad_block((bytes(block[0][-last:]),), pad, order)
-            return None if padded is None else (before + padded[0], *padded[1:])
-    first = bytes(block[0][:8])
-    last = bytes(block[-1][-8:])
-    if len(first) < 8 or len(last) < 8:
-        return None
-    btype, total = struct.unpack(order + "II", first)
-    if btype != BLOCK_EPB or struct.unpack(order + "HHI", last)[:2] != (0, 0):
-        return None
-    grown = total + pad
-    option = struct.pack(order + "HH", PAD_OPTION, pad - 4) + bytes(pad - 4)
-    tail = struct.pack(order + "HHI", 0, 0, grown)
-    if len(block) == 1:  # a small block joined into one part: its header and trailer
-        whole = bytes(block[0])
-        block = (whole[:8], whole[8:-8], whole[-8:])
-    head, *middle, end = block
-    return (
-        bytes(head[:4]) + struct.pack(order + "I", grown) + bytes(head[8:]),
-        *middle,
-        bytes(end[:-8]) + option + tail,
-    )
 
 
 class CaptureOutput:
@@ -162,9 +125,12 @@ class CaptureOutput:
     last, partial unit of every drain is written through the page cache, so the file is
     whole after every drain; the next direct write reads it back and rewrites it with the
     same bytes (the kernel writes the cached page back and drops it first).
+
+    ``encoder`` made the blocks (it grows one by a padding option where a frame written
+    from its receive buffer must start on an alignment unit).
     """
 
-    def __init__(self, fd: int, order: str = "<") -> None:
+    def __init__(self, fd: int, encoder: BlockEncoder | None = None) -> None:
         self.fd = fd
         self.pos: int | None = None  # None: a stream, written with writev()
         self._dfd: int | None = None
@@ -172,7 +138,7 @@ class CaptureOutput:
         #: what direct writes are aligned to: the usual logical block size, or a page
         #: where the file's device wants more (learnt from a write that failed)
         self._unit = 512
-        self._order = order  # the capture's byte order, for padding its blocks
+        self._encoder = encoder or BlockEncoder()
         self._stage: mmap.mmap | None = None
         try:
             st = os.fstat(fd)
@@ -190,14 +156,17 @@ class CaptureOutput:
             except OSError:  # a filesystem without direct I/O: the page cache it is
                 self._stop_direct()
 
-    def write(self, blocks: list[Block]) -> None:
+    def write(self, blocks: list[Block], runs: Collection[int] = ()) -> None:
+        """Write whole blocks, in order. ``runs``: the ids of the parts that hold a run of
+        several Enhanced Packet Blocks (as the compiled core hands them over); every other
+        one-part block is one block."""
         if self.pos is None:
             writev_all(self.fd, blocks)
             return
         total = sum(map(len, itertools.chain.from_iterable(blocks)))
         if self._dfd is not None and total >= DIRECT_MIN:
             try:
-                self._write_direct(blocks)
+                self._write_direct(blocks, runs)
                 return
             except OSError as e:
                 if e.errno != errno.EINVAL:
@@ -232,7 +201,7 @@ class CaptureOutput:
             raise OSError(err, os.strerror(err))
         return left
 
-    def _write_direct(self, blocks: list[Block]) -> None:
+    def _write_direct(self, blocks: list[Block], runs: Collection[int]) -> None:
         """Write ``blocks`` at ``pos`` with O_DIRECT, but for the last partial unit.
 
         Everything is gathered in the aligned stage, except the packet data of a large
@@ -295,7 +264,7 @@ class CaptureOutput:
             ):
                 head = block[0]
                 pad = -(fpos + sum(map(len, pending or ())) + len(head)) % unit
-                padded = (pending or ()) if not pad else _pad_block(pending, pad, self._order)
+                padded = (pending or ()) if not pad else self._padded(pending, pad, runs)
                 if padded is not None:
                     put(*padded, head)
                     whole = len(data) - len(data) % unit
@@ -319,6 +288,20 @@ class CaptureOutput:
         if rest:
             pwrite_all(self.fd, rest, start)
         self.pos = start + len(rest)
+
+    def _padded(self, block: Block | None, pad: int, runs: Collection[int]) -> Block | None:
+        """``block`` made ``pad`` bytes longer by a padding option (the last block of a
+        run); None when there is no block to pad (the frame is the drain's first)."""
+        if block is None:
+            return None
+        encoder = self._encoder
+        if len(block) == 1 and id(block[0]) in runs:
+            run = block[0]
+            at = encoder.last_block(run)
+            if at:
+                head, *rest = encoder.padded((run[at:],), pad)
+                return (bytes(run[:at]) + bytes(head), *rest)
+        return encoder.padded(block, pad)
 
     def _stop_direct(self) -> None:
         for fd in (self._dfd, self._rfd):
@@ -358,14 +341,15 @@ class CaptureThread:
         fileobj: BinaryIO,
         make_writer: Callable[[BinaryIO], CaptureWriter],
         on_error: Callable[[str], None],
-        live: Callable[[Item], None] | None = None,
+        live: Callable[[Frame], None] | None = None,
         interval: float = FLUSH_INTERVAL,
         buffers: FrameBuffers | None = None,
         source: core.Source | None = None,
     ) -> None:
-        self._blocks = _Blocks()
-        self.writer = make_writer(self._blocks)  # type: ignore[arg-type]
-        self._out = CaptureOutput(fileobj.fileno(), self.writer.order)
+        #: the section and interface headers the writer writes at once, until the first drain
+        self._header = _Blocks()
+        self.writer = make_writer(self._header)  # type: ignore[arg-type]
+        self._out = CaptureOutput(fileobj.fileno(), self.writer)
         self._items: collections.deque[InFlight] = collections.deque()
         self.put: Callable[[InFlight], None] = self._items.append
         self.error: str | None = None
@@ -417,11 +401,11 @@ class CaptureThread:
         pop = items.popleft
         block = self.writer.block
         live = self._live
-        blocks = self._blocks.blocks
-        self._blocks.blocks = []
+        blocks: list[Block] = []
         lent: list[tuple[Direction, memoryview]] = []
         while items:
-            direction, t_ns, data, comment, result = items[0]
+            item = items[0]
+            direction, t_ns, data, comment, result = item
             if result == PENDING:
                 if not final:
                     break
@@ -434,8 +418,8 @@ class CaptureThread:
                 # a small frame is cheaper to write as one part than as three
                 blocks.append((b"".join(parts),) if len(data) <= JOIN_MAX else parts)
                 if live is not None:
-                    # the live consumers may keep the frame: never a lent buffer
-                    live((direction, t_ns, bytes(data), comment))
+                    # numbered as in the file; a copy (the consumers may keep it)
+                    live(landed(item, self.writer.frames - 1))
         self._write_out(blocks, lent)
 
     def _drain_source(self, source: core.Source, final: bool) -> None:
@@ -448,7 +432,7 @@ class CaptureThread:
         with_result = self._with_result
         live = self._live
         left = True
-        if live is None and self.error is None and not self._blocks.blocks:
+        if live is None and self.error is None and not self._header.blocks:
             try:
                 left = self._out.write_from(source)
             except OSError as e:
@@ -457,12 +441,13 @@ class CaptureThread:
             # all written (but replies whose write has not returned: the next drain's)
             self._count_encoded(source)
             return
-        blocks = self._blocks.blocks
-        self._blocks.blocks = []
+        blocks: list[Block] = []
+        runs: set[int] = set()  # the parts that are runs of blocks
         lent: list[tuple[Direction, memoryview]] = []
         for item in source.take(final, live is None):
             if isinstance(item, bytes):
                 blocks.append((item,))
+                runs.add(id(item))
                 continue
             direction, t_ns, data, comment, result = item
             if type(data) is memoryview:
@@ -472,9 +457,9 @@ class CaptureThread:
                 parts = block(direction, t_ns, data, comment=comment, **kw)
                 blocks.append((b"".join(parts),) if len(data) <= JOIN_MAX else parts)
                 if live is not None:
-                    live((direction, t_ns, bytes(data), comment))
+                    live(landed(item, self.writer.frames - 1))
         self._count_encoded(source)
-        self._write_out(blocks, lent)
+        self._write_out(blocks, lent, runs)
 
     def _count_encoded(self, source: core.Source) -> None:
         """Count the frames the source handed over as blocks (or wrote) in the writer's."""
@@ -482,11 +467,21 @@ class CaptureThread:
         self.writer.frames += encoded - self._encoded
         self._encoded = encoded
 
-    def _write_out(self, blocks: list[Block], lent: list[tuple[Direction, memoryview]]) -> None:
-        """Write the drained blocks; give the lent buffers back."""
+    def _write_out(
+        self,
+        blocks: list[Block],
+        lent: list[tuple[Direction, memoryview]],
+        runs: Collection[int] = (),
+    ) -> None:
+        """Write the drained blocks (after the headers, the first time); give the lent
+        buffers back."""
         try:
-            if blocks and self.error is None:
-                self._out.write(blocks)
+            if self.error is None:
+                if self._header.blocks:
+                    header, self._header.blocks = self._header.blocks, []
+                    self._out.write(header)
+                if blocks:
+                    self._out.write(blocks, runs)
         except OSError as e:
             self._failed(e)
         finally:

@@ -28,10 +28,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from fusetrace.capture.files import host_writer, open_output
-from fusetrace.capture.pcapng import CaptureWriter, Channel
+from fusetrace.capture.files import open_output
 from fusetrace.errors import (
     CaptureError,
     DaemonError,
@@ -39,20 +38,27 @@ from fusetrace.errors import (
     ExitCode,
     UsageProblem,
 )
-from fusetrace.frame import Item
-from fusetrace.proxy import core, fusermount, seccomp, wire
+from fusetrace.frame import Frame
+from fusetrace.proxy import choice
 from fusetrace.proxy import daemon as daemons
 from fusetrace.proxy import mount as mounts
-from fusetrace.proxy.forward import (
-    Ending,
-    Forwarder,
-    FrameBuffers,
-    max_frame_size,
+from fusetrace.proxy.handoff import (
+    FusermountHandoff,
+    SeccompHandoff,
+    frame_socketpair,
+    record_handoff,
+    spawn_on_socket,
 )
-from fusetrace.proxy.output import CaptureThread
 
-SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
-SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+if TYPE_CHECKING:
+    # each hand-off's module is imported where that hand-off is used; the forwarding path
+    # and the capture writer while the daemon starts, or just before the mount (the fd
+    # hand-off): see load_forwarding
+    from fusetrace.capture.pcapng import CaptureWriter
+    from fusetrace.proxy import seccomp
+    from fusetrace.proxy.forward import Ending, Forwarder
+    from fusetrace.proxy.output import CaptureThread
+
 #: seconds a daemon gets to exit after its socket closed, before SIGTERM
 DAEMON_GRACE = 10.0
 
@@ -70,8 +76,9 @@ class RecordConfig:
     handoff: str = "fd"
     #: the daemon's writes to its FUSE descriptor return the kernel's answer (seccomp only)
     sync_writes: bool = False
-    #: called (off the forwarding path) with every captured frame, for ``--live``
-    live: Callable[[Item], None] | None = None
+    #: called (off the forwarding path) with every captured frame, numbered as in the
+    #: capture, for ``--live``, ``--check`` and ``--top``
+    live: Callable[[Frame], None] | None = None
 
 
 @dataclass
@@ -83,35 +90,6 @@ class RecordResult:
     exit_code: int
     daemon_status: int | None
     stats: dict[str, Any] = field(default_factory=dict)
-
-
-def choose_handoff(asked: str, argv: list[str], mp_args: list[int], program: str) -> str:
-    """The hand-off that needs no mount of the daemon's own (replay's choice): ``auto`` is
-    the /dev/fd/N handoff when the daemon's arguments name the mountpoint and it links
-    libfuse 3 (3.3 and later accept /dev/fd/N; read from the program's ELF file, not with a
-    run of ldd), or when ``{}`` is used; else fusermount."""
-    if asked != "auto":
-        return asked
-    if daemons.PLACEHOLDER in argv[1:]:
-        return "fd"
-    if mp_args and mounts.program_facts(program).libfuse3:
-        return "fd"
-    return "fusermount"
-
-
-def record_handoff(asked: str, argv: list[str], mp_args: list[int], program: str) -> str:
-    """``fusetrace record``'s choice. ``auto``: ``{}`` on the command line asks for the
-    /dev/fd/N hand-off; any other daemon opens /dev/fuse and mounts as it does natively,
-    served through the seccomp hand-off (whatever mounts for it: the daemon itself or a
-    fusermount-style helper of any name), so the mount is exactly the daemon's. Where
-    seccomp cannot be used, :func:`choose_handoff`."""
-    if asked != "auto":
-        return asked
-    if daemons.PLACEHOLDER in argv[1:]:
-        return "fd"
-    if seccomp.available() is None:
-        return "seccomp"
-    return choose_handoff(asked, argv, mp_args, program)
 
 
 def with_user_options(
@@ -165,6 +143,14 @@ def tune_malloc() -> None:
     mallopt(M_TOP_PAD, 64 << 20)
 
 
+def load_forwarding() -> None:
+    """Import the forwarding paths and the capture writer, a good part of a recorder's
+    start-up: while the daemon starts (the seccomp and fusermount hand-offs: it needs none
+    of it before it mounts), or just before the mount (the fd hand-off)."""
+    import fusetrace.capture.files
+    import fusetrace.proxy.output  # noqa: F401  (with it core.py, forward.py, the writer)
+
+
 def check_environment() -> None:
     """Root and /dev/fuse, before anything is created."""
     if os.geteuid() != 0:
@@ -183,19 +169,6 @@ def open_device() -> int:
         return os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
     except OSError as e:
         raise EnvironmentProblem(f"cannot open /dev/fuse: {e.strerror}") from None
-
-
-def make_socketpair(frame: int) -> tuple[socket.socket, socket.socket]:
-    """The proxy's end and the daemon's end, with buffers that hold the largest frame."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    size = max(4 << 20, 4 * frame)
-    for s in (ours, theirs):
-        for opt, plain in ((SO_SNDBUFFORCE, socket.SO_SNDBUF), (SO_RCVBUFFORCE, socket.SO_RCVBUF)):
-            try:
-                s.setsockopt(socket.SOL_SOCKET, opt, size)
-            except OSError:
-                s.setsockopt(socket.SOL_SOCKET, plain, size)
-    return ours, theirs
 
 
 class Session:
@@ -251,20 +224,21 @@ class Session:
     # ---- the session ------------------------------------------------------------------
     def run(self) -> RecordResult:
         cfg = self.config
-        # the INIT offsets need the schemas (construct): imported while the session sets up
-        threading.Thread(target=wire.load_init_offsets, name="schemas", daemon=True).start()
         check_environment()
         # --sync-writes hands frames to the capture from the seccomp thread, which only the
         # Python forwarding path takes (Forwarder.deliver)
-        self.forwarding = "python" if cfg.sync_writes else core.choose()
+        self.forwarding = "python" if cfg.sync_writes else choice.choose()
         mountpoint, rootmode = mounts.check_mountpoint(cfg.mountpoint)
         self.mountpoint = mountpoint
         program = daemons.resolve_program(cfg.daemon_argv[0])
         spec = mounts.parse_options(cfg.options)
         self._mp_args = daemons.mountpoint_arguments(cfg.daemon_argv, cfg.mountpoint)
         self.handoff = record_handoff(cfg.handoff, cfg.daemon_argv, self._mp_args, program)
-        if self.handoff == "seccomp" and (why := seccomp.available()) is not None:
-            raise EnvironmentProblem(why, hint="try --handoff fd or --handoff fusermount")
+        if self.handoff == "seccomp":
+            from fusetrace.proxy import seccomp
+
+            if (why := seccomp.available()) is not None:
+                raise EnvironmentProblem(why, hint="try --handoff fd or --handoff fusermount")
         if cfg.sync_writes and self.handoff != "seccomp":
             raise UsageProblem(
                 f"--sync-writes needs the seccomp hand-off (this is the {self.handoff} one)",
@@ -317,13 +291,14 @@ class Session:
     ) -> tuple[socket.socket, socket.socket]:
         """mount(2) as fusetrace builds it, the socket pair, the capture and the
         forwarding threads."""
+        load_forwarding()  # before the mount: the kernel's INIT comes at once
         source = spec.source()
         data = spec.data_string(devfd, rootmode, os.getuid(), os.getgid())
         try:
             mounts.sys_mount(source, self.mountpoint, spec.fstype, spec.flags, data)
         except OSError as e:
             raise EnvironmentProblem(f"cannot mount {self.mountpoint}: {e.strerror}") from None
-        ours, theirs = make_socketpair(max_frame_size())
+        ours, theirs = frame_socketpair()
         self._mounted(source, spec.fstype, spec.given)
         self._forward(fileobj, devfd, ours, meta)
         return ours, theirs
@@ -343,6 +318,12 @@ class Session:
         self, fileobj: BinaryIO, devfd: int, ours: socket.socket, meta: dict[str, Any]
     ) -> None:
         """The capture and the forwarding threads, for a mounted filesystem."""
+        from fusetrace.capture.files import host_writer
+        from fusetrace.capture.pcapng import Channel
+        from fusetrace.proxy import core
+        from fusetrace.proxy.forward import Forwarder, FrameBuffers, max_frame_size
+        from fusetrace.proxy.output import CaptureThread
+
         cfg = self.config
         frame = max_frame_size()
         meta = {
@@ -387,8 +368,7 @@ class Session:
         cfg = self.config
         devfd = open_device()
         ours: socket.socket | None = None
-        shim: fusermount.Shim | None = None
-        sup: seccomp.Supervisor | None = None
+        handoff: FusermountHandoff | SeccompHandoff | None = None
         stdout_to_stderr = cfg.output == "-"
         try:
             if self.handoff == "fd":
@@ -399,66 +379,40 @@ class Session:
                 argv = daemons.substitute(
                     cfg.daemon_argv, self._mp_args, f"/dev/fd/{theirs.fileno()}"
                 )
-                try:
-                    self.daemon = daemons.spawn(
-                        argv,
-                        program,
-                        pass_fds=[theirs.fileno()],
-                        stdout_to_stderr=stdout_to_stderr,
-                        stdin=None,  # fusetrace's own: a piped password reaches it
-                    )
-                finally:
-                    theirs.close()
+                self.daemon = spawn_on_socket(
+                    argv, program, theirs, stdout_to_stderr=stdout_to_stderr
+                )
             elif self.handoff == "seccomp":
-                sup = seccomp.Supervisor(
+                handoff = SeccompHandoff(
                     self.mountpoint,
-                    lambda: make_socketpair(max_frame_size()),
                     lambda call, sock: self._seccomp_mount(call, sock, fileobj, devfd, spec),
                     self._seccomp_umount,
                     sync_fd=SYNC_FD if cfg.sync_writes else None,
                     on_write=self._deliver,
                 )
-                self._sup = sup
-                sup.start()  # before the daemon: its first caught call may come at once
-                try:
-                    self.daemon = daemons.spawn(
-                        list(cfg.daemon_argv),
-                        program,
-                        pass_fds=[],
-                        stdout_to_stderr=stdout_to_stderr,
-                        stdin=None,  # fusetrace's own: a piped password reaches it
-                        preexec=sup.preexec(),
-                    )
-                finally:
-                    sup.spawned()
-                ours = self._wait_for_seccomp_mount(sup)
+                self._sup = handoff.supervisor
+                self.daemon = handoff.spawn(
+                    list(cfg.daemon_argv), program, stdout_to_stderr=stdout_to_stderr
+                )
+                load_forwarding()  # while the daemon starts: it asks for none of it yet
+                ours = self._wait_for_seccomp_mount(handoff)
                 if ours is None:
-                    return self._ended_before_mount(sup)
+                    return self._ended_before_mount(handoff.supervisor)
             else:
-                shim = fusermount.Shim()
-                try:
-                    self.daemon = daemons.spawn(
-                        list(cfg.daemon_argv),
-                        program,
-                        pass_fds=[shim.theirs.fileno()],
-                        stdout_to_stderr=stdout_to_stderr,
-                        stdin=None,  # fusetrace's own: a piped password reaches it
-                        env=shim.env(),
-                        preexec=shim.preexec(),
-                    )
-                finally:
-                    shim.theirs.close()
-                ours = self._serve_fusermount(shim, fileobj, devfd, spec, rootmode)
+                handoff = FusermountHandoff()
+                self.daemon = handoff.spawn(
+                    list(cfg.daemon_argv), program, stdout_to_stderr=stdout_to_stderr
+                )
+                load_forwarding()  # while the daemon starts
+                ours = self._serve_fusermount(handoff, fileobj, devfd, spec, rootmode)
                 if ours is None:
                     return self._ended_before_mount()
             ending = self._wait()
             return self._finish(ending)
         finally:
             self._cleanup(devfd, ours)
-            if shim is not None:
-                shim.close()
-            if sup is not None:
-                sup.close()
+            if handoff is not None:
+                handoff.close()
 
     # ---- the seccomp hand-off (called in the supervisor's thread) ---------------------------
     def _seccomp_mount(
@@ -515,24 +469,29 @@ class Session:
         self._release()
         return 0
 
-    def _wait_for_seccomp_mount(self, sup: seccomp.Supervisor) -> socket.socket | None:
+    def _wait_for_seccomp_mount(self, handoff: SeccompHandoff) -> socket.socket | None:
         """Wait until the daemon's mount is served; None if the daemon ended, a signal
         came, or the hand-off failed before."""
         daemon = self.daemon
         assert daemon is not None
-        while not sup.mounted.wait(0.05):
+        sup = handoff.supervisor
+        stopped = False
+
+        def give_up() -> bool:
+            nonlocal stopped
             if self._signal is not None or self._handoff_error is not None:
-                return None
+                stopped = True
+                return True
             # a daemon that forked into the background: its child may still mount
-            if daemon.poll() is not None and (not sup.alive() or sup.mounted.wait(0.5)):
-                break
-        if sup.mounted.is_set() and self._seccomp_ours is not None:
+            return daemon.poll() is not None and (not sup.alive() or sup.mounted.wait(0.5))
+
+        if handoff.wait_for_mount(give_up) and not stopped and self._seccomp_ours is not None:
             return self._seccomp_ours
         return None
 
     def _serve_fusermount(
         self,
-        shim: fusermount.Shim,
+        handoff: FusermountHandoff,
         fileobj: BinaryIO,
         devfd: int,
         spec: mounts.MountSpec,
@@ -543,26 +502,17 @@ class Session:
         Returns the proxy's socket end, or None if the daemon ended (or a signal came)
         before asking.
         """
+        from fusetrace.proxy import fusermount
+
         daemon = self.daemon
         assert daemon is not None
         # (read before mounting: a mount on a shared mount reaches the daemon's namespace)
         propagates = mounts.shared_at(self.mountpoint)
-        ctl = shim.ours
-        ctl.settimeout(0.25)
-        while True:
-            if self._signal is not None or daemon.poll() is not None:
+        try:
+            req = handoff.next_mount(lambda: self._signal is not None or daemon.poll() is not None)
+            if req is None:
                 return None
             try:
-                payload = ctl.recv(65536)
-            except TimeoutError:
-                continue
-            if not payload:
-                return None
-            try:
-                req = fusermount.parse_request(payload)
-                if req.unmount:
-                    fusermount.reply(ctl, "ok")
-                    continue
                 if os.path.realpath(req.mountpoint) != self.mountpoint:
                     raise ValueError(
                         f"the daemon mounts {req.mountpoint}, fusetrace was told "
@@ -573,53 +523,47 @@ class Session:
                     every_flag=mounts.lists_every_flag(req.options),
                 )
             except (ValueError, mounts.MountOptionError) as e:
-                fusermount.reply(ctl, f"fusetrace: {e}")
-                raise DaemonError(f"cannot mount for the daemon: {e}") from None
-            if "blkdev" in req.options:
-                print(
-                    "fusetrace: warning: the daemon asks for blkdev (a fuseblk mount on a "
-                    "block device): fusetrace mounts a plain fuse filesystem",
-                    file=sys.stderr,
-                )
-            try:
-                ours, theirs = self._mount_and_forward(
-                    fileobj, devfd, daemon_spec, rootmode, {"daemon_options": req.options}
-                )
-            except EnvironmentProblem as e:
-                fusermount.reply(ctl, str(e))
+                handoff.refuse(f"fusetrace: {e}")
                 raise
-            if not propagates:
-                try:
-                    fusermount.attach_in_namespace(daemon.pid, self.mountpoint)
-                except EnvironmentProblem as e:
-                    theirs.close()
-                    fusermount.reply(ctl, str(e))
-                    raise
-                self._watch_mount = True
+        except (ValueError, mounts.MountOptionError) as e:
+            raise DaemonError(f"cannot mount for the daemon: {e}") from None
+        if "blkdev" in req.options:
+            print(
+                "fusetrace: warning: the daemon asks for blkdev (a fuseblk mount on a "
+                "block device): fusetrace mounts a plain fuse filesystem",
+                file=sys.stderr,
+            )
+        try:
+            ours, theirs = self._mount_and_forward(
+                fileobj, devfd, daemon_spec, rootmode, {"daemon_options": req.options}
+            )
+        except EnvironmentProblem as e:
+            handoff.refuse(str(e))
+            raise
+        if not propagates:
             try:
-                fusermount.reply(ctl, "ok", theirs.fileno())
-            finally:
+                fusermount.attach_in_namespace(daemon.pid, self.mountpoint)
+            except EnvironmentProblem as e:
                 theirs.close()
-            ctl.settimeout(None)
-            threading.Thread(
-                target=self._serve_unmounts, args=(ctl,), name="fusermount", daemon=True
-            ).start()
-            return ours
+                handoff.refuse(str(e))
+                raise
+            self._watch_mount = True
+        handoff.hand_over(theirs)
+        handoff.serve_later(self._answer_later)
+        return ours
 
-    def _serve_unmounts(self, ctl: socket.socket) -> None:
+    def _answer_later(self, payload: bytes) -> str:
         """Later requests: ``fusermount -u`` from the daemon asks fusetrace to unmount."""
-        while True:
-            try:
-                req = fusermount.next_request(ctl)
-            except OSError:
-                return
-            if req is None:
-                return
-            if req.unmount:
-                self._unmount_requested = True
-                fusermount.reply(ctl, "ok")
-            else:
-                fusermount.reply(ctl, "fusetrace: already mounted")
+        from fusetrace.proxy import fusermount
+
+        try:
+            req = fusermount.parse_request(payload)
+        except ValueError as e:
+            return f"fusetrace: {e}"
+        if req.unmount:
+            self._unmount_requested = True
+            return "ok"
+        return "fusetrace: already mounted"
 
     def _ended_before_mount(self, sup: seccomp.Supervisor | None = None) -> RecordResult:
         daemon = self.daemon

@@ -47,10 +47,12 @@ NO_REPLY_OPCODES = NOT_AWAITED_OPS
 #: bit 0 of a reply's unique marks the answer to an INTERRUPT
 INT_REQ_BIT = FUSE_INT_REQ_BIT
 
-# INIT fields the proxy reads or rewrites, as offsets in the frame, derived from the schemas
-# on first use: the schemas need construct, whose import costs more than the rest of a
-# recorder's start-up (the session loads them in the background: load_init_offsets)
-_INIT_FIELDS = {
+#: INIT fields the proxy reads or rewrites: name -> (header length, struct, field). The
+#: offsets below are these fields' offsets in the frame, as the schemas place them; they are
+#: written out because the schemas need construct, whose import would cost more than the
+#: rest of a recorder's start-up before the first frame (INIT) can pass. A test derives them
+#: from the schemas and fails when one differs (tests/proxy/test_wire.py).
+INIT_FIELDS = {
     "INIT_IN_FLAGS": (IN_HEADER_LEN, "fuse_init_in", "flags"),
     "INIT_IN_FLAGS2": (IN_HEADER_LEN, "fuse_init_in", "flags2"),
     "INIT_OUT_MAJOR": (OUT_HEADER_LEN, "fuse_init_out", "major"),
@@ -60,30 +62,14 @@ _INIT_FIELDS = {
     "INIT_OUT_MAX_PAGES": (OUT_HEADER_LEN, "fuse_init_out", "max_pages"),
     "INIT_OUT_FLAGS2": (OUT_HEADER_LEN, "fuse_init_out", "flags2"),
 }
-INIT_IN_FLAGS: int
-INIT_IN_FLAGS2: int
-INIT_OUT_MAJOR: int
-INIT_OUT_MINOR: int
-INIT_OUT_FLAGS: int
-INIT_OUT_MAX_WRITE: int
-INIT_OUT_MAX_PAGES: int
-INIT_OUT_FLAGS2: int
-
-
-def __getattr__(name: str) -> int:
-    field = _INIT_FIELDS.get(name)
-    if field is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    load_init_offsets()
-    return int(globals()[name])
-
-
-def load_init_offsets() -> None:
-    """Derive the INIT offsets from the schemas (imports construct); idempotent."""
-    from fusetrace.protocol.schemas import field_offset
-
-    for name, (base, struct_name, field) in _INIT_FIELDS.items():
-        globals()[name] = base + field_offset(struct_name, field)
+INIT_IN_FLAGS = 52
+INIT_IN_FLAGS2 = 56
+INIT_OUT_MAJOR = 16
+INIT_OUT_MINOR = 20
+INIT_OUT_FLAGS = 28
+INIT_OUT_MAX_WRITE = 36
+INIT_OUT_MAX_PAGES = 44
+INIT_OUT_FLAGS2 = 48
 
 
 #: INIT flags (bits 0-31 in ``flags``)

@@ -24,6 +24,7 @@ chosen by the daemon and are mapped by the engine itself (RETRIEVE → NOTIFY_RE
 from __future__ import annotations
 
 import enum
+import struct
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -51,7 +52,12 @@ class StepKind(enum.Enum):
     INIT = "init"
 
 
-@dataclass(frozen=True)
+# RequestInfo, ReplyInfo and IdRef are made for every frame: plain slotted classes, not
+# frozen ones (a frozen dataclass's __init__ sets each field through object.__setattr__, four
+# times the cost); nothing changes them once made.
+
+
+@dataclass(slots=True)
 class RequestInfo:
     """The header facts of a kernel → daemon frame, plus how the engine treats it."""
 
@@ -69,7 +75,7 @@ class RequestInfo:
     listing: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ReplyInfo:
     """A daemon → kernel frame: a reply (``unique`` != 0) or a notification (``unique`` 0)."""
 
@@ -112,7 +118,7 @@ class ReplyBody:
     problems: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class IdRef:
     """Where a request carries an identifier: its kind, field name, byte offset and value."""
 
@@ -197,6 +203,18 @@ class ProtocolCodec:
         self._plans: dict[tuple[int, bool], tuple[Any, ...]] = {}
         self._facts: dict[int, tuple[str, StepKind, str, str, bool]] = {}
         self._parse_in = header.parse_in_header
+        # the first four fields of fuse_in_header (len, opcode, unique, nodeid): all the
+        # hot path reads of a request's header
+        in_ids = struct.Struct(self.order + "IIQQ")
+        in_size = header.IN_HEADER_SIZE
+
+        def unpack_in(data: bytes) -> tuple[int, int, int, int]:
+            if len(data) < in_size:
+                raise DecodeError(f"request header cut short: {len(data)} of {in_size} bytes")
+            return in_ids.unpack_from(data)
+
+        self._unpack_in = unpack_in
+        self._nodeid_offset = schemas.field_offset("fuse_in_header", "nodeid")
         out_header = header.out_header_struct(self.order)
 
         def unpack_out(data: bytes) -> tuple[int, int, int]:
@@ -245,14 +263,13 @@ class ProtocolCodec:
         return facts
 
     def request_info(self, data: bytes) -> RequestInfo:
-        h = self._parse_in(data, self.order)
-        name, kind, lookup, handle, listing = self._op_facts(h.opcode)
+        _len, opcode, unique, nodeid = self._unpack_in(data)
+        facts = self._facts.get(opcode) or self._op_facts(opcode)
+        name, kind, lookup, handle, listing = facts
         target = None
         if kind is StepKind.INTERRUPT:
             target = self._request(data, None).get("unique")
-        return RequestInfo(
-            h.opcode, name, h.unique, h.nodeid, kind, target, lookup, handle, listing
-        )
+        return RequestInfo(opcode, name, unique, nodeid, kind, target, lookup, handle, listing)
 
     def reply_info(self, data: bytes) -> ReplyInfo:
         length, error, unique = self._unpack_out(data)
@@ -413,8 +430,13 @@ class ProtocolCodec:
     ) -> list[tuple[IdKind, str, int]] | None:
         """The ids a reply hands out, as :meth:`decode_reply` finds them, read in place for
         a well-formed reply of fixed layout; None when it needs the full decode."""
-        h = self._parse_in(request, self.order)
-        plan = self._handed_plan(h.opcode, session)
+        opcode = self._unpack_in(request)[1]
+        key = (opcode, id(session))
+        plan = (
+            self._handed_plans[key]
+            if key in self._handed_plans
+            else self._handed_plan(opcode, session)
+        )
         if plan is None or len(data) != plan[0]:
             return None
         return [(kind, path, r.unpack_from(data, off)[0]) for kind, path, off, r in plan[1]]
@@ -425,7 +447,7 @@ class ProtocolCodec:
         """Two well-formed replies of the same fixed layout that differ in nothing but the
         ids they hand out: the ids of each, as :meth:`decode_reply` finds them. None when
         anything else differs, or when it takes the full decode to tell."""
-        opcode = self._parse_in(request, self.order).opcode
+        opcode = self._unpack_in(request)[1]
         plan = self._handed_plan(opcode, rec_session)
         if plan is None or len(recorded) != plan[0] or len(live) != plan[0]:
             return None
@@ -518,14 +540,12 @@ class ProtocolCodec:
         return plan
 
     def request_ids(self, data: bytes, session: Any) -> list[IdRef]:
-        from fusetrace.protocol.schemas import field_offset
-
-        h = self._header.parse_in_header(data, self.order)
+        _len, opcode, _unique, nodeid = self._unpack_in(data)
         refs = []
-        if h.nodeid:
-            off = field_offset("fuse_in_header", "nodeid")
-            refs.append(IdRef(IdKind.NODEID, "header.nodeid", off, 8, h.nodeid))
-        plan = self._id_plan(h.opcode, session)
+        if nodeid:
+            refs.append(IdRef(IdKind.NODEID, "header.nodeid", self._nodeid_offset, 8, nodeid))
+        key = (opcode, id(session))
+        plan = self._id_plans[key] if key in self._id_plans else self._id_plan(opcode, session)
         if plan is None:
             return refs
         _name, prefix, fhs, nodes, cookie, is_dir, fh_when, fast = plan
@@ -533,7 +553,7 @@ class ProtocolCodec:
             _end, when, fast_fhs, fast_nodes, fast_cookie = fast
             if when is None or when[1].unpack_from(data, when[0])[0] & when[2]:
                 for f, off, size, r, owner in fast_fhs:
-                    node = owner[1].unpack_from(data, owner[0])[0] if owner else h.nodeid
+                    node = owner[1].unpack_from(data, owner[0])[0] if owner else nodeid
                     value = r.unpack_from(data, off)[0]
                     refs.append(IdRef(IdKind.FH, f"{prefix}.{f}", off, size, value, node, is_dir))
             for f, off, size, r in fast_nodes:
@@ -551,7 +571,7 @@ class ProtocolCodec:
         if fh_valid:
             for f, off, size, owner in fhs:
                 if f in fields:
-                    node = fields.get(owner, h.nodeid) if owner else h.nodeid
+                    node = fields.get(owner, nodeid) if owner else nodeid
                     refs.append(
                         IdRef(IdKind.FH, f"{prefix}.{f}", off, size, fields[f], node, is_dir)
                     )

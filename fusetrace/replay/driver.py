@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import os
 import pickle
 import select
@@ -17,9 +18,7 @@ import signal
 import socket
 import struct
 import subprocess
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +27,14 @@ from fusetrace.errors import DaemonError, EnvironmentProblem
 from fusetrace.frame import Direction
 from fusetrace.proxy import daemon as daemons
 from fusetrace.proxy.forward import max_frame_size
-from fusetrace.proxy.session import make_socketpair
+from fusetrace.proxy.handoff import (
+    FusermountHandoff,
+    SeccompHandoff,
+    choose_handoff,
+    make_socketpair,
+    spawn_on_socket,
+)
+from fusetrace.proxy.seccomp import MountCall
 from fusetrace.replay.engine import (
     Command,
     DaemonGone,
@@ -47,6 +53,7 @@ from fusetrace.replay.engine import (
 POLL_INTERVAL = 0.2
 #: at most this many frames waiting in the socket are handed to the engine at once
 MAX_BATCH = 64
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
 def daemon_argv(argv: Sequence[str], mountpoint: str | None, fd: int) -> list[str]:
@@ -249,8 +256,6 @@ def run(
     """
     program = daemons.resolve_program(argv[0])
     if handoff == "auto":
-        from fusetrace.proxy.session import choose_handoff
-
         indexes = daemons.mountpoint_arguments(argv, mountpoint or daemons.PLACEHOLDER)
         handoff = choose_handoff("auto", list(argv), indexes, program)
         if handoff == "fusermount" and not indexes and os.geteuid() != 0:
@@ -260,30 +265,23 @@ def run(
     ours, theirs = make_socketpair(max_frame_size())
     inode = os.fstat(theirs.fileno()).st_ino
     live = LiveRun()
-    shim = None
+    served: FusermountHandoff | SeccompHandoff | None = None
     reaper = _Subreaper().__enter__()
     try:
         if handoff == "fusermount":
-            shim, proc = _spawn_fusermount(list(argv), program, theirs, env)
+            served, proc = _spawn_fusermount(list(argv), program, theirs, env)
         elif handoff == "seccomp":
-            shim, proc, live_sock = _spawn_seccomp(list(argv), program, env)
+            served, proc, live_sock = _spawn_seccomp(list(argv), program, env)
             ours.close()
             ours = live_sock
         else:
             args = daemon_argv(argv, mountpoint, theirs.fileno())
-            proc = daemons.spawn(
-                args,
-                program,
-                pass_fds=[theirs.fileno()],
-                env=env,
-                stdout_to_stderr=True,
-                stdin=None,
-            )
+            proc = spawn_on_socket(args, program, theirs, env=env, stdout_to_stderr=True)
     except BaseException:
         ours.close()
         theirs.close()
-        if shim is not None:
-            shim.close()
+        if served is not None:
+            served.close()
         reaper.__exit__()
         raise
     theirs.close()
@@ -298,8 +296,8 @@ def run(
         finally:
             reaper.__exit__()
         proc.relay.join(1.0)
-        if shim is not None:
-            shim.close()
+        if served is not None:
+            served.close()
         live.daemon_status = daemon.follower_status() or daemons.describe_status(status)
         live.wall_ns = time.monotonic_ns() - started
     return result, live
@@ -307,75 +305,38 @@ def run(
 
 def _spawn_fusermount(
     argv: list[str], program: str, theirs: socket.socket, env: dict[str, str] | None
-) -> tuple[Any, daemons.DaemonProcess]:
+) -> tuple[FusermountHandoff, daemons.DaemonProcess]:
     """Start the daemon with fusetrace in place of fusermount; when it asks to mount, hand
     it ``theirs`` (nothing is mounted). Later requests (``fusermount -u``) get "ok"."""
-    from fusetrace.proxy import fusermount
-
     if os.geteuid() != 0:
         raise EnvironmentProblem(
             "the fusermount handoff needs root (a mount namespace for the stand-in)",
             hint="use a daemon that accepts /dev/fd/N (libfuse >= 3.3) to replay unprivileged",
         )
-    shim = fusermount.Shim()
-    try:
-        proc = daemons.spawn(
-            argv,
-            program,
-            pass_fds=[shim.theirs.fileno()],
-            env=shim.env(env),
-            preexec=shim.preexec(),
-            stdout_to_stderr=True,
-            stdin=None,
-        )
-    finally:
-        shim.theirs.close()
-    ctl = shim.ours
-    ctl.settimeout(0.25)
+    handoff = FusermountHandoff()
+    proc = handoff.spawn(argv, program, env=env, stdout_to_stderr=True)
     deadline = time.monotonic() + 30
-    while True:
-        if proc.poll() not in (None, 0) or time.monotonic() > deadline:
-            proc.stop(grace=0)
-            shim.close()
-            raise DaemonError(
-                "the daemon ended or gave up before asking fusermount to mount"
-                + (f": {proc.relay.last_line}" if proc.relay.last_line else "")
-            )
-        try:
-            req = fusermount.next_request(ctl)
-        except TimeoutError:
-            continue
-        if req is None:
-            continue
-        if req.unmount:
-            fusermount.reply(ctl, "ok")
-            continue
-        fusermount.reply(ctl, "ok", theirs.fileno())
-        break
-    ctl.settimeout(None)
-
-    def later() -> None:
-        while True:
-            try:
-                payload = ctl.recv(65536)
-            except OSError:
-                return
-            if not payload:
-                return
-            fusermount.reply(ctl, "ok")
-
-    threading.Thread(target=later, name="fusermount", daemon=True).start()
-    return shim, proc
+    req = handoff.next_mount(
+        lambda: proc.poll() not in (None, 0) or time.monotonic() > deadline, skip_malformed=True
+    )
+    if req is None:
+        proc.stop(grace=0)
+        handoff.close()
+        raise DaemonError(
+            "the daemon ended or gave up before asking fusermount to mount"
+            + (f": {proc.relay.last_line}" if proc.relay.last_line else "")
+        )
+    handoff.hand_over(theirs)
+    handoff.serve_later(lambda _request: "ok")
+    return handoff, proc
 
 
 def _spawn_seccomp(
     argv: list[str], program: str, env: dict[str, str] | None
-) -> tuple[Any, daemons.DaemonProcess, socket.socket]:
+) -> tuple[SeccompHandoff, daemons.DaemonProcess, socket.socket]:
     """Start the daemon under the seccomp hand-off: its open of /dev/fuse gets a socket and
-    its mount(2) on it succeeds without mounting anything. Returns the supervisor, the
+    its mount(2) on it succeeds without mounting anything. Returns the hand-off, the
     daemon and fusetrace's end of the socket the daemon mounted."""
-    from fusetrace.proxy import seccomp
-
     if os.geteuid() != 0:
         raise EnvironmentProblem(
             "the seccomp handoff needs root",
@@ -383,34 +344,21 @@ def _spawn_seccomp(
         )
     got: list[socket.socket] = []
 
-    def on_mount(_call: seccomp.MountCall, sock: socket.socket) -> int:
+    def on_mount(_call: MountCall, sock: socket.socket) -> int:
         got.append(sock)
         return 0
 
-    sup = seccomp.Supervisor("", lambda: make_socketpair(max_frame_size()), on_mount, lambda: 0)
-    sup.start()
-    try:
-        proc = daemons.spawn(
-            argv,
-            program,
-            pass_fds=[],
-            env=env,
-            preexec=sup.preexec(),
-            stdout_to_stderr=True,
-            stdin=None,
-        )
-    finally:
-        sup.spawned()
+    handoff = SeccompHandoff("", on_mount, lambda: 0)
+    proc = handoff.spawn(argv, program, env=env, stdout_to_stderr=True)
     deadline = time.monotonic() + 30
-    while not sup.mounted.wait(0.05):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.stop(grace=0)
-            sup.close()
-            raise DaemonError(
-                "the daemon ended or gave up before mounting"
-                + (f": {proc.relay.last_line}" if proc.relay.last_line else "")
-            )
-    return sup, proc, got[0]
+    if not handoff.wait_for_mount(lambda: proc.poll() is not None or time.monotonic() > deadline):
+        proc.stop(grace=0)
+        handoff.close()
+        raise DaemonError(
+            "the daemon ended or gave up before mounting"
+            + (f": {proc.relay.last_line}" if proc.relay.last_line else "")
+        )
+    return handoff, proc, got[0]
 
 
 def _loop(
@@ -420,56 +368,78 @@ def _loop(
     sinks: Sequence[FrameSink],
     on_command: Callable[[Command], None] | None,
 ) -> ReplayResult:
+    # the hot path, once per frame: methods and constants bound to locals, the common
+    # commands told by their exact type, one clock reading per batch of replies
     proc = daemon.proc
     buf = bytearray(max_frame_size() + 4096)
     view = memoryview(buf)
     wake: int | None = None
-    events: deque[Event] = deque([Start(time.monotonic_ns())])
+    events: list[Event] = [Start(time.monotonic_ns())]
+    handle_all = engine.handle_all
+    send = sock.send
+    recv_into = sock.recv_into
+    monotonic_ns = time.monotonic_ns
+    time_ns = time.time_ns
+    dontwait = socket.MSG_DONTWAIT
+    inbound, outbound = Direction.INBOUND, Direction.OUTBOUND
+    sinks = tuple(sinks)
     while True:
         while events:
-            batch = list(events)
-            events.clear()
-            for cmd in engine.handle_all(batch):
+            batch, events = events, []
+            for cmd in handle_all(batch):
                 if on_command is not None:
                     on_command(cmd)
-                if isinstance(cmd, SendFrame):
-                    gone = _send(sock, cmd.data, sinks)
-                    if gone is not None:
-                        events.append(DaemonGone(time.monotonic_ns(), gone))
-                elif isinstance(cmd, WakeAt):
-                    wake = cmd.t_ns if wake is None else min(wake, cmd.t_ns)
-                elif isinstance(cmd, Finish):
-                    return cmd.result
-        now = time.monotonic_ns()
+                kind = type(cmd)
+                if kind is SendFrame:
+                    data = cmd.data  # type: ignore[union-attr]
+                    try:
+                        send(data)
+                    except OSError as e:
+                        events.append(DaemonGone(monotonic_ns(), _send_failed(sock, data, e)))
+                        continue
+                    if sinks:
+                        t = time_ns()
+                        for sink in sinks:
+                            sink(inbound, t, data)
+                elif kind is WakeAt:
+                    t_ns = cmd.t_ns  # type: ignore[union-attr]
+                    wake = t_ns if wake is None else min(wake, t_ns)
+                elif kind is Finish:
+                    return cmd.result  # type: ignore[union-attr]
+        now = monotonic_ns()
         if wake is not None and now >= wake:
             wake = None
             events.append(Tick(now))
             continue
-        timeout = POLL_INTERVAL
-        if wake is not None:
-            timeout = min(timeout, max(0.0, (wake - now) / 1e9))
         # frames already waiting are taken without a select() (replies come in bursts), all
         # of them, and handed to the engine together
         try:
-            frame = _receive(sock, view, socket.MSG_DONTWAIT)
-            readable = True
+            n = recv_into(view, 0, dontwait)
         except BlockingIOError:
-            readable = bool(select.select([sock], [], [], timeout)[0])
-            frame = _receive(sock, view) if readable else None
-        if readable:
-            while frame is not None:
-                t = time.monotonic_ns()
+            timeout = POLL_INTERVAL
+            if wake is not None:
+                timeout = min(timeout, max(0.0, (wake - now) / 1e9))
+            n = -1 if not select.select([sock], [], [], timeout)[0] else _recv(sock, view)
+        except (ConnectionResetError, BrokenPipeError):
+            n = 0
+        if n >= 0:
+            t = monotonic_ns()
+            stamp = time_ns() if sinks else 0
+            while n > 0:
+                frame = bytes(view[:n])
                 for sink in sinks:
-                    sink(Direction.OUTBOUND, time.time_ns(), frame)
+                    sink(outbound, stamp, frame)
                 events.append(FrameReceived(frame, t))
                 if len(events) >= MAX_BATCH:
                     break
                 try:
-                    frame = _receive(sock, view, socket.MSG_DONTWAIT)
+                    n = recv_into(view, 0, dontwait)
                 except BlockingIOError:
                     break
+                except (ConnectionResetError, BrokenPipeError):
+                    n = 0
             else:
-                events.append(DaemonGone(time.monotonic_ns(), _gone_reason(daemon)))
+                events.append(DaemonGone(monotonic_ns(), _gone_reason(daemon)))
         elif (status := proc.poll()) is not None and (status != 0 or not daemon.followers):
             if status == 0:
                 # a daemon that forked into the background, as libfuse daemons do without
@@ -479,14 +449,22 @@ def _loop(
                     continue
             # drain what the daemon wrote before it went away, then report
             sock.setblocking(False)
-            while (frame := _receive(sock, view)) is not None:
+            while (frame_or_none := _receive(sock, view)) is not None:
                 for sink in sinks:
-                    sink(Direction.OUTBOUND, time.time_ns(), frame)
-                events.append(FrameReceived(frame, time.monotonic_ns()))
+                    sink(outbound, time_ns(), frame_or_none)
+                events.append(FrameReceived(frame_or_none, monotonic_ns()))
             sock.setblocking(True)
-            events.append(DaemonGone(time.monotonic_ns(), _gone_reason(daemon)))
+            events.append(DaemonGone(monotonic_ns(), _gone_reason(daemon)))
         elif wake is None:
-            events.append(Tick(time.monotonic_ns()))
+            events.append(Tick(monotonic_ns()))
+
+
+def _recv(sock: socket.socket, view: memoryview) -> int:
+    """One blocking receive after select() said readable: its length, 0 at the end."""
+    try:
+        return sock.recv_into(view)
+    except (BlockingIOError, ConnectionResetError, BrokenPipeError):
+        return 0
 
 
 def _gone_reason(daemon: _Daemon) -> str:
@@ -514,23 +492,17 @@ def _gone_reason(daemon: _Daemon) -> str:
     return text
 
 
-def _send(sock: socket.socket, data: bytes, sinks: Sequence[FrameSink]) -> str | None:
-    try:
-        sock.send(data)
-    except (BrokenPipeError, ConnectionResetError):
+def _send_failed(sock: socket.socket, data: bytes, e: OSError) -> str:
+    """Why sending ``data`` failed, in words; raises what is no daemon's doing."""
+    if isinstance(e, (BrokenPipeError, ConnectionResetError)):
         return "the daemon closed its end of the socket"
-    except OSError as e:
-        if e.errno == errno.EMSGSIZE:
-            return (
-                f"a {len(data)}-byte frame does not fit the socket buffer "
-                f"({sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)} bytes); raise "
-                "net.core.wmem_max and net.core.rmem_max, or replay as root"
-            )
-        raise
-    t = time.time_ns()
-    for sink in sinks:
-        sink(Direction.INBOUND, t, data)
-    return None
+    if e.errno == errno.EMSGSIZE:
+        return (
+            f"a {len(data)}-byte frame does not fit the socket buffer "
+            f"({sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)} bytes); raise "
+            "net.core.wmem_max and net.core.rmem_max, or replay as root"
+        )
+    raise e
 
 
 def _receive(sock: socket.socket, view: memoryview, flags: int = 0) -> bytes | None:
@@ -559,6 +531,7 @@ class ChildSink:
 
     _HEAD = struct.Struct("=BqI")
     FLUSH_AT = 1 << 16
+    PIPE_SIZE = 1 << 20
 
     def __init__(self, make: Callable[[], tuple[FrameSink, Callable[[], Any]]]) -> None:
         frames_r, frames_w = os.pipe()
@@ -575,6 +548,12 @@ class ChildSink:
                 os._exit(status)
         os.close(frames_r)
         os.close(result_w)
+        try:
+            # room for a burst while the child is busy (or not scheduled): the replay's
+            # write does not wait for it
+            fcntl.fcntl(frames_w, F_SETPIPE_SZ, self.PIPE_SIZE)
+        except OSError:
+            pass
         self.pid = pid
         self._w: int | None = frames_w
         self._r = result_r

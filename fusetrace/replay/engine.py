@@ -81,7 +81,7 @@ class Start:
     t_ns: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made for every frame
 class FrameReceived:
     """The daemon wrote one frame (a reply or a notification)."""
 
@@ -107,7 +107,7 @@ class DaemonGone:
 # --------------------------------------------------------------------------- commands
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: made for every frame
 class SendFrame:
     """Write ``data`` to the daemon. ``index`` is the recorded frame it replays (0-based
     position; None for frames the engine made up, such as an empty NOTIFY_REPLY)."""
@@ -326,7 +326,7 @@ class _Live(enum.Enum):
     NONE = "none"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Step:
     index: int
     t_ns: int
@@ -335,6 +335,8 @@ class _Step:
     #: number of recorded replies that preceded this frame in the recording
     need: int
     reply: bytes | None = None
+    #: the recorded reply's error field (read once, with the reply)
+    rec_err: int = 0
     reply_len: int = 0
     reply_index: int | None = None
     #: position of the recorded reply among all recorded replies (None: not read yet)
@@ -351,7 +353,7 @@ class _Step:
     refs: list[IdRef] | None = None
     #: the node ids it names; what it ends or changes (node ids, handles) when passed
     own: frozenset[int] | None = None
-    passed: tuple[frozenset[int], frozenset[int]] | None = None
+    passed: tuple[frozenset[int], frozenset[tuple[int, int]]] | None = None
     #: what the window may do with it: one of the _C_* classes below
     cls: int = 0
     settled: bool = False
@@ -431,7 +433,18 @@ _OPENS = frozenset({"OPEN", "OPENDIR"})
 _C_READ_ONLY, _C_PASSABLE, _C_OPEN, _C_OTHER, _C_NOT_REQUEST = range(5)
 
 
+_CLASSES: dict[tuple[str, StepKind], int] = {}
+
+
 def _window_class(info: RequestInfo) -> int:
+    key = (info.name, info.kind)
+    c = _CLASSES.get(key)
+    if c is None:
+        c = _CLASSES[key] = _classify(info)
+    return c
+
+
+def _classify(info: RequestInfo) -> int:
     if info.name in _PASSABLE:
         return _C_PASSABLE
     if info.kind is not StepKind.REQUEST:
@@ -567,6 +580,7 @@ class ReplayEngine:
         if step is None:
             return  # an INTERRUPT's answer, or a reply to nothing
         step.reply = rec.data
+        step.rec_err = out.error
         step.reply_len = rec.orig_len
         step.reply_index = rec.index
         step.reply_seq = self._replies_read
@@ -662,9 +676,12 @@ class ReplayEngine:
             and self._live_session is not None
         ):
             self._overtake(now, out)
-        deadlines = [s.deadline for s in self._outstanding.values() if s.deadline is not None]
-        if deadlines:
-            out.append(WakeAt(min(deadlines)))
+        if self._outstanding:
+            # requests are sent in time order with the same timeout: the first one
+            # outstanding has the earliest deadline
+            first = next(iter(self._outstanding.values())).deadline
+            if first is not None:
+                out.append(WakeAt(first))
 
     def _refs(self, step: _Step) -> list[IdRef]:
         if step.refs is None:
@@ -677,18 +694,23 @@ class ReplayEngine:
             own = step.own = frozenset(r.value for r in self._refs(step) if r.kind is IdKind.NODEID)
         return own
 
-    def _passed(self, step: _Step) -> tuple[frozenset[int], frozenset[int]]:
+    def _passed(self, step: _Step) -> tuple[frozenset[int], frozenset[tuple[int, int]]]:
         """The node ids and handles ``step`` ends or changes: a later request that names
-        one of them may not pass it."""
+        one of them may not pass it. A handle is its node and its fh (protocol.md §7.2):
+        daemons that hand out a pointer as fh give a released file's value to the next
+        file opened, and a READ of that file may pass the RELEASE of the other."""
         passed = step.passed
         if passed is None:
             nodes: set[int] = set()
-            fhs: set[int] = set()
+            fhs: set[tuple[int, int]] = set()
             if step.info.lookup in ("forget", "batch_forget"):
                 nodes.update(n for n, _ in self.codec.forget_counts(step.data, self._rec_session))
             else:
                 for ref in self._refs(step):
-                    (nodes if ref.kind is IdKind.NODEID else fhs).add(ref.value)
+                    if ref.kind is IdKind.NODEID:
+                        nodes.add(ref.value)
+                    elif ref.kind is IdKind.FH:
+                        fhs.add((ref.node, ref.value))
             passed = step.passed = (frozenset(nodes), frozenset(fhs))
         return passed
 
@@ -696,7 +718,8 @@ class ReplayEngine:
         """Send read-only requests of the next ``window`` frames before their turn, when
         every id they name is known live and no frame they pass ends or changes it. The
         daemon sees them in another order than recorded, but they change nothing another
-        request sees; what changes something (a WRITE, a RENAME) is never passed."""
+        request sees; what changes something (a WRITE, a RENAME) is never passed. OPENs and
+        a file's RELEASE go early too when no earlier request names their node."""
         limit = self.options.window
         outstanding = self._outstanding
         if len(outstanding) >= limit:
@@ -705,7 +728,7 @@ class ReplayEngine:
             if not self._read_one():
                 break
         nodes: set[int] = set()  # ids a later request may not name: a frame it passes
-        fhs: set[int] = set()  # ends or changes them
+        fhs: set[tuple[int, int]] = set()  # ends or changes them
         named: set[int] = set()  # nodes named by earlier frames still unsent
         busy: set[int] | None = None  # nodes named by requests outstanding live
         for o in outstanding.values():
@@ -725,6 +748,24 @@ class ReplayEngine:
                 break
             c = step.cls
             if c == _C_PASSABLE:
+                if step.info.handle == "releases":
+                    # a file's RELEASE goes early too, once nothing before it names its
+                    # node (all its READs answered): it frees a handle no one uses again,
+                    # so the recording's next files are not kept waiting behind it
+                    if busy is None:
+                        busy = self._busy()
+                    own = step.own
+                    if own is None:
+                        own = self._own(step)
+                    if (
+                        own.isdisjoint(named)
+                        and own.isdisjoint(busy)
+                        and step.info.unique not in outstanding
+                        and known(step, nodes, fhs)
+                    ):
+                        sent.append(step)
+                        named |= own
+                        continue
                 n, f = step.passed or self._passed(step)
                 nodes |= n
                 fhs |= f
@@ -739,10 +780,7 @@ class ReplayEngine:
                 # an OPEN may truncate its file: it goes early only when no earlier request
                 # names its node, and later requests on its node wait for it
                 if busy is None:
-                    busy = set()
-                    for o in outstanding.values():
-                        if o.refs is not None:
-                            busy |= self._own(o)
+                    busy = self._busy()
                 if (
                     own.isdisjoint(named)
                     and own.isdisjoint(busy)
@@ -763,7 +801,15 @@ class ReplayEngine:
             self._window.remove(step)
             self._send(step, now, out)
 
-    def _known(self, step: _Step, nodes: set[int], fhs: set[int]) -> bool:
+    def _busy(self) -> set[int]:
+        """The node ids named by requests outstanding live."""
+        busy: set[int] = set()
+        for o in self._outstanding.values():
+            if o.refs is not None:
+                busy |= self._own(o)
+        return busy
+
+    def _known(self, step: _Step, nodes: set[int], fhs: set[tuple[int, int]]) -> bool:
         """Every id ``step`` names is known live now and not ended by a frame it passes."""
         get = self._nodes.get
         for ref in step.refs if step.refs is not None else self._refs(step):
@@ -777,7 +823,7 @@ class ReplayEngine:
                     return False
             elif kind is IdKind.FH:
                 found = self._handle_of(ref)
-                if found is None or found[1].refs <= 0 or ref.value in fhs:
+                if found is None or found[1].refs <= 0 or (ref.node, ref.value) in fhs:
                     return False
             else:
                 return False
@@ -1037,8 +1083,23 @@ class ReplayEngine:
             return
         step.settled = True
         assert step.reply is not None
-        rec_err = self.codec.reply_info(step.reply).error
+        rec_err = step.rec_err
         info = step.info
+        if step.live == step.reply and step.reply_len <= len(step.reply) and not info.listing:
+            # byte for byte the recorded answer (the common case): nothing to compare, and
+            # the identifiers it hands out, if any, are the recorded ones
+            self.result.compared += 1
+            if rec_err == 0 and (
+                info.lookup in ("entry", "readdirplus") or info.handle in ("opens", "opens_dir")
+            ):
+                ids = self.codec.handed_ids(step.reply, step.data, self._rec_session)
+                if ids is None:
+                    body = self.codec.decode_reply(step.reply, step.data, self._rec_session)
+                    if body.ids or body.dirents is not None:
+                        self._learn(step, body, body)
+                elif ids:
+                    self._learn_same(step, ids)
+            return
         rec: ReplyBody | None = None
         #: the live reply differs from the recorded one in the ids it hands out only
         apart: tuple[list[tuple[IdKind, str, int]], list[tuple[IdKind, str, int]]] | None = None
@@ -1201,19 +1262,35 @@ class ReplayEngine:
                 rec_entry, live_entry = value, lv
                 diffs += self._learn_nodeid(path, value, lv)
             elif kind is IdKind.FH and lv is not None:
-                owner = rec_entry if rec_entry is not None else step.info.nodeid
-                key = (owner, value, step.info.handle == "opens_dir")
-                h = self._handles.get(key)
-                if h is None:
-                    h = self._handles[key] = _Handle(lv)
-                h.live = lv
-                h.refs += 1
-                if key[2]:
-                    self._close_listing(key)
+                self._learn_handle(step, rec_entry, value, lv)
         del live_entry
         if rec.dirents is not None and live.dirents is not None:
             diffs += self._learn_dirents(step, rec.dirents, live.dirents)
         return diffs
+
+    def _learn_same(self, step: _Step, ids: list[tuple[IdKind, str, int]]) -> None:
+        """:meth:`_learn` of a reply equal to the recorded one: each id is its own live
+        value."""
+        rec_entry: int | None = None
+        for kind, path, value in ids:
+            if kind is IdKind.NODEID:
+                rec_entry = value
+                self._learn_nodeid(path, value, value)
+            elif kind is IdKind.FH:
+                self._learn_handle(step, rec_entry, value, value)
+
+    def _learn_handle(self, step: _Step, entry: int | None, rec: int, live: int) -> None:
+        """A handle the live daemon gave (``live``) for the recorded ``rec``: keyed by its node
+        (the reply's entry, else the request's node), its recorded value and its kind."""
+        owner = entry if entry is not None else step.info.nodeid
+        key = (owner, rec, step.info.handle == "opens_dir")
+        h = self._handles.get(key)
+        if h is None:
+            h = self._handles[key] = _Handle(live)
+        h.live = live
+        h.refs += 1
+        if key[2]:
+            self._close_listing(key)
 
     def _learn_nodeid(self, path: str, rec: int, live: int | None) -> list[FieldDiff]:
         if rec == 0 or not live:

@@ -28,6 +28,7 @@ from fusetrace.protocol.abi import (
 from fusetrace.protocol.abi import errno_name as abi_errno_name
 from fusetrace.protocol.decode import Decoded
 from fusetrace.protocol.stream import DecodedFrame
+from fusetrace.report.units import latency
 
 _O = Opcode
 
@@ -318,16 +319,6 @@ def _problems(d: Decoded) -> str:
     return " [" + "; ".join(map(str, d.problems)) + "]"
 
 
-def _latency(ns: int | None) -> str:
-    if ns is None:
-        return ""
-    if ns < 10_000:
-        return f" ({ns / 1000:.1f}us)"
-    if ns < 10_000_000:
-        return f" ({ns // 1000}us)"
-    return f" ({ns / 1e6:.1f}ms)"
-
-
 _INBOUND = Direction.INBOUND
 _HEAD_IN = "%5d %.6f K>D"
 _HEAD_OUT = "%5d %.6f D>K"
@@ -376,7 +367,7 @@ def summary_line(frame: DecodedFrame, t0_ns: int, _bare: bool = False) -> str:
     err = h.error  # type: ignore[union-attr]
     lat = frame.latency_ns
     if lat is not None:
-        tail = _latency(lat) + tail
+        tail = f" ({latency(lat)}){tail}"
     if kind == "interrupt-reply":
         status = errno_name(err) if err else "ok"
         return f"{head} {h.unique} INTERRUPT reply {status}{tail}"
@@ -679,10 +670,7 @@ class Stats:
     def _cells(self) -> list[list[str]]:
         out = []
         for r in self.rows():
-            lat = [
-                _latency(r[k])[2:-1] if r[k] is not None else "-"
-                for k in ("p50_ns", "p90_ns", "p99_ns", "max_ns")
-            ]
+            lat = [latency(r[k]) for k in ("p50_ns", "p90_ns", "p99_ns", "max_ns")]
             names = ", ".join(f"{k} {v}" for k, v in r["errnos"].items())
             out.append(
                 [r["opcode"], str(r["count"]), str(r["replies"]), str(r["errors"]), *lat, names]

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import TextIO
 
-from fusetrace.frame import Direction, Frame, Item
+from fusetrace.frame import Direction, Frame
 from fusetrace.protocol.abi import opcode_name
 from fusetrace.protocol.header import (
     IN_HEADER_SIZE,
@@ -31,10 +31,10 @@ _IN = in_header_struct(sys.byteorder)
 _OUT = out_header_struct(sys.byteorder)
 
 
-def summary(item: Item, t0: int) -> str:
+def summary(frame: Frame, t0: int) -> str:
     """A header-level summary: time, direction, unique, opcode or error, length."""
-    direction, t_ns, data, comment = item
-    secs = (t_ns - t0) / 1e9
+    direction, data, comment = frame.direction, frame.data, frame.comment
+    secs = (frame.t_ns - t0) / 1e9
     note = f"  # {comment}" if comment else ""
     if direction is Direction.INBOUND and len(data) >= IN_HEADER_SIZE:
         length, opcode, unique, nodeid = _IN.unpack_from(data)[:4]
@@ -58,38 +58,36 @@ class LiveView:
 
     def __init__(self, out: TextIO, limit: int = QUEUE_LINES) -> None:
         self._out = out
-        self._q: queue.Queue[Item | None] = queue.Queue(limit)
+        self._q: queue.Queue[Frame | None] = queue.Queue(limit)
         self.dropped = 0
         self._t0: int | None = None
-        self._index = 0
         self._render = _decoder_renderer()
         self._thread = threading.Thread(target=self._run, name="live-view", daemon=True)
         self._thread.start()
 
-    def put(self, item: Item) -> None:
+    def put(self, frame: Frame) -> None:
         try:
-            self._q.put_nowait(item)
+            self._q.put_nowait(frame)
         except queue.Full:
             self.dropped += 1
 
-    def _line(self, item: Item) -> str:
+    def _line(self, frame: Frame) -> str:
         assert self._t0 is not None
         if self._render is not None:
             try:
-                return self._render(item, self._index, self._t0)
+                return self._render(frame, self._t0)
             except Exception:  # the live view must never stop recording
                 pass
-        return summary(item, self._t0)
+        return summary(frame, self._t0)
 
     def _run(self) -> None:
         while True:
-            item = self._q.get()
-            if item is None:
+            frame = self._q.get()
+            if frame is None:
                 return
             if self._t0 is None:
-                self._t0 = item[1]
-            line = self._line(item)
-            self._index += 1
+                self._t0 = frame.t_ns
+            line = self._line(frame)
             try:
                 self._out.write(line + "\n")
                 self._out.flush()
@@ -104,7 +102,7 @@ class LiveView:
         self._thread.join(10)
 
 
-def _decoder_renderer() -> Callable[[Item, int, int], str] | None:
+def _decoder_renderer() -> Callable[[Frame, int], str] | None:
     """``fusetrace decode``'s summary line for each frame, if the decoder is available."""
     try:
         from fusetrace.protocol.stream import FrameDecoder
@@ -113,10 +111,8 @@ def _decoder_renderer() -> Callable[[Item, int, int], str] | None:
         return None
     decoder = FrameDecoder(sys.byteorder)
 
-    def render(item: Item, index: int, t0: int) -> str:
-        direction, t_ns, data, comment = item
-        frame = decoder.feed(Frame(index, t_ns, direction, data, len(data), 0, comment))
-        return summary_line(frame, t0)
+    def render(frame: Frame, t0: int) -> str:
+        return summary_line(decoder.feed(frame), t0)
 
     return render
 
@@ -124,10 +120,10 @@ def _decoder_renderer() -> Callable[[Item, int, int], str] | None:
 class LiveCheck:
     """``record --check``: the tracker, fed every frame as it is captured.
 
-    It runs in the capture writer thread, which sees frames in capture order, so a finding's
-    frame number is that frame's index in the capture file. Findings are printed on ``out``
-    as they happen. Unlike the live view nothing may be dropped here: the tracker's state
-    must see every frame.
+    It runs in the capture writer thread, which sees frames in capture order, numbered as
+    in the capture file, so a finding's frame is that frame of the file. Findings are
+    printed on ``out`` as they happen. Unlike the live view nothing may be dropped here:
+    the tracker's state must see every frame.
     """
 
     def __init__(
@@ -145,14 +141,10 @@ class LiveCheck:
             opts[name] = value if eq else None
         self._out = out
         self._tracker = Tracker(byte_order=sys.byteorder, rules=rules, mount_options=opts)
-        self._index = 0
         self.findings: list[Finding] = []
 
-    def put(self, item: Item) -> None:
-        direction, t_ns, data, comment = item
-        record = Frame(self._index, t_ns, direction, data, len(data), 0, comment)
-        self._index += 1
-        self._report(self._tracker.feed(record))
+    def put(self, frame: Frame) -> None:
+        self._report(self._tracker.feed(frame))
 
     def finish(self) -> list[Finding]:
         """End of the session: what is still open (requests, lookups, handles) is reported
@@ -170,11 +162,11 @@ class LiveCheck:
                 pass
 
 
-def both(*sinks: Callable[[Item], None]) -> Callable[[Item], None]:
+def both(*sinks: Callable[[Frame], None]) -> Callable[[Frame], None]:
     """One frame sink that feeds several (the live view and the live check)."""
 
-    def put(item: Item) -> None:
+    def put(frame: Frame) -> None:
         for sink in sinks:
-            sink(item)
+            sink(frame)
 
     return put

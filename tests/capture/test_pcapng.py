@@ -13,13 +13,15 @@ import pytest
 
 from fusetrace.capture.pcapng import (
     LINKTYPE_FUSE,
+    PAD_OPTION,
+    BlockEncoder,
     CaptureReader,
     CaptureWriter,
     Channel,
     guess_direction,
 )
 from fusetrace.errors import CaptureError
-from fusetrace.frame import Direction
+from fusetrace.frame import Direction, Frame
 
 T0 = 1_700_000_000_000_000_000
 
@@ -259,3 +261,69 @@ def test_tshark_reads_files_with_results(tmp_path: Path) -> None:
     assert [int(r[0]) for r in rows] == [len(LOOKUP), len(ENOENT_REPLY)] * 3
     assert [r[1] for r in rows] == ["", "", "", "c", "", "cc"]
     assert "warning" not in out.stderr.lower() and "error" not in out.stderr.lower()
+
+
+@pytest.mark.parametrize("byte_order", ["little", "big"])
+@pytest.mark.parametrize("snaplen", [None, 20])
+def test_encoded_blocks_read_back_as_the_frames_they_encode(
+    byte_order: str, snaplen: int | None
+) -> None:
+    """The sans-IO encoder, straight into the reader: headers, packets of every length
+    (the 4-byte padding of the data), with a comment, a result, on a second channel, and
+    blocks grown by a padding option, whole or in parts: the reader gets the frames back and
+    skips the padding."""
+    enc = BlockEncoder(byte_order, snaplen)
+    parts: list[bytes | memoryview] = [
+        enc.section({"daemon": ["d"]}, userappl="fusetrace test", os_name="Linux"),
+        enc.interface(Channel("/mnt")),
+        enc.interface(Channel("/mnt", name="fuse1")),
+    ]
+    want = []
+    for i in range(24):
+        direction = (Direction.INBOUND, Direction.OUTBOUND)[i % 2]
+        data = bytes(range(i % 7, 16 + i))
+        comment = "changed" if i % 5 == 0 else None
+        result = (None, 0, 2)[i % 3] if direction is Direction.OUTBOUND else None
+        block = enc.packet(
+            direction, T0 + i, memoryview(data), channel=i % 3 // 2, comment=comment,
+            result=result,
+        )  # fmt: skip
+        assert isinstance(block[1], memoryview) and block[1].obj is data  # not copied
+        if i % 4 == 1:
+            block = enc.padded(block, 4 * (i % 3 + 1))
+        elif i % 4 == 2:
+            block = enc.padded((b"".join(block),), 12)
+        parts += block
+        kept = data[:snaplen] if snaplen else data
+        want.append(Frame(i, T0 + i, direction, kept, len(data), i % 3 // 2, comment, result))
+    assert enc.frames == 24
+    raw = b"".join(parts)
+    r, got = read_all(raw)
+    assert got == want
+    assert r.info.meta["daemon"] == ["d"] and r.info.byte_order == byte_order
+    assert [i.name for i in r.info.interfaces] == ["fuse", "fuse1"]
+    order = "<" if byte_order == "little" else ">"
+    assert raw.count(struct.pack(order + "H", PAD_OPTION)) >= 12
+    # the last block of a run, found from its trailing length
+    run = b"".join(b"".join(enc.packet(Direction.INBOUND, T0, bytes(n))) for n in (5, 40, 9))
+    last = b"".join(enc.packet(Direction.INBOUND, T0, bytes(9)))
+    assert enc.last_block(run) == len(run) - len(last) and run.endswith(last)
+
+
+def test_a_padded_block_is_the_block_grown_by_its_padding_option() -> None:
+    enc = BlockEncoder()
+    head, data, tail = enc.packet(Direction.OUTBOUND, T0, b"x" * 18, result=0, comment="c")
+    grown = enc.padded((head, data, tail), 8)
+    assert grown[1] is data
+    whole, padded = b"".join((head, data, tail)), b"".join(grown)
+    assert len(padded) == len(whole) + 8
+    assert (
+        struct.unpack_from("<I", padded, 4)[0] == len(padded) == struct.unpack("<I", padded[-4:])[0]
+    )
+    # the padding option sits before the end of options, the rest is unchanged
+    assert padded[8:-16] == whole[8:-8] and padded[-16:-8] == struct.pack(
+        "<HH", PAD_OPTION, 4
+    ) + bytes(4)
+    assert b"".join(enc.padded((whole,), 8)) == padded
+    with pytest.raises(ValueError):
+        enc.padded((whole,), 6)

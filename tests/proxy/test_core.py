@@ -22,7 +22,7 @@ import pytest
 
 from fusetrace.capture.pcapng import CaptureWriter
 from fusetrace.errors import EnvironmentProblem
-from fusetrace.frame import Direction
+from fusetrace.frame import Direction, InFlight
 from fusetrace.proxy import core, forward
 from tests.support.mount import fusetrace_cmd, fusetrace_env
 
@@ -72,7 +72,7 @@ def test_the_ring_keeps_every_frame_in_order_through_wrap_around() -> None:
     n = 3000
     reqs = [request(2 * u + 2, rng.randrange(40, 4000)) for u in range(n)]
     reps = [reply(2 * u + 2, rng.randrange(16, 4000)) for u in range(n)]
-    taken: list[core.CoreFrame] = []
+    taken: list[InFlight] = []
     done = threading.Event()
 
     def capture() -> None:

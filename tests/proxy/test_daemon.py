@@ -27,7 +27,6 @@ import pytest
 from fusetrace.capture.files import open_capture
 from fusetrace.frame import Direction, Frame
 from fusetrace.proxy import daemon as daemons
-from fusetrace.proxy.session import choose_handoff, record_handoff
 from tests.support.mount import is_mounted, native_mount, recording
 
 SUPPORT = Path(__file__).resolve().parent.parent / "support"
@@ -263,29 +262,6 @@ def test_a_libfuse3_daemon_forced_through_fusermount(mountpoint: Path, tmp_path:
         assert (mountpoint / "f").read_text() == "through fusermount3\n"
     assert rec.returncode == 0, rec.stderr
     check_capture(rec.frames())
-
-
-def test_auto_handoff_choice(tmp_path: Path) -> None:
-    squash = shutil.which("squashfuse_ll")
-    unionfs = shutil.which("unionfs-fuse")
-    assert squash and unionfs
-    assert choose_handoff("auto", ["x", "{}"], [1], "/bin/true") == "fd"
-    assert choose_handoff("auto", ["squashfuse_ll", "i", "/m"], [2], squash) == "fd"
-    assert choose_handoff("auto", ["unionfs-fuse", "a", "/m"], [2], unionfs) == "fusermount"
-    assert choose_handoff("fd", ["unionfs-fuse", "a", "/m"], [2], unionfs) == "fd"
-    for go_fuse in ("gocryptfs",):  # statically linked Go: no libfuse at all
-        program = shutil.which(go_fuse)
-        if program is not None:
-            argv = [go_fuse, "-fg", "c", "/m"]
-            assert choose_handoff("auto", argv, [3], program) == "fusermount"
-    bindfs = shutil.which("bindfs")
-    if bindfs is not None:  # libfuse 2
-        assert choose_handoff("auto", ["bindfs", "-f", "s", "/m"], [3], bindfs) == "fusermount"
-    # record: {} asks for /dev/fd/N; every other daemon mounts as natively, under seccomp
-    assert record_handoff("auto", ["x", "-f", "{}"], [2], "/bin/true") == "fd"
-    for argv in (["squashfuse_ll", "i", "/m"], ["unionfs-fuse", "a", "/m"], ["ntfs-3g", "i"]):
-        assert record_handoff("auto", argv, [2], squash) == "seccomp"
-    assert record_handoff("fusermount", ["x", "{}"], [1], squash) == "fusermount"
 
 
 def metadata_workload(mnt: Path) -> None:
@@ -676,3 +652,22 @@ def test_sshfs_over_a_loopback_sshd(
     assert not rec.warnings, [w.describe() for w in rec.warnings]
     assert (src / "kept").read_text() == "kept\n"
     check_capture(rec.frames())
+
+
+def test_which_finds_programs_as_shutil_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """resolve_program's PATH search: the first executable file of that name, skipping
+    directories and files that cannot be run."""
+    from fusetrace.proxy.daemon import which
+
+    for d in ("a", "b", "c"):
+        (tmp_path / d).mkdir()
+    (tmp_path / "a" / "prog").mkdir()  # a directory
+    (tmp_path / "b" / "prog").write_text("")  # not executable
+    (tmp_path / "c" / "prog").write_text("#!/bin/sh\n")
+    (tmp_path / "c" / "prog").chmod(0o755)
+    path = os.pathsep.join(str(tmp_path / d) for d in ("a", "b", "c"))
+    monkeypatch.setenv("PATH", path)
+    assert which("prog") == shutil.which("prog") == str(tmp_path / "c" / "prog")
+    assert which("absent") is shutil.which("absent") is None

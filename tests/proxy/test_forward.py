@@ -20,12 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from fusetrace.frame import Direction, Item
+from fusetrace.frame import PENDING, Direction, InFlight
 from fusetrace.protocol.abi import InitFlag
 from fusetrace.proxy import core, wire
-from fusetrace.proxy.forward import LEND_MIN, PENDING, Forwarder, FrameBuffers, InFlight
+from fusetrace.proxy.forward import LEND_MIN, Forwarder, FrameBuffers
 from tests.conform.helpers import overlay_argv
 from tests.support.mount import recording
+
+#: a captured frame as the tests look at it: direction, t_ns, data, comment
+Captured = tuple[Direction, int, bytes, str | None]
 
 PASSTHROUGH = 1 << 5  # flags2 bit of INIT flag 37
 OVER_IO_URING = 1 << 9  # flags2 bit of INIT flag 41
@@ -81,7 +84,7 @@ class Rig:
         self.results: list[int | None] = []
         self.fwd.start()
 
-    def items(self) -> list[Item]:
+    def items(self) -> list[Captured]:
         """The frames captured so far, as (direction, t_ns, data, comment); the results of
         the outbound ones go to :attr:`results`."""
         if self.core is not None:

@@ -167,15 +167,3 @@ def test_attach_in_namespace_shows_a_mount_only_there(tmp_path: Path) -> None:
             other.kill()
             other.wait()
         subprocess.run(["umount", "-R", where], check=True)
-
-
-def test_next_request_answers_malformed_ones_and_ends_at_eof() -> None:
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    with ours, theirs:
-        theirs.send(request("-x", "--", "/m"))
-        theirs.send(request("-u", "--", "/m"))
-        req = fusermount.next_request(ours)
-        assert req is not None and req.unmount and req.mountpoint == "/m"
-        assert theirs.recv(4096).startswith(b"fusetrace: fusermount option -x")
-        theirs.close()
-        assert fusermount.next_request(ours) is None

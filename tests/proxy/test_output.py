@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from fusetrace.capture.files import open_capture
-from fusetrace.capture.pcapng import CaptureWriter
-from fusetrace.frame import Direction
+from fusetrace.capture.pcapng import PAD_OPTION, CaptureWriter
+from fusetrace.frame import PENDING, RESULT, Direction, Frame
 from fusetrace.proxy.forward import FrameBuffers
-from fusetrace.proxy.output import PAD_OPTION, Block, CaptureOutput, CaptureThread, writev_all
+from fusetrace.proxy.output import Block, CaptureOutput, CaptureThread, writev_all
 
 
 def test_writev_all_writes_whole_blocks_per_call_and_finishes_partial_writes(
@@ -191,3 +191,38 @@ def test_capture_output_to_a_pipe_writes_as_it_comes() -> None:
     os.close(w)
     assert os.read(r, 100) == b"abcdefgh"
     os.close(r)
+
+
+def test_live_consumers_get_frames_numbered_as_in_the_file(tmp_path: Path) -> None:
+    """``--live``/``--check``/``--top`` receive Frames: copies (lent buffers go back), the
+    index of the frame in the capture, the result once the write returned."""
+    path = tmp_path / "live.pcapng"
+    buffers = FrameBuffers(64 << 10)
+    seen: list[Frame] = []
+    errors: list[str] = []
+    with open(path, "wb", buffering=0) as f:
+        thread = CaptureThread(
+            f, lambda sink: CaptureWriter(sink, {}), errors.append, seen.append,
+            interval=3600, buffers=buffers,
+        )  # fmt: skip
+        buf = buffers.take(Direction.OUTBOUND)
+        assert buf is not None
+        buf[:40_000] = b"d" * 40_000
+        reply = [Direction.OUTBOUND, 3, memoryview(buf)[:40_000], None, PENDING]
+        thread.put((Direction.INBOUND, 1, b"k" * 40, None, None))
+        thread.put((Direction.INBOUND, 2, b"j" * 48, "changed", None))
+        thread.put(reply)
+        thread._drain()  # the reply's write has not returned: it waits
+        assert [fr.index for fr in seen] == [0, 1]
+        reply[RESULT] = 2
+        thread._drain()
+        buf[:40_000] = b"x" * 40_000  # given back and reused
+        thread.close()
+    assert not errors
+    assert seen == [
+        Frame(0, 1, Direction.INBOUND, b"k" * 40, 40),
+        Frame(1, 2, Direction.INBOUND, b"j" * 48, 48, 0, "changed"),
+        Frame(2, 3, Direction.OUTBOUND, b"d" * 40_000, 40_000, 0, None, 2),
+    ]
+    with open_capture(str(path)) as reader:
+        assert list(reader) == seen

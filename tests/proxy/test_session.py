@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,8 @@ import pytest
 from fusetrace.capture.files import open_capture
 from fusetrace.errors import CaptureError
 from fusetrace.frame import Direction
+from fusetrace.tracker import Finding
+from tests.support.libfuse import TRACED_EXAMPLES as TRACED
 from tests.support.mount import is_mounted, recording
 from tests.support.trees import digest_tree, make_squashfs, make_tree
 
@@ -278,43 +281,66 @@ def test_a_daemon_failing_at_teardown_is_not_hidden(
     assert f"daemon exit status {status}: a failure at teardown" in rec.stderr
 
 
-#: libfuse's tests run natively and traced: at least one test for every example daemon
-#: (the whole suite takes twice as long, mostly in repeated passthrough and notify cases)
-LIBFUSE_SUBSET = [
-    "test_examples.py::test_hello",
-    "test_examples.py::test_null",
-    "test_examples.py::test_ioctl",
-    "test_examples.py::test_poll",
-    "test_examples.py::test_passthrough[False-passthrough-False]",
-    "test_examples.py::test_passthrough[False-passthrough_fh-False]",
-    "test_examples.py::test_passthrough[False-passthrough_plus-False]",
-    "test_examples.py::test_passthrough[False-passthrough_ll-False]",
-    "test_examples.py::test_passthrough_hp[True]",
-    "test_examples.py::test_notify_inval_entry[True-invalidate_entries]",
-    "test_examples.py::test_notify_inval_entry[True-expire_entries]",
-    "test_examples.py::test_cuse",
-    "test_ctests.py::test_notify1[True-invalidate_path]",
-    "test_ctests.py::test_notify1[True-notify_inval_inode]",
-    "test_ctests.py::test_notify1[True-notify_store_retrieve]",
-]
+#: libfuse's whole test suite (its three test files, 50 tests at 3.14), run natively and
+#: traced: about 60 s natively and 90 s traced on 2 cores
+LIBFUSE_SUITE = ["test_examples.py", "test_ctests.py", "test_custom_io.py"]
 
 
-#: tests whose outcome follows this machine's timing, natively and traced alike (test id →
-#: why); a difference in one of them is reported, and what the daemon saw is checked instead
+#: tests whose outcome follows this machine's timing or state, natively and traced alike
+#: (test id → why, with the evidence); a difference in one of them that persists when both
+#: runs are repeated is reported, and what the daemon saw is checked instead
 LIBFUSE_TIMING = {
     "test_examples::test_notify_inval_entry[True-expire_entries]": (
-        "whether the kernel still holds the entry when the daemon notifies depends on how "
-        "fast the machine is: when it does not, NOTIFY_INVAL_ENTRY fails with ENOENT and the "
-        "daemon aborts (6 of 6 native runs on an idle machine; a loaded one passes natively)"
+        "the daemon's second NOTIFY_INVAL_ENTRY (expire only) names an entry the kernel never "
+        "looked up: the kernel answers ENOENT and the daemon's assert aborts it, 1 s after the "
+        "first notification, a moment before the test's stat 2 s after its lookup (the test "
+        "polls for the mount every 0.1 s, so its lookup lags the daemon's 1 s loop by up to "
+        "0.1 s). Failed in 9 of 10 native and 8 of 10 traced (--sync-writes) runs here; "
+        "both traced passes came with system-wide cache drops (one shows the kernel's "
+        "FORGET of the entry 0.97 s in, after which the daemon stops notifying), the native "
+        "pass with none, on a machine loaded at 5: where the daemon's sleeps overrun by more "
+        "than the test's lag, the stat comes first"
+    ),
+    "test_ctests::test_notify_file_size[False]": (
+        "without notifications the test relies on the kernel keeping the entry and its "
+        "attributes for their whole timeout; a system-wide drop_caches (other tests write "
+        "/proc/sys/vm/drop_caches) evicts them and the next stat sees the new size: 2 of 2 "
+        "native runs failed with drop_caches written 1.5 s in; 8 of 8 native and 7 of 8 "
+        "traced runs passed without (the traced failure: a FORGET 0.97 s in, no drop of ours)"
+    ),
+    "test_examples::test_notify_inval_entry[False-invalidate_entries]": (
+        "as test_notify_file_size[False]: a drop_caches during the test evicts the entry and "
+        "the name has changed by the next lookup: 2 of 2 native runs failed with drop_caches "
+        "written 1.5 s in; 7 of 8 native and 8 of 8 traced runs passed without"
     ),
 }
 
 
+def drop_caches_count() -> int:
+    """How many times the page or slab caches were dropped system-wide (/proc/vmstat), which
+    changes the outcome of libfuse's cache tests (see :data:`LIBFUSE_TIMING`)."""
+    with open("/proc/vmstat") as f:
+        return sum(int(v) for k, v in (ln.split() for ln in f) if k.startswith("drop_"))
+
+
+def known_daemon_bug(capture: Path, finding: Finding) -> bool:
+    """passthrough_hp's LINK reply carries generation 0 for a node at generation 1 or more
+    (FT206): the one error finding libfuse's examples may show. Any other error in a
+    traced example's capture fails the test."""
+    return (
+        capture.name.startswith("passthrough_hp-")
+        and finding.rule == "FT206"
+        and finding.opcode == "LINK"
+        and "with generation 0;" in finding.message
+    )
+
+
+@pytest.mark.timeout(1500)
 def test_libfuse_suite_passes_and_fails_alike_when_traced(tmp_path: Path) -> None:
-    """libfuse's own pytest suite (at the installed version, from Debian's source package,
-    built with meson) runs natively, then with every example daemon replaced by a wrapper
-    that starts it through ``fusetrace record --sync-writes`` with its own command line:
-    each test passes, fails or skips alike.
+    """libfuse's own pytest suite, whole (at the installed version, from Debian's source
+    package, built with meson), runs natively, then with every example daemon replaced by a
+    wrapper that starts it through ``fusetrace record --sync-writes`` with its own command
+    line: each test passes, fails or skips alike.
     A test whose outcome differs is run again in both ways; one whose native outcome
     changes between runs depends on this machine's timing, and is reported as such."""
     from tests.support.libfuse import Unavailable, libfuse_build, run_suite, traced_tree
@@ -327,15 +353,23 @@ def test_libfuse_suite_passes_and_fails_alike_when_traced(tmp_path: Path) -> Non
     traced = traced_tree(build, tmp_path / "traced", captures)
 
     def run(tree: Path, name: str, selection: list[str]) -> dict[str, str]:
-        return run_suite(tree, tmp_path / f"{name}.xml", tmp_path / f"{name}-tmp", selection, 600)
+        before = drop_caches_count()
+        start = time.monotonic()
+        got = run_suite(tree, tmp_path / f"{name}.xml", tmp_path / f"{name}-tmp", selection, 1200)
+        drops = drop_caches_count() - before
+        print(f"libfuse suite, {name}: {len(got)} tests in {time.monotonic() - start:.0f} s "
+              f"({', '.join(f'{n} {o}' for o, n in sorted(Counter(got.values()).items()))}; "
+              f"caches dropped {drops} times meanwhile)")  # fmt: skip
+        return got
 
-    native = run(build, "native", LIBFUSE_SUBSET)
-    recorded = run(traced, "traced", LIBFUSE_SUBSET)
-    print(f"libfuse suite: {len(native)} tests; native {sorted(native.items())}")
-    assert len(native) >= len(LIBFUSE_SUBSET) and set(recorded) == set(native)
+    native = run(build, "native", LIBFUSE_SUITE)
+    recorded = run(traced, "traced", LIBFUSE_SUITE)
+    assert len(native) >= 50 and set(recorded) == set(native), (len(native), len(recorded))
     differ = sorted(t for t in native if native[t] != recorded[t])
     timing, real = [], []
     if differ:
+        for t in differ:
+            print(f"libfuse suite: {t}: {native[t]} natively, {recorded[t]} traced; again:")
         again = [f"{t.split('::')[0]}.py::{t.split('::', 1)[1]}" for t in differ]
         native2 = run(build, "native-again", again)
         recorded2 = run(traced, "traced-again", again)
@@ -347,7 +381,7 @@ def test_libfuse_suite_passes_and_fails_alike_when_traced(tmp_path: Path) -> Non
     for t in timing:
         print(f"libfuse suite: {t}: native outcome changes from run to run here (timing)")
     for t in real:
-        print(f"libfuse suite: {t}: {native[t]} natively, {recorded[t]} traced")
+        print(f"libfuse suite: {t}: {native[t]} natively, {recorded[t]} traced, twice")
     assert not [t for t in real if t not in LIBFUSE_TIMING], f"outcomes differ: {real}"
     # with the daemons' own command lines and --sync-writes, a daemon sees the kernel's
     # answer to its notification as natively: notify_inval_entry aborts exactly when the
@@ -356,21 +390,25 @@ def test_libfuse_suite_passes_and_fails_alike_when_traced(tmp_path: Path) -> Non
         log = Path(f"{cap}.log").read_text()
         assert ("kernel refused 1 ENOENT" in log) == ("killed by SIGABRT" in log), log
     # the daemons really ran behind fusetrace: a capture of each traced example, and the
-    # checker finds no error in any of them (the examples keep the protocol)
+    # checker finds no error in any of them but passthrough_hp's LINK generation
     from fusetrace.cli.check import check_capture
     from fusetrace.tracker import Severity
 
-    errors = []
+    errors: list[str] = []
+    known: list[str] = []
     for cap in sorted(captures.glob("*.pcapng")):
         result = check_capture(str(cap))
         assert not result.truncated, cap
-        errors += [f"{cap.name}: {f.describe()}" for f in result.findings
-                   if f.severity is Severity.ERROR]  # fmt: skip
+        for f in result.findings:
+            if f.severity is Severity.ERROR:
+                (known if known_daemon_bug(cap, f) else errors).append(
+                    f"{cap.name}: {f.describe()}"
+                )
     assert not errors, "\n".join(errors)
+    print(f"libfuse suite: {len(known)} findings of passthrough_hp's LINK generation bug: "
+          f"{sorted({k.split(':')[0] for k in known})}")  # fmt: skip
     traced_names = {p.name.rsplit("-", 1)[0] for p in captures.glob("*.pcapng")}
-    assert {"hello", "hello_ll", "null", "ioctl", "poll", "passthrough", "passthrough_fh",
-            "passthrough_ll", "passthrough_hp", "notify_inval_entry", "invalidate_path",
-            "notify_inval_inode", "notify_store_retrieve"} <= traced_names  # fmt: skip
+    assert set(TRACED) <= traced_names, sorted(set(TRACED) - traced_names)
 
 
 def test_user_options_on_top_of_the_daemons_mount() -> None:

@@ -25,3 +25,12 @@ def test_unsafe_flags2_are_cleared_only_with_init_ext() -> None:
     wire.U32.pack_into(frame, 0, 0)  # no INIT_EXT: flags2 means nothing
     same, _, cleared = wire.without_unsafe_flags2(bytes(frame), 0, 4)
     assert cleared == 0 and same == bytes(frame)
+
+
+def test_init_offsets_are_the_schemas() -> None:
+    """The INIT offsets the forwarding path uses (written out, so that a recording never
+    imports construct) are where the schemas put those fields."""
+    from fusetrace.protocol.schemas import field_offset
+
+    for name, (base, struct_name, field) in wire.INIT_FIELDS.items():
+        assert getattr(wire, name) == base + field_offset(struct_name, field), name

@@ -453,6 +453,42 @@ def test_read_only_requests_go_ahead_of_their_turn_within_the_window() -> None:
     assert [(s[0], s[1]) for s in sent(cmds)] == [("GETATTR", 18)]
 
 
+def test_handles_are_told_apart_by_node_and_a_release_goes_early() -> None:
+    # the daemon hands out the same fh (a freed pointer) to the next file opened: a READ of
+    # the second file may pass the first file's RELEASE, and the second file's RELEASE goes
+    # as soon as nothing before it names its node
+    recs = recording(
+        (K, req(Op.LOOKUP, 4, 1, name="a")), (D, rep(Op.LOOKUP, 4, **entry(5))),
+        (K, req(Op.OPEN, 6, 5, flags=0)), (D, rep(Op.OPEN, 6, fh=7)),
+        (K, req(Op.READ, 8, 5, fh=7, offset=0, size=3)), (D, rep(Op.READ, 8, data=b"abc")),
+        (K, req(Op.RELEASE, 10, 5, fh=7)), (D, rep(Op.RELEASE, 10)),
+        (K, req(Op.LOOKUP, 12, 1, name="b")), (D, rep(Op.LOOKUP, 12, **entry(6))),
+        (K, req(Op.OPEN, 14, 6, flags=0)), (D, rep(Op.OPEN, 14, fh=7)),
+        (K, req(Op.READ, 16, 6, fh=7, offset=0, size=3)), (D, rep(Op.READ, 16, data=b"abc")),
+        (K, req(Op.RELEASE, 18, 6, fh=7)), (D, rep(Op.RELEASE, 18)),
+    )  # fmt: skip
+    eng = started(recs, window=8)
+
+    def step(reply: bytes, t: int) -> list[tuple[str, int, int, int]]:
+        return [
+            (s[0], s[1], s[2], s[3].get("fh", 0)) for s in sent(eng.handle(FrameReceived(reply, t)))
+        ]
+
+    assert step(INIT_REP, 1) == [("LOOKUP", 4, 1, 0), ("LOOKUP", 12, 1, 0)]
+    # the second file's OPEN goes early: nothing before it names node 6 (60 live)
+    assert step(rep(Op.LOOKUP, 12, **entry(60)), 2) == [("OPEN", 14, 60, 0)]
+    # its READ names (node 6, fh 7), not the (node 5, fh 7) the unsent RELEASE 10 ends
+    assert step(rep(Op.OPEN, 14, fh=71), 3) == [("READ", 16, 60, 71)]
+    # answered: its RELEASE goes, before the first file's requests
+    assert step(rep(Op.READ, 16, data=b"abc"), 4) == [("RELEASE", 18, 60, 71)]
+    assert step(rep(Op.LOOKUP, 4, **entry(50)), 5) == [("OPEN", 6, 50, 0)]
+    assert step(rep(Op.OPEN, 6, fh=70), 6) == [("READ", 8, 50, 70)]
+    assert step(rep(Op.READ, 8, data=b"abc"), 7) == [("RELEASE", 10, 50, 70)]
+    assert step(rep(Op.RELEASE, 18), 8) == []
+    done = finish(eng.handle(FrameReceived(rep(Op.RELEASE, 10), 9)))
+    assert done is not None and done.result.differences == [] and done.result.sent == 9
+
+
 def test_failed_lookup_makes_its_dependents_not_sent_under_one_difference() -> None:
     recs = recording(
         (K, req(Op.LOOKUP, 4, 1, name="one")), (D, rep(Op.LOOKUP, 4, **entry(5))),
