@@ -107,6 +107,25 @@ class Decoded:
         return not self.problems
 
 
+_new_object = object.__new__
+
+
+def _decoded(
+    kind: Kind, header: InHeader | OutHeader, opcode: int | None, name: str, body: dict[str, Any]
+) -> Decoded:
+    """``Decoded(kind, header, opcode, name, body)`` for the hot paths, built without the
+    dataclass's Python-level ``__init__`` (no remainder, no problems)."""
+    d: Decoded = _new_object(Decoded)
+    d.kind = kind
+    d.header = header
+    d.opcode = opcode
+    d.name = name
+    d.body = body
+    d.remainder = b""
+    d.problems = []
+    return d
+
+
 # ---- layouts ---------------------------------------------------------------------------
 
 _Step = tuple[ArgKind, str, Any]  # (kind, body name, payload)
@@ -529,10 +548,10 @@ def request_fast(data: bytes, header: InHeader, neg: Negotiated) -> Decoded | No
         if plan.fixed is not None and n - IN_HEADER_SIZE == plan.fixed_size:
             one = plan.one
             body = one(data, IN_HEADER_SIZE) if one else _fixed(plan.fixed, data, 40)
-            return Decoded("request", header, op, name, body)
+            return _decoded("request", header, op, name, body)
         if plan.cstring is not None and data.find(b"\0", IN_HEADER_SIZE) == n - 1:
-            return Decoded("request", header, op, name,
-                           {plan.cstring: _text(data[IN_HEADER_SIZE:-1])})  # fmt: skip
+            body = {plan.cstring: _text(data[IN_HEADER_SIZE:-1])}
+            return _decoded("request", header, op, name, body)
     return None
 
 
@@ -639,14 +658,14 @@ def reply_fast(
         name, plan, empty = fast
         if header[1]:  # error
             if n == OUT_HEADER_SIZE:
-                return Decoded("reply", header, request_opcode, name)
+                return _decoded("reply", header, request_opcode, name, {})
         elif plan.fixed is not None and n - OUT_HEADER_SIZE == plan.fixed_size:
             if plan.fixed or empty:
                 one = plan.one
                 body = one(data, 16) if one else _fixed(plan.fixed, data, 16)
-                return Decoded("reply", header, request_opcode, name, body)
+                return _decoded("reply", header, request_opcode, name, body)
         elif plan.rest is not None:
-            return Decoded("reply", header, request_opcode, name, {plan.rest: data[16:]})
+            return _decoded("reply", header, request_opcode, name, {plan.rest: data[16:]})
     return None
 
 
