@@ -68,6 +68,7 @@ from fusetrace.tracker.state import (
     SessionState,
     Summary,
     _Memory,
+    new_pending,
 )
 
 _OP_INIT = int(Opcode.INIT)
@@ -76,6 +77,14 @@ _OP_INTERRUPT = int(Opcode.INTERRUPT)
 _OP_NOTIFY_REPLY = int(Opcode.NOTIFY_REPLY)
 _NO_REPLY_SHAPE = registry.ReplyShape.NONE
 _INBOUND = Direction.INBOUND
+#: see Tracker._body_plan
+_BodyPlan = tuple[
+    list[tuple[str, struct.Struct, int]],
+    "tuple[struct.Struct | None, int, int] | None",
+    "list[tuple[str, struct.Struct, int, str]] | None",
+    "tuple[struct.Struct, int] | None",
+    "tuple[struct.Struct, int] | None",
+]
 
 
 class Tracker:
@@ -148,6 +157,8 @@ class Tracker:
         self._reported_fhs = _Memory()
         #: opcode -> (fixed request bytes, variable parts) under the current negotiation
         self._info_readers: dict[str, list[tuple[str, struct.Struct, int]]] = {}
+        #: opcode -> what a request body is read for (:meth:`_body_plan`)
+        self._body_plans: dict[int, _BodyPlan] = {}
         self._len_rules: dict[int, tuple[int, list[tuple[str, str, int]]] | None] = {}
         # connection-wide facts
         self._init_key: int | None = None
@@ -345,7 +356,7 @@ class Tracker:
             self._enosys_again(idx, unique, opcode)
         if extlen:
             self._extension_allowed(idx, unique, opcode, spec, extlen)
-        pend = Pending(opcode, idx, rec.channel, nodeid, t_ns=rec.t_ns)
+        pend = new_pending(opcode, idx, rec.channel, nodeid, rec.t_ns)
         if body_ok and spec is not None:
             if nodeid and spec.header_nodeid:
                 self._check_nodeid(idx, unique, opcode, nodeid)
@@ -410,21 +421,54 @@ class Tracker:
 
     _check_nodeid = lifecycle._check_nodeid
 
+    def _body_plan(self, spec: registry.OpSpec) -> _BodyPlan:
+        """What :meth:`_request_body` reads from a request of ``spec``: (field name, reader,
+        offset) of the fields reply checks need, of the flags field a handle depends on
+        (``fh_when``: None when the handle is unconditional), of the handles in use (with
+        the field naming their node) or released, and of the flags RENAME2/IOCTL keep.
+        Offsets are derived from the schemas, once per opcode."""
+        first = spec.request[0] if spec.request else None
+        sname = first.struct if first is not None and first.struct else ""
+        order = self._order
+
+        def at(name: str) -> tuple[struct.Struct, int] | None:
+            r = _layout.field(order, sname, name) if sname else None
+            return None if r is None else (r[0], r[1] + IN_HEADER_SIZE)
+
+        readers = self._info_readers.get(sname)
+        if readers is None:
+            readers = self._info_readers[sname] = [
+                (name, r[0], r[1]) for name in _INFO_FIELDS if (r := at(name)) is not None
+            ]
+        h = spec.handle
+        fh_when: tuple[struct.Struct | None, int, int] | None = None
+        uses: list[tuple[str, struct.Struct, int, str]] | None = None
+        releases: tuple[struct.Struct, int] | None = None
+        if h is HandleEffect.USES_FH:
+            if spec.fh_when is not None:
+                w = at(spec.fh_when[0])
+                fh_when = (None, 0, 0) if w is None else (w[0], w[1], spec.fh_when[1])
+            uses = []
+            for i, fname in enumerate(spec.fh_fields):
+                r = at(fname)
+                if r is not None:
+                    node = spec.fh_nodes[i] if spec.fh_nodes else ""
+                    uses.append((fname, r[0], r[1], node))
+        elif h in (HandleEffect.RELEASES, HandleEffect.RELEASES_DIR):
+            releases = at("fh")
+        flags = at("flags") if spec.opcode in (Opcode.RENAME2, Opcode.IOCTL) else None
+        return readers, fh_when, uses, releases, flags
+
     def _request_body(self, rec: Frame, unique: int, spec: registry.OpSpec, pend: Pending) -> None:
         data = rec.data
         idx = rec.index
         opcode = spec.opcode
-        first = spec.request[0] if spec.request else None
-        sname = first.struct if first is not None and first.struct else ""
         info = pend.info
+        plan = self._body_plans.get(opcode)
+        if plan is None:
+            plan = self._body_plans[opcode] = self._body_plan(spec)
+        readers, fh_when, uses, releases, flags_at = plan
         # fields the reply checks need
-        readers = self._info_readers.get(sname)
-        if readers is None:
-            readers = self._info_readers[sname] = [
-                (name, r[0], r[1] + IN_HEADER_SIZE)
-                for name in _INFO_FIELDS
-                if sname and (r := _layout.field(self._order, sname, name)) is not None
-            ]
         end = len(data)
         for name, st, off in readers:
             if off + st.size <= end:
@@ -439,36 +483,40 @@ class Tracker:
                 looked = names[0]
                 info["dot"] = int(looked == b"." or looked == b"..")
                 self._lookup_name(idx, unique, looked)
-            if opcode == Opcode.RENAME2:
-                rflags = self._request_field(data, sname, "flags")
-                if rflags is not None:
-                    info["rename_flags"] = rflags
-        elif opcode == Opcode.IOCTL:
-            ioctl_flags = self._request_field(data, sname, "flags")
-            if ioctl_flags is not None:
-                info["ioctl_flags"] = ioctl_flags
+            if opcode == Opcode.RENAME2 and flags_at is not None:
+                st, off = flags_at
+                if off + st.size <= end:
+                    info["rename_flags"] = st.unpack_from(data, off)[0]
+        elif opcode == Opcode.IOCTL and flags_at is not None:
+            st, off = flags_at
+            if off + st.size <= end:
+                info["ioctl_flags"] = st.unpack_from(data, off)[0]
         # file handles
-        h = spec.handle
-        if h is HandleEffect.USES_FH:
-            if spec.fh_when is not None:
-                flags = self._request_field(data, sname, spec.fh_when[0])
-                if flags is None or not flags & spec.fh_when[1]:
+        if uses is not None:
+            if fh_when is not None:
+                st_when, off, mask = fh_when
+                if st_when is None or off + st_when.size > end:
+                    return
+                if not st_when.unpack_from(data, off)[0] & mask:
                     return
             kind = spec.fh_kind
-            for i, fname in enumerate(spec.fh_fields):
-                fh = self._request_field(data, sname, fname)
-                if fh is None:
+            for fname, st, off, node_field in uses:
+                if off + st.size > end:
                     continue
+                fh = st.unpack_from(data, off)[0]
                 if fname == "fh":
                     info["fh"] = fh
                 node = pend.nodeid
-                if spec.fh_nodes and spec.fh_nodes[i]:
-                    node = info.get(spec.fh_nodes[i], node)
+                if node_field:
+                    node = info.get(node_field, node)
                 self._check_fh(idx, unique, opcode, node, fh, kind)
-        elif h in (HandleEffect.RELEASES, HandleEffect.RELEASES_DIR):
-            fh = self._request_field(data, sname, "fh")
-            if fh is not None:
-                self._release(idx, unique, opcode, pend.nodeid, fh, h is HandleEffect.RELEASES_DIR)
+        elif releases is not None:
+            st, off = releases
+            if off + st.size <= end:
+                fh = st.unpack_from(data, off)[0]
+                self._release(
+                    idx, unique, opcode, pend.nodeid, fh, spec.handle is HandleEffect.RELEASES_DIR
+                )
 
     def _names_in(self, data: bytes, opcode: int) -> tuple[bytes, ...]:
         """The NUL-terminated names a request carries (at most two), in wire order."""
