@@ -188,6 +188,11 @@ class _Plan(NamedTuple):
     rest: str | None
     #: the reader of the only fixed struct, when there is exactly one
     one: Any
+    #: fixed structs then one string or one run of bytes (MKDIR, WRITE...): the structs'
+    #: readers, their size and the last step (extension blocks aside)
+    head: tuple[Any, ...] | None
+    head_size: int
+    tail: _Step | None
 
 
 def _layout(args: tuple[Arg, ...], neg: Negotiated, engine: Engine) -> _Plan:
@@ -205,7 +210,23 @@ def _layout(args: tuple[Arg, ...], neg: Negotiated, engine: Engine) -> _Plan:
         cstring = single[1] if single and single[0] is ArgKind.CSTRING else None
         rest = single[1] if single and single[0] is ArgKind.REST else None
         one = fixed[0].read if fixed is not None and len(fixed) == 1 else None
-        plan = neg._cache[key] = _Plan(steps, size, fixed, cstring, rest, one)
+        body_steps = [st for st in steps if st[0] is not ArgKind.EXT]
+        n = 0
+        while (
+            n < len(body_steps)
+            and body_steps[n][0] is ArgKind.STRUCT
+            and len(body_steps[n][2]) == 1
+        ):
+            n += 1
+        head = tail = None
+        head_size = 0
+        if n and n == len(body_steps) - 1 and body_steps[n][0] in (ArgKind.CSTRING, ArgKind.BYTES):
+            head = tuple(p[0] for _, _, p in body_steps[:n])
+            head_size = sum(r.size for r in head)
+            tail = body_steps[n]
+        plan = neg._cache[key] = _Plan(
+            steps, size, fixed, cstring, rest, one, head, head_size, tail
+        )
     return plan
 
 
@@ -551,6 +572,22 @@ def request_fast(data: bytes, header: InHeader, neg: Negotiated) -> Decoded | No
             return _decoded("request", header, op, name, body)
         if plan.cstring is not None and data.find(b"\0", IN_HEADER_SIZE) == n - 1:
             body = {plan.cstring: _text(data[IN_HEADER_SIZE:-1])}
+            return _decoded("request", header, op, name, body)
+        tail = plan.tail
+        if tail is not None:
+            pos = IN_HEADER_SIZE + plan.head_size
+            if n < pos:
+                return None
+            body = _fixed(plan.head, data, IN_HEADER_SIZE)  # type: ignore[arg-type]
+            kind, tname, length_from = tail
+            if kind is ArgKind.CSTRING:
+                if data.find(b"\0", pos) != n - 1:
+                    return None
+                body[tname] = _text(data[pos:-1])
+            else:  # BYTES: exactly the length its field says
+                if body.get(length_from, 0) != n - pos:
+                    return None
+                body[tname] = data[pos:]
             return _decoded("request", header, op, name, body)
     return None
 
