@@ -491,7 +491,7 @@ class CaptureReader:
         produces, interfaces looked up in a table made anew after each other block); other
         blocks are copied out and parsed at leisure."""
         order = ""
-        epb = u32 = opt1 = opt2 = struct.Struct("<I")
+        epb = u32 = head = opt1 = opt2 = struct.Struct("<I")
         flags_word = result_word = 0
         directions = (None, Direction.INBOUND, Direction.OUTBOUND, None)
         new = _new_record
@@ -512,19 +512,19 @@ class CaptureReader:
             if self._order != order:
                 order = self._order
                 epb = struct.Struct(order + "IIIIIII")
+                head = struct.Struct(order + "II")
                 u32 = struct.Struct(order + "I")
                 opt1 = struct.Struct(order + "II")
                 opt2 = struct.Struct(order + "IIII")
                 flags_word = u32.unpack(struct.pack(order + "HH", _EPB_FLAGS, 4))[0]
                 result_word = u32.unpack(struct.pack(order + "HH", EPB_RESULT, 4))[0]
-            btype = u32.unpack_from(buf, pos)[0]  # a section header's type reads alike both ways
-            if btype == _SHB:
+            btype, total = head.unpack_from(buf, pos)
+            if btype == _SHB:  # its type reads alike in both byte orders
                 # a section header: its byte-order magic decides how to read its lengths
                 bom = "<" if buf[pos + 8 : pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
                 if bom != order:
                     self._order = bom
                     continue
-            total = u32.unpack_from(buf, pos + 4)[0]
             if total < 12 or total % 4 or total > _MAX_BLOCK:
                 start = self._pos + pos
                 raise CaptureError(f"corrupt capture: bad block length {total} at offset {start}")

@@ -7,7 +7,7 @@ class body); each raises only its family's rule codes (``@checks``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fusetrace.frame import Frame
 from fusetrace.protocol import registry
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from fusetrace.tracker.machine import Tracker
 
 _OP_INIT = int(Opcode.INIT)
+#: not looked up yet (a length rule may be None)
+_UNKNOWN: Any = object()
 _OP_CUSE_INIT = int(Opcode.CUSE_INIT)
 
 
@@ -96,9 +98,8 @@ def _request_framing(self: Tracker, ex: Exchange) -> bool:
         return True
     body_ok = self.bodies and not cut
     opcode = spec.opcode
-    if opcode in self._len_rules:
-        rule = self._len_rules[opcode]
-    else:
+    rule = self._len_rules.get(opcode, _UNKNOWN)
+    if rule is _UNKNOWN:
         rule = self._len_rules[opcode] = self._length_rule(spec)
     if rule is None:
         # strings: measured up to their NUL, by the layout the negotiation selects
@@ -406,8 +407,6 @@ def _variable_ok(
 ) -> bool:
     opcode = spec.opcode
     info = pend.info
-    name = opcode_name(opcode)
-    rel = (pend.frame,)
     bound: int | None
     if spec.reply_probe is not None:
         asked = info.get("size")
@@ -419,11 +418,11 @@ def _variable_ok(
                 self._emit(
                     "FT309",
                     idx,
-                    f"{name} with size 0 asks for the length; the reply "
+                    f"{opcode_name(opcode)} with size 0 asks for the length; the reply "
                     f"must be {want} bytes, got {payload} (the caller gets EIO)",
                     unique=unique,
                     opcode=opcode,
-                    related=rel,
+                    related=(pend.frame,),
                 )
                 return False
             return True
@@ -447,11 +446,11 @@ def _variable_ok(
         self._emit(
             "FT308",
             idx,
-            f"{name} reply has {payload} payload bytes, more than the "
+            f"{opcode_name(opcode)} reply has {payload} payload bytes, more than the "
             f"{bound} allowed (EINVAL; the caller gets EIO)",
             unique=unique,
             opcode=opcode,
-            related=rel,
+            related=(pend.frame,),
         )
         return False
     return True

@@ -167,7 +167,7 @@ class _Memory:
             d.move_to_end(key)
         d[key] = value
         if len(d) > self._cap:
-            d.popitem(last=False)
+            d.popitem(False)
 
     def get(self, key: Hashable) -> Any:
         return self._d.get(key)
