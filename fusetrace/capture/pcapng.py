@@ -508,6 +508,7 @@ class CaptureReader:
                 if avail:
                     self._cut(self._offset)
                 self._index = index
+                self._check_fuse()
                 return
             if self._order != order:
                 order = self._order
@@ -533,6 +534,7 @@ class CaptureReader:
                     continue
                 self._cut(self._pos + pos)
                 self._index = index
+                self._check_fuse()
                 return
             tail = pos + total - 4
             if u32.unpack_from(buf, tail)[0] != total:
@@ -707,7 +709,11 @@ class CaptureReader:
             self._index += 1
 
     def __iter__(self) -> Iterator[Frame]:
-        yield from self._iter
+        # the block loop itself (no generator in between: one resume a frame)
+        return self._iter
+
+    def _check_fuse(self) -> None:
+        """At the end of a pcapng capture: one without a FUSE interface is not ours."""
         no_fuse = not any(i.linktype == LINKTYPE_FUSE for i in self.info.interfaces)
         if no_fuse and self._index == 0 and self.info.interfaces:
             kinds = ", ".join(str(i.linktype) for i in self.info.interfaces)
