@@ -220,7 +220,8 @@ def _layout(args: tuple[Arg, ...], neg: Negotiated, engine: Engine) -> _Plan:
             n += 1
         head = tail = None
         head_size = 0
-        if n and n == len(body_steps) - 1 and body_steps[n][0] in (ArgKind.CSTRING, ArgKind.BYTES):
+        last = (ArgKind.CSTRING, ArgKind.BYTES, ArgKind.ARRAY)
+        if n and n == len(body_steps) - 1 and body_steps[n][0] in last:
             head = tuple(p[0] for _, _, p in body_steps[:n])
             head_size = sum(r.size for r in head)
             tail = body_steps[n]
@@ -579,15 +580,26 @@ def request_fast(data: bytes, header: InHeader, neg: Negotiated) -> Decoded | No
             if n < pos:
                 return None
             body = _fixed(plan.head, data, IN_HEADER_SIZE)  # type: ignore[arg-type]
-            kind, tname, length_from = tail
+            kind, tname, payload = tail
             if kind is ArgKind.CSTRING:
                 if data.find(b"\0", pos) != n - 1:
                     return None
                 body[tname] = _text(data[pos:-1])
-            else:  # BYTES: exactly the length its field says
-                if body.get(length_from, 0) != n - pos:
+            elif kind is ArgKind.BYTES:  # exactly the length its field says
+                if body.get(payload, 0) != n - pos:
                     return None
                 body[tname] = data[pos:]
+            else:  # ARRAY: exactly the records its count field says (BATCH_FORGET)
+                reader, count_from = payload
+                count = body.get(count_from, 0)
+                size = reader.size
+                if not size or count * size != n - pos:
+                    return None
+                if reader.name == "u64":
+                    body[tname] = list(struct.unpack_from(f"{neg._order}{count}Q", data, pos))
+                else:
+                    read = reader.read
+                    body[tname] = [read(data, pos + i * size) for i in range(count)]
             return _decoded("request", header, op, name, body)
     return None
 
@@ -682,27 +694,37 @@ def reply_fast(
     data: bytes, request_opcode: int, header: OutHeader, neg: Negotiated
 ) -> Decoded | None:
     """:func:`decode_reply`'s fast path (engine "fast"; the header already read; the frame
-    whole): a well-formed reply to a request whose reply shape does not depend on its body,
-    decoded by a plan cached per session and opcode. None for any other frame (then
-    :func:`decode_reply` decodes it in full)."""
+    whole): a header-only error reply (whatever the request), or a well-formed reply to a
+    request whose reply shape does not depend on its body, decoded by a plan cached per
+    session and opcode. None for any other frame (then :func:`decode_reply` decodes it in
+    full)."""
     n = len(data)
     if header[0] != n or header[2] & FUSE_INT_REQ_BIT:  # len, unique
         return None
     fast = neg._cache.get(~request_opcode)
     if fast is None:
         fast = neg._cache[~request_opcode] = _fast_reply_plan(int(request_opcode), neg)
-    if fast:
-        name, plan, empty = fast
-        if header[1]:  # error
-            if n == OUT_HEADER_SIZE:
-                return _decoded("reply", header, request_opcode, name, {})
-        elif plan.fixed is not None and n - OUT_HEADER_SIZE == plan.fixed_size:
-            if plan.fixed or empty:
-                one = plan.one
-                body = one(data, 16) if one else _fixed(plan.fixed, data, 16)
-                return _decoded("reply", header, request_opcode, name, body)
-        elif plan.rest is not None:
-            return _decoded("reply", header, request_opcode, name, {plan.rest: data[16:]})
+    name, plan, empty, dirents = fast
+    if header[1]:  # error: the header alone, whatever the request asked for
+        if n == OUT_HEADER_SIZE:
+            return _decoded("reply", header, request_opcode, name, {})
+        return None
+    if plan is None:
+        return None
+    if plan.fixed is not None and n - OUT_HEADER_SIZE == plan.fixed_size:
+        if plan.fixed or empty:
+            one = plan.one
+            body = one(data, 16) if one else _fixed(plan.fixed, data, 16)
+            return _decoded("reply", header, request_opcode, name, body)
+    elif plan.rest is not None:
+        return _decoded("reply", header, request_opcode, name, {plan.rest: data[16:]})
+    elif dirents is not None:  # READDIR(PLUS): whole records up to the end, nothing odd
+        out = _Out(OUT_HEADER_SIZE)
+        dname, plus = dirents
+        end = _dirents(data, OUT_HEADER_SIZE, n, out, neg._order, plus, "fast")
+        if end == n and not out.problems:
+            body = {dname: out.body["__entries"]}
+            return _decoded("reply", header, request_opcode, name, body)
     return None
 
 
@@ -719,12 +741,18 @@ def _ioctl_iovecs(out: _Out, order: str, engine: Engine) -> None:
     body["iovecs"] = [reader.read(raw, i * reader.size) for i in range(count)]
 
 
-def _fast_reply_plan(op: int, neg: Negotiated) -> tuple[str, _Plan, bool] | tuple[()]:
-    """(name, plan, empty reply allowed) for the reply fast path; () when it has none."""
+def _fast_reply_plan(op: int, neg: Negotiated) -> tuple[str, _Plan | None, bool, Any]:
+    """(name, plan, empty reply allowed, (name, plus) of a directory listing or None) for
+    the reply fast path; the plan is None when only an error reply can take it."""
     spec = OPS.get(op)
+    name = opcode_name(op)
     if spec is None or spec.reply is ReplyShape.NONE or spec.reply_probe is not None:
-        return ()
-    return opcode_name(op), _layout(spec.reply_args, neg, "fast"), spec.reply is ReplyShape.EMPTY
+        return name, None, False, None
+    plan = _layout(spec.reply_args, neg, "fast")
+    dirents = None
+    if len(plan.steps) == 1 and plan.steps[0][0] in (ArgKind.DIRENTS, ArgKind.DIRENTPLUS):
+        dirents = (plan.steps[0][1], plan.steps[0][0] is ArgKind.DIRENTPLUS)
+    return name, plan, spec.reply is ReplyShape.EMPTY, dirents
 
 
 def _reply_args(

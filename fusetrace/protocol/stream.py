@@ -122,7 +122,7 @@ class FrameDecoder:
                 req is not None
                 and ex.interrupt is None
                 and not h[2] & 1
-                and req.opcode not in NEEDS_REQUEST_BODY
+                and (h[1] or req.opcode not in NEEDS_REQUEST_BODY)  # an error: no body
             ):
                 rf = req.view
                 d = reply_fast(record.data, req.opcode, h, ex.negotiated) if self._fast else None  # type: ignore[arg-type]
