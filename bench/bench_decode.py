@@ -35,6 +35,7 @@ from fusetrace.protocol.abi import S_IFDIR, S_IFREG, Opcode
 from fusetrace.protocol.encode import encode_reply, encode_request, with_unique
 
 O = Opcode  # noqa: E741 - short name for the template table
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _templates(data_size: int) -> list[tuple[int, bytes, bytes | None]]:
@@ -180,11 +181,15 @@ def main() -> int:
             n = build_capture(path, args.frames, args.data_size)
         size = path.stat().st_size
         print(f"capture: {n} frames, {size / 1e6:.1f} MB, built in {time.perf_counter() - t:.1f}s")
-        exe = str(Path(sys.executable).with_name("fusetrace"))
+        # the checkout this script belongs to, not whichever fusetrace is installed
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])
+        )
+        exe = [sys.executable, "-m", "fusetrace"]
         runs = {
-            "text": [exe, "decode", str(path)],
-            "jsonl": [exe, "decode", str(path), "--format", "jsonl"],
-            "stats": [exe, "decode", str(path), "--stats"],
+            "text": [*exe, "decode", str(path)],
+            "jsonl": [*exe, "decode", str(path), "--format", "jsonl"],
+            "stats": [*exe, "decode", str(path), "--stats"],
             "tshark": ["tshark", "-r", str(path), "-T", "fields", "-e", "frame.len"],
         }
         skip = set(filter(None, args.skip.split(",")))

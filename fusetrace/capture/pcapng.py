@@ -36,6 +36,8 @@ _OPB = 0x00000002  # obsolete Packet Block
 _SPB = 0x00000003
 #: Frame built without its Python-level __new__ (a million per large capture)
 _new_record = tuple.__new__
+#: the direction in epb_flags bits 0-1
+_DIRECTIONS = (None, Direction.INBOUND, Direction.OUTBOUND, None)
 _EPB = 0x00000006
 _BOM = 0x1A2B3C4D
 
@@ -485,13 +487,18 @@ class CaptureReader:
 
     def _read_pcapng(self) -> Iterator[Frame]:
         """The block loop. Enhanced Packet Blocks are parsed in place in the read buffer (the
-        hot path: one unpack for the fixed part, and a shortcut for the option layout our
-        writer produces); other blocks are copied out and parsed at leisure."""
+        hot path: one unpack for the fixed part, one for the option layout our writer
+        produces, interfaces looked up in a table made anew after each other block); other
+        blocks are copied out and parsed at leisure."""
         order = ""
-        head = epb = u32 = struct.Struct("<I")
-        flags_head = b""
-        result_head = b""
+        epb = u32 = head = opt1 = opt2 = struct.Struct("<I")
+        flags_word = result_word = 0
         directions = (None, Direction.INBOUND, Direction.OUTBOUND, None)
+        new = _new_record
+        frame_type = Frame
+        #: per interface id: None (not FUSE) or (ts_num, ts_den, needs scaling)
+        scales = self._scales()
+        index = self._index
         while True:
             buf, pos = self._buf, self._off
             avail = len(buf) - pos
@@ -500,87 +507,112 @@ class CaptureReader:
                     continue
                 if avail:
                     self._cut(self._offset)
+                self._index = index
+                self._check_fuse()
                 return
-            if buf.startswith(b"\x0a\x0d\x0d\x0a", pos):
-                # a section header: its byte-order magic decides how to read its lengths
-                self._order = "<" if buf[pos + 8 : pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
             if self._order != order:
                 order = self._order
-                head = struct.Struct(order + "II")
                 epb = struct.Struct(order + "IIIIIII")
+                head = struct.Struct(order + "II")
                 u32 = struct.Struct(order + "I")
-                flags_head = struct.pack(order + "HH", _EPB_FLAGS, 4)
-                result_head = struct.pack(order + "HH", EPB_RESULT, 4)
+                opt1 = struct.Struct(order + "II")
+                opt2 = struct.Struct(order + "IIII")
+                flags_word = u32.unpack(struct.pack(order + "HH", _EPB_FLAGS, 4))[0]
+                result_word = u32.unpack(struct.pack(order + "HH", EPB_RESULT, 4))[0]
             btype, total = head.unpack_from(buf, pos)
-            start = self._pos + pos
+            if btype == _SHB:  # its type reads alike in both byte orders
+                # a section header: its byte-order magic decides how to read its lengths
+                bom = "<" if buf[pos + 8 : pos + 12] == b"\x4d\x3c\x2b\x1a" else ">"
+                if bom != order:
+                    self._order = bom
+                    continue
             if total < 12 or total % 4 or total > _MAX_BLOCK:
+                start = self._pos + pos
                 raise CaptureError(f"corrupt capture: bad block length {total} at offset {start}")
             if avail < total:
                 if self._fill(total):
                     continue
-                self._cut(start)
+                self._cut(self._pos + pos)
+                self._index = index
+                self._check_fuse()
                 return
             tail = pos + total - 4
             if u32.unpack_from(buf, tail)[0] != total:
+                start = self._pos + pos
                 raise CaptureError(f"corrupt capture: block at offset {start} is damaged")
             self._off = pos + total
             if btype != _EPB:
-                self._other_block(btype, buf[pos : pos + total], start)
+                self._index = index
+                self._other_block(btype, buf[pos : pos + total], self._pos + pos)
+                index = self._index
+                scales = self._scales()
                 if btype in (_SPB, _OPB) and self._pending is not None:
                     yield self._pending
                     self._pending = None
                 continue
             _, _, iface_id, ts_hi, ts_lo, caplen, origlen = epb.unpack_from(buf, pos)
             try:
-                iface = self.info.interfaces[iface_id]
+                scale = scales[iface_id]
             except IndexError:
-                iface = self._interface(iface_id, start)  # raises the corrupt-capture error
-            if iface.linktype != LINKTYPE_FUSE:
+                self._interface(iface_id, self._pos + pos)  # raises the corrupt-capture error
+                raise
+            if scale is None:
                 self.info.skipped += 1
                 continue
             data_end = pos + 28 + caplen
             if data_end > tail:
+                start = self._pos + pos
                 raise CaptureError(f"corrupt capture: packet at offset {start} overruns its block")
             data = buf[pos + 28 : data_end]
             opts = data_end + (-caplen & 3)
             direction: Direction | None = None
             comment = None
             result = None
-            if tail - opts == 12 and buf.startswith(flags_head, opts):
-                direction = directions[u32.unpack_from(buf, opts + 4)[0] & 3]
-            elif (
-                tail - opts == 20
-                and buf.startswith(flags_head, opts)
-                and buf.startswith(result_head, opts + 8)
-            ):
-                direction = directions[u32.unpack_from(buf, opts + 4)[0] & 3]
-                result = u32.unpack_from(buf, opts + 12)[0]
-            elif tail > opts:
-                for code, value in self._parse_options(buf[opts:tail], 0):
-                    if code == _EPB_FLAGS and len(value) >= 4:
-                        direction = directions[u32.unpack_from(value)[0] & 3]
-                    elif code == _OPT_COMMENT:
-                        comment = value.decode("utf-8", "replace")
-                    elif code == EPB_RESULT and len(value) >= 4:
-                        result = u32.unpack_from(value)[0]
+            left = tail - opts
+            if left == 12:
+                word, flags = opt1.unpack_from(buf, opts)
+                if word == flags_word:
+                    direction = directions[flags & 3]
+                else:
+                    direction, comment, result = self._options(buf[opts:tail], u32)
+            elif left == 20:
+                word, flags, word2, result = opt2.unpack_from(buf, opts)
+                if word == flags_word and word2 == result_word:
+                    direction = directions[flags & 3]
+                else:
+                    direction, comment, result = self._options(buf[opts:tail], u32)
+            elif left > 0:
+                direction, comment, result = self._options(buf[opts:tail], u32)
             if direction is None:
                 direction = guess_direction(data, self._bo())
             ts = (ts_hi << 32) | ts_lo
+            if scale[2]:
+                ts = ts * scale[0] // scale[1]
             # tuple.__new__ directly: Frame's own __new__ is a Python function (hot path)
-            yield _new_record(
-                Frame,
-                (
-                    self._index,
-                    ts * iface.ts_num // iface.ts_den,
-                    direction,
-                    data,
-                    origlen,
-                    iface_id,
-                    comment,
-                    result,
-                ),
-            )
-            self._index += 1
+            yield new(frame_type, (index, ts, direction, data, origlen, iface_id, comment, result))
+            index += 1
+
+    def _scales(self) -> list[tuple[int, int, bool] | None]:
+        """Per interface id: None when its link type is not FUSE, else (ts_num, ts_den,
+        whether raw timestamps need scaling to nanoseconds)."""
+        return [
+            (i.ts_num, i.ts_den, i.ts_num != i.ts_den) if i.linktype == LINKTYPE_FUSE else None
+            for i in self.info.interfaces
+        ]
+
+    def _options(
+        self, raw: bytes, u32: struct.Struct
+    ) -> tuple[Direction | None, str | None, int | None]:
+        """(direction, comment, result) from an Enhanced Packet Block's options."""
+        direction = comment = result = None
+        for code, value in self._parse_options(raw, 0):
+            if code == _EPB_FLAGS and len(value) >= 4:
+                direction = _DIRECTIONS[u32.unpack_from(value)[0] & 3]
+            elif code == _OPT_COMMENT:
+                comment = value.decode("utf-8", "replace")
+            elif code == EPB_RESULT and len(value) >= 4:
+                result = u32.unpack_from(value)[0]
+        return direction, comment, result
 
     def _other_block(self, btype: int, block: bytes, start: int) -> None:
         """Section and interface headers, Simple and obsolete Packet Blocks; blocks of other
@@ -677,7 +709,11 @@ class CaptureReader:
             self._index += 1
 
     def __iter__(self) -> Iterator[Frame]:
-        yield from self._iter
+        # the block loop itself (no generator in between: one resume a frame)
+        return self._iter
+
+    def _check_fuse(self) -> None:
+        """At the end of a pcapng capture: one without a FUSE interface is not ours."""
         no_fuse = not any(i.linktype == LINKTYPE_FUSE for i in self.info.interfaces)
         if no_fuse and self._index == 0 and self.info.interfaces:
             kinds = ", ".join(str(i.linktype) for i in self.info.interfaces)

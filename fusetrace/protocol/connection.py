@@ -60,6 +60,7 @@ _INBOUND = Direction.INBOUND
 _MASK = ~FUSE_INT_REQ_BIT
 #: headers built without NamedTuple's Python-level ``_make`` (the hot path)
 _new_tuple = tuple.__new__
+_new_object = object.__new__
 #: ops whose reply shape depends on the request body (GETXATTR/LISTXATTR size probe)
 NEEDS_REQUEST_BODY = frozenset(op for op, spec in OPS.items() if spec.reply_probe is not None)
 
@@ -76,7 +77,7 @@ class Exchange:
     outstanding), ``interrupt`` the INTERRUPT an odd-unique reply answers, ``replaced`` the
     request a new one with the same key displaced (a reused id). ``negotiated`` is the session
     in force for the frame. ``view`` and ``state`` are free for consumers (the decoder keeps
-    its frame there, the tracker its request state).
+    its frame there, the tracker its request state). Made by :meth:`Connection.feed`.
     """
 
     __slots__ = (
@@ -93,25 +94,17 @@ class Exchange:
         "view",
     )
 
-    def __init__(
-        self,
-        record: Frame,
-        header: tuple[Any, ...],
-        opcode: int | None,
-        negotiated: Negotiated,
-        request: Exchange | None = None,
-    ) -> None:
-        self.record = record
-        self.header = header
-        self.opcode = opcode
-        self.negotiated = negotiated
-        self.request = request
-        self.interrupt: Exchange | None = None
-        self.replaced: Exchange | None = None
-        self.view: Any = None
-        self.state: Any = None
-        self._decoded: Decoded | None = None
-        self._engine = ""
+    record: Frame
+    header: tuple[Any, ...]
+    opcode: int | None
+    negotiated: Negotiated
+    request: Exchange | None
+    interrupt: Exchange | None
+    replaced: Exchange | None
+    view: Any
+    state: Any
+    _decoded: Decoded | None
+    _engine: str
 
     @property
     def inbound(self) -> bool:
@@ -164,6 +157,29 @@ class Exchange:
         return d
 
 
+def _exchange(
+    record: Frame,
+    header: tuple[Any, ...],
+    opcode: int | None,
+    negotiated: Negotiated,
+    request: Exchange | None = None,
+) -> Exchange:
+    """A new :class:`Exchange` (built without a Python-level ``__init__``: one a frame)."""
+    ex: Exchange = _new_object(Exchange)
+    ex.record = record
+    ex.header = header
+    ex.opcode = opcode
+    ex.negotiated = negotiated
+    ex.request = request
+    ex.interrupt = None
+    ex.replaced = None
+    ex.view = None
+    ex.state = None
+    ex._decoded = None
+    ex._engine = ""
+    return ex
+
+
 class Connection:
     """The connection model: feed records in capture order, get an :class:`Exchange` each."""
 
@@ -206,10 +222,10 @@ class Connection:
         neg = self.negotiated
         if direction is _INBOUND:
             if len(data) < IN_HEADER_SIZE:
-                return Exchange(record, (), None, neg)
+                return _exchange(record, (), None, neg)
             h: tuple[Any, ...] = _new_tuple(InHeader, self._in(data))
             op = h[1]
-            ex = Exchange(record, h, op, neg)
+            ex = _exchange(record, h, op, neg)
             key = h[2] & _MASK
             if channel:
                 key |= channel << 64
@@ -236,29 +252,29 @@ class Connection:
             return ex
         # daemon -> kernel
         if len(data) < OUT_HEADER_SIZE:
-            return Exchange(record, (), None, neg)
+            return _exchange(record, (), None, neg)
         oh: tuple[Any, ...] = _new_tuple(OutHeader, self._out(data))
         length, error, unique = h = oh
         if unique == 0:
             if error == _RESEND and length == orig_len:
                 self._resend()
-            return Exchange(record, h, None, neg)
+            return _exchange(record, h, None, neg)
         if length != orig_len or error > 0 or error <= ERRNO_FLOOR:
             # refused before the kernel looks the id up (W3, W5)
-            return Exchange(record, h, None, neg)
+            return _exchange(record, h, None, neg)
         key = unique & _MASK
         if channel:
             key |= channel << 64
         if unique & FUSE_INT_REQ_BIT:
-            ex = Exchange(record, h, _INTERRUPT, neg, self.outstanding.get(key))
+            ex = _exchange(record, h, _INTERRUPT, neg, self.outstanding.get(key))
             ex.interrupt = self.interrupts.pop(key, None)
             return ex
         req = self.outstanding.pop(key, None)
         if req is None:
-            return Exchange(record, h, None, neg)
+            return _exchange(record, h, None, neg)
         if self.interrupts:
             self.interrupts.pop(key, None)
-        ex = Exchange(record, h, req.opcode, neg, req)
+        ex = _exchange(record, h, req.opcode, neg, req)
         if req is self.init and req.opcode == _INIT:
             payload = orig_len - OUT_HEADER_SIZE
             if error or payload > INIT_OUT_MAX:

@@ -107,6 +107,25 @@ class Decoded:
         return not self.problems
 
 
+_new_object = object.__new__
+
+
+def _decoded(
+    kind: Kind, header: InHeader | OutHeader, opcode: int | None, name: str, body: dict[str, Any]
+) -> Decoded:
+    """``Decoded(kind, header, opcode, name, body)`` for the hot paths, built without the
+    dataclass's Python-level ``__init__`` (no remainder, no problems)."""
+    d: Decoded = _new_object(Decoded)
+    d.kind = kind
+    d.header = header
+    d.opcode = opcode
+    d.name = name
+    d.body = body
+    d.remainder = b""
+    d.problems = []
+    return d
+
+
 # ---- layouts ---------------------------------------------------------------------------
 
 _Step = tuple[ArgKind, str, Any]  # (kind, body name, payload)
@@ -169,6 +188,11 @@ class _Plan(NamedTuple):
     rest: str | None
     #: the reader of the only fixed struct, when there is exactly one
     one: Any
+    #: fixed structs then one string or one run of bytes (MKDIR, WRITE...): the structs'
+    #: readers, their size and the last step (extension blocks aside)
+    head: tuple[Any, ...] | None
+    head_size: int
+    tail: _Step | None
 
 
 def _layout(args: tuple[Arg, ...], neg: Negotiated, engine: Engine) -> _Plan:
@@ -186,7 +210,24 @@ def _layout(args: tuple[Arg, ...], neg: Negotiated, engine: Engine) -> _Plan:
         cstring = single[1] if single and single[0] is ArgKind.CSTRING else None
         rest = single[1] if single and single[0] is ArgKind.REST else None
         one = fixed[0].read if fixed is not None and len(fixed) == 1 else None
-        plan = neg._cache[key] = _Plan(steps, size, fixed, cstring, rest, one)
+        body_steps = [st for st in steps if st[0] is not ArgKind.EXT]
+        n = 0
+        while (
+            n < len(body_steps)
+            and body_steps[n][0] is ArgKind.STRUCT
+            and len(body_steps[n][2]) == 1
+        ):
+            n += 1
+        head = tail = None
+        head_size = 0
+        last = (ArgKind.CSTRING, ArgKind.BYTES, ArgKind.ARRAY)
+        if n and n == len(body_steps) - 1 and body_steps[n][0] in last:
+            head = tuple(p[0] for _, _, p in body_steps[:n])
+            head_size = sum(r.size for r in head)
+            tail = body_steps[n]
+        plan = neg._cache[key] = _Plan(
+            steps, size, fixed, cstring, rest, one, head, head_size, tail
+        )
     return plan
 
 
@@ -529,10 +570,37 @@ def request_fast(data: bytes, header: InHeader, neg: Negotiated) -> Decoded | No
         if plan.fixed is not None and n - IN_HEADER_SIZE == plan.fixed_size:
             one = plan.one
             body = one(data, IN_HEADER_SIZE) if one else _fixed(plan.fixed, data, 40)
-            return Decoded("request", header, op, name, body)
+            return _decoded("request", header, op, name, body)
         if plan.cstring is not None and data.find(b"\0", IN_HEADER_SIZE) == n - 1:
-            return Decoded("request", header, op, name,
-                           {plan.cstring: _text(data[IN_HEADER_SIZE:-1])})  # fmt: skip
+            body = {plan.cstring: _text(data[IN_HEADER_SIZE:-1])}
+            return _decoded("request", header, op, name, body)
+        tail = plan.tail
+        if tail is not None:
+            pos = IN_HEADER_SIZE + plan.head_size
+            if n < pos:
+                return None
+            body = _fixed(plan.head, data, IN_HEADER_SIZE)  # type: ignore[arg-type]
+            kind, tname, payload = tail
+            if kind is ArgKind.CSTRING:
+                if data.find(b"\0", pos) != n - 1:
+                    return None
+                body[tname] = _text(data[pos:-1])
+            elif kind is ArgKind.BYTES:  # exactly the length its field says
+                if body.get(payload, 0) != n - pos:
+                    return None
+                body[tname] = data[pos:]
+            else:  # ARRAY: exactly the records its count field says (BATCH_FORGET)
+                reader, count_from = payload
+                count = body.get(count_from, 0)
+                size = reader.size
+                if not size or count * size != n - pos:
+                    return None
+                if reader.name == "u64":
+                    body[tname] = list(struct.unpack_from(f"{neg._order}{count}Q", data, pos))
+                else:
+                    read = reader.read
+                    body[tname] = [read(data, pos + i * size) for i in range(count)]
+            return _decoded("request", header, op, name, body)
     return None
 
 
@@ -626,27 +694,37 @@ def reply_fast(
     data: bytes, request_opcode: int, header: OutHeader, neg: Negotiated
 ) -> Decoded | None:
     """:func:`decode_reply`'s fast path (engine "fast"; the header already read; the frame
-    whole): a well-formed reply to a request whose reply shape does not depend on its body,
-    decoded by a plan cached per session and opcode. None for any other frame (then
-    :func:`decode_reply` decodes it in full)."""
+    whole): a header-only error reply (whatever the request), or a well-formed reply to a
+    request whose reply shape does not depend on its body, decoded by a plan cached per
+    session and opcode. None for any other frame (then :func:`decode_reply` decodes it in
+    full)."""
     n = len(data)
     if header[0] != n or header[2] & FUSE_INT_REQ_BIT:  # len, unique
         return None
     fast = neg._cache.get(~request_opcode)
     if fast is None:
         fast = neg._cache[~request_opcode] = _fast_reply_plan(int(request_opcode), neg)
-    if fast:
-        name, plan, empty = fast
-        if header[1]:  # error
-            if n == OUT_HEADER_SIZE:
-                return Decoded("reply", header, request_opcode, name)
-        elif plan.fixed is not None and n - OUT_HEADER_SIZE == plan.fixed_size:
-            if plan.fixed or empty:
-                one = plan.one
-                body = one(data, 16) if one else _fixed(plan.fixed, data, 16)
-                return Decoded("reply", header, request_opcode, name, body)
-        elif plan.rest is not None:
-            return Decoded("reply", header, request_opcode, name, {plan.rest: data[16:]})
+    name, plan, empty, dirents = fast
+    if header[1]:  # error: the header alone, whatever the request asked for
+        if n == OUT_HEADER_SIZE:
+            return _decoded("reply", header, request_opcode, name, {})
+        return None
+    if plan is None:
+        return None
+    if plan.fixed is not None and n - OUT_HEADER_SIZE == plan.fixed_size:
+        if plan.fixed or empty:
+            one = plan.one
+            body = one(data, 16) if one else _fixed(plan.fixed, data, 16)
+            return _decoded("reply", header, request_opcode, name, body)
+    elif plan.rest is not None:
+        return _decoded("reply", header, request_opcode, name, {plan.rest: data[16:]})
+    elif dirents is not None:  # READDIR(PLUS): whole records up to the end, nothing odd
+        out = _Out(OUT_HEADER_SIZE)
+        dname, plus = dirents
+        end = _dirents(data, OUT_HEADER_SIZE, n, out, neg._order, plus, "fast")
+        if end == n and not out.problems:
+            body = {dname: out.body["__entries"]}
+            return _decoded("reply", header, request_opcode, name, body)
     return None
 
 
@@ -663,12 +741,18 @@ def _ioctl_iovecs(out: _Out, order: str, engine: Engine) -> None:
     body["iovecs"] = [reader.read(raw, i * reader.size) for i in range(count)]
 
 
-def _fast_reply_plan(op: int, neg: Negotiated) -> tuple[str, _Plan, bool] | tuple[()]:
-    """(name, plan, empty reply allowed) for the reply fast path; () when it has none."""
+def _fast_reply_plan(op: int, neg: Negotiated) -> tuple[str, _Plan | None, bool, Any]:
+    """(name, plan, empty reply allowed, (name, plus) of a directory listing or None) for
+    the reply fast path; the plan is None when only an error reply can take it."""
     spec = OPS.get(op)
+    name = opcode_name(op)
     if spec is None or spec.reply is ReplyShape.NONE or spec.reply_probe is not None:
-        return ()
-    return opcode_name(op), _layout(spec.reply_args, neg, "fast"), spec.reply is ReplyShape.EMPTY
+        return name, None, False, None
+    plan = _layout(spec.reply_args, neg, "fast")
+    dirents = None
+    if len(plan.steps) == 1 and plan.steps[0][0] in (ArgKind.DIRENTS, ArgKind.DIRENTPLUS):
+        dirents = (plan.steps[0][1], plan.steps[0][0] is ArgKind.DIRENTPLUS)
+    return name, plan, spec.reply is ReplyShape.EMPTY, dirents
 
 
 def _reply_args(

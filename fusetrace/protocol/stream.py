@@ -45,6 +45,27 @@ class DecodedFrame:
         return self.record.index
 
 
+_new_object = object.__new__
+
+
+def _view(
+    record: Frame,
+    decoded: Decoded | None,
+    request: DecodedFrame | None = None,
+    latency_ns: int | None = None,
+    error: str | None = None,
+) -> DecodedFrame:
+    """``DecodedFrame(...)`` built without the dataclass's Python-level ``__init__`` (one a
+    frame)."""
+    f: DecodedFrame = _new_object(DecodedFrame)
+    f.record = record
+    f.decoded = decoded
+    f.request = request
+    f.latency_ns = latency_ns
+    f.error = error
+    return f
+
+
 class FrameDecoder:
     """Stateful decoder over one capture, on the connection model (:mod:`.connection`).
 
@@ -94,14 +115,14 @@ class FrameDecoder:
                     d = decode_request(record.data, ex.negotiated, engine=self.engine, header=h)  # type: ignore[arg-type]
                 ex._decoded = d
                 ex._engine = self.engine
-                frame = ex.view = DecodedFrame(record, d)
+                frame = ex.view = _view(record, d)
                 return frame
             req = ex.request
             if (
                 req is not None
                 and ex.interrupt is None
                 and not h[2] & 1
-                and req.opcode not in NEEDS_REQUEST_BODY
+                and (h[1] or req.opcode not in NEEDS_REQUEST_BODY)  # an error: no body
             ):
                 rf = req.view
                 d = reply_fast(record.data, req.opcode, h, ex.negotiated) if self._fast else None  # type: ignore[arg-type]
@@ -116,24 +137,24 @@ class FrameDecoder:
                 ex._decoded = d
                 ex._engine = self.engine
                 if rf is None or rf.decoded is None:
-                    frame = ex.view = DecodedFrame(record, d)
+                    frame = ex.view = _view(record, d)
                 else:
-                    frame = ex.view = DecodedFrame(record, d, rf, record.t_ns - req.record.t_ns)
+                    frame = ex.view = _view(record, d, rf, record.t_ns - req.record.t_ns)
                 return frame
         try:
             d = ex.decoded(self.engine)
         except DecodeError as e:
-            frame = ex.view = DecodedFrame(record, None, error=str(e))
+            frame = ex.view = _view(record, None, error=str(e))
             return frame
         req = ex.interrupt or ex.request
         if req is None:
-            frame = ex.view = DecodedFrame(record, d)
+            frame = ex.view = _view(record, d)
             return frame
         rf = req.view
         if rf is None or rf.decoded is None:
-            frame = ex.view = DecodedFrame(record, d)
+            frame = ex.view = _view(record, d)
         else:
-            frame = ex.view = DecodedFrame(record, d, rf, record.t_ns - req.record.t_ns)
+            frame = ex.view = _view(record, d, rf, record.t_ns - req.record.t_ns)
         return frame
 
 

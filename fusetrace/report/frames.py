@@ -27,6 +27,7 @@ from fusetrace.protocol.abi import (
 )
 from fusetrace.protocol.abi import errno_name as abi_errno_name
 from fusetrace.protocol.decode import Decoded
+from fusetrace.protocol.header import InHeader, OutHeader
 from fusetrace.protocol.stream import DecodedFrame
 from fusetrace.report.units import latency
 
@@ -50,9 +51,20 @@ def init_flags(body: dict[str, Any]) -> InitFlag:
     return InitFlag.from_words(flags)
 
 
+#: memo of the texts below, by value: a capture holds few distinct modes and open flags
+_MEMO_MAX = 4096
+_MODE_TEXT: dict[int, str] = {}
+_OPEN_FLAGS_TEXT: dict[int, str] = {}
+
+
 def _mode(mode: int) -> str:
-    kind = FILE_TYPE_NAMES.get(mode & S_IFMT, f"type{(mode & S_IFMT) >> 12}")
-    return f"{kind} {mode & 0o7777:04o}"
+    text = _MODE_TEXT.get(mode)
+    if text is None:
+        kind = FILE_TYPE_NAMES.get(mode & S_IFMT) or f"type{(mode & S_IFMT) >> 12}"
+        text = f"{kind} {mode & 0o7777:04o}"
+        if len(_MODE_TEXT) < _MEMO_MAX:
+            _MODE_TEXT[mode] = text
+    return text
 
 
 _quote = json.encoder.encode_basestring
@@ -221,7 +233,12 @@ REQUEST_ARGS: dict[int, _Fmt] = {
 
 
 def _open_out(b: dict[str, Any]) -> str:
-    flags = "|".join(flag_names(b.get("open_flags", 0), FopenFlag))
+    open_flags = b.get("open_flags", 0)
+    flags = _OPEN_FLAGS_TEXT.get(open_flags)
+    if flags is None:
+        flags = "|".join(flag_names(open_flags, FopenFlag))
+        if len(_OPEN_FLAGS_TEXT) < _MEMO_MAX:
+            _OPEN_FLAGS_TEXT[open_flags] = flags
     return f"fh={b.get('fh', 0)}" + (f" {flags}" if flags else "")
 
 
@@ -335,42 +352,41 @@ def summary_line(frame: DecodedFrame, t0_ns: int, _bare: bool = False) -> str:
     """One line per frame, like tshark and tcpdump: the frame number (Wireshark's
     ``frame.number``, from 1), time, direction, unique, opcode, nodeid, arguments;
     ``refused ERRNO`` at the end when the kernel refused the daemon's frame."""
-    rec = frame.record
-    result = rec.result
+    index, t_ns, direction, _data, _orig_len, channel, _comment, result = frame.record
     if result and not _bare:
         return f"{summary_line(frame, t0_ns, True)} refused {result_name(result)}"
     # %-formatting: the same text as f"{n:>5} {t:.6f}", in about half the time
-    head = (_HEAD_IN if rec.direction is _INBOUND else _HEAD_OUT) % (
-        rec.index + 1,
-        (rec.t_ns - t0_ns) / 1e9,
+    head = (_HEAD_IN if direction is _INBOUND else _HEAD_OUT) % (
+        index + 1,
+        (t_ns - t0_ns) / 1e9,
     )
-    if rec.channel:
-        head += f" ch{rec.channel}"
+    if channel:
+        head += f" ch{channel}"
     d = frame.decoded
     if d is None:
         return f"{head} ? undecodable: {frame.error}"
     kind = d.kind
     tail = _problems(d) if d.problems else ""
     if kind == "request":
-        h = d.header
+        h: InHeader = d.header  # type: ignore[assignment]
         body = d.body
         f = REQUEST_ARGS.get(d.opcode)  # type: ignore[arg-type]
         args = f(body) if f is not None and body else ""
-        nodeid = h.nodeid  # type: ignore[union-attr]
+        nodeid = h[3]  # InHeader: len, opcode, unique, nodeid, ...
         node = f" nodeid={nodeid}" if nodeid else ""
         if args:
-            return f"{head} {h.unique} {d.name}{node} {args}{tail}"
-        return f"{head} {h.unique} {d.name}{node}{tail}"
+            return f"{head} {h[2]} {d.name}{node} {args}{tail}"
+        return f"{head} {h[2]} {d.name}{node}{tail}"
     if kind == "notify":
         return f"{head} 0 NOTIFY_{d.name} {_notify_args(d.opcode, d.body)}{tail}"
-    h = d.header
-    err = h.error  # type: ignore[union-attr]
+    oh: OutHeader = d.header  # type: ignore[assignment]
+    _len, err, unique = oh
     lat = frame.latency_ns
     if lat is not None:
         tail = f" ({latency(lat)}){tail}"
     if kind == "interrupt-reply":
         status = errno_name(err) if err else "ok"
-        return f"{head} {h.unique} INTERRUPT reply {status}{tail}"
+        return f"{head} {unique} INTERRUPT reply {status}{tail}"
     if err:
         status = errno_name(err)
     else:
@@ -378,7 +394,7 @@ def summary_line(frame: DecodedFrame, t0_ns: int, _bare: bool = False) -> str:
         f = REPLY_ARGS.get(d.opcode)  # type: ignore[arg-type]
         args = f(body) if f is not None and body else ""
         status = "ok " + args if args else "ok"
-    return f"{head} {h.unique} {d.name} {status}{tail}"
+    return f"{head} {unique} {d.name} {status}{tail}"
 
 
 # ---- verbose ---------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from fusetrace.tracker.rules import checks
 from fusetrace.tracker.state import (
     Pending,
     SessionEvent,
+    SessionState,
     _flag_names,
 )
 
@@ -57,13 +58,7 @@ def _init_request(self: Tracker, rec: Frame, unique: int, opcode: int, data: byt
     self._init_seen = True
     self._init_key = unique & ~FUSE_INT_REQ_BIT
     self._init_frame = idx
-    if unique != 2:
-        self._init_not_unique_2(
-            idx,
-            f"{opcode_name(opcode)} has id {unique}, not 2",
-            unique=unique,
-            opcode=opcode,
-        )
+    self._init_id(idx, unique, opcode)
     self._transition(SessionEvent.INIT_REQUEST)
     if opcode == Opcode.INIT:
         self._len_rules.clear()  # the connection learnt the kernel's side
@@ -191,13 +186,18 @@ def _init_reply(self: Tracker, rec: Frame, unique: int, pend: Pending) -> None:
 
 
 @checks("FT401")
-def _reply_before_init(
-    self: Tracker,
-    frame: int | None,
-    message: str,
-    *,
-    unique: int | None = None,
-    opcode: int | str | None = None,
-    related: tuple[int, ...] = (),
-) -> None:
-    self._emit("FT401", frame, message, unique=unique, opcode=opcode, related=related)
+def _reply_before_init(self: Tracker, idx: int, unique: int, key: int) -> bool:
+    """A reply (not INIT's) before INIT is answered: the kernel cannot match it (ENOENT).
+    True when it is one."""
+    state = self.state
+    if state is not SessionState.AWAIT_INIT_REPLY and state is not SessionState.UNINIT:
+        return False
+    if key == self._init_key:
+        return False
+    self._emit(
+        "FT401",
+        idx,
+        f"reply to id {unique} before the INIT reply (ENOENT)",
+        unique=unique,
+    )
+    return True

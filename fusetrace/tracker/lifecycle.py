@@ -31,7 +31,17 @@ if TYPE_CHECKING:
 
 
 @checks("FT212")
-def _enosys_again(self: Tracker, idx: int, unique: int, opcode: int, message: str) -> None:
+def _enosys_again(self: Tracker, idx: int, unique: int, opcode: int) -> None:
+    """A request the daemon answered ENOSYS to before (an INTERRUPT: after an interrupt
+    reply answered ENOSYS); the kernel does not send it again."""
+    if opcode == Opcode.INTERRUPT:
+        if not self._interrupts_off:
+            return
+        message = "INTERRUPT sent after an interrupt reply answered ENOSYS"
+    elif opcode in self._enosys:
+        message = f"{opcode_name(opcode)} sent again after the daemon answered ENOSYS"
+    else:
+        return
     self._emit("FT212", idx, message, unique=unique, opcode=opcode)
 
 
@@ -397,27 +407,20 @@ def _rejected_direntplus(
     )
 
 
-@checks("FT213")
-def _lookups_held_at_end(
-    self: Tracker,
-    frame: int | None,
-    message: str,
-    *,
-    unique: int | None = None,
-    opcode: int | str | None = None,
-    related: tuple[int, ...] = (),
-) -> None:
-    self._emit("FT213", frame, message, unique=unique, opcode=opcode, related=related)
-
-
-@checks("FT214")
-def _handles_open_at_end(
-    self: Tracker,
-    frame: int | None,
-    message: str,
-    *,
-    unique: int | None = None,
-    opcode: int | str | None = None,
-    related: tuple[int, ...] = (),
-) -> None:
-    self._emit("FT214", frame, message, unique=unique, opcode=opcode, related=related)
+@checks("FT213", "FT214")
+def _held_at_end(self: Tracker) -> None:
+    """End of capture: lookups and handles still held (information: the kernel sends no
+    FORGET or RELEASE at unmount)."""
+    if self.nodes:
+        total = sum(n.count for n in self.nodes.values())
+        sample = ", ".join(str(n) for n in sorted(self.nodes)[:10])
+        self._emit(
+            "FT213",
+            None,
+            f"{len(self.nodes)} node ids still hold {total} lookups "
+            f"(e.g. {sample}); the kernel sends no FORGET at unmount",
+        )
+    if self.handles:
+        total = sum(self.handles.values())
+        sample = ", ".join(f"{fh}" for fh in sorted({k[1] for k in self.handles})[:10])
+        self._emit("FT214", None, f"{total} file handles never released (e.g. {sample})")

@@ -40,7 +40,6 @@ from fusetrace.protocol.abi import (
     S_IFMT,
     FopenFlag,
     Opcode,
-    errno_name,
     opcode_name,
 )
 from fusetrace.protocol.connection import Connection, Exchange
@@ -59,10 +58,7 @@ from fusetrace.tracker.state import (
     _NAMED,
     _OPS,
     _PREDICTS_REFUSAL,
-    ENOENT,
     ENOSYS,
-    ERRNO_FLOOR,
-    LIST_AT_END,
     MEMORY,
     RENAME_EXCHANGE,
     SESSION_TRANSITIONS,
@@ -72,6 +68,7 @@ from fusetrace.tracker.state import (
     SessionState,
     Summary,
     _Memory,
+    new_pending,
 )
 
 _OP_INIT = int(Opcode.INIT)
@@ -80,6 +77,14 @@ _OP_INTERRUPT = int(Opcode.INTERRUPT)
 _OP_NOTIFY_REPLY = int(Opcode.NOTIFY_REPLY)
 _NO_REPLY_SHAPE = registry.ReplyShape.NONE
 _INBOUND = Direction.INBOUND
+#: see Tracker._body_plan
+_BodyPlan = tuple[
+    list[tuple[str, struct.Struct, int]],
+    "tuple[struct.Struct | None, int, int] | None",
+    "list[tuple[str, struct.Struct, int, str]] | None",
+    "tuple[struct.Struct, int] | None",
+    "tuple[struct.Struct, int] | None",
+]
 
 
 class Tracker:
@@ -152,6 +157,8 @@ class Tracker:
         self._reported_fhs = _Memory()
         #: opcode -> (fixed request bytes, variable parts) under the current negotiation
         self._info_readers: dict[str, list[tuple[str, struct.Struct, int]]] = {}
+        #: opcode -> what a request body is read for (:meth:`_body_plan`)
+        self._body_plans: dict[int, _BodyPlan] = {}
         self._len_rules: dict[int, tuple[int, list[tuple[str, str, int]]] | None] = {}
         # connection-wide facts
         self._init_key: int | None = None
@@ -262,8 +269,6 @@ class Tracker:
 
     _enosys_again = lifecycle._enosys_again
 
-    _bad_reply_size = sizes._bad_reply_size
-
     def _transition(self, event: SessionEvent) -> bool:
         new = SESSION_TRANSITIONS.get((self.state, event))
         if new is None:
@@ -311,34 +316,12 @@ class Tracker:
         rec = ex.record
         data = rec.data
         idx = rec.index
-        if rec.orig_len < IN_HEADER_SIZE or not ex.header:
-            self._request_too_short(
-                idx,
-                f"kernel frame of {rec.orig_len} bytes, shorter than the "
-                f"{IN_HEADER_SIZE}-byte fuse_in_header",
-            )
+        if not self._request_framing(ex):
             return
-        length, opcode, unique, nodeid, _uid, _gid, _pid, extlen, _pad = ex.header
+        _len, opcode, unique, nodeid, _uid, _gid, _pid, extlen, _pad = ex.header
         self.summary.requests += 1
-        if length != rec.orig_len:
-            self._in_len_mismatch(
-                idx,
-                f"in.len is {length} but the frame is {rec.orig_len} bytes",
-                unique=unique,
-                opcode=opcode,
-            )
-        cut = len(data) < rec.orig_len
-        if cut and not self._cut_reported:
-            self._cut(rec, unique, opcode)
         spec = _OPS.get(opcode)
-        body_ok = self.bodies and not cut
-        if (
-            spec is not None
-            and length == rec.orig_len
-            and opcode != _OP_INIT
-            and opcode != _OP_CUSE_INIT
-        ):
-            self._check_length(data, idx, unique, spec, length, extlen, body_ok)
+        body_ok = self.bodies and len(data) >= rec.orig_len
 
         if opcode == _OP_INTERRUPT:
             self._interrupt(rec, unique, data if body_ok else None)
@@ -359,13 +342,7 @@ class Tracker:
             return
 
         # an ordinary request
-        if unique == 0 or unique & FUSE_INT_REQ_BIT:
-            self._request_id_odd_or_zero(
-                idx,
-                f"request id {unique} is {'zero' if not unique else 'odd'}",
-                unique=unique,
-                opcode=opcode,
-            )
+        self._request_id(idx, unique, opcode)
         key = unique & ~FUSE_INT_REQ_BIT
         if self._int_waiting:
             self._int_waiting.pop(key, None)
@@ -373,41 +350,13 @@ class Tracker:
             self._init_request(rec, unique, opcode, data)
         elif self.state is not SessionState.READY and self.state is not SessionState.FAILED:
             self._before_init(idx, unique, opcode)
-        old = ex.replaced.state if ex.replaced is not None else None
-        if old is not None:
-            self._request_id_reused(
-                idx,
-                f"id {unique} reused while {opcode_name(old.opcode)} "
-                f"(frame {old.frame + 1}) is outstanding",
-                unique=unique,
-                opcode=opcode,
-                related=(old.frame,),
-            )
-        if opcode in self._enosys:
-            self._enosys_again(
-                idx,
-                unique,
-                opcode,
-                f"{opcode_name(opcode)} sent again after the daemon answered ENOSYS",
-            )
-        if (
-            spec is not None
-            and extlen
-            and (not spec.extensions or self.negotiated.kernel_minor < 38)
-        ):
-            why = (
-                "this operation"
-                if not spec.extensions
-                else f"a 7.{self.negotiated.kernel_minor} kernel"
-            )
-            self._extension_on_wrong_op(
-                idx,
-                f"total_extlen {extlen} on {opcode_name(opcode)}: {why} cannot "
-                "carry an extension block",
-                unique=unique,
-                opcode=opcode,
-            )
-        pend = Pending(opcode, idx, rec.channel, nodeid, t_ns=rec.t_ns)
+        if ex.replaced is not None:
+            self._id_reused(ex, idx, unique, opcode)
+        if self._enosys:
+            self._enosys_again(idx, unique, opcode)
+        if extlen:
+            self._extension_allowed(idx, unique, opcode, spec, extlen)
+        pend = new_pending(opcode, idx, rec.channel, nodeid, rec.t_ns)
         if body_ok and spec is not None:
             if nodeid and spec.header_nodeid:
                 self._check_nodeid(idx, unique, opcode, nodeid)
@@ -432,8 +381,6 @@ class Tracker:
             elif a.kind is not ArgKind.EXT:
                 return None
         return fixed, var
-
-    _check_length = sizes._check_length
 
     def _walk_length(self, data: bytes, spec: registry.OpSpec, length: int, extlen: int) -> int:
         """The length a request's arguments make, strings measured up to their NUL (-1: a
@@ -474,21 +421,54 @@ class Tracker:
 
     _check_nodeid = lifecycle._check_nodeid
 
+    def _body_plan(self, spec: registry.OpSpec) -> _BodyPlan:
+        """What :meth:`_request_body` reads from a request of ``spec``: (field name, reader,
+        offset) of the fields reply checks need, of the flags field a handle depends on
+        (``fh_when``: None when the handle is unconditional), of the handles in use (with
+        the field naming their node) or released, and of the flags RENAME2/IOCTL keep.
+        Offsets are derived from the schemas, once per opcode."""
+        first = spec.request[0] if spec.request else None
+        sname = first.struct if first is not None and first.struct else ""
+        order = self._order
+
+        def at(name: str) -> tuple[struct.Struct, int] | None:
+            r = _layout.field(order, sname, name) if sname else None
+            return None if r is None else (r[0], r[1] + IN_HEADER_SIZE)
+
+        readers = self._info_readers.get(sname)
+        if readers is None:
+            readers = self._info_readers[sname] = [
+                (name, r[0], r[1]) for name in _INFO_FIELDS if (r := at(name)) is not None
+            ]
+        h = spec.handle
+        fh_when: tuple[struct.Struct | None, int, int] | None = None
+        uses: list[tuple[str, struct.Struct, int, str]] | None = None
+        releases: tuple[struct.Struct, int] | None = None
+        if h is HandleEffect.USES_FH:
+            if spec.fh_when is not None:
+                w = at(spec.fh_when[0])
+                fh_when = (None, 0, 0) if w is None else (w[0], w[1], spec.fh_when[1])
+            uses = []
+            for i, fname in enumerate(spec.fh_fields):
+                r = at(fname)
+                if r is not None:
+                    node = spec.fh_nodes[i] if spec.fh_nodes else ""
+                    uses.append((fname, r[0], r[1], node))
+        elif h in (HandleEffect.RELEASES, HandleEffect.RELEASES_DIR):
+            releases = at("fh")
+        flags = at("flags") if spec.opcode in (Opcode.RENAME2, Opcode.IOCTL) else None
+        return readers, fh_when, uses, releases, flags
+
     def _request_body(self, rec: Frame, unique: int, spec: registry.OpSpec, pend: Pending) -> None:
         data = rec.data
         idx = rec.index
         opcode = spec.opcode
-        first = spec.request[0] if spec.request else None
-        sname = first.struct if first is not None and first.struct else ""
         info = pend.info
+        plan = self._body_plans.get(opcode)
+        if plan is None:
+            plan = self._body_plans[opcode] = self._body_plan(spec)
+        readers, fh_when, uses, releases, flags_at = plan
         # fields the reply checks need
-        readers = self._info_readers.get(sname)
-        if readers is None:
-            readers = self._info_readers[sname] = [
-                (name, r[0], r[1] + IN_HEADER_SIZE)
-                for name in _INFO_FIELDS
-                if sname and (r := _layout.field(self._order, sname, name)) is not None
-            ]
         end = len(data)
         for name, st, off in readers:
             if off + st.size <= end:
@@ -502,38 +482,41 @@ class Tracker:
             if opcode == Opcode.LOOKUP and names:
                 looked = names[0]
                 info["dot"] = int(looked == b"." or looked == b"..")
-                if len(looked) > self._name_max():
-                    self._long_lookup(idx, unique, len(looked))
-            if opcode == Opcode.RENAME2:
-                rflags = self._request_field(data, sname, "flags")
-                if rflags is not None:
-                    info["rename_flags"] = rflags
-        elif opcode == Opcode.IOCTL:
-            ioctl_flags = self._request_field(data, sname, "flags")
-            if ioctl_flags is not None:
-                info["ioctl_flags"] = ioctl_flags
+                self._lookup_name(idx, unique, looked)
+            if opcode == Opcode.RENAME2 and flags_at is not None:
+                st, off = flags_at
+                if off + st.size <= end:
+                    info["rename_flags"] = st.unpack_from(data, off)[0]
+        elif opcode == Opcode.IOCTL and flags_at is not None:
+            st, off = flags_at
+            if off + st.size <= end:
+                info["ioctl_flags"] = st.unpack_from(data, off)[0]
         # file handles
-        h = spec.handle
-        if h is HandleEffect.USES_FH:
-            if spec.fh_when is not None:
-                flags = self._request_field(data, sname, spec.fh_when[0])
-                if flags is None or not flags & spec.fh_when[1]:
+        if uses is not None:
+            if fh_when is not None:
+                st_when, off, mask = fh_when
+                if st_when is None or off + st_when.size > end:
+                    return
+                if not st_when.unpack_from(data, off)[0] & mask:
                     return
             kind = spec.fh_kind
-            for i, fname in enumerate(spec.fh_fields):
-                fh = self._request_field(data, sname, fname)
-                if fh is None:
+            for fname, st, off, node_field in uses:
+                if off + st.size > end:
                     continue
+                fh = st.unpack_from(data, off)[0]
                 if fname == "fh":
                     info["fh"] = fh
                 node = pend.nodeid
-                if spec.fh_nodes and spec.fh_nodes[i]:
-                    node = info.get(spec.fh_nodes[i], node)
+                if node_field:
+                    node = info.get(node_field, node)
                 self._check_fh(idx, unique, opcode, node, fh, kind)
-        elif h in (HandleEffect.RELEASES, HandleEffect.RELEASES_DIR):
-            fh = self._request_field(data, sname, "fh")
-            if fh is not None:
-                self._release(idx, unique, opcode, pend.nodeid, fh, h is HandleEffect.RELEASES_DIR)
+        elif releases is not None:
+            st, off = releases
+            if off + st.size <= end:
+                fh = st.unpack_from(data, off)[0]
+                self._release(
+                    idx, unique, opcode, pend.nodeid, fh, spec.handle is HandleEffect.RELEASES_DIR
+                )
 
     def _names_in(self, data: bytes, opcode: int) -> tuple[bytes, ...]:
         """The NUL-terminated names a request carries (at most two), in wire order."""
@@ -548,7 +531,7 @@ class Tracker:
             pos = nul + 1
         return tuple(out)
 
-    _long_lookup = sizes._long_lookup
+    _lookup_name = sizes._lookup_name
 
     _check_fh = lifecycle._check_fh
 
@@ -579,39 +562,16 @@ class Tracker:
     # ---- daemon -> kernel ---------------------------------------------------------------
     def _daemon_frame(self, ex: Exchange) -> None:
         rec = ex.record
-        data = rec.data
         idx = rec.index
-        if rec.orig_len < OUT_HEADER_SIZE or not ex.header:
-            self._reply_too_short(
-                idx,
-                f"daemon message of {rec.orig_len} bytes, shorter than the "
-                f"{OUT_HEADER_SIZE}-byte fuse_out_header",
-            )
+        if not self._reply_framing(ex):
             return
-        length, error, unique = ex.header
-        if length != rec.orig_len:
-            self._out_len_mismatch(
-                idx,
-                f"out.len is {length} but {rec.orig_len} bytes were written "
-                "(write() fails with EINVAL)",
-                unique=unique,
-            )
-            return
-        cut = len(data) < rec.orig_len
-        if cut and not self._cut_reported:
-            self._cut(rec, unique, None)
+        _len, error, unique = ex.header
         if unique == 0:
             self.summary.notifications += 1
-            self._notification(rec, error, cut)
+            self._notification(rec, error, len(rec.data) < rec.orig_len)
             return
         self.summary.replies += 1
-        if error > 0 or error <= ERRNO_FLOOR:
-            self._error_out_of_range(
-                idx,
-                f"error {error} is outside (-512, 0] (write() fails with "
-                "EINVAL, the request stays pending)",
-                unique=unique,
-            )
+        if not self._error_in_range(idx, unique, error):
             return
         key = unique & ~FUSE_INT_REQ_BIT
         payload = rec.orig_len - OUT_HEADER_SIZE
@@ -625,28 +585,11 @@ class Tracker:
                 return
             pend = other.state
         opcode = pend.opcode
-        if pend.channel != rec.channel:
-            self._reply_on_wrong_channel(
-                idx,
-                f"reply on channel {rec.channel} to {opcode_name(opcode)} read "
-                f"on channel {pend.channel} (ENOENT; the request keeps waiting)",
-                unique=unique,
-                opcode=opcode,
-                related=(pend.frame,),
-            )
+        if not self._reply_channel(idx, unique, pend, rec.channel):
             return
         if unique & FUSE_INT_REQ_BIT:
             # an interrupt reply: the target stays outstanding
-            if payload:
-                self._interrupt_reply_with_payload(
-                    idx,
-                    f"interrupt reply with {payload} payload bytes (EINVAL)",
-                    unique=unique,
-                    opcode=Opcode.INTERRUPT,
-                    related=(pend.frame,),
-                )
-            elif error == -ENOSYS:
-                self._interrupts_off = True
+            self._interrupt_reply(idx, unique, error, payload, pend)
             return
         self._answered.add(key, (idx, self.summary.requests))
         self._before = ex.negotiated  # the session in force before this reply
@@ -655,21 +598,10 @@ class Tracker:
             self._late(idx, unique, pend, rec.t_ns, answered=True)
         spec = _OPS.get(opcode)
         if error:
-            if payload:
-                self._error_reply_with_payload(
-                    idx,
-                    f"{opcode_name(opcode)} error reply {error} carries "
-                    f"{payload} payload bytes (the caller gets EIO)",
-                    unique=unique,
-                    opcode=opcode,
-                    related=(pend.frame,),
-                )
-                if pend.frame == self._init_frame:
-                    self._init_failed(idx, unique, opcode, pend, error)
-                return
+            bad = self._error_with_payload(idx, unique, opcode, pend, error, payload)
             if pend.frame == self._init_frame:
                 self._init_failed(idx, unique, opcode, pend, error)
-            elif error == -ENOSYS and spec is not None and spec.enosys_remembered:
+            elif not bad and error == -ENOSYS and spec is not None and spec.enosys_remembered:
                 self._enosys.add(opcode)
                 if opcode == Opcode.OPEN:
                     self.no_open = True
@@ -678,7 +610,7 @@ class Tracker:
             return
         if spec is None:
             return
-        body_ok = self.bodies and not cut
+        body_ok = self.bodies and len(rec.data) >= rec.orig_len
         self._success(rec, unique, spec, pend, payload, body_ok)
 
     _unmatched = ids._unmatched
@@ -815,120 +747,51 @@ class Tracker:
         rec = ex.record
         if self._explained or not ex.header:
             return
-        _length, _error, unique = ex.header
         err = rec.result or 0
-        if unique == 0:
-            self._notify_refused(
-                rec.index,
-                f"the kernel refused this notification with {errno_name(err)}",
-            )
-        elif unique & FUSE_INT_REQ_BIT and err == ENOENT:
-            key = unique & ~FUSE_INT_REQ_BIT
-            hit = self._answered.get(key)
-            self._late_interrupt_reply(rec.index, unique, key, hit[0] if hit else None)
-        elif err == ENOENT and ex.request is not None:
-            # the daemon answered an outstanding request: the kernel had ended it (the
-            # connection ending at an unmount), not the daemon's fault
-            self._reply_after_request_ended(
-                rec.index,
-                f"the kernel refused this reply with ENOENT: it had already ended the "
-                f"request (frame {ex.request.record.index + 1}), as it does when the "
-                "connection ends",
-                unique=unique,
-                opcode=ex.opcode,
-                related=(ex.request.record.index,),
-            )
+        if ex.header[2] == 0:
+            self._notification_refused(rec.index, err)
         else:
-            self._reply_refused(
-                rec.index,
-                f"the kernel refused this reply with {errno_name(err)}",
-                unique=unique,
-            )
+            self._reply_refused(ex, err)
 
-    _request_id_odd_or_zero = ids._request_id_odd_or_zero
+    _request_framing = sizes._request_framing
 
-    _request_id_reused = ids._request_id_reused
+    _request_id = ids._request_id
 
-    _request_too_short = sizes._request_too_short
+    _id_reused = ids._id_reused
 
-    _in_len_mismatch = sizes._in_len_mismatch
+    _init_id = ids._init_id
 
-    _extension_on_wrong_op = sizes._extension_on_wrong_op
+    _extension_allowed = sizes._extension_allowed
 
-    _init_not_unique_2 = ids._init_not_unique_2
+    _reply_framing = sizes._reply_framing
 
-    _interrupt_reply_with_payload = ids._interrupt_reply_with_payload
+    _error_in_range = sizes._error_in_range
 
-    _reply_on_wrong_channel = ids._reply_on_wrong_channel
+    _reply_channel = ids._reply_channel
 
-    _reply_too_short = sizes._reply_too_short
+    _interrupt_reply = ids._interrupt_reply
 
-    _out_len_mismatch = sizes._out_len_mismatch
+    _error_with_payload = sizes._error_with_payload
 
-    _error_out_of_range = sizes._error_out_of_range
-
-    _error_reply_with_payload = sizes._error_reply_with_payload
+    _reply_size = sizes._reply_size
 
     _reply_before_init = init._reply_before_init
 
     _reply_refused = ids._reply_refused
 
-    _reply_after_request_ended = ids._reply_after_request_ended
+    _notification_refused = notify._notification_refused
 
-    _notify_refused = notify._notify_refused
+    _unanswered_at_end = ids._unanswered_at_end
 
-    _request_never_answered = ids._request_never_answered
+    _held_at_end = lifecycle._held_at_end
 
-    _lookups_held_at_end = lifecycle._lookups_held_at_end
-
-    _handles_open_at_end = lifecycle._handles_open_at_end
-
-    _interrupt_target_missing = notify._interrupt_target_missing
+    _interrupts_at_end = notify._interrupts_at_end
 
     # ---- end of capture -------------------------------------------------------------------
     _late = ids._late
 
     def _finish(self) -> None:
         waiting = sorted(self.pending.items(), key=lambda kv: kv[1].frame)  # by frame
-        timeout = self.negotiated.request_timeout
-        if timeout:
-            for key, p in waiting:
-                if self.last_t_ns - p.t_ns > timeout * 1_000_000_000:
-                    self._late(None, key, p, self.last_t_ns, answered=False)
-        for key, p in waiting[:LIST_AT_END]:
-            self._request_never_answered(
-                None,
-                f"{opcode_name(p.opcode)} (frame {p.frame + 1}) never answered",
-                unique=key,
-                opcode=p.opcode,
-                related=(p.frame,),
-            )
-        if len(waiting) > LIST_AT_END:
-            self._request_never_answered(
-                None,
-                f"... and {len(waiting) - LIST_AT_END} more requests never answered",
-            )
-        for target, frame in self._int_waiting.items():
-            self._interrupt_target_missing(
-                None,
-                f"INTERRUPT (frame {frame + 1}) for id {target}: no request with that id "
-                "appears in the capture",
-                unique=target | FUSE_INT_REQ_BIT,
-                opcode=Opcode.INTERRUPT,
-                related=(frame,),
-            )
-        if self.nodes:
-            total = sum(n.count for n in self.nodes.values())
-            sample = ", ".join(str(n) for n in sorted(self.nodes)[:10])
-            self._lookups_held_at_end(
-                None,
-                f"{len(self.nodes)} node ids still hold {total} lookups "
-                f"(e.g. {sample}); the kernel sends no FORGET at unmount",
-            )
-        if self.handles:
-            total = sum(self.handles.values())
-            sample = ", ".join(f"{fh}" for fh in sorted({k[1] for k in self.handles})[:10])
-            self._handles_open_at_end(
-                None,
-                f"{total} file handles never released (e.g. {sample})",
-            )
+        self._unanswered_at_end(waiting)
+        self._interrupts_at_end()
+        self._held_at_end()

@@ -15,6 +15,7 @@ from fusetrace.protocol.abi import (
     FUSE_ROOT_ID,
     NotifyCode,
     Opcode,
+    errno_name,
     notify_name,
     opcode_name,
 )
@@ -39,10 +40,7 @@ if TYPE_CHECKING:
 def _interrupt(self: Tracker, rec: Frame, unique: int, data: bytes | None) -> None:
     idx = rec.index
     opcode = Opcode.INTERRUPT
-    if self._interrupts_off:
-        self._enosys_again(
-            idx, unique, opcode, "INTERRUPT sent after an interrupt reply answered ENOSYS"
-        )
+    self._enosys_again(idx, unique, opcode)
     target = unique & ~FUSE_INT_REQ_BIT
     if data is not None:
         body_target = self._request_field(data, "fuse_interrupt_in", "unique")
@@ -222,26 +220,21 @@ def _notify_reply(self: Tracker, idx: int, unique: int, nodeid: int, data: bytes
 
 
 @checks("FT511")
-def _notify_refused(
-    self: Tracker,
-    frame: int | None,
-    message: str,
-    *,
-    unique: int | None = None,
-    opcode: int | str | None = None,
-    related: tuple[int, ...] = (),
-) -> None:
-    self._emit("FT511", frame, message, unique=unique, opcode=opcode, related=related)
+def _notification_refused(self: Tracker, idx: int, err: int) -> None:
+    """The capture says the kernel refused this notification and no rule explained why."""
+    self._emit("FT511", idx, f"the kernel refused this notification with {errno_name(err)}")
 
 
 @checks("FT510")
-def _interrupt_target_missing(
-    self: Tracker,
-    frame: int | None,
-    message: str,
-    *,
-    unique: int | None = None,
-    opcode: int | str | None = None,
-    related: tuple[int, ...] = (),
-) -> None:
-    self._emit("FT510", frame, message, unique=unique, opcode=opcode, related=related)
+def _interrupts_at_end(self: Tracker) -> None:
+    """End of capture: INTERRUPTs whose target never appeared."""
+    for target, frame in self._int_waiting.items():
+        self._emit(
+            "FT510",
+            None,
+            f"INTERRUPT (frame {frame + 1}) for id {target}: no request with that id "
+            "appears in the capture",
+            unique=target | FUSE_INT_REQ_BIT,
+            opcode=Opcode.INTERRUPT,
+            related=(frame,),
+        )

@@ -7,7 +7,7 @@ class body); each raises only its family's rule codes (``@checks``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fusetrace.frame import Frame
 from fusetrace.protocol import registry
@@ -33,7 +33,9 @@ from fusetrace.protocol.registry import (
 from fusetrace.tracker import _layout
 from fusetrace.tracker.rules import checks
 from fusetrace.tracker.state import (
+    _OPS,
     CUSE_DEVINFO_MAX,
+    ERRNO_FLOOR,
     INIT_OUT_MAX,
     LLONG_MAX,
     PAGE_SIZE,
@@ -42,7 +44,13 @@ from fusetrace.tracker.state import (
 )
 
 if TYPE_CHECKING:
+    from fusetrace.protocol.connection import Exchange
     from fusetrace.tracker.machine import Tracker
+
+_OP_INIT = int(Opcode.INIT)
+#: not looked up yet (a length rule may be None)
+_UNKNOWN: Any = object()
+_OP_CUSE_INIT = int(Opcode.CUSE_INIT)
 
 
 @checks("FT316")
@@ -57,36 +65,49 @@ def _cut(self: Tracker, rec: Frame, unique: int, opcode: int | None) -> None:
     )
 
 
-@checks("FT307")
-def _bad_reply_size(
-    self: Tracker, idx: int, unique: int, opcode: int, rel: tuple[int, ...], message: str
-) -> None:
-    self._emit("FT307", idx, message, unique=unique, opcode=opcode, related=rel)
-
-
-@checks("FT318")
-def _check_length(
-    self: Tracker,
-    data: bytes,
-    idx: int,
-    unique: int,
-    spec: registry.OpSpec,
-    length: int,
-    extlen: int,
-    body_ok: bool,
-) -> None:
+@checks("FT303", "FT304", "FT318")
+def _request_framing(self: Tracker, ex: Exchange) -> bool:
+    """A kernel frame's framing: a whole header (else False: nothing more can be judged),
+    ``in.len`` equal to the frame, the snap length (FT316, once), and the length its
+    arguments make under the negotiated layout."""
+    rec = ex.record
+    data = rec.data
+    idx = rec.index
+    orig = rec.orig_len
+    if orig < IN_HEADER_SIZE or not ex.header:
+        self._emit(
+            "FT303",
+            idx,
+            f"kernel frame of {orig} bytes, shorter than the {IN_HEADER_SIZE}-byte fuse_in_header",
+        )
+        return False
+    length, opcode, unique, _nodeid, _uid, _gid, _pid, extlen, _pad = ex.header
+    if length != orig:
+        self._emit(
+            "FT304",
+            idx,
+            f"in.len is {length} but the frame is {orig} bytes",
+            unique=unique,
+            opcode=opcode,
+        )
+    cut = len(data) < orig
+    if cut and not self._cut_reported:
+        self._cut(rec, unique, opcode)
+    spec = _OPS.get(opcode)
+    if spec is None or length != orig or opcode in (_OP_INIT, _OP_CUSE_INIT):
+        return True
+    body_ok = self.bodies and not cut
     opcode = spec.opcode
-    if opcode in self._len_rules:
-        rule = self._len_rules[opcode]
-    else:
+    rule = self._len_rules.get(opcode, _UNKNOWN)
+    if rule is _UNKNOWN:
         rule = self._len_rules[opcode] = self._length_rule(spec)
     if rule is None:
         # strings: measured up to their NUL, by the layout the negotiation selects
         if not body_ok:
-            return
+            return True
         want = self._walk_length(data, spec, length, extlen)
         if want == 0:
-            return
+            return True
         if want < 0:
             self._emit(
                 "FT318",
@@ -96,16 +117,16 @@ def _check_length(
                 unique=unique,
                 opcode=opcode,
             )
-            return
+            return True
     else:
         fixed, var = rule
         want = IN_HEADER_SIZE + fixed + (8 * extlen if spec.extensions else 0)
         for struct_name, fname, unit in var:
             if not body_ok:
-                return
+                return True
             n = self._request_field(data, struct_name, fname)
             if n is None:
-                return
+                return True
             want += n * unit
     if length != want:
         self._emit(
@@ -115,10 +136,15 @@ def _check_length(
             unique=unique,
             opcode=opcode,
         )
+    return True
 
 
 @checks("FT321")
-def _long_lookup(self: Tracker, idx: int, unique: int, n: int) -> None:
+def _lookup_name(self: Tracker, idx: int, unique: int, name: bytes) -> None:
+    """A LOOKUP's name against the connection's name_max."""
+    n = len(name)
+    if n <= self._name_max():
+        return
     self._emit(
         "FT321",
         idx,
@@ -127,6 +153,134 @@ def _long_lookup(self: Tracker, idx: int, unique: int, n: int) -> None:
         unique=unique,
         opcode=Opcode.LOOKUP,
     )
+
+
+@checks("FT315")
+def _extension_allowed(
+    self: Tracker, idx: int, unique: int, opcode: int, spec: registry.OpSpec | None, extlen: int
+) -> None:
+    """A request with an extension block: only some operations, from 7.38, carry one."""
+    minor = self.negotiated.kernel_minor
+    if spec is None or not extlen or (spec.extensions and minor >= 38):
+        return
+    why = "this operation" if not spec.extensions else f"a 7.{minor} kernel"
+    self._emit(
+        "FT315",
+        idx,
+        f"total_extlen {extlen} on {opcode_name(opcode)}: {why} cannot carry an extension block",
+        unique=unique,
+        opcode=opcode,
+    )
+
+
+@checks("FT301", "FT302")
+def _reply_framing(self: Tracker, ex: Exchange) -> bool:
+    """A daemon frame's framing: a whole header and ``out.len`` equal to what was written
+    (else False: the kernel refuses it before anything else), and the snap length (FT316,
+    once)."""
+    rec = ex.record
+    idx = rec.index
+    orig = rec.orig_len
+    if orig < OUT_HEADER_SIZE or not ex.header:
+        self._emit(
+            "FT301",
+            idx,
+            f"daemon message of {orig} bytes, shorter than the "
+            f"{OUT_HEADER_SIZE}-byte fuse_out_header",
+        )
+        return False
+    length, _error, unique = ex.header
+    if length != orig:
+        self._emit(
+            "FT302",
+            idx,
+            f"out.len is {length} but {orig} bytes were written (write() fails with EINVAL)",
+            unique=unique,
+        )
+        return False
+    if len(rec.data) < orig and not self._cut_reported:
+        self._cut(rec, unique, None)
+    return True
+
+
+@checks("FT305")
+def _error_in_range(self: Tracker, idx: int, unique: int, error: int) -> bool:
+    """A reply's error must be 0 or a negative errno above -512 (else False: the kernel
+    refuses the write and the request stays pending)."""
+    if ERRNO_FLOOR < error <= 0:
+        return True
+    self._emit(
+        "FT305",
+        idx,
+        f"error {error} is outside (-512, 0] (write() fails with "
+        "EINVAL, the request stays pending)",
+        unique=unique,
+    )
+    return False
+
+
+@checks("FT306")
+def _error_with_payload(
+    self: Tracker, idx: int, unique: int, opcode: int, pend: Pending, error: int, payload: int
+) -> bool:
+    """An error reply must be the header alone (True when it is not: the caller gets EIO)."""
+    if not payload:
+        return False
+    self._emit(
+        "FT306",
+        idx,
+        f"{opcode_name(opcode)} error reply {error} carries "
+        f"{payload} payload bytes (the caller gets EIO)",
+        unique=unique,
+        opcode=opcode,
+        related=(pend.frame,),
+    )
+    return True
+
+
+@checks("FT307")
+def _reply_size(
+    self: Tracker, idx: int, unique: int, spec: registry.OpSpec, pend: Pending, payload: int
+) -> bool:
+    """A successful reply's payload against its shape: none for a header-only reply, the
+    struct size for a fixed one, at least fuse_ioctl_out for IOCTL (False when wrong: EINVAL
+    or EIO)."""
+    shape = spec.reply
+    if shape is ReplyShape.EMPTY:
+        if not payload:
+            return True
+        why = (
+            f"{spec.name} takes a header-only reply, got {payload} payload "
+            "bytes (EINVAL; the caller gets EIO)"
+        )
+    elif shape is ReplyShape.FIXED:
+        # once per session, in the session's own cache (decode's keys are ints and
+        # (id, engine) tuples, so a (name, opcode) key cannot meet them)
+        neg = self.negotiated
+        key = ("reply-size", spec.opcode)
+        want = neg._cache.get(key)
+        if want is None:
+            want = neg._cache[key] = sum(
+                _layout.size_of(a.struct or "", neg) for a in spec.reply_args
+            )
+        if payload == want:
+            return True
+        why = (
+            f"{spec.name} reply has {payload} payload bytes, must be {want} "
+            "(EINVAL; the caller gets EIO)"
+        )
+    elif shape is ReplyShape.VARIABLE and spec.opcode == Opcode.IOCTL:
+        head = _layout.size_of("fuse_ioctl_out", self.negotiated)
+        if payload >= head:
+            return True
+        why = (
+            f"IOCTL reply has {payload} payload bytes; the {head}-byte "
+            "fuse_ioctl_out must be present (the caller gets EIO)"
+        )
+    else:
+        return True
+    self._emit("FT307", idx, why, unique=unique, opcode=spec.opcode, related=(pend.frame,))
+    return False
 
 
 def _success(
@@ -142,40 +296,13 @@ def _success(
     opcode = spec.opcode
     neg = self.negotiated
     shape = spec.reply
-    rel = (pend.frame,)
+    if not self._reply_size(idx, unique, spec, pend, payload):
+        return
     if shape is ReplyShape.EMPTY:
-        if payload:
-            self._bad_reply_size(
-                idx,
-                unique,
-                opcode,
-                rel,
-                f"{spec.name} takes a header-only reply, got {payload} payload "
-                "bytes (EINVAL; the caller gets EIO)",
-            )
-        elif pend.names and body_ok:
+        if pend.names and body_ok:
             self._names_removed(pend)
         return
-    if shape is ReplyShape.FIXED:
-        # once per session, in the session's own cache (decode's keys are ints and
-        # (id, engine) tuples, so a (name, opcode) key cannot meet them)
-        key = ("reply-size", opcode)
-        want = neg._cache.get(key)
-        if want is None:
-            want = neg._cache[key] = sum(
-                _layout.size_of(a.struct or "", neg) for a in spec.reply_args
-            )
-        if payload != want:
-            self._bad_reply_size(
-                idx,
-                unique,
-                opcode,
-                rel,
-                f"{spec.name} reply has {payload} payload bytes, must be {want} "
-                "(EINVAL; the caller gets EIO)",
-            )
-            return
-    elif shape is ReplyShape.VARIABLE and not self._variable_ok(
+    if shape is ReplyShape.VARIABLE and not self._variable_ok(
         idx, unique, spec, pend, payload, rec.data
     ):
         return
@@ -280,8 +407,6 @@ def _variable_ok(
 ) -> bool:
     opcode = spec.opcode
     info = pend.info
-    name = opcode_name(opcode)
-    rel = (pend.frame,)
     bound: int | None
     if spec.reply_probe is not None:
         asked = info.get("size")
@@ -293,11 +418,11 @@ def _variable_ok(
                 self._emit(
                     "FT309",
                     idx,
-                    f"{name} with size 0 asks for the length; the reply "
+                    f"{opcode_name(opcode)} with size 0 asks for the length; the reply "
                     f"must be {want} bytes, got {payload} (the caller gets EIO)",
                     unique=unique,
                     opcode=opcode,
-                    related=rel,
+                    related=(pend.frame,),
                 )
                 return False
             return True
@@ -310,16 +435,6 @@ def _variable_ok(
         bound = _layout.size_of("cuse_init_out", self.negotiated) + CUSE_DEVINFO_MAX
     elif opcode == Opcode.IOCTL:
         head = _layout.size_of("fuse_ioctl_out", self.negotiated)
-        if payload < head:
-            self._bad_reply_size(
-                idx,
-                unique,
-                opcode,
-                rel,
-                f"IOCTL reply has {payload} payload bytes; the {head}-byte "
-                "fuse_ioctl_out must be present (the caller gets EIO)",
-            )
-            return False
         out_size = info.get("out_size")
         bound = None if out_size is None else head + out_size
         if bound is not None and self._ioctl_out(data)["flags"] & IoctlFlag.RETRY:
@@ -331,11 +446,11 @@ def _variable_ok(
         self._emit(
             "FT308",
             idx,
-            f"{name} reply has {payload} payload bytes, more than the "
+            f"{opcode_name(opcode)} reply has {payload} payload bytes, more than the "
             f"{bound} allowed (EINVAL; the caller gets EIO)",
             unique=unique,
             opcode=opcode,
-            related=rel,
+            related=(pend.frame,),
         )
         return False
     return True
@@ -462,97 +577,6 @@ def _short_read(
             opcode=Opcode.READ,
             related=(pend.frame,),
         )
-
-
-@checks("FT303")
-def _request_too_short(
-    self: Tracker,
-    frame: int | None,
-    message: str,
-    *,
-    unique: int | None = None,
-    opcode: int | str | None = None,
-    related: tuple[int, ...] = (),
-) -> None:
-    self._emit("FT303", frame, message, unique=unique, opcode=opcode, related=related)
-
-
-@checks("FT304")
-def _in_len_mismatch(
-    self: Tracker,
-    frame: int | None,
-    message: str,
-    *,
-    unique: int | None = None,
-    opcode: int | str | None = None,
-    related: tuple[int, ...] = (),
-) -> None:
-    self._emit("FT304", frame, message, unique=unique, opcode=opcode, related=related)
-
-
-@checks("FT315")
-def _extension_on_wrong_op(
-    self: Tracker,
-    frame: int | None,
-    message: str,
-    *,
-    unique: int | None = None,
-    opcode: int | str | None = None,
-    related: tuple[int, ...] = (),
-) -> None:
-    self._emit("FT315", frame, message, unique=unique, opcode=opcode, related=related)
-
-
-@checks("FT301")
-def _reply_too_short(
-    self: Tracker,
-    frame: int | None,
-    message: str,
-    *,
-    unique: int | None = None,
-    opcode: int | str | None = None,
-    related: tuple[int, ...] = (),
-) -> None:
-    self._emit("FT301", frame, message, unique=unique, opcode=opcode, related=related)
-
-
-@checks("FT302")
-def _out_len_mismatch(
-    self: Tracker,
-    frame: int | None,
-    message: str,
-    *,
-    unique: int | None = None,
-    opcode: int | str | None = None,
-    related: tuple[int, ...] = (),
-) -> None:
-    self._emit("FT302", frame, message, unique=unique, opcode=opcode, related=related)
-
-
-@checks("FT305")
-def _error_out_of_range(
-    self: Tracker,
-    frame: int | None,
-    message: str,
-    *,
-    unique: int | None = None,
-    opcode: int | str | None = None,
-    related: tuple[int, ...] = (),
-) -> None:
-    self._emit("FT305", frame, message, unique=unique, opcode=opcode, related=related)
-
-
-@checks("FT306")
-def _error_reply_with_payload(
-    self: Tracker,
-    frame: int | None,
-    message: str,
-    *,
-    unique: int | None = None,
-    opcode: int | str | None = None,
-    related: tuple[int, ...] = (),
-) -> None:
-    self._emit("FT306", frame, message, unique=unique, opcode=opcode, related=related)
 
 
 def _attr(self: Tracker, idx: int, unique: int, pend: Pending, data: bytes, payload: int) -> None:

@@ -84,6 +84,23 @@ class Pending:
     names: tuple[bytes, ...] = ()
 
 
+_new_object = object.__new__
+
+
+def new_pending(opcode: int, frame: int, channel: int, nodeid: int, t_ns: int) -> Pending:
+    """``Pending(opcode, frame, channel, nodeid, t_ns=t_ns)``, built without the dataclass's
+    Python-level ``__init__`` (one a request)."""
+    p: Pending = _new_object(Pending)
+    p.opcode = opcode
+    p.frame = frame
+    p.channel = channel
+    p.nodeid = nodeid
+    p.info = {}
+    p.t_ns = t_ns
+    p.names = ()
+    return p
+
+
 @dataclass(slots=True)
 class Node:
     """A node id the kernel holds lookups on."""
@@ -150,7 +167,7 @@ class _Memory:
             d.move_to_end(key)
         d[key] = value
         if len(d) > self._cap:
-            d.popitem(last=False)
+            d.popitem(False)
 
     def get(self, key: Hashable) -> Any:
         return self._d.get(key)
