@@ -205,6 +205,32 @@ static PyObject *failed(void)
 	return Py_BuildValue("(sN)", "forwarding failed", text);
 }
 
+/* Calls one of the INIT rewriters (forward.py) on a frame, with the interpreter lock held:
+ * 0 with *forward (the frame to forward, a new reference), *comment (a new reference, or
+ * NULL for None) and, when unique is not NULL, the request's *unique; -1 with the exception
+ * set. */
+static int rewrite(PyObject *fn, const char *buf, Py_ssize_t n, PyObject **forward,
+		   PyObject **comment, unsigned long long *unique)
+{
+	PyObject *f = NULL, *cm = NULL;
+	PyObject *r = PyObject_CallFunction(fn, "y#", buf, n);
+	int ok = r != NULL && (unique != NULL ? PyArg_ParseTuple(r, "SOK", &f, &cm, unique)
+					      : PyArg_ParseTuple(r, "SO", &f, &cm));
+	if (!ok) {
+		Py_XDECREF(r);
+		return -1;
+	}
+	Py_INCREF(f);
+	if (cm == Py_None)
+		cm = NULL;
+	else
+		Py_INCREF(cm);
+	Py_DECREF(r);
+	*forward = f;
+	*comment = cm;
+	return 0;
+}
+
 static PyObject *Core_run_k2d(Core *c, PyObject *Py_UNUSED(ignored))
 {
 	int cur = take_free(c, IN);
@@ -242,20 +268,12 @@ static PyObject *Core_run_k2d(Core *c, PyObject *Py_UNUSED(ignored))
 			/* the INIT request: rewritten in Python (forward.py), captured as read */
 			first = 0;
 			Py_BLOCK_THREADS
-			PyObject *r = PyObject_CallFunction(c->on_request, "y#", buf, (Py_ssize_t)n);
 			unsigned long long unique = 0;
-			if (r == NULL || !PyArg_ParseTuple(r, "SOK", &forward, &comment, &unique)) {
-				Py_XDECREF(r);
+			if (rewrite(c->on_request, buf, (Py_ssize_t)n, &forward, &comment, &unique) < 0) {
 				fail = failed();
 				Py_UNBLOCK_THREADS
 				break;
 			}
-			Py_INCREF(forward);
-			if (comment == Py_None)
-				comment = NULL;
-			else
-				Py_INCREF(comment);
-			Py_DECREF(r);
 			__atomic_store_n(&c->init_unique, (uint64_t)unique, __ATOMIC_RELEASE);
 			Py_UNBLOCK_THREADS
 		}
@@ -369,19 +387,11 @@ static PyObject *Core_run_d2k(Core *c, PyObject *Py_UNUSED(ignored))
 			/* the INIT reply: rewritten in Python, captured as the kernel sees it */
 			init_pending = 0;
 			Py_BLOCK_THREADS
-			PyObject *r = PyObject_CallFunction(c->on_init_reply, "y#", buf, (Py_ssize_t)got);
-			if (r == NULL || !PyArg_ParseTuple(r, "SO", &obj, &comment)) {
-				Py_XDECREF(r);
+			if (rewrite(c->on_init_reply, buf, (Py_ssize_t)got, &obj, &comment, NULL) < 0) {
 				fail = failed();
 				Py_UNBLOCK_THREADS
 				break;
 			}
-			Py_INCREF(obj);
-			if (comment == Py_None)
-				comment = NULL;
-			else
-				Py_INCREF(comment);
-			Py_DECREF(r);
 			Py_UNBLOCK_THREADS
 			cut = 0;
 		}
