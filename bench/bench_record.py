@@ -53,6 +53,7 @@ native.
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import os
 import shutil
@@ -291,6 +292,8 @@ def dd_read(target: Path, mib: int) -> float:
 
 
 RunOne = Callable[[Path], float]
+#: the phases of workload (r), in the order they run
+PHASES = frozenset({"a", "read", "write"})
 
 
 def _rotated(names: list[str], r: int) -> list[str]:
@@ -320,9 +323,16 @@ def mount_all(
     return mounts, pids
 
 
-def paired(base: Path, names: list[str], mib: int, files: int, rounds: int) -> None:
-    """Workload (r): every configuration mounted at once; rounds of reads going round
-    them, then rounds of writes."""
+def paired(
+    base: Path,
+    names: list[str],
+    mib: int,
+    files: int,
+    rounds: int,
+    phases: frozenset[str] = PHASES,
+) -> None:
+    """Workload (r): every configuration mounted at once; rounds of (a), then rounds of
+    reads going round them, then rounds of writes (those of ``phases``)."""
     metas: dict[str, list[float]] = {}
     writes: dict[str, list[float]] = {}
     reads: dict[str, list[float]] = {}
@@ -330,7 +340,9 @@ def paired(base: Path, names: list[str], mib: int, files: int, rounds: int) -> N
     cpus: dict[str, dict[str, list[float]]] = {"a": {}, "read": {}, "write": {}}
     meta_frames: list[int] = []
     capture = (
-        base / f"paired-{names.index('recorded')}" / "bench.pcapng" if "recorded" in names else None
+        base / f"paired-{names.index('recorded')}" / "bench.pcapng"
+        if "recorded" in names and "a" in phases
+        else None
     )
     with ExitStack() as stack:
         mounts, pids = mount_all(stack, base, "paired", names)
@@ -368,15 +380,18 @@ def paired(base: Path, names: list[str], mib: int, files: int, rounds: int) -> N
             (mnt / "big").unlink()
             return rate
 
-        rounds_of("metadata, s", metas, lambda mnt: metadata(mnt, files))
+        if "a" in phases:
+            rounds_of("metadata, s", metas, lambda mnt: metadata(mnt, files))
         # reads first, of files written beforehand; then the writes (a read right after a
         # burst of timed writes would run while the host still writes them out)
-        for mnt in mounts.values():
-            dd_write(mnt / "big", mib)
-        rounds_of("read, MiB/s", reads, lambda mnt: dd_read(mnt / "big", mib))
-        for mnt in mounts.values():
-            (mnt / "big").unlink()
-        rounds_of("write, MiB/s", writes, write_once)
+        if "read" in phases:
+            for mnt in mounts.values():
+                dd_write(mnt / "big", mib)
+            rounds_of("read, MiB/s", reads, lambda mnt: dd_read(mnt / "big", mib))
+            for mnt in mounts.values():
+                (mnt / "big").unlink()
+        if "write" in phases:
+            rounds_of("write, MiB/s", writes, write_once)
     print(
         f"\n(r) paired: {rounds} rounds of (a) on {files} files, then of {mib} MiB dd bs=1M "
         f"reads (page cache dropped before each), then of writes; load average "
@@ -396,7 +411,9 @@ def paired(base: Path, names: list[str], mib: int, files: int, rounds: int) -> N
                 if ref
                 else "-"
             )
-            if rates is metas:
+            if not v:
+                cells.append(f"{'-':>{25 if rates is metas else 29}}")
+            elif rates is metas:
                 cells.append(f"{min(v):7.2f} {statistics.median(v):7.2f} {ratio:>9}")
             else:
                 cells.append(f"{max(v):11.0f} {statistics.median(v):7.0f} {ratio:>9}")
@@ -410,8 +427,9 @@ def paired(base: Path, names: list[str], mib: int, files: int, rounds: int) -> N
         for name in mounts:
             cells = []
             for rates, width in ((metas, 12), (writes, 14), (reads, 13)):
-                pairs = zip(rates[name], rates["relay"], strict=True)
-                cells.append(f"{statistics.median(a / b for a, b in pairs):>{width}.2f}")
+                pairs = list(zip(rates[name], rates["relay"], strict=True))
+                fig = f"{statistics.median(a / b for a, b in pairs):.2f}" if pairs else "-"
+                cells.append(f"{fig:>{width}}")
             print(f"{name:<17} " + " ".join(cells))
         print("x relay: the median of the per-round ratios (time for (a), throughput for dd)")
     per_round = statistics.median(meta_frames) if meta_frames else float("nan")
@@ -493,7 +511,6 @@ def paired_walk(base: Path, names: list[str], files: int, rounds: int) -> None:
     IMAGE[:] = [squash_image(base, files, rounds)]
     times: dict[str, list[float]] = {}
     cpus: dict[str, list[float]] = {}
-    frames: list[int] = []
     with ExitStack() as stack:
         mounts, pids = mount_all(stack, base, "walk", names)
         for name in mounts:
@@ -501,27 +518,30 @@ def paired_walk(base: Path, names: list[str], files: int, rounds: int) -> None:
             cpus[name] = []
         capture = base / f"walk-{names.index('recorded')}" / "bench.pcapng"
         counted = "recorded" in mounts
+        # the frames are counted once, after the last round: reading the capture between
+        # walks would run in the walker's own process, next to the timed walks
+        before = count_frames(capture) if counted else 0
         for r in range(rounds):
             for name in _rotated(list(mounts), r):
                 pid = pids.get(name)
-                before = cpu_seconds(pid) if pid else 0.0
-                n0 = count_frames(capture) if counted and name == "recorded" else 0
+                gc.collect()  # every walk starts from the same collector state
+                cpu0 = cpu_seconds(pid) if pid else 0.0
                 times[name].append(walk_stat(mounts[name] / f"r{r}"))
                 if pid:
-                    cpus[name].append(cpu_seconds(pid) - before)
-                if counted and name == "recorded":
-                    time.sleep(0.05)  # the capture thread's last drain
-                    frames.append(count_frames(capture) - n0)
+                    cpus[name].append(cpu_seconds(pid) - cpu0)
             print(
                 f"round {r + 1}: "
                 + ", ".join(f"{n} {times[n][-1]:.3f}" for n in mounts)
                 + " (walk+stat, s)",
                 file=sys.stderr,
             )
-    per_round = statistics.median(frames) if frames else float("nan")
+        per_round = float("nan")
+        if counted:
+            time.sleep(0.05)  # the capture thread's last drain
+            per_round = (count_frames(capture) - before) / rounds
     print(
         f"\n(s) paired: squashfuse_ll, {files} files, {rounds} rounds of walk+lstat (each of a "
-        f"tree not walked before); {per_round:.0f} frames per round (median, counted in the "
+        f"tree not walked before); {per_round:.0f} frames per round (the mean, counted in the "
         f"recorded capture); load average {os.getloadavg()[0]:.1f}"
     )
     print(
@@ -633,6 +653,11 @@ def main() -> None:
         "or only those of the file in the mount (fuse: the daemon reads from the page "
         "cache, no disk)",
     )
+    ap.add_argument(
+        "--phases",
+        default="a,read,write",
+        help="the phases of (r): a (create+stat+unlink), read, write (default: all three)",
+    )
     ap.add_argument("--keep", type=Path, help="work in DIR (default: a temporary directory)")
     args = ap.parse_args()
     DROP[0] = args.drop
@@ -664,7 +689,10 @@ def main() -> None:
             return
     if "r" in workloads:
         try:
-            paired(base, names, args.mib, args.files, args.repeat)
+            phases = frozenset(args.phases.split(","))
+            if not phases <= PHASES:
+                sys.exit(f"bench_record: --phases: a, read or write, not {args.phases}")
+            paired(base, names, args.mib, args.files, args.repeat, phases)
         finally:
             if args.keep is None and workloads == {"r"}:
                 shutil.rmtree(base, ignore_errors=True)
