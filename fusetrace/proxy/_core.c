@@ -150,6 +150,9 @@ static Slot *reserve(Core *c, int dir, Py_ssize_t n, int lend, int *spare)
 			if (pos + (uint64_t)copy - c->arena_tail <= c->arena_size)
 				break;
 		}
+		/* full: the capture thread makes room now, not at the end of its pause */
+		c->woken = 1;
+		pthread_cond_signal(&c->drain);
 		c->waiting++;
 		c->waits++;
 		pthread_cond_wait(&c->space, &c->lock);

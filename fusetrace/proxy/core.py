@@ -273,7 +273,7 @@ class CoreForwarder(Forwarder):
     def wait(self, timeout: float) -> bool:
         """The capture thread's pause between drains: ``timeout`` seconds without the
         interpreter lock, in C (a Python ``Event.wait`` costs as much CPU again as the pause
-        itself); True when :meth:`wake` ended it early."""
+        itself); True when :meth:`wake` ended it early, or a loop that found the ring full."""
         woken: bool = self._core.wait(timeout)
         return woken
 

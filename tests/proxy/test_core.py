@@ -157,6 +157,29 @@ def test_after_the_capture_failed_the_loops_forward_without_waiting_for_room() -
     assert len(ring.fwd.take(True)) == 4
 
 
+@needs_core
+def test_a_full_ring_wakes_the_capture_thread_before_its_pause_ends() -> None:
+    """A loop that finds the ring full ends the capture thread's pause, rather than waiting
+    for it to end on its own: the frames go on as soon as the capture thread takes them."""
+    ring = SmallRing(slots=4)
+    woken: list[bool] = []
+    try:
+        for u in range(2, 8):  # four fill the ring; the fifth waits for room
+            ring.kernel.send(request(u, 100))
+        for u in range(2, 6):
+            assert ring.daemon.recv(1 << 16) == request(u, 100)
+        assert ring.fwd.wait(60) is True  # (woken by the loop waiting for room)
+        assert len(ring.fwd.take()) == 4
+        for u in range(6, 8):
+            assert ring.daemon.recv(1 << 16) == request(u, 100)
+        woken.append(True)
+    finally:
+        if not woken:
+            ring.fwd.end("capture failed", "test")
+        ring.close()
+    assert ring.fwd.ring_waits > 0
+
+
 def test_the_core_is_built_in_the_development_install() -> None:
     """`pip install -e .` builds fusetrace/proxy/_core*.so next to its source (CI installs
     so, with a compiler): the recorder forwards in C unless told otherwise."""
