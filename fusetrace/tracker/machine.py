@@ -127,8 +127,8 @@ class Tracker:
         self.strict = strict
         self.state = SessionState.UNINIT
         self.summary = Summary()
-        self.last_frame = -1
-        self.last_t_ns = 0
+        #: the last frame judged (its time ends the capture's clock)
+        self._last: Frame | None = None
         # outstanding state (requests: on the connection's exchanges)
         self.nodes: dict[int, Node] = {}
         #: open handles by identity (nodeid, fh, is_dir) -> opens (protocol.md §7.2)
@@ -186,6 +186,11 @@ class Tracker:
             if ex.state is not None
         }
 
+    @property
+    def last_t_ns(self) -> int:
+        """The capture time of the last frame judged (0 before the first)."""
+        return self._last.t_ns if self._last is not None else 0
+
     def feed(self, record: Frame) -> list[Finding]:
         """Judge one frame; returns the findings it shows (often none). Never raises."""
         return self.judge(self.connection.feed(record))
@@ -197,8 +202,7 @@ class Tracker:
         found: list[Finding] = []
         self._findings = found
         self.summary.frames += 1
-        self.last_frame = record.index
-        self.last_t_ns = record.t_ns
+        self._last = record
         try:
             if record.direction is _INBOUND:
                 self._kernel_frame(ex)
