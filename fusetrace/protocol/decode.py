@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from functools import cache
+from operator import itemgetter
 from typing import Any, Literal, NamedTuple
 
 import construct as c
@@ -69,7 +69,6 @@ class Problem(NamedTuple):
         return f"{self.code}: {self.message}"
 
 
-@dataclass(slots=True)
 class Decoded:
     """One decoded frame.
 
@@ -77,15 +76,78 @@ class Decoded:
     unknown; for an interrupt reply: INTERRUPT) or, for a notification, the notify code.
     ``body`` holds the fields of the body (struct fields flattened, nested structs nested,
     names and link targets as text, file data as bytes).
+
+    The fast paths check a well-formed body but build its dict only when ``body`` is first
+    read: until then ``lazy`` is the :class:`Lazy` that builds it from the frame's bytes, and
+    lets a reader that needs a few fields take them from the bytes directly (the summary
+    line); None once the body is built, or when it was decoded in full.
     """
+
+    __slots__ = ("_body", "_data", "header", "kind", "lazy", "name", "opcode", "problems",
+                 "remainder")  # fmt: skip
 
     kind: Kind
     header: InHeader | OutHeader
     opcode: int | None
     name: str
-    body: dict[str, Any] = field(default_factory=dict)
-    remainder: bytes = b""
-    problems: list[Problem] = field(default_factory=list)
+    remainder: bytes
+    problems: list[Problem]
+    lazy: Lazy | None
+    _body: dict[str, Any] | None
+    _data: bytes
+
+    def __init__(
+        self,
+        kind: Kind,
+        header: InHeader | OutHeader,
+        opcode: int | None,
+        name: str,
+        body: dict[str, Any] | None = None,
+        remainder: bytes = b"",
+        problems: list[Problem] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.header = header
+        self.opcode = opcode
+        self.name = name
+        self._body = {} if body is None else body
+        self.remainder = remainder
+        self.problems = [] if problems is None else problems
+        self.lazy = None
+        self._data = b""
+
+    @property
+    def body(self) -> dict[str, Any]:
+        body = self._body
+        if body is None:
+            body = self._body = self.lazy.build(self._data)  # type: ignore[union-attr]
+            self.lazy = None
+            self._data = b""
+        return body
+
+    @body.setter
+    def body(self, value: dict[str, Any]) -> None:
+        self._body = value
+        self.lazy = None
+        self._data = b""
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.kind, self.header, self.opcode, self.name, self.body, self.remainder,
+                self.problems)  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        kind, header, opcode, name, body, remainder, problems = self._fields()
+        return (
+            f"Decoded(kind={kind!r}, header={header!r}, opcode={opcode!r}, name={name!r}, "
+            f"body={body!r}, remainder={remainder!r}, problems={problems!r})"
+        )
 
     @property
     def unique(self) -> int:
@@ -114,16 +176,105 @@ def _decoded(
     kind: Kind, header: InHeader | OutHeader, opcode: int | None, name: str, body: dict[str, Any]
 ) -> Decoded:
     """``Decoded(kind, header, opcode, name, body)`` for the hot paths, built without the
-    dataclass's Python-level ``__init__`` (no remainder, no problems)."""
+    Python-level ``__init__`` (no remainder, no problems)."""
     d: Decoded = _new_object(Decoded)
     d.kind = kind
     d.header = header
     d.opcode = opcode
     d.name = name
-    d.body = body
+    d._body = body
     d.remainder = b""
     d.problems = []
+    d.lazy = None
     return d
+
+
+def _deferred(
+    kind: Kind, header: InHeader | OutHeader, opcode: int | None, name: str, lazy: Lazy,
+    data: bytes,
+) -> Decoded:  # fmt: skip
+    """A well-formed frame whose body ``lazy`` builds from ``data`` when it is read."""
+    d: Decoded = _new_object(Decoded)
+    d.kind = kind
+    d.header = header
+    d.opcode = opcode
+    d.name = name
+    d._body = None
+    d._data = data
+    d.remainder = b""
+    d.problems = []
+    d.lazy = lazy
+    return d
+
+
+class Lazy:
+    """A body the fast path checked and left unbuilt: one fixed struct at ``pos``, or a
+    directory listing (``dirents`` set: the body's name and whether it is READDIRPLUS).
+
+    ``build(data)`` makes the body dict; ``picker(paths)`` gives a function that reads the
+    fields at those dotted paths (``"attr.mode"``) from a frame's bytes with one unpack, as a
+    tuple; ``names(data)`` the names of a listing's records, in order.
+    """
+
+    __slots__ = ("_flat", "_pickers", "dirents", "order", "pos")
+
+    def __init__(self, flat_: Flat | None, pos: int, order: str, dirents: Any = None) -> None:
+        self._flat = flat_
+        self.pos = pos
+        self.order = order
+        self.dirents: tuple[str, bool] | None = dirents
+        self._pickers: dict[tuple[str, ...], Any] = {}
+
+    def build(self, data: bytes) -> dict[str, Any]:
+        if self.dirents is None:
+            body: dict[str, Any] = self._flat.unpack_from(data, self.pos)  # type: ignore[union-attr]
+            return body
+        name, plus = self.dirents
+        out = _Out(self.pos)
+        _dirents(data, self.pos, len(data), out, self.order, plus, "fast")
+        return {name: out.body["__entries"]}
+
+    def picker(self, paths: tuple[str, ...]) -> Any:
+        """data -> the values at ``paths`` (KeyError for a path the struct lacks), read by
+        one ``struct`` that skips every other byte."""
+        get = self._pickers.get(paths)
+        if get is None:
+            assert self._flat is not None
+            fields = self._flat.fields
+            wanted = sorted(paths, key=lambda p: fields[p][1])
+            codes = [self.order]
+            pos = 0
+            for path in wanted:
+                _, offset, code = fields[path]
+                codes.append(f"{self.pos + offset - pos}x{code}")
+                pos = self.pos + offset + struct.calcsize("<" + code)
+            get = struct.Struct("".join(codes)).unpack_from
+            if wanted != list(paths):
+                items = itemgetter(*[wanted.index(p) for p in paths])
+                read = get
+
+                def get(data: bytes) -> tuple[Any, ...]:
+                    return items(read(data))
+
+            self._pickers[paths] = get
+        return get
+
+    def names(self, data: bytes) -> list[str]:
+        assert self.dirents is not None
+        size, offset = _dirent_head(self.order, self.dirents[1])
+        namelen = _U32[self.order].unpack_from
+        names = []
+        pos = self.pos
+        end = len(data)
+        while pos < end:
+            (n,) = namelen(data, pos + offset)
+            start = pos + size
+            names.append(data[start : start + n].decode("utf-8", "surrogateescape"))
+            pos += (size + n + 7) & ~7
+        return names
+
+
+_U32 = {o: struct.Struct(o + "I") for o in "<>"}
 
 
 # ---- layouts ---------------------------------------------------------------------------
@@ -354,16 +505,53 @@ def _dirent_reader(order: str, plus: bool, engine: Engine) -> tuple[Any, int]:
     if not plus:
         r = _reader("fuse_dirent", flat(order), sc, engine)
         return r.read, r.size
-    merged = c.Struct(*sc["fuse_entry_out"].subcons, *sc["fuse_dirent"].subcons)
     if engine == "fast":
-        f = Flat("direntplus", merged, order)
+        f = _dirent_flat(order, plus)
         return f.unpack_from, f.size
+    merged = c.Struct(*sc["fuse_entry_out"].subcons, *sc["fuse_dirent"].subcons)
     size = merged.sizeof()
 
     def read(data: bytes, offset: int) -> Any:
         return plain(merged.parse(data[offset : offset + size]))
 
     return read, size
+
+
+@cache
+def _dirent_flat(order: str, plus: bool) -> Flat:
+    """The derived layout of one record head (:func:`_dirent_reader`, engine "fast")."""
+    if not plus:
+        return flat(order)["fuse_dirent"]
+    sc = schemas(order)
+    merged = c.Struct(*sc["fuse_entry_out"].subcons, *sc["fuse_dirent"].subcons)
+    return Flat("direntplus", merged, order)
+
+
+@cache
+def _dirent_head(order: str, plus: bool) -> tuple[int, int]:
+    """(size of a record head, byte offset of its ``namelen``)."""
+    f = _dirent_flat(order, plus)
+    return f.size, f.fields["namelen"][1]
+
+
+def _dirents_whole(data: bytes, pos: int, order: str, plus: bool) -> bool:
+    """Do whole records fill ``data`` from ``pos`` to its end, with zero padding? (What
+    :func:`_dirents` reads without a problem.)"""
+    size, offset = _dirent_head(order, plus)
+    namelen = _U32[order].unpack_from
+    end = len(data)
+    while pos < end:
+        if end - pos < size:
+            return False
+        (n,) = namelen(data, pos + offset)
+        stop = pos + size + n
+        step = (size + n + 7) & ~7
+        if step > end - pos:
+            return False
+        if stop < pos + step and data[stop : pos + step].strip(b"\0"):
+            return False
+        pos += step
+    return True
 
 
 def _dirents(
@@ -561,15 +749,13 @@ def request_fast(data: bytes, header: InHeader, neg: Negotiated) -> Decoded | No
     op = header[1]
     fast = neg._cache.get(op)  # int keys: requests; ~op: replies; tuples: layouts
     if fast is None:
-        spec = OPS.get(op)
-        fast = neg._cache[op] = (
-            (_layout(spec.request, neg, "fast"), opcode_name(op)) if spec else (None, "")
-        )
-    plan, name = fast
+        fast = neg._cache[op] = _fast_request_plan(op, neg)
+    plan, name, lazy = fast
     if plan is not None:
         if plan.fixed is not None and n - IN_HEADER_SIZE == plan.fixed_size:
-            one = plan.one
-            body = one(data, IN_HEADER_SIZE) if one else _fixed(plan.fixed, data, 40)
+            if lazy is not None:
+                return _deferred("request", header, op, name, lazy, data)
+            body = _fixed(plan.fixed, data, 40)
             return _decoded("request", header, op, name, body)
         if plan.cstring is not None and data.find(b"\0", IN_HEADER_SIZE) == n - 1:
             body = {plan.cstring: _text(data[IN_HEADER_SIZE:-1])}
@@ -602,6 +788,23 @@ def request_fast(data: bytes, header: InHeader, neg: Negotiated) -> Decoded | No
                     body[tname] = [read(data, pos + i * size) for i in range(count)]
             return _decoded("request", header, op, name, body)
     return None
+
+
+def _fast_request_plan(op: int, neg: Negotiated) -> tuple[_Plan | None, str, Lazy | None]:
+    """(plan, name, lazy body of a request of one fixed struct) for the request fast path."""
+    spec = OPS.get(op)
+    if spec is None:
+        return None, "", None
+    plan = _layout(spec.request, neg, "fast")
+    return plan, opcode_name(op), _lazy_struct(plan, IN_HEADER_SIZE, neg)
+
+
+def _lazy_struct(plan: _Plan, pos: int, neg: Negotiated) -> Lazy | None:
+    """A :class:`Lazy` for a plan of exactly one fixed struct (not empty), else None."""
+    if plan.one is None or not plan.fixed_size:
+        return None
+    reader = plan.fixed[0]  # type: ignore[index]
+    return Lazy(flat(neg._order)[reader.name], pos, neg._order)
 
 
 _IN_UNPACK = {o: in_header_struct(o).unpack_from for o in "<>"}
@@ -704,7 +907,7 @@ def reply_fast(
     fast = neg._cache.get(~request_opcode)
     if fast is None:
         fast = neg._cache[~request_opcode] = _fast_reply_plan(int(request_opcode), neg)
-    name, plan, empty, dirents = fast
+    name, plan, empty, lazy = fast
     if header[1]:  # error: the header alone, whatever the request asked for
         if n == OUT_HEADER_SIZE:
             return _decoded("reply", header, request_opcode, name, {})
@@ -712,19 +915,18 @@ def reply_fast(
     if plan is None:
         return None
     if plan.fixed is not None and n - OUT_HEADER_SIZE == plan.fixed_size:
+        if lazy is not None:
+            return _deferred("reply", header, request_opcode, name, lazy, data)
         if plan.fixed or empty:
-            one = plan.one
-            body = one(data, 16) if one else _fixed(plan.fixed, data, 16)
-            return _decoded("reply", header, request_opcode, name, body)
+            return _decoded("reply", header, request_opcode, name, _fixed(plan.fixed, data, 16))
     elif plan.rest is not None:
         return _decoded("reply", header, request_opcode, name, {plan.rest: data[16:]})
-    elif dirents is not None:  # READDIR(PLUS): whole records up to the end, nothing odd
-        out = _Out(OUT_HEADER_SIZE)
-        dname, plus = dirents
-        end = _dirents(data, OUT_HEADER_SIZE, n, out, neg._order, plus, "fast")
-        if end == n and not out.problems:
-            body = {dname: out.body["__entries"]}
-            return _decoded("reply", header, request_opcode, name, body)
+    elif (
+        lazy is not None
+        and lazy.dirents is not None
+        and _dirents_whole(data, OUT_HEADER_SIZE, neg._order, lazy.dirents[1])
+    ):  # READDIR(PLUS): whole records up to the end, nothing odd
+        return _deferred("reply", header, request_opcode, name, lazy, data)
     return None
 
 
@@ -741,18 +943,20 @@ def _ioctl_iovecs(out: _Out, order: str, engine: Engine) -> None:
     body["iovecs"] = [reader.read(raw, i * reader.size) for i in range(count)]
 
 
-def _fast_reply_plan(op: int, neg: Negotiated) -> tuple[str, _Plan | None, bool, Any]:
-    """(name, plan, empty reply allowed, (name, plus) of a directory listing or None) for
-    the reply fast path; the plan is None when only an error reply can take it."""
+def _fast_reply_plan(op: int, neg: Negotiated) -> tuple[str, _Plan | None, bool, Lazy | None]:
+    """(name, plan, empty reply allowed, lazy body: of one fixed struct, or of a directory
+    listing) for the reply fast path; the plan is None when only an error reply can take
+    it."""
     spec = OPS.get(op)
     name = opcode_name(op)
     if spec is None or spec.reply is ReplyShape.NONE or spec.reply_probe is not None:
         return name, None, False, None
     plan = _layout(spec.reply_args, neg, "fast")
-    dirents = None
+    lazy = _lazy_struct(plan, OUT_HEADER_SIZE, neg)
     if len(plan.steps) == 1 and plan.steps[0][0] in (ArgKind.DIRENTS, ArgKind.DIRENTPLUS):
         dirents = (plan.steps[0][1], plan.steps[0][0] is ArgKind.DIRENTPLUS)
-    return name, plan, spec.reply is ReplyShape.EMPTY, dirents
+        lazy = Lazy(None, OUT_HEADER_SIZE, neg._order, dirents)
+    return name, plan, spec.reply is ReplyShape.EMPTY, lazy
 
 
 def _reply_args(
