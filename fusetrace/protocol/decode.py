@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from operator import itemgetter
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import construct as c
 
@@ -69,6 +70,7 @@ class Problem(NamedTuple):
         return f"{self.code}: {self.message}"
 
 
+@dataclass(slots=True, eq=False)
 class Decoded:
     """One decoded frame.
 
@@ -77,77 +79,29 @@ class Decoded:
     ``body`` holds the fields of the body (struct fields flattened, nested structs nested,
     names and link targets as text, file data as bytes).
 
-    The fast paths check a well-formed body but build its dict only when ``body`` is first
-    read: until then ``lazy`` is the :class:`Lazy` that builds it from the frame's bytes, and
-    lets a reader that needs a few fields take them from the bytes directly (the summary
-    line); None once the body is built, or when it was decoded in full.
+    A decoder asked to (``FrameDecoder(lazy=True)``) checks a well-formed body but builds
+    its dict only when ``body`` is first read: until then ``lazy`` is the :class:`Lazy` that
+    builds it from the frame's bytes, and lets a reader that needs a few fields take them
+    from the bytes directly (the summary line). ``lazy`` is None for a body decoded at once.
     """
-
-    __slots__ = ("_body", "_data", "header", "kind", "lazy", "name", "opcode", "problems",
-                 "remainder")  # fmt: skip
 
     kind: Kind
     header: InHeader | OutHeader
     opcode: int | None
     name: str
-    remainder: bytes
-    problems: list[Problem]
-    lazy: Lazy | None
-    _body: dict[str, Any] | None
-    _data: bytes
-
-    def __init__(
-        self,
-        kind: Kind,
-        header: InHeader | OutHeader,
-        opcode: int | None,
-        name: str,
-        body: dict[str, Any] | None = None,
-        remainder: bytes = b"",
-        problems: list[Problem] | None = None,
-    ) -> None:
-        self.kind = kind
-        self.header = header
-        self.opcode = opcode
-        self.name = name
-        self._body = {} if body is None else body
-        self.remainder = remainder
-        self.problems = [] if problems is None else problems
-        self.lazy = None
-        self._data = b""
-
-    @property
-    def body(self) -> dict[str, Any]:
-        body = self._body
-        if body is None:
-            body = self._body = self.lazy.build(self._data)  # type: ignore[union-attr]
-            self.lazy = None
-            self._data = b""
-        return body
-
-    @body.setter
-    def body(self, value: dict[str, Any]) -> None:
-        self._body = value
-        self.lazy = None
-        self._data = b""
-
-    def _fields(self) -> tuple[Any, ...]:
-        return (self.kind, self.header, self.opcode, self.name, self.body, self.remainder,
-                self.problems)  # fmt: skip
+    body: dict[str, Any] = field(default_factory=dict)
+    remainder: bytes = b""
+    problems: list[Problem] = field(default_factory=list)
+    lazy: ClassVar[Lazy | None] = None
 
     def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
+        if not isinstance(other, Decoded):
             return NotImplemented
-        return self._fields() == other._fields()
+        return (self.kind, self.header, self.opcode, self.name, self.body, self.remainder,
+                self.problems) == (other.kind, other.header, other.opcode, other.name,
+                                   other.body, other.remainder, other.problems)  # fmt: skip
 
     __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        kind, header, opcode, name, body, remainder, problems = self._fields()
-        return (
-            f"Decoded(kind={kind!r}, header={header!r}, opcode={opcode!r}, name={name!r}, "
-            f"body={body!r}, remainder={remainder!r}, problems={problems!r})"
-        )
 
     @property
     def unique(self) -> int:
@@ -169,6 +123,29 @@ class Decoded:
         return not self.problems
 
 
+class _Unbuilt(Decoded):
+    """A :class:`Decoded` whose body is built from the frame's bytes when first read (when
+    ``lazy`` is set); the lazy decoder makes every frame of its fast paths of this class."""
+
+    __slots__ = ("_built", "_data", "lazy")
+
+    _built: dict[str, Any] | None
+    _data: bytes
+
+    @property
+    def body(self) -> dict[str, Any]:
+        body = self._built
+        if body is None:
+            lazy: Lazy = self.lazy  # type: ignore[assignment]
+            body = lazy.unpack(self._data, lazy.pos) if lazy.simple else lazy.build(self._data)
+            self._built = body
+        return body
+
+    @body.setter
+    def body(self, value: dict[str, Any]) -> None:
+        self._built = value
+
+
 _new_object = object.__new__
 
 
@@ -176,16 +153,32 @@ def _decoded(
     kind: Kind, header: InHeader | OutHeader, opcode: int | None, name: str, body: dict[str, Any]
 ) -> Decoded:
     """``Decoded(kind, header, opcode, name, body)`` for the hot paths, built without the
-    Python-level ``__init__`` (no remainder, no problems)."""
+    dataclass's Python-level ``__init__`` (no remainder, no problems)."""
     d: Decoded = _new_object(Decoded)
     d.kind = kind
     d.header = header
     d.opcode = opcode
     d.name = name
-    d._body = body
+    d.body = body
     d.remainder = b""
     d.problems = []
-    d.lazy = None
+    return d
+
+
+def _kept(
+    kind: Kind, header: InHeader | OutHeader, opcode: int | None, name: str, body: dict[str, Any]
+) -> Decoded:
+    """:func:`_decoded` as the lazy decoder makes it (one class on its hot paths): the body
+    built already."""
+    d: _Unbuilt = _new_object(_Unbuilt)
+    d.kind = kind
+    d.header = header
+    d.opcode = opcode
+    d.name = name
+    d._built = body
+    d.remainder = b""
+    d.problems = []
+    d.lazy = None  # type: ignore[misc]
     return d
 
 
@@ -194,52 +187,94 @@ def _deferred(
     data: bytes,
 ) -> Decoded:  # fmt: skip
     """A well-formed frame whose body ``lazy`` builds from ``data`` when it is read."""
-    d: Decoded = _new_object(Decoded)
+    d: _Unbuilt = _new_object(_Unbuilt)
     d.kind = kind
     d.header = header
     d.opcode = opcode
     d.name = name
-    d._body = None
+    d._built = None
     d._data = data
     d.remainder = b""
     d.problems = []
-    d.lazy = lazy
+    d.lazy = lazy  # type: ignore[misc]
     return d
 
 
 class Lazy:
-    """A body the fast path checked and left unbuilt: one fixed struct at ``pos``, or a
-    directory listing (``dirents`` set: the body's name and whether it is READDIRPLUS).
+    """How a body the fast path checked and left unbuilt is read: one fixed struct at
+    ``pos`` (``frame_len``: the frame's length then), optionally followed by a run of bytes
+    named ``tail`` that a field of the struct sizes (WRITE); one run of bytes named ``rest``
+    (READ's reply); or a directory listing (``dirents``: the body's name and whether it is
+    READDIRPLUS).
 
     ``build(data)`` makes the body dict; ``picker(paths)`` gives a function that reads the
-    fields at those dotted paths (``"attr.mode"``) from a frame's bytes with one unpack, as a
-    tuple; ``names(data)`` the names of a listing's records, in order.
+    struct's fields at those dotted paths (``"attr.mode"``) from a frame's bytes with one
+    unpack, as a tuple (None without a struct); ``names(data)`` the names of a listing's
+    records, in order.
     """
 
-    __slots__ = ("_flat", "_pickers", "dirents", "order", "pos")
+    __slots__ = ("_flat", "_pickers", "dirents", "frame_len", "length", "order", "pos", "rest",
+                 "simple", "tail", "unpack")  # fmt: skip
 
-    def __init__(self, flat_: Flat | None, pos: int, order: str, dirents: Any = None) -> None:
+    def __init__(
+        self,
+        flat_: Flat | None,
+        pos: int,
+        order: str,
+        *,
+        dirents: tuple[str, bool] | None = None,
+        tail: tuple[str, str] | None = None,
+        rest: str | None = None,
+    ) -> None:
         self._flat = flat_
         self.pos = pos
         self.order = order
-        self.dirents: tuple[str, bool] | None = dirents
+        self.dirents = dirents
+        self.rest = rest
+        self.tail: str | None = None
+        #: data -> (the length field's value,) when there is a tail
+        self.length: Any = None
+        #: the length of a frame that is header and struct exactly (-1: none such)
+        self.frame_len = pos + flat_.size if flat_ is not None and tail is None else -1
+        if tail is not None and flat_ is not None:
+            self.tail, length_from = tail
+            _, offset, code = flat_.fields[length_from]
+            self.length = struct.Struct(f"{order}{pos + offset}x{code}").unpack_from
+            self.frame_len = -1
+        #: one fixed struct and nothing else: the body is ``unpack(data, pos)``
+        self.simple = flat_ is not None and tail is None
         self._pickers: dict[tuple[str, ...], Any] = {}
+        #: (data, pos) -> the dict of the fixed struct
+        self.unpack: Any = flat_.unpack_from if flat_ is not None else None
+
+    @property
+    def head_end(self) -> int:
+        """Where the fixed struct ends (a tail starts)."""
+        return self.pos + (self._flat.size if self._flat is not None else 0)
 
     def build(self, data: bytes) -> dict[str, Any]:
-        if self.dirents is None:
-            body: dict[str, Any] = self._flat.unpack_from(data, self.pos)  # type: ignore[union-attr]
+        if self.simple:
+            body: dict[str, Any] = self.unpack(data, self.pos)
             return body
+        if self.tail is not None:
+            body = self.unpack(data, self.pos)
+            body[self.tail] = data[self.head_end :]
+            return body
+        if self.rest is not None:
+            return {self.rest: data[self.pos :]}
+        assert self.dirents is not None
         name, plus = self.dirents
         out = _Out(self.pos)
         _dirents(data, self.pos, len(data), out, self.order, plus, "fast")
         return {name: out.body["__entries"]}
 
     def picker(self, paths: tuple[str, ...]) -> Any:
-        """data -> the values at ``paths`` (KeyError for a path the struct lacks), read by
-        one ``struct`` that skips every other byte."""
+        """data -> the values at ``paths``, read by one ``struct`` that skips every other
+        byte; None when the body has no struct or the struct lacks one of them."""
         get = self._pickers.get(paths)
         if get is None:
-            assert self._flat is not None
+            if self._flat is None or not all(p in self._flat.fields for p in paths):
+                return None
             fields = self._flat.fields
             wanted = sorted(paths, key=lambda p: fields[p][1])
             codes = [self.order]
@@ -738,11 +773,14 @@ def decode_request(
     return _finish("request", header, header.opcode, name, data, out, end)
 
 
-def request_fast(data: bytes, header: InHeader, neg: Negotiated) -> Decoded | None:
+def request_fast(
+    data: bytes, header: InHeader, neg: Negotiated, lazy_body: bool = False
+) -> Decoded | None:
     """:func:`decode_request`'s fast path (engine "fast"; the header already read): a
     request whose ``in.len`` is its length, without extensions, made of fixed structs only
     or of one name, decoded by a plan cached per session and opcode. None for any other
-    frame (then :func:`decode_request` decodes it in full)."""
+    frame (then :func:`decode_request` decodes it in full). ``lazy_body``: leave a body of
+    one fixed struct unbuilt until it is read (:attr:`Decoded.lazy`)."""
     n = len(data)
     if header[0] != n or header[7]:  # len, total_extlen
         return None
@@ -751,15 +789,24 @@ def request_fast(data: bytes, header: InHeader, neg: Negotiated) -> Decoded | No
     if fast is None:
         fast = neg._cache[op] = _fast_request_plan(op, neg)
     plan, name, lazy = fast
+    if lazy_body:
+        if lazy is not None:
+            if n == lazy.frame_len:
+                return _deferred("request", header, op, name, lazy, data)
+            length = lazy.length
+            if length is not None and n >= lazy.head_end and length(data)[0] == n - lazy.head_end:
+                return _deferred("request", header, op, name, lazy, data)
+        new = _kept
+    else:
+        new = _decoded
     if plan is not None:
         if plan.fixed is not None and n - IN_HEADER_SIZE == plan.fixed_size:
-            if lazy is not None:
-                return _deferred("request", header, op, name, lazy, data)
-            body = _fixed(plan.fixed, data, 40)
-            return _decoded("request", header, op, name, body)
+            one = plan.one
+            body = one(data, IN_HEADER_SIZE) if one else _fixed(plan.fixed, data, 40)
+            return new("request", header, op, name, body)
         if plan.cstring is not None and data.find(b"\0", IN_HEADER_SIZE) == n - 1:
             body = {plan.cstring: _text(data[IN_HEADER_SIZE:-1])}
-            return _decoded("request", header, op, name, body)
+            return new("request", header, op, name, body)
         tail = plan.tail
         if tail is not None:
             pos = IN_HEADER_SIZE + plan.head_size
@@ -786,7 +833,7 @@ def request_fast(data: bytes, header: InHeader, neg: Negotiated) -> Decoded | No
                 else:
                     read = reader.read
                     body[tname] = [read(data, pos + i * size) for i in range(count)]
-            return _decoded("request", header, op, name, body)
+            return new("request", header, op, name, body)
     return None
 
 
@@ -800,11 +847,15 @@ def _fast_request_plan(op: int, neg: Negotiated) -> tuple[_Plan | None, str, Laz
 
 
 def _lazy_struct(plan: _Plan, pos: int, neg: Negotiated) -> Lazy | None:
-    """A :class:`Lazy` for a plan of exactly one fixed struct (not empty), else None."""
-    if plan.one is None or not plan.fixed_size:
-        return None
-    reader = plan.fixed[0]  # type: ignore[index]
-    return Lazy(flat(neg._order)[reader.name], pos, neg._order)
+    """A :class:`Lazy` for a plan of exactly one fixed struct (not empty), or of one fixed
+    struct and the bytes one of its fields sizes; else None."""
+    if plan.one is not None and plan.fixed_size:
+        reader = plan.fixed[0]  # type: ignore[index]
+        return Lazy(flat(neg._order)[reader.name], pos, neg._order)
+    tail = plan.tail
+    if plan.head is not None and len(plan.head) == 1 and tail and tail[0] is ArgKind.BYTES:
+        return Lazy(flat(neg._order)[plan.head[0].name], pos, neg._order, tail=tail[1:])
+    return None
 
 
 _IN_UNPACK = {o: in_header_struct(o).unpack_from for o in "<>"}
@@ -894,13 +945,14 @@ def decode_reply(
 
 
 def reply_fast(
-    data: bytes, request_opcode: int, header: OutHeader, neg: Negotiated
+    data: bytes, request_opcode: int, header: OutHeader, neg: Negotiated, lazy_body: bool = False
 ) -> Decoded | None:
     """:func:`decode_reply`'s fast path (engine "fast"; the header already read; the frame
     whole): a header-only error reply (whatever the request), or a well-formed reply to a
     request whose reply shape does not depend on its body, decoded by a plan cached per
     session and opcode. None for any other frame (then :func:`decode_reply` decodes it in
-    full)."""
+    full). ``lazy_body``: leave a body of one fixed struct, or a directory listing, unbuilt
+    until it is read (:attr:`Decoded.lazy`)."""
     n = len(data)
     if header[0] != n or header[2] & FUSE_INT_REQ_BIT:  # len, unique
         return None
@@ -908,25 +960,35 @@ def reply_fast(
     if fast is None:
         fast = neg._cache[~request_opcode] = _fast_reply_plan(int(request_opcode), neg)
     name, plan, empty, lazy = fast
+    new = _kept if lazy_body else _decoded
     if header[1]:  # error: the header alone, whatever the request asked for
         if n == OUT_HEADER_SIZE:
-            return _decoded("reply", header, request_opcode, name, {})
+            return new("reply", header, request_opcode, name, {})
         return None
+    if lazy_body and lazy is not None and n == lazy.frame_len:
+        return _deferred("reply", header, request_opcode, name, lazy, data)
     if plan is None:
         return None
     if plan.fixed is not None and n - OUT_HEADER_SIZE == plan.fixed_size:
-        if lazy is not None:
-            return _deferred("reply", header, request_opcode, name, lazy, data)
         if plan.fixed or empty:
-            return _decoded("reply", header, request_opcode, name, _fixed(plan.fixed, data, 16))
+            one = plan.one
+            body = one(data, 16) if one else _fixed(plan.fixed, data, 16)
+            return new("reply", header, request_opcode, name, body)
     elif plan.rest is not None:
-        return _decoded("reply", header, request_opcode, name, {plan.rest: data[16:]})
-    elif (
-        lazy is not None
-        and lazy.dirents is not None
-        and _dirents_whole(data, OUT_HEADER_SIZE, neg._order, lazy.dirents[1])
-    ):  # READDIR(PLUS): whole records up to the end, nothing odd
-        return _deferred("reply", header, request_opcode, name, lazy, data)
+        if lazy_body:
+            return _deferred("reply", header, request_opcode, name, lazy, data)  # type: ignore[arg-type]
+        return new("reply", header, request_opcode, name, {plan.rest: data[16:]})
+    elif lazy is not None and lazy.dirents is not None:
+        # READDIR(PLUS): whole records up to the end, nothing odd
+        if lazy_body:
+            if _dirents_whole(data, OUT_HEADER_SIZE, neg._order, lazy.dirents[1]):
+                return _deferred("reply", header, request_opcode, name, lazy, data)
+            return None
+        out = _Out(OUT_HEADER_SIZE)
+        end = _dirents(data, OUT_HEADER_SIZE, n, out, neg._order, lazy.dirents[1], "fast")
+        if end == n and not out.problems:
+            body = {lazy.dirents[0]: out.body["__entries"]}
+            return new("reply", header, request_opcode, name, body)
     return None
 
 
@@ -955,7 +1017,9 @@ def _fast_reply_plan(op: int, neg: Negotiated) -> tuple[str, _Plan | None, bool,
     lazy = _lazy_struct(plan, OUT_HEADER_SIZE, neg)
     if len(plan.steps) == 1 and plan.steps[0][0] in (ArgKind.DIRENTS, ArgKind.DIRENTPLUS):
         dirents = (plan.steps[0][1], plan.steps[0][0] is ArgKind.DIRENTPLUS)
-        lazy = Lazy(None, OUT_HEADER_SIZE, neg._order, dirents)
+        lazy = Lazy(None, OUT_HEADER_SIZE, neg._order, dirents=dirents)
+    elif plan.rest is not None:
+        lazy = Lazy(None, OUT_HEADER_SIZE, neg._order, rest=plan.rest)
     return name, plan, spec.reply is ReplyShape.EMPTY, lazy
 
 

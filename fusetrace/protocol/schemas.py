@@ -230,29 +230,49 @@ class Flat:
     ``struct`` code.
     """
 
-    __slots__ = ("build_values", "fields", "name", "size", "struct", "to_dict", "unpack_from")
+    __slots__ = ("_expr", "_to_dict", "_unpack_from", "fields", "name", "size", "struct")
 
     def __init__(self, name: str, schema: Schema, order: str) -> None:
         self.name = name
         codes: list[str] = []
         counter = [0]
         paths: dict[str, int] = {}
-        expr = _flat_expr(schema, codes, counter, paths)
+        self._expr = _flat_expr(schema, codes, counter, paths)
         self.struct = struct.Struct(order + "".join(codes))
         self.size = self.struct.size
         self.fields: dict[str, tuple[int, int, str]] = {
             path: (i, struct.calcsize(order + "".join(codes[:i])), codes[i])
             for path, i in paths.items()
         }
+        self._to_dict: Callable[[tuple[Any, ...]], Any] | None = None
+        self._unpack_from: Callable[..., Any] | None = None
+
+    def _generate(self) -> None:
+        """Generated from the schema on first use (a capture needs few of the layouts): one
+        call unpacks and rebuilds the nested value."""
         ns: dict[str, Any] = {"_unpack": self.struct.unpack_from}
-        # generated from the schema: one call unpacks and rebuilds the nested value
+        expr = self._expr
         exec(
             f"def to_dict(v):\n    return {expr}\n"
             f"def unpack_from(data, offset=0):\n    v = _unpack(data, offset)\n    return {expr}\n",
             ns,
         )
-        self.to_dict: Callable[[tuple[Any, ...]], Any] = ns["to_dict"]
-        self.unpack_from: Callable[..., Any] = ns["unpack_from"]
+        self._to_dict = ns["to_dict"]
+        self._unpack_from = ns["unpack_from"]
+
+    @property
+    def to_dict(self) -> Callable[[tuple[Any, ...]], Any]:
+        """The unpacked tuple -> the nested value (dicts and lists)."""
+        if self._to_dict is None:
+            self._generate()
+        return self._to_dict  # type: ignore[return-value]
+
+    @property
+    def unpack_from(self) -> Callable[..., Any]:
+        """(data, offset=0) -> the nested value."""
+        if self._unpack_from is None:
+            self._generate()
+        return self._unpack_from  # type: ignore[return-value]
 
 
 _FMT_CODES = set("bBhHiIlLqQ")

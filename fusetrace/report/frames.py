@@ -12,6 +12,7 @@ from _json import make_encoder as c_make_encoder
 from array import array
 from collections.abc import Callable, Iterator
 from json.encoder import encode_basestring_ascii
+from operator import itemgetter
 from typing import Any
 
 from fusetrace.frame import Direction
@@ -87,13 +88,36 @@ class _Pick:
     and a function of their values. It reads them from a decoded body (missing fields are
     0) or, for a body left unbuilt (``Decoded.lazy``), straight from the frame's bytes."""
 
-    __slots__ = ("paths", "text")
+    __slots__ = ("_items", "getters", "paths", "text")
 
     def __init__(self, paths: tuple[str, ...], text: Callable[..., str]) -> None:
         self.paths = paths
         self.text = text
+        #: Decoded.lazy -> its reader of these fields
+        self.getters: dict[Any, Callable[[bytes], tuple[Any, ...]]] = {}
+        #: top-level fields of a built body, in one call
+        self._items: Any = None
+        if all("." not in p for p in paths):
+            items = itemgetter(*paths)
+            self._items = items if len(paths) > 1 else (lambda b: (items(b),))
+
+    def unbuilt(self, d: Decoded, data: bytes) -> str:
+        """The text from the frame's bytes, for a body left unbuilt (``d.lazy``)."""
+        get = d.lazy.picker(self.paths)  # type: ignore[union-attr]
+        if get is None:  # not a struct with these fields
+            return self(d.body)
+        self.getters[d.lazy] = get
+        return self.text(*get(data))
 
     def __call__(self, b: dict[str, Any]) -> str:
+        items = self._items
+        if items is not None:
+            try:
+                v = items(b)
+            except KeyError:
+                v = None
+            if v is not None:
+                return self.text(*v)
         values = []
         for path in self.paths:
             *outer, last = path.split(".")
@@ -271,15 +295,49 @@ def _open_out(fh: int, open_flags: int) -> str:
     return f"fh={fh}" + (f" {flags}" if flags else "")
 
 
-def _listing(names: list[str]) -> str:
-    """A directory listing by its record names."""
-    shown = " ".join(_q(n) for n in names[:4])
-    more = " ..." if len(names) > 4 else ""
-    return f"{len(names)} entries {shown}{more}".rstrip()
+class _Listing:
+    """The text of a directory listing, by its record names (for a listing left unbuilt,
+    read from the frame's bytes)."""
+
+    __slots__ = ()
+
+    def __call__(self, b: dict[str, Any]) -> str:
+        return self.text([e.get("name", "") for e in b.get("entries", [])])
+
+    def unbuilt(self, d: Decoded, data: bytes) -> str:
+        lazy = d.lazy
+        if lazy is None or lazy.dirents is None:
+            return self(d.body)
+        return self.text(lazy.names(data))
+
+    @staticmethod
+    def text(names: list[str]) -> str:
+        shown = " ".join(_q(n) for n in names[:4])
+        more = " ..." if len(names) > 4 else ""
+        return f"{len(names)} entries {shown}{more}".rstrip()
 
 
-def _dir_reply(b: dict[str, Any]) -> str:
-    return _listing([e.get("name", "") for e in b.get("entries", [])])
+class _Sized:
+    """The text of a body that is a run of bytes, by its length (for a run left unbuilt,
+    the frame's length less the header)."""
+
+    __slots__ = ("name", "text")
+
+    def __init__(self, name: str, text: Callable[[int], str]) -> None:
+        self.name = name
+        self.text = text
+
+    def __call__(self, b: dict[str, Any]) -> str:
+        return self.text(len(b.get(self.name, b"")))
+
+    def unbuilt(self, d: Decoded, data: bytes) -> str:
+        lazy = d.lazy
+        if lazy is None or lazy.rest != self.name:
+            return self(d.body)
+        return self.text(len(data) - lazy.pos)
+
+
+_dir_reply = _Listing()
 
 
 def _xattr_reply(b: dict[str, Any]) -> str:
@@ -315,7 +373,7 @@ REPLY_ARGS: dict[int, _Fmt] = {
     _O.SETATTR: _attr,
     _O.OPEN: _open_out,
     _O.OPENDIR: _open_out,
-    _O.READ: lambda b: f"{len(b.get('data', b''))} bytes",
+    _O.READ: _Sized("data", lambda size: f"{size} bytes"),
     _O.WRITE: _pick("size")(lambda size: f"size={size}"),
     _O.COPY_FILE_RANGE: _pick("size")(lambda size: f"size={size}"),
     _O.READDIR: _dir_reply,
@@ -370,6 +428,8 @@ def _problems(d: Decoded) -> str:
 
 
 _INBOUND = Direction.INBOUND
+#: the formatters that read a body left unbuilt from the frame's bytes
+_UNBUILT = frozenset({_Pick, _Listing, _Sized})
 _HEAD_IN = "%5d %.6f K>D"
 _HEAD_OUT = "%5d %.6f D>K"
 _INIT = int(Opcode.INIT)
@@ -406,12 +466,15 @@ def summary_line(frame: DecodedFrame, t0_ns: int, _bare: bool = False) -> str:
         lazy = d.lazy
         if f is None:
             args = ""
-        elif lazy is not None and f.__class__ is _Pick:
-            # the body left unbuilt: its few fields read from the frame's bytes
-            args = f.text(*lazy.picker(f.paths)(data))
-        else:
+        elif lazy is None or f.__class__ not in _UNBUILT:
             body = d.body
             args = f(body) if body else ""
+        elif f.__class__ is _Pick:
+            # the body left unbuilt: its few fields read from the frame's bytes
+            get = f.getters.get(lazy)
+            args = f.unbuilt(d, data) if get is None else f.text(*get(data))
+        else:
+            args = f.unbuilt(d, data)  # type: ignore[attr-defined]
         nodeid = h[3]  # InHeader: len, opcode, unique, nodeid, ...
         node = f" nodeid={nodeid}" if nodeid else ""
         if args:
@@ -434,13 +497,15 @@ def summary_line(frame: DecodedFrame, t0_ns: int, _bare: bool = False) -> str:
         lazy = d.lazy
         if f is None:
             args = ""
-        elif lazy is None or (lazy.dirents is None and f.__class__ is not _Pick):
+        elif lazy is None or f.__class__ not in _UNBUILT:
             body = d.body
             args = f(body) if body else ""
-        elif lazy.dirents is not None:
-            args = _listing(lazy.names(data))
-        else:  # the body left unbuilt: its few fields read from the frame's bytes
-            args = f.text(*lazy.picker(f.paths)(data))  # type: ignore[attr-defined]
+        elif f.__class__ is _Pick:
+            # the body left unbuilt: its few fields read from the frame's bytes
+            get = f.getters.get(lazy)
+            args = f.unbuilt(d, data) if get is None else f.text(*get(data))
+        else:
+            args = f.unbuilt(d, data)  # type: ignore[attr-defined]
         status = "ok " + args if args else "ok"
     return f"{head} {unique} {d.name} {status}{tail}"
 
