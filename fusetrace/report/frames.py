@@ -85,12 +85,13 @@ def _q(text: str) -> str:
 
 class _Pick:
     """The text of a body made of a few numeric fields: their dotted paths (``attr.mode``)
-    and a function of their values. It reads them from a decoded body (missing fields are
-    0) or, for a body left unbuilt (``Decoded.lazy``), straight from the frame's bytes."""
+    and a function of the tuple of their values. It reads them from a decoded body
+    (missing fields are 0) or, for a body left unbuilt (``Decoded.lazy``), straight from
+    the frame's bytes."""
 
     __slots__ = ("_items", "getters", "paths", "text")
 
-    def __init__(self, paths: tuple[str, ...], text: Callable[..., str]) -> None:
+    def __init__(self, paths: tuple[str, ...], text: Callable[[tuple[Any, ...]], str]) -> None:
         self.paths = paths
         self.text = text
         #: Decoded.lazy -> its reader of these fields
@@ -107,7 +108,7 @@ class _Pick:
         if get is None:  # not a struct with these fields
             return self(d.body)
         self.getters[d.lazy] = get
-        return self.text(*get(data))
+        return self.text(get(data))
 
     def __call__(self, b: dict[str, Any]) -> str:
         items = self._items
@@ -117,7 +118,7 @@ class _Pick:
             except KeyError:
                 v = None
             if v is not None:
-                return self.text(*v)
+                return self.text(v)
         values = []
         for path in self.paths:
             *outer, last = path.split(".")
@@ -125,22 +126,24 @@ class _Pick:
             for key in outer:
                 d = d.get(key) or {}
             values.append(d.get(last, 0))
-        return self.text(*values)
+        return self.text(tuple(values))
 
 
-def _pick(*paths: str) -> Callable[[Callable[..., str]], _Pick]:
+def _pick(*paths: str) -> Callable[[Callable[[tuple[Any, ...]], str]], _Pick]:
     return lambda text: _Pick(paths, text)
 
 
 @_pick("nodeid", "generation", "attr.size", "attr.mode")
-def _entry(nodeid: int, generation: int, size: int, mode: int) -> str:
+def _entry(v: tuple[int, ...]) -> str:
+    nodeid, generation, size, mode = v
     if not nodeid:
         return "negative entry"
     return f"nodeid={nodeid} gen={generation} {_mode(mode)} size={size}"
 
 
 @_pick("attr.ino", "attr.size", "attr.mode")
-def _attr(ino: int, size: int, mode: int) -> str:
+def _attr(v: tuple[int, ...]) -> str:
+    ino, size, mode = v
     return f"{_mode(mode)} size={size} ino={ino}"
 
 
@@ -153,18 +156,19 @@ def _name_only(b: dict[str, Any]) -> str:
 
 
 @_pick("fh", "offset", "size")
-def _io(fh: int, offset: int, size: int) -> str:
+def _io(v: tuple[int, ...]) -> str:
+    fh, offset, size = v
     return f"fh={fh} offset={offset} size={size}"
 
 
 @_pick("fh")
-def _fh(fh: int) -> str:
-    return f"fh={fh}"
+def _fh(v: tuple[int, ...]) -> str:
+    return f"fh={v[0]}"
 
 
 @_pick("flags")
-def _open_in(flags: int) -> str:
-    return f"flags=0o{flags:o}"
+def _open_in(v: tuple[int, ...]) -> str:
+    return f"flags=0o{v[0]:o}"
 
 
 def _batch_forget(b: dict[str, Any]) -> str:
@@ -232,7 +236,7 @@ REQUEST_ARGS: dict[int, _Fmt] = {
     _O.RELEASE: _fh,
     _O.RELEASEDIR: _fh,
     _O.FLUSH: _fh,
-    _O.FORGET: _pick("nlookup")(lambda nlookup: f"nlookup={nlookup}"),
+    _O.FORGET: _pick("nlookup")(lambda v: f"nlookup={v[0]}"),
     _O.BATCH_FORGET: _batch_forget,
     _O.OPEN: _open_in,
     _O.OPENDIR: _open_in,
@@ -247,7 +251,7 @@ REQUEST_ARGS: dict[int, _Fmt] = {
     _O.LINK: lambda b: f"oldnodeid={b.get('oldnodeid', 0)} {_q(b.get('newname', ''))}",
     _O.RENAME: _rename,
     _O.RENAME2: _rename,
-    _O.GETATTR: _pick("getattr_flags", "fh")(lambda flags, fh: f"fh={fh}" if flags & 1 else ""),
+    _O.GETATTR: _pick("getattr_flags", "fh")(lambda v: f"fh={v[1]}" if v[0] & 1 else ""),
     _O.SETATTR: _setattr,
     _O.FSYNC: lambda b: _fields(b, "fh", "fsync_flags"),
     _O.FSYNCDIR: lambda b: _fields(b, "fh", "fsync_flags"),
@@ -263,7 +267,7 @@ REQUEST_ARGS: dict[int, _Fmt] = {
     _O.GETLK: _lk,
     _O.SETLK: _lk,
     _O.SETLKW: _lk,
-    _O.ACCESS: _pick("mask")(lambda mask: f"mask=0o{mask:o}"),
+    _O.ACCESS: _pick("mask")(lambda v: f"mask=0o{v[0]:o}"),
     _O.INTERRUPT: lambda b: _fields(b, "unique"),
     _O.BMAP: lambda b: _fields(b, "block", "blocksize"),
     _O.IOCTL: lambda b: (
@@ -286,7 +290,8 @@ REQUEST_ARGS: dict[int, _Fmt] = {
 
 
 @_pick("fh", "open_flags")
-def _open_out(fh: int, open_flags: int) -> str:
+def _open_out(v: tuple[int, ...]) -> str:
+    fh, open_flags = v
     flags = _OPEN_FLAGS_TEXT.get(open_flags)
     if flags is None:
         flags = "|".join(flag_names(open_flags, FopenFlag))
@@ -374,8 +379,8 @@ REPLY_ARGS: dict[int, _Fmt] = {
     _O.OPEN: _open_out,
     _O.OPENDIR: _open_out,
     _O.READ: _Sized("data", lambda size: f"{size} bytes"),
-    _O.WRITE: _pick("size")(lambda size: f"size={size}"),
-    _O.COPY_FILE_RANGE: _pick("size")(lambda size: f"size={size}"),
+    _O.WRITE: _pick("size")(lambda v: f"size={v[0]}"),
+    _O.COPY_FILE_RANGE: _pick("size")(lambda v: f"size={v[0]}"),
     _O.READDIR: _dir_reply,
     _O.READDIRPLUS: _dir_reply,
     _O.READLINK: lambda b: _q(b.get("target", "")),
@@ -392,7 +397,7 @@ REPLY_ARGS: dict[int, _Fmt] = {
     ),
     _O.BMAP: lambda b: _fields(b, "block"),
     _O.IOCTL: lambda b: f"result={b.get('result', 0)} {len(b.get('data', b''))} bytes",
-    _O.POLL: _pick("revents")(lambda revents: f"revents=0x{revents:x}"),
+    _O.POLL: _pick("revents")(lambda v: f"revents=0x{v[0]:x}"),
     _O.LSEEK: lambda b: _fields(b, "offset"),
     _O.STATX: _statx_reply,
     _O.COPY_FILE_RANGE_64: lambda b: _fields(b, "bytes_copied"),
@@ -472,7 +477,7 @@ def summary_line(frame: DecodedFrame, t0_ns: int, _bare: bool = False) -> str:
         elif f.__class__ is _Pick:
             # the body left unbuilt: its few fields read from the frame's bytes
             get = f.getters.get(lazy)
-            args = f.unbuilt(d, data) if get is None else f.text(*get(data))
+            args = f.unbuilt(d, data) if get is None else f.text(get(data))
         else:
             args = f.unbuilt(d, data)  # type: ignore[attr-defined]
         nodeid = h[3]  # InHeader: len, opcode, unique, nodeid, ...
@@ -503,7 +508,7 @@ def summary_line(frame: DecodedFrame, t0_ns: int, _bare: bool = False) -> str:
         elif f.__class__ is _Pick:
             # the body left unbuilt: its few fields read from the frame's bytes
             get = f.getters.get(lazy)
-            args = f.unbuilt(d, data) if get is None else f.text(*get(data))
+            args = f.unbuilt(d, data) if get is None else f.text(get(data))
         else:
             args = f.unbuilt(d, data)  # type: ignore[attr-defined]
         status = "ok " + args if args else "ok"
