@@ -270,7 +270,9 @@ def decode(
     out: TextIO = sys.stdout
     with open_capture(path) as reader:
         info = reader.info
-        decoder = FrameDecoder(info.byte_order, engine=engine)  # type: ignore[arg-type]
+        # summary lines and statistics read few bodies: those are decoded when read
+        lazy = fmt == "text" and not verbose and nodeid is None
+        decoder = FrameDecoder(info.byte_order, engine=engine, lazy=lazy)  # type: ignore[arg-type]
         # one pass: the connection model reads each frame once for the decoder and the tracker
         tracker = _tracker(info.byte_order, decoder.connection) if check else None
         connection_feed = decoder.connection.feed

@@ -20,7 +20,8 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, Literal, NamedTuple
+from operator import itemgetter
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import construct as c
 
@@ -69,7 +70,7 @@ class Problem(NamedTuple):
         return f"{self.code}: {self.message}"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Decoded:
     """One decoded frame.
 
@@ -77,6 +78,11 @@ class Decoded:
     unknown; for an interrupt reply: INTERRUPT) or, for a notification, the notify code.
     ``body`` holds the fields of the body (struct fields flattened, nested structs nested,
     names and link targets as text, file data as bytes).
+
+    A decoder asked to (``FrameDecoder(lazy=True)``) checks a well-formed body but builds
+    its dict only when ``body`` is first read: until then ``lazy`` is the :class:`Lazy` that
+    builds it from the frame's bytes, and lets a reader that needs a few fields take them
+    from the bytes directly (the summary line). ``lazy`` is None for a body decoded at once.
     """
 
     kind: Kind
@@ -86,6 +92,16 @@ class Decoded:
     body: dict[str, Any] = field(default_factory=dict)
     remainder: bytes = b""
     problems: list[Problem] = field(default_factory=list)
+    lazy: ClassVar[Lazy | None] = None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Decoded):
+            return NotImplemented
+        return (self.kind, self.header, self.opcode, self.name, self.body, self.remainder,
+                self.problems) == (other.kind, other.header, other.opcode, other.name,
+                                   other.body, other.remainder, other.problems)  # fmt: skip
+
+    __hash__ = None  # type: ignore[assignment]
 
     @property
     def unique(self) -> int:
@@ -107,6 +123,29 @@ class Decoded:
         return not self.problems
 
 
+class _Unbuilt(Decoded):
+    """A :class:`Decoded` whose body is built from the frame's bytes when first read (when
+    ``lazy`` is set); the lazy decoder makes every frame of its fast paths of this class."""
+
+    __slots__ = ("_built", "_data", "lazy")
+
+    _built: dict[str, Any] | None
+    _data: bytes
+
+    @property
+    def body(self) -> dict[str, Any]:
+        body = self._built
+        if body is None:
+            lazy: Lazy = self.lazy  # type: ignore[assignment]
+            body = lazy.unpack(self._data, lazy.pos) if lazy.simple else lazy.build(self._data)
+            self._built = body
+        return body
+
+    @body.setter
+    def body(self, value: dict[str, Any]) -> None:
+        self._built = value
+
+
 _new_object = object.__new__
 
 
@@ -124,6 +163,153 @@ def _decoded(
     d.remainder = b""
     d.problems = []
     return d
+
+
+def _kept(
+    kind: Kind, header: InHeader | OutHeader, opcode: int | None, name: str, body: dict[str, Any]
+) -> Decoded:
+    """:func:`_decoded` as the lazy decoder makes it (one class on its hot paths): the body
+    built already."""
+    d: _Unbuilt = _new_object(_Unbuilt)
+    d.kind = kind
+    d.header = header
+    d.opcode = opcode
+    d.name = name
+    d._built = body
+    d.remainder = b""
+    d.problems = []
+    d.lazy = None  # type: ignore[misc]
+    return d
+
+
+def _deferred(
+    kind: Kind, header: InHeader | OutHeader, opcode: int | None, name: str, lazy: Lazy,
+    data: bytes,
+) -> Decoded:  # fmt: skip
+    """A well-formed frame whose body ``lazy`` builds from ``data`` when it is read."""
+    d: _Unbuilt = _new_object(_Unbuilt)
+    d.kind = kind
+    d.header = header
+    d.opcode = opcode
+    d.name = name
+    d._built = None
+    d._data = data
+    d.remainder = b""
+    d.problems = []
+    d.lazy = lazy  # type: ignore[misc]
+    return d
+
+
+class Lazy:
+    """How a body the fast path checked and left unbuilt is read: one fixed struct at
+    ``pos`` (``frame_len``: the frame's length then), optionally followed by a run of bytes
+    named ``tail`` that a field of the struct sizes (WRITE); one run of bytes named ``rest``
+    (READ's reply); or a directory listing (``dirents``: the body's name and whether it is
+    READDIRPLUS).
+
+    ``build(data)`` makes the body dict; ``picker(paths)`` gives a function that reads the
+    struct's fields at those dotted paths (``"attr.mode"``) from a frame's bytes with one
+    unpack, as a tuple (None without a struct); ``names(data)`` the names of a listing's
+    records, in order.
+    """
+
+    __slots__ = ("_flat", "_pickers", "dirents", "frame_len", "length", "order", "pos", "rest",
+                 "simple", "tail", "unpack")  # fmt: skip
+
+    def __init__(
+        self,
+        flat_: Flat | None,
+        pos: int,
+        order: str,
+        *,
+        dirents: tuple[str, bool] | None = None,
+        tail: tuple[str, str] | None = None,
+        rest: str | None = None,
+    ) -> None:
+        self._flat = flat_
+        self.pos = pos
+        self.order = order
+        self.dirents = dirents
+        self.rest = rest
+        self.tail: str | None = None
+        #: data -> (the length field's value,) when there is a tail
+        self.length: Any = None
+        #: the length of a frame that is header and struct exactly (-1: none such)
+        self.frame_len = pos + flat_.size if flat_ is not None and tail is None else -1
+        if tail is not None and flat_ is not None:
+            self.tail, length_from = tail
+            _, offset, code = flat_.fields[length_from]
+            self.length = struct.Struct(f"{order}{pos + offset}x{code}").unpack_from
+            self.frame_len = -1
+        #: one fixed struct and nothing else: the body is ``unpack(data, pos)``
+        self.simple = flat_ is not None and tail is None
+        self._pickers: dict[tuple[str, ...], Any] = {}
+        #: (data, pos) -> the dict of the fixed struct
+        self.unpack: Any = flat_.unpack_from if flat_ is not None else None
+
+    @property
+    def head_end(self) -> int:
+        """Where the fixed struct ends (a tail starts)."""
+        return self.pos + (self._flat.size if self._flat is not None else 0)
+
+    def build(self, data: bytes) -> dict[str, Any]:
+        if self.simple:
+            body: dict[str, Any] = self.unpack(data, self.pos)
+            return body
+        if self.tail is not None:
+            body = self.unpack(data, self.pos)
+            body[self.tail] = data[self.head_end :]
+            return body
+        if self.rest is not None:
+            return {self.rest: data[self.pos :]}
+        assert self.dirents is not None
+        name, plus = self.dirents
+        out = _Out(self.pos)
+        _dirents(data, self.pos, len(data), out, self.order, plus, "fast")
+        return {name: out.body["__entries"]}
+
+    def picker(self, paths: tuple[str, ...]) -> Any:
+        """data -> the values at ``paths``, read by one ``struct`` that skips every other
+        byte; None when the body has no struct or the struct lacks one of them."""
+        get = self._pickers.get(paths)
+        if get is None:
+            if self._flat is None or not all(p in self._flat.fields for p in paths):
+                return None
+            fields = self._flat.fields
+            wanted = sorted(paths, key=lambda p: fields[p][1])
+            codes = [self.order]
+            pos = 0
+            for path in wanted:
+                _, offset, code = fields[path]
+                codes.append(f"{self.pos + offset - pos}x{code}")
+                pos = self.pos + offset + struct.calcsize("<" + code)
+            get = struct.Struct("".join(codes)).unpack_from
+            if wanted != list(paths):
+                items = itemgetter(*[wanted.index(p) for p in paths])
+                read = get
+
+                def get(data: bytes) -> tuple[Any, ...]:
+                    return items(read(data))
+
+            self._pickers[paths] = get
+        return get
+
+    def names(self, data: bytes) -> list[str]:
+        assert self.dirents is not None
+        size, offset = _dirent_head(self.order, self.dirents[1])
+        namelen = _U32[self.order].unpack_from
+        names = []
+        pos = self.pos
+        end = len(data)
+        while pos < end:
+            (n,) = namelen(data, pos + offset)
+            start = pos + size
+            names.append(data[start : start + n].decode("utf-8", "surrogateescape"))
+            pos += (size + n + 7) & ~7
+        return names
+
+
+_U32 = {o: struct.Struct(o + "I") for o in "<>"}
 
 
 # ---- layouts ---------------------------------------------------------------------------
@@ -354,16 +540,53 @@ def _dirent_reader(order: str, plus: bool, engine: Engine) -> tuple[Any, int]:
     if not plus:
         r = _reader("fuse_dirent", flat(order), sc, engine)
         return r.read, r.size
-    merged = c.Struct(*sc["fuse_entry_out"].subcons, *sc["fuse_dirent"].subcons)
     if engine == "fast":
-        f = Flat("direntplus", merged, order)
+        f = _dirent_flat(order, plus)
         return f.unpack_from, f.size
+    merged = c.Struct(*sc["fuse_entry_out"].subcons, *sc["fuse_dirent"].subcons)
     size = merged.sizeof()
 
     def read(data: bytes, offset: int) -> Any:
         return plain(merged.parse(data[offset : offset + size]))
 
     return read, size
+
+
+@cache
+def _dirent_flat(order: str, plus: bool) -> Flat:
+    """The derived layout of one record head (:func:`_dirent_reader`, engine "fast")."""
+    if not plus:
+        return flat(order)["fuse_dirent"]
+    sc = schemas(order)
+    merged = c.Struct(*sc["fuse_entry_out"].subcons, *sc["fuse_dirent"].subcons)
+    return Flat("direntplus", merged, order)
+
+
+@cache
+def _dirent_head(order: str, plus: bool) -> tuple[int, int]:
+    """(size of a record head, byte offset of its ``namelen``)."""
+    f = _dirent_flat(order, plus)
+    return f.size, f.fields["namelen"][1]
+
+
+def _dirents_whole(data: bytes, pos: int, order: str, plus: bool) -> bool:
+    """Do whole records fill ``data`` from ``pos`` to its end, with zero padding? (What
+    :func:`_dirents` reads without a problem.)"""
+    size, offset = _dirent_head(order, plus)
+    namelen = _U32[order].unpack_from
+    end = len(data)
+    while pos < end:
+        if end - pos < size:
+            return False
+        (n,) = namelen(data, pos + offset)
+        stop = pos + size + n
+        step = (size + n + 7) & ~7
+        if step > end - pos:
+            return False
+        if stop < pos + step and data[stop : pos + step].strip(b"\0"):
+            return False
+        pos += step
+    return True
 
 
 def _dirents(
@@ -550,30 +773,40 @@ def decode_request(
     return _finish("request", header, header.opcode, name, data, out, end)
 
 
-def request_fast(data: bytes, header: InHeader, neg: Negotiated) -> Decoded | None:
+def request_fast(
+    data: bytes, header: InHeader, neg: Negotiated, lazy_body: bool = False
+) -> Decoded | None:
     """:func:`decode_request`'s fast path (engine "fast"; the header already read): a
     request whose ``in.len`` is its length, without extensions, made of fixed structs only
     or of one name, decoded by a plan cached per session and opcode. None for any other
-    frame (then :func:`decode_request` decodes it in full)."""
+    frame (then :func:`decode_request` decodes it in full). ``lazy_body``: leave a body of
+    one fixed struct unbuilt until it is read (:attr:`Decoded.lazy`)."""
     n = len(data)
     if header[0] != n or header[7]:  # len, total_extlen
         return None
     op = header[1]
     fast = neg._cache.get(op)  # int keys: requests; ~op: replies; tuples: layouts
     if fast is None:
-        spec = OPS.get(op)
-        fast = neg._cache[op] = (
-            (_layout(spec.request, neg, "fast"), opcode_name(op)) if spec else (None, "")
-        )
-    plan, name = fast
+        fast = neg._cache[op] = _fast_request_plan(op, neg)
+    plan, name, lazy = fast
+    if lazy_body:
+        if lazy is not None:
+            if n == lazy.frame_len:
+                return _deferred("request", header, op, name, lazy, data)
+            length = lazy.length
+            if length is not None and n >= lazy.head_end and length(data)[0] == n - lazy.head_end:
+                return _deferred("request", header, op, name, lazy, data)
+        new = _kept
+    else:
+        new = _decoded
     if plan is not None:
         if plan.fixed is not None and n - IN_HEADER_SIZE == plan.fixed_size:
             one = plan.one
             body = one(data, IN_HEADER_SIZE) if one else _fixed(plan.fixed, data, 40)
-            return _decoded("request", header, op, name, body)
+            return new("request", header, op, name, body)
         if plan.cstring is not None and data.find(b"\0", IN_HEADER_SIZE) == n - 1:
             body = {plan.cstring: _text(data[IN_HEADER_SIZE:-1])}
-            return _decoded("request", header, op, name, body)
+            return new("request", header, op, name, body)
         tail = plan.tail
         if tail is not None:
             pos = IN_HEADER_SIZE + plan.head_size
@@ -600,7 +833,28 @@ def request_fast(data: bytes, header: InHeader, neg: Negotiated) -> Decoded | No
                 else:
                     read = reader.read
                     body[tname] = [read(data, pos + i * size) for i in range(count)]
-            return _decoded("request", header, op, name, body)
+            return new("request", header, op, name, body)
+    return None
+
+
+def _fast_request_plan(op: int, neg: Negotiated) -> tuple[_Plan | None, str, Lazy | None]:
+    """(plan, name, lazy body of a request of one fixed struct) for the request fast path."""
+    spec = OPS.get(op)
+    if spec is None:
+        return None, "", None
+    plan = _layout(spec.request, neg, "fast")
+    return plan, opcode_name(op), _lazy_struct(plan, IN_HEADER_SIZE, neg)
+
+
+def _lazy_struct(plan: _Plan, pos: int, neg: Negotiated) -> Lazy | None:
+    """A :class:`Lazy` for a plan of exactly one fixed struct (not empty), or of one fixed
+    struct and the bytes one of its fields sizes; else None."""
+    if plan.one is not None and plan.fixed_size:
+        reader = plan.fixed[0]  # type: ignore[index]
+        return Lazy(flat(neg._order)[reader.name], pos, neg._order)
+    tail = plan.tail
+    if plan.head is not None and len(plan.head) == 1 and tail and tail[0] is ArgKind.BYTES:
+        return Lazy(flat(neg._order)[plan.head[0].name], pos, neg._order, tail=tail[1:])
     return None
 
 
@@ -691,40 +945,50 @@ def decode_reply(
 
 
 def reply_fast(
-    data: bytes, request_opcode: int, header: OutHeader, neg: Negotiated
+    data: bytes, request_opcode: int, header: OutHeader, neg: Negotiated, lazy_body: bool = False
 ) -> Decoded | None:
     """:func:`decode_reply`'s fast path (engine "fast"; the header already read; the frame
     whole): a header-only error reply (whatever the request), or a well-formed reply to a
     request whose reply shape does not depend on its body, decoded by a plan cached per
     session and opcode. None for any other frame (then :func:`decode_reply` decodes it in
-    full)."""
+    full). ``lazy_body``: leave a body of one fixed struct, or a directory listing, unbuilt
+    until it is read (:attr:`Decoded.lazy`)."""
     n = len(data)
     if header[0] != n or header[2] & FUSE_INT_REQ_BIT:  # len, unique
         return None
     fast = neg._cache.get(~request_opcode)
     if fast is None:
         fast = neg._cache[~request_opcode] = _fast_reply_plan(int(request_opcode), neg)
-    name, plan, empty, dirents = fast
+    name, plan, empty, lazy = fast
+    new = _kept if lazy_body else _decoded
     if header[1]:  # error: the header alone, whatever the request asked for
         if n == OUT_HEADER_SIZE:
-            return _decoded("reply", header, request_opcode, name, {})
+            return new("reply", header, request_opcode, name, {})
         return None
+    if lazy_body and lazy is not None and n == lazy.frame_len:
+        return _deferred("reply", header, request_opcode, name, lazy, data)
     if plan is None:
         return None
     if plan.fixed is not None and n - OUT_HEADER_SIZE == plan.fixed_size:
         if plan.fixed or empty:
             one = plan.one
             body = one(data, 16) if one else _fixed(plan.fixed, data, 16)
-            return _decoded("reply", header, request_opcode, name, body)
+            return new("reply", header, request_opcode, name, body)
     elif plan.rest is not None:
-        return _decoded("reply", header, request_opcode, name, {plan.rest: data[16:]})
-    elif dirents is not None:  # READDIR(PLUS): whole records up to the end, nothing odd
+        if lazy_body:
+            return _deferred("reply", header, request_opcode, name, lazy, data)  # type: ignore[arg-type]
+        return new("reply", header, request_opcode, name, {plan.rest: data[16:]})
+    elif lazy is not None and lazy.dirents is not None:
+        # READDIR(PLUS): whole records up to the end, nothing odd
+        if lazy_body:
+            if _dirents_whole(data, OUT_HEADER_SIZE, neg._order, lazy.dirents[1]):
+                return _deferred("reply", header, request_opcode, name, lazy, data)
+            return None
         out = _Out(OUT_HEADER_SIZE)
-        dname, plus = dirents
-        end = _dirents(data, OUT_HEADER_SIZE, n, out, neg._order, plus, "fast")
+        end = _dirents(data, OUT_HEADER_SIZE, n, out, neg._order, lazy.dirents[1], "fast")
         if end == n and not out.problems:
-            body = {dname: out.body["__entries"]}
-            return _decoded("reply", header, request_opcode, name, body)
+            body = {lazy.dirents[0]: out.body["__entries"]}
+            return new("reply", header, request_opcode, name, body)
     return None
 
 
@@ -741,18 +1005,22 @@ def _ioctl_iovecs(out: _Out, order: str, engine: Engine) -> None:
     body["iovecs"] = [reader.read(raw, i * reader.size) for i in range(count)]
 
 
-def _fast_reply_plan(op: int, neg: Negotiated) -> tuple[str, _Plan | None, bool, Any]:
-    """(name, plan, empty reply allowed, (name, plus) of a directory listing or None) for
-    the reply fast path; the plan is None when only an error reply can take it."""
+def _fast_reply_plan(op: int, neg: Negotiated) -> tuple[str, _Plan | None, bool, Lazy | None]:
+    """(name, plan, empty reply allowed, lazy body: of one fixed struct, or of a directory
+    listing) for the reply fast path; the plan is None when only an error reply can take
+    it."""
     spec = OPS.get(op)
     name = opcode_name(op)
     if spec is None or spec.reply is ReplyShape.NONE or spec.reply_probe is not None:
         return name, None, False, None
     plan = _layout(spec.reply_args, neg, "fast")
-    dirents = None
+    lazy = _lazy_struct(plan, OUT_HEADER_SIZE, neg)
     if len(plan.steps) == 1 and plan.steps[0][0] in (ArgKind.DIRENTS, ArgKind.DIRENTPLUS):
         dirents = (plan.steps[0][1], plan.steps[0][0] is ArgKind.DIRENTPLUS)
-    return name, plan, spec.reply is ReplyShape.EMPTY, dirents
+        lazy = Lazy(None, OUT_HEADER_SIZE, neg._order, dirents=dirents)
+    elif plan.rest is not None:
+        lazy = Lazy(None, OUT_HEADER_SIZE, neg._order, rest=plan.rest)
+    return name, plan, spec.reply is ReplyShape.EMPTY, lazy
 
 
 def _reply_args(

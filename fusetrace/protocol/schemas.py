@@ -223,47 +223,88 @@ def schemas(order: str = "<") -> dict[str, Schema]:
 
 
 class Flat:
-    """A fixed-size schema as one ``struct.Struct`` plus a generated tuple → dict function."""
+    """A fixed-size schema as one ``struct.Struct`` plus a generated tuple → dict function.
 
-    __slots__ = ("build_values", "name", "size", "struct", "to_dict", "unpack_from")
+    ``fields`` maps each scalar field's dotted path (``"attr.mode"``; members of arrays
+    aside) to its position in the unpacked tuple, its byte offset in the struct and its
+    ``struct`` code.
+    """
+
+    __slots__ = ("_expr", "_to_dict", "_unpack_from", "fields", "name", "size", "struct")
 
     def __init__(self, name: str, schema: Schema, order: str) -> None:
         self.name = name
         codes: list[str] = []
         counter = [0]
-        expr = _flat_expr(schema, codes, counter)
+        paths: dict[str, int] = {}
+        self._expr = _flat_expr(schema, codes, counter, paths)
         self.struct = struct.Struct(order + "".join(codes))
         self.size = self.struct.size
+        self.fields: dict[str, tuple[int, int, str]] = {
+            path: (i, struct.calcsize(order + "".join(codes[:i])), codes[i])
+            for path, i in paths.items()
+        }
+        self._to_dict: Callable[[tuple[Any, ...]], Any] | None = None
+        self._unpack_from: Callable[..., Any] | None = None
+
+    def _generate(self) -> None:
+        """Generated from the schema on first use (a capture needs few of the layouts): one
+        call unpacks and rebuilds the nested value."""
         ns: dict[str, Any] = {"_unpack": self.struct.unpack_from}
-        # generated from the schema: one call unpacks and rebuilds the nested value
+        expr = self._expr
         exec(
             f"def to_dict(v):\n    return {expr}\n"
             f"def unpack_from(data, offset=0):\n    v = _unpack(data, offset)\n    return {expr}\n",
             ns,
         )
-        self.to_dict: Callable[[tuple[Any, ...]], Any] = ns["to_dict"]
-        self.unpack_from: Callable[..., Any] = ns["unpack_from"]
+        self._to_dict = ns["to_dict"]
+        self._unpack_from = ns["unpack_from"]
+
+    @property
+    def to_dict(self) -> Callable[[tuple[Any, ...]], Any]:
+        """The unpacked tuple -> the nested value (dicts and lists)."""
+        if self._to_dict is None:
+            self._generate()
+        return self._to_dict  # type: ignore[return-value]
+
+    @property
+    def unpack_from(self) -> Callable[..., Any]:
+        """(data, offset=0) -> the nested value."""
+        if self._unpack_from is None:
+            self._generate()
+        return self._unpack_from  # type: ignore[return-value]
 
 
 _FMT_CODES = set("bBhHiIlLqQ")
 
 
-def _flat_expr(schema: Schema, codes: list[str], counter: list[int]) -> str:
-    """Append struct codes for ``schema`` and return the Python expression rebuilding it."""
+def _flat_expr(
+    schema: Schema,
+    codes: list[str],
+    counter: list[int],
+    paths: dict[str, int] | None = None,
+    path: str = "",
+) -> str:
+    """Append struct codes for ``schema`` and return the Python expression rebuilding it;
+    ``paths`` gets the tuple position of each scalar field by dotted path."""
     if isinstance(schema, c.Renamed):
-        return _flat_expr(schema.subcon, codes, counter)
+        return _flat_expr(schema.subcon, codes, counter, paths, path)
     if isinstance(schema, c.FormatField):
         code = schema.fmtstr[-1]
         if code not in _FMT_CODES:
             raise TypeError(f"unsupported format {schema.fmtstr}")
         codes.append(code)
         counter[0] += 1
+        if paths is not None:
+            paths[path] = counter[0] - 1
         return f"v[{counter[0] - 1}]"
     if isinstance(schema, c.BytesInteger | c.BitsInteger):
         raise TypeError("unsupported integer kind")
     if isinstance(schema, c.Bytes) and isinstance(schema.length, int):
         codes.append(f"{schema.length}s")
         counter[0] += 1
+        if paths is not None:
+            paths[path] = counter[0] - 1
         return f"v[{counter[0] - 1}]"
     if isinstance(schema, c.Array) and isinstance(schema.count, int):
         items = [_flat_expr(schema.subcon, codes, counter) for _ in range(schema.count)]
@@ -273,7 +314,8 @@ def _flat_expr(schema: Schema, codes: list[str], counter: list[int]) -> str:
         for sub in schema.subcons:
             if not sub.name:
                 raise TypeError("anonymous struct members are not supported")
-            parts.append(f"{sub.name!r}: {_flat_expr(sub, codes, counter)}")
+            sub_path = f"{path}.{sub.name}" if path else sub.name
+            parts.append(f"{sub.name!r}: {_flat_expr(sub, codes, counter, paths, sub_path)}")
         return "{" + ", ".join(parts) + "}"
     raise TypeError(f"cannot derive a fixed layout from {schema!r}")
 

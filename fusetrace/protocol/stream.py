@@ -72,6 +72,8 @@ class FrameDecoder:
     The connection reads each header once, pairs replies with requests and learns the
     session from INIT; this class decodes each exchange's body and keeps the
     :class:`DecodedFrame` of each request on it, so a reply can point at its request.
+    ``lazy``: leave well-formed bodies unbuilt until they are read (``Decoded.lazy``), for
+    a consumer that reads few of them (summary lines, statistics).
     """
 
     def __init__(
@@ -81,10 +83,13 @@ class FrameDecoder:
         engine: Engine = "fast",
         negotiated: Negotiated | None = None,
         connection: Connection | None = None,
+        lazy: bool = False,
     ) -> None:
         self.connection = connection or Connection(byte_order, negotiated)
         self.engine: Engine = engine
         self._fast = engine == "fast"
+        #: leave well-formed bodies unbuilt until read (for consumers that read few)
+        self.lazy = lazy
 
     @property
     def negotiated(self) -> Negotiated:
@@ -110,7 +115,11 @@ class FrameDecoder:
             # the common cases inline (the hot path of decode): a whole request, and a whole
             # reply to a request whose body its shape does not depend on
             if record.direction is _INBOUND:
-                d = request_fast(record.data, h, ex.negotiated) if self._fast else None  # type: ignore[arg-type]
+                d = (
+                    request_fast(record.data, h, ex.negotiated, self.lazy)  # type: ignore[arg-type]
+                    if self._fast
+                    else None
+                )
                 if d is None:
                     d = decode_request(record.data, ex.negotiated, engine=self.engine, header=h)  # type: ignore[arg-type]
                 ex._decoded = d
@@ -125,7 +134,11 @@ class FrameDecoder:
                 and (h[1] or req.opcode not in NEEDS_REQUEST_BODY)  # an error: no body
             ):
                 rf = req.view
-                d = reply_fast(record.data, req.opcode, h, ex.negotiated) if self._fast else None  # type: ignore[arg-type]
+                d = (
+                    reply_fast(record.data, req.opcode, h, ex.negotiated, self.lazy)  # type: ignore[arg-type]
+                    if self._fast
+                    else None
+                )
                 if d is None:
                     d = decode_reply(
                         record.data,

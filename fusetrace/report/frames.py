@@ -12,6 +12,7 @@ from _json import make_encoder as c_make_encoder
 from array import array
 from collections.abc import Callable, Iterator
 from json.encoder import encode_basestring_ascii
+from operator import itemgetter
 from typing import Any
 
 from fusetrace.frame import Direction
@@ -82,20 +83,68 @@ def _q(text: str) -> str:
     return result
 
 
-def _entry(b: dict[str, Any]) -> str:
-    attr = b.get("attr") or {}
-    nodeid = b.get("nodeid", 0)
+class _Pick:
+    """The text of a body made of a few numeric fields: their dotted paths (``attr.mode``)
+    and a function of the tuple of their values. It reads them from a decoded body
+    (missing fields are 0) or, for a body left unbuilt (``Decoded.lazy``), straight from
+    the frame's bytes."""
+
+    __slots__ = ("_items", "getters", "paths", "text")
+
+    def __init__(self, paths: tuple[str, ...], text: Callable[[tuple[Any, ...]], str]) -> None:
+        self.paths = paths
+        self.text = text
+        #: Decoded.lazy -> its reader of these fields
+        self.getters: dict[Any, Callable[[bytes], tuple[Any, ...]]] = {}
+        #: top-level fields of a built body, in one call
+        self._items: Any = None
+        if all("." not in p for p in paths):
+            items = itemgetter(*paths)
+            self._items = items if len(paths) > 1 else (lambda b: (items(b),))
+
+    def unbuilt(self, d: Decoded, data: bytes) -> str:
+        """The text from the frame's bytes, for a body left unbuilt (``d.lazy``)."""
+        get = d.lazy.picker(self.paths)  # type: ignore[union-attr]
+        if get is None:  # not a struct with these fields
+            return self(d.body)
+        self.getters[d.lazy] = get
+        return self.text(get(data))
+
+    def __call__(self, b: dict[str, Any]) -> str:
+        items = self._items
+        if items is not None:
+            try:
+                v = items(b)
+            except KeyError:
+                v = None
+            if v is not None:
+                return self.text(v)
+        values = []
+        for path in self.paths:
+            *outer, last = path.split(".")
+            d = b
+            for key in outer:
+                d = d.get(key) or {}
+            values.append(d.get(last, 0))
+        return self.text(tuple(values))
+
+
+def _pick(*paths: str) -> Callable[[Callable[[tuple[Any, ...]], str]], _Pick]:
+    return lambda text: _Pick(paths, text)
+
+
+@_pick("nodeid", "generation", "attr.size", "attr.mode")
+def _entry(v: tuple[int, ...]) -> str:
+    nodeid, generation, size, mode = v
     if not nodeid:
         return "negative entry"
-    return (
-        f"nodeid={nodeid} gen={b.get('generation', 0)} {_mode(attr.get('mode', 0))} "
-        f"size={attr.get('size', 0)}"
-    )
+    return f"nodeid={nodeid} gen={generation} {_mode(mode)} size={size}"
 
 
-def _attr(b: dict[str, Any]) -> str:
-    attr = b.get("attr") or {}
-    return f"{_mode(attr.get('mode', 0))} size={attr.get('size', 0)} ino={attr.get('ino', 0)}"
+@_pick("attr.ino", "attr.size", "attr.mode")
+def _attr(v: tuple[int, ...]) -> str:
+    ino, size, mode = v
+    return f"{_mode(mode)} size={size} ino={ino}"
 
 
 def _fields(b: dict[str, Any], *names: str) -> str:
@@ -106,12 +155,20 @@ def _name_only(b: dict[str, Any]) -> str:
     return _q(b.get("name", ""))
 
 
-def _io(b: dict[str, Any]) -> str:
-    return f"fh={b.get('fh', 0)} offset={b.get('offset', 0)} size={b.get('size', 0)}"
+@_pick("fh", "offset", "size")
+def _io(v: tuple[int, ...]) -> str:
+    fh, offset, size = v
+    return f"fh={fh} offset={offset} size={size}"
 
 
-def _fh(b: dict[str, Any]) -> str:
-    return f"fh={b.get('fh', 0)}"
+@_pick("fh")
+def _fh(v: tuple[int, ...]) -> str:
+    return f"fh={v[0]}"
+
+
+@_pick("flags")
+def _open_in(v: tuple[int, ...]) -> str:
+    return f"flags=0o{v[0]:o}"
 
 
 def _batch_forget(b: dict[str, Any]) -> str:
@@ -179,10 +236,10 @@ REQUEST_ARGS: dict[int, _Fmt] = {
     _O.RELEASE: _fh,
     _O.RELEASEDIR: _fh,
     _O.FLUSH: _fh,
-    _O.FORGET: lambda b: f"nlookup={b.get('nlookup', 0)}",
+    _O.FORGET: _pick("nlookup")(lambda v: f"nlookup={v[0]}"),
     _O.BATCH_FORGET: _batch_forget,
-    _O.OPEN: lambda b: f"flags=0o{b.get('flags', 0):o}",
-    _O.OPENDIR: lambda b: f"flags=0o{b.get('flags', 0):o}",
+    _O.OPEN: _open_in,
+    _O.OPENDIR: _open_in,
     _O.CREATE: lambda b: (
         f"{_q(b.get('name', ''))} flags=0o{b.get('flags', 0):o} mode=0o{b.get('mode', 0):o}"
     ),
@@ -194,7 +251,7 @@ REQUEST_ARGS: dict[int, _Fmt] = {
     _O.LINK: lambda b: f"oldnodeid={b.get('oldnodeid', 0)} {_q(b.get('newname', ''))}",
     _O.RENAME: _rename,
     _O.RENAME2: _rename,
-    _O.GETATTR: lambda b: _fh(b) if b.get("getattr_flags", 0) & 1 else "",
+    _O.GETATTR: _pick("getattr_flags", "fh")(lambda v: f"fh={v[1]}" if v[0] & 1 else ""),
     _O.SETATTR: _setattr,
     _O.FSYNC: lambda b: _fields(b, "fh", "fsync_flags"),
     _O.FSYNCDIR: lambda b: _fields(b, "fh", "fsync_flags"),
@@ -210,7 +267,7 @@ REQUEST_ARGS: dict[int, _Fmt] = {
     _O.GETLK: _lk,
     _O.SETLK: _lk,
     _O.SETLKW: _lk,
-    _O.ACCESS: lambda b: f"mask=0o{b.get('mask', 0):o}",
+    _O.ACCESS: _pick("mask")(lambda v: f"mask=0o{v[0]:o}"),
     _O.INTERRUPT: lambda b: _fields(b, "unique"),
     _O.BMAP: lambda b: _fields(b, "block", "blocksize"),
     _O.IOCTL: lambda b: (
@@ -232,21 +289,60 @@ REQUEST_ARGS: dict[int, _Fmt] = {
 }
 
 
-def _open_out(b: dict[str, Any]) -> str:
-    open_flags = b.get("open_flags", 0)
+@_pick("fh", "open_flags")
+def _open_out(v: tuple[int, ...]) -> str:
+    fh, open_flags = v
     flags = _OPEN_FLAGS_TEXT.get(open_flags)
     if flags is None:
         flags = "|".join(flag_names(open_flags, FopenFlag))
         if len(_OPEN_FLAGS_TEXT) < _MEMO_MAX:
             _OPEN_FLAGS_TEXT[open_flags] = flags
-    return f"fh={b.get('fh', 0)}" + (f" {flags}" if flags else "")
+    return f"fh={fh}" + (f" {flags}" if flags else "")
 
 
-def _dir_reply(b: dict[str, Any]) -> str:
-    entries = b.get("entries", [])
-    names = " ".join(_q(e.get("name", "")) for e in entries[:4])
-    more = " ..." if len(entries) > 4 else ""
-    return f"{len(entries)} entries {names}{more}".rstrip()
+class _Listing:
+    """The text of a directory listing, by its record names (for a listing left unbuilt,
+    read from the frame's bytes)."""
+
+    __slots__ = ()
+
+    def __call__(self, b: dict[str, Any]) -> str:
+        return self.text([e.get("name", "") for e in b.get("entries", [])])
+
+    def unbuilt(self, d: Decoded, data: bytes) -> str:
+        lazy = d.lazy
+        if lazy is None or lazy.dirents is None:
+            return self(d.body)
+        return self.text(lazy.names(data))
+
+    @staticmethod
+    def text(names: list[str]) -> str:
+        shown = " ".join(_q(n) for n in names[:4])
+        more = " ..." if len(names) > 4 else ""
+        return f"{len(names)} entries {shown}{more}".rstrip()
+
+
+class _Sized:
+    """The text of a body that is a run of bytes, by its length (for a run left unbuilt,
+    the frame's length less the header)."""
+
+    __slots__ = ("name", "text")
+
+    def __init__(self, name: str, text: Callable[[int], str]) -> None:
+        self.name = name
+        self.text = text
+
+    def __call__(self, b: dict[str, Any]) -> str:
+        return self.text(len(b.get(self.name, b"")))
+
+    def unbuilt(self, d: Decoded, data: bytes) -> str:
+        lazy = d.lazy
+        if lazy is None or lazy.rest != self.name:
+            return self(d.body)
+        return self.text(len(data) - lazy.pos)
+
+
+_dir_reply = _Listing()
 
 
 def _xattr_reply(b: dict[str, Any]) -> str:
@@ -282,9 +378,9 @@ REPLY_ARGS: dict[int, _Fmt] = {
     _O.SETATTR: _attr,
     _O.OPEN: _open_out,
     _O.OPENDIR: _open_out,
-    _O.READ: lambda b: f"{len(b.get('data', b''))} bytes",
-    _O.WRITE: lambda b: f"size={b.get('size', 0)}",
-    _O.COPY_FILE_RANGE: lambda b: f"size={b.get('size', 0)}",
+    _O.READ: _Sized("data", lambda size: f"{size} bytes"),
+    _O.WRITE: _pick("size")(lambda v: f"size={v[0]}"),
+    _O.COPY_FILE_RANGE: _pick("size")(lambda v: f"size={v[0]}"),
     _O.READDIR: _dir_reply,
     _O.READDIRPLUS: _dir_reply,
     _O.READLINK: lambda b: _q(b.get("target", "")),
@@ -301,7 +397,7 @@ REPLY_ARGS: dict[int, _Fmt] = {
     ),
     _O.BMAP: lambda b: _fields(b, "block"),
     _O.IOCTL: lambda b: f"result={b.get('result', 0)} {len(b.get('data', b''))} bytes",
-    _O.POLL: lambda b: f"revents=0x{b.get('revents', 0):x}",
+    _O.POLL: _pick("revents")(lambda v: f"revents=0x{v[0]:x}"),
     _O.LSEEK: lambda b: _fields(b, "offset"),
     _O.STATX: _statx_reply,
     _O.COPY_FILE_RANGE_64: lambda b: _fields(b, "bytes_copied"),
@@ -337,6 +433,8 @@ def _problems(d: Decoded) -> str:
 
 
 _INBOUND = Direction.INBOUND
+#: the formatters that read a body left unbuilt from the frame's bytes
+_UNBUILT = frozenset({_Pick, _Listing, _Sized})
 _HEAD_IN = "%5d %.6f K>D"
 _HEAD_OUT = "%5d %.6f D>K"
 _INIT = int(Opcode.INIT)
@@ -352,7 +450,7 @@ def summary_line(frame: DecodedFrame, t0_ns: int, _bare: bool = False) -> str:
     """One line per frame, like tshark and tcpdump: the frame number (Wireshark's
     ``frame.number``, from 1), time, direction, unique, opcode, nodeid, arguments;
     ``refused ERRNO`` at the end when the kernel refused the daemon's frame."""
-    index, t_ns, direction, _data, _orig_len, channel, _comment, result = frame.record
+    index, t_ns, direction, data, _orig_len, channel, _comment, result = frame.record
     if result and not _bare:
         return f"{summary_line(frame, t0_ns, True)} refused {result_name(result)}"
     # %-formatting: the same text as f"{n:>5} {t:.6f}", in about half the time
@@ -369,9 +467,19 @@ def summary_line(frame: DecodedFrame, t0_ns: int, _bare: bool = False) -> str:
     tail = _problems(d) if d.problems else ""
     if kind == "request":
         h: InHeader = d.header  # type: ignore[assignment]
-        body = d.body
         f = REQUEST_ARGS.get(d.opcode)  # type: ignore[arg-type]
-        args = f(body) if f is not None and body else ""
+        lazy = d.lazy
+        if f is None:
+            args = ""
+        elif lazy is None or f.__class__ not in _UNBUILT:
+            body = d.body
+            args = f(body) if body else ""
+        elif f.__class__ is _Pick:
+            # the body left unbuilt: its few fields read from the frame's bytes
+            get = f.getters.get(lazy)
+            args = f.unbuilt(d, data) if get is None else f.text(get(data))
+        else:
+            args = f.unbuilt(d, data)  # type: ignore[attr-defined]
         nodeid = h[3]  # InHeader: len, opcode, unique, nodeid, ...
         node = f" nodeid={nodeid}" if nodeid else ""
         if args:
@@ -390,9 +498,19 @@ def summary_line(frame: DecodedFrame, t0_ns: int, _bare: bool = False) -> str:
     if err:
         status = errno_name(err)
     else:
-        body = d.body
         f = REPLY_ARGS.get(d.opcode)  # type: ignore[arg-type]
-        args = f(body) if f is not None and body else ""
+        lazy = d.lazy
+        if f is None:
+            args = ""
+        elif lazy is None or f.__class__ not in _UNBUILT:
+            body = d.body
+            args = f(body) if body else ""
+        elif f.__class__ is _Pick:
+            # the body left unbuilt: its few fields read from the frame's bytes
+            get = f.getters.get(lazy)
+            args = f.unbuilt(d, data) if get is None else f.text(get(data))
+        else:
+            args = f.unbuilt(d, data)  # type: ignore[attr-defined]
         status = "ok " + args if args else "ok"
     return f"{head} {unique} {d.name} {status}{tail}"
 

@@ -18,6 +18,7 @@ from fusetrace.protocol.decode import (
     decode_outbound,
     decode_reply,
     decode_request,
+    reply_fast,
 )
 from fusetrace.protocol.encode import (
     encode_interrupt_reply,
@@ -25,6 +26,7 @@ from fusetrace.protocol.encode import (
     encode_reply,
     encode_request,
 )
+from fusetrace.protocol.header import OutHeader
 from fusetrace.protocol.session import Negotiated
 from fusetrace.testing import Fixture, all_fixtures, lookup
 
@@ -312,3 +314,41 @@ def test_ioctl_retry_reply_with_the_wrong_data() -> None:
     d = decode_reply(frame, Opcode.IOCTL)
     assert [p.code for p in d.problems] == ["ioctl"] and "iovecs" not in d.body
     assert d.body["data"] == b"x" * 16
+
+
+def _unbuilt(frame: bytes, op: Opcode) -> Decoded:
+    header = OutHeader._make(struct.unpack_from("<IiQ", frame))
+    d = reply_fast(frame, op, header, Negotiated.default(), lazy_body=True)
+    assert d is not None
+    return d
+
+
+def test_fast_path_can_leave_a_well_formed_body_unbuilt_until_read() -> None:
+    attr = {"ino": 9, "size": 1 << 33, "mode": 0o100644, "nlink": 1}
+    frame = encode_reply(Opcode.LOOKUP, {"nodeid": 9, "generation": 2, "attr": attr}, unique=4)
+    assert decode_reply(frame, Opcode.LOOKUP).lazy is None  # built at once by default
+    d = _unbuilt(frame, Opcode.LOOKUP)
+    lazy = d.lazy
+    assert lazy is not None
+    # a few fields straight from the bytes, in the order asked
+    get = lazy.picker(("attr.size", "nodeid", "attr.mode"))
+    assert get(frame) == (1 << 33, 9, 0o100644)
+    assert lazy.picker(("generation",))(frame) == (2,)
+    # reading the body builds it, once; it equals what the reference engine decodes
+    assert d.body["attr"]["size"] == 1 << 33 and d.body is d.body
+    assert d == decode_reply(frame, Opcode.LOOKUP, engine="construct")
+
+
+def test_unbuilt_directory_listing() -> None:
+    entries = [{"ino": 5 + i, "off": i + 1, "type": 8, "name": f"n{i}"} for i in range(3)]
+    frame = encode_reply(Opcode.READDIR, {"entries": entries}, unique=4)
+    d = _unbuilt(frame, Opcode.READDIR)
+    assert d.lazy is not None and d.lazy.names(frame) == ["n0", "n1", "n2"]
+    assert d == decode_reply(frame, Opcode.READDIR, engine="construct")
+    # nonzero padding after a name: not for the fast path; decoded in full, with its problem
+    bad = bytearray(frame)
+    bad[16 + 24 + 2] = 1
+    header = OutHeader._make(struct.unpack_from("<IiQ", bad))
+    assert reply_fast(bytes(bad), Opcode.READDIR, header, Negotiated.default(), True) is None
+    d = decode_reply(bytes(bad), Opcode.READDIR)
+    assert d.lazy is None and [p.code for p in d.problems] == ["dirent"]

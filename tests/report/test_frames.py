@@ -21,8 +21,8 @@ K, D = Direction.INBOUND, Direction.OUTBOUND
 T0 = 1_700_000_000_000_000_000
 
 
-def frames(*items: tuple[Direction, bytes, int]) -> list[DecodedFrame]:
-    dec = FrameDecoder()
+def frames(*items: tuple[Direction, bytes, int], lazy: bool = False) -> list[DecodedFrame]:
+    dec = FrameDecoder(lazy=lazy)
     return [dec.feed(Frame(i, T0 + t, d, b, len(b))) for i, (d, b, t) in enumerate(items)]
 
 
@@ -233,3 +233,55 @@ def test_summary_refused_and_channel() -> None:
     b = dec.feed(Frame(11_999, T0 + 2_500_000, D, rep, len(rep), 1, None, 2))
     assert summary_line(a, T0) == '    1 0.000001 K>D ch1 4 LOOKUP nodeid=1 "a"'
     assert summary_line(b, T0) == "12000 0.002500 D>K ch1 4 LOOKUP -ENOENT (2499us) refused ENOENT"
+
+
+def _exchanges() -> list[tuple[Direction, bytes, int]]:
+    attr = {"ino": 9, "size": 77, "mode": S_IFREG | 0o600}
+    entries = [
+        {"nodeid": 10 + i, "ino": 10 + i, "off": i + 1, "type": 8, "name": f"f{i}", "attr": attr}
+        for i in range(6)
+    ]
+    o = Opcode
+    pairs = [
+        (encode_request(o.LOOKUP, {"name": "x"}, unique=2, nodeid=1),
+         encode_reply(o.LOOKUP, {"nodeid": 9, "generation": 3, "attr": attr}, unique=2)),
+        (encode_request(o.LOOKUP, {"name": "y"}, unique=4, nodeid=1),
+         encode_reply(o.LOOKUP, {"nodeid": 0}, unique=4)),
+        (encode_request(o.GETATTR, {"getattr_flags": 1, "fh": 5}, unique=6, nodeid=9),
+         encode_reply(o.GETATTR, {"attr": attr}, unique=6)),
+        (encode_request(o.OPEN, {"flags": 0o100002}, unique=8, nodeid=9),
+         encode_reply(o.OPEN, {"fh": 5, "open_flags": 3}, unique=8)),
+        (encode_request(o.READ, {"fh": 5, "offset": 1 << 40, "size": 4096}, unique=10, nodeid=9),
+         encode_reply(o.READ, {"data": b"abc"}, unique=10)),
+        (encode_request(o.WRITE, {"fh": 5, "offset": 8, "data": b"zz"}, unique=12, nodeid=9),
+         encode_reply(o.WRITE, {"size": 2}, unique=12)),
+        (encode_request(o.READDIRPLUS, {"fh": 6, "size": 4096}, unique=14, nodeid=1),
+         encode_reply(o.READDIRPLUS, {"entries": entries}, unique=14)),
+        (encode_request(o.READDIR, {"fh": 6, "size": 4096}, unique=16, nodeid=1),
+         encode_reply(o.READDIR, {"entries": entries[:2]}, unique=16)),
+        (encode_request(o.RELEASE, {"fh": 5}, unique=18, nodeid=9),
+         encode_reply(o.RELEASE, unique=18)),
+        (encode_request(o.ACCESS, {"mask": 4}, unique=20, nodeid=9),
+         encode_reply(o.ACCESS, unique=20)),
+    ]  # fmt: skip
+    out: list[tuple[Direction, bytes, int]] = []
+    for i, (req, rep) in enumerate(pairs):
+        out += [(K, req, i * 1000), (D, rep, i * 1000 + 500)]
+    out.append((K, encode_request(o.FORGET, {"nlookup": 2}, unique=22, nodeid=9), 99_000))
+    return out
+
+
+def test_summary_of_an_unbuilt_body_reads_the_same_fields() -> None:
+    # the fast decoder leaves well-formed bodies unbuilt; the summary line reads their few
+    # fields from the frame's bytes and says what it says of the built body
+    lazy = frames(*_exchanges(), lazy=True)
+    built = frames(*_exchanges())
+    assert sum(f.decoded.lazy is not None for f in lazy if f.decoded) >= 12
+    assert all(f.decoded is not None and f.decoded.lazy is None for f in built)
+    lines = [summary_line(f, T0) for f in lazy]
+    assert lines == [summary_line(f, T0) for f in built]
+    assert "nodeid=9 gen=3 reg 0600 size=77" in lines[1]
+    assert lines[3].endswith("ok negative entry (0.5us)")
+    assert "GETATTR nodeid=9 fh=5" in lines[4] and "reg 0600 size=77 ino=9" in lines[5]
+    assert 'ok 6 entries "f0" "f1" "f2" "f3" ...' in lines[13]
+    assert "offset=1099511627776 size=4096" in lines[8]
