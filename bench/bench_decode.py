@@ -10,7 +10,8 @@ made with the protocol encoders and the pcapng CaptureWriter, then times
 * ``tshark -r FILE -T fields -e frame.len``  (reference: reading the same file)
 
 each with output to /dev/null, and reports frames/s and peak RSS (GNU time -v or
-getrusage of the child).
+getrusage of the child). The checkout's modules are byte-compiled first, as an installed
+copy's are.
 
     .venv/bin/python bench/bench_decode.py [--frames N] [--keep FILE] [--data-size BYTES]
 """
@@ -18,6 +19,7 @@ getrusage of the child).
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import random
 import resource
@@ -185,6 +187,9 @@ def main() -> int:
         os.environ["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])
         )
+        # byte-compiled, as installed: a checkout run with PYTHONDONTWRITEBYTECODE set
+        # compiles every module at every start
+        compileall.compile_dir(ROOT / "fusetrace", quiet=1)
         exe = [sys.executable, "-m", "fusetrace"]
         runs = {
             "text": [*exe, "decode", str(path)],
