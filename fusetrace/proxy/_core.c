@@ -90,9 +90,6 @@ typedef struct {
 	uint64_t refused[NERRNO];
 } Core;
 
-/* what a loop lends (bytes of frames in its buffers) before it wakes the capture thread */
-#define LEND_WAKE (2u << 20)
-
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
@@ -129,21 +126,11 @@ static Slot *reserve(Core *c, int dir, Py_ssize_t n, int lend, int *spare)
 	Slot *s;
 	uint64_t pos = 0;
 	Py_ssize_t copy = n;
-	int wake = 0;
 	*spare = -1;
 	pthread_mutex_lock(&c->lock);
 	if (lend && c->nfree[dir] > 0) {
 		*spare = c->free_stack[dir][--c->nfree[dir]];
 		copy = 0;
-		/* lent now: all but the spare and the free ones. Past a few megabytes (or half
-		 * the buffers) the capture thread writes them out now, not at the end of its
-		 * pause: the loops cycle through buffers still in the caches, rather than
-		 * through all of them */
-		int lent = c->nbufs - c->nfree[dir] - 1;
-		if (!c->woken && (lent * (uint64_t)n >= LEND_WAKE || 2 * lent >= c->nbufs)) {
-			c->woken = 1;
-			wake = 1;
-		}
 	}
 	for (;;) {
 		if (c->discard) {
@@ -185,8 +172,6 @@ static Slot *reserve(Core *c, int dir, Py_ssize_t n, int lend, int *spare)
 	}
 	s->arena_end = c->arena_head;
 	pthread_mutex_unlock(&c->lock);
-	if (wake) /* after the unlock: the woken thread takes the lock at once */
-		pthread_cond_signal(&c->drain);
 	return s;
 }
 
