@@ -465,13 +465,26 @@ def summary_line(frame: DecodedFrame, t0_ns: int, _bare: bool = False) -> str:
         return f"{head} ? undecodable: {frame.error}"
     kind = d.kind
     tail = _problems(d) if d.problems else ""
+    if kind == "notify":
+        return f"{head} 0 NOTIFY_{d.name} {_notify_args(d.opcode, d.body)}{tail}"
+    err = unique = 0
     if kind == "request":
-        h: InHeader = d.header  # type: ignore[assignment]
-        f = REQUEST_ARGS.get(d.opcode)  # type: ignore[arg-type]
+        table: dict[int, _Fmt] | None = REQUEST_ARGS
+    else:
+        oh: OutHeader = d.header  # type: ignore[assignment]
+        _len, err, unique = oh
+        lat = frame.latency_ns
+        if lat is not None:
+            tail = f" ({latency(lat)}){tail}"
+        if kind == "interrupt-reply":
+            status = errno_name(err) if err else "ok"
+            return f"{head} {unique} INTERRUPT reply {status}{tail}"
+        table = None if err else REPLY_ARGS
+    args = ""
+    f = table.get(d.opcode) if table is not None else None  # type: ignore[arg-type]
+    if f is not None:
         lazy = d.lazy
-        if f is None:
-            args = ""
-        elif lazy is None or f.__class__ not in _UNBUILT:
+        if lazy is None or f.__class__ not in _UNBUILT:
             body = d.body
             args = f(body) if body else ""
         elif f.__class__ is _Pick:
@@ -480,39 +493,18 @@ def summary_line(frame: DecodedFrame, t0_ns: int, _bare: bool = False) -> str:
             args = f.unbuilt(d, data) if get is None else f.text(get(data))
         else:
             args = f.unbuilt(d, data)  # type: ignore[attr-defined]
+    if kind == "request":
+        h: InHeader = d.header  # type: ignore[assignment]
         nodeid = h[3]  # InHeader: len, opcode, unique, nodeid, ...
         node = f" nodeid={nodeid}" if nodeid else ""
         if args:
             return f"{head} {h[2]} {d.name}{node} {args}{tail}"
         return f"{head} {h[2]} {d.name}{node}{tail}"
-    if kind == "notify":
-        return f"{head} 0 NOTIFY_{d.name} {_notify_args(d.opcode, d.body)}{tail}"
-    oh: OutHeader = d.header  # type: ignore[assignment]
-    _len, err, unique = oh
-    lat = frame.latency_ns
-    if lat is not None:
-        tail = f" ({latency(lat)}){tail}"
-    if kind == "interrupt-reply":
-        status = errno_name(err) if err else "ok"
-        return f"{head} {unique} INTERRUPT reply {status}{tail}"
     if err:
-        status = errno_name(err)
-    else:
-        f = REPLY_ARGS.get(d.opcode)  # type: ignore[arg-type]
-        lazy = d.lazy
-        if f is None:
-            args = ""
-        elif lazy is None or f.__class__ not in _UNBUILT:
-            body = d.body
-            args = f(body) if body else ""
-        elif f.__class__ is _Pick:
-            # the body left unbuilt: its few fields read from the frame's bytes
-            get = f.getters.get(lazy)
-            args = f.unbuilt(d, data) if get is None else f.text(get(data))
-        else:
-            args = f.unbuilt(d, data)  # type: ignore[attr-defined]
-        status = "ok " + args if args else "ok"
-    return f"{head} {unique} {d.name} {status}{tail}"
+        return f"{head} {unique} {d.name} {errno_name(err)}{tail}"
+    if args:
+        return f"{head} {unique} {d.name} ok {args}{tail}"
+    return f"{head} {unique} {d.name} ok{tail}"
 
 
 # ---- verbose ---------------------------------------------------------------------------
