@@ -24,6 +24,11 @@ Configurations, each mounted fresh:
 * relay           behind bench/relay.c, a forwarding-only proxy in C that captures nothing:
                   what interposition alone costs on this machine (built with cc; skipped
                   when there is no C compiler)
+* relay 40        the same relay receiving each reply into the next of 40 buffers, as a
+                  proxy that keeps recent replies a while touches more memory than one
+                  buffer's worth (RELAY_BUFFERS=40)
+* relay twin      a second relay, the same as the first: how far apart two equal
+                  configurations come out on the machine (the bench's own spread)
 
 Workloads: (a) create + stat + unlink of N files (default 10,000); (b) sequential write
 then read of M MiB (default 1024) with dd bs=1M (page cache dropped before the read);
@@ -32,15 +37,20 @@ then read of M MiB (default 1024) with dd bs=1M (page cache dropped before the r
 configurations (from a different one each round), then of reads of an M MiB file, then of
 writes (nothing dirty before each), so that each ratio compares runs made seconds apart. On a
 virtual machine native throughput varies several-fold from one minute to the next; the
-paired ratios do not. (s) squashfuse_ll over an image of N files (--files; 5,000 is the
-usual figure) in directories of 100, every configuration mounted at once: R rounds of a
-walk that lstat()s every entry, each round of a tree of its own (nothing cached), going
-round the configurations. Besides the times, the CPU seconds the proxy process (fusetrace, or the
+paired ratios do not. With --interleave MIB the reads of a round go round the configurations
+in pieces of MIB MiB (each file still read whole, 1 MiB at a time): where memory bandwidth
+swings within seconds, whole-file reads one after the other still catch it unevenly.
+"relay twin" beside "relay" shows how far two equal configurations come apart.
+(s) squashfuse_ll over an image of N files (--files; 5,000 is the usual figure) in
+directories of 100, every configuration mounted at once: R rounds of a walk that lstat()s
+every entry, each round of a tree of its own (nothing cached), going round the
+configurations. Besides the times, the CPU seconds the proxy process (fusetrace, or the
 relay) spent per 1,000 frames; frames are counted in the ``recorded`` capture and taken
 to be the same for every configuration (same daemon, same walk of an uncached tree).
 
     .venv/bin/python bench/bench_record.py [--files N] [--mib M] [--repeat R] [--only NAME,...]
                                            [--workloads a,b,c,r,s] [--drop global|file|fuse]
+                                           [--phases a,read,write] [--interleave MIB]
 
 Each figure is the best of R runs (default 3): the machine is shared, noise only slows. The
 median follows in brackets. Runs go round the configurations (native, recorded, native, ...)
@@ -191,13 +201,19 @@ def build_relay(into: Path) -> Path | None:
     return binary
 
 
-@contextmanager
-def relay(base: Path, mnt: Path) -> Iterator[object]:
-    binary = build_relay(base.parent / "relay-build")
-    if binary is None:
-        raise Skip
-    with native_mount([str(binary), str(mnt), *daemon_argv(base, "{}")], mnt) as m:
-        yield m
+def relay_with(buffers: int = 1) -> Mounter:
+    @contextmanager
+    def relay(base: Path, mnt: Path) -> Iterator[object]:
+        binary = build_relay(base.parent / "relay-build")
+        if binary is None:
+            raise Skip
+        argv = [str(binary), str(mnt), *daemon_argv(base, "{}")]
+        if buffers > 1:
+            argv = ["env", f"RELAY_BUFFERS={buffers}", *argv]
+        with native_mount(argv, mnt) as m:
+            yield m
+
+    return relay
 
 
 class Skip(Exception):
@@ -217,7 +233,9 @@ CONFIGS: dict[str, Mounter] = {
     "recorded frames null": recorded_null_with(FRAMES_ONLY),
     "recorded take": recorded_with(env=NO_CORE_WRITE),
     "recorded take null": recorded_null_with(NO_CORE_WRITE),
-    "relay": relay,
+    "relay": relay_with(),
+    "relay 40": relay_with(40),
+    "relay twin": relay_with(),
 }
 
 
@@ -334,6 +352,32 @@ def mount_all(
     return mounts, pids
 
 
+def interleaved_reads(mounts: dict[str, Path], mib: int, piece: int, r: int) -> dict[str, float]:
+    """One round of reads, every configuration's ``mib`` MiB file read whole (1 MiB at a
+    time, as dd bs=1M) but in pieces of ``piece`` MiB going round the configurations: MiB/s
+    per configuration from the time its pieces took. Host memory bandwidth on a virtual
+    machine swings several-fold within seconds, which whole-file reads taken one after the
+    other catch unevenly; pieces a fraction of a second apart see the same conditions."""
+    for mnt in mounts.values():
+        drop_caches(mnt / "big")
+    spent = dict.fromkeys(mounts, 0.0)
+    buf = bytearray(1 << 20)
+    fds = {name: os.open(mnt / "big", os.O_RDONLY) for name, mnt in mounts.items()}
+    try:
+        for k in range(-(-mib // piece)):
+            for name in _rotated(list(mounts), r + k):
+                fd = fds[name]
+                t0 = time.perf_counter()
+                for _ in range(piece):
+                    if not os.readv(fd, [buf]):
+                        break
+                spent[name] += time.perf_counter() - t0
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+    return {name: mib / t for name, t in spent.items()}
+
+
 def paired(
     base: Path,
     names: list[str],
@@ -341,6 +385,7 @@ def paired(
     files: int,
     rounds: int,
     phases: frozenset[str] = PHASES,
+    piece: int = 0,
 ) -> None:
     """Workload (r): every configuration mounted at once; rounds of (a), then rounds of
     reads going round them, then rounds of writes (those of ``phases``)."""
@@ -398,14 +443,29 @@ def paired(
         if "read" in phases:
             for mnt in mounts.values():
                 dd_write(mnt / "big", mib)
-            rounds_of("read, MiB/s", reads, lambda mnt: dd_read(mnt / "big", mib))
+            if piece:
+                for r in range(rounds):
+                    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+                    for name, rate in interleaved_reads(mounts, mib, piece, r).items():
+                        reads[name].append(rate)
+                    for name, pid in pids.items():
+                        cpus["read"][name].append(cpu_seconds(pid) - before[name])
+                    print(
+                        f"round {r + 1}: "
+                        + ", ".join(f"{n} {reads[n][-1]:.2f}" for n in mounts)
+                        + f" (read in pieces of {piece} MiB, MiB/s)",
+                        file=sys.stderr,
+                    )
+            else:
+                rounds_of("read, MiB/s", reads, lambda mnt: dd_read(mnt / "big", mib))
             for mnt in mounts.values():
                 (mnt / "big").unlink()
         if "write" in phases:
             rounds_of("write, MiB/s", writes, write_once)
+    how = f"read in pieces of {piece} MiB going round" if piece else "dd bs=1M"
     print(
-        f"\n(r) paired: {rounds} rounds of (a) on {files} files, then of {mib} MiB dd bs=1M "
-        f"reads (page cache dropped before each), then of writes; load average "
+        f"\n(r) paired: {rounds} rounds of (a) on {files} files, then of {mib} MiB reads "
+        f"({how}; page cache dropped before each), then of writes; load average "
         f"{os.getloadavg()[0]:.1f}"
     )
     print(
@@ -669,6 +729,15 @@ def main() -> None:
         default="a,read,write",
         help="the phases of (r): a (create+stat+unlink), read, write (default: all three)",
     )
+    ap.add_argument(
+        "--interleave",
+        type=int,
+        default=0,
+        metavar="MIB",
+        help="(r): read every configuration's file in pieces of MIB MiB going round the "
+        "configurations, rather than whole, one configuration after another (a machine "
+        "whose memory bandwidth swings within seconds)",
+    )
     ap.add_argument("--keep", type=Path, help="work in DIR (default: a temporary directory)")
     args = ap.parse_args()
     DROP[0] = args.drop
@@ -703,7 +772,7 @@ def main() -> None:
             phases = frozenset(args.phases.split(","))
             if not phases <= PHASES:
                 sys.exit(f"bench_record: --phases: a, read or write, not {args.phases}")
-            paired(base, names, args.mib, args.files, args.repeat, phases)
+            paired(base, names, args.mib, args.files, args.repeat, phases, args.interleave)
         finally:
             if args.keep is None and workloads == {"r"}:
                 shutil.rmtree(base, ignore_errors=True)

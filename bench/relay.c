@@ -12,6 +12,10 @@
  *
  *     relay MOUNTPOINT DAEMON [ARG...]     ("{}" in the daemon's arguments: /dev/fd/N)
  *
+ * RELAY_BUFFERS=N in the environment makes the reply loop receive into N buffers in turn
+ * rather than into one: a relay that touches as much memory per reply as a proxy that
+ * keeps its last N replies for a while (fusetrace lends them to its capture thread).
+ *
  * A measuring aid, not a tool: no option parsing, no INIT rewriting, no clean-up beyond
  * ending when the filesystem is unmounted or the daemon closes its socket.
  */
@@ -53,9 +57,14 @@ static void *kernel_to_daemon(void *unused)
 
 static void *daemon_to_kernel(void *unused)
 {
-	char *buf = aligned_alloc(4096, FRAME_MAX);
+	const char *env = getenv("RELAY_BUFFERS");
+	int nbufs = env && atoi(env) > 0 ? atoi(env) : 1;
+	char **bufs = calloc(nbufs, sizeof *bufs);
 	(void)unused;
-	for (;;) {
+	for (int i = 0; i < nbufs; i++)
+		bufs[i] = aligned_alloc(4096, FRAME_MAX);
+	for (unsigned turn = 0;; turn++) {
+		char *buf = bufs[turn % nbufs];
 		ssize_t n = recv(sock, buf, FRAME_MAX, 0);
 		uint32_t len;
 		if (n <= 0)
