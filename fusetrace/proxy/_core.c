@@ -72,9 +72,10 @@ typedef struct {
 	pthread_mutex_t lock;
 	pthread_cond_t space;
 	int waiting, discard;
-	/* the capture thread's wait between drains (Core.wait), and Core.wake's flag */
+	/* the capture thread's wait between drains (Core.wait, Core.pump): woken by a loop
+	 * that found the ring full, or by Core.wake (which also sets called, ending a pump) */
 	pthread_cond_t drain;
-	int woken;
+	int woken, called;
 	uint64_t init_unique;
 	/* pcapng Enhanced Packet Blocks the core encodes itself (Core.set_blocks): the block
 	 * type, and per direction the options (flags, end of options) of a plain frame */
@@ -629,39 +630,20 @@ static int write_all(int fd, struct iovec *iov, int n, long long *pos, Py_ssize_
 	return 0;
 }
 
-/* Core.write(fd, pos=-1, limit=0) -> (frames, bytes, errno, left): the capture writer's fast
- * path. The frames ready at the head of the queue that go as plain packet blocks (as
- * take(blocks=True) would hand them over, and lent frames as well) are written to fd in
- * order, without the interpreter lock: with writev() (pos -1: a pipe, or a file at its
- * offset) or pwritev() at pos, whole blocks in each call, the rest of a short write before
- * anything else. Their slots are freed and their lent buffers go back to the loops at
- * once. Stops at the first frame that is not ready, or that needs Python (a comment, a cut
- * frame, a refused reply: take() hands it over); with limit (and pos), writes nothing when
- * the frames ready come to limit bytes or more (the caller writes those its own way).
- * Counted in encoded(). On an error the frames of the failed call are dropped with it.
- * left: whether take() has frames to hand over now (a frame that needs Python, the frames
- * over limit, or an error). */
-static PyObject *Core_write(Core *c, PyObject *args)
+/* The frames ready at the head of the ring that go as plain packet blocks, written to fd
+ * (see Core.write; pos NULL: writev() at the descriptor's offset): 0, or the errno of a
+ * failed write. Adds to *frames and *written; *left: take() has frames to hand over now.
+ * Called without the interpreter lock, with c->stage allocated (stage_ready). */
+static int write_ready(Core *c, int fd, long long *pos, Py_ssize_t limit, uint64_t *frames,
+		       Py_ssize_t *written, int *left)
 {
-	int fd, err = 0;
-	long long pos = -1;
-	Py_ssize_t limit = 0, written = 0;
-	uint64_t head, i, frames = 0;
-	if (!PyArg_ParseTuple(args, "i|Ln", &fd, &pos, &limit))
-		return NULL;
-	int left = 0; /* stopped at a frame that take() hands over */
-	if (c->block_opts[IN] == NULL)
-		return Py_BuildValue("(KnOi)", 0ULL, (Py_ssize_t)0, Py_None, 1);
-	if (c->stage == NULL) {
-		c->stage = PyMem_Malloc(WRITE_STAGE);
-		c->iov = PyMem_Malloc(WRITE_IOV * sizeof(struct iovec));
-		if (c->stage == NULL || c->iov == NULL)
-			return PyErr_NoMemory();
-	}
+	uint64_t head, i;
+	int err = 0;
+	*left = 0;
 	pthread_mutex_lock(&c->lock);
 	head = c->head;
 	pthread_mutex_unlock(&c->lock);
-	if (pos >= 0 && limit > 0) {
+	if (pos != NULL && limit > 0) {
 		Py_ssize_t total = 0;
 		for (i = c->tail; i < head && total < limit; i++) {
 			Slot *s = &c->slots[i % c->nslots];
@@ -670,10 +652,11 @@ static PyObject *Core_write(Core *c, PyObject *args)
 				break;
 			total += block_size(c, s);
 		}
-		if (total >= limit)
-			return Py_BuildValue("(KnOi)", 0ULL, (Py_ssize_t)0, Py_None, 1);
+		if (total >= limit) {
+			*left = 1;
+			return 0;
+		}
 	}
-	Py_BEGIN_ALLOW_THREADS
 	i = c->tail;
 	int more = 1;
 	while (more && err == 0) {
@@ -688,7 +671,7 @@ static PyObject *Core_write(Core *c, PyObject *args)
 			int state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
 			if (state == FILLING || !writable(c, s, state)) {
 				/* (a reply whose write has not returned is written next time) */
-				left = state == READY;
+				*left = state == READY;
 				more = 0;
 				break;
 			}
@@ -735,7 +718,7 @@ static PyObject *Core_write(Core *c, PyObject *args)
 		}
 		if (i == start)
 			break;
-		err = write_all(fd, c->iov, n, pos >= 0 ? &pos : NULL, &written);
+		err = write_all(fd, c->iov, n, pos, written);
 		/* the slots written (or dropped with a failed call) are free */
 		pthread_mutex_lock(&c->lock);
 		for (uint64_t j = start; j < i; j++) {
@@ -753,14 +736,108 @@ static PyObject *Core_write(Core *c, PyObject *args)
 			pthread_cond_broadcast(&c->space);
 		pthread_mutex_unlock(&c->lock);
 		if (err == 0) {
-			frames += i - start;
+			*frames += i - start;
 			c->encoded += i - start;
 		}
 	}
-	Py_END_ALLOW_THREADS
+	return err;
+}
+
+/* Core.write and Core.pump need the stage: allocated once, with the interpreter lock */
+static int stage_ready(Core *c)
+{
+	if (c->stage == NULL) {
+		c->stage = PyMem_Malloc(WRITE_STAGE);
+		c->iov = PyMem_Malloc(WRITE_IOV * sizeof(struct iovec));
+		if (c->stage == NULL || c->iov == NULL) {
+			PyErr_NoMemory();
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static PyObject *written_tuple(uint64_t frames, Py_ssize_t written, int err, int left)
+{
 	if (err == 0)
 		return Py_BuildValue("(KnOi)", (unsigned long long)frames, written, Py_None, left);
 	return Py_BuildValue("(Knii)", (unsigned long long)frames, written, err, 1);
+}
+
+/* Core.write(fd, pos=-1, limit=0) -> (frames, bytes, errno, left): the capture writer's fast
+ * path. The frames ready at the head of the queue that go as plain packet blocks (as
+ * take(blocks=True) would hand them over, and lent frames as well) are written to fd in
+ * order, without the interpreter lock: with writev() (pos -1: a pipe, or a file at its
+ * offset) or pwritev() at pos, whole blocks in each call, the rest of a short write before
+ * anything else. Their slots are freed and their lent buffers go back to the loops at
+ * once. Stops at the first frame that is not ready, or that needs Python (a comment, a cut
+ * frame, a refused reply: take() hands it over); with limit (and pos), writes nothing when
+ * the frames ready come to limit bytes or more (the caller writes those its own way).
+ * Counted in encoded(). On an error the frames of the failed call are dropped with it.
+ * left: whether take() has frames to hand over now (a frame that needs Python, the frames
+ * over limit, or an error). */
+static PyObject *Core_write(Core *c, PyObject *args)
+{
+	int fd, err, left;
+	long long pos = -1;
+	Py_ssize_t limit = 0, written = 0;
+	uint64_t frames = 0;
+	if (!PyArg_ParseTuple(args, "i|Ln", &fd, &pos, &limit))
+		return NULL;
+	if (c->block_opts[IN] == NULL)
+		return Py_BuildValue("(KnOi)", 0ULL, (Py_ssize_t)0, Py_None, 1);
+	if (stage_ready(c) < 0)
+		return NULL;
+	Py_BEGIN_ALLOW_THREADS
+	err = write_ready(c, fd, pos >= 0 ? &pos : NULL, limit, &frames, &written, &left);
+	Py_END_ALLOW_THREADS
+	return written_tuple(frames, written, err, left);
+}
+
+/* Core.pump(fd, pos, limit, interval) -> (frames, bytes, errno, left): Core.wait and
+ * Core.write in turn, without coming back to Python between them: every `interval`
+ * seconds (or at once when a loop finds the ring full) the plain frames ready are
+ * written as Core.write writes them. Returns when take() has frames to hand over (left),
+ * on an error, or when Core.wake was called (before the call, too); the counts are those
+ * of the whole call. The capture thread's loop while it only writes: a return to Python
+ * every few milliseconds costs more than the write itself. */
+static PyObject *Core_pump(Core *c, PyObject *args)
+{
+	int fd, err = 0, left = 0;
+	long long pos;
+	Py_ssize_t limit, written = 0;
+	double interval;
+	uint64_t frames = 0;
+	if (!PyArg_ParseTuple(args, "iLnd", &fd, &pos, &limit, &interval))
+		return NULL;
+	if (c->block_opts[IN] == NULL)
+		return Py_BuildValue("(KnOi)", 0ULL, (Py_ssize_t)0, Py_None, 1);
+	if (stage_ready(c) < 0)
+		return NULL;
+	long long step = (long long)(interval * 1e9);
+	Py_BEGIN_ALLOW_THREADS
+	for (;;) {
+		struct timespec until;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		long long ns = (long long)until.tv_nsec + step;
+		until.tv_sec += (time_t)(ns / 1000000000);
+		until.tv_nsec = (long)(ns % 1000000000);
+		pthread_mutex_lock(&c->lock);
+		while (!c->woken && !c->called)
+			if (pthread_cond_timedwait(&c->drain, &c->lock, &until) == ETIMEDOUT)
+				break;
+		int called = c->called;
+		c->woken = 0;
+		c->called = 0;
+		pthread_mutex_unlock(&c->lock);
+		if (called)
+			break;
+		err = write_ready(c, fd, pos >= 0 ? &pos : NULL, limit, &frames, &written, &left);
+		if (err != 0 || left)
+			break;
+	}
+	Py_END_ALLOW_THREADS
+	return written_tuple(frames, written, err, left);
 }
 
 /* Core.wait(timeout): the capture thread's pause between drains, without the interpreter
@@ -784,6 +861,7 @@ static PyObject *Core_wait(Core *c, PyObject *args)
 			break;
 	woken = c->woken;
 	c->woken = 0;
+	c->called = 0;
 	pthread_mutex_unlock(&c->lock);
 	Py_END_ALLOW_THREADS
 	return PyBool_FromLong(woken);
@@ -793,6 +871,7 @@ static PyObject *Core_wake(Core *c, PyObject *Py_UNUSED(ignored))
 {
 	pthread_mutex_lock(&c->lock);
 	c->woken = 1;
+	c->called = 1;
 	pthread_cond_signal(&c->drain);
 	pthread_mutex_unlock(&c->lock);
 	Py_RETURN_NONE;
@@ -1018,9 +1097,13 @@ static PyMethodDef Core_methods[] = {
 	{"write", (PyCFunction)Core_write, METH_VARARGS,
 	 "write(fd, pos=-1, limit=0): write the plain frames ready as packet blocks; "
 	 "(frames, bytes, errno or None, left for take)."},
+	{"pump", (PyCFunction)Core_pump, METH_VARARGS,
+	 "pump(fd, pos, limit, interval): wait and write in turn until take() has frames, "
+	 "an error, or wake(); (frames, bytes, errno or None, left for take)."},
 	{"wait", (PyCFunction)Core_wait, METH_VARARGS,
 	 "wait(timeout): pause without the GIL; True when wake() ended it early."},
-	{"wake", (PyCFunction)Core_wake, METH_NOARGS, "End a wait() now (or the next one)."},
+	{"wake", (PyCFunction)Core_wake, METH_NOARGS,
+	 "End a wait() or pump() now (or the next one)."},
 	{"give", (PyCFunction)Core_give, METH_VARARGS, "give(index): a lent buffer comes back."},
 	{"encoded", (PyCFunction)Core_encoded, METH_NOARGS,
 	 "How many frames take() has handed over as packet blocks so far."},

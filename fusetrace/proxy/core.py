@@ -77,12 +77,17 @@ class Source(Protocol):
 
 
 @runtime_checkable
-class Waker(Protocol):
-    """A source the capture thread pauses on between drains (a :class:`CoreForwarder`)."""
+class Waker(Source, Protocol):
+    """A source the capture thread pauses on between drains, and that can write while it
+    pauses (a :class:`CoreForwarder`)."""
 
     def wait(self, timeout: float) -> bool: ...
 
     def wake(self) -> None: ...
+
+    def pump(
+        self, fd: int, pos: int, limit: int, interval: float
+    ) -> tuple[int, int, int | None, bool]: ...
 
 
 def available() -> bool:
@@ -278,8 +283,22 @@ class CoreForwarder(Forwarder):
         return woken
 
     def wake(self) -> None:
-        """End the capture thread's :meth:`wait` now (or its next one)."""
+        """End the capture thread's :meth:`wait` or :meth:`pump` now (or its next one)."""
         self._core.wake()
+
+    def pump(
+        self, fd: int, pos: int, limit: int, interval: float
+    ) -> tuple[int, int, int | None, bool]:
+        """:meth:`wait` and :meth:`write` in turn, in C, until :meth:`take` has frames to
+        hand over, a write fails, or :meth:`wake` is called: the capture thread's loop
+        while the frames are plain ones, which it would otherwise come back to Python for
+        every ``interval`` seconds (that costs more than the writing). Returns what
+        :meth:`write` returns, for the whole call. Without writes in C, one :meth:`wait`."""
+        if not self._writes:
+            self.wait(interval)
+            return 0, 0, None, True
+        frames, written, err, left = self._core.pump(fd, pos, limit, interval)
+        return frames, written, err, bool(left)
 
     def encoded(self) -> int:
         """How many frames :meth:`take` (or :meth:`write`) has handed over as packet

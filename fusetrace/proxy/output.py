@@ -191,11 +191,23 @@ class CaptureOutput:
         descriptor's offset, to a file at :attr:`pos`, but not frames enough for a direct
         write (``DIRECT_MIN``), which :meth:`write` writes when they are taken. True when
         the source has frames left to take now."""
+        return self._written(source.write(self.fd, *self._where()))
+
+    def pump_from(self, source: core.Waker, interval: float) -> bool:
+        """:meth:`write_from` every ``interval`` seconds (and when the ring fills), in C,
+        until the source has frames to take or is woken (``Core.pump``)."""
+        return self._written(source.pump(self.fd, *self._where(), interval))
+
+    def _where(self) -> tuple[int, int]:
+        """Where the source writes: (-1, 0) for a stream; for a file, :attr:`pos` and the
+        bytes of ready frames that a direct write takes instead (0: no direct writes)."""
         if self.pos is None:
-            _frames, _written, err, left = source.write(self.fd)
-        else:
-            limit = DIRECT_MIN if self._dfd is not None else 0
-            _frames, written, err, left = source.write(self.fd, self.pos, limit)
+            return -1, 0
+        return self.pos, DIRECT_MIN if self._dfd is not None else 0
+
+    def _written(self, done: tuple[int, int, int | None, bool]) -> bool:
+        _frames, written, err, left = done
+        if self.pos is not None:
             self.pos += written
         if err is not None:
             raise OSError(err, os.strerror(err))
@@ -374,7 +386,15 @@ class CaptureThread:
         waker = self._waker
         while True:
             if waker is not None:
-                waker.wait(self._interval)
+                if self._live is None and self.error is None and not self._header.blocks:
+                    # plain frames are written in C while they come; back here for the
+                    # others (and the drain below writes those)
+                    try:
+                        self._out.pump_from(waker, self._interval)
+                    except OSError as e:
+                        self._failed(e)
+                else:
+                    waker.wait(self._interval)
                 stopping = self._stop.is_set()
             else:
                 stopping = self._stop.wait(self._interval)

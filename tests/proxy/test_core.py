@@ -361,3 +361,69 @@ def test_wait_pauses_until_its_timeout_or_until_woken() -> None:
         assert woken == [True]
     finally:
         ring.close()
+
+
+@needs_core
+def test_pump_writes_frames_as_they_come_until_woken_or_a_frame_needs_the_writer() -> None:
+    """The capture thread's loop in C: pump() writes plain frames to the descriptor while
+    they come, without returning, and returns when wake() is called, or when a frame needs
+    the writer (a refused reply), which take() then hands over."""
+    ring = SmallRing(slots=64)
+    writer = CaptureWriter(io.BytesIO(), {})
+    assert ring.fwd.encode_blocks(writer)
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    done: list[tuple[int, int, int | None, bool]] = []
+
+    def pump() -> None:
+        done.append(ring.fwd.pump(w, -1, 0, 0.001))
+
+    try:
+        pumping = threading.Thread(target=pump)
+        pumping.start()
+        sent = []
+        for u in range(2, 12, 2):
+            req, rep = request(u, 100), reply(u, 200)
+            ring.kernel.send(req)
+            assert ring.daemon.recv(1 << 16) == req
+            ring.daemon.send(rep)
+            assert ring.kernel.recv(1 << 16) == rep
+            sent += [(Direction.INBOUND, req), (Direction.OUTBOUND, rep)]
+        size = sum(len(b"".join(writer.block(d, 0, f))) for d, f in sent)
+        data = b""
+        deadline = time.monotonic() + 30
+        while len(data) < size and time.monotonic() < deadline:
+            try:
+                data += os.read(r, 1 << 16)
+            except BlockingIOError:
+                time.sleep(0.001)
+        assert pumping.is_alive() and not done  # written, and still pumping
+        at = 0
+        for direction, frame in sent:
+            (total,) = struct.unpack_from("=I", data, at + 4)
+            t_hi, t_lo = struct.unpack_from("=II", data, at + 12)
+            result = 0 if direction is Direction.OUTBOUND else None
+            block = writer.block(direction, t_hi << 32 | t_lo, frame, result=result)
+            assert data[at : at + total] == b"".join(block)
+            at += total
+        assert at == len(data)
+        ring.fwd.wake()
+        pumping.join(30)
+        assert done == [(len(sent), len(data), None, False)]
+        # a reply the kernel refuses needs the writer: pump returns with it left to take
+        pumping = threading.Thread(target=pump)
+        pumping.start()
+        ring.kernel.close()
+        assert ring.fwd.ended.wait(5)
+        ring.daemon.send(reply(99, 20))
+        pumping.join(30)
+        assert not pumping.is_alive() and done[1][2:] == (None, True)
+        (last,) = ring.fwd.take(True, True)
+        assert last[0] is Direction.OUTBOUND and last[4] == errno.EPIPE
+    finally:
+        if pumping.is_alive():
+            ring.fwd.wake()
+            pumping.join(30)
+        os.close(r)
+        os.close(w)
+        ring.close()
