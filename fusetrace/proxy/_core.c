@@ -7,7 +7,9 @@
  * frames on, and takes it only for the INIT pair, once per mount, to let the Python code
  * in forward.py rewrite it. The capture thread takes whatever is ready in one call
  * (Core.take), as a list of (direction, t_ns, data, comment, result) in the order the
- * frames crossed /dev/fuse.
+ * frames crossed /dev/fuse; the plain frames the core writes as packet blocks itself
+ * (Core.write), and while only such frames come the capture thread stays here, pausing
+ * and writing in turn (Core.pump).
  *
  * The ring: slots in a fixed array and the bytes of small frames in an arena, both used
  * in order. A loop reserves its slot under a mutex before it forwards the frame (so the
@@ -17,7 +19,9 @@
  * first that is not ready. A full ring makes the loops wait: a frame is never dropped,
  * unless the capture has failed (Core.discard). Large frames are not copied: the loop
  * lends the buffer it read the frame into (a page-aligned mmap the Python side owns) and
- * reads the next frame into a free one; the capture thread gives it back (Core.give).
+ * reads the next frame into a free one; the capture thread gives it back (Core.give, or
+ * Core.write as it writes the frame). A loop that has lent a megabyte wakes the capture
+ * thread before its pause ends (LEND_WAKE).
  *
  * Wire facts used here, as in bench/relay.c: a reply's len (u32 at 0) and unique (u64 at
  * 8); a request's unique (u64 at 8). Everything else about the protocol stays in Python.
@@ -91,6 +95,13 @@ typedef struct {
 	uint64_t refused[NERRNO];
 } Core;
 
+/* what a loop lends (bytes of large frames in its buffers, as the frame it lends now
+ * counts them) before it wakes the capture thread, which writes them out and gives the
+ * buffers back: the loop then receives into a few buffers still in its caches, rather
+ * than into all those a 5 ms pause would leave lent (copying into cold buffers cost the
+ * loop of 1 GiB reads twice the relay's time in recv(), profiled paired) */
+#define LEND_WAKE (1u << 20)
+
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
@@ -129,9 +140,16 @@ static Slot *reserve(Core *c, int dir, Py_ssize_t n, int lend, int *spare)
 	Py_ssize_t copy = n;
 	*spare = -1;
 	pthread_mutex_lock(&c->lock);
+	int wake = 0;
 	if (lend && c->nfree[dir] > 0) {
 		*spare = c->free_stack[dir][--c->nfree[dir]];
 		copy = 0;
+		/* lent, with this frame: all but the spare and the free ones */
+		uint64_t lent = (uint64_t)(c->nbufs - c->nfree[dir] - 1);
+		if (!c->woken && lent * (uint64_t)n >= LEND_WAKE) {
+			c->woken = 1;
+			wake = 1;
+		}
 	}
 	for (;;) {
 		if (c->discard) {
@@ -173,6 +191,8 @@ static Slot *reserve(Core *c, int dir, Py_ssize_t n, int lend, int *spare)
 	}
 	s->arena_end = c->arena_head;
 	pthread_mutex_unlock(&c->lock);
+	if (wake) /* after the unlock: the woken thread takes the lock at once */
+		pthread_cond_signal(&c->drain);
 	return s;
 }
 

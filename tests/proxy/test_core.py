@@ -180,6 +180,45 @@ def test_a_full_ring_wakes_the_capture_thread_before_its_pause_ends() -> None:
     assert ring.fwd.ring_waits > 0
 
 
+@needs_core
+def test_lending_a_megabyte_wakes_the_capture_thread_before_its_pause_ends() -> None:
+    """A loop that has lent a megabyte of large frames ends the capture thread's pause, so
+    that the buffers come back while they are still in the caches; small frames, copied
+    into the ring, wait for the pause to end."""
+    kernel, dev = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours, daemon = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    for s in (kernel, dev, ours, daemon):
+        for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            s.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
+    for s in (kernel, daemon):
+        s.settimeout(10)
+    fwd = core.CoreForwarder(dev.fileno(), ours, bufsize=(1 << 20) + 4096, lend_limit=16)
+    fwd.start()
+    woken: list[bool] = []
+    try:
+        for u in range(2, 40, 2):  # small frames only: nothing ends the pause
+            kernel.send(request(u, 200))
+            daemon.recv(1 << 21)
+        assert fwd.wait(0.2) is False
+        waiter = threading.Thread(target=lambda: woken.append(fwd.wait(60)))
+        waiter.start()
+        for u in range(40, 48, 2):  # four frames of 256 KiB: a megabyte
+            kernel.send(request(u, 256 << 10))
+            daemon.recv(1 << 21)
+        waiter.join(30)
+        assert woken == [True]
+        assert fwd._core.stats()["lent"] == 4
+    finally:
+        if not woken:
+            fwd.wake()
+        kernel.close()
+        assert fwd.ended.wait(5)
+        daemon.shutdown(socket.SHUT_RDWR)
+        assert fwd.join(5)
+        for s in (daemon, dev, ours):
+            s.close()
+
+
 def test_the_core_is_built_in_the_development_install() -> None:
     """`pip install -e .` builds fusetrace/proxy/_core*.so next to its source (CI installs
     so, with a compiler): the recorder forwards in C unless told otherwise."""
