@@ -39,6 +39,21 @@ def reply(unique: int, size: int) -> bytes:
     return struct.pack("=IiQ", size, 0, unique) + bytes([unique % 253]) * (size - 16)
 
 
+def socket_pairs(
+    sockbuf: int,
+) -> tuple[socket.socket, socket.socket, socket.socket, socket.socket]:
+    """kernel ⇄ dev and ours ⇄ daemon, with send and receive buffers of ``sockbuf`` bytes
+    (room for large frames), and the test's ends timing out after 10 s."""
+    kernel, dev = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours, daemon = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    for s in (kernel, dev, ours, daemon):
+        for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            s.setsockopt(socket.SOL_SOCKET, opt, sockbuf)
+    for s in (kernel, daemon):
+        s.settimeout(10)
+    return kernel, dev, ours, daemon
+
+
 class SmallRing:
     """kernel socket ⇄ core ⇄ daemon socket, with a ring of a few slots and the smallest
     arena the core takes (four frames of 4 KiB), so that it fills and wraps often."""
@@ -185,13 +200,7 @@ def test_lending_a_megabyte_wakes_the_capture_thread_before_its_pause_ends() -> 
     """A loop that has lent a megabyte of large frames ends the capture thread's pause, so
     that the buffers come back while they are still in the caches; small frames, copied
     into the ring, wait for the pause to end."""
-    kernel, dev = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    ours, daemon = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    for s in (kernel, dev, ours, daemon):
-        for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-            s.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
-    for s in (kernel, daemon):
-        s.settimeout(10)
+    kernel, dev, ours, daemon = socket_pairs(4 << 20)
     fwd = core.CoreForwarder(dev.fileno(), ours, bufsize=(1 << 20) + 4096, lend_limit=16)
     fwd.start()
     woken: list[bool] = []
@@ -318,13 +327,7 @@ def test_write_puts_plain_frames_small_and_lent_in_the_file_as_the_writer_would(
     makes of them, in order; it stops at a frame that needs the writer (a refused reply),
     which take() then hands over. Two buffers to lend per direction: without them coming
     back, large frames would be copied instead, and the ring would fill."""
-    kernel, dev = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    ours, daemon = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    for s in (kernel, dev, ours, daemon):
-        for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-            s.setsockopt(socket.SOL_SOCKET, opt, 1 << 20)
-    for s in (kernel, daemon):
-        s.settimeout(10)
+    kernel, dev, ours, daemon = socket_pairs(1 << 20)
     fwd = core.CoreForwarder(dev.fileno(), ours, bufsize=256 << 10, lend_limit=2)
     fwd.start()
     writer = CaptureWriter(io.BytesIO(), {}, snaplen=snaplen)
