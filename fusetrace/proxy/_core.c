@@ -21,7 +21,7 @@
  * lends the buffer it read the frame into (a page-aligned mmap the Python side owns) and
  * reads the next frame into a free one; the capture thread gives it back (Core.give, or
  * Core.write as it writes the frame). A loop that has lent a megabyte wakes the capture
- * thread before its pause ends (LEND_WAKE).
+ * thread before its pause ends (LEND_WAKE, or what Core.set_lend_wake sets).
  *
  * Wire facts used here, as in bench/relay.c: a reply's len (u32 at 0) and unique (u64 at
  * 8); a request's unique (u64 at 8). Everything else about the protocol stays in Python.
@@ -80,6 +80,8 @@ typedef struct {
 	 * that found the ring full, or by Core.wake (which also sets called, ending a pump) */
 	pthread_cond_t drain;
 	int woken, called;
+	/* bytes of large frames a loop lends before it wakes the capture thread; 0: never */
+	uint64_t lend_wake;
 	uint64_t init_unique;
 	/* pcapng Enhanced Packet Blocks the core encodes itself (Core.set_blocks): the block
 	 * type, and per direction the options (flags, end of options) of a plain frame */
@@ -146,7 +148,7 @@ static Slot *reserve(Core *c, int dir, Py_ssize_t n, int lend, int *spare)
 		copy = 0;
 		/* lent, with this frame: all but the spare and the free ones */
 		uint64_t lent = (uint64_t)(c->nbufs - c->nfree[dir] - 1);
-		if (!c->woken && lent * (uint64_t)n >= LEND_WAKE) {
+		if (c->lend_wake && !c->woken && lent * (uint64_t)n >= c->lend_wake) {
 			c->woken = 1;
 			wake = 1;
 		}
@@ -914,6 +916,19 @@ static PyObject *Core_set_blocks(Core *c, PyObject *args)
 	Py_RETURN_NONE;
 }
 
+/* Core.set_lend_wake(nbytes): how many bytes of large frames a loop lends before it wakes
+ * the capture thread (0: never; the capture thread's pause alone decides) */
+static PyObject *Core_set_lend_wake(Core *c, PyObject *args)
+{
+	unsigned long long n;
+	if (!PyArg_ParseTuple(args, "K", &n))
+		return NULL;
+	pthread_mutex_lock(&c->lock);
+	c->lend_wake = n;
+	pthread_mutex_unlock(&c->lock);
+	Py_RETURN_NONE;
+}
+
 static PyObject *Core_give(Core *c, PyObject *args)
 {
 	int b;
@@ -1034,6 +1049,7 @@ static int Core_init(Core *c, PyObject *args, PyObject *kwds)
 	}
 	Py_ssize_t nb = PyList_GET_SIZE(buffers);
 	c->nbufs = (int)(nb / 2);
+	c->lend_wake = LEND_WAKE;
 	c->lend_min = lend_min;
 	c->held = PyMem_Calloc(nb, sizeof(Py_buffer));
 	c->addr = PyMem_Calloc(nb, sizeof(char *));
@@ -1125,6 +1141,8 @@ static PyMethodDef Core_methods[] = {
 	{"wake", (PyCFunction)Core_wake, METH_NOARGS,
 	 "End a wait() or pump() now (or the next one)."},
 	{"give", (PyCFunction)Core_give, METH_VARARGS, "give(index): a lent buffer comes back."},
+	{"set_lend_wake", (PyCFunction)Core_set_lend_wake, METH_VARARGS,
+	 "set_lend_wake(nbytes): lent bytes that wake the capture thread (0: never)."},
 	{"encoded", (PyCFunction)Core_encoded, METH_NOARGS,
 	 "How many frames take() has handed over as packet blocks so far."},
 	{"handed", (PyCFunction)Core_handed, METH_NOARGS,

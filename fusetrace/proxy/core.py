@@ -89,6 +89,8 @@ class Waker(Source, Protocol):
         self, fd: int, pos: int, limit: int, interval: float
     ) -> tuple[int, int, int | None, bool]: ...
 
+    def lend_wake(self, nbytes: int) -> None: ...
+
 
 def available() -> bool:
     """True when the compiled core was built with this installation."""
@@ -299,6 +301,13 @@ class CoreForwarder(Forwarder):
             return 0, 0, None, True
         frames, written, err, left = self._core.pump(fd, pos, limit, interval)
         return frames, written, err, bool(left)
+
+    def lend_wake(self, nbytes: int) -> None:
+        """How many bytes of large frames a loop lends before it wakes the capture thread
+        (a megabyte unless told; 0: it never does, the thread's pause alone decides). Waking
+        it gives the buffers back while they are still in the caches; a capture written
+        with direct I/O wants its writes large instead."""
+        self._core.set_lend_wake(nbytes)
 
     def encoded(self) -> int:
         """How many frames :meth:`take` (or :meth:`write`) has handed over as packet

@@ -185,6 +185,11 @@ class CaptureOutput:
         if redo:  # the direct writes may have gone past the end (padding)
             os.ftruncate(self.fd, self.pos)
 
+    @property
+    def direct(self) -> bool:
+        """Whether large drains go to the file with direct I/O."""
+        return self._dfd is not None
+
     def write_from(self, source: core.Source) -> bool:
         """Let ``source`` (the compiled core) write the plain frames ready at the head of
         its ring itself, without the interpreter lock (``Core.write``): to a stream at the
@@ -379,6 +384,9 @@ class CaptureThread:
         #: what the thread pauses on between drains: the compiled core's wait, when it is
         #: the source (cheaper than the Event's)
         self._waker = source if isinstance(source, core.Waker) else None
+        if self._waker is not None and self._out.direct:
+            # many small direct writes would cost more than the buffers' trips to memory
+            self._waker.lend_wake(0)
         self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
         self._thread.start()
 

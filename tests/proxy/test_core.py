@@ -199,7 +199,7 @@ def test_a_full_ring_wakes_the_capture_thread_before_its_pause_ends() -> None:
 def test_lending_a_megabyte_wakes_the_capture_thread_before_its_pause_ends() -> None:
     """A loop that has lent a megabyte of large frames ends the capture thread's pause, so
     that the buffers come back while they are still in the caches; small frames, copied
-    into the ring, wait for the pause to end."""
+    into the ring, wait for the pause to end, and so do large ones after lend_wake(0)."""
     kernel, dev, ours, daemon = socket_pairs(4 << 20)
     fwd = core.CoreForwarder(dev.fileno(), ours, bufsize=(1 << 20) + 4096, lend_limit=16)
     fwd.start()
@@ -217,6 +217,12 @@ def test_lending_a_megabyte_wakes_the_capture_thread_before_its_pause_ends() -> 
         waiter.join(30)
         assert woken == [True]
         assert fwd._core.stats()["lent"] == 4
+        fwd.lend_wake(0)  # (as for a capture written with direct I/O): the pause decides
+        for u in range(48, 56, 2):
+            kernel.send(request(u, 256 << 10))
+            daemon.recv(1 << 21)
+        assert fwd.wait(0.2) is False
+        assert fwd._core.stats()["lent"] == 8
     finally:
         if not woken:
             fwd.wake()
