@@ -56,6 +56,13 @@ def init_flags(body: dict[str, Any]) -> InitFlag:
 _MEMO_MAX = 4096
 _MODE_TEXT: dict[int, str] = {}
 _OPEN_FLAGS_TEXT: dict[int, str] = {}
+#: a request's " nodeid=N" (empty for node 0), by node id
+_NODE_TEXT: dict[int, str] = {}
+#: a reply's " (LATENCY)", by latency: :func:`latency` shows whole microseconds from 10 µs
+#: to 10 ms, so there by the microsecond (a list: a capture's latencies spread over that
+#: range); elsewhere by the nanosecond (below 10 µs it shows a tenth of a microsecond)
+_LATENCY_US: list[str | None] = [None] * 10_000
+_LATENCY_NS: dict[int, str] = {}
 
 
 def _mode(mode: int) -> str:
@@ -475,7 +482,18 @@ def summary_line(frame: DecodedFrame, t0_ns: int, _bare: bool = False) -> str:
         _len, err, unique = oh
         lat = frame.latency_ns
         if lat is not None:
-            tail = f" ({latency(lat)}){tail}"
+            # the latency's text memoised (formatting it is a good part of a line's work)
+            if 10_000 <= lat < 10_000_000:
+                lt = _LATENCY_US[lat // 1000]
+                if lt is None:
+                    lt = _LATENCY_US[lat // 1000] = f" ({latency(lat)})"
+            else:
+                lt = _LATENCY_NS.get(lat)
+                if lt is None:
+                    lt = f" ({latency(lat)})"
+                    if len(_LATENCY_NS) < _MEMO_MAX:
+                        _LATENCY_NS[lat] = lt
+            tail = lt + tail
         if kind == "interrupt-reply":
             status = errno_name(err) if err else "ok"
             return f"{head} {unique} INTERRUPT reply {status}{tail}"
@@ -496,7 +514,11 @@ def summary_line(frame: DecodedFrame, t0_ns: int, _bare: bool = False) -> str:
     if kind == "request":
         h: InHeader = d.header  # type: ignore[assignment]
         nodeid = h[3]  # InHeader: len, opcode, unique, nodeid, ...
-        node = f" nodeid={nodeid}" if nodeid else ""
+        node = _NODE_TEXT.get(nodeid)  # memoised: a capture names few nodes, many times
+        if node is None:
+            node = f" nodeid={nodeid}" if nodeid else ""
+            if len(_NODE_TEXT) < _MEMO_MAX:
+                _NODE_TEXT[nodeid] = node
         if args:
             return f"{head} {h[2]} {d.name}{node} {args}{tail}"
         return f"{head} {h[2]} {d.name}{node}{tail}"
