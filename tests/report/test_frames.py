@@ -281,6 +281,8 @@ def test_summary_of_an_unbuilt_body_reads_the_same_fields() -> None:
     assert all(f.decoded is not None and f.decoded.lazy is None for f in built)
     lines = [summary_line(f, T0) for f in lazy]
     assert lines == [summary_line(f, T0) for f in built]
+    # the texts it kept by value read the same the second time
+    assert [summary_line(f, T0) for f in lazy] == lines
     assert "nodeid=9 gen=3 reg 0600 size=77" in lines[1]
     assert lines[3].endswith("ok negative entry (0.5us)")
     assert "GETATTR nodeid=9 fh=5" in lines[4] and "reg 0600 size=77 ino=9" in lines[5]
