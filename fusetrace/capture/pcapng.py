@@ -488,11 +488,15 @@ class CaptureReader:
     def _read_pcapng(self) -> Iterator[Frame]:
         """The block loop. Enhanced Packet Blocks are parsed in place in the read buffer (the
         hot path: one unpack for the fixed part, one for the option layout our writer
-        produces, interfaces looked up in a table made anew after each other block); other
-        blocks are copied out and parsed at leisure."""
+        produces and the trailing length, interfaces looked up in a table made anew after
+        each other block); other blocks are copied out and parsed at leisure."""
         order = ""
         epb = u32 = head = opt1 = opt2 = struct.Struct("<I")
+        #: the options our writer produces and the block's trailing length, in one unpack:
+        #: epb_flags, end of options (12 bytes); epb_flags, EPB_RESULT, end (20 bytes)
+        flags_tail = flags_result_tail = u32.unpack_from
         flags_word = result_word = 0
+        direction: Direction | None
         directions = (None, Direction.INBOUND, Direction.OUTBOUND, None)
         new = _new_record
         frame_type = Frame
@@ -519,6 +523,53 @@ class CaptureReader:
                 opt2 = struct.Struct(order + "IIII")
                 flags_word = u32.unpack(struct.pack(order + "HH", _EPB_FLAGS, 4))[0]
                 result_word = u32.unpack(struct.pack(order + "HH", EPB_RESULT, 4))[0]
+                flags_tail = struct.Struct(order + "II4xI").unpack_from
+                flags_result_tail = struct.Struct(order + "IIII4xI").unpack_from
+            if avail >= 28:
+                # The hot path, a whole Enhanced Packet Block of a FUSE interface with the
+                # options our writer produces: one unpack for its fixed part, one for its
+                # options and trailing length, where the general path below takes four.
+                # Anything else (another block, other options, a block cut short or
+                # damaged) goes on to that path, which reads it again.
+                btype, total, iface_id, ts_hi, ts_lo, caplen, origlen = epb.unpack_from(buf, pos)
+                if (
+                    btype == _EPB
+                    and total <= avail
+                    and not total & 3
+                    and total <= _MAX_BLOCK
+                    and iface_id < len(scales)
+                ):
+                    data_end = pos + 28 + caplen
+                    opts = data_end + (-caplen & 3)
+                    left = pos + total - 4 - opts
+                    if left == 12:
+                        word, flags, check = flags_tail(buf, opts)
+                        result = None
+                        whole = word == flags_word and check == total
+                    elif left == 20:
+                        word, flags, word2, result, check = flags_result_tail(buf, opts)
+                        whole = word == flags_word and word2 == result_word and check == total
+                    else:
+                        whole = False
+                    if whole:
+                        self._off = pos + total
+                        scale = scales[iface_id]
+                        if scale is None:
+                            self.info.skipped += 1
+                            continue
+                        data = buf[pos + 28 : data_end]
+                        direction = directions[flags & 3]
+                        if direction is None:
+                            direction = guess_direction(data, self._bo())
+                        ts = (ts_hi << 32) | ts_lo
+                        if scale[2]:
+                            ts = ts * scale[0] // scale[1]
+                        yield new(
+                            frame_type,
+                            (index, ts, direction, data, origlen, iface_id, None, result),
+                        )
+                        index += 1
+                        continue
             btype, total = head.unpack_from(buf, pos)
             if btype == _SHB:  # its type reads alike in both byte orders
                 # a section header: its byte-order magic decides how to read its lengths
@@ -565,7 +616,7 @@ class CaptureReader:
                 raise CaptureError(f"corrupt capture: packet at offset {start} overruns its block")
             data = buf[pos + 28 : data_end]
             opts = data_end + (-caplen & 3)
-            direction: Direction | None = None
+            direction = None
             comment = None
             result = None
             left = tail - opts

@@ -287,7 +287,7 @@ def decode(
         feed = decoder.feed
         render: Callable[[DecodedFrame, int], str]
         render = json_line if fmt == "jsonl" else summary_line
-        records = iter(reader)
+        records = rest = iter(reader)
         head = next(records, None)
         if head is not None:
             t0[0] = head.t_ns
@@ -298,15 +298,21 @@ def decode(
             write_parquet(output, records, feed, keep, t0[0], info.meta)
             records = iter(())
         elif keep is None and tracker is None and summary is None and not verbose:
-            # the common case, kept tight: decode, render, write in chunks
+            # the common case, kept tight: decode, render, write in chunks, each made by a
+            # list comprehension (less work a frame than a loop that appends and counts);
+            # after the first chunk (which holds the first record) straight from the reader
             base = t0[0]
-            append = lines.append
-            for rec in records:
-                append(render(decoded_frame(connection_feed(rec)), base))
-                if len(lines) >= _FLUSH_LINES:
-                    out.write("\n".join(lines))
-                    out.write("\n")
-                    lines.clear()
+            chunks = records
+            while True:
+                lines = [
+                    render(decoded_frame(connection_feed(rec)), base)
+                    for rec in itertools.islice(chunks, _FLUSH_LINES)
+                ]
+                if not lines:
+                    break
+                out.write("\n".join(lines))
+                out.write("\n")
+                chunks = rest
             records = iter(())
         elif keep is None and tracker is None and summary is not None:
             # --stats over every frame: count, nothing to render

@@ -124,7 +124,11 @@ class FrameDecoder:
                     d = decode_request(record.data, ex.negotiated, engine=self.engine, header=h)  # type: ignore[arg-type]
                 ex._decoded = d
                 ex._engine = self.engine
-                frame = ex.view = _view(record, d)
+                # _view(record, d) written out: one a request (the hot path)
+                frame = ex.view = _new_object(DecodedFrame)
+                frame.record = record
+                frame.decoded = d
+                frame.request = frame.latency_ns = frame.error = None
                 return frame
             req = ex.request
             if (
@@ -149,10 +153,16 @@ class FrameDecoder:
                     )
                 ex._decoded = d
                 ex._engine = self.engine
+                # _view(...) written out: one a reply (the hot path)
+                frame = ex.view = _new_object(DecodedFrame)
+                frame.record = record
+                frame.decoded = d
+                frame.error = None
                 if rf is None or rf.decoded is None:
-                    frame = ex.view = _view(record, d)
+                    frame.request = frame.latency_ns = None
                 else:
-                    frame = ex.view = _view(record, d, rf, record.t_ns - req.record.t_ns)
+                    frame.request = rf
+                    frame.latency_ns = record.t_ns - req.record.t_ns
                 return frame
         try:
             d = ex.decoded(self.engine)

@@ -56,6 +56,13 @@ def init_flags(body: dict[str, Any]) -> InitFlag:
 _MEMO_MAX = 4096
 _MODE_TEXT: dict[int, str] = {}
 _OPEN_FLAGS_TEXT: dict[int, str] = {}
+#: a request's " nodeid=N" (empty for node 0), by node id
+_NODE_TEXT: dict[int, str] = {}
+#: a reply's " (LATENCY)", by latency: :func:`latency` shows whole microseconds from 10 µs
+#: to 10 ms, so there by the microsecond (a list: a capture's latencies spread over that
+#: range); elsewhere by the nanosecond (below 10 µs it shows a tenth of a microsecond)
+_LATENCY_US: list[str | None] = [None] * 10_000
+_LATENCY_NS: dict[int, str] = {}
 
 
 def _mode(mode: int) -> str:
@@ -87,15 +94,18 @@ class _Pick:
     """The text of a body made of a few numeric fields: their dotted paths (``attr.mode``)
     and a function of the tuple of their values. It reads them from a decoded body
     (missing fields are 0) or, for a body left unbuilt (``Decoded.lazy``), straight from
-    the frame's bytes."""
+    the frame's bytes. Texts made from a frame's bytes are kept by value (:attr:`texts`,
+    bounded): a capture repeats them (a file's attributes, its handle, the sizes asked)."""
 
-    __slots__ = ("_items", "getters", "paths", "text")
+    __slots__ = ("_items", "getters", "paths", "text", "texts")
 
     def __init__(self, paths: tuple[str, ...], text: Callable[[tuple[Any, ...]], str]) -> None:
         self.paths = paths
         self.text = text
         #: Decoded.lazy -> its reader of these fields
         self.getters: dict[Any, Callable[[bytes], tuple[Any, ...]]] = {}
+        #: values -> their text, for bodies left unbuilt (see :meth:`remember`)
+        self.texts: dict[tuple[Any, ...], str] = {}
         #: top-level fields of a built body, in one call
         self._items: Any = None
         if all("." not in p for p in paths):
@@ -108,7 +118,14 @@ class _Pick:
         if get is None:  # not a struct with these fields
             return self(d.body)
         self.getters[d.lazy] = get
-        return self.text(get(data))
+        return self.remember(get(data))
+
+    def remember(self, values: tuple[Any, ...]) -> str:
+        """The text of these values, kept in :attr:`texts` (while it holds few)."""
+        text = self.text(values)
+        if len(self.texts) < _MEMO_MAX:
+            self.texts[values] = text
+        return text
 
     def __call__(self, b: dict[str, Any]) -> str:
         items = self._items
@@ -324,13 +341,14 @@ class _Listing:
 
 class _Sized:
     """The text of a body that is a run of bytes, by its length (for a run left unbuilt,
-    the frame's length less the header)."""
+    the frame's length less the header; kept by length: a capture repeats its sizes)."""
 
-    __slots__ = ("name", "text")
+    __slots__ = ("name", "text", "texts")
 
     def __init__(self, name: str, text: Callable[[int], str]) -> None:
         self.name = name
         self.text = text
+        self.texts: dict[int, str] = {}
 
     def __call__(self, b: dict[str, Any]) -> str:
         return self.text(len(b.get(self.name, b"")))
@@ -339,7 +357,13 @@ class _Sized:
         lazy = d.lazy
         if lazy is None or lazy.rest != self.name:
             return self(d.body)
-        return self.text(len(data) - lazy.pos)
+        size = len(data) - lazy.pos
+        text = self.texts.get(size)
+        if text is None:
+            text = self.text(size)
+            if len(self.texts) < _MEMO_MAX:
+                self.texts[size] = text
+        return text
 
 
 _dir_reply = _Listing()
@@ -475,7 +499,18 @@ def summary_line(frame: DecodedFrame, t0_ns: int, _bare: bool = False) -> str:
         _len, err, unique = oh
         lat = frame.latency_ns
         if lat is not None:
-            tail = f" ({latency(lat)}){tail}"
+            # the latency's text memoised (formatting it is a good part of a line's work)
+            if 10_000 <= lat < 10_000_000:
+                lt = _LATENCY_US[lat // 1000]
+                if lt is None:
+                    lt = _LATENCY_US[lat // 1000] = f" ({latency(lat)})"
+            else:
+                lt = _LATENCY_NS.get(lat)
+                if lt is None:
+                    lt = f" ({latency(lat)})"
+                    if len(_LATENCY_NS) < _MEMO_MAX:
+                        _LATENCY_NS[lat] = lt
+            tail = lt + tail
         if kind == "interrupt-reply":
             status = errno_name(err) if err else "ok"
             return f"{head} {unique} INTERRUPT reply {status}{tail}"
@@ -488,15 +523,25 @@ def summary_line(frame: DecodedFrame, t0_ns: int, _bare: bool = False) -> str:
             body = d.body
             args = f(body) if body else ""
         elif f.__class__ is _Pick:
-            # the body left unbuilt: its few fields read from the frame's bytes
+            # the body left unbuilt: its few fields read from the frame's bytes, and their
+            # text looked up by value before it is made
             get = f.getters.get(lazy)
-            args = f.unbuilt(d, data) if get is None else f.text(get(data))
+            if get is None:
+                args = f.unbuilt(d, data)
+            else:
+                values = get(data)
+                text = f.texts.get(values)
+                args = f.remember(values) if text is None else text
         else:
             args = f.unbuilt(d, data)  # type: ignore[attr-defined]
     if kind == "request":
         h: InHeader = d.header  # type: ignore[assignment]
         nodeid = h[3]  # InHeader: len, opcode, unique, nodeid, ...
-        node = f" nodeid={nodeid}" if nodeid else ""
+        node = _NODE_TEXT.get(nodeid)  # memoised: a capture names few nodes, many times
+        if node is None:
+            node = f" nodeid={nodeid}" if nodeid else ""
+            if len(_NODE_TEXT) < _MEMO_MAX:
+                _NODE_TEXT[nodeid] = node
         if args:
             return f"{head} {h[2]} {d.name}{node} {args}{tail}"
         return f"{head} {h[2]} {d.name}{node}{tail}"

@@ -242,6 +242,33 @@ def test_results_of_daemon_frames_read_back(order: str) -> None:
     assert [x.data for x in recs[1:]] == [reply] * 4
 
 
+@pytest.mark.parametrize("result", [None, 0])
+def test_a_damaged_block_is_refused_whatever_its_options(result: int | None) -> None:
+    """The trailing length is checked on blocks of either option layout our writer makes
+    (epb_flags alone, or with the kernel's answer)."""
+    buf = io.BytesIO()
+    w = CaptureWriter(buf, {})
+    w.write(Direction.OUTBOUND, T0, ENOENT_REPLY, result=result)
+    data = bytearray(buf.getvalue())
+    data[-4:] = struct.pack("<I", len(data) + 4)
+    with pytest.raises(CaptureError, match="damaged"):
+        read_all(bytes(data))
+
+
+@pytest.mark.parametrize("result", [None, 0])
+def test_a_block_without_direction_bits_has_its_direction_guessed(result: int | None) -> None:
+    buf = io.BytesIO()
+    w = CaptureWriter(buf, {})
+    start = len(buf.getvalue())
+    w.write(Direction.OUTBOUND, T0, LOOKUP, result=result)
+    data = bytearray(buf.getvalue())
+    flags_at = start + 28 + len(LOOKUP) + 2 + 4  # after the data, its padding, code and length
+    assert data[flags_at] == int(Direction.OUTBOUND)
+    data[flags_at] = 0
+    _, (rec,) = read_all(bytes(data))
+    assert rec.direction is Direction.INBOUND and rec.result == result
+
+
 @tools
 def test_tshark_reads_files_with_results(tmp_path: Path) -> None:
     path = tmp_path / "r.pcapng"

@@ -16,6 +16,7 @@ from fusetrace.report.frames import (
     summary_line,
     verbose_lines,
 )
+from fusetrace.report.units import latency
 
 K, D = Direction.INBOUND, Direction.OUTBOUND
 T0 = 1_700_000_000_000_000_000
@@ -280,8 +281,28 @@ def test_summary_of_an_unbuilt_body_reads_the_same_fields() -> None:
     assert all(f.decoded is not None and f.decoded.lazy is None for f in built)
     lines = [summary_line(f, T0) for f in lazy]
     assert lines == [summary_line(f, T0) for f in built]
+    # the texts it kept by value read the same the second time
+    assert [summary_line(f, T0) for f in lazy] == lines
     assert "nodeid=9 gen=3 reg 0600 size=77" in lines[1]
     assert lines[3].endswith("ok negative entry (0.5us)")
     assert "GETATTR nodeid=9 fh=5" in lines[4] and "reg 0600 size=77 ino=9" in lines[5]
     assert 'ok 6 entries "f0" "f1" "f2" "f3" ...' in lines[13]
     assert "offset=1099511627776 size=4096" in lines[8]
+
+
+def test_summary_latencies_read_as_units_latency_says() -> None:
+    # the summary line keeps the latency texts it made (by the microsecond from 10 us to
+    # 10 ms, by the nanosecond elsewhere): each is the text units.latency gives
+    lats = [0, 450, 5_050, 9_999, 10_000, 10_999, 77_000, 9_999_999, 10_000_000, 12_345_678]
+    items = []
+    for i, lat in enumerate(lats * 2):
+        unique = 2 * i + 2
+        t = i * 100_000_000
+        nodeid = i % 3  # node 0 is not shown
+        request = encode_request(Opcode.FLUSH, {"fh": 1}, unique=unique, nodeid=nodeid)
+        items.append((K, request, t))
+        items.append((D, encode_reply(Opcode.FLUSH, unique=unique), t + lat))
+    lines = [summary_line(f, T0) for f in frames(*items, lazy=True)]
+    assert [line.rsplit(" ", 1)[1] for line in lines[1::2]] == [f"({latency(n)})" for n in lats * 2]
+    nodes = [line.split(" FLUSH", 1)[1] for line in lines[::2]]
+    assert nodes == [(f" nodeid={i % 3}" if i % 3 else "") + " fh=1" for i in range(len(nodes))]
