@@ -57,13 +57,13 @@ def threads_of(data: Path, pids: dict[str, int]) -> dict[str, dict[int, collecti
     found: dict[str, dict[int, collections.Counter[str]]] = {name: {} for name in pids}
     for line in out.splitlines():
         parts = line.split()
-        if len(parts) < 3 or "/" not in parts[0]:
+        if len(parts) < 2 or "/" not in parts[0]:
             continue
         pid, tid = (int(x) for x in parts[0].split("/"))
         name = names.get(pid)
         if name is None:
             continue
-        sym = parts[2] if len(parts) > 3 else "[unknown]"
+        sym = parts[2] if len(parts) > 2 else "[unknown]"
         found[name].setdefault(tid, collections.Counter())[sym] += 1
     return found
 
