@@ -69,10 +69,9 @@ def threads_of(data: Path, pids: dict[str, int]) -> dict[str, dict[int, collecti
 
 
 def role(symbols: collections.Counter[str]) -> str:
-    if symbols["fuse_dev_do_write"] or symbols["fuse_copy_args"]:
-        return "writes /dev/fuse"
-    if symbols["fuse_dev_do_read"]:
-        return "reads /dev/fuse"
+    reads, writes = symbols["fuse_dev_do_read"], symbols["fuse_dev_do_write"]
+    if reads or writes:
+        return "reads /dev/fuse" if reads > writes else "writes /dev/fuse"
     return ""
 
 
