@@ -112,6 +112,18 @@ DIRECT_STAGE = 8 << 20
 DIRECT_FRAME_MIN = 32 << 10
 
 
+def _lent_large(block: Block) -> memoryview | None:
+    """The data of ``block``, a frame's (head, data, tail), where it is lent in a
+    page-aligned receive buffer and long enough to go to the file with direct I/O from
+    there; else None."""
+    if len(block) != 3:
+        return None
+    data = block[1]
+    if type(data) is not memoryview or len(data) < DIRECT_FRAME_MIN:
+        return None
+    return data if isinstance(data.obj, mmap.mmap) else None
+
+
 class CaptureOutput:
     """The capture file (or pipe) seen from the capture thread.
 
@@ -225,8 +237,10 @@ class CaptureOutput:
         frame lent in its page-aligned receive buffer (see ``FrameBuffers``): the block
         before it gets a padding option (a local-use code, which readers skip) so that the
         frame's data starts on an alignment unit in the file, and its whole units are
-        written from the receive buffer itself. Only the frame's last partial unit, its
-        trailer and the small blocks around are copied."""
+        written from the receive buffer itself. Where that block is another such frame's,
+        it was grown before its header went out. Only a frame's last partial unit, its
+        trailer and the small blocks around are copied; a large frame is copied whole only
+        where it is the drain's first block and its data would not start on a unit."""
         assert self._dfd is not None and self._rfd is not None and self.pos is not None
         if self._stage is None:
             self._stage = mmap.mmap(-1, DIRECT_STAGE)  # page aligned, as O_DIRECT wants
@@ -271,18 +285,23 @@ class CaptureOutput:
 
         put(first)
         pending: Block | None = None
-        for block in blocks:
-            data = block[1] if len(block) == 3 else None
-            if (
-                data is not None
-                and type(data) is memoryview
-                and len(data) >= DIRECT_FRAME_MIN
-                and isinstance(data.obj, mmap.mmap)
-            ):
+        last = len(blocks) - 1
+        for i, block in enumerate(blocks):
+            data = _lent_large(block)
+            if data is not None:
                 head = block[0]
                 pad = -(fpos + sum(map(len, pending or ())) + len(head)) % unit
                 padded = (pending or ()) if not pad else self._padded(pending, pad, runs)
                 if padded is not None:
+                    after = blocks[i + 1] if i < last else None
+                    if after is not None and _lent_large(after) is not None:
+                        # the next frame follows at once, with no block of its own before
+                        # it to pad: this one grows so that the next one's data starts on
+                        # a unit too (its own data starts on one)
+                        grow = -(len(block[1]) + len(block[2]) + len(after[0])) % unit
+                        if grow:
+                            block = self._encoder.padded(block, grow)
+                            head = block[0]
                     put(*padded, head)
                     whole = len(data) - len(data) % unit
                     iov.append(view[seg:fill])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import io
+import mmap
 import os
 import random
 import shutil
@@ -18,6 +19,7 @@ import pytest
 from fusetrace.capture.files import open_capture
 from fusetrace.capture.pcapng import PAD_OPTION, CaptureWriter
 from fusetrace.frame import PENDING, RESULT, Direction, Frame
+from fusetrace.proxy import output
 from fusetrace.proxy.forward import FrameBuffers
 from fusetrace.proxy.output import Block, CaptureOutput, CaptureThread, writev_all
 
@@ -181,6 +183,56 @@ def test_lent_frames_are_written_direct_from_their_buffers_and_read_back_whole(
             capture_output=True, text=True, check=True,
         ).stdout.split()  # fmt: skip
         assert [int(n) for n in out] == [len(d) for _, _, d, _, _ in sent]
+
+
+def test_lent_frames_one_after_another_all_go_from_their_buffers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large frames lent one after another, with no small block between them (replies to
+    readahead), all go to the file from their receive buffers: each grows by a padding
+    option so that the next one's data starts on an alignment unit, as the small block
+    before the first one does for it. Only their last partial units are copied."""
+    buffers = FrameBuffers((1 << 20) + 4097)
+    path = tmp_path / "replies.pcapng"
+    errors: list[str] = []
+    from_buffers: list[int] = []
+    real = output.pwritev_all
+
+    def spy(fd: int, parts: list[memoryview], pos: int) -> int:
+        stage = thread._out._stage
+        from_buffers.extend(
+            len(p) for p in parts if isinstance(p.obj, mmap.mmap) and p.obj is not stage
+        )
+        return real(fd, parts, pos)
+
+    monkeypatch.setattr(output, "pwritev_all", spy)
+    rng = random.Random(7)
+    with open(path, "wb", buffering=0) as f:
+        thread = CaptureThread(
+            f, lambda sink: CaptureWriter(sink, {}), errors.append, interval=3600,
+            buffers=buffers,
+        )  # fmt: skip
+        sent = [(Direction.INBOUND, 1, rng.randbytes(80), None, None)]
+        thread.put(sent[0])
+        for k in range(8):
+            n = 131_088 + 4 * k  # a READ reply of 128 KiB, and a few bytes more
+            buf = buffers.take(Direction.OUTBOUND)
+            assert buf is not None
+            data = rng.randbytes(n)
+            buf[:n] = data
+            thread.put((Direction.OUTBOUND, 2 + k, memoryview(buf)[:n], None, 0))
+            sent.append((Direction.OUTBOUND, 2 + k, data, None, 0))
+        thread._drain()
+        unit = thread._out._unit
+        direct = thread._out._dfd is not None
+        thread.close()
+    assert not errors
+    assert direct, "direct writes were not used on this filesystem"
+    lengths = [len(d) for _, _, d, _, _ in sent[1:]]
+    assert sum(from_buffers) == sum(n - n % unit for n in lengths)
+    with open_capture(str(path)) as reader:
+        got = [(r.direction, r.t_ns, r.data, r.comment, r.result) for r in reader]
+    assert got == sent
 
 
 def test_capture_output_to_a_pipe_writes_as_it_comes() -> None:
