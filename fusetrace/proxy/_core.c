@@ -80,7 +80,8 @@ typedef struct {
 	 * that found the ring full, or by Core.wake (which also sets called, ending a pump) */
 	pthread_cond_t drain;
 	int woken, called;
-	/* bytes of large frames a loop lends before it wakes the capture thread; 0: never */
+	/* bytes of large frames a loop lends before it wakes the capture thread (0: only
+	 * once it has lent half its buffers) */
 	uint64_t lend_wake;
 	uint64_t init_unique;
 	/* pcapng Enhanced Packet Blocks the core encodes itself (Core.set_blocks): the block
@@ -148,7 +149,10 @@ static Slot *reserve(Core *c, int dir, Py_ssize_t n, int lend, int *spare)
 		copy = 0;
 		/* lent, with this frame: all but the spare and the free ones */
 		uint64_t lent = (uint64_t)(c->nbufs - c->nfree[dir] - 1);
-		if (c->lend_wake && !c->woken && lent * (uint64_t)n >= c->lend_wake) {
+		/* (or half the buffers, whatever the bytes: once they are all lent, frames
+		 * are copied into the ring) */
+		if (!c->woken && ((c->lend_wake && lent * (uint64_t)n >= c->lend_wake) ||
+				  2 * lent >= (uint64_t)c->nbufs)) {
 			c->woken = 1;
 			wake = 1;
 		}
@@ -917,7 +921,7 @@ static PyObject *Core_set_blocks(Core *c, PyObject *args)
 }
 
 /* Core.set_lend_wake(nbytes): how many bytes of large frames a loop lends before it wakes
- * the capture thread (0: never; the capture thread's pause alone decides) */
+ * the capture thread (0: only once it has lent half its buffers) */
 static PyObject *Core_set_lend_wake(Core *c, PyObject *args)
 {
 	unsigned long long n;
@@ -1142,7 +1146,7 @@ static PyMethodDef Core_methods[] = {
 	 "End a wait() or pump() now (or the next one)."},
 	{"give", (PyCFunction)Core_give, METH_VARARGS, "give(index): a lent buffer comes back."},
 	{"set_lend_wake", (PyCFunction)Core_set_lend_wake, METH_VARARGS,
-	 "set_lend_wake(nbytes): lent bytes that wake the capture thread (0: never)."},
+	 "set_lend_wake(nbytes): lent bytes that wake the capture thread (0: half the buffers)."},
 	{"encoded", (PyCFunction)Core_encoded, METH_NOARGS,
 	 "How many frames take() has handed over as packet blocks so far."},
 	{"handed", (PyCFunction)Core_handed, METH_NOARGS,

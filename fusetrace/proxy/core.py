@@ -304,9 +304,10 @@ class CoreForwarder(Forwarder):
 
     def lend_wake(self, nbytes: int) -> None:
         """How many bytes of large frames a loop lends before it wakes the capture thread
-        (a megabyte unless told; 0: it never does, the thread's pause alone decides). Waking
-        it gives the buffers back while they are still in the caches; a capture written
-        with direct I/O wants its writes large instead."""
+        (a megabyte unless told; 0: only once it has lent half its buffers, beyond which
+        frames would soon be copied into the ring). Waking it gives the buffers back while
+        they are still in the caches; a capture written with direct I/O wants its writes
+        large instead."""
         self._core.set_lend_wake(nbytes)
 
     def encoded(self) -> int:

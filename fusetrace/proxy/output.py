@@ -404,7 +404,8 @@ class CaptureThread:
         #: the source (cheaper than the Event's)
         self._waker = source if isinstance(source, core.Waker) else None
         if self._waker is not None and self._out.direct:
-            # many small direct writes would cost more than the buffers' trips to memory
+            # many small direct writes would cost more than the buffers' trips to memory:
+            # woken only when half the receive buffers are lent
             self._waker.lend_wake(0)
         self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
         self._thread.start()

@@ -199,9 +199,10 @@ def test_a_full_ring_wakes_the_capture_thread_before_its_pause_ends() -> None:
 def test_lending_a_megabyte_wakes_the_capture_thread_before_its_pause_ends() -> None:
     """A loop that has lent a megabyte of large frames ends the capture thread's pause, so
     that the buffers come back while they are still in the caches; small frames, copied
-    into the ring, wait for the pause to end, and so do large ones after lend_wake(0)."""
+    into the ring, wait for the pause to end; after lend_wake(0), large ones wake it only
+    once half the buffers are lent."""
     kernel, dev, ours, daemon = socket_pairs(4 << 20)
-    fwd = core.CoreForwarder(dev.fileno(), ours, bufsize=(1 << 20) + 4096, lend_limit=16)
+    fwd = core.CoreForwarder(dev.fileno(), ours, bufsize=(1 << 20) + 4096, lend_limit=20)
     fwd.start()
     woken: list[bool] = []
     try:
@@ -217,12 +218,14 @@ def test_lending_a_megabyte_wakes_the_capture_thread_before_its_pause_ends() -> 
         waiter.join(30)
         assert woken == [True]
         assert fwd._core.stats()["lent"] == 4
-        fwd.lend_wake(0)  # (as for a capture written with direct I/O): the pause decides
-        for u in range(48, 56, 2):
+        fwd.lend_wake(0)  # (as for a capture written with direct I/O): half the buffers
+        for u in range(48, 62, 2):  # seven more: ten lent of 21 buffers, then eleven
             kernel.send(request(u, 256 << 10))
             daemon.recv(1 << 21)
-        assert fwd.wait(0.2) is False
-        assert fwd._core.stats()["lent"] == 8
+            if u == 58:
+                assert fwd.wait(0.2) is False
+        assert fwd.wait(60) is True
+        assert fwd._core.stats()["lent"] == 11
     finally:
         if not woken:
             fwd.wake()
