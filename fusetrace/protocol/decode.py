@@ -791,22 +791,10 @@ def request_fast(
     plan, name, lazy = fast
     if lazy_body:
         if lazy is not None:
-            if n == lazy.frame_len:
-                # _deferred("request", header, op, name, lazy, data) written out: the most
-                # common request of a summary's hot path (one fixed struct)
-                d: _Unbuilt = _new_object(_Unbuilt)
-                d.kind = "request"
-                d.header = header
-                d.opcode = op
-                d.name = name
-                d._built = None
-                d._data = data
-                d.remainder = b""
-                d.problems = []
-                d.lazy = lazy  # type: ignore[misc]
-                return d
             length = lazy.length
-            if length is not None and n >= lazy.head_end and length(data)[0] == n - lazy.head_end:
+            if n == lazy.frame_len or (
+                length is not None and n >= lazy.head_end and length(data)[0] == n - lazy.head_end
+            ):
                 return _deferred("request", header, op, name, lazy, data)
         new = _kept
     else:
@@ -978,19 +966,8 @@ def reply_fast(
             return new("reply", header, request_opcode, name, {})
         return None
     if lazy_body and lazy is not None and n == lazy.frame_len:
-        # _deferred("reply", header, request_opcode, name, lazy, data) written out: the
-        # most common reply of a summary's hot path (one fixed struct)
-        d: _Unbuilt = _new_object(_Unbuilt)
-        d.kind = "reply"
-        d.header = header
-        d.opcode = request_opcode
-        d.name = name
-        d._built = None
-        d._data = data
-        d.remainder = b""
-        d.problems = []
-        d.lazy = lazy  # type: ignore[misc]
-        return d
+        # the most common reply of a summary's hot path (one fixed struct)
+        return _deferred("reply", header, request_opcode, name, lazy, data)
     if plan is None:
         return None
     if plan.fixed is not None and n - OUT_HEADER_SIZE == plan.fixed_size:
