@@ -225,14 +225,7 @@ class Connection:
                 return _exchange(record, (), None, neg)
             h: tuple[Any, ...] = _new_tuple(InHeader, self._in(data))
             op = h[1]
-            # _exchange(record, h, op, neg) written out: one a request (the hot path)
-            ex = _new_object(Exchange)
-            ex.record = record
-            ex.header = h
-            ex.opcode = op
-            ex.negotiated = neg
-            ex.request = ex.interrupt = ex.replaced = ex.view = ex.state = ex._decoded = None
-            ex._engine = ""
+            ex = _exchange(record, h, op, neg)
             key = h[2] & _MASK
             if channel:
                 key |= channel << 64
@@ -281,15 +274,7 @@ class Connection:
             return _exchange(record, h, None, neg)
         if self.interrupts:
             self.interrupts.pop(key, None)
-        # _exchange(record, h, req.opcode, neg, req) written out: one a reply (the hot path)
-        ex = _new_object(Exchange)
-        ex.record = record
-        ex.header = h
-        ex.opcode = req.opcode
-        ex.negotiated = neg
-        ex.request = req
-        ex.interrupt = ex.replaced = ex.view = ex.state = ex._decoded = None
-        ex._engine = ""
+        ex = _exchange(record, h, req.opcode, neg, req)
         if req is self.init and req.opcode == _INIT:
             payload = orig_len - OUT_HEADER_SIZE
             if error or payload > INIT_OUT_MAX:

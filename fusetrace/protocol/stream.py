@@ -124,11 +124,7 @@ class FrameDecoder:
                     d = decode_request(record.data, ex.negotiated, engine=self.engine, header=h)  # type: ignore[arg-type]
                 ex._decoded = d
                 ex._engine = self.engine
-                # _view(record, d) written out: one a request (the hot path)
-                frame = ex.view = _new_object(DecodedFrame)
-                frame.record = record
-                frame.decoded = d
-                frame.request = frame.latency_ns = frame.error = None
+                frame = ex.view = _view(record, d)
                 return frame
             req = ex.request
             if (
@@ -153,16 +149,10 @@ class FrameDecoder:
                     )
                 ex._decoded = d
                 ex._engine = self.engine
-                # _view(...) written out: one a reply (the hot path)
-                frame = ex.view = _new_object(DecodedFrame)
-                frame.record = record
-                frame.decoded = d
-                frame.error = None
                 if rf is None or rf.decoded is None:
-                    frame.request = frame.latency_ns = None
+                    frame = ex.view = _view(record, d)
                 else:
-                    frame.request = rf
-                    frame.latency_ns = record.t_ns - req.record.t_ns
+                    frame = ex.view = _view(record, d, rf, record.t_ns - req.record.t_ns)
                 return frame
         try:
             d = ex.decoded(self.engine)
