@@ -21,6 +21,10 @@ Configurations, each mounted fresh:
                   the compiled core handing over every frame to the capture thread, which
                   writes them (FUSETRACE_CORE_WRITE=0), instead of writing the plain ones
                   itself
+* recorded thread null
+                  behind ``fusetrace record -w /dev/null`` with the capture thread writing
+                  every frame (FUSETRACE_CORE_INLINE=0), large ones too, which the loops
+                  otherwise write to a pipe or device themselves as they forward them
 * relay           behind bench/relay.c, a forwarding-only proxy in C that captures nothing:
                   what interposition alone costs on this machine (built with cc; skipped
                   when there is no C compiler)
@@ -175,6 +179,7 @@ recorded_null = recorded_null_with()
 PYTHON_LOOPS = {"FUSETRACE_FORWARD": "python"}
 FRAMES_ONLY = {"FUSETRACE_CORE_BLOCKS": "0"}
 NO_CORE_WRITE = {"FUSETRACE_CORE_WRITE": "0"}
+NO_INLINE = {"FUSETRACE_CORE_INLINE": "0"}
 
 
 RELAY_SOURCE = Path(__file__).with_name("relay.c")
@@ -233,6 +238,7 @@ CONFIGS: dict[str, Mounter] = {
     "recorded frames null": recorded_null_with(FRAMES_ONLY),
     "recorded take": recorded_with(env=NO_CORE_WRITE),
     "recorded take null": recorded_null_with(NO_CORE_WRITE),
+    "recorded thread null": recorded_null_with(NO_INLINE),
     "relay": relay_with(),
     "relay 40": relay_with(40),
     "relay twin": relay_with(),
@@ -469,7 +475,7 @@ def paired(
         f"{os.getloadavg()[0]:.1f}"
     )
     print(
-        f"{'configuration':<15} {'(a) s':>7} {'median':>7} {'x native':>9}"
+        f"{'configuration':<21} {'(a) s':>7} {'median':>7} {'x native':>9}"
         f" {'write MiB/s':>12} {'median':>7} {'x native':>9}"
         f" {'read MiB/s':>11} {'median':>7} {'x native':>9}"
     )
@@ -488,11 +494,11 @@ def paired(
                 cells.append(f"{min(v):7.2f} {statistics.median(v):7.2f} {ratio:>9}")
             else:
                 cells.append(f"{max(v):11.0f} {statistics.median(v):7.0f} {ratio:>9}")
-        print(f"{name:<15} " + " ".join(cells))
+        print(f"{name:<21} " + " ".join(cells))
     print("x native: the median of the per-round ratios (time for (a), throughput for dd)")
     if "relay" in mounts:
         print(
-            f"\n{'configuration':<17} {'(a) x relay':>12}"
+            f"\n{'configuration':<21} {'(a) x relay':>12}"
             f" {'write x relay':>14} {'read x relay':>13}"
         )
         for name in mounts:
@@ -501,7 +507,7 @@ def paired(
                 pairs = list(zip(rates[name], rates["relay"], strict=True))
                 fig = f"{statistics.median(a / b for a, b in pairs):.2f}" if pairs else "-"
                 cells.append(f"{fig:>{width}}")
-            print(f"{name:<17} " + " ".join(cells))
+            print(f"{name:<21} " + " ".join(cells))
         print("x relay: the median of the per-round ratios (time for (a), throughput for dd)")
     per_round = statistics.median(meta_frames) if meta_frames else float("nan")
     print(
@@ -509,7 +515,7 @@ def paired(
         f"{per_round:.0f} frames per round, counted in the recorded capture"
     )
     print(
-        f"{'configuration':<17} {'(a) CPU s/1000 frames':>22} {'x relay':>8}"
+        f"{'configuration':<21} {'(a) CPU s/1000 frames':>22} {'x relay':>8}"
         f" {'read CPU s':>11} {'x relay':>8} {'write CPU s':>12} {'x relay':>8}"
     )
     for name in pids:
@@ -524,7 +530,7 @@ def paired(
                 else "-"
             )
             cells.append(f"{fig:>{width}} {ratio:>8}")
-        print(f"{name:<17} " + " ".join(cells))
+        print(f"{name:<21} " + " ".join(cells))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -616,7 +622,7 @@ def paired_walk(base: Path, names: list[str], files: int, rounds: int) -> None:
         f"recorded capture); load average {os.getloadavg()[0]:.1f}"
     )
     print(
-        f"{'configuration':<17} {'s (best)':>9} {'median':>7} {'x native':>9} {'x relay':>8}"
+        f"{'configuration':<21} {'s (best)':>9} {'median':>7} {'x native':>9} {'x relay':>8}"
         f" {'CPU s/1000 frames':>18} {'x relay':>8}"
     )
 
@@ -629,7 +635,7 @@ def paired_walk(base: Path, names: list[str], files: int, rounds: int) -> None:
         v = times[name]
         cpu = f"{statistics.median(cpus[name]) / per_round * 1000:.4f}" if cpus[name] else "-"
         print(
-            f"{name:<17} {min(v):9.3f} {statistics.median(v):7.3f} "
+            f"{name:<21} {min(v):9.3f} {statistics.median(v):7.3f} "
             f"{ratio(name, 'native', times):>9} {ratio(name, 'relay', times):>8}"
             f" {cpu:>18} {ratio(name, 'relay', cpus):>8}"
         )
@@ -828,7 +834,7 @@ def main() -> None:
         f"best of {args.repeat} [median]; load average {os.getloadavg()[0]:.1f}"
     )
     print(
-        f"{'configuration':<15} {'(a) s':>14} {'x native':>14} {'write MiB/s':>14} "
+        f"{'configuration':<21} {'(a) s':>14} {'x native':>14} {'write MiB/s':>14} "
         f"{'x native':>14} {'read MiB/s':>14} {'x native':>14}"
     )
     for name, figures in results.items():
@@ -842,7 +848,7 @@ def main() -> None:
                 cells.append(f"{best / rb:5.2f} [{median / rm:5.2f}]")
             else:
                 cells.append("-")
-        print(f"{name:<15} " + " ".join(f"{c:>14}" for c in cells))
+        print(f"{name:<21} " + " ".join(f"{c:>14}" for c in cells))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,14 @@
  * Core.write as it writes the frame). A loop that has lent a megabyte wakes the capture
  * thread before its pause ends (LEND_WAKE, or what Core.set_lend_wake sets).
  *
+ * While the capture thread pumps to a pipe, a socket or a character device (Core.pump
+ * with inline), a loop that has just forwarded a large frame writes what is ready itself,
+ * that frame included, with writes that never wait (RWF_NOWAIT): its buffer comes back at
+ * once and the capture thread need not wake. Whoever takes frames from the ring (a loop's
+ * write, Core.write, Core.pump, Core.take) holds the writer's lock, which a loop only
+ * tries; what a short write leaves of its blocks is kept (the carry) and goes out before
+ * anything else.
+ *
  * Wire facts used here, as in bench/relay.c: a reply's len (u32 at 0) and unique (u64 at
  * 8); a request's unique (u64 at 8). Everything else about the protocol stays in Python.
  */
@@ -31,6 +39,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -83,6 +92,14 @@ typedef struct {
 	/* bytes of large frames a loop lends before it wakes the capture thread (0: only
 	 * once it has lent half its buffers) */
 	uint64_t lend_wake;
+	/* who takes from the ring's tail (and uses stage, iov, carry): held by the capture
+	 * thread, tried by a loop (write_inline) */
+	pthread_mutex_t wlock;
+	int pumping;   /* the capture thread is in Core.pump, which lets the loops write */
+	int inline_fd; /* where they write (-1: they do not) */
+	char *carry;   /* the rest of the blocks a short write left, to go out first */
+	size_t carry_len, carry_off, carry_cap;
+	uint64_t inlined, carried;
 	uint64_t init_unique;
 	/* pcapng Enhanced Packet Blocks the core encodes itself (Core.set_blocks): the block
 	 * type, and per direction the options (flags, end of options) of a plain frame */
@@ -201,6 +218,8 @@ static Slot *reserve(Core *c, int dir, Py_ssize_t n, int lend, int *spare)
 		pthread_cond_signal(&c->drain);
 	return s;
 }
+
+static void write_inline(Core *c);
 
 static char *arena_at(Core *c, uint64_t pos)
 {
@@ -334,6 +353,8 @@ static PyObject *Core_run_k2d(Core *c, PyObject *Py_UNUSED(ignored))
 				Py_XDECREF(comment);
 			Py_UNBLOCK_THREADS
 		}
+		if (s != NULL && n >= c->lend_min && sent >= 0)
+			write_inline(c);
 		if (spare >= 0)
 			cur = spare;
 		if (sent < 0) {
@@ -450,6 +471,8 @@ static PyObject *Core_run_d2k(Core *c, PyObject *Py_UNUSED(ignored))
 		if (s != NULL) {
 			s->result = result;
 			__atomic_store_n(&s->state, READY, __ATOMIC_RELEASE);
+			if (got >= c->lend_min && result == 0)
+				write_inline(c);
 		} else if (obj != NULL || comment != NULL) {
 			Py_BLOCK_THREADS
 			Py_XDECREF(obj);
@@ -524,6 +547,20 @@ static PyObject *Core_take(Core *c, PyObject *args)
 	out = PyList_New(0);
 	if (out == NULL)
 		return NULL;
+	Py_BEGIN_ALLOW_THREADS
+	pthread_mutex_lock(&c->wlock);
+	Py_END_ALLOW_THREADS
+	if (c->carry_off < c->carry_len) {
+		/* the rest of blocks a loop's short write left: before anything else */
+		PyObject *b = PyBytes_FromStringAndSize(c->carry + c->carry_off,
+							(Py_ssize_t)(c->carry_len - c->carry_off));
+		if (b == NULL || PyList_Append(out, b) < 0) {
+			Py_XDECREF(b);
+			goto error;
+		}
+		Py_DECREF(b);
+		c->carry_off = c->carry_len = 0;
+	}
 	pthread_mutex_lock(&c->lock);
 	head = c->head;
 	pthread_mutex_unlock(&c->lock);
@@ -607,8 +644,10 @@ static PyObject *Core_take(Core *c, PyObject *args)
 			pthread_cond_broadcast(&c->space);
 		pthread_mutex_unlock(&c->lock);
 	}
+	pthread_mutex_unlock(&c->wlock);
 	return out;
 error:
+	pthread_mutex_unlock(&c->wlock);
 	Py_DECREF(out);
 	return NULL;
 }
@@ -656,16 +695,80 @@ static int write_all(int fd, struct iovec *iov, int n, long long *pos, Py_ssize_
 	return 0;
 }
 
+/* Keeps what a short write left of iov[0..n) (done bytes written) in the carry: 0, or -1
+ * when there is no memory for it. */
+static int keep_carry(Core *c, struct iovec *iov, int n, size_t done)
+{
+	size_t rest = 0;
+	for (int k = 0; k < n; k++)
+		rest += iov[k].iov_len;
+	rest -= done;
+	if (rest > c->carry_cap) {
+		char *p = realloc(c->carry, rest);
+		if (p == NULL)
+			return -1;
+		c->carry = p;
+		c->carry_cap = rest;
+	}
+	size_t at = 0;
+	for (int k = 0; k < n; k++) {
+		size_t len = iov[k].iov_len, from = 0;
+		if (done >= len) {
+			done -= len;
+			continue;
+		}
+		from = done;
+		done = 0;
+		memcpy(c->carry + at, (char *)iov[k].iov_base + from, len - from);
+		at += len - from;
+	}
+	c->carry_off = 0;
+	c->carry_len = at;
+	return 0;
+}
+
+/* Writes the carry first (see keep_carry): 0 once it is out, or an errno (EAGAIN: a write
+ * that would have waited, with nowait). */
+static int write_carry(Core *c, int fd, long long *pos, Py_ssize_t *written, int nowait)
+{
+	while (c->carry_off < c->carry_len) {
+		struct iovec v = {c->carry + c->carry_off, c->carry_len - c->carry_off};
+		if (!nowait) {
+			Py_ssize_t before = *written;
+			int err = write_all(fd, &v, 1, pos, written);
+			c->carry_off += (size_t)(*written - before);
+			if (err != 0)
+				return err;
+			continue;
+		}
+		ssize_t done = pwritev2(fd, &v, 1, -1, RWF_NOWAIT);
+		if (done < 0)
+			return errno == EINTR ? EAGAIN : errno;
+		*written += done;
+		c->carry_off += (size_t)done;
+		if (c->carry_off < c->carry_len)
+			return EAGAIN;
+	}
+	c->carry_off = c->carry_len = 0;
+	return 0;
+}
+
 /* The frames ready at the head of the ring that go as plain packet blocks, written to fd
  * (see Core.write; pos NULL: writev() at the descriptor's offset): 0, or the errno of a
  * failed write. Adds to *frames and *written; *left: take() has frames to hand over now.
- * Called without the interpreter lock, with c->stage allocated (stage_ready). */
+ * With nowait (a loop's write, pos NULL): writes that never wait, and a failed one
+ * leaves its frames in the ring (EAGAIN: the descriptor was not ready); what a
+ * short one leaves goes to the carry. Called without the interpreter lock, with the
+ * writer's lock held and c->stage allocated (stage_ready). */
 static int write_ready(Core *c, int fd, long long *pos, Py_ssize_t limit, uint64_t *frames,
-		       Py_ssize_t *written, int *left)
+		       Py_ssize_t *written, int *left, int nowait)
 {
 	uint64_t head, i;
 	int err = 0;
 	*left = 0;
+	err = write_carry(c, fd, pos, written, nowait);
+	if (err != 0)
+		return err;
 	pthread_mutex_lock(&c->lock);
 	head = c->head;
 	pthread_mutex_unlock(&c->lock);
@@ -744,7 +847,35 @@ static int write_ready(Core *c, int fd, long long *pos, Py_ssize_t limit, uint64
 		}
 		if (i == start)
 			break;
-		err = write_all(fd, c->iov, n, pos, written);
+		if (nowait) {
+			ssize_t done = pwritev2(fd, c->iov, n, -1, RWF_NOWAIT);
+			if (done < 0) /* nothing written: the frames stay in the ring */
+				return errno == EINTR ? EAGAIN : errno;
+			*written += done;
+			size_t all = 0;
+			for (int k = 0; k < n; k++)
+				all += c->iov[k].iov_len;
+			if ((size_t)done < all) {
+				more = 0; /* the descriptor is full */
+				c->carried++;
+				if (keep_carry(c, c->iov, n, (size_t)done) < 0) {
+					/* no memory to keep the rest: written now, waiting if need be */
+					struct iovec *v = c->iov;
+					int m = n;
+					size_t skip = (size_t)done;
+					while (skip >= v->iov_len) {
+						skip -= v->iov_len;
+						v++;
+						m--;
+					}
+					v->iov_base = (char *)v->iov_base + skip;
+					v->iov_len -= skip;
+					err = write_all(fd, v, m, NULL, written);
+				}
+			}
+		} else {
+			err = write_all(fd, c->iov, n, pos, written);
+		}
 		/* the slots written (or dropped with a failed call) are free */
 		pthread_mutex_lock(&c->lock);
 		for (uint64_t j = start; j < i; j++) {
@@ -767,6 +898,29 @@ static int write_ready(Core *c, int fd, long long *pos, Py_ssize_t limit, uint64
 		}
 	}
 	return err;
+}
+
+/* A loop, after it forwarded a large frame: while the capture thread pumps to a
+ * descriptor the loops may write to, writes the frames ready (its own too, when those
+ * before it are ready) without waiting, unless someone else is taking from the ring now.
+ * A descriptor that refuses such writes (EOPNOTSUPP), or fails, is left to the capture
+ * thread from then on (its own write reports the error). */
+static void write_inline(Core *c)
+{
+	if (!__atomic_load_n(&c->pumping, __ATOMIC_RELAXED))
+		return;
+	if (pthread_mutex_trylock(&c->wlock) != 0)
+		return;
+	if (c->pumping && c->inline_fd >= 0) {
+		uint64_t frames = 0;
+		Py_ssize_t written = 0;
+		int left;
+		int err = write_ready(c, c->inline_fd, NULL, 0, &frames, &written, &left, 1);
+		c->inlined += frames;
+		if (err != 0 && err != EAGAIN)
+			c->inline_fd = -2; /* for good */
+	}
+	pthread_mutex_unlock(&c->wlock);
 }
 
 /* Core.write and Core.pump need the stage: allocated once, with the interpreter lock */
@@ -815,26 +969,31 @@ static PyObject *Core_write(Core *c, PyObject *args)
 	if (stage_ready(c) < 0)
 		return NULL;
 	Py_BEGIN_ALLOW_THREADS
-	err = write_ready(c, fd, pos >= 0 ? &pos : NULL, limit, &frames, &written, &left);
+	pthread_mutex_lock(&c->wlock);
+	err = write_ready(c, fd, pos >= 0 ? &pos : NULL, limit, &frames, &written, &left, 0);
+	pthread_mutex_unlock(&c->wlock);
 	Py_END_ALLOW_THREADS
 	return written_tuple(frames, written, err, left);
 }
 
-/* Core.pump(fd, pos, limit, interval) -> (frames, bytes, errno, left): Core.wait and
- * Core.write in turn, without coming back to Python between them: every `interval`
- * seconds (or at once when a loop finds the ring full) the plain frames ready are
- * written as Core.write writes them. Returns when take() has frames to hand over (left),
- * on an error, or when Core.wake was called (before the call, too); the counts are those
- * of the whole call. The capture thread's loop while it only writes: a return to Python
- * every few milliseconds costs more than the write itself. */
+/* Core.pump(fd, pos, limit, interval, inline=False) -> (frames, bytes, errno, left):
+ * Core.wait and Core.write in turn, without coming back to Python between them: every
+ * `interval` seconds (or at once when a loop finds the ring full) the plain frames ready
+ * are written as Core.write writes them. Returns when take() has frames to hand over
+ * (left), on an error, or when Core.wake was called (before the call, too); the counts are
+ * those of the whole call (not the loops' writes). The capture thread's loop while it
+ * only writes: a return to Python every few milliseconds costs more than the write
+ * itself. With inline (and pos -1: a descriptor whose writes can be told not to wait),
+ * a loop that forwarded a large frame writes the frames ready itself (write_inline) until
+ * the pump returns. */
 static PyObject *Core_pump(Core *c, PyObject *args)
 {
-	int fd, err = 0, left = 0;
+	int fd, err = 0, left = 0, inl = 0;
 	long long pos;
 	Py_ssize_t limit, written = 0;
 	double interval;
 	uint64_t frames = 0;
-	if (!PyArg_ParseTuple(args, "iLnd", &fd, &pos, &limit, &interval))
+	if (!PyArg_ParseTuple(args, "iLnd|p", &fd, &pos, &limit, &interval, &inl))
 		return NULL;
 	if (c->block_opts[IN] == NULL)
 		return Py_BuildValue("(KnOi)", 0ULL, (Py_ssize_t)0, Py_None, 1);
@@ -842,6 +1001,11 @@ static PyObject *Core_pump(Core *c, PyObject *args)
 		return NULL;
 	long long step = (long long)(interval * 1e9);
 	Py_BEGIN_ALLOW_THREADS
+	pthread_mutex_lock(&c->wlock);
+	if (inl && pos < 0 && c->inline_fd != -2) /* (-2: the loops' writes failed before) */
+		c->inline_fd = fd;
+	__atomic_store_n(&c->pumping, 1, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&c->wlock);
 	for (;;) {
 		struct timespec until;
 		clock_gettime(CLOCK_MONOTONIC, &until);
@@ -858,10 +1022,17 @@ static PyObject *Core_pump(Core *c, PyObject *args)
 		pthread_mutex_unlock(&c->lock);
 		if (called)
 			break;
-		err = write_ready(c, fd, pos >= 0 ? &pos : NULL, limit, &frames, &written, &left);
+		pthread_mutex_lock(&c->wlock);
+		err = write_ready(c, fd, pos >= 0 ? &pos : NULL, limit, &frames, &written, &left, 0);
+		pthread_mutex_unlock(&c->wlock);
 		if (err != 0 || left)
 			break;
 	}
+	pthread_mutex_lock(&c->wlock);
+	__atomic_store_n(&c->pumping, 0, __ATOMIC_RELAXED);
+	if (c->inline_fd >= 0)
+		c->inline_fd = -1;
+	pthread_mutex_unlock(&c->wlock);
 	Py_END_ALLOW_THREADS
 	return written_tuple(frames, written, err, left);
 }
@@ -987,11 +1158,12 @@ static PyObject *Core_stats(Core *c, PyObject *Py_UNUSED(ignored))
 		Py_DECREF(k);
 		Py_DECREF(v);
 	}
-	return Py_BuildValue("{sKsKsKsKsKsN}", "inbound", (unsigned long long)c->inbound,
+	return Py_BuildValue("{sKsKsKsKsKsKsKsN}", "inbound", (unsigned long long)c->inbound,
 			     "outbound", (unsigned long long)c->outbound, "joined",
 			     (unsigned long long)c->joined, "waits", (unsigned long long)c->waits,
-			     "lent", (unsigned long long)(c->lent_in + c->lent_out), "refused",
-			     refused);
+			     "lent", (unsigned long long)(c->lent_in + c->lent_out), "inline",
+			     (unsigned long long)c->inlined, "carried",
+			     (unsigned long long)c->carried, "refused", refused);
 }
 
 static void Core_dealloc(Core *c)
@@ -1022,7 +1194,9 @@ static void Core_dealloc(Core *c)
 	Py_XDECREF(c->dirs[1]);
 	Py_XDECREF(c->block_opts[0]);
 	Py_XDECREF(c->block_opts[1]);
+	free(c->carry);
 	pthread_mutex_destroy(&c->lock);
+	pthread_mutex_destroy(&c->wlock);
 	pthread_cond_destroy(&c->space);
 	pthread_cond_destroy(&c->drain);
 	Py_TYPE(c)->tp_free((PyObject *)c);
@@ -1115,6 +1289,8 @@ static PyObject *Core_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 	if (c == NULL)
 		return NULL;
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_mutex_init(&c->wlock, NULL);
+	c->inline_fd = -1;
 	pthread_cond_init(&c->space, NULL);
 	pthread_condattr_t attr;
 	pthread_condattr_init(&attr);
@@ -1138,8 +1314,9 @@ static PyMethodDef Core_methods[] = {
 	 "write(fd, pos=-1, limit=0): write the plain frames ready as packet blocks; "
 	 "(frames, bytes, errno or None, left for take)."},
 	{"pump", (PyCFunction)Core_pump, METH_VARARGS,
-	 "pump(fd, pos, limit, interval): wait and write in turn until take() has frames, "
-	 "an error, or wake(); (frames, bytes, errno or None, left for take)."},
+	 "pump(fd, pos, limit, interval, inline=False): wait and write in turn until take() "
+	 "has frames, an error, or wake(); with inline, the loops write large frames "
+	 "themselves meanwhile; (frames, bytes, errno or None, left for take)."},
 	{"wait", (PyCFunction)Core_wait, METH_VARARGS,
 	 "wait(timeout): pause without the GIL; True when wake() ended it early."},
 	{"wake", (PyCFunction)Core_wake, METH_NOARGS,

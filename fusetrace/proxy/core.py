@@ -57,6 +57,10 @@ BLOCKS_ENV = "FUSETRACE_CORE_BLOCKS"
 #: set to 0: the core never writes the capture itself (:meth:`CoreForwarder.write`), the
 #: capture thread writes everything it takes (to measure what writing in C saves)
 WRITE_ENV = "FUSETRACE_CORE_WRITE"
+#: set to 0: the loops never write large frames to a pipe, socket or device themselves
+#: (:meth:`CoreForwarder.pump` with ``inline``), the capture thread writes them (to measure
+#: what the loops' writes save)
+INLINE_ENV = "FUSETRACE_CORE_INLINE"
 
 #: what :meth:`CoreForwarder.take` gives: in-flight frames (tuples, with their result:
 #: the core hands a reply over once its write returned), and (asked for) runs of whole
@@ -86,7 +90,7 @@ class Waker(Source, Protocol):
     def wake(self) -> None: ...
 
     def pump(
-        self, fd: int, pos: int, limit: int, interval: float
+        self, fd: int, pos: int, limit: int, interval: float, inline: bool = False
     ) -> tuple[int, int, int | None, bool]: ...
 
     def lend_wake(self, nbytes: int) -> None: ...
@@ -169,6 +173,7 @@ class CoreForwarder(Forwarder):
         )
         self.core_buffers.give_back = self._core.give
         self._writes = os.environ.get(WRITE_ENV, "1") != "0"
+        self._inline = os.environ.get(INLINE_ENV, "1") != "0"
         #: how often a loop waited for room in the ring (the capture thread lagged)
         self.ring_waits = 0
 
@@ -289,17 +294,25 @@ class CoreForwarder(Forwarder):
         self._core.wake()
 
     def pump(
-        self, fd: int, pos: int, limit: int, interval: float
+        self, fd: int, pos: int, limit: int, interval: float, inline: bool = False
     ) -> tuple[int, int, int | None, bool]:
         """:meth:`wait` and :meth:`write` in turn, in C, until :meth:`take` has frames to
         hand over, a write fails, or :meth:`wake` is called: the capture thread's loop
         while the frames are plain ones, which it would otherwise come back to Python for
         every ``interval`` seconds (that costs more than the writing). Returns what
-        :meth:`write` returns, for the whole call. Without writes in C, one :meth:`wait`."""
+        :meth:`write` returns, for the whole call. Without writes in C, one :meth:`wait`.
+
+        With ``inline`` (``fd`` a pipe, socket or character device, ``pos`` -1), a loop
+        that has just forwarded a large frame writes the frames ready itself meanwhile,
+        with writes that never wait (``RWF_NOWAIT``; a full pipe leaves them to this
+        thread, and the rest of a short write goes out before anything else): its receive
+        buffer comes back at once, and this thread need not wake for it. The frames they
+        write count in :meth:`encoded`, not in what this returns."""
         if not self._writes:
             self.wait(interval)
             return 0, 0, None, True
-        frames, written, err, left = self._core.pump(fd, pos, limit, interval)
+        inline = inline and self._inline
+        frames, written, err, left = self._core.pump(fd, pos, limit, interval, inline)
         return frames, written, err, bool(left)
 
     def lend_wake(self, nbytes: int) -> None:

@@ -152,9 +152,14 @@ class CaptureOutput:
         self._unit = 512
         self._encoder = encoder or BlockEncoder()
         self._stage: mmap.mmap | None = None
+        #: a pipe, a socket or a device: written without waiting by the loops that forward
+        #: large frames, while the core pumps (see ``CoreForwarder.pump``)
+        self.inline = False
         try:
             st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND:
+            mode = st.st_mode
+            self.inline = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+            if not stat.S_ISREG(mode) or fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND:
                 return
             self.pos = os.lseek(fd, 0, os.SEEK_CUR)
         except OSError:
@@ -212,8 +217,9 @@ class CaptureOutput:
 
     def pump_from(self, source: core.Waker, interval: float) -> bool:
         """:meth:`write_from` every ``interval`` seconds (and when the ring fills), in C,
-        until the source has frames to take or is woken (``Core.pump``)."""
-        return self._written(source.pump(self.fd, *self._where(), interval))
+        until the source has frames to take or is woken (``Core.pump``); to a pipe, socket
+        or device the loops write large frames themselves meanwhile."""
+        return self._written(source.pump(self.fd, *self._where(), interval, self.inline))
 
     def _where(self) -> tuple[int, int]:
         """Where the source writes: (-1, 0) for a stream; for a file, :attr:`pos` and the

@@ -478,3 +478,90 @@ def test_pump_writes_frames_as_they_come_until_woken_or_a_frame_needs_the_writer
         os.close(r)
         os.close(w)
         ring.close()
+
+
+@needs_core
+@pytest.mark.parametrize("pipe_size", [1 << 20, 4096])
+def test_while_pumping_to_a_pipe_the_loops_write_large_frames_themselves(pipe_size: int) -> None:
+    """pump(inline=True) to a pipe: the loop that forwarded a large reply writes the
+    frames ready itself (the small request before it too), without waking the capture
+    thread, and its buffer comes back at once. A pipe too small for a frame takes part of
+    it: the rest goes out first, by the loop's next write or the capture thread's. Either
+    way the pipe carries every block, whole and in order."""
+    import fcntl
+
+    kernel, dev, ours, daemon = socket_pairs(4 << 20)
+    fwd = core.CoreForwarder(dev.fileno(), ours, bufsize=(256 << 10) + 4096, lend_limit=8)
+    fwd.start()
+    writer = CaptureWriter(io.BytesIO(), {})
+    assert fwd.encode_blocks(writer)
+    r, w = os.pipe()
+    fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, pipe_size)
+    got = bytearray()
+    done: list[tuple[int, int, int | None, bool]] = []
+
+    def read_all() -> None:
+        while chunk := os.read(r, 1 << 20):
+            got.extend(chunk)
+            if pipe_size < 1 << 20:
+                time.sleep(0.0005)  # a slow reader: the pipe is often full
+
+    reader = threading.Thread(target=read_all)
+    reader.start()
+    pumping = threading.Thread(target=lambda: done.append(fwd.pump(w, -1, 0, 60.0, True)))
+    pumping.start()
+    rng = random.Random(5)
+    sent = []
+    try:
+        for u in range(2, 82, 2):
+            req, rep = request(u, rng.randrange(40, 200)), reply(u, rng.randrange(64, 250) << 10)
+            kernel.send(req)
+            assert daemon.recv(1 << 20) == req
+            daemon.send(rep)
+            assert kernel.recv(1 << 20) == rep
+            sent += [(Direction.INBOUND, req), (Direction.OUTBOUND, rep)]
+        size = sum(
+            len(b"".join(writer.block(d, 0, f, result=0 if d is Direction.OUTBOUND else None)))
+            for d, f in sent
+        )
+        if pipe_size >= 1 << 20:
+            deadline = time.monotonic() + 30
+            while len(got) < size and time.monotonic() < deadline:
+                time.sleep(0.001)
+            # all written by the loop, with nothing left for the pump to write
+            assert len(got) == size and pumping.is_alive()
+            assert fwd._core.stats()["inline"] == len(sent)
+            assert fwd._core.stats()["carried"] == 0
+        fwd.wake()
+        pumping.join(30)
+        frames, _nbytes, err, _left = fwd.write(w)  # (blocking: the rest, carry first)
+        assert err is None
+        assert fwd.take(True, True) == []
+        stats = fwd._core.stats()
+        assert fwd.encoded() == len(sent)
+        assert stats["inline"] + done[0][0] + frames == len(sent)
+        assert stats["inline"] > 0
+        if pipe_size < 1 << 20:
+            assert stats["carried"] > 0
+    finally:
+        if pumping.is_alive():
+            fwd.wake()
+            pumping.join(30)
+        os.close(w)
+        reader.join(30)
+        os.close(r)
+        kernel.close()
+        assert fwd.ended.wait(5)
+        daemon.shutdown(socket.SHUT_RDWR)
+        assert fwd.join(5)
+        for s in (daemon, dev, ours):
+            s.close()
+    at = 0
+    for direction, frame in sent:
+        (total,) = struct.unpack_from("=I", got, at + 4)
+        t_hi, t_lo = struct.unpack_from("=II", got, at + 12)
+        result = 0 if direction is Direction.OUTBOUND else None
+        block = writer.block(direction, t_hi << 32 | t_lo, frame, result=result)
+        assert bytes(got[at : at + total]) == b"".join(block)
+        at += total
+    assert at == len(got)
