@@ -89,6 +89,8 @@ typedef struct {
 	 * that found the ring full, or by Core.wake (which also sets called, ending a pump) */
 	pthread_cond_t drain;
 	int woken, called;
+	int dozing;      /* Core.pump sleeps without a timeout until the next frame */
+	uint64_t drains; /* Core.pump's pauses that ended */
 	/* bytes of large frames a loop lends before it wakes the capture thread (0: only
 	 * once it has lent half its buffers) */
 	uint64_t lend_wake;
@@ -202,6 +204,10 @@ static Slot *reserve(Core *c, int dir, Py_ssize_t n, int lend, int *spare)
 	}
 	s = &c->slots[c->head % c->nslots];
 	c->head++;
+	if (c->dozing) { /* the first frame after a quiet spell: the pump's pause starts */
+		c->dozing = 0;
+		wake = 1;
+	}
 	__atomic_store_n(&s->state, FILLING, __ATOMIC_RELAXED);
 	s->obj = NULL;
 	s->comment = NULL;
@@ -983,7 +989,9 @@ static PyObject *Core_write(Core *c, PyObject *args)
  * (left), on an error, or when Core.wake was called (before the call, too); the counts are
  * those of the whole call (not the loops' writes). The capture thread's loop while it
  * only writes: a return to Python every few milliseconds costs more than the write
- * itself. With inline (and pos -1: a descriptor whose writes can be told not to wait),
+ * itself. A pause in which no frame came ends the pausing: the pump sleeps until the next
+ * frame (reserve wakes it), and its next pause starts then; an idle recorder does not
+ * wake. With inline (and pos -1: a descriptor whose writes can be told not to wait),
  * a loop that forwarded a large frame writes the frames ready itself (write_inline) until
  * the pump returns. */
 static PyObject *Core_pump(Core *c, PyObject *args)
@@ -1006,6 +1014,9 @@ static PyObject *Core_pump(Core *c, PyObject *args)
 		c->inline_fd = fd;
 	__atomic_store_n(&c->pumping, 1, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&c->wlock);
+	pthread_mutex_lock(&c->lock);
+	uint64_t seen = c->head; /* the frames handed over at the last drain */
+	pthread_mutex_unlock(&c->lock);
 	for (;;) {
 		struct timespec until;
 		clock_gettime(CLOCK_MONOTONIC, &until);
@@ -1027,6 +1038,18 @@ static PyObject *Core_pump(Core *c, PyObject *args)
 		pthread_mutex_unlock(&c->wlock);
 		if (err != 0 || left)
 			break;
+		/* no frame came in the whole pause, and none is left: sleep until one comes
+		 * (reserve ends the doze) rather than every interval */
+		pthread_mutex_lock(&c->lock);
+		c->drains++;
+		if (c->head == seen && c->tail == c->head) {
+			c->dozing = 1;
+			while (c->dozing && !c->woken && !c->called)
+				pthread_cond_wait(&c->drain, &c->lock);
+			c->dozing = 0;
+		}
+		seen = c->head;
+		pthread_mutex_unlock(&c->lock);
 	}
 	pthread_mutex_lock(&c->wlock);
 	__atomic_store_n(&c->pumping, 0, __ATOMIC_RELAXED);
@@ -1158,12 +1181,13 @@ static PyObject *Core_stats(Core *c, PyObject *Py_UNUSED(ignored))
 		Py_DECREF(k);
 		Py_DECREF(v);
 	}
-	return Py_BuildValue("{sKsKsKsKsKsKsKsN}", "inbound", (unsigned long long)c->inbound,
+	return Py_BuildValue("{sKsKsKsKsKsKsKsKsN}", "inbound", (unsigned long long)c->inbound,
 			     "outbound", (unsigned long long)c->outbound, "joined",
 			     (unsigned long long)c->joined, "waits", (unsigned long long)c->waits,
 			     "lent", (unsigned long long)(c->lent_in + c->lent_out), "inline",
 			     (unsigned long long)c->inlined, "carried",
-			     (unsigned long long)c->carried, "refused", refused);
+			     (unsigned long long)c->carried, "drains", (unsigned long long)c->drains,
+			     "refused", refused);
 }
 
 static void Core_dealloc(Core *c)

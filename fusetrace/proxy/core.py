@@ -299,8 +299,10 @@ class CoreForwarder(Forwarder):
         """:meth:`wait` and :meth:`write` in turn, in C, until :meth:`take` has frames to
         hand over, a write fails, or :meth:`wake` is called: the capture thread's loop
         while the frames are plain ones, which it would otherwise come back to Python for
-        every ``interval`` seconds (that costs more than the writing). Returns what
-        :meth:`write` returns, for the whole call. Without writes in C, one :meth:`wait`.
+        every ``interval`` seconds (that costs more than the writing). After a pause in
+        which no frame came, it sleeps until the next one comes, and pauses from then on
+        (an idle recorder does not wake). Returns what :meth:`write` returns, for the whole
+        call. Without writes in C, one :meth:`wait`.
 
         With ``inline`` (``fd`` a pipe, socket or character device, ``pos`` -1), a loop
         that has just forwarded a large frame writes the frames ready itself meanwhile,

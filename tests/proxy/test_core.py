@@ -481,6 +481,52 @@ def test_pump_writes_frames_as_they_come_until_woken_or_a_frame_needs_the_writer
 
 
 @needs_core
+def test_an_idle_pump_sleeps_until_the_next_frame_and_writes_it_within_its_interval() -> None:
+    """A pump that saw no frame in a whole pause stops waking every interval (an idle
+    recorder costs nothing); the next frame ends that sleep, and is written one interval
+    later, as any other."""
+    ring = SmallRing(slots=64)
+    writer = CaptureWriter(io.BytesIO(), {})
+    assert ring.fwd.encode_blocks(writer)
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    done: list[tuple[int, int, int | None, bool]] = []
+    pumping = threading.Thread(target=lambda: done.append(ring.fwd.pump(w, -1, 0, 0.002)))
+    try:
+        pumping.start()
+        time.sleep(0.3)  # 150 intervals, without a frame
+        drains = ring.fwd._core.stats()["drains"]
+        assert drains <= 3
+        for u in (2, 4):
+            req = request(u, 100)
+            ring.kernel.send(req)
+            assert ring.daemon.recv(1 << 16) == req
+            size = len(b"".join(writer.block(Direction.INBOUND, 0, req)))
+            data = b""
+            deadline = time.monotonic() + 30
+            while len(data) < size and time.monotonic() < deadline:
+                try:
+                    data += os.read(r, 1 << 16)
+                except BlockingIOError:
+                    time.sleep(0.0005)
+            assert len(data) == size and data[28 : 28 + len(req)] == req
+            time.sleep(0.1)
+        # woken by each frame, and one more pause to see none came
+        assert ring.fwd._core.stats()["drains"] - drains <= 6
+        assert pumping.is_alive()
+        ring.fwd.wake()
+        pumping.join(30)
+        assert done == [(2, 2 * size, None, False)]
+    finally:
+        if pumping.is_alive():
+            ring.fwd.wake()
+            pumping.join(30)
+        os.close(r)
+        os.close(w)
+        ring.close()
+
+
+@needs_core
 @pytest.mark.parametrize("pipe_size", [1 << 20, 4096])
 def test_while_pumping_to_a_pipe_the_loops_write_large_frames_themselves(pipe_size: int) -> None:
     """pump(inline=True) to a pipe: the loop that forwarded a large reply writes the
