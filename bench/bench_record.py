@@ -44,7 +44,10 @@ virtual machine native throughput varies several-fold from one minute to the nex
 paired ratios do not. With --interleave MIB the reads of a round go round the configurations
 in pieces of MIB MiB (each file still read whole, 1 MiB at a time): where memory bandwidth
 swings within seconds, whole-file reads one after the other still catch it unevenly.
-"relay twin" beside "relay" shows how far two equal configurations come apart.
+"relay twin" beside "relay" shows how far two equal configurations come apart, and every
+ratio to the relay comes with its 95% interval. --compact compacts memory before each timed
+read or write, so that fragmented memory does not hand some configurations' page cache
+small folios and others large ones (the largest source of per-round spread on reads here).
 (s) squashfuse_ll over an image of N files (--files; 5,000 is the usual figure) in
 directories of 100, every configuration mounted at once: R rounds of a walk that lstat()s
 every entry, each round of a tree of its own (nothing cached), going round the
@@ -69,6 +72,7 @@ from __future__ import annotations
 import argparse
 import gc
 import io
+import math
 import os
 import shutil
 import statistics
@@ -268,6 +272,23 @@ def metadata(mnt: Path, files: int) -> float:
 DROP = ["global"]
 
 
+#: compact memory before each round of reads (--compact)
+COMPACT = [False]
+
+
+def compact_memory() -> None:
+    """Ask the kernel to compact free memory: the page cache of the reads that follow is
+    then allocated in large folios alike for every configuration (fragmented memory hands
+    some of them small ones, and copies into those cost more: the per-round spread of two
+    equal relays went from 0.69-1.88 to 0.70-1.20 in 20-30 round runs)."""
+    try:
+        with open("/proc/sys/vm/compact_memory", "w") as f:
+            f.write("1")
+    except OSError as e:
+        print(f"--compact: {e.strerror}; rounds go on uncompacted", file=sys.stderr)
+        COMPACT[0] = False
+
+
 def drop_caches(target: Path | None = None) -> None:
     if DROP[0] in ("file", "fuse"):
         if target is not None:
@@ -309,6 +330,8 @@ def dd_write(target: Path, mib: int) -> float:
     """MiB/s of a dd bs=1M write of ``mib`` MiB (fsync'd) to ``target``, started with
     nothing dirty (what an earlier run left is written out first, untimed)."""
     drop_caches(target)
+    if COMPACT[0]:
+        compact_memory()
     t0 = time.perf_counter()
     subprocess.run(
         ["dd", "if=/dev/zero", f"of={target}", "bs=1M", f"count={mib}", "conv=fsync",
@@ -321,6 +344,8 @@ def dd_write(target: Path, mib: int) -> float:
 def dd_read(target: Path, mib: int) -> float:
     """MiB/s of a dd bs=1M read of ``target`` (``mib`` MiB), page cache dropped first."""
     drop_caches(target)
+    if COMPACT[0]:
+        compact_memory()
     t0 = time.perf_counter()
     subprocess.run(["dd", f"if={target}", "of=/dev/null", "bs=1M", "status=none"], check=True)
     return mib / (time.perf_counter() - t0)
@@ -366,6 +391,8 @@ def interleaved_reads(mounts: dict[str, Path], mib: int, piece: int, r: int) -> 
     other catch unevenly; pieces a fraction of a second apart see the same conditions."""
     for mnt in mounts.values():
         drop_caches(mnt / "big")
+    if COMPACT[0]:
+        compact_memory()
     spent = dict.fromkeys(mounts, 0.0)
     buf = bytearray(1 << 20)
     fds = {name: os.open(mnt / "big", os.O_RDONLY) for name, mnt in mounts.items()}
@@ -498,25 +525,28 @@ def paired(
     print("x native: the median of the per-round ratios (time for (a), throughput for dd)")
     if "relay" in mounts:
         print(
-            f"\n{'configuration':<21} {'(a) x relay':>12}"
-            f" {'write x relay':>14} {'read x relay':>13}"
+            f"\n{'configuration':<21} {'(a) x relay':>17}"
+            f" {'write x relay':>17} {'read x relay':>17}"
         )
         for name in mounts:
             cells = []
-            for rates, width in ((metas, 12), (writes, 14), (reads, 13)):
-                pairs = list(zip(rates[name], rates["relay"], strict=True))
-                fig = f"{statistics.median(a / b for a, b in pairs):.2f}" if pairs else "-"
-                cells.append(f"{fig:>{width}}")
+            for rates in (metas, writes, reads):
+                pairs = zip(rates[name], rates["relay"], strict=True)
+                cells.append(f"{ratio_cell([a / b for a, b in pairs]):>17}")
             print(f"{name:<21} " + " ".join(cells))
-        print("x relay: the median of the per-round ratios (time for (a), throughput for dd)")
+        print(
+            "x relay: the median of the per-round ratios (time for (a), throughput for dd), "
+            "in brackets its 95% interval; relay twin shows how far apart two equal "
+            "configurations come"
+        )
     per_round = statistics.median(meta_frames) if meta_frames else float("nan")
     print(
         f"\nCPU of the proxy process (all threads), median per round; (a): "
         f"{per_round:.0f} frames per round, counted in the recorded capture"
     )
     print(
-        f"{'configuration':<21} {'(a) CPU s/1000 frames':>22} {'x relay':>8}"
-        f" {'read CPU s':>11} {'x relay':>8} {'write CPU s':>12} {'x relay':>8}"
+        f"{'configuration':<21} {'(a) CPU s/1000 frames':>22} {'x relay':>17}"
+        f" {'read CPU s':>11} {'x relay':>17} {'write CPU s':>12} {'x relay':>17}"
     )
     for name in pids:
         cells = []
@@ -525,12 +555,37 @@ def paired(
             scale = 1000 / per_round if phase == "a" else 1.0
             fig = f"{statistics.median(v) * scale:.4f}" if v else "-"
             ratio = (
-                f"{statistics.median(a / b for a, b in zip(v, ref, strict=True) if b):.2f}"
-                if ref and v
-                else "-"
+                ratio_cell([a / b for a, b in zip(v, ref, strict=True) if b]) if ref and v else "-"
             )
-            cells.append(f"{fig:>{width}} {ratio:>8}")
+            cells.append(f"{fig:>{width}} {ratio:>17}")
         print(f"{name:<21} " + " ".join(cells))
+
+
+def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """A distribution-free interval for the median of ``values`` (order statistics: the
+    ranks between which the true median lies with probability ``level`` or more)."""
+    v = sorted(values)
+    n = len(v)
+    # the largest k with P(Binomial(n, 1/2) < k) <= (1 - level) / 2: [v[k-1], v[n-k]]
+    tail = (1 - level) / 2
+    k, below = 0, 0.0
+    while k < n // 2:
+        below_next = below + math.comb(n, k) / 2**n
+        if below_next > tail:
+            break
+        below = below_next
+        k += 1
+    if k == 0:
+        return v[0], v[-1]
+    return v[k - 1], v[n - k]
+
+
+def ratio_cell(ratios: list[float]) -> str:
+    """The median of per-round ratios, with its 95% interval: ``0.97 (0.91-1.02)``."""
+    if not ratios:
+        return "-"
+    lo, hi = median_interval(ratios)
+    return f"{statistics.median(ratios):.2f} ({lo:.2f}-{hi:.2f})"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -722,6 +777,13 @@ def main() -> None:
         "s: squashfuse_ll walk+stat of --files files, paired (--repeat rounds)",
     )
     ap.add_argument(
+        "--compact",
+        action="store_true",
+        help="compact memory before each timed read or write, or round of interleaved reads "
+        "(/proc/sys/vm/compact_memory), so that every configuration's page cache gets large "
+        "folios alike (less spread)",
+    )
+    ap.add_argument(
         "--drop",
         choices=["global", "file", "fuse"],
         default="global",
@@ -747,6 +809,7 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="work in DIR (default: a temporary directory)")
     args = ap.parse_args()
     DROP[0] = args.drop
+    COMPACT[0] = args.compact
     workloads = set(args.workloads.split(","))
     if "c" in workloads:
         print(f"capture thread: {capture_thread_cost():.2f} us per small frame (best of 5)")
