@@ -45,9 +45,7 @@ paired ratios do not. With --interleave MIB the reads of a round go round the co
 in pieces of MIB MiB (each file still read whole, 1 MiB at a time): where memory bandwidth
 swings within seconds, whole-file reads one after the other still catch it unevenly.
 "relay twin" beside "relay" shows how far two equal configurations come apart, and every
-ratio to the relay comes with its 95% interval. --compact compacts memory before each timed
-read or write, so that fragmented memory does not hand some configurations' page cache
-small folios and others large ones (the largest source of per-round spread on reads here).
+ratio to the relay comes with its 95% interval.
 (s) squashfuse_ll over an image of N files (--files; 5,000 is the usual figure) in
 directories of 100, every configuration mounted at once: R rounds of a walk that lstat()s
 every entry, each round of a tree of its own (nothing cached), going round the
@@ -272,23 +270,6 @@ def metadata(mnt: Path, files: int) -> float:
 DROP = ["global"]
 
 
-#: compact memory before each round of reads (--compact)
-COMPACT = [False]
-
-
-def compact_memory() -> None:
-    """Ask the kernel to compact free memory: the page cache of the reads that follow is
-    then allocated in large folios alike for every configuration (fragmented memory hands
-    some of them small ones, and copies into those cost more: the per-round spread of two
-    equal relays went from 0.69-1.88 to 0.70-1.20 in 20-30 round runs)."""
-    try:
-        with open("/proc/sys/vm/compact_memory", "w") as f:
-            f.write("1")
-    except OSError as e:
-        print(f"--compact: {e.strerror}; rounds go on uncompacted", file=sys.stderr)
-        COMPACT[0] = False
-
-
 def drop_caches(target: Path | None = None) -> None:
     if DROP[0] in ("file", "fuse"):
         if target is not None:
@@ -330,8 +311,6 @@ def dd_write(target: Path, mib: int) -> float:
     """MiB/s of a dd bs=1M write of ``mib`` MiB (fsync'd) to ``target``, started with
     nothing dirty (what an earlier run left is written out first, untimed)."""
     drop_caches(target)
-    if COMPACT[0]:
-        compact_memory()
     t0 = time.perf_counter()
     subprocess.run(
         ["dd", "if=/dev/zero", f"of={target}", "bs=1M", f"count={mib}", "conv=fsync",
@@ -344,8 +323,6 @@ def dd_write(target: Path, mib: int) -> float:
 def dd_read(target: Path, mib: int) -> float:
     """MiB/s of a dd bs=1M read of ``target`` (``mib`` MiB), page cache dropped first."""
     drop_caches(target)
-    if COMPACT[0]:
-        compact_memory()
     t0 = time.perf_counter()
     subprocess.run(["dd", f"if={target}", "of=/dev/null", "bs=1M", "status=none"], check=True)
     return mib / (time.perf_counter() - t0)
@@ -391,8 +368,6 @@ def interleaved_reads(mounts: dict[str, Path], mib: int, piece: int, r: int) -> 
     other catch unevenly; pieces a fraction of a second apart see the same conditions."""
     for mnt in mounts.values():
         drop_caches(mnt / "big")
-    if COMPACT[0]:
-        compact_memory()
     spent = dict.fromkeys(mounts, 0.0)
     buf = bytearray(1 << 20)
     fds = {name: os.open(mnt / "big", os.O_RDONLY) for name, mnt in mounts.items()}
@@ -777,13 +752,6 @@ def main() -> None:
         "s: squashfuse_ll walk+stat of --files files, paired (--repeat rounds)",
     )
     ap.add_argument(
-        "--compact",
-        action="store_true",
-        help="compact memory before each timed read or write, or round of interleaved reads "
-        "(/proc/sys/vm/compact_memory), so that every configuration's page cache gets large "
-        "folios alike (less spread)",
-    )
-    ap.add_argument(
         "--drop",
         choices=["global", "file", "fuse"],
         default="global",
@@ -809,7 +777,6 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="work in DIR (default: a temporary directory)")
     args = ap.parse_args()
     DROP[0] = args.drop
-    COMPACT[0] = args.compact
     workloads = set(args.workloads.split(","))
     if "c" in workloads:
         print(f"capture thread: {capture_thread_cost():.2f} us per small frame (best of 5)")
