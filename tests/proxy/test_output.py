@@ -245,6 +245,38 @@ def test_capture_output_to_a_pipe_writes_as_it_comes() -> None:
     os.close(r)
 
 
+def test_the_loops_write_to_pipes_sockets_and_devices_but_never_to_files(tmp_path: Path) -> None:
+    """Where the forwarding loops may write large frames themselves (writes that never
+    wait): a pipe, a socket, /dev/null; a capture file keeps its writes in the capture
+    thread (direct I/O, or the page cache, whose copies would fall on the forwarding)."""
+    import socket
+
+    r, w = os.pipe()
+    a, b = socket.socketpair()
+    null = os.open(os.devnull, os.O_WRONLY)
+    plain = os.open(tmp_path / "c.pcapng", os.O_WRONLY | os.O_CREAT)
+    appended = os.open(tmp_path / "d.pcapng", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        outputs = {
+            name: CaptureOutput(fd)
+            for name, fd in (
+                ("pipe", w), ("socket", a.fileno()), ("null", null), ("file", plain),
+                ("appended", appended),
+            )
+        }  # fmt: skip
+        found = {name: out.inline for name, out in outputs.items()}
+        for out in outputs.values():
+            out.close()
+        assert found == {
+            "pipe": True, "socket": True, "null": True, "file": False, "appended": False
+        }  # fmt: skip
+    finally:
+        for fd in (r, w, null, plain, appended):
+            os.close(fd)
+        a.close()
+        b.close()
+
+
 def test_live_consumers_get_frames_numbered_as_in_the_file(tmp_path: Path) -> None:
     """``--live``/``--check``/``--top`` receive Frames: copies (lent buffers go back), the
     index of the frame in the capture, the result once the write returned."""
