@@ -54,6 +54,36 @@ def socket_pairs(
     return kernel, dev, ours, daemon
 
 
+def end_pairs(
+    fwd: core.CoreForwarder,
+    kernel: socket.socket,
+    dev: socket.socket,
+    ours: socket.socket,
+    daemon: socket.socket,
+) -> None:
+    """The end of a core on socket_pairs(): the "kernel" goes, then the daemon."""
+    kernel.close()
+    assert fwd.ended.wait(5)
+    daemon.shutdown(socket.SHUT_RDWR)
+    assert fwd.join(5)
+    for s in (daemon, dev, ours):
+        s.close()
+
+
+def assert_blocks(data: bytes, sent: list[tuple[Direction, bytes]], writer: CaptureWriter) -> None:
+    """``data`` is the packet blocks ``writer`` makes of the frames ``sent`` (replies
+    accepted by the kernel), one after the other, and nothing else."""
+    at = 0
+    for direction, frame in sent:
+        (total,) = struct.unpack_from("=I", data, at + 4)
+        t_hi, t_lo = struct.unpack_from("=II", data, at + 12)
+        result = 0 if direction is Direction.OUTBOUND else None
+        block = writer.block(direction, t_hi << 32 | t_lo, frame, result=result)
+        assert bytes(data[at : at + total]) == b"".join(block)
+        at += total
+    assert at == len(data)
+
+
 class SmallRing:
     """kernel socket ⇄ core ⇄ daemon socket, with a ring of a few slots and the smallest
     arena the core takes (four frames of 4 KiB), so that it fills and wraps often."""
@@ -229,12 +259,7 @@ def test_lending_a_megabyte_wakes_the_capture_thread_before_its_pause_ends() -> 
     finally:
         if not woken:
             fwd.wake()
-        kernel.close()
-        assert fwd.ended.wait(5)
-        daemon.shutdown(socket.SHUT_RDWR)
-        assert fwd.join(5)
-        for s in (daemon, dev, ours):
-            s.close()
+        end_pairs(fwd, kernel, dev, ours, daemon)
 
 
 def test_the_core_is_built_in_the_development_install() -> None:
@@ -414,24 +439,59 @@ def test_wait_pauses_until_its_timeout_or_until_woken() -> None:
         ring.close()
 
 
+class Pump:
+    """A small ring whose core encodes blocks as ``writer`` does, and its pump() in a
+    thread of its own (as the capture thread runs it), writing to a pipe the test reads."""
+
+    def __init__(self, interval: float) -> None:
+        self.ring = SmallRing(slots=64)
+        self.fwd = self.ring.fwd
+        self.writer = CaptureWriter(io.BytesIO(), {})
+        assert self.fwd.encode_blocks(self.writer)
+        self.interval = interval
+        self.r, self.w = os.pipe()
+        os.set_blocking(self.r, False)
+        self.done: list[tuple[int, int, int | None, bool]] = []
+        self.thread = threading.Thread()
+
+    def start(self) -> None:
+        self.thread = threading.Thread(
+            target=lambda: self.done.append(self.fwd.pump(self.w, -1, 0, self.interval))
+        )
+        self.thread.start()
+
+    def read(self, size: int) -> bytes:
+        """What the pipe carries, once it has ``size`` bytes (or after 30 s)."""
+        data = b""
+        deadline = time.monotonic() + 30
+        while len(data) < size and time.monotonic() < deadline:
+            try:
+                data += os.read(self.r, 1 << 16)
+            except BlockingIOError:
+                time.sleep(0.0005)
+        return data
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.fwd.wake()
+            self.thread.join(30)
+
+    def close(self) -> None:
+        self.stop()
+        os.close(self.r)
+        os.close(self.w)
+        self.ring.close()
+
+
 @needs_core
 def test_pump_writes_frames_as_they_come_until_woken_or_a_frame_needs_the_writer() -> None:
     """The capture thread's loop in C: pump() writes plain frames to the descriptor while
     they come, without returning, and returns when wake() is called, or when a frame needs
     the writer (a refused reply), which take() then hands over."""
-    ring = SmallRing(slots=64)
-    writer = CaptureWriter(io.BytesIO(), {})
-    assert ring.fwd.encode_blocks(writer)
-    r, w = os.pipe()
-    os.set_blocking(r, False)
-    done: list[tuple[int, int, int | None, bool]] = []
-
-    def pump() -> None:
-        done.append(ring.fwd.pump(w, -1, 0, 0.001))
-
+    pump = Pump(0.001)
+    ring, writer = pump.ring, pump.writer
     try:
-        pumping = threading.Thread(target=pump)
-        pumping.start()
+        pump.start()
         sent = []
         for u in range(2, 12, 2):
             req, rep = request(u, 100), reply(u, 200)
@@ -440,44 +500,22 @@ def test_pump_writes_frames_as_they_come_until_woken_or_a_frame_needs_the_writer
             ring.daemon.send(rep)
             assert ring.kernel.recv(1 << 16) == rep
             sent += [(Direction.INBOUND, req), (Direction.OUTBOUND, rep)]
-        size = sum(len(b"".join(writer.block(d, 0, f))) for d, f in sent)
-        data = b""
-        deadline = time.monotonic() + 30
-        while len(data) < size and time.monotonic() < deadline:
-            try:
-                data += os.read(r, 1 << 16)
-            except BlockingIOError:
-                time.sleep(0.001)
-        assert pumping.is_alive() and not done  # written, and still pumping
-        at = 0
-        for direction, frame in sent:
-            (total,) = struct.unpack_from("=I", data, at + 4)
-            t_hi, t_lo = struct.unpack_from("=II", data, at + 12)
-            result = 0 if direction is Direction.OUTBOUND else None
-            block = writer.block(direction, t_hi << 32 | t_lo, frame, result=result)
-            assert data[at : at + total] == b"".join(block)
-            at += total
-        assert at == len(data)
-        ring.fwd.wake()
-        pumping.join(30)
-        assert done == [(len(sent), len(data), None, False)]
+        data = pump.read(sum(len(b"".join(writer.block(d, 0, f))) for d, f in sent))
+        assert pump.thread.is_alive() and not pump.done  # written, and still pumping
+        assert_blocks(data, sent, writer)
+        pump.stop()
+        assert pump.done == [(len(sent), len(data), None, False)]
         # a reply the kernel refuses needs the writer: pump returns with it left to take
-        pumping = threading.Thread(target=pump)
-        pumping.start()
+        pump.start()
         ring.kernel.close()
         assert ring.fwd.ended.wait(5)
         ring.daemon.send(reply(99, 20))
-        pumping.join(30)
-        assert not pumping.is_alive() and done[1][2:] == (None, True)
+        pump.thread.join(30)
+        assert not pump.thread.is_alive() and pump.done[1][2:] == (None, True)
         (last,) = ring.fwd.take(True, True)
         assert last[0] is Direction.OUTBOUND and last[4] == errno.EPIPE
     finally:
-        if pumping.is_alive():
-            ring.fwd.wake()
-            pumping.join(30)
-        os.close(r)
-        os.close(w)
-        ring.close()
+        pump.close()
 
 
 @needs_core
@@ -485,15 +523,10 @@ def test_an_idle_pump_sleeps_until_the_next_frame_and_writes_it_within_its_inter
     """A pump that saw no frame in a whole pause stops waking every interval (an idle
     recorder costs nothing); the next frame ends that sleep, and is written one interval
     later, as any other."""
-    ring = SmallRing(slots=64)
-    writer = CaptureWriter(io.BytesIO(), {})
-    assert ring.fwd.encode_blocks(writer)
-    r, w = os.pipe()
-    os.set_blocking(r, False)
-    done: list[tuple[int, int, int | None, bool]] = []
-    pumping = threading.Thread(target=lambda: done.append(ring.fwd.pump(w, -1, 0, 0.002)))
+    pump = Pump(0.002)
+    ring, writer = pump.ring, pump.writer
     try:
-        pumping.start()
+        pump.start()
         time.sleep(0.3)  # 150 intervals, without a frame
         drains = ring.fwd._core.stats()["drains"]
         assert drains <= 3
@@ -502,28 +535,16 @@ def test_an_idle_pump_sleeps_until_the_next_frame_and_writes_it_within_its_inter
             ring.kernel.send(req)
             assert ring.daemon.recv(1 << 16) == req
             size = len(b"".join(writer.block(Direction.INBOUND, 0, req)))
-            data = b""
-            deadline = time.monotonic() + 30
-            while len(data) < size and time.monotonic() < deadline:
-                try:
-                    data += os.read(r, 1 << 16)
-                except BlockingIOError:
-                    time.sleep(0.0005)
+            data = pump.read(size)
             assert len(data) == size and data[28 : 28 + len(req)] == req
             time.sleep(0.1)
         # woken by each frame, and one more pause to see none came
         assert ring.fwd._core.stats()["drains"] - drains <= 6
-        assert pumping.is_alive()
-        ring.fwd.wake()
-        pumping.join(30)
-        assert done == [(2, 2 * size, None, False)]
+        assert pump.thread.is_alive()
+        pump.stop()
+        assert pump.done == [(2, 2 * size, None, False)]
     finally:
-        if pumping.is_alive():
-            ring.fwd.wake()
-            pumping.join(30)
-        os.close(r)
-        os.close(w)
-        ring.close()
+        pump.close()
 
 
 @needs_core
@@ -596,18 +617,5 @@ def test_while_pumping_to_a_pipe_the_loops_write_large_frames_themselves(pipe_si
         os.close(w)
         reader.join(30)
         os.close(r)
-        kernel.close()
-        assert fwd.ended.wait(5)
-        daemon.shutdown(socket.SHUT_RDWR)
-        assert fwd.join(5)
-        for s in (daemon, dev, ours):
-            s.close()
-    at = 0
-    for direction, frame in sent:
-        (total,) = struct.unpack_from("=I", got, at + 4)
-        t_hi, t_lo = struct.unpack_from("=II", got, at + 12)
-        result = 0 if direction is Direction.OUTBOUND else None
-        block = writer.block(direction, t_hi << 32 | t_lo, frame, result=result)
-        assert bytes(got[at : at + total]) == b"".join(block)
-        at += total
-    assert at == len(got)
+        end_pairs(fwd, kernel, dev, ours, daemon)
+    assert_blocks(got, sent, writer)
