@@ -97,8 +97,9 @@ typedef struct {
 	/* who takes from the ring's tail (and uses stage, iov, carry): held by the capture
 	 * thread, tried by a loop (write_inline) */
 	pthread_mutex_t wlock;
-	int pumping;   /* the capture thread is in Core.pump, which lets the loops write */
-	int inline_fd; /* where they write (-1: they do not) */
+	/* where the loops write (write_inline) while Core.pump lets them; -1: they do not
+	 * now, INLINE_REFUSED: never again (the descriptor refused or failed) */
+	int inline_fd;
 	char *carry;   /* the rest of the blocks a short write left, to go out first */
 	size_t carry_len, carry_off, carry_cap;
 	uint64_t inlined, carried;
@@ -123,6 +124,7 @@ typedef struct {
  * than into all those a 5 ms pause would leave lent (copying into cold buffers cost the
  * loop of 1 GiB reads twice the relay's time in recv(), profiled paired) */
 #define LEND_WAKE (1u << 20)
+#define INLINE_REFUSED (-2)
 
 static uint64_t now_ns(void)
 {
@@ -701,35 +703,36 @@ static int write_all(int fd, struct iovec *iov, int n, long long *pos, Py_ssize_
 	return 0;
 }
 
-/* Keeps what a short write left of iov[0..n) (done bytes written) in the carry: 0, or -1
- * when there is no memory for it. */
-static int keep_carry(Core *c, struct iovec *iov, int n, size_t done)
+/* What a short write that was not to wait left of iov[0..n) (its first `done` bytes
+ * went): kept in the carry, which goes out before anything else. 0, or, when there is no
+ * memory to keep it, the errno of writing it at once, waiting if need be. */
+static int keep_carry(Core *c, int fd, struct iovec *iov, int n, size_t done,
+		      Py_ssize_t *written)
 {
+	while (done >= iov->iov_len) {
+		done -= iov->iov_len;
+		iov++;
+		n--;
+	}
+	iov->iov_base = (char *)iov->iov_base + done;
+	iov->iov_len -= done;
 	size_t rest = 0;
 	for (int k = 0; k < n; k++)
 		rest += iov[k].iov_len;
-	rest -= done;
 	if (rest > c->carry_cap) {
 		char *p = realloc(c->carry, rest);
 		if (p == NULL)
-			return -1;
+			return write_all(fd, iov, n, NULL, written);
 		c->carry = p;
 		c->carry_cap = rest;
 	}
-	size_t at = 0;
-	for (int k = 0; k < n; k++) {
-		size_t len = iov[k].iov_len, from = 0;
-		if (done >= len) {
-			done -= len;
-			continue;
-		}
-		from = done;
-		done = 0;
-		memcpy(c->carry + at, (char *)iov[k].iov_base + from, len - from);
-		at += len - from;
-	}
 	c->carry_off = 0;
-	c->carry_len = at;
+	c->carry_len = 0;
+	for (int k = 0; k < n; k++) {
+		memcpy(c->carry + c->carry_len, iov[k].iov_base, iov[k].iov_len);
+		c->carry_len += iov[k].iov_len;
+	}
+	c->carried++;
 	return 0;
 }
 
@@ -863,21 +866,7 @@ static int write_ready(Core *c, int fd, long long *pos, Py_ssize_t limit, uint64
 				all += c->iov[k].iov_len;
 			if ((size_t)done < all) {
 				more = 0; /* the descriptor is full */
-				c->carried++;
-				if (keep_carry(c, c->iov, n, (size_t)done) < 0) {
-					/* no memory to keep the rest: written now, waiting if need be */
-					struct iovec *v = c->iov;
-					int m = n;
-					size_t skip = (size_t)done;
-					while (skip >= v->iov_len) {
-						skip -= v->iov_len;
-						v++;
-						m--;
-					}
-					v->iov_base = (char *)v->iov_base + skip;
-					v->iov_len -= skip;
-					err = write_all(fd, v, m, NULL, written);
-				}
+				err = keep_carry(c, fd, c->iov, n, (size_t)done, written);
 			}
 		} else {
 			err = write_all(fd, c->iov, n, pos, written);
@@ -913,18 +902,18 @@ static int write_ready(Core *c, int fd, long long *pos, Py_ssize_t limit, uint64
  * thread from then on (its own write reports the error). */
 static void write_inline(Core *c)
 {
-	if (!__atomic_load_n(&c->pumping, __ATOMIC_RELAXED))
+	if (__atomic_load_n(&c->inline_fd, __ATOMIC_RELAXED) < 0)
 		return;
 	if (pthread_mutex_trylock(&c->wlock) != 0)
 		return;
-	if (c->pumping && c->inline_fd >= 0) {
+	if (c->inline_fd >= 0) {
 		uint64_t frames = 0;
 		Py_ssize_t written = 0;
 		int left;
 		int err = write_ready(c, c->inline_fd, NULL, 0, &frames, &written, &left, 1);
 		c->inlined += frames;
 		if (err != 0 && err != EAGAIN)
-			c->inline_fd = -2; /* for good */
+			__atomic_store_n(&c->inline_fd, INLINE_REFUSED, __ATOMIC_RELAXED);
 	}
 	pthread_mutex_unlock(&c->wlock);
 }
@@ -1010,9 +999,8 @@ static PyObject *Core_pump(Core *c, PyObject *args)
 	long long step = (long long)(interval * 1e9);
 	Py_BEGIN_ALLOW_THREADS
 	pthread_mutex_lock(&c->wlock);
-	if (inl && pos < 0 && c->inline_fd != -2) /* (-2: the loops' writes failed before) */
-		c->inline_fd = fd;
-	__atomic_store_n(&c->pumping, 1, __ATOMIC_RELAXED);
+	if (inl && pos < 0 && c->inline_fd != INLINE_REFUSED)
+		__atomic_store_n(&c->inline_fd, fd, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&c->wlock);
 	pthread_mutex_lock(&c->lock);
 	uint64_t seen = c->head; /* the frames handed over at the last drain */
@@ -1052,9 +1040,8 @@ static PyObject *Core_pump(Core *c, PyObject *args)
 		pthread_mutex_unlock(&c->lock);
 	}
 	pthread_mutex_lock(&c->wlock);
-	__atomic_store_n(&c->pumping, 0, __ATOMIC_RELAXED);
 	if (c->inline_fd >= 0)
-		c->inline_fd = -1;
+		__atomic_store_n(&c->inline_fd, -1, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&c->wlock);
 	Py_END_ALLOW_THREADS
 	return written_tuple(frames, written, err, left);
