@@ -563,6 +563,19 @@ def ratio_cell(ratios: list[float]) -> str:
     return f"{statistics.median(ratios):.2f} ({lo:.2f}-{hi:.2f})"
 
 
+def space_needed(names: list[str], mib: int, rounds: int, phases: frozenset[str]) -> int:
+    """Bytes workload (r) writes at most: every configuration's file of ``mib`` MiB, and
+    for each configuration that writes a capture file, a capture of every round's reads
+    and writes (full frames: as large as the data)."""
+    captures = sum(1 for n in names if n.startswith("recorded") and "null" not in n)
+    timed = ("read" in phases) + ("write" in phases)
+    return (len(names) * mib + captures * rounds * mib * timed) << 20
+
+
+def free_space(path: Path) -> int:
+    return shutil.disk_usage(path).free
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time of every thread of process ``pid`` so far (schedstat: nanoseconds)."""
     total = 0
@@ -808,6 +821,14 @@ def main() -> None:
             phases = frozenset(args.phases.split(","))
             if not phases <= PHASES:
                 sys.exit(f"bench_record: --phases: a, read or write, not {args.phases}")
+            need, free = space_needed(names, args.mib, args.repeat, phases), free_space(base)
+            if need > free:
+                sys.exit(
+                    f"bench_record: workload (r) needs about {need / 2**30:.1f} GiB in {base} "
+                    f"(the daemons' files, and every round's capture of the configurations "
+                    f"that write one), {free / 2**30:.1f} GiB are free: fewer --repeat or "
+                    f"--mib, another --keep, or /dev/null captures only (recorded null)"
+                )
             paired(base, names, args.mib, args.files, args.repeat, phases, args.interleave)
         finally:
             if args.keep is None and workloads == {"r"}:
