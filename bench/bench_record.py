@@ -665,26 +665,26 @@ def paired_walk(base: Path, names: list[str], files: int, rounds: int) -> None:
         f"recorded capture); load average {os.getloadavg()[0]:.1f}"
     )
     print(
-        f"{'configuration':<21} {'s (best)':>9} {'median':>7} {'x native':>9} {'x relay':>8}"
-        f" {'CPU s/1000 frames':>18} {'x relay':>8}"
+        f"{'configuration':<21} {'s (best)':>9} {'median':>7} {'x native':>17} {'x relay':>17}"
+        f" {'CPU s/1000 frames':>18} {'x relay':>17}"
     )
 
     def ratio(name: str, ref: str, v: dict[str, list[float]]) -> str:
         if not v.get(ref) or not v.get(name):
             return "-"
-        return f"{statistics.median(a / b for a, b in zip(v[name], v[ref], strict=True)):.2f}"
+        return ratio_cell([a / b for a, b in zip(v[name], v[ref], strict=True)])
 
     for name in mounts:
         v = times[name]
         cpu = f"{statistics.median(cpus[name]) / per_round * 1000:.4f}" if cpus[name] else "-"
         print(
             f"{name:<21} {min(v):9.3f} {statistics.median(v):7.3f} "
-            f"{ratio(name, 'native', times):>9} {ratio(name, 'relay', times):>8}"
-            f" {cpu:>18} {ratio(name, 'relay', cpus):>8}"
+            f"{ratio(name, 'native', times):>17} {ratio(name, 'relay', times):>17}"
+            f" {cpu:>18} {ratio(name, 'relay', cpus):>17}"
         )
     print(
-        "x native, x relay: the median of the per-round ratios; CPU: the proxy process's "
-        "(all threads), median per round"
+        "x native, x relay: the median of the per-round ratios, in brackets its 95% interval; "
+        "CPU: the proxy process's (all threads), median per round"
     )
 
 
