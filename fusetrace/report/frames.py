@@ -65,13 +65,20 @@ _LATENCY_US: list[str | None] = [None] * 10_000
 _LATENCY_NS: dict[int, str] = {}
 
 
+def _memo(table: dict[Any, str], key: Any, text: str) -> str:
+    """``text``, kept in ``table`` under ``key`` while the table holds fewer than
+    :data:`_MEMO_MAX` texts (a capture repeats them; memory stays flat). The callers look
+    up first, inline: this is their miss."""
+    if len(table) < _MEMO_MAX:
+        table[key] = text
+    return text
+
+
 def _mode(mode: int) -> str:
     text = _MODE_TEXT.get(mode)
     if text is None:
         kind = FILE_TYPE_NAMES.get(mode & S_IFMT) or f"type{(mode & S_IFMT) >> 12}"
-        text = f"{kind} {mode & 0o7777:04o}"
-        if len(_MODE_TEXT) < _MEMO_MAX:
-            _MODE_TEXT[mode] = text
+        text = _memo(_MODE_TEXT, mode, f"{kind} {mode & 0o7777:04o}")
     return text
 
 
@@ -122,10 +129,7 @@ class _Pick:
 
     def remember(self, values: tuple[Any, ...]) -> str:
         """The text of these values, kept in :attr:`texts` (while it holds few)."""
-        text = self.text(values)
-        if len(self.texts) < _MEMO_MAX:
-            self.texts[values] = text
-        return text
+        return _memo(self.texts, values, self.text(values))
 
     def __call__(self, b: dict[str, Any]) -> str:
         items = self._items
@@ -311,9 +315,7 @@ def _open_out(v: tuple[int, ...]) -> str:
     fh, open_flags = v
     flags = _OPEN_FLAGS_TEXT.get(open_flags)
     if flags is None:
-        flags = "|".join(flag_names(open_flags, FopenFlag))
-        if len(_OPEN_FLAGS_TEXT) < _MEMO_MAX:
-            _OPEN_FLAGS_TEXT[open_flags] = flags
+        flags = _memo(_OPEN_FLAGS_TEXT, open_flags, "|".join(flag_names(open_flags, FopenFlag)))
     return f"fh={fh}" + (f" {flags}" if flags else "")
 
 
@@ -360,9 +362,7 @@ class _Sized:
         size = len(data) - lazy.pos
         text = self.texts.get(size)
         if text is None:
-            text = self.text(size)
-            if len(self.texts) < _MEMO_MAX:
-                self.texts[size] = text
+            text = _memo(self.texts, size, self.text(size))
         return text
 
 
@@ -507,9 +507,7 @@ def summary_line(frame: DecodedFrame, t0_ns: int, _bare: bool = False) -> str:
             else:
                 lt = _LATENCY_NS.get(lat)
                 if lt is None:
-                    lt = f" ({latency(lat)})"
-                    if len(_LATENCY_NS) < _MEMO_MAX:
-                        _LATENCY_NS[lat] = lt
+                    lt = _memo(_LATENCY_NS, lat, f" ({latency(lat)})")
             tail = lt + tail
         if kind == "interrupt-reply":
             status = errno_name(err) if err else "ok"
@@ -539,9 +537,7 @@ def summary_line(frame: DecodedFrame, t0_ns: int, _bare: bool = False) -> str:
         nodeid = h[3]  # InHeader: len, opcode, unique, nodeid, ...
         node = _NODE_TEXT.get(nodeid)  # memoised: a capture names few nodes, many times
         if node is None:
-            node = f" nodeid={nodeid}" if nodeid else ""
-            if len(_NODE_TEXT) < _MEMO_MAX:
-                _NODE_TEXT[nodeid] = node
+            node = _memo(_NODE_TEXT, nodeid, f" nodeid={nodeid}" if nodeid else "")
         if args:
             return f"{head} {h[2]} {d.name}{node} {args}{tail}"
         return f"{head} {h[2]} {d.name}{node}{tail}"
