@@ -133,6 +133,18 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* `ns` nanoseconds from now on the clock the capture thread's waits use (CLOCK_MONOTONIC,
+ * as Core_new sets for the drain condition) */
+static struct timespec deadline(long long ns)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	ns += (long long)t.tv_nsec;
+	t.tv_sec += (time_t)(ns / 1000000000);
+	t.tv_nsec = (long)(ns % 1000000000);
+	return t;
+}
+
 static int take_free(Core *c, int dir)
 {
 	int b = -1;
@@ -802,6 +814,7 @@ static int write_ready(Core *c, int fd, long long *pos, Py_ssize_t limit, uint64
 		struct iovec *iov = c->iov;
 		int n = 0;
 		Py_ssize_t fill = 0;
+		size_t bytes = 0; /* the call's, its blocks whole */
 		uint64_t start = i;
 		char *stage = c->stage;
 		for (; i < head; i++) {
@@ -853,6 +866,7 @@ static int write_ready(Core *c, int fd, long long *pos, Py_ssize_t limit, uint64
 				iov[n++] = (struct iovec){stage + fill + 28, (size_t)(pad + olen + 4)};
 			}
 			fill += need;
+			bytes += (size_t)size;
 		}
 		if (i == start)
 			break;
@@ -861,10 +875,7 @@ static int write_ready(Core *c, int fd, long long *pos, Py_ssize_t limit, uint64
 			if (done < 0) /* nothing written: the frames stay in the ring */
 				return errno == EINTR ? EAGAIN : errno;
 			*written += done;
-			size_t all = 0;
-			for (int k = 0; k < n; k++)
-				all += c->iov[k].iov_len;
-			if ((size_t)done < all) {
+			if ((size_t)done < bytes) {
 				more = 0; /* the descriptor is full */
 				err = keep_carry(c, fd, c->iov, n, (size_t)done, written);
 			}
@@ -1006,11 +1017,7 @@ static PyObject *Core_pump(Core *c, PyObject *args)
 	uint64_t seen = c->head; /* the frames handed over at the last drain */
 	pthread_mutex_unlock(&c->lock);
 	for (;;) {
-		struct timespec until;
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		long long ns = (long long)until.tv_nsec + step;
-		until.tv_sec += (time_t)(ns / 1000000000);
-		until.tv_nsec = (long)(ns % 1000000000);
+		struct timespec until = deadline(step);
 		pthread_mutex_lock(&c->lock);
 		while (!c->woken && !c->called)
 			if (pthread_cond_timedwait(&c->drain, &c->lock, &until) == ETIMEDOUT)
@@ -1054,14 +1061,10 @@ static PyObject *Core_wait(Core *c, PyObject *args)
 {
 	double timeout;
 	int woken;
-	struct timespec until;
 	if (!PyArg_ParseTuple(args, "d", &timeout))
 		return NULL;
 	Py_BEGIN_ALLOW_THREADS
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	long long ns = (long long)until.tv_nsec + (long long)(timeout * 1e9);
-	until.tv_sec += (time_t)(ns / 1000000000);
-	until.tv_nsec = (long)(ns % 1000000000);
+	struct timespec until = deadline((long long)(timeout * 1e9));
 	pthread_mutex_lock(&c->lock);
 	while (!c->woken)
 		if (pthread_cond_timedwait(&c->drain, &c->lock, &until) == ETIMEDOUT)
