@@ -59,7 +59,7 @@ class FakeFs:
         self.ids = {p: (1 if p == "" else base * 16 + 2 + i * 3) for i, p in enumerate(self.paths)}
         self.by_id = {v: k for k, v in self.ids.items()}
         self.next_fh = base * 8 + 5
-        self.generation = base % 1000 + 1
+        self.generation = base + 1  # (as unlikely as the base to repeat between runs)
         self.cookie_base = base * 4 + 100
         self.handles: dict[int, str] = {}
         self.neg = Negotiated.default()
@@ -222,8 +222,10 @@ class FakeFs:
                 u,
                 {
                     "st": {
-                        "blocks": 100,
-                        "bfree": random.randrange(50),
+                        "blocks": 1 << 30,
+                        # drawn from a range wide enough never to repeat in a test run's
+                        # replays (50 values made one replay in 50 match by chance)
+                        "bfree": random.randrange(1 << 30),
                         "bavail": 10,
                         "files": 6,
                         "ffree": 0,
